@@ -1,0 +1,206 @@
+// Package store defines the authorization server's persistent state and the one interface every backend implements.
+//
+// Two backends exist: Redis (redisstore, for production and several nodes) and an embedded single-node store
+// (embedded, the default). Both must pass the contract suite in storetest. Secrets never reach a store in clear:
+// client secrets, registration access tokens, authorization codes and refresh tokens are stored under their SHA-256
+// hash (see HashSecret), so a copy of the store cannot be replayed.
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"time"
+)
+
+// Errors returned by every backend. Callers test them with errors.Is.
+var (
+	// ErrNotFound: no such record, or it expired.
+	ErrNotFound = errors.New("store: not found")
+	// ErrAlreadyExists: Create* was called with an id that is taken.
+	ErrAlreadyExists = errors.New("store: already exists")
+	// ErrReused: a single-use record (authorization code, refresh token) was presented a second time. The call
+	// that returns it also returns the record, so the caller can revoke the grant family it belongs to.
+	ErrReused = errors.New("store: already used")
+	// ErrUnavailable wraps failures of the backend itself (Redis down, disk full); handlers answer 503.
+	ErrUnavailable = errors.New("store: unavailable")
+)
+
+// HashSecret returns the lookup key under which a high-entropy secret is stored. SHA-256 is enough: the secrets are
+// 256-bit random values, so a slow password hash would add cost without adding safety.
+func HashSecret(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}
+
+// Client is a registered OAuth client (RFC 7591). Metadata holds the registered client metadata exactly as it is
+// returned to the client (JSON object), so unknown-but-accepted fields round-trip.
+type Client struct {
+	ID                    string         `json:"client_id"`
+	SecretHash            string         `json:"secret_hash,omitempty"` // empty for public clients
+	RegistrationTokenHash string         `json:"registration_token_hash"`
+	RedirectURIs          []string       `json:"redirect_uris"`
+	TokenEndpointAuth     string         `json:"token_endpoint_auth_method"`
+	GrantTypes            []string       `json:"grant_types"`
+	Name                  string         `json:"client_name,omitempty"`
+	Scope                 string         `json:"scope,omitempty"`
+	Metadata              map[string]any `json:"metadata,omitempty"`
+	IssuedAt              time.Time      `json:"issued_at"`
+	ExpiresAt             time.Time      `json:"expires_at,omitzero"` // zero: never expires
+}
+
+// User is the identity the IdP (GitHub) vouched for.
+type User struct {
+	ID    string `json:"id"`    // GitHub numeric user id, as a string; the token's sub
+	Login string `json:"login"` // GitHub login
+	Name  string `json:"name,omitempty"`
+	Email string `json:"email,omitempty"`
+}
+
+// AuthRequest is an authorization request between /authorize and the redirect back to the client: it survives the
+// round trip to GitHub and the consent page. Short-lived.
+type AuthRequest struct {
+	ID            string    `json:"id"`
+	ClientID      string    `json:"client_id"`
+	RedirectURI   string    `json:"redirect_uri"`
+	State         string    `json:"state,omitempty"`
+	CodeChallenge string    `json:"code_challenge"`
+	Scope         string    `json:"scope"`
+	Resource      string    `json:"resource"`
+	User          *User     `json:"user,omitempty"` // set after login
+	CSRFToken     string    `json:"csrf_token,omitempty"`
+	CreatedAt     time.Time `json:"created_at"`
+	ExpiresAt     time.Time `json:"expires_at"`
+}
+
+// AuthCode is an issued authorization code, stored under HashSecret(code). It is bound to everything the token
+// request must repeat. FamilyID names the grant family its tokens will belong to, known before redemption so a
+// second redemption can revoke what the first one issued.
+type AuthCode struct {
+	Hash          string    `json:"hash"`
+	ClientID      string    `json:"client_id"`
+	RedirectURI   string    `json:"redirect_uri"`
+	CodeChallenge string    `json:"code_challenge"`
+	Scope         string    `json:"scope"`
+	Resource      string    `json:"resource"`
+	User          User      `json:"user"`
+	FamilyID      string    `json:"family_id"`
+	ExpiresAt     time.Time `json:"expires_at"`
+}
+
+// RefreshToken is stored under HashSecret(token). Every refresh token belongs to a grant family: the chain of
+// tokens rotated from one authorization code.
+type RefreshToken struct {
+	Hash      string    `json:"hash"`
+	FamilyID  string    `json:"family_id"`
+	ClientID  string    `json:"client_id"`
+	User      User      `json:"user"`
+	Scope     string    `json:"scope"`
+	Resource  string    `json:"resource"`
+	IssuedAt  time.Time `json:"issued_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// AccessToken records an issued JWT access token by its jti, so that revoking a family, a client or a user can
+// publish every jti still alive to the revocation feed.
+type AccessToken struct {
+	JTI       string    `json:"jti"`
+	FamilyID  string    `json:"family_id"`
+	ClientID  string    `json:"client_id"`
+	UserID    string    `json:"user_id"`
+	Scope     string    `json:"scope"`
+	Resource  string    `json:"resource"`
+	IssuedAt  time.Time `json:"issued_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Revocation is one entry of the revocation feed: a revoked access token's jti, kept until the token would have
+// expired anyway. Seq orders the feed; readers resume from the highest Seq they saw.
+type Revocation struct {
+	JTI       string    `json:"jti"`
+	ExpiresAt time.Time `json:"exp"`
+	Seq       int64     `json:"seq"`
+}
+
+// Consent remembers that a user approved a client for some scopes on a resource.
+type Consent struct {
+	UserID    string    `json:"user_id"`
+	ClientID  string    `json:"client_id"`
+	Scope     string    `json:"scope"`
+	Resource  string    `json:"resource"`
+	GrantedAt time.Time `json:"granted_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// SigningKey is one key of the signing key set. PrivatePEM is a PKCS#8 PEM block. A key is published from
+// PublishedAt, signs from ActiveAt (after caches have seen it) and is dropped after RetireAt (when the last token it
+// signed has expired).
+type SigningKey struct {
+	KID         string    `json:"kid"`
+	Alg         string    `json:"alg"`
+	PrivatePEM  string    `json:"private_pem"`
+	PublishedAt time.Time `json:"published_at"`
+	ActiveAt    time.Time `json:"active_at"`
+	RetireAt    time.Time `json:"retire_at,omitzero"` // zero: in service
+}
+
+// Store is the authorization server's whole state. Every method is safe for concurrent use. Records carry their
+// own expiry; a backend never returns an expired record (it answers ErrNotFound) and removes them on its own.
+type Store interface {
+	// Clients.
+	CreateClient(ctx context.Context, c *Client) error // ErrAlreadyExists if the id is taken
+	GetClient(ctx context.Context, id string) (*Client, error)
+	UpdateClient(ctx context.Context, c *Client) error // ErrNotFound if absent
+	DeleteClient(ctx context.Context, id string) error // ErrNotFound if absent
+	ListClients(ctx context.Context) ([]*Client, error)
+
+	// Authorization requests in flight.
+	PutAuthRequest(ctx context.Context, r *AuthRequest) error // create or replace
+	GetAuthRequest(ctx context.Context, id string) (*AuthRequest, error)
+	DeleteAuthRequest(ctx context.Context, id string) error
+
+	// Authorization codes. RedeemCode consumes the code atomically: the first call returns it; every later call
+	// returns the same record with ErrReused (until its expiry), and a code never issued gives ErrNotFound.
+	CreateCode(ctx context.Context, c *AuthCode) error
+	RedeemCode(ctx context.Context, hash string) (*AuthCode, error)
+
+	// Refresh tokens. RotateRefresh atomically marks oldHash used and stores next (same family). If oldHash was
+	// already used it stores nothing and returns the old record with ErrReused; unknown or expired: ErrNotFound.
+	CreateRefresh(ctx context.Context, t *RefreshToken) error
+	GetRefresh(ctx context.Context, hash string) (*RefreshToken, error) // a used token gives ErrReused
+	RotateRefresh(ctx context.Context, oldHash string, next *RefreshToken) (*RefreshToken, error)
+
+	// Access tokens issued (by jti), for revocation and introspection.
+	RecordAccess(ctx context.Context, t *AccessToken) error
+	GetAccess(ctx context.Context, jti string) (*AccessToken, error)
+
+	// RevokeFamily deletes every refresh token of the family and publishes every live access token of it to the
+	// revocation feed. RevokeClient and RevokeUser do the same for every family of a client or of a user. They
+	// return how many families were revoked. Revoking twice is not an error.
+	RevokeFamily(ctx context.Context, familyID string) error
+	RevokeClient(ctx context.Context, clientID string) (int, error)
+	RevokeUser(ctx context.Context, userID string) (int, error)
+	// RevokeAccess publishes one access token's jti to the feed (it stays listed until exp).
+	RevokeAccess(ctx context.Context, jti string, exp time.Time) error
+	IsRevoked(ctx context.Context, jti string) (bool, error)
+	// RevokedSince lists feed entries with Seq > since, oldest first, and the highest Seq in the feed (the cursor
+	// to pass next time). Entries whose token has expired are left out.
+	RevokedSince(ctx context.Context, since int64) ([]Revocation, int64, error)
+
+	// Consents.
+	PutConsent(ctx context.Context, c *Consent) error
+	GetConsent(ctx context.Context, userID, clientID string) (*Consent, error)
+
+	// Signing keys: the whole set, read and replaced together (it is small and rarely changes).
+	SigningKeys(ctx context.Context) ([]SigningKey, error)
+	// CompareAndSetSigningKeys replaces the set only if it still equals prev (by KIDs and times), so two nodes
+	// starting at once cannot both create a first key. It reports whether it replaced the set.
+	CompareAndSetSigningKeys(ctx context.Context, prev, next []SigningKey) (bool, error)
+
+	// Ping reports whether the backend is reachable (readiness).
+	Ping(ctx context.Context) error
+	// PurgeExpired removes expired records that the backend does not expire on its own; it returns how many.
+	PurgeExpired(ctx context.Context) (int, error)
+	Close() error
+}
