@@ -1,0 +1,360 @@
+// Package plugin is the mcp-oauth Traefik middleware: it validates OAuth 2.1 access tokens (RFC 9068 JWTs) locally
+// in front of an MCP server and serves the server's protected-resource metadata (RFC 9728).
+//
+// Traefik runs it through the Yaegi interpreter, so it imports the standard library only and avoids what Yaegi runs
+// badly (generics, newer builtins, interpreted loops on the request path).
+package plugin
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the middleware configuration. Traefik decodes the dynamic configuration into it with mapstructure
+// (field names match case-insensitively, so `jwksUrl` fills JWKSURL); durations are strings such as "30s" (a bare
+// number means seconds) so that YAML, TOML and docker labels all decode.
+type Config struct {
+	// Issuer is the authorization server's issuer URL, exactly as in its metadata and the tokens' iss (no trailing slash).
+	Issuer string `json:"issuer,omitempty"`
+	// Resource is the canonical URL of the protected MCP endpoint; tokens must name it in aud.
+	Resource string `json:"resource,omitempty"`
+	// ResourceName is the human-readable name in the protected-resource metadata.
+	ResourceName string `json:"resourceName,omitempty"`
+	// Scopes are the scopes a token needs for this route (default ["mcp"]).
+	Scopes []string `json:"scopes,omitempty"`
+	// ScopesSupported is advertised in the protected-resource metadata (default: Scopes).
+	ScopesSupported []string `json:"scopesSupported,omitempty"`
+	// Algorithms is the allow list of JWS algorithms (default ["ES256", "RS256"]).
+	Algorithms []string `json:"algorithms,omitempty"`
+	// JWKSURL overrides the jwks_uri from the issuer's metadata.
+	JWKSURL string `json:"jwksUrl,omitempty"`
+	// RevocationFeedURL overrides the revocation_feed_endpoint from the issuer's metadata ("off" disables the feed).
+	RevocationFeedURL string `json:"revocationFeedUrl,omitempty"`
+	// ClockSkew is the leeway for exp, nbf and iat (default "30s").
+	ClockSkew string `json:"clockSkew,omitempty"`
+	// MaxTokenBytes is the largest accepted token (default 8192).
+	MaxTokenBytes int `json:"maxTokenBytes,omitempty"`
+	// CacheSize bounds the verified-token cache of this route (default 10000 entries).
+	CacheSize int `json:"cacheSize,omitempty"`
+	// JWKSRefreshInterval is how often the key set is fetched again (default "5m").
+	JWKSRefreshInterval string `json:"jwksRefreshInterval,omitempty"`
+	// JWKSMinRefreshInterval is the least time between two fetches caused by unknown kids (default "30s").
+	JWKSMinRefreshInterval string `json:"jwksMinRefreshInterval,omitempty"`
+	// RevocationPollInterval is how often the revocation feed is polled (default: the feed's poll_interval, else "5s").
+	RevocationPollInterval string `json:"revocationPollInterval,omitempty"`
+	// FetchTimeout bounds each request to the authorization server (default "5s").
+	FetchTimeout string `json:"fetchTimeout,omitempty"`
+	// KeepAuthorization forwards the Authorization header to the backend (default false: it is removed).
+	KeepAuthorization bool `json:"keepAuthorization,omitempty"`
+	// Headers names the identity headers set for the backend; an empty name disables that header.
+	Headers HeadersConfig `json:"headers,omitempty"`
+}
+
+// HeadersConfig names the identity headers the middleware sets on requests it lets through.
+type HeadersConfig struct {
+	// UserID carries sub (default X-User-Id).
+	UserID string `json:"userId,omitempty"`
+	// UserName carries username (default X-User-Name).
+	UserName string `json:"userName,omitempty"`
+	// UserEmail carries email when the token has one (default X-User-Email).
+	UserEmail string `json:"userEmail,omitempty"`
+	// ClientID carries client_id (default X-Client-Id).
+	ClientID string `json:"clientId,omitempty"`
+	// Scopes carries scope (default X-Scopes).
+	Scopes string `json:"scopes,omitempty"`
+}
+
+// CreateConfig returns the default configuration. Slices stay nil here: mapstructure decodes a list into an existing
+// slice element by element, so a longer default would leave stale entries behind a shorter configured list.
+func CreateConfig() *Config {
+	return &Config{
+		ClockSkew:              "30s",
+		MaxTokenBytes:          8192,
+		CacheSize:              10000,
+		JWKSRefreshInterval:    "5m",
+		JWKSMinRefreshInterval: "30s",
+		FetchTimeout:           "5s",
+		Headers: HeadersConfig{
+			UserID:    "X-User-Id",
+			UserName:  "X-User-Name",
+			UserEmail: "X-User-Email",
+			ClientID:  "X-Client-Id",
+			Scopes:    "X-Scopes",
+		},
+	}
+}
+
+const (
+	wellKnownPRM = "/.well-known/oauth-protected-resource"
+	feedOff      = "off"
+)
+
+// settings is a validated Config with everything the request path needs precomputed.
+type settings struct {
+	issuer          string
+	resource        string
+	resourceName    string
+	scopes          []string
+	scopesSupported []string
+	algorithms      map[string]bool
+	jwksURL         string
+	feedURL         string
+	skew            time.Duration
+	maxTokenBytes   int
+	cacheSize       int
+	jwksRefresh     time.Duration
+	jwksMinRefresh  time.Duration
+	revocationPoll  time.Duration // 0: follow the feed's poll_interval
+	fetchTimeout    time.Duration
+	keepAuth        bool
+	headers         []string // canonical names in the order userID, userName, email, clientID, scopes; "" = disabled
+
+	prmPath     string // path-suffixed metadata path ("" when the resource has no path)
+	metadataURL string // absolute URL of the resource's metadata, for resource_metadata
+}
+
+// supportedAlgorithms are the JWS algorithms the middleware can verify. Symmetric ones and "none" are never accepted.
+var supportedAlgorithms = map[string]bool{
+	"ES256": true, "ES384": true, "ES512": true,
+	"RS256": true, "RS384": true, "RS512": true,
+	"PS256": true, "PS384": true, "PS512": true,
+}
+
+func parseConfig(c *Config) (*settings, error) {
+	if c == nil {
+		return nil, errors.New("no configuration given")
+	}
+	s := &settings{keepAuth: c.KeepAuthorization, resourceName: c.ResourceName}
+	var errs []string
+
+	iss, err := parseIssuer(c.Issuer)
+	if err != nil {
+		errs = append(errs, err.Error())
+	}
+	s.issuer = iss
+
+	res, err := canonicalResource(c.Resource)
+	if err != nil {
+		errs = append(errs, err.Error())
+	} else {
+		s.resource = res
+		u, _ := url.Parse(res)
+		origin := u.Scheme + "://" + u.Host
+		if u.Path != "" {
+			s.prmPath = wellKnownPRM + u.Path
+		}
+		s.metadataURL = origin + wellKnownPRM + u.Path
+	}
+
+	s.scopes = cleanList(c.Scopes)
+	if c.Scopes == nil {
+		s.scopes = []string{"mcp"}
+	}
+	for _, sc := range s.scopes {
+		if !validScopeToken(sc) {
+			errs = append(errs, fmt.Sprintf("scopes: %q is not a valid scope (RFC 6749 §3.3: printable ASCII without space, \" or \\)", sc))
+		}
+	}
+	s.scopesSupported = cleanList(c.ScopesSupported)
+	if len(s.scopesSupported) == 0 {
+		s.scopesSupported = s.scopes
+	}
+
+	algs := cleanList(c.Algorithms)
+	if len(algs) == 0 {
+		algs = []string{"ES256", "RS256"}
+	}
+	s.algorithms = map[string]bool{}
+	for _, a := range algs {
+		if !supportedAlgorithms[a] {
+			errs = append(errs, fmt.Sprintf("algorithms: %q is not supported (use ES256, ES384, ES512, RS256, RS384, RS512, PS256, PS384 or PS512)", a))
+			continue
+		}
+		s.algorithms[a] = true
+	}
+
+	if c.JWKSURL != "" {
+		if err := checkHTTPURL(c.JWKSURL); err != nil {
+			errs = append(errs, "jwksUrl: "+err.Error())
+		}
+		s.jwksURL = c.JWKSURL
+	}
+	if c.RevocationFeedURL != "" && c.RevocationFeedURL != feedOff {
+		if err := checkHTTPURL(c.RevocationFeedURL); err != nil {
+			errs = append(errs, "revocationFeedUrl: "+err.Error())
+		}
+	}
+	s.feedURL = c.RevocationFeedURL
+
+	durations := []struct {
+		name string
+		val  string
+		def  time.Duration
+		min  time.Duration
+		dst  *time.Duration
+	}{
+		{"clockSkew", c.ClockSkew, 30 * time.Second, 0, &s.skew},
+		{"jwksRefreshInterval", c.JWKSRefreshInterval, 5 * time.Minute, time.Second, &s.jwksRefresh},
+		{"jwksMinRefreshInterval", c.JWKSMinRefreshInterval, 30 * time.Second, 0, &s.jwksMinRefresh},
+		{"revocationPollInterval", c.RevocationPollInterval, 0, 100 * time.Millisecond, &s.revocationPoll},
+		{"fetchTimeout", c.FetchTimeout, 5 * time.Second, 100 * time.Millisecond, &s.fetchTimeout},
+	}
+	for _, d := range durations {
+		v, err := parseDuration(d.val, d.def)
+		if err != nil {
+			errs = append(errs, d.name+": "+err.Error())
+			continue
+		}
+		if d.val != "" && v < d.min {
+			errs = append(errs, fmt.Sprintf("%s: %s is below the minimum %s", d.name, v, d.min))
+			continue
+		}
+		*d.dst = v
+	}
+
+	s.maxTokenBytes = c.MaxTokenBytes
+	if s.maxTokenBytes == 0 {
+		s.maxTokenBytes = 8192
+	}
+	if s.maxTokenBytes < 256 {
+		errs = append(errs, fmt.Sprintf("maxTokenBytes: %d is too small for any access token (minimum 256)", c.MaxTokenBytes))
+	}
+	s.cacheSize = c.CacheSize
+	if s.cacheSize == 0 {
+		s.cacheSize = 10000
+	}
+	if s.cacheSize < 0 {
+		errs = append(errs, fmt.Sprintf("cacheSize: %d must be positive", c.CacheSize))
+	}
+
+	h := c.Headers
+	for _, name := range []string{h.UserID, h.UserName, h.UserEmail, h.ClientID, h.Scopes} {
+		name = strings.TrimSpace(name)
+		if name != "" && !validHeaderName(name) {
+			errs = append(errs, fmt.Sprintf("headers: %q is not a valid header name", name))
+		}
+		if strings.EqualFold(name, "Authorization") {
+			errs = append(errs, "headers: Authorization cannot carry an identity claim")
+		}
+		s.headers = append(s.headers, http.CanonicalHeaderKey(name))
+	}
+
+	if len(errs) > 0 {
+		return nil, errors.New("mcp-oauth configuration: " + strings.Join(errs, "; "))
+	}
+	return s, nil
+}
+
+func parseIssuer(v string) (string, error) {
+	if v == "" {
+		return "", errors.New("issuer is required (the authorization server's issuer URL, e.g. https://auth.example.com)")
+	}
+	if err := checkHTTPURL(v); err != nil {
+		return "", fmt.Errorf("issuer: %w", err)
+	}
+	if strings.HasSuffix(v, "/") {
+		return "", fmt.Errorf("issuer %q must not end with / (it must equal the tokens' iss exactly)", v)
+	}
+	return v, nil
+}
+
+// canonicalResource returns the canonical form of an MCP endpoint URL (RFC 8707 §2, MCP authorization spec):
+// lowercase scheme and host, no fragment, no query, no trailing slash.
+func canonicalResource(v string) (string, error) {
+	if v == "" {
+		return "", errors.New("resource is required (the canonical URL of the MCP endpoint, e.g. https://mcp.example.com/mcp)")
+	}
+	if err := checkHTTPURL(v); err != nil {
+		return "", fmt.Errorf("resource: %w", err)
+	}
+	u, _ := url.Parse(v)
+	if u.Fragment != "" || strings.Contains(v, "#") {
+		return "", fmt.Errorf("resource %q must not have a fragment (RFC 8707)", v)
+	}
+	if u.RawQuery != "" || strings.Contains(v, "?") {
+		return "", fmt.Errorf("resource %q must not have a query", v)
+	}
+	u.Scheme = strings.ToLower(u.Scheme)
+	u.Host = strings.ToLower(u.Host)
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = ""
+	return u.String(), nil
+}
+
+func checkHTTPURL(v string) error {
+	u, err := url.Parse(v)
+	if err != nil {
+		return fmt.Errorf("%q is not a URL: %w", v, err)
+	}
+	if s := strings.ToLower(u.Scheme); s != "http" && s != "https" {
+		return fmt.Errorf("%q must be an http or https URL", v)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("%q has no host", v)
+	}
+	return nil
+}
+
+// parseDuration accepts Go durations ("30s", "5m") and bare numbers of seconds ("30"), since YAML numbers reach the
+// plugin as numbers and mapstructure turns them into digit strings.
+func parseDuration(v string, def time.Duration) (time.Duration, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return def, nil
+	}
+	if n, err := strconv.ParseFloat(v, 64); err == nil {
+		if n < 0 {
+			return 0, fmt.Errorf("%q is negative", v)
+		}
+		return time.Duration(n * float64(time.Second)), nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration (use e.g. \"30s\" or \"5m\")", v)
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("%q is negative", v)
+	}
+	return d, nil
+}
+
+// cleanList trims entries and drops empty ones, and also splits space-separated entries, so "mcp tools" and
+// ["mcp", "tools"] mean the same.
+func cleanList(in []string) []string {
+	var out []string
+	for _, v := range in {
+		for _, f := range strings.Fields(strings.ReplaceAll(v, ",", " ")) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func validScopeToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+func validHeaderName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		ok := c == '-' || c == '_' || c == '.' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+		if !ok {
+			return false
+		}
+	}
+	return s != ""
+}

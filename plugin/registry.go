@@ -1,0 +1,544 @@
+package plugin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// registry is the package's one global, forced by Traefik's plugin model: Traefik builds a middleware per router and
+// builds them all again on every configuration reload, and offers no hook to share state or stop goroutines. Each
+// issuer's key set, revocation set, verified-token caches and background refresh loops live here, keyed by issuer
+// and endpoints, so a reload reuses them: no fetch storm, no cold cache.
+var registry = &issuerRegistry{
+	issuers: map[string]*issuerState{},
+	info:    slog.New(slog.NewTextHandler(os.Stdout, nil)).With("plugin", "mcp-oauth"),
+	errs:    slog.New(slog.NewTextHandler(os.Stderr, nil)).With("plugin", "mcp-oauth"),
+}
+
+type issuerRegistry struct {
+	mu      sync.Mutex
+	issuers map[string]*issuerState
+	info    *slog.Logger // Traefik logs a plugin's stdout at debug level
+	errs    *slog.Logger // and its stderr at error level
+}
+
+// issuerFor returns the shared state of the issuer s names, starting its refresh loops the first time.
+func (r *issuerRegistry) issuerFor(s *settings) *issuerState {
+	key := s.issuer + "\n" + s.jwksURL + "\n" + s.feedURL
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.issuers[key]
+	if st == nil {
+		st = &issuerState{
+			issuer:   s.issuer,
+			jwksConf: s.jwksURL,
+			feedConf: s.feedURL,
+			client:   &http.Client{},
+			stop:     make(chan struct{}),
+			revoked:  map[string]int64{},
+			caches:   map[string]*tokenCache{},
+			info:     r.info,
+			errs:     r.errs,
+		}
+		st.setTiming(s)
+		r.issuers[key] = st
+		go st.keysLoop()
+		go st.feedLoop()
+		return st
+	}
+	// The newest configuration's timings win, so a reload that changes them takes effect without a new fetch.
+	st.setTiming(s)
+	return st
+}
+
+// stopAll ends every refresh loop and forgets all issuers (tests use it between cases).
+func (r *issuerRegistry) stopAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, st := range r.issuers {
+		close(st.stop)
+		delete(r.issuers, k)
+	}
+}
+
+var errKeysNotReady = errors.New("signing keys are not loaded yet")
+
+// issuerState is what every middleware of one issuer shares.
+type issuerState struct {
+	issuer   string
+	jwksConf string // configured JWKS URL, "" = from metadata
+	feedConf string // configured feed URL, "" = from metadata, "off" = none
+	client   *http.Client
+	stop     chan struct{}
+	info     *slog.Logger
+	errs     *slog.Logger
+
+	mu             sync.RWMutex
+	jwksRefresh    time.Duration
+	jwksMinRefresh time.Duration
+	poll           time.Duration
+	fetchTimeout   time.Duration
+	jwksURL        string // resolved endpoints
+	feedURL        string
+	keys           map[string]*verifyKey
+	keysErr        string // why keys are missing, for logs
+	feedTried      bool   // the first revocation poll has finished (so no revoked token slips in at start)
+	feedOK         bool
+	revoked        map[string]int64 // jti -> exp
+	cursor         int64
+	caches         map[string]*tokenCache
+
+	discoverMu sync.Mutex // one metadata fetch at a time
+	refreshMu  sync.Mutex // one JWKS fetch at a time
+	lastFetch  time.Time  // of the last JWKS fetch attempt, guarded by refreshMu
+}
+
+func (st *issuerState) setTiming(s *settings) {
+	st.mu.Lock()
+	st.jwksRefresh, st.jwksMinRefresh, st.poll, st.fetchTimeout = s.jwksRefresh, s.jwksMinRefresh, s.revocationPoll, s.fetchTimeout
+	st.mu.Unlock()
+}
+
+// ready reports whether tokens can be judged: keys are known and the revocation feed was read once (or is off).
+func (st *issuerState) ready() bool {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	return st.keys != nil && (st.feedTried || st.feedConf == feedOff)
+}
+
+// cacheFor returns the verified-token cache of one route policy. Routes whose policy (resource, scopes, header
+// names, skew) is the same share a cache, which is what keeps it warm across reloads.
+func (st *issuerState) cacheFor(s *settings) *tokenCache {
+	key := s.resource + "\n" + strings.Join(s.scopes, " ") + "\n" + strings.Join(s.headers, ",") + "\n" + s.skew.String()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	c := st.caches[key]
+	if c == nil {
+		c = &tokenCache{entries: map[string]*cacheEntry{}}
+		st.caches[key] = c
+	}
+	c.mu.Lock()
+	c.max = s.cacheSize
+	c.mu.Unlock()
+	return c
+}
+
+// keyFor returns the key for kid. An unknown kid triggers a JWKS fetch, at most once per jwksMinRefresh, so a
+// flood of made-up kids cannot hammer the authorization server.
+func (st *issuerState) keyFor(kid string) (*verifyKey, error) {
+	st.mu.RLock()
+	k, loaded := st.keys[kid], st.keys != nil
+	minGap := st.jwksMinRefresh
+	st.mu.RUnlock()
+	if k != nil {
+		return k, nil
+	}
+	if !loaded {
+		return nil, errKeysNotReady
+	}
+	st.refreshMu.Lock()
+	defer st.refreshMu.Unlock()
+	st.mu.RLock()
+	k = st.keys[kid]
+	st.mu.RUnlock()
+	if k != nil {
+		return k, nil
+	}
+	if time.Since(st.lastFetch) >= minGap {
+		if err := st.fetchKeysLocked(); err != nil {
+			st.errs.Warn("JWKS refresh for an unknown kid failed", "issuer", st.issuer, "error", err)
+		}
+		st.mu.RLock()
+		k = st.keys[kid]
+		st.mu.RUnlock()
+		if k != nil {
+			return k, nil
+		}
+	}
+	return nil, fmt.Errorf("token kid '%s' is not in the issuer's key set", quoteSafe(kid))
+}
+
+func (st *issuerState) keysLoop() {
+	backoff := time.Second
+	failing := false
+	for {
+		st.refreshMu.Lock()
+		err := st.fetchKeysLocked()
+		st.refreshMu.Unlock()
+		st.mu.RLock()
+		wait, loaded := st.jwksRefresh, st.keys != nil
+		st.mu.RUnlock()
+		if err != nil {
+			if !failing {
+				st.errs.Error("cannot load the issuer's signing keys; retrying", "issuer", st.issuer, "error", err)
+			}
+			failing = true
+			if !loaded {
+				// Until keys arrive every request gets 503, so retry soon, backing off to 30 s.
+				wait = backoff
+				if backoff < 30*time.Second {
+					backoff *= 2
+				}
+			}
+		} else {
+			if failing {
+				st.info.Info("signing keys loaded", "issuer", st.issuer)
+			}
+			failing = false
+			backoff = time.Second
+		}
+		select {
+		case <-st.stop:
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// fetchKeysLocked fetches the JWKS and installs it; the caller holds refreshMu. Cached tokens signed by a key that
+// left the set are dropped, so a retired key stops working at once.
+func (st *issuerState) fetchKeysLocked() error {
+	st.lastFetch = time.Now()
+	u, err := st.jwksEndpoint()
+	if err != nil {
+		return err
+	}
+	body, err := st.get(u)
+	if err != nil {
+		return err
+	}
+	keys, skipped, err := parseJWKS(body)
+	if err != nil {
+		return fmt.Errorf("%s: %w", u, err)
+	}
+	if len(skipped) > 0 {
+		st.errs.Warn("JWKS has keys this middleware cannot use", "url", u, "skipped", strings.Join(skipped, "; "))
+	}
+	st.mu.Lock()
+	old := st.keys
+	st.keys = keys
+	st.mu.Unlock()
+	var gone []string
+	for kid := range old {
+		if keys[kid] == nil {
+			gone = append(gone, kid)
+		}
+	}
+	if len(gone) > 0 {
+		st.purge(func(e *cacheEntry) bool {
+			for _, kid := range gone {
+				if e.kid == kid {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	return nil
+}
+
+// asMetadata is the part of RFC 8414 metadata the middleware reads.
+type asMetadata struct {
+	Issuer                 string `json:"issuer"`
+	JWKSURI                string `json:"jwks_uri"`
+	RevocationFeedEndpoint string `json:"revocation_feed_endpoint"`
+}
+
+// discover reads the issuer's metadata to find the endpoints that were not configured.
+func (st *issuerState) discover() error {
+	st.discoverMu.Lock()
+	defer st.discoverMu.Unlock()
+	st.mu.RLock()
+	done := (st.jwksConf != "" || st.jwksURL != "") && (st.feedConf != "" || st.feedURL != "")
+	st.mu.RUnlock()
+	if done {
+		return nil
+	}
+	u := st.issuer + "/.well-known/oauth-authorization-server"
+	body, err := st.get(u)
+	if err != nil {
+		return err
+	}
+	var md asMetadata
+	if err := json.Unmarshal(body, &md); err != nil {
+		return fmt.Errorf("%s is not JSON metadata: %w", u, err)
+	}
+	// RFC 8414 §3.3: metadata whose issuer differs from the one asked for must not be used.
+	if md.Issuer != st.issuer {
+		return fmt.Errorf("%s names issuer %q, not %q", u, md.Issuer, st.issuer)
+	}
+	if md.JWKSURI == "" && st.jwksConf == "" {
+		return fmt.Errorf("%s has no jwks_uri; set jwksUrl", u)
+	}
+	st.mu.Lock()
+	if st.jwksURL == "" {
+		st.jwksURL = md.JWKSURI
+	}
+	if st.feedURL == "" {
+		st.feedURL = md.RevocationFeedEndpoint
+		if st.feedURL == "" {
+			st.feedURL = st.issuer + "/revocations"
+		}
+	}
+	st.mu.Unlock()
+	return nil
+}
+
+func (st *issuerState) jwksEndpoint() (string, error) {
+	if st.jwksConf != "" {
+		return st.jwksConf, nil
+	}
+	st.mu.RLock()
+	u := st.jwksURL
+	st.mu.RUnlock()
+	if u != "" {
+		return u, nil
+	}
+	if err := st.discover(); err != nil {
+		return "", err
+	}
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	return st.jwksURL, nil
+}
+
+func (st *issuerState) feedEndpoint() (string, error) {
+	if st.feedConf != "" {
+		return st.feedConf, nil
+	}
+	st.mu.RLock()
+	u := st.feedURL
+	st.mu.RUnlock()
+	if u != "" {
+		return u, nil
+	}
+	if err := st.discover(); err != nil {
+		return "", err
+	}
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	return st.feedURL, nil
+}
+
+// feedPage is one answer of the revocation feed (docs/architecture.md).
+type feedPage struct {
+	Cursor  int64 `json:"cursor"`
+	Revoked []struct {
+		Jti string `json:"jti"`
+		Exp int64  `json:"exp"`
+	} `json:"revoked"`
+	PollInterval float64 `json:"poll_interval"`
+}
+
+func (st *issuerState) feedLoop() {
+	if st.feedConf == feedOff {
+		return
+	}
+	failing := false
+	for {
+		hint, err := st.pollFeed()
+		st.mu.Lock()
+		st.feedTried = true
+		st.feedOK = err == nil
+		wait := st.poll
+		st.mu.Unlock()
+		if err != nil && !failing {
+			st.errs.Error("cannot read the revocation feed; revoked tokens stay accepted until it answers", "issuer", st.issuer, "error", err)
+		}
+		if err == nil && failing {
+			st.info.Info("revocation feed readable again", "issuer", st.issuer)
+		}
+		failing = err != nil
+		if wait == 0 {
+			wait = 5 * time.Second
+			// The feed may ask for another pace; keep it within reason.
+			if hint >= 1 && hint <= 300 {
+				wait = time.Duration(hint * float64(time.Second))
+			}
+		}
+		select {
+		case <-st.stop:
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// pollFeed reads the revocation feed from the current cursor and applies it; it returns the feed's poll_interval.
+func (st *issuerState) pollFeed() (float64, error) {
+	u, err := st.feedEndpoint()
+	if err != nil {
+		return 0, err
+	}
+	st.mu.RLock()
+	since := st.cursor
+	st.mu.RUnlock()
+	page, err := st.readFeed(u, since)
+	if err != nil {
+		return 0, err
+	}
+	if page.Cursor < since {
+		// The store was restored or replaced: start over from the beginning.
+		since = 0
+		if page, err = st.readFeed(u, 0); err != nil {
+			return 0, err
+		}
+	}
+	now := time.Now().Unix()
+	fresh := map[string]bool{}
+	st.mu.Lock()
+	if since == 0 {
+		// A read from 0 is the whole list of revocations still relevant.
+		for jti := range st.revoked {
+			delete(st.revoked, jti)
+		}
+	}
+	for _, r := range page.Revoked {
+		if r.Jti == "" {
+			continue
+		}
+		if _, known := st.revoked[r.Jti]; !known {
+			fresh[r.Jti] = true
+		}
+		st.revoked[r.Jti] = r.Exp
+	}
+	for jti, exp := range st.revoked {
+		if exp != 0 && exp < now-3600 {
+			delete(st.revoked, jti)
+		}
+	}
+	st.cursor = page.Cursor
+	st.mu.Unlock()
+	if len(fresh) > 0 {
+		st.purge(func(e *cacheEntry) bool { return fresh[e.jti] })
+	}
+	return page.PollInterval, nil
+}
+
+func (st *issuerState) readFeed(u string, since int64) (*feedPage, error) {
+	sep := "?"
+	if strings.Contains(u, "?") {
+		sep = "&"
+	}
+	body, err := st.get(u + sep + "since=" + strconv.FormatInt(since, 10))
+	if err != nil {
+		return nil, err
+	}
+	var page feedPage
+	if err := json.Unmarshal(body, &page); err != nil {
+		return nil, fmt.Errorf("revocation feed %s is not JSON: %w", u, err)
+	}
+	return &page, nil
+}
+
+func (st *issuerState) isRevoked(jti string) bool {
+	st.mu.RLock()
+	_, ok := st.revoked[jti]
+	st.mu.RUnlock()
+	return ok
+}
+
+// purge drops matching entries from every cache of this issuer.
+func (st *issuerState) purge(match func(*cacheEntry) bool) {
+	st.mu.RLock()
+	caches := make([]*tokenCache, 0, len(st.caches))
+	for _, c := range st.caches {
+		caches = append(caches, c)
+	}
+	st.mu.RUnlock()
+	for _, c := range caches {
+		c.mu.Lock()
+		for k, e := range c.entries {
+			if match(e) {
+				delete(c.entries, k)
+			}
+		}
+		c.mu.Unlock()
+	}
+}
+
+// get fetches a URL from the authorization server, bounded in time and size.
+func (st *issuerState) get(u string) ([]byte, error) {
+	st.mu.RLock()
+	timeout := st.fetchTimeout
+	st.mu.RUnlock()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", u, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := st.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", u, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: reading the body: %w", u, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: status %d", u, resp.StatusCode)
+	}
+	return body, nil
+}
+
+// tokenCache holds verified tokens of one route policy, keyed by the whole Authorization header value, so a hit
+// costs one map lookup and no hashing or parsing. Entries leave when the token expires, its jti is revoked or its
+// key leaves the JWKS.
+type tokenCache struct {
+	mu      sync.RWMutex
+	entries map[string]*cacheEntry
+	max     int
+}
+
+// cacheEntry is the verdict on one token for one policy, with the headers to set precomputed.
+type cacheEntry struct {
+	deadline  int64 // unix seconds; the entry is stale from then on (exp + skew)
+	jti       string
+	kid       string
+	headers   []headerOp
+	denied    bool   // valid token without the required scopes: 403
+	challenge string // WWW-Authenticate of the 403
+	desc      string
+}
+
+// headerOp sets (vals != nil) or deletes (vals == nil) one identity header. vals is shared by every request of
+// the token; Traefik's proxy copies headers before it writes, and nothing appends to them.
+type headerOp struct {
+	name string
+	vals []string
+}
+
+func (c *tokenCache) put(key string, e *cacheEntry, now int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.entries) >= c.max {
+		for k, old := range c.entries {
+			if old.deadline <= now {
+				delete(c.entries, k)
+			}
+		}
+		// Still full of live tokens: drop about a tenth, at random (map order), which needs no bookkeeping on hits.
+		drop := len(c.entries) - c.max*9/10
+		for k := range c.entries {
+			if drop <= 0 {
+				break
+			}
+			delete(c.entries, k)
+			drop--
+		}
+	}
+	c.entries[key] = e
+}
