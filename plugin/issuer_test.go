@@ -1,0 +1,212 @@
+package plugin
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/stretchr/testify/require"
+)
+
+// testIssuer is a stand-in authorization server: metadata, JWKS and revocation feed as docs/architecture.md fixes
+// them, with keys generated in the test.
+type testIssuer struct {
+	t      testing.TB
+	srv    *httptest.Server
+	URL    string
+	mu     sync.Mutex
+	keys   map[string]crypto.Signer // kid -> private key, published in the JWKS
+	jwks   int64                    // JWKS fetches (atomic)
+	feeds  int64                    // feed fetches (atomic)
+	failJW int64                    // >0: answer the JWKS with 500 (atomic)
+	seq    int64
+	feed   []feedItem
+	sinces []int64
+}
+
+type feedItem struct {
+	seq int64
+	jti string
+	exp int64
+}
+
+func newTestIssuer(t testing.TB) *testIssuer {
+	t.Helper()
+	ti := &testIssuer{t: t, keys: map[string]crypto.Signer{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/.well-known/oauth-authorization-server", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{
+			"issuer":                   ti.URL,
+			"jwks_uri":                 ti.URL + "/.well-known/jwks.json",
+			"revocation_feed_endpoint": ti.URL + "/revocations",
+		})
+	})
+	mux.HandleFunc("/.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request) {
+		atomic.AddInt64(&ti.jwks, 1)
+		if atomic.LoadInt64(&ti.failJW) > 0 {
+			http.Error(w, "down", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(ti.jwksJSON())
+	})
+	mux.HandleFunc("/revocations", func(w http.ResponseWriter, r *http.Request) {
+		atomic.AddInt64(&ti.feeds, 1)
+		since, _ := strconv.ParseInt(r.URL.Query().Get("since"), 10, 64)
+		ti.mu.Lock()
+		ti.sinces = append(ti.sinces, since)
+		var items []map[string]interface{}
+		for _, it := range ti.feed {
+			if it.seq > since {
+				items = append(items, map[string]interface{}{"jti": it.jti, "exp": it.exp})
+			}
+		}
+		cursor := ti.seq
+		ti.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]interface{}{"cursor": cursor, "revoked": items, "poll_interval": 5})
+	})
+	ti.srv = httptest.NewServer(mux)
+	ti.URL = ti.srv.URL
+	t.Cleanup(ti.srv.Close)
+	return ti
+}
+
+func (ti *testIssuer) addES256(kid string) *ecdsa.PrivateKey {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(ti.t, err)
+	ti.mu.Lock()
+	ti.keys[kid] = k
+	ti.mu.Unlock()
+	return k
+}
+
+func (ti *testIssuer) addKey(kid string, k crypto.Signer) {
+	ti.mu.Lock()
+	ti.keys[kid] = k
+	ti.mu.Unlock()
+}
+
+func (ti *testIssuer) removeKey(kid string) {
+	ti.mu.Lock()
+	delete(ti.keys, kid)
+	ti.mu.Unlock()
+}
+
+func (ti *testIssuer) key(kid string) crypto.Signer {
+	ti.mu.Lock()
+	defer ti.mu.Unlock()
+	return ti.keys[kid]
+}
+
+// revoke publishes jti in the feed, as the authserver does when a token is revoked.
+func (ti *testIssuer) revoke(jti string, exp int64) {
+	ti.mu.Lock()
+	ti.seq++
+	ti.feed = append(ti.feed, feedItem{seq: ti.seq, jti: jti, exp: exp})
+	ti.mu.Unlock()
+}
+
+func (ti *testIssuer) jwksJSON() []byte {
+	ti.mu.Lock()
+	defer ti.mu.Unlock()
+	var keys []map[string]string
+	for kid, k := range ti.keys {
+		keys = append(keys, publicJWK(kid, k.Public()))
+	}
+	b, _ := json.Marshal(map[string]interface{}{"keys": keys})
+	return b
+}
+
+func publicJWK(kid string, pub crypto.PublicKey) map[string]string {
+	enc := base64.RawURLEncoding.EncodeToString
+	switch p := pub.(type) {
+	case *ecdsa.PublicKey:
+		size := (p.Curve.Params().BitSize + 7) / 8
+		crv, alg := p.Curve.Params().Name, map[int]string{32: "ES256", 48: "ES384", 66: "ES512"}[size]
+		return map[string]string{"kty": "EC", "crv": crv, "kid": kid, "alg": alg, "use": "sig",
+			"x": enc(p.X.FillBytes(make([]byte, size))), "y": enc(p.Y.FillBytes(make([]byte, size)))}
+	case *rsa.PublicKey:
+		return map[string]string{"kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
+			"n": enc(p.N.Bytes()), "e": enc(big.NewInt(int64(p.E)).Bytes())}
+	}
+	panic("unknown key type")
+}
+
+// claims returns the claims of a good token for resource.
+func (ti *testIssuer) claims(resource string) jwt.MapClaims {
+	now := time.Now().Unix()
+	return jwt.MapClaims{
+		"iss": ti.URL, "sub": "1234567", "aud": resource, "client_id": "client-abc", "scope": "mcp",
+		"iat": now, "nbf": now, "exp": now + 3600, "jti": randomJTI(), "username": "octocat", "name": "The Octocat",
+		"email": "octocat@example.com",
+	}
+}
+
+// sign signs claims with the key kid, with the RFC 9068 header; mutate may change the header first.
+func (ti *testIssuer) sign(kid string, claims jwt.MapClaims, mutate ...func(*jwt.Token)) string {
+	ti.t.Helper()
+	k := ti.key(kid)
+	require.NotNil(ti.t, k, "no key %s", kid)
+	var m jwt.SigningMethod = jwt.SigningMethodES256
+	if _, ok := k.(*rsa.PrivateKey); ok {
+		m = jwt.SigningMethodRS256
+	}
+	tok := jwt.NewWithClaims(m, claims)
+	tok.Header["typ"] = "at+jwt"
+	tok.Header["kid"] = kid
+	for _, f := range mutate {
+		f(tok)
+	}
+	s, err := tok.SignedString(k)
+	require.NoError(ti.t, err)
+	return s
+}
+
+func randomJTI() string {
+	b := make([]byte, 18)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func rsaKey(t testing.TB) *rsa.PrivateKey {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	require.NoError(t, err)
+	return k
+}
+
+// backend records what reached it.
+type backend struct {
+	mu    sync.Mutex
+	calls int
+	last  http.Header
+}
+
+func (b *backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b.mu.Lock()
+	b.calls++
+	b.last = r.Header.Clone()
+	b.mu.Unlock()
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write([]byte("backend"))
+}
+
+func (b *backend) seen() (int, http.Header) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.calls, b.last
+}
