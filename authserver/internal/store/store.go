@@ -158,26 +158,30 @@ type Store interface {
 	// Authorization requests in flight.
 	PutAuthRequest(ctx context.Context, r *AuthRequest) error // create or replace
 	GetAuthRequest(ctx context.Context, id string) (*AuthRequest, error)
-	DeleteAuthRequest(ctx context.Context, id string) error
+	DeleteAuthRequest(ctx context.Context, id string) error // absent: not an error
 
 	// Authorization codes. RedeemCode consumes the code atomically: the first call returns it; every later call
 	// returns the same record with ErrReused (until its expiry), and a code never issued gives ErrNotFound.
-	CreateCode(ctx context.Context, c *AuthCode) error
+	CreateCode(ctx context.Context, c *AuthCode) error // ErrAlreadyExists if the hash is taken
 	RedeemCode(ctx context.Context, hash string) (*AuthCode, error)
 
 	// Refresh tokens. RotateRefresh atomically marks oldHash used and stores next (same family). If oldHash was
 	// already used it stores nothing and returns the old record with ErrReused; unknown or expired: ErrNotFound.
-	CreateRefresh(ctx context.Context, t *RefreshToken) error
+	// On success it returns the record it consumed. next must be in the old token's family.
+	CreateRefresh(ctx context.Context, t *RefreshToken) error // ErrAlreadyExists if the hash is taken
 	GetRefresh(ctx context.Context, hash string) (*RefreshToken, error) // a used token gives ErrReused
 	RotateRefresh(ctx context.Context, oldHash string, next *RefreshToken) (*RefreshToken, error)
 
 	// Access tokens issued (by jti), for revocation and introspection.
-	RecordAccess(ctx context.Context, t *AccessToken) error
+	RecordAccess(ctx context.Context, t *AccessToken) error // ErrAlreadyExists if the jti is taken
 	GetAccess(ctx context.Context, jti string) (*AccessToken, error)
 
 	// RevokeFamily deletes every refresh token of the family and publishes every live access token of it to the
 	// revocation feed. RevokeClient and RevokeUser do the same for every family of a client or of a user. They
-	// return how many families were revoked. Revoking twice is not an error.
+	// return how many families had something left to revoke (so a second call returns 0). Revoking twice is not an
+	// error and publishes nothing twice. A revoked family stays marked for a day: tokens stored into it afterwards
+	// (a code redeemed twice at once, the loser revoking while the winner still issues) are born revoked — a refresh
+	// token is not kept, an access token's jti goes straight to the feed.
 	RevokeFamily(ctx context.Context, familyID string) error
 	RevokeClient(ctx context.Context, clientID string) (int, error)
 	RevokeUser(ctx context.Context, userID string) (int, error)
@@ -203,4 +207,19 @@ type Store interface {
 	// PurgeExpired removes expired records that the backend does not expire on its own; it returns how many.
 	PurgeExpired(ctx context.Context) (int, error)
 	Close() error
+}
+
+// SameSigningKeys reports whether two key sets are the same for CompareAndSetSigningKeys: the same keys (by KID and
+// algorithm) in the same order with the same times. nil and empty are the same.
+func SameSigningKeys(a, b []SigningKey) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].KID != b[i].KID || a[i].Alg != b[i].Alg || !a[i].PublishedAt.Equal(b[i].PublishedAt) ||
+			!a[i].ActiveAt.Equal(b[i].ActiveAt) || !a[i].RetireAt.Equal(b[i].RetireAt) {
+			return false
+		}
+	}
+	return true
 }

@@ -1,0 +1,674 @@
+// Package embedded is the default, single-node store: the whole state in memory behind one mutex, kept across
+// restarts in one file.
+//
+// The file is a journal of JSON lines, one line per mutation (written with one write call, so a line is applied
+// whole or, after a crash mid-write, dropped whole). It is replayed at Open and rewritten compactly (temp file and
+// rename) at Open and whenever it has grown to several times the live state. There is no fsync per write: a
+// machine crash can lose the last writes, which costs users a new login, never a corrupt state. Only one process may
+// use a file at a time; for several nodes use Redis.
+package embedded
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
+)
+
+// minCompactSize keeps a small journal from being rewritten over and over.
+const minCompactSize = 256 << 10
+
+// compactFactor: the journal is rewritten when it is this many times the size of the live state.
+const compactFactor = 4
+
+// Store is the embedded store. The zero value is not usable; call Open.
+type Store struct {
+	logger *slog.Logger
+	path   string // "" for memory only
+
+	mu          sync.Mutex
+	f           *os.File // journal, opened for append; nil when memory only
+	closed      bool
+	data        map[string]map[string]any // kind -> id -> record
+	seq         int64                     // last feed sequence number handed out
+	journalSize int64                     // bytes in the journal file
+	liveSize    int64                     // bytes of the last compacted file
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open loads the store kept at path, creating the file (mode 0600) if it does not exist. path "" keeps everything in
+// memory only, for tests.
+func Open(path string, logger *slog.Logger) (*Store, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	s := &Store{logger: logger, path: path, data: map[string]map[string]any{}}
+	for _, k := range kinds {
+		s.data[k] = map[string]any{}
+	}
+	if path == "" {
+		logger.Warn("embedded store in memory only: all state (clients, tokens, signing keys) is lost on exit")
+		return s, nil
+	}
+	torn, err := replay(path, s.apply)
+	if err != nil {
+		return nil, fmt.Errorf("embedded store: %w", err)
+	}
+	if torn != "" {
+		logger.Warn("embedded store: ignored an incomplete last journal line (the process probably stopped mid-write)",
+			"path", path, "detail", torn)
+	}
+	s.purgeLocked(time.Now())
+	if err := s.compactLocked(); err != nil {
+		return nil, fmt.Errorf("embedded store: rewrite %s: %w", path, err)
+	}
+	logger.Warn("embedded store: SINGLE NODE ONLY; state is kept in one local file and cannot be shared between "+
+		"authserver instances (configure Redis to run several)", "path", path)
+	return s, nil
+}
+
+// apply changes the in-memory state; ops come from a mutation or from the journal.
+func (s *Store) apply(ops []op) {
+	for _, o := range ops {
+		if o.Kind == kindSeq {
+			if !o.Del {
+				s.seq = max(s.seq, *o.Val.(*int64))
+			}
+			continue
+		}
+		m := s.data[o.Kind]
+		if o.Del {
+			delete(m, o.ID)
+		} else {
+			m[o.ID] = o.Val
+		}
+	}
+}
+
+// commitLocked journals ops as one line, then applies them. Nothing changes in memory if the write fails.
+func (s *Store) commitLocked(ops ...op) error {
+	if s.closed {
+		return fmt.Errorf("%w: embedded store is closed", store.ErrUnavailable)
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	if s.f != nil {
+		b, err := encodeLine(ops)
+		if err != nil {
+			return fmt.Errorf("embedded store: encode: %w", err)
+		}
+		n, err := s.f.Write(b)
+		if err != nil {
+			// Cut off a partial line so that later lines do not follow garbage.
+			if n > 0 {
+				_ = s.f.Truncate(s.journalSize)
+			}
+			return fmt.Errorf("%w: embedded store: write %s: %w", store.ErrUnavailable, s.path, err)
+		}
+		s.journalSize += int64(n)
+	}
+	s.apply(ops)
+	if s.f != nil && s.journalSize > max(minCompactSize, compactFactor*s.liveSize) {
+		if err := s.compactLocked(); err != nil {
+			// The journal is still complete; compaction is retried on the next write.
+			s.logger.Error("embedded store: cannot compact journal", "path", s.path, "err", err)
+		}
+	}
+	return nil
+}
+
+// compactLocked rewrites the journal as one line per live record.
+func (s *Store) compactLocked() error {
+	if s.path == "" {
+		return nil
+	}
+	now := time.Now()
+	size, err := writeFileAtomic(s.path, func(w io.Writer) error {
+		seq := s.seq
+		b, err := encodeLine([]op{{Kind: kindSeq, Val: &seq}})
+		if err != nil {
+			return err
+		}
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+		for _, k := range kinds {
+			for id, v := range s.data[k] {
+				if expired(v, now) {
+					continue
+				}
+				b, err := encodeLine([]op{{Kind: k, ID: id, Val: v}})
+				if err != nil {
+					return err
+				}
+				if _, err := w.Write(b); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	if s.f != nil {
+		_ = s.f.Close()
+	}
+	s.f, s.journalSize, s.liveSize = f, size, size
+	return nil
+}
+
+// getLocked returns a live record, dropping it if it has expired (without journaling: replay skips it anyway).
+func (s *Store) getLocked(kind, id string) (any, bool) {
+	v, ok := s.data[kind][id]
+	if !ok {
+		return nil, false
+	}
+	if expired(v, time.Now()) {
+		delete(s.data[kind], id)
+		return nil, false
+	}
+	return v, true
+}
+
+func (s *Store) checkOpen() error {
+	if s.closed {
+		return fmt.Errorf("%w: embedded store is closed", store.ErrUnavailable)
+	}
+	return nil
+}
+
+func put(kind, id string, v any) op { return op{Kind: kind, ID: id, Val: v} }
+func del(kind, id string) op        { return op{Kind: kind, ID: id, Del: true} }
+
+// ---- clients
+
+func (s *Store) CreateClient(_ context.Context, c *store.Client) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.getLocked(kindClient, c.ID); ok {
+		return fmt.Errorf("client %q: %w", c.ID, store.ErrAlreadyExists)
+	}
+	return s.commitLocked(put(kindClient, c.ID, cloneClient(c)))
+}
+
+func (s *Store) GetClient(_ context.Context, id string) (*store.Client, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	v, ok := s.getLocked(kindClient, id)
+	if !ok {
+		return nil, fmt.Errorf("client %q: %w", id, store.ErrNotFound)
+	}
+	return cloneClient(v.(*store.Client)), nil
+}
+
+func (s *Store) UpdateClient(_ context.Context, c *store.Client) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.getLocked(kindClient, c.ID); !ok {
+		return fmt.Errorf("client %q: %w", c.ID, store.ErrNotFound)
+	}
+	return s.commitLocked(put(kindClient, c.ID, cloneClient(c)))
+}
+
+func (s *Store) DeleteClient(_ context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.getLocked(kindClient, id); !ok {
+		return fmt.Errorf("client %q: %w", id, store.ErrNotFound)
+	}
+	return s.commitLocked(del(kindClient, id))
+}
+
+func (s *Store) ListClients(_ context.Context) ([]*store.Client, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	out := make([]*store.Client, 0, len(s.data[kindClient]))
+	for _, v := range s.data[kindClient] {
+		if !expired(v, now) {
+			out = append(out, cloneClient(v.(*store.Client)))
+		}
+	}
+	slices.SortFunc(out, func(a, b *store.Client) int {
+		return cmp.Or(a.IssuedAt.Compare(b.IssuedAt), cmp.Compare(a.ID, b.ID))
+	})
+	return out, nil
+}
+
+// ---- authorization requests
+
+func (s *Store) PutAuthRequest(_ context.Context, r *store.AuthRequest) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.commitLocked(put(kindAuthReq, r.ID, cloneAuthRequest(r)))
+}
+
+func (s *Store) GetAuthRequest(_ context.Context, id string) (*store.AuthRequest, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	v, ok := s.getLocked(kindAuthReq, id)
+	if !ok {
+		return nil, fmt.Errorf("authorization request: %w", store.ErrNotFound)
+	}
+	return cloneAuthRequest(v.(*store.AuthRequest)), nil
+}
+
+func (s *Store) DeleteAuthRequest(_ context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	if _, ok := s.data[kindAuthReq][id]; !ok {
+		return nil
+	}
+	return s.commitLocked(del(kindAuthReq, id))
+}
+
+// ---- authorization codes
+
+func (s *Store) CreateCode(_ context.Context, c *store.AuthCode) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.getLocked(kindCode, c.Hash); ok {
+		return fmt.Errorf("authorization code: %w", store.ErrAlreadyExists)
+	}
+	return s.commitLocked(put(kindCode, c.Hash, &codeRec{AuthCode: *c}))
+}
+
+func (s *Store) RedeemCode(_ context.Context, hash string) (*store.AuthCode, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	v, ok := s.getLocked(kindCode, hash)
+	if !ok {
+		return nil, fmt.Errorf("authorization code: %w", store.ErrNotFound)
+	}
+	rec := v.(*codeRec)
+	out := rec.AuthCode
+	if rec.Used {
+		return &out, fmt.Errorf("authorization code: %w", store.ErrReused)
+	}
+	if err := s.commitLocked(put(kindCode, hash, &codeRec{AuthCode: rec.AuthCode, Used: true})); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// ---- refresh tokens
+
+func (s *Store) familyRevokedLocked(familyID string) bool {
+	_, ok := s.getLocked(kindFamily, familyID)
+	return ok
+}
+
+func (s *Store) CreateRefresh(_ context.Context, t *store.RefreshToken) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	if _, ok := s.getLocked(kindRefresh, t.Hash); ok {
+		return fmt.Errorf("refresh token: %w", store.ErrAlreadyExists)
+	}
+	if s.familyRevokedLocked(t.FamilyID) {
+		return nil // born revoked: the family was revoked while this token was being issued
+	}
+	return s.commitLocked(put(kindRefresh, t.Hash, &refreshRec{RefreshToken: *t}))
+}
+
+func (s *Store) GetRefresh(_ context.Context, hash string) (*store.RefreshToken, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	v, ok := s.getLocked(kindRefresh, hash)
+	if !ok {
+		return nil, fmt.Errorf("refresh token: %w", store.ErrNotFound)
+	}
+	rec := v.(*refreshRec)
+	out := rec.RefreshToken
+	if rec.Used {
+		return &out, fmt.Errorf("refresh token: %w", store.ErrReused)
+	}
+	return &out, nil
+}
+
+func (s *Store) RotateRefresh(_ context.Context, oldHash string, next *store.RefreshToken) (*store.RefreshToken, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	v, ok := s.getLocked(kindRefresh, oldHash)
+	if !ok {
+		return nil, fmt.Errorf("refresh token: %w", store.ErrNotFound)
+	}
+	rec := v.(*refreshRec)
+	old := rec.RefreshToken
+	if rec.Used {
+		return &old, fmt.Errorf("refresh token: %w", store.ErrReused)
+	}
+	if next.FamilyID != old.FamilyID {
+		return nil, fmt.Errorf("store: rotate refresh token: next token is in family %q, not %q", next.FamilyID, old.FamilyID)
+	}
+	if _, ok := s.getLocked(kindRefresh, next.Hash); ok {
+		return nil, fmt.Errorf("refresh token: %w", store.ErrAlreadyExists)
+	}
+	ops := []op{put(kindRefresh, oldHash, &refreshRec{RefreshToken: old, Used: true})}
+	if !s.familyRevokedLocked(old.FamilyID) {
+		ops = append(ops, put(kindRefresh, next.Hash, &refreshRec{RefreshToken: *next}))
+	}
+	if err := s.commitLocked(ops...); err != nil {
+		return nil, err
+	}
+	return &old, nil
+}
+
+// ---- access tokens and revocation
+
+func (s *Store) RecordAccess(_ context.Context, t *store.AccessToken) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	if _, ok := s.getLocked(kindAccess, t.JTI); ok {
+		return fmt.Errorf("access token: %w", store.ErrAlreadyExists)
+	}
+	ops := []op{put(kindAccess, t.JTI, clone(t))}
+	if t.FamilyID != "" && s.familyRevokedLocked(t.FamilyID) {
+		seq := s.seq
+		ops = append(ops, s.publishLocked(&seq, t.JTI, t.ExpiresAt)...)
+		ops = append(ops, put(kindSeq, "", &seq))
+	}
+	return s.commitLocked(ops...)
+}
+
+func (s *Store) GetAccess(_ context.Context, jti string) (*store.AccessToken, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	v, ok := s.getLocked(kindAccess, jti)
+	if !ok {
+		return nil, fmt.Errorf("access token: %w", store.ErrNotFound)
+	}
+	return clone(v.(*store.AccessToken)), nil
+}
+
+// publishLocked returns the ops that add jti to the feed, numbering it from *seq; nothing if it is listed already or
+// has expired.
+func (s *Store) publishLocked(seq *int64, jti string, exp time.Time) []op {
+	if !time.Now().Before(exp) {
+		return nil
+	}
+	if _, ok := s.getLocked(kindRevoked, jti); ok {
+		return nil
+	}
+	*seq++
+	return []op{put(kindRevoked, jti, &store.Revocation{JTI: jti, ExpiresAt: exp, Seq: *seq})}
+}
+
+// revokeFamilyLocked returns the ops that revoke a family, and whether there was anything to revoke.
+func (s *Store) revokeFamilyLocked(seq *int64, familyID string) ([]op, bool) {
+	var ops []op
+	for h, v := range s.data[kindRefresh] {
+		if v.(*refreshRec).FamilyID == familyID {
+			ops = append(ops, del(kindRefresh, h))
+		}
+	}
+	now := time.Now()
+	for jti, v := range s.data[kindAccess] {
+		if a := v.(*store.AccessToken); a.FamilyID == familyID && !expired(a, now) {
+			ops = append(ops, s.publishLocked(seq, jti, a.ExpiresAt)...)
+		}
+	}
+	did := len(ops) > 0
+	ops = append(ops, put(kindFamily, familyID, &familyTomb{ExpiresAt: now.Add(familyTombTTL)}))
+	return ops, did
+}
+
+// revokeFamiliesLocked revokes the families that match and reports how many had anything to revoke.
+func (s *Store) revokeFamiliesLocked(matchRefresh func(*store.RefreshToken) bool, matchAccess func(*store.AccessToken) bool) (int, error) {
+	if err := s.checkOpen(); err != nil {
+		return 0, err
+	}
+	now := time.Now()
+	fams := map[string]bool{}
+	for _, v := range s.data[kindRefresh] {
+		if r := v.(*refreshRec); !expired(r, now) && matchRefresh(&r.RefreshToken) {
+			fams[r.FamilyID] = true
+		}
+	}
+	for _, v := range s.data[kindAccess] {
+		if a := v.(*store.AccessToken); !expired(a, now) && matchAccess(a) && a.FamilyID != "" {
+			fams[a.FamilyID] = true
+		}
+	}
+	seq := s.seq
+	var ops []op
+	n := 0
+	for f := range fams {
+		fops, did := s.revokeFamilyLocked(&seq, f)
+		if did {
+			n++
+			ops = append(ops, fops...)
+		}
+	}
+	if len(ops) == 0 {
+		return 0, nil
+	}
+	ops = append(ops, put(kindSeq, "", &seq))
+	if err := s.commitLocked(ops...); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+func (s *Store) RevokeFamily(_ context.Context, familyID string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	seq := s.seq
+	ops, _ := s.revokeFamilyLocked(&seq, familyID)
+	ops = append(ops, put(kindSeq, "", &seq))
+	return s.commitLocked(ops...)
+}
+
+func (s *Store) RevokeClient(_ context.Context, clientID string) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.revokeFamiliesLocked(
+		func(r *store.RefreshToken) bool { return r.ClientID == clientID },
+		func(a *store.AccessToken) bool { return a.ClientID == clientID })
+}
+
+func (s *Store) RevokeUser(_ context.Context, userID string) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.revokeFamiliesLocked(
+		func(r *store.RefreshToken) bool { return r.User.ID == userID },
+		func(a *store.AccessToken) bool { return a.UserID == userID })
+}
+
+func (s *Store) RevokeAccess(_ context.Context, jti string, exp time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	seq := s.seq
+	ops := s.publishLocked(&seq, jti, exp)
+	if len(ops) == 0 {
+		return nil
+	}
+	return s.commitLocked(append(ops, put(kindSeq, "", &seq))...)
+}
+
+func (s *Store) IsRevoked(_ context.Context, jti string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return false, err
+	}
+	_, ok := s.getLocked(kindRevoked, jti)
+	return ok, nil
+}
+
+func (s *Store) RevokedSince(_ context.Context, since int64) ([]store.Revocation, int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return nil, 0, err
+	}
+	now := time.Now()
+	var out []store.Revocation
+	for _, v := range s.data[kindRevoked] {
+		if r := v.(*store.Revocation); r.Seq > since && !expired(r, now) {
+			out = append(out, *r)
+		}
+	}
+	slices.SortFunc(out, func(a, b store.Revocation) int { return cmp.Compare(a.Seq, b.Seq) })
+	return out, s.seq, nil
+}
+
+// ---- consents
+
+func (s *Store) PutConsent(_ context.Context, c *store.Consent) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.commitLocked(put(kindConsent, consentKey(c.UserID, c.ClientID), clone(c)))
+}
+
+func (s *Store) GetConsent(_ context.Context, userID, clientID string) (*store.Consent, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	v, ok := s.getLocked(kindConsent, consentKey(userID, clientID))
+	if !ok {
+		return nil, fmt.Errorf("consent: %w", store.ErrNotFound)
+	}
+	return clone(v.(*store.Consent)), nil
+}
+
+// ---- signing keys
+
+func (s *Store) SigningKeys(_ context.Context) ([]store.SigningKey, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	return slices.Clone(s.keysLocked()), nil
+}
+
+func (s *Store) keysLocked() []store.SigningKey {
+	if v, ok := s.data[kindKeys][""]; ok {
+		return *v.(*[]store.SigningKey)
+	}
+	return nil
+}
+
+func (s *Store) CompareAndSetSigningKeys(_ context.Context, prev, next []store.SigningKey) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return false, err
+	}
+	if !store.SameSigningKeys(s.keysLocked(), prev) {
+		return false, nil
+	}
+	keys := slices.Clone(next)
+	if err := s.commitLocked(put(kindKeys, "", &keys)); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// ---- upkeep
+
+func (s *Store) Ping(_ context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	if s.f != nil {
+		if _, err := s.f.Stat(); err != nil {
+			return fmt.Errorf("%w: embedded store: %w", store.ErrUnavailable, err)
+		}
+	}
+	return nil
+}
+
+func (s *Store) PurgeExpired(_ context.Context) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return 0, err
+	}
+	return s.purgeLocked(time.Now()), nil
+}
+
+// purgeLocked drops expired records from memory. The journal needs no line for it: replay drops them again, and
+// the next compaction leaves them out.
+func (s *Store) purgeLocked(now time.Time) int {
+	n := 0
+	for _, k := range kinds {
+		for id, v := range s.data[k] {
+			if expired(v, now) {
+				delete(s.data[k], id)
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// Close writes nothing more; later calls answer ErrUnavailable.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if s.f != nil {
+		if err := s.f.Close(); err != nil {
+			return fmt.Errorf("embedded store: close %s: %w", s.path, err)
+		}
+	}
+	return nil
+}
