@@ -168,7 +168,7 @@ type Store interface {
 	// Refresh tokens. RotateRefresh atomically marks oldHash used and stores next (same family). If oldHash was
 	// already used it stores nothing and returns the old record with ErrReused; unknown or expired: ErrNotFound.
 	// On success it returns the record it consumed. next must be in the old token's family.
-	CreateRefresh(ctx context.Context, t *RefreshToken) error // ErrAlreadyExists if the hash is taken
+	CreateRefresh(ctx context.Context, t *RefreshToken) error           // ErrAlreadyExists if the hash is taken
 	GetRefresh(ctx context.Context, hash string) (*RefreshToken, error) // a used token gives ErrReused
 	RotateRefresh(ctx context.Context, oldHash string, next *RefreshToken) (*RefreshToken, error)
 
