@@ -1,13 +1,30 @@
 // Package github is the authorization server's identity provider: GitHub's OAuth web flow, the user it vouches for
 // (read with go-github), and the access rules (users, organizations, teams) that decide who may log in.
+//
+// It works against github.com, GitHub Enterprise Server and the fake GitHub of internal/fakegithub alike: only the
+// two base URLs differ.
 package github
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	gh "github.com/google/go-github/v62/github"
+	"golang.org/x/oauth2"
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
+)
+
+// Default base URLs of github.com.
+const (
+	DefaultWebURL = "https://github.com/"
+	DefaultAPIURL = "https://api.github.com/"
 )
 
 // Config names the GitHub OAuth app and where GitHub lives.
@@ -18,34 +35,223 @@ type Config struct {
 	RedirectURL            string // the authserver's callback URL
 }
 
-// Policy is who may log in: listed users (or "*"), members of listed organizations, members of listed teams ("org/team").
-type Policy struct{ Users, Orgs, Teams []string }
+// ErrCodeRejected: GitHub refused the login code (unknown, expired or already used). The user should simply log in
+// again; it is not a server fault.
+var ErrCodeRejected = errors.New("GitHub refused the login code (expired or already used); log in again")
 
-// ParsePolicy reads comma lists (trimmed, case-insensitive) and validates them.
-func ParsePolicy(users, orgs, teams string) (Policy, error) {
-	return Policy{}, errors.New("github: not implemented")
-}
+// ErrAppCredentials: GitHub refused the OAuth app's client id or secret, a configuration error of this server.
+var ErrAppCredentials = errors.New("GitHub refused the OAuth app credentials; check the GitHub client id and secret")
 
-// AllowsLogin reports whether the user list alone admits login.
-func (p Policy) AllowsLogin(login string) bool { return false }
-
-// Provider runs GitHub's OAuth web flow and applies the Policy.
-type Provider struct{}
-
-// New checks cfg and returns a Provider that uses client for every call to GitHub (nil: http.DefaultClient).
-func New(cfg Config, policy Policy, client *http.Client) (*Provider, error) {
-	return nil, errors.New("github: not implemented")
-}
-
-// AuthCodeURL is where the browser goes to log in on GitHub.
-func (p *Provider) AuthCodeURL(state string) string { return "" }
-
-// Login exchanges the GitHub code, reads the user and checks the policy.
-func (p *Provider) Login(ctx context.Context, code string) (*store.User, error) {
-	return nil, errors.New("github: not implemented")
-}
-
-// AccessDeniedError is a GitHub user the policy refuses; Reason is meant for a person.
+// AccessDeniedError is a GitHub user the policy refuses. Reason is meant for the person who tried to log in.
 type AccessDeniedError struct{ Login, Reason string }
 
 func (e *AccessDeniedError) Error() string { return "access denied: " + e.Reason }
+
+// Provider runs GitHub's OAuth web flow and applies the Policy. It is safe for concurrent use.
+type Provider struct {
+	oauth  *oauth2.Config
+	policy Policy
+	client *http.Client
+	api    *gh.Client // without credentials; each login derives one with the user's token
+}
+
+// New checks cfg and returns a Provider that uses client for every call to GitHub (nil: a client with a 15 s timeout).
+func New(cfg Config, policy Policy, client *http.Client) (*Provider, error) {
+	if cfg.ClientID == "" || cfg.ClientSecret == "" {
+		return nil, errors.New("github: the GitHub OAuth app client id and client secret are required")
+	}
+	webURL, err := baseURL("web URL", cfg.WebURL, DefaultWebURL)
+	if err != nil {
+		return nil, err
+	}
+	apiURL, err := baseURL("API URL", cfg.APIURL, DefaultAPIURL)
+	if err != nil {
+		return nil, err
+	}
+	if u, err := url.Parse(cfg.RedirectURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("github: redirect URL %q must be the absolute http(s) URL of the authserver's GitHub callback", cfg.RedirectURL)
+	}
+	if client == nil {
+		client = &http.Client{Timeout: 15 * time.Second}
+	}
+	api := gh.NewClient(client)
+	api.BaseURL = apiURL // set directly: WithEnterpriseURLs would append /api/v3/ to URLs that must stay as given
+	api.UserAgent = "mcp-oauth-gateway"
+	return &Provider{
+		oauth: &oauth2.Config{
+			ClientID:     cfg.ClientID,
+			ClientSecret: cfg.ClientSecret,
+			RedirectURL:  cfg.RedirectURL,
+			Scopes:       scopes(policy),
+			Endpoint: oauth2.Endpoint{
+				AuthURL:  webURL.JoinPath("login/oauth/authorize").String(),
+				TokenURL: webURL.JoinPath("login/oauth/access_token").String(),
+				// GitHub documents the client credentials as form parameters.
+				AuthStyle: oauth2.AuthStyleInParams,
+			},
+		},
+		policy: policy,
+		client: client,
+		api:    api,
+	}, nil
+}
+
+func baseURL(what, s, def string) (*url.URL, error) {
+	if s == "" {
+		s = def
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("github: %s %q must be an absolute http(s) URL without query", what, s)
+	}
+	if !strings.HasSuffix(u.Path, "/") {
+		u.Path += "/" // go-github resolves paths against it
+	}
+	return u, nil
+}
+
+// scopes asks for no more than the policy needs: the profile, the e-mail addresses (user:email, since the primary
+// address may be private) and, only when organizations or teams are checked, read:org.
+func scopes(p Policy) []string {
+	s := []string{"read:user", "user:email"}
+	if p.NeedsMembership() {
+		s = append(s, "read:org")
+	}
+	return s
+}
+
+// Policy returns the access rules the provider applies.
+func (p *Provider) Policy() Policy { return p.policy }
+
+// AuthCodeURL is where the browser goes to log in on GitHub; state comes back unchanged to the callback.
+func (p *Provider) AuthCodeURL(state string) string { return p.oauth.AuthCodeURL(state) }
+
+// Login exchanges the GitHub code, reads the user (numeric id, login, name, primary verified e-mail) and checks the
+// policy. A refused user gives an *AccessDeniedError; other failures are wrapped errors (ErrCodeRejected and
+// ErrAppCredentials among them). The GitHub token is used for these calls only and then dropped.
+func (p *Provider) Login(ctx context.Context, code string) (*store.User, error) {
+	if code == "" {
+		return nil, fmt.Errorf("github: login: %w", ErrCodeRejected)
+	}
+	tok, err := p.oauth.Exchange(context.WithValue(ctx, oauth2.HTTPClient, p.client), code)
+	if err != nil {
+		// GitHub answers 200 with an error field; x/oauth2 turns it into a RetrieveError.
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) {
+			switch re.ErrorCode {
+			case "bad_verification_code":
+				return nil, fmt.Errorf("github: exchange code: %w (%w)", ErrCodeRejected, err)
+			case "incorrect_client_credentials":
+				return nil, fmt.Errorf("github: exchange code: %w (%w)", ErrAppCredentials, err)
+			}
+		}
+		return nil, fmt.Errorf("github: exchange code: %w", err)
+	}
+	api := p.api.WithAuthToken(tok.AccessToken)
+
+	u, _, err := api.Users.Get(ctx, "")
+	if err != nil {
+		return nil, fmt.Errorf("github: read the user: %w", err)
+	}
+	if u.GetID() == 0 || u.GetLogin() == "" {
+		return nil, errors.New("github: read the user: GitHub returned a user without id or login")
+	}
+	user := &store.User{
+		ID:    strconv.FormatInt(u.GetID(), 10),
+		Login: u.GetLogin(),
+		Name:  u.GetName(),
+	}
+	if err := p.authorize(ctx, api, user.Login); err != nil {
+		return nil, err
+	}
+	email, err := primaryVerifiedEmail(ctx, api)
+	if err != nil {
+		return nil, err
+	}
+	user.Email = email
+	return user, nil
+}
+
+// primaryVerifiedEmail is the user's primary address if GitHub has verified it, else "". The profile's public
+// e-mail is not used: GitHub does not say whether it is verified.
+func primaryVerifiedEmail(ctx context.Context, api *gh.Client) (string, error) {
+	opts := &gh.ListOptions{PerPage: 100}
+	for {
+		emails, resp, err := api.Users.ListEmails(ctx, opts)
+		if err != nil {
+			return "", fmt.Errorf("github: read the user's e-mail addresses: %w", err)
+		}
+		for _, e := range emails {
+			if e.GetPrimary() {
+				if e.GetVerified() {
+					return e.GetEmail(), nil
+				}
+				return "", nil
+			}
+		}
+		if resp.NextPage == 0 {
+			return "", nil
+		}
+		opts.Page = resp.NextPage
+	}
+}
+
+// authorize applies the policy: the user list first (no call to GitHub), then organization membership, then team
+// membership, stopping at the first rule that admits the user.
+func (p *Provider) authorize(ctx context.Context, api *gh.Client, login string) error {
+	if p.policy.Empty() {
+		return &AccessDeniedError{Login: login, Reason: "this server allows no GitHub user yet: its administrator must " +
+			"configure the allowed GitHub users (ALLOWED_GITHUB_USERS, logins or *), organizations or teams"}
+	}
+	if p.policy.AllowsLogin(login) {
+		return nil
+	}
+	if !p.policy.NeedsMembership() {
+		return &AccessDeniedError{Login: login, Reason: fmt.Sprintf("GitHub user %s is not in the allowed users", login)}
+	}
+	var hidden []string // organizations that would not tell us
+	for _, org := range p.policy.Orgs {
+		m, _, err := api.Organizations.GetOrgMembership(ctx, "", org)
+		switch {
+		case err == nil:
+			if m.GetState() == "active" {
+				return nil
+			}
+		case isStatus(err, http.StatusNotFound):
+		case isStatus(err, http.StatusForbidden):
+			// An organization that restricts OAuth app access hides membership until an owner approves the app.
+			hidden = append(hidden, org)
+		default:
+			return fmt.Errorf("github: check membership of organization %s: %w", org, err)
+		}
+	}
+	for _, team := range p.policy.Teams {
+		org, slug, _ := strings.Cut(team, "/")
+		m, _, err := api.Teams.GetTeamMembershipBySlug(ctx, org, slug, login)
+		switch {
+		case err == nil:
+			if m.GetState() == "active" {
+				return nil
+			}
+		case isStatus(err, http.StatusNotFound):
+		case isStatus(err, http.StatusForbidden):
+			hidden = append(hidden, org)
+		default:
+			return fmt.Errorf("github: check membership of team %s: %w", team, err)
+		}
+	}
+	reason := fmt.Sprintf("GitHub user %s is not a member of any allowed organization or team", login)
+	if len(p.policy.Users) > 0 {
+		reason = fmt.Sprintf("GitHub user %s is not in the allowed users and is not a member of any allowed organization or team", login)
+	}
+	if len(hidden) > 0 {
+		reason += fmt.Sprintf(" (GitHub refused to show membership in %s: the organization may restrict OAuth app access "+
+			"until an owner approves this app)", strings.Join(hidden, ", "))
+	}
+	return &AccessDeniedError{Login: login, Reason: reason}
+}
+
+func isStatus(err error, code int) bool {
+	var er *gh.ErrorResponse
+	return errors.As(err, &er) && er.Response != nil && er.Response.StatusCode == code
+}
