@@ -76,7 +76,9 @@ func do(h http.Handler, method, path string, hdr map[string][]string) *httptest.
 	return rec
 }
 
-func bearer(tok string) map[string][]string { return map[string][]string{"Authorization": {"Bearer " + tok}} }
+func bearer(tok string) map[string][]string {
+	return map[string][]string{"Authorization": {"Bearer " + tok}}
+}
 
 // rawToken builds a JWS from raw header and claims JSON with a junk signature, for parser-level rejections.
 func rawToken(header, claims string) string {
@@ -373,8 +375,10 @@ var behaviourCases = []behaviourCase{
 	},
 	{
 		name: "path-suffixed protected-resource metadata", status: 200, method: http.MethodGet,
-		path:    "/.well-known/oauth-protected-resource/everything/mcp",
-		headers: func(f *fixture) map[string][]string { return map[string][]string{"MCP-Protocol-Version": {"2025-11-25"}} },
+		path: "/.well-known/oauth-protected-resource/everything/mcp",
+		headers: func(f *fixture) map[string][]string {
+			return map[string][]string{"MCP-Protocol-Version": {"2025-11-25"}}
+		},
 		check: func(t *testing.T, f *fixture, rec *httptest.ResponseRecorder, be *backend) {
 			var prm map[string]interface{}
 			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &prm))

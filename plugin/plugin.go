@@ -70,34 +70,17 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 	return m, nil
 }
 
-// ServeHTTP is the request path. A token seen before costs one map lookup under a read lock and a few header writes;
-// everything else is in serveSlow, because each statement here runs interpreted under Traefik.
+// ServeHTTP is the request path. Under Traefik each expression here runs interpreted and Yaegi allocates a slot
+// for every one of them on every call, taken branch or not; so a token seen before costs one sync.Map lookup and
+// the precomputed header writes, and everything else lives in serveSlow.
 func (m *Middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h := r.Header
-	auth := h["Authorization"]
-	if len(auth) == 1 {
-		c := m.cache
-		c.mu.RLock()
-		e := c.entries[auth[0]]
-		c.mu.RUnlock()
-		if e != nil && e.deadline > time.Now().Unix() && !strings.HasPrefix(r.URL.Path, wellKnownPRM) {
-			if e.denied {
-				m.deny(w, http.StatusForbidden, e.challenge, "insufficient_scope", e.desc)
-				return
-			}
-			for _, op := range e.headers {
-				if op.vals == nil {
-					delete(h, op.name)
-				} else {
-					h[op.name] = op.vals
-				}
-			}
-			if !m.keepAuth {
-				delete(h, "Authorization")
-			}
-			m.next.ServeHTTP(w, r)
-			return
+	if v, ok := m.cache.hot.Load(r.Header.Get("Authorization")); ok && !strings.HasPrefix(r.URL.Path, wellKnownPRM) {
+		h := r.Header
+		for _, op := range v.(*cacheEntry).ops {
+			h[op.name] = op.vals
 		}
+		m.next.ServeHTTP(w, r)
+		return
 	}
 	m.serveSlow(w, r)
 }
@@ -144,6 +127,10 @@ func (m *Middleware) serveSlow(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now()
+	if e := m.cache.get(auth[0], now.Unix()); e != nil {
+		m.pass(w, r, e)
+		return
+	}
 	e, err := m.verify(tok, now)
 	if err == errKeysNotReady {
 		m.unavailable(w)
@@ -157,26 +144,23 @@ func (m *Middleware) serveSlow(w http.ResponseWriter, r *http.Request) {
 	// A revocation or key removal that landed while this token was being checked may have purged the cache before
 	// the put: look again so the entry cannot outlive it.
 	if m.st.isRevoked(e.jti) || !m.st.hasKey(e.kid) {
-		m.cache.mu.Lock()
-		delete(m.cache.entries, auth[0])
-		m.cache.mu.Unlock()
+		m.cache.remove(auth[0])
 		const desc = "token has been revoked or its signing key was retired"
 		m.deny(w, http.StatusUnauthorized, m.errorChallenge("invalid_token", desc), "invalid_token", desc)
 		return
 	}
+	m.pass(w, r, e)
+}
+
+// pass applies a verdict: 403 for a token without the needed scopes, else the identity headers and the next handler.
+func (m *Middleware) pass(w http.ResponseWriter, r *http.Request, e *cacheEntry) {
 	if e.denied {
 		m.deny(w, http.StatusForbidden, e.challenge, "insufficient_scope", e.desc)
 		return
 	}
-	for _, op := range e.headers {
-		if op.vals == nil {
-			h.Del(op.name)
-		} else {
-			h[op.name] = op.vals
-		}
-	}
-	if !m.keepAuth {
-		h.Del("Authorization")
+	h := r.Header
+	for _, op := range e.ops {
+		h[op.name] = op.vals
 	}
 	m.next.ServeHTTP(w, r)
 }
@@ -237,7 +221,11 @@ func (m *Middleware) verify(tok string, now time.Time) (*cacheEntry, error) {
 		if values[i] != "" {
 			op.vals = []string{values[i]}
 		}
-		e.headers = append(e.headers, op)
+		e.ops = append(e.ops, op)
+	}
+	if !s.keepAuth {
+		// The backend must not get a token it could replay elsewhere (MCP: no token passthrough).
+		e.ops = append(e.ops, headerOp{name: "Authorization"})
 	}
 	return e, nil
 }

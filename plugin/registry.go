@@ -19,17 +19,25 @@ import (
 // builds them all again on every configuration reload, and offers no hook to share state or stop goroutines. Each
 // issuer's key set, revocation set, verified-token caches and background refresh loops live here, keyed by issuer
 // and endpoints, so a reload reuses them: no fetch storm, no cold cache.
-var registry = &issuerRegistry{
-	issuers: map[string]*issuerState{},
-	info:    slog.New(slog.NewTextHandler(os.Stdout, nil)).With("plugin", "mcp-oauth"),
-	errs:    slog.New(slog.NewTextHandler(os.Stderr, nil)).With("plugin", "mcp-oauth"),
+var registry = newRegistry()
+
+func newRegistry() *issuerRegistry {
+	r := &issuerRegistry{issuers: map[string]*issuerState{}}
+	// Yaegi hands the plugin Traefik's own stdout and stderr. MCP_OAUTH_PLUGIN_LOGS=off silences the plugin.
+	var out, errOut io.Writer = os.Stdout, os.Stderr
+	if os.Getenv("MCP_OAUTH_PLUGIN_LOGS") == "off" {
+		out, errOut = io.Discard, io.Discard
+	}
+	r.info = slog.New(slog.NewTextHandler(out, nil)).With("plugin", "mcp-oauth")
+	r.errs = slog.New(slog.NewTextHandler(errOut, nil)).With("plugin", "mcp-oauth")
+	return r
 }
 
 type issuerRegistry struct {
 	mu      sync.Mutex
 	issuers map[string]*issuerState
-	info    *slog.Logger // Traefik logs a plugin's stdout at debug level
-	errs    *slog.Logger // and its stderr at error level
+	info    *slog.Logger // progress (keys loaded again) on stdout
+	errs    *slog.Logger // failures to reach the authorization server on stderr
 }
 
 // issuerFor returns the shared state of the issuer s names, starting its refresh loops the first time.
@@ -54,6 +62,7 @@ func (r *issuerRegistry) issuerFor(s *settings) *issuerState {
 		r.issuers[key] = st
 		go st.keysLoop()
 		go st.feedLoop()
+		go st.cacheLoop()
 		return st
 	}
 	// The newest configuration's timings win, so a reload that changes them takes effect without a new fetch.
@@ -117,19 +126,18 @@ func (st *issuerState) ready() bool {
 }
 
 // cacheFor returns the verified-token cache of one route policy. Routes whose policy (resource, scopes, header
-// names, skew) is the same share a cache, which is what keeps it warm across reloads.
+// names, skew, keepAuthorization) is the same share a cache, which is what keeps it warm across reloads.
 func (st *issuerState) cacheFor(s *settings) *tokenCache {
-	key := s.resource + "\n" + strings.Join(s.scopes, " ") + "\n" + strings.Join(s.headers, ",") + "\n" + s.skew.String()
+	key := s.resource + "\n" + strings.Join(s.scopes, " ") + "\n" + strings.Join(s.headers, ",") + "\n" + s.skew.String() +
+		"\n" + strconv.FormatBool(s.keepAuth)
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	c := st.caches[key]
 	if c == nil {
-		c = &tokenCache{entries: map[string]*cacheEntry{}}
+		c = newTokenCache(time.Now().Unix())
 		st.caches[key] = c
 	}
-	c.mu.Lock()
-	c.max = s.cacheSize
-	c.mu.Unlock()
+	c.setMax(s.cacheSize)
 	return c
 }
 
@@ -450,20 +458,34 @@ func (st *issuerState) isRevoked(jti string) bool {
 
 // purge drops matching entries from every cache of this issuer.
 func (st *issuerState) purge(match func(*cacheEntry) bool) {
+	for _, c := range st.allCaches() {
+		c.purge(match)
+	}
+}
+
+func (st *issuerState) allCaches() []*tokenCache {
 	st.mu.RLock()
+	defer st.mu.RUnlock()
 	caches := make([]*tokenCache, 0, len(st.caches))
 	for _, c := range st.caches {
 		caches = append(caches, c)
 	}
-	st.mu.RUnlock()
-	for _, c := range caches {
-		c.mu.Lock()
-		for k, e := range c.entries {
-			if match(e) {
-				delete(c.entries, k)
+	return caches
+}
+
+// cacheLoop expires cached tokens once a second; the request path never looks at the clock.
+func (st *issuerState) cacheLoop() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-st.stop:
+			return
+		case now := <-t.C:
+			for _, c := range st.allCaches() {
+				c.sweep(now.Unix())
 			}
 		}
-		c.mu.Unlock()
 	}
 }
 
@@ -492,53 +514,4 @@ func (st *issuerState) get(u string) ([]byte, error) {
 		return nil, fmt.Errorf("GET %s: status %d", u, resp.StatusCode)
 	}
 	return body, nil
-}
-
-// tokenCache holds verified tokens of one route policy, keyed by the whole Authorization header value, so a hit
-// costs one map lookup and no hashing or parsing. Entries leave when the token expires, its jti is revoked or its
-// key leaves the JWKS.
-type tokenCache struct {
-	mu      sync.RWMutex
-	entries map[string]*cacheEntry
-	max     int
-}
-
-// cacheEntry is the verdict on one token for one policy, with the headers to set precomputed.
-type cacheEntry struct {
-	deadline  int64 // unix seconds; the entry is stale from then on (exp + skew)
-	jti       string
-	kid       string
-	headers   []headerOp
-	denied    bool   // valid token without the required scopes: 403
-	challenge string // WWW-Authenticate of the 403
-	desc      string
-}
-
-// headerOp sets (vals != nil) or deletes (vals == nil) one identity header. vals is shared by every request of
-// the token; Traefik's proxy copies headers before it writes, and nothing appends to them.
-type headerOp struct {
-	name string
-	vals []string
-}
-
-func (c *tokenCache) put(key string, e *cacheEntry, now int64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.entries) >= c.max {
-		for k, old := range c.entries {
-			if old.deadline <= now {
-				delete(c.entries, k)
-			}
-		}
-		// Still full of live tokens: drop about a tenth, at random (map order), which needs no bookkeeping on hits.
-		drop := len(c.entries) - c.max*9/10
-		for k := range c.entries {
-			if drop <= 0 {
-				break
-			}
-			delete(c.entries, k)
-			drop--
-		}
-	}
-	c.entries[key] = e
 }

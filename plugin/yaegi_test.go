@@ -94,7 +94,11 @@ func loadYaegi(t testing.TB) (reflect.Value, reflect.Value) {
 			return
 		}
 		pluginSources(t, filepath.Join(gopath, "src", filepath.FromSlash(importPath)))
-		i := interp.New(interp.Options{GoPath: gopath, Env: os.Environ()})
+		env := os.Environ()
+		if os.Getenv("MCP_OAUTH_TEST_LOGS") == "" {
+			env = append(env, "MCP_OAUTH_PLUGIN_LOGS=off")
+		}
+		i := interp.New(interp.Options{GoPath: gopath, Env: env})
 		if err := i.Use(stdlib.Symbols); err != nil {
 			yp.err = err
 			return
