@@ -2,6 +2,7 @@ package backend_test
 
 import (
 	"context"
+	"crypto/rand"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/backend"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/embedded"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/redisstore"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/storetest"
 	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
 )
 
@@ -72,4 +74,21 @@ func TestRedisUnreachableIsAnError(t *testing.T) {
 		DataFile: filepath.Join(t.TempDir(), "state.jsonl"), Logger: slog.New(slog.DiscardHandler)})
 	require.Error(t, err)
 	assert.ErrorIs(t, err, store.ErrUnavailable)
+}
+
+// A dump of either backend restores into the other (issue 7: backups restorable into Redis or the embedded store).
+func TestCrossBackendRestore(t *testing.T) {
+	r := testenv.StartRedis(t)
+	openEmbedded := func(t *testing.T) store.Store {
+		s, err := backend.Open(context.Background(), backend.Config{DataFile: filepath.Join(t.TempDir(), "s.jsonl"), Logger: slog.New(slog.DiscardHandler)})
+		require.NoError(t, err)
+		return s
+	}
+	openRedis := func(t *testing.T) store.Store {
+		s, err := backend.Open(context.Background(), backend.Config{RedisURL: r.URL, RedisPrefix: "t-" + rand.Text() + ":", Logger: slog.New(slog.DiscardHandler)})
+		require.NoError(t, err)
+		return s
+	}
+	t.Run("EmbeddedToRedis", func(t *testing.T) { storetest.RunCrossRestore(t, openEmbedded, openRedis) })
+	t.Run("RedisToEmbedded", func(t *testing.T) { storetest.RunCrossRestore(t, openRedis, openEmbedded) })
 }

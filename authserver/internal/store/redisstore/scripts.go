@@ -182,3 +182,33 @@ if cur ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2])
 return 1
 `)
+
+// extendAll gives each KEYS[i] a TTL of at least ARGV[i] ms (restore rebuilds indexes, then sets their TTLs).
+var extendAll = redis.NewScript(prelude + `
+for i = 1, #KEYS do extend(KEYS[i], ARGV[i]) end
+return 0
+`)
+
+// restoreFeed: KEYS feed, feed-exp, feed-seq; ARGV now ms, dumped counter, then jti, exp ms, seq for each entry
+// (oldest first). A fresh feed (counter 0) takes the dump's numbering; otherwise entries are numbered after it.
+var restoreFeed = redis.NewScript(prelude + `
+local now = tonumber(ARGV[1])
+local cur = tonumber(redis.call('GET', KEYS[3]) or '0')
+if cur == 0 then
+  local top = tonumber(ARGV[2])
+  for i = 3, #ARGV, 3 do
+    local exp, seq = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+    if exp > now then
+      redis.call('ZADD', KEYS[1], seq, ARGV[i])
+      redis.call('HSET', KEYS[2], ARGV[i], exp)
+      extend(KEYS[1], exp - now)
+      extend(KEYS[2], exp - now)
+    end
+    if seq > top then top = seq end
+  end
+  if top > 0 then redis.call('SET', KEYS[3], top) end
+else
+  for i = 3, #ARGV, 3 do publish(KEYS[1], KEYS[2], KEYS[3], ARGV[i], ARGV[i + 1], now) end
+end
+return 0
+`)

@@ -42,6 +42,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("SigningKeysConcurrentFirst", func(t *testing.T) { testSigningKeysConcurrent(t, openClosed(t, open)) })
 	t.Run("Ping", func(t *testing.T) { require.NoError(t, openClosed(t, open).Ping(context.Background())) })
 	t.Run("Expiry", func(t *testing.T) { testExpiry(t, openClosed(t, open)) })
+	t.Run("DumpRestore", func(t *testing.T) { testDumpRestore(t, open) })
 	t.Run("Closed", func(t *testing.T) { testClosed(t, open(t)) })
 }
 

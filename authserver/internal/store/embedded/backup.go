@@ -1,0 +1,157 @@
+package embedded
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
+)
+
+var _ store.Backup = (*Store)(nil)
+
+// Dump writes the live state as a store dump. It copies the state under the lock and writes it after, so a slow
+// writer does not stall the server.
+func (s *Store) Dump(_ context.Context, w io.Writer) error {
+	recs, err := s.snapshot()
+	if err != nil {
+		return err
+	}
+	dw, err := store.NewDumpWriter(w)
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		if err := dw.Write(r); err != nil {
+			return err
+		}
+	}
+	return dw.Close()
+}
+
+func (s *Store) snapshot() ([]store.DumpRecord, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	recs := []store.DumpRecord{{Kind: store.DumpFeedSeq, Seq: s.seq}}
+	if keys := s.keysLocked(); len(keys) > 0 {
+		recs = append(recs, store.DumpRecord{Kind: store.DumpSigningKeys, SigningKeys: slices.Clone(keys)})
+	}
+	for _, k := range kinds {
+		ids := make([]string, 0, len(s.data[k]))
+		for id, v := range s.data[k] {
+			if !expired(v, now) {
+				ids = append(ids, id)
+			}
+		}
+		slices.Sort(ids) // stable output: two dumps of one state are the same file
+		for _, id := range ids {
+			switch v := s.data[k][id].(type) {
+			case *store.Client:
+				recs = append(recs, store.DumpRecord{Kind: store.DumpClient, Client: cloneClient(v)})
+			case *store.AuthRequest:
+				recs = append(recs, store.DumpRecord{Kind: store.DumpAuthRequest, AuthRequest: cloneAuthRequest(v)})
+			case *codeRec:
+				c := v.AuthCode
+				recs = append(recs, store.DumpRecord{Kind: store.DumpCode, Code: &c, Used: v.Used})
+			case *refreshRec:
+				t := v.RefreshToken
+				recs = append(recs, store.DumpRecord{Kind: store.DumpRefresh, Refresh: &t, Used: v.Used})
+			case *store.AccessToken:
+				recs = append(recs, store.DumpRecord{Kind: store.DumpAccess, Access: clone(v)})
+			case *store.Revocation:
+				recs = append(recs, store.DumpRecord{Kind: store.DumpRevocation, Revocation: clone(v)})
+			case *store.Consent:
+				recs = append(recs, store.DumpRecord{Kind: store.DumpConsent, Consent: clone(v)})
+			case *familyTomb:
+				recs = append(recs, store.DumpRecord{Kind: store.DumpRevokedFam, FamilyID: id, ExpiresAt: v.ExpiresAt})
+			}
+		}
+	}
+	return recs, nil
+}
+
+// Restore loads a dump (see store.Backup) as one journal line, so a crash leaves all of it or none.
+func (s *Store) Restore(_ context.Context, r io.Reader) error {
+	var recs []store.DumpRecord
+	err := store.ReadDump(r, func(rec store.DumpRecord) error {
+		if err := store.CheckDumpRecord(rec); err != nil {
+			return err
+		}
+		recs = append(recs, rec)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	now := time.Now()
+	var (
+		ops       []op
+		feed      []store.Revocation
+		dumpedSeq int64
+		keys      []store.SigningKey
+		haveKeys  bool
+	)
+	putLive := func(kind, id string, v any) {
+		if !expired(v, now) {
+			ops = append(ops, put(kind, id, v))
+		}
+	}
+	for _, rec := range recs {
+		switch rec.Kind {
+		case store.DumpClient:
+			putLive(kindClient, rec.Client.ID, cloneClient(rec.Client))
+		case store.DumpAuthRequest:
+			putLive(kindAuthReq, rec.AuthRequest.ID, cloneAuthRequest(rec.AuthRequest))
+		case store.DumpCode:
+			putLive(kindCode, rec.Code.Hash, &codeRec{AuthCode: *rec.Code, Used: rec.Used})
+		case store.DumpRefresh:
+			putLive(kindRefresh, rec.Refresh.Hash, &refreshRec{RefreshToken: *rec.Refresh, Used: rec.Used})
+		case store.DumpAccess:
+			putLive(kindAccess, rec.Access.JTI, clone(rec.Access))
+		case store.DumpConsent:
+			putLive(kindConsent, consentKey(rec.Consent.UserID, rec.Consent.ClientID), clone(rec.Consent))
+		case store.DumpRevokedFam:
+			putLive(kindFamily, rec.FamilyID, &familyTomb{ExpiresAt: rec.ExpiresAt})
+		case store.DumpRevocation:
+			feed = append(feed, *rec.Revocation)
+		case store.DumpFeedSeq:
+			dumpedSeq = max(dumpedSeq, rec.Seq)
+		case store.DumpSigningKeys:
+			keys, haveKeys = append(keys, rec.SigningKeys...), true
+		}
+	}
+
+	slices.SortFunc(feed, func(a, b store.Revocation) int { return cmp.Compare(a.Seq, b.Seq) })
+	seq := s.seq
+	if seq == 0 {
+		// A fresh store takes the dump's numbering, so feed readers continue with their cursors.
+		for _, r := range feed {
+			seq = max(seq, r.Seq)
+			putLive(kindRevoked, r.JTI, clone(&r))
+		}
+		seq = max(seq, dumpedSeq)
+	} else {
+		for _, r := range feed {
+			ops = append(ops, s.publishLocked(&seq, r.JTI, r.ExpiresAt)...)
+		}
+	}
+	ops = append(ops, put(kindSeq, "", &seq))
+	if haveKeys {
+		merged := store.MergeSigningKeys(keys, s.keysLocked())
+		ops = append(ops, put(kindKeys, "", &merged))
+	}
+	return s.commitLocked(ops...)
+}
