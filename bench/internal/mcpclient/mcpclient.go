@@ -1,0 +1,86 @@
+// Package mcpclient is a minimal MCP client for measurements: initialize, notifications/initialized and tools/call
+// over Streamable HTTP (answers as JSON or as an SSE stream) or over stdio. It does only what a benchmark needs, with
+// nothing between the wire and the clock, so every target is driven by the same code.
+package mcpclient
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// ProtocolVersion is the MCP revision the client asks for.
+const ProtocolVersion = "2025-06-18"
+
+// Session is one initialized MCP session.
+type Session interface {
+	// Call sends a request and returns its result, or an error for a JSON-RPC error answer.
+	Call(ctx context.Context, method string, params any) (json.RawMessage, error)
+	// Close ends the session (DELETE for HTTP, closing stdin for stdio).
+	Close() error
+}
+
+// RPCError is a JSON-RPC error answer.
+type RPCError struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *RPCError) Error() string { return "json-rpc error " + strconv.Itoa(e.Code) + ": " + e.Message }
+
+type request struct {
+	JSONRPC string `json:"jsonrpc"`
+	ID      *int64 `json:"id,omitempty"`
+	Method  string `json:"method"`
+	Params  any    `json:"params,omitempty"`
+}
+
+// message is any JSON-RPC message read from a server: a response (ID and Result or Error) or a request or
+// notification from the server (Method set).
+type message struct {
+	ID     json.RawMessage `json:"id,omitempty"`
+	Method string          `json:"method,omitempty"`
+	Result json.RawMessage `json:"result,omitempty"`
+	Error  *RPCError       `json:"error,omitempty"`
+}
+
+func (m *message) isResponseTo(id int64) bool {
+	return m.Method == "" && len(m.ID) > 0 && string(m.ID) == strconv.FormatInt(id, 10)
+}
+
+func initializeParams() map[string]any {
+	return map[string]any{
+		"protocolVersion": ProtocolVersion,
+		"capabilities":    map[string]any{},
+		"clientInfo":      map[string]any{"name": "gateway-bench", "version": "1"},
+	}
+}
+
+// Echo calls the echo tool with msg and checks that the answer carries it back.
+func Echo(ctx context.Context, s Session, msg string) error {
+	raw, err := s.Call(ctx, "tools/call", map[string]any{"name": "echo", "arguments": map[string]any{"message": msg}})
+	if err != nil {
+		return err
+	}
+	var res struct {
+		IsError bool `json:"isError"`
+		Content []struct {
+			Text string `json:"text"`
+		} `json:"content"`
+	}
+	if err := json.Unmarshal(raw, &res); err != nil {
+		return fmt.Errorf("echo: decode result: %w", err)
+	}
+	if res.IsError || len(res.Content) == 0 {
+		return fmt.Errorf("echo: tool answered an error or no content: %s", raw)
+	}
+	for _, c := range res.Content {
+		if strings.Contains(c.Text, msg) {
+			return nil
+		}
+	}
+	return errors.New("echo: the answer does not contain the message sent")
+}

@@ -1,0 +1,127 @@
+// Command bench runs the gateway's benchmark suite on this machine and writes docs/benchmarks.md: the edge cost of
+// the plugin against no auth and ForwardAuth, token issuance on Redis and on the embedded store, and MCP streaming
+// through streamproxy against stdio and the npm peers. Every comparison is measured side by side in one run.
+//
+//	go run ./bench            # full run (about 15 minutes), writes docs/benchmarks.md
+//	go run ./bench -smoke     # every benchmark for a second or so; writes nothing unless -out is given
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// backendEnv makes the program serve the trivial edge backend instead of running the suite (see serveBackend).
+const backendEnv = "GATEWAY_BENCH_BACKEND"
+
+func main() {
+	if addr := os.Getenv(backendEnv); addr != "" {
+		if err := serveBackend(addr); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
+	var (
+		smoke = flag.Bool("smoke", false, "run every benchmark for about a second (CI); no targets are judged")
+		out   = flag.String("out", "", "write the report here (default docs/benchmarks.md for a full run, nothing for -smoke)")
+		only  = flag.String("only", "", "comma-separated sections to run: edge, issuance, streaming (default all)")
+		reps  = flag.Int("reps", 0, "repetitions of each measurement (default 3, 1 with -smoke)")
+	)
+	flag.Parse()
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
+
+	cfg := fullConfig()
+	if *smoke {
+		cfg = smokeConfig()
+	}
+	if *reps > 0 {
+		cfg.Reps = *reps
+	}
+	if *only != "" {
+		cfg.Only = map[string]bool{}
+		for _, s := range strings.Split(*only, ",") {
+			cfg.Only[strings.TrimSpace(s)] = true
+		}
+	}
+	dest := *out
+	if dest == "" && !*smoke {
+		dest = filepath.Join("docs", "benchmarks.md")
+	}
+	if err := run(cfg, dest); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(cfg Config, dest string) error {
+	s, err := runSuite(cfg)
+	if err != nil {
+		return err
+	}
+	for _, r := range s.Sections {
+		if r.Err != nil && !errors.Is(r.Err, errSkipped) {
+			slog.Error("section failed", "section", r.Name, "err", r.Err)
+		}
+	}
+	if dest != "" {
+		if err := os.WriteFile(dest, []byte(s.Markdown()), 0o644); err != nil {
+			return fmt.Errorf("write report: %w", err)
+		}
+		slog.Info("report written", "file", dest)
+	} else {
+		fmt.Print(s.Markdown())
+	}
+	if s.Failed() {
+		return errors.New("some sections failed (see the report)")
+	}
+	return nil
+}
+
+// Config sets how long and how often everything is measured.
+type Config struct {
+	Smoke       bool
+	Reps        int
+	Only        map[string]bool // nil: every section
+	Warmup      time.Duration
+	EdgeRun     time.Duration // one wrk or load-generator run
+	EdgeGrowth  []int         // connections for the growth runs (1x, 4x, 16x)
+	TokenSets   []int         // distinct tokens cycled through the plugin (1x, 4x, 16x)
+	GrowthRun   time.Duration
+	IssueRun    time.Duration // one issuance run
+	IssueCodes  int           // authorization codes prepared per exchange run
+	Clients     int           // concurrent clients for issuance
+	Calls       int           // sequential tool calls on one session for the latency figures
+	Sessions    []int         // concurrent sessions for calls/s
+	SessionRun  time.Duration // one calls/s run
+	StartCount  int           // sessions started one after another for the start time
+	MemSessions int           // sessions held open for the memory figure
+}
+
+func fullConfig() Config {
+	return Config{
+		Reps: 3, Warmup: 2 * time.Second,
+		EdgeRun: 5 * time.Second, EdgeGrowth: []int{16, 64, 256}, TokenSets: []int{1000, 4000, 16000},
+		GrowthRun: 3 * time.Second,
+		IssueRun:  4 * time.Second, IssueCodes: 6000, Clients: 16,
+		Calls: 2000, Sessions: []int{1, 4, 16, 64}, SessionRun: 3 * time.Second, StartCount: 10, MemSessions: 16,
+	}
+}
+
+func smokeConfig() Config {
+	return Config{
+		Smoke: true, Reps: 1, Warmup: 200 * time.Millisecond,
+		EdgeRun: time.Second, EdgeGrowth: []int{4, 16}, TokenSets: []int{100, 400},
+		GrowthRun: time.Second,
+		IssueRun:  time.Second, IssueCodes: 100, Clients: 4,
+		Calls: 50, Sessions: []int{1, 4}, SessionRun: time.Second, StartCount: 2, MemSessions: 2,
+	}
+}
+
+func (c Config) runs(section string) bool { return c.Only == nil || c.Only[section] }
