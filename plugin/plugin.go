@@ -22,6 +22,7 @@ type Middleware struct {
 	challenge string   // WWW-Authenticate for a request without a token
 	hdrNames  []string // identity headers to strip from preflights
 	prm       []byte   // the protected-resource metadata document
+	prmPaths  map[string]bool // metadata paths served here, never forwarded even with a valid token
 }
 
 // New builds the middleware for one router. It never waits for the network: keys load in the background and
@@ -52,6 +53,10 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 			m.hdrNames = append(m.hdrNames, h)
 		}
 	}
+	m.prmPaths = map[string]bool{wellKnownPRM: true, wellKnownPRM + "/": true}
+	if s.prmPath != "" {
+		m.prmPaths[s.prmPath] = true
+	}
 	resourceName := s.resourceName
 	if resourceName == "" {
 		resourceName = s.resource
@@ -74,13 +79,15 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 // for every one of them on every call, taken branch or not; so a token seen before costs one sync.Map lookup and
 // the precomputed header writes, and everything else lives in serveSlow.
 func (m *Middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if v, ok := m.cache.hot.Load(r.Header.Get("Authorization")); ok && !strings.HasPrefix(r.URL.Path, wellKnownPRM) {
-		h := r.Header
-		for _, op := range v.(*cacheEntry).ops {
-			h[op.name] = op.vals
+	h := r.Header
+	if a := h["Authorization"]; len(a) == 1 {
+		if v, ok := m.cache.hot.Load(a[0]); ok && !m.prmPaths[r.URL.Path] {
+			for _, op := range v.(*cacheEntry).ops {
+				h[op.name] = op.vals
+			}
+			m.next.ServeHTTP(w, r)
+			return
 		}
-		m.next.ServeHTTP(w, r)
-		return
 	}
 	m.serveSlow(w, r)
 }
