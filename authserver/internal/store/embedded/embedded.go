@@ -35,6 +35,7 @@ type Store struct {
 
 	mu          sync.Mutex
 	f           *os.File // journal, opened for append; nil when memory only
+	lock        *os.File // holds the lock on path+".lock"
 	closed      bool
 	data        map[string]map[string]any // kind -> id -> record
 	seq         int64                     // last feed sequence number handed out
@@ -58,16 +59,22 @@ func Open(path string, logger *slog.Logger) (*Store, error) {
 		logger.Warn("embedded store in memory only: all state (clients, tokens, signing keys) is lost on exit")
 		return s, nil
 	}
+	lock, err := lockFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("embedded store: %w", err)
+	}
+	s.lock = lock
 	torn, err := replay(path, s.apply)
 	if err != nil {
+		_ = lock.Close()
 		return nil, fmt.Errorf("embedded store: %w", err)
 	}
 	if torn != "" {
 		logger.Warn("embedded store: ignored an incomplete last journal line (the process probably stopped mid-write)",
 			"path", path, "detail", torn)
 	}
-	s.purgeLocked(time.Now())
 	if err := s.compactLocked(); err != nil {
+		_ = lock.Close()
 		return nil, fmt.Errorf("embedded store: rewrite %s: %w", path, err)
 	}
 	logger.Warn("embedded store: SINGLE NODE ONLY; state is kept in one local file and cannot be shared between "+
@@ -132,6 +139,7 @@ func (s *Store) compactLocked() error {
 		return nil
 	}
 	now := time.Now()
+	s.purgeLocked(now)
 	size, err := writeFileAtomic(s.path, func(w io.Writer) error {
 		seq := s.seq
 		b, err := encodeLine([]op{{Kind: kindSeq, Val: &seq}})
@@ -665,10 +673,14 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	var err error
 	if s.f != nil {
-		if err := s.f.Close(); err != nil {
-			return fmt.Errorf("embedded store: close %s: %w", s.path, err)
+		if cerr := s.f.Close(); cerr != nil {
+			err = fmt.Errorf("embedded store: close %s: %w", s.path, cerr)
 		}
 	}
-	return nil
+	if s.lock != nil {
+		_ = s.lock.Close()
+	}
+	return err
 }

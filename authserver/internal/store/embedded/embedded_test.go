@@ -154,3 +154,17 @@ func TestUnknownVersion(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "version 99")
 }
+
+// Two processes (or two Opens) on one file would interleave their writes: the second Open is refused.
+func TestSecondOpenRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.jsonl")
+	s, err := embedded.Open(path, quiet())
+	require.NoError(t, err)
+	_, err = embedded.Open(path, quiet())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "in use by another process")
+	require.NoError(t, s.Close())
+	s, err = embedded.Open(path, quiet())
+	require.NoError(t, err, "the lock is released on Close")
+	require.NoError(t, s.Close())
+}
