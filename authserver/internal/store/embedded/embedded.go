@@ -675,6 +675,7 @@ func (s *Store) Close() error {
 	s.closed = true
 	var err error
 	if s.f != nil {
+		_ = s.f.Sync() // a clean shutdown loses nothing, even if the machine goes down right after
 		if cerr := s.f.Close(); cerr != nil {
 			err = fmt.Errorf("embedded store: close %s: %w", s.path, cerr)
 		}
