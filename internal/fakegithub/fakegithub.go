@@ -9,6 +9,9 @@ package fakegithub
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -91,6 +94,7 @@ type grant struct {
 	redirectURI string
 	login       string
 	scopes      []string
+	challenge   string    // codes only: the S256 PKCE challenge, if the client sent one
 	expires     time.Time // codes only
 }
 
@@ -215,6 +219,11 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 			strconv.Quote(app.CallbackURL), http.StatusBadRequest)
 		return
 	}
+	challenge := q.Get("code_challenge")
+	if m := q.Get("code_challenge_method"); challenge != "" && m != "S256" {
+		http.Error(w, "fake GitHub: code_challenge_method must be S256", http.StatusBadRequest)
+		return
+	}
 	s.mu.Lock()
 	login, deny := s.login, s.deny
 	out := target.Query()
@@ -225,7 +234,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	} else {
 		code := randomHex(10)
 		s.codes[code] = grant{clientID: app.ClientID, redirectURI: q.Get("redirect_uri"), login: login,
-			scopes: parseScopes(q.Get("scope")), expires: time.Now().Add(CodeLifetime)}
+			scopes: parseScopes(q.Get("scope")), challenge: challenge, expires: time.Now().Add(CodeLifetime)}
 		out.Set("code", code)
 	}
 	s.mu.Unlock()
@@ -305,6 +314,11 @@ func (s *Server) accessToken(w http.ResponseWriter, r *http.Request) {
 			"error_uri":         {"https://docs.github.com/apps/managing-oauth-apps/troubleshooting-oauth-app-access-token-request-errors/#bad-verification-code"}})
 		return
 	}
+	if g.challenge != "" && !pkceMatches(g.challenge, r.PostForm.Get("code_verifier")) {
+		tokenReply(w, r, url.Values{"error": {"bad_verification_code"},
+			"error_description": {"The code_verifier does not match the code_challenge."}})
+		return
+	}
 	if ru := r.PostForm.Get("redirect_uri"); ru != "" && g.redirectURI != "" && ru != g.redirectURI {
 		tokenReply(w, r, url.Values{"error": {"redirect_uri_mismatch"},
 			"error_description": {"The redirect_uri MUST match the registered callback URL for this application."}})
@@ -315,6 +329,11 @@ func (s *Server) accessToken(w http.ResponseWriter, r *http.Request) {
 	s.tokens[token] = g
 	s.mu.Unlock()
 	tokenReply(w, r, url.Values{"access_token": {token}, "token_type": {"bearer"}, "scope": {strings.Join(g.scopes, ",")}})
+}
+
+func pkceMatches(challenge, verifier string) bool {
+	sum := sha256.Sum256([]byte(verifier))
+	return verifier != "" && subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(challenge)) == 1
 }
 
 func tokenReply(w http.ResponseWriter, r *http.Request, v url.Values) {

@@ -324,3 +324,31 @@ func TestCheckLoopback(t *testing.T) {
 		assert.Error(t, fakegithub.CheckLoopback(bad), bad)
 	}
 }
+
+func TestPKCE(t *testing.T) {
+	s := start(t)
+	resp, err := noRedirect.Get(authorizeURL(s, url.Values{"client_id": {clientID}, "code_challenge": {"abc"}, "code_challenge_method": {"plain"}}))
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode, "only S256")
+
+	// RFC 7636 appendix B.
+	const verifier, challenge = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+	code := func() string {
+		resp, err := noRedirect.Get(authorizeURL(s, url.Values{"client_id": {clientID}, "code_challenge": {challenge}, "code_challenge_method": {"S256"}}))
+		require.NoError(t, err)
+		resp.Body.Close()
+		loc, err := url.Parse(resp.Header.Get("Location"))
+		require.NoError(t, err)
+		return loc.Query().Get("code")
+	}
+	form := func(code, verifier string) url.Values {
+		return url.Values{"client_id": {clientID}, "client_secret": {secret}, "code": {code}, "code_verifier": {verifier}}
+	}
+	_, body := exchange(t, s, form(code(), "wrong-verifier"), "application/json")
+	assert.Contains(t, body, "bad_verification_code")
+	_, body = exchange(t, s, form(code(), ""), "application/json")
+	assert.Contains(t, body, "bad_verification_code")
+	_, body = exchange(t, s, form(code(), verifier), "application/json")
+	assert.Contains(t, body, "access_token")
+}

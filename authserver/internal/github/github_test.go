@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/oauth2"
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/github"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
@@ -300,4 +301,38 @@ func TestRefreshChecks(t *testing.T) {
 	assert.False(t, withOrgs.AllowsLogin("bob"))
 	assert.True(t, withOrgs.MayRefresh("bob"), "an organization member admitted at login keeps refreshing")
 	assert.False(t, github.Policy{}.MayRefresh("alice"))
+}
+
+func TestLoginWithPKCE(t *testing.T) {
+	fake := startFake(t)
+	p := newProvider(t, fake, policy(t, "octo", "", ""), clientSecret)
+	browser := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	codeWithPKCE := func(verifier string) string {
+		t.Helper()
+		authURL := p.AuthCodeURLWithPKCE("st", verifier)
+		u, err := url.Parse(authURL)
+		require.NoError(t, err)
+		require.Equal(t, "S256", u.Query().Get("code_challenge_method"))
+		require.NotEmpty(t, u.Query().Get("code_challenge"))
+		resp, err := browser.Get(authURL)
+		require.NoError(t, err)
+		resp.Body.Close()
+		loc, err := url.Parse(resp.Header.Get("Location"))
+		require.NoError(t, err)
+		return loc.Query().Get("code")
+	}
+	verifier := oauth2.GenerateVerifier()
+
+	u, err := p.LoginWithPKCE(context.Background(), codeWithPKCE(verifier), verifier)
+	require.NoError(t, err)
+	assert.Equal(t, "1001", u.ID)
+
+	_, err = p.LoginWithPKCE(context.Background(), codeWithPKCE(verifier), oauth2.GenerateVerifier())
+	assert.ErrorIs(t, err, github.ErrCodeRejected, "a wrong verifier must not redeem the code")
+
+	_, err = p.Login(context.Background(), codeWithPKCE(verifier))
+	assert.ErrorIs(t, err, github.ErrCodeRejected, "a PKCE-bound code needs its verifier")
+
+	_, err = p.LoginWithPKCE(context.Background(), codeWithPKCE(verifier), "")
+	assert.Error(t, err)
 }
