@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
+	"time"
 )
 
 // HTTPClient opens Streamable HTTP sessions on one MCP endpoint.
@@ -35,13 +36,16 @@ type httpSession struct {
 	c       *HTTPClient
 	id      string // Mcp-Session-Id, empty for stateless servers
 	version string // negotiated protocol version
+	init    time.Duration
 	next    atomic.Int64
 }
 
 // Open initializes a session: initialize, then notifications/initialized.
 func (c *HTTPClient) Open(ctx context.Context) (Session, error) {
 	s := &httpSession{c: c}
+	t0 := time.Now()
 	raw, err := s.Call(ctx, "initialize", initializeParams())
+	s.init = time.Since(t0)
 	if err != nil {
 		return nil, fmt.Errorf("initialize: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ProtocolVersion is the MCP revision the client asks for.
@@ -21,6 +22,17 @@ type Session interface {
 	Call(ctx context.Context, method string, params any) (json.RawMessage, error)
 	// Close ends the session (DELETE for HTTP, closing stdin for stdio).
 	Close() error
+}
+
+// InitTime is how long the initialize request took to answer (for stdio, from starting the process).
+func InitTime(s Session) time.Duration {
+	switch v := s.(type) {
+	case *httpSession:
+		return v.init
+	case *stdioSession:
+		return v.init
+	}
+	return 0
 }
 
 // RPCError is a JSON-RPC error answer.
@@ -59,11 +71,14 @@ func initializeParams() map[string]any {
 	}
 }
 
-// Echo calls the echo tool with msg and checks that the answer carries it back.
-func Echo(ctx context.Context, s Session, msg string) error {
-	raw, err := s.Call(ctx, "tools/call", map[string]any{"name": "echo", "arguments": map[string]any{"message": msg}})
+// CallTool calls a tool and returns the text of its content; a tool error or an empty answer is an error.
+func CallTool(ctx context.Context, s Session, name string, args map[string]any) (string, error) {
+	if args == nil {
+		args = map[string]any{}
+	}
+	raw, err := s.Call(ctx, "tools/call", map[string]any{"name": name, "arguments": args})
 	if err != nil {
-		return err
+		return "", err
 	}
 	var res struct {
 		IsError bool `json:"isError"`
@@ -72,15 +87,26 @@ func Echo(ctx context.Context, s Session, msg string) error {
 		} `json:"content"`
 	}
 	if err := json.Unmarshal(raw, &res); err != nil {
-		return fmt.Errorf("echo: decode result: %w", err)
+		return "", fmt.Errorf("%s: decode result: %w", name, err)
 	}
 	if res.IsError || len(res.Content) == 0 {
-		return fmt.Errorf("echo: tool answered an error or no content: %s", raw)
+		return "", fmt.Errorf("%s: the tool answered an error or no content: %s", name, raw)
 	}
+	var b strings.Builder
 	for _, c := range res.Content {
-		if strings.Contains(c.Text, msg) {
-			return nil
-		}
+		b.WriteString(c.Text)
 	}
-	return errors.New("echo: the answer does not contain the message sent")
+	return b.String(), nil
+}
+
+// Echo calls the echo tool with msg and checks that the answer carries it back.
+func Echo(ctx context.Context, s Session, msg string) error {
+	text, err := CallTool(ctx, s, "echo", map[string]any{"message": msg})
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(text, msg) {
+		return errors.New("echo: the answer does not contain the message sent")
+	}
+	return nil
 }

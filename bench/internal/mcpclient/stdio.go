@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // stdioSession drives an MCP server process over its stdin and stdout (newline-delimited JSON-RPC).
@@ -18,6 +19,7 @@ type stdioSession struct {
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
 	next  atomic.Int64
+	init  time.Duration // from process start to the initialize result
 
 	wmu     sync.Mutex // serialises writes to stdin
 	mu      sync.Mutex
@@ -36,6 +38,7 @@ func OpenStdio(ctx context.Context, cmd *exec.Cmd) (Session, error) {
 	if err != nil {
 		return nil, err
 	}
+	t0 := time.Now()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", cmd.Path, err)
 	}
@@ -45,6 +48,7 @@ func OpenStdio(ctx context.Context, cmd *exec.Cmd) (Session, error) {
 		_ = s.Close()
 		return nil, fmt.Errorf("initialize: %w", err)
 	}
+	s.init = time.Since(t0)
 	if err := s.write(request{JSONRPC: "2.0", Method: "notifications/initialized"}); err != nil {
 		_ = s.Close()
 		return nil, fmt.Errorf("notifications/initialized: %w", err)
