@@ -39,6 +39,9 @@ type Config struct {
 	Apps  []App
 	// Login is the user /login/oauth/authorize logs in; default the first of Users. SetLogin changes it.
 	Login string
+	// RestrictedOrgs have OAuth app access restrictions and have not approved the app: GitHub answers 403 to
+	// membership questions about them.
+	RestrictedOrgs []string
 	// Logger receives one line per request outcome (never a code or token); nil discards.
 	Logger *slog.Logger
 }
@@ -77,15 +80,16 @@ type Server struct {
 	// URL is set by Start: the base URL of the test server.
 	URL string
 
-	mux    *http.ServeMux
-	log    *slog.Logger
-	mu     sync.Mutex
-	users  []User
-	apps   []App
-	login  string
-	deny   bool
-	codes  map[string]grant // login code -> grant
-	tokens map[string]grant // access token -> grant
+	mux        *http.ServeMux
+	log        *slog.Logger
+	mu         sync.Mutex
+	users      []User
+	apps       []App
+	restricted []string
+	login      string
+	deny       bool
+	codes      map[string]grant // login code -> grant
+	tokens     map[string]grant // access token -> grant
 }
 
 // grant is what a code or token stands for.
@@ -127,11 +131,12 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	s := &Server{
-		log:    cfg.Logger,
-		users:  slices.Clone(cfg.Users),
-		apps:   slices.Clone(cfg.Apps),
-		codes:  map[string]grant{},
-		tokens: map[string]grant{},
+		log:        cfg.Logger,
+		users:      slices.Clone(cfg.Users),
+		apps:       slices.Clone(cfg.Apps),
+		restricted: slices.Clone(cfg.RestrictedOrgs),
+		codes:      map[string]grant{},
+		tokens:     map[string]grant{},
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -418,6 +423,10 @@ func (s *Server) orgMembership(w http.ResponseWriter, r *http.Request, g grant) 
 		return
 	}
 	u, org := s.user(g), r.PathValue("org")
+	if containsFold(s.restricted, org) {
+		writeJSON(w, http.StatusForbidden, restrictedError(org))
+		return
+	}
 	state := ""
 	switch {
 	case containsFold(u.Orgs, org) || teamInOrg(u.Teams, org):
@@ -441,6 +450,10 @@ func (s *Server) teamMembership(w http.ResponseWriter, r *http.Request, g grant)
 		return
 	}
 	org, team := r.PathValue("org"), r.PathValue("team")
+	if containsFold(s.restricted, org) {
+		writeJSON(w, http.StatusForbidden, restrictedError(org))
+		return
+	}
 	s.mu.Lock()
 	caller, member := s.userLocked(g.login), s.userLocked(r.PathValue("username"))
 	var callerOrgs, callerTeams, memberTeams []string
@@ -481,6 +494,11 @@ func nullable(s string) any {
 
 func apiError(msg string) map[string]string {
 	return map[string]string{"message": msg, "documentation_url": "https://docs.github.com/rest"}
+}
+
+func restrictedError(org string) map[string]string {
+	return apiError("Although you appear to have the correct authorization credentials, the `" + org +
+		"` organization has enabled OAuth App access restrictions, meaning that data access to third-parties is limited.")
 }
 
 func notFound(w http.ResponseWriter) { writeJSON(w, http.StatusNotFound, apiError("Not Found")) }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -239,7 +240,7 @@ func (p *Provider) authorize(ctx context.Context, api *gh.Client, login string) 
 		case isStatus(err, http.StatusNotFound):
 		case isStatus(err, http.StatusForbidden):
 			// An organization that restricts OAuth app access hides membership until an owner approves the app.
-			hidden = append(hidden, org)
+			hidden = appendNew(hidden, org)
 		default:
 			return fmt.Errorf("github: check membership of organization %s: %w", org, err)
 		}
@@ -254,7 +255,7 @@ func (p *Provider) authorize(ctx context.Context, api *gh.Client, login string) 
 			}
 		case isStatus(err, http.StatusNotFound):
 		case isStatus(err, http.StatusForbidden):
-			hidden = append(hidden, org)
+			hidden = appendNew(hidden, org)
 		default:
 			return fmt.Errorf("github: check membership of team %s: %w", team, err)
 		}
@@ -268,6 +269,13 @@ func (p *Provider) authorize(ctx context.Context, api *gh.Client, login string) 
 			"until an owner approves this app)", strings.Join(hidden, ", "))
 	}
 	return &AccessDeniedError{Login: login, Reason: reason}
+}
+
+func appendNew(list []string, s string) []string {
+	if slices.Contains(list, s) {
+		return list
+	}
+	return append(list, s)
 }
 
 func isStatus(err error, code int) bool {

@@ -336,3 +336,19 @@ func TestLoginWithPKCE(t *testing.T) {
 	_, err = p.LoginWithPKCE(context.Background(), codeWithPKCE(verifier), "")
 	assert.Error(t, err)
 }
+
+func TestRefusalExplainsOAuthAppRestrictions(t *testing.T) {
+	fake := fakegithub.Start(t, fakegithub.Config{
+		Users:          fakeUsers,
+		Apps:           []fakegithub.App{{ClientID: clientID, ClientSecret: clientSecret}},
+		RestrictedOrgs: []string{"acme"},
+	})
+	p := newProvider(t, fake, policy(t, "", "acme", "acme/platform"), clientSecret)
+
+	_, err := login(t, fake, p, "org-member")
+	var denied *github.AccessDeniedError
+	require.ErrorAs(t, err, &denied)
+	assert.Contains(t, denied.Reason, "is not a member of any allowed organization or team")
+	assert.Contains(t, denied.Reason, "GitHub refused to show membership in acme:", "each organization named once")
+	assert.Contains(t, denied.Reason, "restrict OAuth app access")
+}
