@@ -5,6 +5,8 @@ package backend
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"os"
@@ -23,7 +25,8 @@ type Config struct {
 	RedisMasterName string // Sentinel master; RedisAddrs are then the Sentinels
 	RedisUsername   string
 	RedisPassword   string
-	RedisTLS        bool
+	RedisTLS        bool   // TLS with Addrs (a rediss:// URL turns it on by itself)
+	RedisCAFile     string // PEM file of the CA that signed the Redis server's certificate (default: system roots)
 	RedisDB         int
 	RedisCluster    bool   // RedisURL/RedisAddrs name Cluster nodes
 	RedisPrefix     string // key prefix, default "mcpgw:" (used as a hash tag)
@@ -42,9 +45,21 @@ func (c Config) UsesRedis() bool { return c.RedisURL != "" || len(c.RedisAddrs) 
 func Open(ctx context.Context, c Config) (store.Store, error) {
 	logger := cmp.Or(c.Logger, slog.Default())
 	if c.UsesRedis() {
+		var tlsConfig *tls.Config
+		if c.RedisCAFile != "" {
+			pem, err := os.ReadFile(c.RedisCAFile)
+			if err != nil {
+				return nil, fmt.Errorf("open Redis store: read CA file: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("open Redis store: no PEM certificate in CA file %s", c.RedisCAFile)
+			}
+			tlsConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		}
 		s, err := redisstore.Open(ctx, redisstore.Options{
 			URL: c.RedisURL, Cluster: c.RedisCluster, Addrs: c.RedisAddrs, MasterName: c.RedisMasterName,
-			Username: c.RedisUsername, Password: c.RedisPassword, TLS: c.RedisTLS, DB: c.RedisDB,
+			Username: c.RedisUsername, Password: c.RedisPassword, TLS: c.RedisTLS, TLSConfig: tlsConfig, DB: c.RedisDB,
 			Prefix: c.RedisPrefix, Logger: logger,
 		})
 		if err != nil {

@@ -54,6 +54,10 @@ type Options struct {
 	TLS        bool
 	DB         int
 
+	// TLSConfig, if set, is used for TLS (with URL: for rediss://; with Addrs: instead of the default), e.g. to trust
+	// a private CA. Its ServerName defaults to the host being dialled.
+	TLSConfig *tls.Config
+
 	// Prefix starts every key; default DefaultPrefix. Without a {hash tag} it is wrapped in one ("a:" -> "{a}:").
 	Prefix string
 	Logger *slog.Logger
@@ -91,18 +95,21 @@ func newClient(o Options) (redis.UniversalClient, error) {
 			if err != nil {
 				return nil, fmt.Errorf("redis: bad Sentinel URL: %w", err)
 			}
+			fo.TLSConfig = withTLS(fo.TLSConfig, o.TLSConfig)
 			return redis.NewFailoverClient(fo), nil
 		case o.Cluster:
 			co, err := redis.ParseClusterURL(o.URL)
 			if err != nil {
 				return nil, fmt.Errorf("redis: bad cluster URL: %w", err)
 			}
+			co.TLSConfig = withTLS(co.TLSConfig, o.TLSConfig)
 			return redis.NewClusterClient(co), nil
 		default:
 			ro, err := redis.ParseURL(o.URL)
 			if err != nil {
 				return nil, fmt.Errorf("redis: bad URL (want redis://host:port/db or rediss:// for TLS): %w", err)
 			}
+			ro.TLSConfig = withTLS(ro.TLSConfig, o.TLSConfig)
 			return redis.NewClient(ro), nil
 		}
 	}
@@ -113,10 +120,25 @@ func newClient(o Options) (redis.UniversalClient, error) {
 		Addrs: o.Addrs, MasterName: o.MasterName, Username: o.Username, Password: o.Password, DB: o.DB,
 		IsClusterMode: o.Cluster,
 	}
-	if o.TLS {
-		uo.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	if o.TLS || o.TLSConfig != nil {
+		uo.TLSConfig = withTLS(&tls.Config{MinVersion: tls.VersionTLS12}, o.TLSConfig)
 	}
 	return redis.NewUniversalClient(uo), nil
+}
+
+// withTLS applies a caller's TLS settings where the URL asked for TLS (parsed is nil for redis://).
+func withTLS(parsed, custom *tls.Config) *tls.Config {
+	if parsed == nil || custom == nil {
+		return parsed
+	}
+	cfg := custom.Clone()
+	if cfg.ServerName == "" {
+		cfg.ServerName = parsed.ServerName
+	}
+	if cfg.MinVersion == 0 {
+		cfg.MinVersion = tls.VersionTLS12
+	}
+	return cfg
 }
 
 func hashTagPrefix(p string) string {
