@@ -53,7 +53,8 @@ func edgeSection(e *env, cfg Config, s *Section) {
 	e.check(err, "start the stand-in issuer")
 	e.Cleanup(func() { _ = is.Close() })
 
-	fa := startForwardAuth(e, cfg, s)
+	port := testenv.FreePort(e)
+	fa := startForwardAuth(e, s, testenv.URL(port, "/fwd/mcp"))
 	routes := func(port int) []traefikRoute {
 		rs := []traefikRoute{
 			{Name: "noauth", Prefix: "/noauth"},
@@ -64,7 +65,7 @@ func edgeSection(e *env, cfg Config, s *Section) {
 		}
 		return rs
 	}
-	port := startTraefik(e, backendPort, routes)
+	startTraefik(e, port, backendPort, routes)
 	resource := testenv.URL(port, "/plugin/mcp")
 	warm, err := is.Mint(resource, 1)
 	e.check(err, "mint token")

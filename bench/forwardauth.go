@@ -7,7 +7,7 @@ type forwardAuth struct {
 }
 
 // startForwardAuth starts the authserver and obtains a token for the ForwardAuth route; nil when it cannot.
-func startForwardAuth(e *env, cfg Config, s *Section) *forwardAuth {
+func startForwardAuth(e *env, s *Section, resource string) *forwardAuth {
 	s.note("ForwardAuth baseline not measured: the authserver has not landed yet")
 	return nil
 }

@@ -35,11 +35,10 @@ type traefikRoute struct {
 }
 
 // startTraefik runs Traefik 3.6 on a free port with the plugin loaded as a local plugin (the way the dev stack
-// loads it, from plugins-local/src/<module>) and one router per route, all to the same backend. It returns the port.
-func startTraefik(e *env, backendPort int, routes func(port int) []traefikRoute) int {
+// loads it, from plugins-local/src/<module>) and one router per route, all to the same backend.
+func startTraefik(e *env, port, backendPort int, routes func(port int) []traefikRoute) {
 	bin := testenv.TraefikBin(e)
 	dir := e.TempDir()
-	port := testenv.FreePort(e)
 
 	// The local plugin layout: the manifest at the module root, the sources under their import path.
 	modDir := filepath.Join(dir, "plugins-local", "src", filepath.FromSlash(pluginModule))
@@ -117,7 +116,6 @@ experimental:
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	return port
 }
 
 // pluginMiddleware is the dynamic configuration of the mcp-oauth plugin for a route.
