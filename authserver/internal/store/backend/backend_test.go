@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -21,6 +22,16 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/storetest"
 	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
 )
+
+// go-redis logs failed dials to stderr; the tests cause some on purpose.
+type discardLogger struct{}
+
+func (discardLogger) Printf(context.Context, string, ...any) {}
+
+func TestMain(m *testing.M) {
+	redis.SetLogger(discardLogger{})
+	os.Exit(m.Run())
+}
 
 func TestEmbeddedByDefault(t *testing.T) {
 	ctx := context.Background()
