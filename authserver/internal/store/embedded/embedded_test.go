@@ -168,3 +168,11 @@ func TestSecondOpenRefused(t *testing.T) {
 	require.NoError(t, err, "the lock is released on Close")
 	require.NoError(t, s.Close())
 }
+
+func BenchmarkFile(b *testing.B) {
+	storetest.RunBenchmarks(b, func(b *testing.B) store.Store {
+		s, err := embedded.Open(filepath.Join(b.TempDir(), "state.jsonl"), quiet())
+		require.NoError(b, err)
+		return s
+	})
+}

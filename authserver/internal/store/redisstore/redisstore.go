@@ -675,16 +675,27 @@ func (s *Store) PurgeExpired(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, unavailable("purge clients", err)
 	}
-	for _, id := range ids {
-		exists, err := s.rdb.Exists(ctx, s.clientKey(id)).Result()
-		if err != nil {
+	for chunk := range slices.Chunk(ids, batch) {
+		cmds := make([]*redis.IntCmd, len(chunk))
+		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, id := range chunk {
+				cmds[i] = p.Exists(ctx, s.clientKey(id))
+			}
+			return nil
+		}); err != nil {
 			return 0, unavailable("purge clients", err)
 		}
-		if exists == 0 {
-			if err := s.rdb.SRem(ctx, s.clientsKey(), id).Err(); err != nil {
+		var gone []any
+		for i, c := range cmds {
+			if c.Val() == 0 {
+				gone = append(gone, chunk[i])
+			}
+		}
+		if len(gone) > 0 {
+			if err := s.rdb.SRem(ctx, s.clientsKey(), gone...).Err(); err != nil {
 				return 0, unavailable("purge clients", err)
 			}
-			n++
+			n += len(gone)
 		}
 	}
 	return n, nil

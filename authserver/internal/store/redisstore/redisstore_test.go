@@ -181,3 +181,12 @@ func TestAddrsAndPrefix(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), n, "prefix a: becomes the hash tag {a}:")
 }
+
+func BenchmarkRedis(b *testing.B) {
+	r := testenv.StartRedis(b)
+	storetest.RunBenchmarks(b, func(b *testing.B) store.Store {
+		s, err := redisstore.Open(context.Background(), redisstore.Options{URL: r.URL, Prefix: "b-" + rand.Text() + ":", Logger: quiet()})
+		require.NoError(b, err)
+		return s
+	})
+}
