@@ -139,17 +139,29 @@ func measureStream(e *env, cfg Config, srv mcpServer, t streamTarget, s *Section
 	defer l.stop()
 	res.command = l.command
 	openN := func(n int) []mcpclient.Session {
-		out := make([]mcpclient.Session, 0, n)
-		for range n {
+		// Opened a few at a time: per-session children take a while to spawn, and this part is not timed.
+		out := make([]mcpclient.Session, n)
+		r, err := load.Run(ctx, load.Options{Workers: min(n, 4), Total: int64(n)}, func(ctx context.Context, _ int, seq int64) error {
 			sess, err := l.open(ctx)
-			e.check(err, "open session")
-			out = append(out, sess)
+			out[seq] = sess
+			return err
+		})
+		e.check(err, "open sessions")
+		if r.Errors > 0 {
+			for _, sess := range out {
+				if sess != nil {
+					_ = sess.Close()
+				}
+			}
+			e.Fatalf("opening %d sessions: %d failed, first: %v", n, r.Errors, r.FirstErr)
 		}
 		return out
 	}
 	closeAll := func(ss []mcpclient.Session) {
 		for _, sess := range ss {
-			_ = sess.Close()
+			if sess != nil {
+				_ = sess.Close()
+			}
 		}
 	}
 	callN := func(sess mcpclient.Session, n int) []time.Duration {
