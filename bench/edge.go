@@ -110,7 +110,7 @@ func edgeSection(e *env, cfg Config, s *Section) {
 		s.Commands = append(s.Commands, "wrk "+strings.Join(args, " "))
 	}
 	s.Doc.P("All targets run through one Traefik %s process to the same trivial Go backend (its own process, answers "+
-		"`200 ok`). The plugin runs as a local plugin under Yaegi, exactly as in the dev stack; its issuer is a stand-in "+
+		"`200 ok`). The plugin runs as a local plugin under Yaegi, exactly as in the dev stack (the sources committed at HEAD); its issuer is a stand-in "+
 		"that serves the JWKS and revocation feed of docs/architecture.md and signs ES256 tokens in the contract's format "+
 		"(the plugin's cost depends only on that format). Tokens are checked in setup: the backend must see `X-User-Id` "+
 		"and no `Authorization`.", traefikVersion())

@@ -109,8 +109,8 @@ func fullConfig() Config {
 		Reps: 3, Warmup: 2 * time.Second,
 		EdgeRun: 5 * time.Second, EdgeGrowth: []int{16, 64, 256}, TokenSets: []int{1000, 4000, 16000},
 		GrowthRun: 3 * time.Second,
-		IssueRun:  4 * time.Second, IssueCodes: 6000, Clients: 16,
-		Calls: 2000, Sessions: []int{1, 4, 16, 64}, SessionRun: 3 * time.Second, StartCount: 10, MemSessions: 16,
+		IssueRun:  3 * time.Second, IssueCodes: 4000, Clients: 16,
+		Calls: 2000, Sessions: []int{1, 4, 16, 64}, SessionRun: 2 * time.Second, StartCount: 10, MemSessions: 16,
 	}
 }
 

@@ -43,18 +43,25 @@ func startTraefik(e *env, port, backendPort int, routes func(port int) []traefik
 	// The local plugin layout: the manifest at the module root, the sources under their import path.
 	modDir := filepath.Join(dir, "plugins-local", "src", filepath.FromSlash(pluginModule))
 	e.check(os.MkdirAll(filepath.Join(modDir, "plugin"), 0o755), "plugin dir")
-	manifest, err := os.ReadFile(".traefik.yml")
+	// The committed plugin (HEAD), not the working tree: the report names the commit it measured, and a
+	// half-written file of someone else's must not break the run.
+	manifest, err := gitShow(".traefik.yml")
 	e.check(err, "read the plugin manifest .traefik.yml")
 	e.check(os.WriteFile(filepath.Join(modDir, ".traefik.yml"), manifest, 0o644), "write manifest")
-	files, err := filepath.Glob("plugin/*.go")
+	out, err := exec.Command("git", "ls-tree", "--name-only", "HEAD", "plugin/").Output()
 	e.check(err, "list plugin sources")
-	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") {
+	n := 0
+	for _, f := range strings.Fields(string(out)) {
+		if !strings.HasSuffix(f, ".go") || strings.HasSuffix(f, "_test.go") {
 			continue
 		}
-		b, err := os.ReadFile(f)
+		b, err := gitShow(f)
 		e.check(err, "read plugin source")
 		e.check(os.WriteFile(filepath.Join(modDir, "plugin", filepath.Base(f)), b, 0o644), "copy plugin source")
+		n++
+	}
+	if n == 0 {
+		e.Fatalf("no plugin sources in HEAD:plugin/")
 	}
 
 	var dyn strings.Builder
@@ -116,6 +123,15 @@ experimental:
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
+}
+
+// gitShow reads a file as committed at HEAD.
+func gitShow(path string) ([]byte, error) {
+	b, err := exec.Command("git", "show", "HEAD:"+path).Output()
+	if err != nil {
+		return nil, fmt.Errorf("git show HEAD:%s: %w", path, err)
+	}
+	return b, nil
 }
 
 // pluginMiddleware is the dynamic configuration of the mcp-oauth plugin for a route.
