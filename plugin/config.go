@@ -105,6 +105,7 @@ type settings struct {
 	jwksURL         string
 	feedURL         string
 	skew            time.Duration
+	skewSec         float64
 	maxTokenBytes   int
 	cacheSize       int
 	jwksRefresh     time.Duration
@@ -113,6 +114,9 @@ type settings struct {
 	fetchTimeout    time.Duration
 	keepAuth        bool
 	headers         []string // canonical names in the order userID, userName, email, clientID, scopes; "" = disabled
+
+	errIssuer   error // token errors that name this route's issuer or resource, built once
+	errAudience error
 
 	prmPath     string // path-suffixed metadata path ("" when the resource has no path)
 	metadataURL string // absolute URL of the resource's metadata, for resource_metadata
@@ -247,6 +251,9 @@ func parseConfig(c *Config) (*settings, error) {
 	if len(errs) > 0 {
 		return nil, errors.New("mcp-oauth configuration: " + strings.Join(errs, "; "))
 	}
+	s.skewSec = s.skew.Seconds()
+	s.errIssuer = errors.New("token issuer is not " + s.issuer)
+	s.errAudience = errors.New("token audience does not include " + s.resource + " (the token was issued for another resource)")
 	return s, nil
 }
 

@@ -31,7 +31,7 @@ func fuzzMiddleware(t testing.TB, rsaPub *rsa.PublicKey) *Middleware {
 	s, err := parseConfig(c)
 	require.NoError(t, err)
 	k := fuzzKey()
-	keys := map[string]*verifyKey{"k1": {kid: "k1", alg: "ES256", crv: "P-256", ec: &k.PublicKey}}
+	keys := map[string]*verifyKey{"k1": {kid: "k1", alg: "ES256", crv: "P-256", size: 32, ec: &k.PublicKey}}
 	if rsaPub != nil {
 		keys["r1"] = &verifyKey{kid: "r1", rsa: rsaPub}
 	}

@@ -18,11 +18,12 @@ import (
 
 // verifyKey is one signing key from the issuer's JWKS (RFC 7517).
 type verifyKey struct {
-	kid string
-	alg string // the JWK's alg, "" when the JWK does not pin one
-	crv string // EC keys: P-256, P-384 or P-521
-	ec  *ecdsa.PublicKey
-	rsa *rsa.PublicKey
+	kid  string
+	alg  string // the JWK's alg, "" when the JWK does not pin one
+	crv  string // EC keys: P-256, P-384 or P-521
+	size int    // EC keys: bytes of one coordinate
+	ec   *ecdsa.PublicKey
+	rsa  *rsa.PublicKey
 }
 
 // jwk is the wire form of one key; unknown members are ignored.
@@ -116,7 +117,7 @@ func (k *jwk) toKey() (*verifyKey, error) {
 		if k.Alg != "" && algCurve(k.Alg) != k.Crv {
 			return nil, fmt.Errorf("alg %q does not fit curve %s", k.Alg, k.Crv)
 		}
-		vk.crv = k.Crv
+		vk.crv, vk.size = k.Crv, size
 		vk.ec = &ecdsa.PublicKey{Curve: curve, X: new(big.Int).SetBytes(x), Y: new(big.Int).SetBytes(y)}
 	case "RSA":
 		n, err := b64(k.N)
@@ -167,11 +168,7 @@ func algCurve(alg string) string {
 // and, when the JWK names an alg, equal it: this is what stops algorithm confusion.
 func (k *verifyKey) verify(alg, signingInput string, sig []byte) error {
 	if k.alg != "" && k.alg != alg {
-		return fmt.Errorf("token alg %s differs from key alg %s", alg, k.alg)
-	}
-	want := algCurve(alg)
-	if want == "" {
-		return fmt.Errorf("alg %q is not supported", alg)
+		return errKeyAlg(alg, k)
 	}
 	var hash crypto.Hash
 	var digest []byte
@@ -186,34 +183,36 @@ func (k *verifyKey) verify(alg, signingInput string, sig []byte) error {
 		d := sha512.Sum512([]byte(signingInput))
 		hash, digest = crypto.SHA512, d[:]
 	}
-	if want == "RSA" {
-		if k.rsa == nil {
-			return fmt.Errorf("alg %s needs an RSA key, key %q is EC", alg, k.kid)
+	if alg[0] == 'E' {
+		if k.ec == nil || k.crv != algCurve(alg) {
+			return errKeyAlg(alg, k)
 		}
-		var err error
-		if alg[0] == 'P' {
-			err = rsa.VerifyPSS(k.rsa, hash, digest, sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash})
-		} else {
-			err = rsa.VerifyPKCS1v15(k.rsa, hash, digest, sig)
-		}
-		if err != nil {
-			return errors.New("signature is invalid")
+		size := len(sig) / 2
+		if len(sig) != 2*k.size || !ecdsa.Verify(k.ec, digest, new(big.Int).SetBytes(sig[:size]), new(big.Int).SetBytes(sig[size:])) {
+			return errSignature
 		}
 		return nil
 	}
-	if k.ec == nil || k.crv != want {
-		return fmt.Errorf("alg %s needs a %s key, key %q is not one", alg, want, k.kid)
+	if k.rsa == nil {
+		return errKeyAlg(alg, k)
 	}
-	size := (k.ec.Curve.Params().BitSize + 7) / 8
-	if len(sig) != 2*size {
-		return fmt.Errorf("signature is %d bytes, %s needs %d", len(sig), alg, 2*size)
+	var err error
+	if alg[0] == 'P' {
+		err = rsa.VerifyPSS(k.rsa, hash, digest, sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash})
+	} else {
+		err = rsa.VerifyPKCS1v15(k.rsa, hash, digest, sig)
 	}
-	r := new(big.Int).SetBytes(sig[:size])
-	s := new(big.Int).SetBytes(sig[size:])
-	if !ecdsa.Verify(k.ec, digest, r, s) {
-		return errors.New("signature is invalid")
+	if err != nil {
+		return errSignature
 	}
 	return nil
+}
+
+func errKeyAlg(alg string, k *verifyKey) error {
+	if k.alg != "" {
+		return fmt.Errorf("token alg %s differs from key alg %s", alg, k.alg)
+	}
+	return fmt.Errorf("alg %s needs a %s key, key '%s' is not one", alg, algCurve(alg), quoteSafe(k.kid))
 }
 
 // strictB64 rejects non-canonical encodings (stray bits in the last character), so each token has one spelling.

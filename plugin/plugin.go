@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"math"
 	"net/http"
 	"strings"
 	"time"
@@ -19,9 +18,10 @@ type Middleware struct {
 	st        *issuerState
 	cache     *tokenCache
 	keepAuth  bool
-	challenge string   // WWW-Authenticate for a request without a token
-	hdrNames  []string // identity headers to strip from preflights
-	prm       []byte   // the protected-resource metadata document
+	challenge string          // WWW-Authenticate for a request without a token
+	scopeStr  string          // the required scopes as a token's scope claim would list them
+	hdrNames  []string        // identity headers to strip from preflights
+	prm       []byte          // the protected-resource metadata document
 	prmPaths  map[string]bool // metadata paths served here, never forwarded even with a valid token
 }
 
@@ -44,6 +44,7 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 		cache:    st.cacheFor(s),
 		keepAuth: s.keepAuth,
 	}
+	m.scopeStr = strings.Join(s.scopes, " ")
 	m.challenge = "Bearer resource_metadata=\"" + s.metadataURL + "\""
 	if len(s.scopes) > 0 {
 		m.challenge += ", scope=\"" + strings.Join(s.scopes, " ") + "\""
@@ -93,6 +94,36 @@ func (m *Middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (m *Middleware) serveSlow(w http.ResponseWriter, r *http.Request) {
+	auth := r.Header["Authorization"]
+	if len(auth) != 1 || len(auth[0]) < 8 || !strings.EqualFold(auth[0][:7], "Bearer ") || strings.HasPrefix(r.URL.Path, wellKnownPRM) {
+		m.serveOther(w, r)
+		return
+	}
+	now := time.Now()
+	e := m.cache.get(auth[0], now.Unix())
+	if e == nil {
+		var err error
+		if e, err = m.verify(strings.TrimLeft(auth[0][7:], " "), now); err != nil {
+			m.reject(w, err)
+			return
+		}
+		m.cache.put(auth[0], e, now.Unix())
+		// A revocation or key removal that landed while this token was being checked may have purged the cache
+		// before the put: look again so the entry cannot outlive it.
+		if !m.st.stillValid(e.jti, e.kid) {
+			m.cache.remove(auth[0])
+			m.reject(w, errRevokedOrRetired)
+			return
+		}
+	}
+	m.pass(w, r, e)
+}
+
+var errRevokedOrRetired = errors.New("token has been revoked or its signing key was retired")
+
+// serveOther handles what is neither a cache hit nor a single Bearer token: metadata, preflights, requests without
+// or with malformed credentials.
+func (m *Middleware) serveOther(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(r.URL.Path, wellKnownPRM) {
 		m.serveMetadata(w, r)
 		return
@@ -124,39 +155,21 @@ func (m *Middleware) serveSlow(w http.ResponseWriter, r *http.Request) {
 		m.deny(w, http.StatusUnauthorized, m.challenge, "", "this MCP server accepts Bearer tokens only (RFC 6750)")
 		return
 	}
-	tok = strings.TrimLeft(tok, " ")
-	if tok == "" {
+	if strings.TrimLeft(tok, " ") == "" {
 		m.deny(w, http.StatusBadRequest, m.errorChallenge("invalid_request", "the Bearer token is empty"), "invalid_request", "the Bearer token is empty")
 		return
 	}
-	if !m.st.ready() {
-		m.unavailable(w)
-		return
-	}
-	now := time.Now()
-	if e := m.cache.get(auth[0], now.Unix()); e != nil {
-		m.pass(w, r, e)
-		return
-	}
-	e, err := m.verify(tok, now)
+	// "Bearer" followed by a tab or such: not a form this server reads.
+	m.deny(w, http.StatusBadRequest, m.errorChallenge("invalid_request", "malformed Authorization header"), "invalid_request", "malformed Authorization header")
+}
+
+// reject answers a token that failed verification: 503 while keys are missing, else 401 invalid_token.
+func (m *Middleware) reject(w http.ResponseWriter, err error) {
 	if err == errKeysNotReady {
 		m.unavailable(w)
 		return
 	}
-	if err != nil {
-		m.deny(w, http.StatusUnauthorized, m.errorChallenge("invalid_token", err.Error()), "invalid_token", err.Error())
-		return
-	}
-	m.cache.put(auth[0], e, now.Unix())
-	// A revocation or key removal that landed while this token was being checked may have purged the cache before
-	// the put: look again so the entry cannot outlive it.
-	if m.st.isRevoked(e.jti) || !m.st.hasKey(e.kid) {
-		m.cache.remove(auth[0])
-		const desc = "token has been revoked or its signing key was retired"
-		m.deny(w, http.StatusUnauthorized, m.errorChallenge("invalid_token", desc), "invalid_token", desc)
-		return
-	}
-	m.pass(w, r, e)
+	m.deny(w, http.StatusUnauthorized, m.errorChallenge("invalid_token", err.Error()), "invalid_token", err.Error())
 }
 
 // pass applies a verdict: 403 for a token without the needed scopes, else the identity headers and the next handler.
@@ -172,11 +185,10 @@ func (m *Middleware) pass(w http.ResponseWriter, r *http.Request, e *cacheEntry)
 	m.next.ServeHTTP(w, r)
 }
 
-// verify checks a token fully and returns the verdict to cache; errors are token errors (401) except
-// errKeysNotReady.
+// verify checks a token fully and returns the verdict to cache. Its errors are token errors (401), or
+// errKeysNotReady (503).
 func (m *Middleware) verify(tok string, now time.Time) (*cacheEntry, error) {
-	s := m.s
-	pt, err := parseToken(tok, s.maxTokenBytes, s.algorithms)
+	pt, err := parseToken(tok, m.s.maxTokenBytes, m.s.algorithms)
 	if err != nil {
 		return nil, err
 	}
@@ -184,64 +196,84 @@ func (m *Middleware) verify(tok string, now time.Time) (*cacheEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := key.verify(pt.alg, pt.signingInput, pt.sig); err != nil {
+	if err = key.verify(pt.alg, pt.signingInput, pt.sig); err != nil {
 		return nil, err
 	}
-	c := &pt.claims
-	if err := checkClaims(c, s, now); err != nil {
+	if err = checkClaims(&pt.claims, m.s, now); err != nil {
 		return nil, err
 	}
-	if m.st.isRevoked(c.Jti) {
-		return nil, errors.New("token has been revoked")
+	if m.st.isRevoked(pt.claims.Jti) {
+		return nil, errRevoked
 	}
-	e := &cacheEntry{deadline: int64(math.Floor(*c.Exp + s.skew.Seconds())), jti: c.Jti, kid: pt.kid}
-	held := strings.Fields(c.Scope)
-	var missing []string
-	for _, need := range s.scopes {
+	return m.verdict(&pt.claims, pt.kid), nil
+}
+
+// verdict is the cache entry of a valid token: the headers to set, or a 403 when scopes are missing.
+func (m *Middleware) verdict(c *tokenClaims, kid string) *cacheEntry {
+	e := &cacheEntry{deadline: int64(*c.Exp + m.s.skewSec), jti: c.Jti, kid: kid}
+	if c.Scope != m.scopeStr && !hasScopes(c.Scope, m.s.scopes) {
+		m.denyScopes(e, c.Scope)
+		return e
+	}
+	values := [5]string{c.Sub, c.Username, c.Email, c.ClientID, c.Scope}
+	for i, name := range m.s.headers {
+		if name != "" {
+			if values[i] == "" {
+				e.ops = append(e.ops, headerOp{name: name})
+			} else {
+				e.ops = append(e.ops, headerOp{name: name, vals: []string{values[i]}})
+			}
+		}
+	}
+	if !m.keepAuth {
+		// The backend must not get a token it could replay elsewhere (MCP: no token passthrough).
+		e.ops = append(e.ops, headerOp{name: "Authorization"})
+	}
+	return e
+}
+
+func hasScopes(scope string, need []string) bool {
+	held := strings.Fields(scope)
+	for _, n := range need {
 		found := false
-		for _, have := range held {
-			if have == need {
+		for _, h := range held {
+			if h == n {
 				found = true
 				break
 			}
 		}
 		if !found {
-			missing = append(missing, need)
+			return false
 		}
 	}
-	if len(missing) > 0 {
-		// MCP 2025-11-25 step-up: list the scopes already held plus the missing ones, since v1 SDK clients replace
-		// their scope with the challenge's instead of adding to it.
-		want := strings.Join(append(append([]string{}, held...), missing...), " ")
-		e.denied = true
-		e.desc = "token lacks scope " + strings.Join(missing, " ")
-		e.challenge = "Bearer error=\"insufficient_scope\", scope=\"" + descSafe(want) + "\", resource_metadata=\"" +
-			s.metadataURL + "\", error_description=\"" + e.desc + "\""
-		return e, nil
-	}
-	values := []string{c.Sub, c.Username, c.Email, c.ClientID, c.Scope}
-	for i, name := range s.headers {
-		if name == "" {
-			continue
-		}
-		op := headerOp{name: name}
-		if values[i] != "" {
-			op.vals = []string{values[i]}
-		}
-		e.ops = append(e.ops, op)
-	}
-	if !s.keepAuth {
-		// The backend must not get a token it could replay elsewhere (MCP: no token passthrough).
-		e.ops = append(e.ops, headerOp{name: "Authorization"})
-	}
-	return e, nil
+	return true
 }
 
-func (st *issuerState) hasKey(kid string) bool {
+// denyScopes turns e into a 403 verdict. MCP 2025-11-25 step-up: the challenge lists the scopes already held plus
+// the missing ones, since v1 SDK clients replace their scope with the challenge's instead of adding to it.
+func (m *Middleware) denyScopes(e *cacheEntry, scope string) {
+	held := strings.Fields(scope)
+	want := append([]string{}, held...)
+	var missing []string
+	for _, n := range m.s.scopes {
+		if !hasScopes(scope, []string{n}) {
+			missing = append(missing, n)
+			want = append(want, n)
+		}
+	}
+	e.denied = true
+	e.desc = "token lacks scope " + strings.Join(missing, " ")
+	e.challenge = "Bearer error=\"insufficient_scope\", scope=\"" + descSafe(strings.Join(want, " ")) + "\", resource_metadata=\"" +
+		m.s.metadataURL + "\", error_description=\"" + e.desc + "\""
+}
+
+// stillValid reports whether jti is unrevoked and kid still in the key set.
+func (st *issuerState) stillValid(jti, kid string) bool {
 	st.mu.RLock()
-	_, ok := st.keys[kid]
+	_, revoked := st.revoked[jti]
+	_, known := st.keys[kid]
 	st.mu.RUnlock()
-	return ok
+	return known && !revoked
 }
 
 // errorChallenge is the WWW-Authenticate value for an error (RFC 6750 §3), with the metadata URL and scope so a

@@ -118,13 +118,6 @@ func (st *issuerState) setTiming(s *settings) {
 	st.mu.Unlock()
 }
 
-// ready reports whether tokens can be judged: keys are known and the revocation feed was read once (or is off).
-func (st *issuerState) ready() bool {
-	st.mu.RLock()
-	defer st.mu.RUnlock()
-	return st.keys != nil && (st.feedTried || st.feedConf == feedOff)
-}
-
 // cacheFor returns the verified-token cache of one route policy. Routes whose policy (resource, scopes, header
 // names, skew, keepAuthorization) is the same share a cache, which is what keeps it warm across reloads.
 func (st *issuerState) cacheFor(s *settings) *tokenCache {
@@ -141,23 +134,28 @@ func (st *issuerState) cacheFor(s *settings) *tokenCache {
 	return c
 }
 
-// keyFor returns the key for kid. An unknown kid triggers a JWKS fetch, at most once per jwksMinRefresh, so a
-// flood of made-up kids cannot hammer the authorization server.
+// keyFor returns the key for kid, or errKeysNotReady until keys are known and the revocation feed was read once (or
+// is off), so that no revoked token slips in at start. An unknown kid triggers a JWKS fetch (refreshFor).
 func (st *issuerState) keyFor(kid string) (*verifyKey, error) {
 	st.mu.RLock()
-	k, loaded := st.keys[kid], st.keys != nil
-	minGap := st.jwksMinRefresh
+	k, ready := st.keys[kid], st.keys != nil && (st.feedTried || st.feedConf == feedOff)
 	st.mu.RUnlock()
-	if k != nil {
-		return k, nil
+	if k == nil || !ready {
+		return st.refreshFor(kid, ready)
 	}
-	if !loaded {
+	return k, nil
+}
+
+// refreshFor fetches the JWKS for an unknown kid, at most once per jwksMinRefresh, so a flood of made-up kids cannot
+// hammer the authorization server.
+func (st *issuerState) refreshFor(kid string, ready bool) (*verifyKey, error) {
+	if !ready {
 		return nil, errKeysNotReady
 	}
 	st.refreshMu.Lock()
 	defer st.refreshMu.Unlock()
 	st.mu.RLock()
-	k = st.keys[kid]
+	k, minGap := st.keys[kid], st.jwksMinRefresh
 	st.mu.RUnlock()
 	if k != nil {
 		return k, nil
@@ -173,7 +171,11 @@ func (st *issuerState) keyFor(kid string) (*verifyKey, error) {
 			return k, nil
 		}
 	}
-	return nil, fmt.Errorf("token kid '%s' is not in the issuer's key set", quoteSafe(kid))
+	return nil, errUnknownKid(kid)
+}
+
+func errUnknownKid(kid string) error {
+	return fmt.Errorf("token kid '%s' is not in the issuer's key set", quoteSafe(kid))
 }
 
 func (st *issuerState) keysLoop() {

@@ -56,6 +56,8 @@ func buildCompiled(t testing.TB, cfg map[string]interface{}, next http.Handler) 
 	return New(context.Background(), next, c, "test")
 }
 
+var yaegiInterp *interp.Interpreter
+
 var yaegiPlugin struct {
 	once         sync.Once
 	err          error
@@ -107,6 +109,7 @@ func loadYaegi(t testing.TB) (reflect.Value, reflect.Value) {
 			yp.err = fmt.Errorf("yaegi cannot import the plugin: %w", err)
 			return
 		}
+		yaegiInterp = i
 		if yp.fnNew, err = i.Eval("plugin.New"); err != nil {
 			yp.err = err
 			return
