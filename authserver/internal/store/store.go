@@ -11,6 +11,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -222,4 +223,16 @@ func SameSigningKeys(a, b []SigningKey) bool {
 		}
 	}
 	return true
+}
+
+// ErrNoExpiry is returned when a short-lived record (authorization request, code, refresh or access token) comes
+// without an expiry: every such record must end, and a backend relies on it to expire the record.
+var ErrNoExpiry = errors.New("store: record has no expiry")
+
+// RequireExpiry returns ErrNoExpiry, naming what, if exp is zero.
+func RequireExpiry(what string, exp time.Time) error {
+	if exp.IsZero() {
+		return fmt.Errorf("%s: %w", what, ErrNoExpiry)
+	}
+	return nil
 }

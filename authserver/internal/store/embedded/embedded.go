@@ -266,6 +266,9 @@ func (s *Store) ListClients(_ context.Context) ([]*store.Client, error) {
 // ---- authorization requests
 
 func (s *Store) PutAuthRequest(_ context.Context, r *store.AuthRequest) error {
+	if err := store.RequireExpiry("authorization request", r.ExpiresAt); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.commitLocked(put(kindAuthReq, r.ID, cloneAuthRequest(r)))
@@ -299,6 +302,9 @@ func (s *Store) DeleteAuthRequest(_ context.Context, id string) error {
 // ---- authorization codes
 
 func (s *Store) CreateCode(_ context.Context, c *store.AuthCode) error {
+	if err := store.RequireExpiry("authorization code", c.ExpiresAt); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.getLocked(kindCode, c.Hash); ok {
@@ -336,6 +342,9 @@ func (s *Store) familyRevokedLocked(familyID string) bool {
 }
 
 func (s *Store) CreateRefresh(_ context.Context, t *store.RefreshToken) error {
+	if err := store.RequireExpiry("refresh token", t.ExpiresAt); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.checkOpen(); err != nil {
@@ -369,6 +378,9 @@ func (s *Store) GetRefresh(_ context.Context, hash string) (*store.RefreshToken,
 }
 
 func (s *Store) RotateRefresh(_ context.Context, oldHash string, next *store.RefreshToken) (*store.RefreshToken, error) {
+	if err := store.RequireExpiry("refresh token", next.ExpiresAt); err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.checkOpen(); err != nil {
@@ -402,6 +414,9 @@ func (s *Store) RotateRefresh(_ context.Context, oldHash string, next *store.Ref
 // ---- access tokens and revocation
 
 func (s *Store) RecordAccess(_ context.Context, t *store.AccessToken) error {
+	if err := store.RequireExpiry("access token", t.ExpiresAt); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.checkOpen(); err != nil {

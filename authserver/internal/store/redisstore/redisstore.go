@@ -336,6 +336,9 @@ func (s *Store) ListClients(ctx context.Context) ([]*store.Client, error) {
 // ---- authorization requests
 
 func (s *Store) PutAuthRequest(ctx context.Context, r *store.AuthRequest) error {
+	if err := store.RequireExpiry("authorization request", r.ExpiresAt); err != nil {
+		return err
+	}
 	_, err := s.set(ctx, s.k("authreq", r.ID), r, r.ExpiresAt, false, false, "authorization request")
 	return err
 }
@@ -361,6 +364,9 @@ func (s *Store) DeleteAuthRequest(ctx context.Context, id string) error {
 // ---- authorization codes
 
 func (s *Store) CreateCode(ctx context.Context, c *store.AuthCode) error {
+	if err := store.RequireExpiry("authorization code", c.ExpiresAt); err != nil {
+		return err
+	}
 	ok, err := s.set(ctx, s.k("code", c.Hash), c, c.ExpiresAt, true, false, "authorization code")
 	if err != nil {
 		return err
@@ -417,7 +423,7 @@ func (s *Store) CreateRefresh(ctx context.Context, t *store.RefreshToken) error 
 		return nil
 	}
 	if ms < 0 {
-		return errors.New("store: refresh token without expiry")
+		return store.RequireExpiry("refresh token", t.ExpiresAt)
 	}
 	status, err := createRefresh.Run(ctx, s.rdb,
 		[]string{s.k("rt", t.Hash), s.k("fam-rt", t.FamilyID), s.k("client-fams", t.ClientID), s.k("user-fams", t.User.ID),
@@ -463,10 +469,11 @@ func (s *Store) GetRefresh(ctx context.Context, hash string) (*store.RefreshToke
 }
 
 func (s *Store) RotateRefresh(ctx context.Context, oldHash string, next *store.RefreshToken) (*store.RefreshToken, error) {
-	ms := ttl(next.ExpiresAt)
-	if ms <= 0 {
-		return nil, errors.New("store: rotate refresh token: next token has no future expiry")
+	if err := store.RequireExpiry("refresh token", next.ExpiresAt); err != nil {
+		return nil, err
 	}
+	// A next token that has already expired is pointless but harmless: keep it 1 ms, the rotation still happens.
+	ms := max(ttl(next.ExpiresAt), 1)
 	status, payload, err := s.scriptResult(ctx, rotateRefresh,
 		[]string{s.k("rt", oldHash), s.k("rt-used", oldHash), s.k("rt", next.Hash), s.k("fam-rt", next.FamilyID),
 			s.k("fam-revoked", next.FamilyID), s.k("client-fams", next.ClientID), s.k("user-fams", next.User.ID)},
@@ -504,7 +511,7 @@ func (s *Store) RecordAccess(ctx context.Context, t *store.AccessToken) error {
 		return nil
 	}
 	if ms < 0 {
-		return errors.New("store: access token without expiry")
+		return store.RequireExpiry("access token", t.ExpiresAt)
 	}
 	keys := append([]string{s.k("at", t.JTI), s.k("fam-at", t.FamilyID), s.k("client-fams", t.ClientID),
 		s.k("user-fams", t.UserID), s.k("fam-revoked", t.FamilyID)}, s.feedKeys()...)

@@ -40,6 +40,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Consents", func(t *testing.T) { testConsents(t, openClosed(t, open)) })
 	t.Run("SigningKeys", func(t *testing.T) { testSigningKeys(t, openClosed(t, open)) })
 	t.Run("SigningKeysConcurrentFirst", func(t *testing.T) { testSigningKeysConcurrent(t, openClosed(t, open)) })
+	t.Run("NoExpiry", func(t *testing.T) { testNoExpiry(t, openClosed(t, open)) })
 	t.Run("Ping", func(t *testing.T) { require.NoError(t, openClosed(t, open).Ping(context.Background())) })
 	t.Run("Expiry", func(t *testing.T) { testExpiry(t, openClosed(t, open)) })
 	t.Run("DumpRestore", func(t *testing.T) { testDumpRestore(t, open) })
@@ -796,3 +797,29 @@ func testClosed(t *testing.T, s store.Store) {
 }
 
 func isErr(err, target error) bool { return errors.Is(err, target) }
+
+// Short-lived records must come with an expiry; without one the backend could keep them (and a used code's mark)
+// for ever or for no time at all.
+func testNoExpiry(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	code := newCode(id())
+	code.ExpiresAt = time.Time{}
+	assert.ErrorIs(t, s.CreateCode(ctx, code), store.ErrNoExpiry)
+	_, err := s.RedeemCode(ctx, code.Hash)
+	assert.ErrorIs(t, err, store.ErrNotFound, "nothing was stored")
+	r := newRefresh(id(), id(), alice)
+	r.ExpiresAt = time.Time{}
+	assert.ErrorIs(t, s.CreateRefresh(ctx, r), store.ErrNoExpiry)
+	live := newRefresh(id(), id(), alice)
+	require.NoError(t, s.CreateRefresh(ctx, live))
+	next := newRefresh(live.FamilyID, live.ClientID, alice)
+	next.ExpiresAt = time.Time{}
+	_, err = s.RotateRefresh(ctx, live.Hash, next)
+	assert.ErrorIs(t, err, store.ErrNoExpiry)
+	_, err = s.GetRefresh(ctx, live.Hash)
+	assert.NoError(t, err, "a refused rotation leaves the token usable")
+	a := newAccess(id(), id(), alice.ID)
+	a.ExpiresAt = time.Time{}
+	assert.ErrorIs(t, s.RecordAccess(ctx, a), store.ErrNoExpiry)
+	assert.ErrorIs(t, s.PutAuthRequest(ctx, &store.AuthRequest{ID: id()}), store.ErrNoExpiry)
+}
