@@ -71,6 +71,11 @@ func startTraefik(t testing.TB) *traefikEnv {
 		require.NoError(t, err)
 		require.NoError(t, os.WriteFile(filepath.Join(mod, f), b, 0o644))
 	}
+	// A do-nothing Yaegi plugin, the benchmark's measure of what any interpreted middleware costs in Traefik.
+	noop := filepath.Join(dir, "plugins-local", "src", "example.test", "noop")
+	require.NoError(t, os.MkdirAll(noop, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(noop, ".traefik.yml"), []byte(noopManifest), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(noop, "noop.go"), []byte(noopSource), 0o644))
 
 	env := &traefikEnv{port: testenv.FreePort(t), iss: newTestIssuer(t)}
 	env.iss.addES256("es")
@@ -85,6 +90,7 @@ func startTraefik(t testing.TB) *traefikEnv {
 		"log":         map[string]interface{}{"level": "INFO"},
 		"experimental": map[string]interface{}{"localPlugins": map[string]interface{}{
 			"mcpoauth": map[string]interface{}{"moduleName": "github.com/mcp-oauth-gateway/gateway"},
+			"noop":     map[string]interface{}{"moduleName": "example.test/noop"},
 		}},
 		"providers": map[string]interface{}{"file": map[string]interface{}{"filename": filepath.Join(dir, "dynamic.yml")}},
 	}
@@ -113,10 +119,21 @@ func startTraefik(t testing.TB) *traefikEnv {
 				"middlewares": []string{"from-testdata"}, "service": "backend",
 			},
 			"noauth": map[string]interface{}{"rule": "PathPrefix(`/noauth`)", "entryPoints": []string{"web"}, "service": "backend"},
+			"noop": map[string]interface{}{
+				"rule": "PathPrefix(`/noop`)", "entryPoints": []string{"web"}, "middlewares": []string{"noop"}, "service": "backend",
+			},
+			"native": map[string]interface{}{
+				"rule": "PathPrefix(`/native`)", "entryPoints": []string{"web"}, "middlewares": []string{"native-headers"}, "service": "backend",
+			},
 		},
 		"middlewares": map[string]interface{}{
 			"mcp-auth":      map[string]interface{}{"plugin": map[string]interface{}{"mcpoauth": labelsStyle}},
 			"from-testdata": map[string]interface{}{"plugin": map[string]interface{}{"mcpoauth": testData}},
+			"noop":          map[string]interface{}{"plugin": map[string]interface{}{"noop": map[string]interface{}{}}},
+			// Traefik's compiled headers middleware doing the same header writes, for comparison.
+			"native-headers": map[string]interface{}{"headers": map[string]interface{}{"customRequestHeaders": map[string]string{
+				"X-User-Id": "1", "X-User-Name": "a", "X-Client-Id": "c", "X-Scopes": "mcp", "X-User-Email": "", "Authorization": "",
+			}}},
 		},
 		"services": map[string]interface{}{"backend": map[string]interface{}{
 			"loadBalancer": map[string]interface{}{"servers": []interface{}{map[string]string{"url": be.URL}}},
@@ -235,6 +252,33 @@ func TestTraefikLoadsPlugin(t *testing.T) {
 	})
 }
 
+const noopManifest = `displayName: noop
+type: middleware
+import: example.test/noop
+summary: does nothing
+testData: {}
+`
+
+const noopSource = `package noop
+
+import (
+	"context"
+	"net/http"
+)
+
+type Config struct{}
+
+func CreateConfig() *Config { return &Config{} }
+
+type noop struct{ next http.Handler }
+
+func New(ctx context.Context, next http.Handler, config *Config, name string) (http.Handler, error) {
+	return &noop{next: next}, nil
+}
+
+func (n *noop) ServeHTTP(w http.ResponseWriter, r *http.Request) { n.next.ServeHTTP(w, r) }
+`
+
 var reqPerSec = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
 
 // wrkRate runs wrk -t2 -c16 against u and returns requests per second.
@@ -255,7 +299,8 @@ func wrkRate(b *testing.B, wrk, u, duration string, hdr ...string) float64 {
 
 // BenchmarkTraefik measures throughput through the real Traefik with wrk: the same backend with no middleware and
 // behind the plugin with a warm cache, in one run. Run it alone: go test -run XXX -bench Traefik -benchtime 1x
-// ./plugin (WRK_DURATION sets each wrk run, default 10s; WRK_ROUNDS alternates that many pairs of runs).
+// ./plugin (WRK_DURATION sets each wrk run, default 10s; WRK_ROUNDS alternates that many rounds; WRK_REFERENCES=1 adds a do-nothing Yaegi plugin and Traefik's compiled
+// headers middleware as references).
 func BenchmarkTraefik(b *testing.B) {
 	wrk, err := exec.LookPath("wrk")
 	if err != nil {
@@ -276,15 +321,24 @@ func BenchmarkTraefik(b *testing.B) {
 	wrkRate(b, wrk, env.url("/noauth"), "2s", "X-Bench: 1") // warm-up
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		// Alternate the two, since the machine is shared and its load drifts.
-		var plain, auth float64
+		// Alternate the runs, since the machine is shared and its load drifts. All send the same request.
+		var plain, noop, native, auth float64
+		hdr := []string{"Authorization: Bearer " + tok, "X-Bench: 1"}
 		for r := 0; r < rounds; r++ {
-			// Same request on both routes: the backend answers a constant to X-Bench.
-			plain += wrkRate(b, wrk, env.url("/noauth"), d, "Authorization: Bearer "+tok, "X-Bench: 1")
-			auth += wrkRate(b, wrk, env.url("/everything/mcp"), d, "Authorization: Bearer "+tok, "X-Bench: 1")
+			plain += wrkRate(b, wrk, env.url("/noauth"), d, hdr...)
+			auth += wrkRate(b, wrk, env.url("/everything/mcp"), d, hdr...)
+			if os.Getenv("WRK_REFERENCES") != "" {
+				noop += wrkRate(b, wrk, env.url("/noop"), d, hdr...)
+				native += wrkRate(b, wrk, env.url("/native"), d, hdr...)
+			}
 		}
-		b.ReportMetric(plain/float64(rounds), "noauth-req/s")
-		b.ReportMetric(auth/float64(rounds), "plugin-req/s")
+		n := float64(rounds)
+		b.ReportMetric(plain/n, "noauth-req/s")
+		b.ReportMetric(auth/n, "plugin-req/s")
+		if noop > 0 {
+			b.ReportMetric(noop/n, "noop-plugin-req/s")
+			b.ReportMetric(native/n, "native-headers-req/s")
+		}
 		b.ReportMetric(auth/plain, "ratio")
 	}
 }
