@@ -64,6 +64,12 @@ func startTraefik(e *env, port, backendPort int, routes func(port int) []traefik
 		e.Fatalf("no plugin sources in HEAD:plugin/")
 	}
 
+	// A do-nothing Yaegi plugin: what any interpreted middleware costs in Traefik, the floor under the plugin's cost.
+	noopDir := filepath.Join(dir, "plugins-local", "src", "example.test", "noop")
+	e.check(os.MkdirAll(noopDir, 0o755), "noop plugin dir")
+	e.check(os.WriteFile(filepath.Join(noopDir, ".traefik.yml"), []byte(noopManifest), 0o644), "noop manifest")
+	e.check(os.WriteFile(filepath.Join(noopDir, "noop.go"), []byte(noopSource), 0o644), "noop source")
+
 	var dyn strings.Builder
 	dyn.WriteString("http:\n  routers:\n")
 	for _, r := range routes(port) {
@@ -97,6 +103,8 @@ experimental:
   localPlugins:
     mcpoauth:
       moduleName: %s
+    noop:
+      moduleName: example.test/noop
 `, port, dynPath, pluginModule)
 	staticPath := filepath.Join(dir, "traefik.yml")
 	e.check(os.WriteFile(staticPath, []byte(static), 0o644), "write static config")
@@ -143,3 +151,33 @@ func pluginMiddleware(issuer, resource string) string {
 func forwardAuthMiddleware(verifyURL string) string {
 	return fmt.Sprintf("      forwardAuth:\n        address: %q\n        authResponseHeaders: [X-User-Id, X-User-Name, X-User-Email, X-Client-Id, X-Scopes]\n", verifyURL)
 }
+
+// noopMiddleware is the dynamic configuration of the do-nothing plugin.
+const noopMiddleware = "      plugin:\n        noop: {}\n"
+
+const noopManifest = `displayName: noop
+type: middleware
+import: example.test/noop
+summary: does nothing (benchmark reference)
+testData: {}
+`
+
+const noopSource = `package noop
+
+import (
+	"context"
+	"net/http"
+)
+
+type Config struct{}
+
+func CreateConfig() *Config { return &Config{} }
+
+type noop struct{ next http.Handler }
+
+func New(ctx context.Context, next http.Handler, config *Config, name string) (http.Handler, error) {
+	return &noop{next: next}, nil
+}
+
+func (n *noop) ServeHTTP(w http.ResponseWriter, r *http.Request) { n.next.ServeHTTP(w, r) }
+`
