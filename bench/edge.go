@@ -25,19 +25,19 @@ type edgeTarget struct {
 	header string // "Authorization: Bearer ..." or empty
 }
 
-// edgeRuns collects repeated measurements of one target.
-type edgeRuns struct {
+// repRuns collects repeated measurements of one target (req/s or calls/s, and latency percentiles).
+type repRuns struct {
 	rps, p50, p99 []float64 // p50, p99 in ms
 }
 
-func (r *edgeRuns) add(rps float64, p50, p99 float64) {
+func (r *repRuns) add(rps float64, p50, p99 float64) {
 	r.rps = append(r.rps, rps)
 	r.p50 = append(r.p50, p50)
 	r.p99 = append(r.p99, p99)
 }
 
 // ratioTo is the median over repetitions of r's req/s divided by base's req/s in the same repetition.
-func (r *edgeRuns) ratioTo(base *edgeRuns) float64 {
+func (r *repRuns) ratioTo(base *repRuns) float64 {
 	var v []float64
 	for i := range min(len(r.rps), len(base.rps)) {
 		if base.rps[i] > 0 {
@@ -98,7 +98,7 @@ func edgeSection(e *env, cfg Config, s *Section) {
 		_, err := wrk.Run(ctx, wrkOpts(t, 16, cfg.Warmup))
 		e.check(err, "warm-up of "+t.name)
 	}
-	runs := make([]edgeRuns, len(wtargets))
+	runs := make([]repRuns, len(wtargets))
 	for range cfg.Reps {
 		for i, t := range wtargets {
 			r, err := wrk.Run(ctx, wrkOpts(t, 16, cfg.EdgeRun))
@@ -256,7 +256,7 @@ func edgeFirstSeen(e *env, ctx context.Context, cfg Config, s *Section, is *issu
 	for _, g := range gts[:2] {
 		runOne(g, cfg.Warmup)
 	}
-	runs := make([]edgeRuns, len(gts))
+	runs := make([]repRuns, len(gts))
 	for range cfg.Reps {
 		for i, g := range gts {
 			r := runOne(g, cfg.EdgeRun)
@@ -285,7 +285,7 @@ func edgeFirstSeen(e *env, ctx context.Context, cfg Config, s *Section, is *issu
 
 func edgeGrowth(e *env, ctx context.Context, cfg Config, s *Section, targets []edgeTarget, opts func(edgeTarget, int, time.Duration) wrk.Options) {
 	type key struct{ t, c int }
-	runs := map[key]*edgeRuns{}
+	runs := map[key]*repRuns{}
 	for range cfg.Reps {
 		for ci, conns := range cfg.EdgeGrowth {
 			for ti, t := range targets {
@@ -293,7 +293,7 @@ func edgeGrowth(e *env, ctx context.Context, cfg Config, s *Section, targets []e
 				e.check(err, fmt.Sprintf("%s at %d connections", t.name, conns))
 				k := key{ti, ci}
 				if runs[k] == nil {
-					runs[k] = &edgeRuns{}
+					runs[k] = &repRuns{}
 				}
 				runs[k].add(r.RequestsPerSec, stats.Ms(r.P50), stats.Ms(r.P99))
 			}
@@ -324,7 +324,7 @@ func edgeGrowth(e *env, ctx context.Context, cfg Config, s *Section, targets []e
 func edgeTokenSets(e *env, ctx context.Context, cfg Config, s *Section, is *issuer.Issuer, port int, resource string) {
 	c := edgeClient()
 	url := testenv.URL(port, "/plugin/mcp")
-	runs := make([]edgeRuns, len(cfg.TokenSets))
+	runs := make([]repRuns, len(cfg.TokenSets))
 	sets := make([][]string, len(cfg.TokenSets))
 	for i, n := range cfg.TokenSets {
 		toks, err := is.MintN(resource, n)

@@ -22,7 +22,7 @@ func issuanceSection(e *env, cfg Config, s *Section) {
 	stores := []string{"redis", "embedded"}
 	ops := []string{"register", "code exchange", "refresh rotation"}
 	type key struct{ store, op string }
-	runs := map[key]*edgeRuns{}
+	runs := map[key]*repRuns{}
 	for _, st := range stores {
 		as := startAuthserver(e, s, st, []string{issueResource})
 		flow := &oauthflow.AS{Issuer: as.issuer, Resource: issueResource, Scope: "mcp",
@@ -39,7 +39,7 @@ func issuanceSection(e *env, cfg Config, s *Section) {
 			}
 			k := key{st, op}
 			if runs[k] == nil {
-				runs[k] = &edgeRuns{}
+				runs[k] = &repRuns{}
 			}
 			l := stats.Summarize(r.Latencies)
 			runs[k].add(r.PerSecond(), stats.Ms(l.P50), stats.Ms(l.P99))

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -122,7 +123,7 @@ type streamResult struct {
 }
 
 func measureStream(e *env, cfg Config, srv mcpServer, t streamTarget, s *Section) (res *streamResult) {
-	res = &streamResult{rate: map[int][]float64{}, ratep99: map[int][]float64{}, memPer: nan()}
+	res = &streamResult{rate: map[int][]float64{}, ratep99: map[int][]float64{}, memPer: math.NaN()}
 	// A failing target is reported in its row; it does not stop the other targets.
 	defer func() {
 		if r := recover(); r != nil {
@@ -228,8 +229,6 @@ func measureStream(e *env, cfg Config, srv mcpServer, t streamTarget, s *Section
 	}
 	return res
 }
-
-func nan() float64 { v := 0.0; return v / v }
 
 // launchStdio runs the server directly: one process per session, no proxy.
 func launchStdio(e *env, srv mcpServer) *launched {
