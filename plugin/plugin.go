@@ -95,7 +95,7 @@ func (m *Middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (m *Middleware) serveSlow(w http.ResponseWriter, r *http.Request) {
 	auth := r.Header["Authorization"]
-	if len(auth) != 1 || len(auth[0]) < 8 || !strings.EqualFold(auth[0][:7], "Bearer ") || strings.HasPrefix(r.URL.Path, wellKnownPRM) {
+	if len(auth) != 1 || len(auth[0]) < 8 || !strings.EqualFold(auth[0][:7], "Bearer ") || m.prmPaths[r.URL.Path] {
 		m.serveOther(w, r)
 		return
 	}

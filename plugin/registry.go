@@ -52,7 +52,6 @@ func (r *issuerRegistry) issuerFor(s *settings) *issuerState {
 			jwksConf: s.jwksURL,
 			feedConf: s.feedURL,
 			client:   &http.Client{},
-			stop:     make(chan struct{}),
 			revoked:  map[string]int64{},
 			caches:   map[string]*tokenCache{},
 			info:     r.info,
@@ -75,7 +74,9 @@ func (r *issuerRegistry) stopAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for k, st := range r.issuers {
-		close(st.stop)
+		st.mu.Lock()
+		st.stopped = true
+		st.mu.Unlock()
 		delete(r.issuers, k)
 	}
 }
@@ -88,7 +89,6 @@ type issuerState struct {
 	jwksConf string // configured JWKS URL, "" = from metadata
 	feedConf string // configured feed URL, "" = from metadata, "off" = none
 	client   *http.Client
-	stop     chan struct{}
 	info     *slog.Logger
 	errs     *slog.Logger
 
@@ -106,6 +106,7 @@ type issuerState struct {
 	revoked        map[string]int64 // jti -> exp
 	cursor         int64
 	caches         map[string]*tokenCache
+	stopped        bool // set by stopAll (tests); the loops end at their next wake-up
 
 	discoverMu sync.Mutex // one metadata fetch at a time
 	refreshMu  sync.Mutex // one JWKS fetch at a time
@@ -207,12 +208,20 @@ func (st *issuerState) keysLoop() {
 			failing = false
 			backoff = time.Second
 		}
-		select {
-		case <-st.stop:
+		if !st.sleep(wait) {
 			return
-		case <-time.After(wait):
 		}
 	}
+}
+
+// sleep waits d and reports whether the loops should go on. The loops sleep instead of selecting on a timer and a
+// stop channel because Yaegi 0.16 shares a select statement's state between goroutines running it at once (two
+// issuers' loops would wait on each other's channels).
+func (st *issuerState) sleep(d time.Duration) bool {
+	time.Sleep(d)
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	return !st.stopped
 }
 
 // fetchKeysLocked fetches the JWKS and installs it; the caller holds refreshMu. Cached tokens signed by a key that
@@ -376,10 +385,8 @@ func (st *issuerState) feedLoop() {
 				wait = time.Duration(hint * float64(time.Second))
 			}
 		}
-		select {
-		case <-st.stop:
+		if !st.sleep(wait) {
 			return
-		case <-time.After(wait):
 		}
 	}
 }
@@ -477,16 +484,10 @@ func (st *issuerState) allCaches() []*tokenCache {
 
 // cacheLoop expires cached tokens once a second; the request path never looks at the clock.
 func (st *issuerState) cacheLoop() {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-st.stop:
-			return
-		case now := <-t.C:
-			for _, c := range st.allCaches() {
-				c.sweep(now.Unix())
-			}
+	for st.sleep(time.Second) {
+		now := time.Now().Unix()
+		for _, c := range st.allCaches() {
+			c.sweep(now)
 		}
 	}
 }
