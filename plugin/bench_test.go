@@ -89,3 +89,19 @@ func BenchmarkFirstSeenToken(b *testing.B) {
 	}
 	registry.stopAll()
 }
+
+// BenchmarkES256Verify is the signature check alone (compiled stdlib), the floor of a first-seen token.
+func BenchmarkES256Verify(b *testing.B) {
+	iss := newTestIssuer(b)
+	iss.addES256("es")
+	keys, _, err := parseJWKS(iss.jwksJSON())
+	require.NoError(b, err)
+	pt, err := parseToken(iss.sign("es", iss.claims(testResource)), 8192, map[string]bool{"ES256": true})
+	require.NoError(b, err)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := keys["es"].verify(pt.alg, pt.signingInput, pt.sig); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

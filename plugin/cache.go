@@ -6,7 +6,7 @@ import "sync"
 // value. Allowed tokens are also in hot, a sync.Map, so that under Yaegi a hit costs one native call and nothing
 // else: no lock calls, no hashing, no clock read (cacheLoop removes entries once their deadline passes).
 type tokenCache struct {
-	hot sync.Map // header value -> *cacheEntry, allowed tokens only
+	hot sync.Map // header value -> []headerOp of an allowed token
 
 	mu         sync.Mutex
 	all        map[string]*cacheEntry // every entry, 403 verdicts too
@@ -78,7 +78,7 @@ func (c *tokenCache) put(key string, e *cacheEntry, now int64) {
 	c.all[key] = e
 	c.byDeadline[e.deadline] = append(c.byDeadline[e.deadline], key)
 	if !e.denied {
-		c.hot.Store(key, e)
+		c.hot.Store(key, e.ops)
 	}
 }
 

@@ -83,7 +83,7 @@ func (m *Middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := r.Header
 	if a := h["Authorization"]; len(a) == 1 {
 		if v, ok := m.cache.hot.Load(a[0]); ok && !m.prmPaths[r.URL.Path] {
-			for _, op := range v.(*cacheEntry).ops {
+			for _, op := range v.([]headerOp) {
 				h[op.name] = op.vals
 			}
 			m.next.ServeHTTP(w, r)
