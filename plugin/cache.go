@@ -57,28 +57,30 @@ func (c *tokenCache) get(key string, now int64) *cacheEntry {
 
 func (c *tokenCache) put(key string, e *cacheEntry, now int64) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e.deadline <= c.swept {
-		return
-	}
 	if len(c.all) >= c.max {
-		c.sweepLocked(now)
+		c.makeRoomLocked(now)
 	}
-	if len(c.all) >= c.max {
-		// Still full of live tokens: drop about a tenth, at random (map order), which needs no bookkeeping on hits.
-		drop := len(c.all) - c.max*9/10
-		for k := range c.all {
-			if drop <= 0 {
-				break
-			}
-			c.removeLocked(k)
-			drop--
+	if e.deadline > c.swept {
+		c.all[key] = e
+		c.byDeadline[e.deadline] = append(c.byDeadline[e.deadline], key)
+		if !e.denied {
+			c.hot.Store(key, e.ops)
 		}
 	}
-	c.all[key] = e
-	c.byDeadline[e.deadline] = append(c.byDeadline[e.deadline], key)
-	if !e.denied {
-		c.hot.Store(key, e.ops)
+	c.mu.Unlock()
+}
+
+// makeRoomLocked drops expired entries and, if the cache is still full of live tokens, about a tenth at random
+// (map order), which needs no bookkeeping on hits.
+func (c *tokenCache) makeRoomLocked(now int64) {
+	c.sweepLocked(now)
+	drop := len(c.all) - c.max*9/10
+	for k := range c.all {
+		if drop <= 0 {
+			break
+		}
+		c.removeLocked(k)
+		drop--
 	}
 }
 
