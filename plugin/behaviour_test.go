@@ -456,7 +456,7 @@ var behaviourCases = []behaviourCase{
 // TestBehaviour runs one table of cases through the compiled middleware and through Yaegi, twice each, so the
 // second pass of every token goes through the verified-token cache.
 func TestBehaviour(t *testing.T) {
-	t.Cleanup(registry.stopAll)
+	t.Cleanup(stopAllIssuers)
 	for _, mode := range modes {
 		t.Run(mode.name, func(t *testing.T) {
 			f := newFixture(t, mode.build)

@@ -51,7 +51,7 @@ func BenchmarkCachedToken(b *testing.B) {
 			require.Equal(b, http.StatusOK, w.Code)
 		})
 	}
-	registry.stopAll()
+	stopAllIssuers()
 }
 
 // BenchmarkBaseline is the same loop with the backend alone.
@@ -87,7 +87,7 @@ func BenchmarkFirstSeenToken(b *testing.B) {
 			require.Equal(b, http.StatusOK, w.Code)
 		})
 	}
-	registry.stopAll()
+	stopAllIssuers()
 }
 
 // BenchmarkES256Verify is the signature check alone (compiled stdlib), the floor of a first-seen token.

@@ -14,7 +14,7 @@ import (
 
 // eachMode runs a test against the compiled middleware and the one Yaegi interprets.
 func eachMode(t *testing.T, test func(t *testing.T, f *fixture)) {
-	t.Cleanup(registry.stopAll)
+	t.Cleanup(stopAllIssuers)
 	for _, mode := range modes {
 		t.Run(mode.name, func(t *testing.T) {
 			test(t, newFixture(t, mode.build))
@@ -147,7 +147,7 @@ func TestReloadSharesKeysAndCache(t *testing.T) {
 }
 
 func TestReloadReusesCachedVerdicts(t *testing.T) {
-	t.Cleanup(registry.stopAll)
+	t.Cleanup(stopAllIssuers)
 	f := newFixture(t, buildCompiled)
 	h1, _ := f.handler(nil)
 	tok := f.iss.sign("es", f.iss.claims(testResource))
@@ -192,7 +192,7 @@ func TestCacheExpiresWithTheToken(t *testing.T) {
 }
 
 func TestConfigErrors(t *testing.T) {
-	t.Cleanup(registry.stopAll)
+	t.Cleanup(stopAllIssuers)
 	cases := []struct {
 		cfg  map[string]interface{}
 		want string

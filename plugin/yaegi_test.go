@@ -141,9 +141,20 @@ func buildYaegi(t testing.TB, cfg map[string]interface{}, next http.Handler) (ht
 	return h, nil
 }
 
+// stopAllIssuers ends the refresh loops of both registries, the compiled one and the interpreted one, so finished
+// tests leave no pollers behind.
+func stopAllIssuers() {
+	registry.stopAll()
+	if yaegiInterp != nil {
+		_, _ = yaegiInterp.Eval("plugin.registry.stopAll()")
+	}
+}
+
 func TestYaegiLoadsPlugin(t *testing.T) {
 	createConfig, fnNew := loadYaegi(t)
 	require.True(t, createConfig.IsValid())
 	require.Equal(t, 4, fnNew.Type().NumIn(), "New(ctx, next, config, name)")
 	require.Equal(t, 2, fnNew.Type().NumOut(), "New returns (http.Handler, error)")
+	_, err := yaegiInterp.Eval("plugin.registry.stopAll()")
+	require.NoError(t, err, "tests stop the interpreted refresh loops this way")
 }
