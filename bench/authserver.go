@@ -1,12 +1,96 @@
 package main
 
+import (
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mcp-oauth-gateway/gateway/internal/fakegithub"
+	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
+)
+
 // authserverProc is a running authserver.
 type authserverProc struct {
-	issuer string
+	issuer  string
+	command string
 }
 
-// startAuthserver starts the authserver on the given store ("redis" or "embedded") protecting resources.
+const (
+	fakeClientID     = "bench-github-app"
+	fakeClientSecret = "bench-github-secret"
+)
+
+// startAuthserver starts the authserver as its own process on the given store ("redis": a private redis-server;
+// "embedded": a data file), protecting resources, with the fake GitHub (in this process) as identity provider.
 func startAuthserver(e *env, s *Section, store string, resources []string) *authserverProc {
-	e.Skipf("the authserver has not landed yet")
-	return nil
+	if _, err := os.Stat(filepath.Join("authserver", "main.go")); err != nil {
+		e.Skipf("the authserver has not landed in this checkout (no authserver/main.go)")
+	}
+	bin := testenv.BuildBinary(e, "./authserver")
+	gh := fakegithub.Start(e, fakegithub.Config{
+		Users: []fakegithub.User{{ID: 4242, Login: "bench-user", Name: "Bench User",
+			Emails: []fakegithub.Email{{Email: "bench@example.test", Primary: true, Verified: true}}}},
+		Apps: []fakegithub.App{{ClientID: fakeClientID, ClientSecret: fakeClientSecret}},
+	})
+	port := testenv.FreePort(e)
+	issuer := testenv.URL(port, "")
+	args := authserverArgs(e, port, issuer, gh, store, resources)
+	cmd := exec.Command(bin, args...)
+	cmd.Env = testenv.Env()
+	testenv.Start(e, "authserver-"+store, cmd)
+	testenv.WaitTCP(e, "127.0.0.1:"+strconv.Itoa(port), 30*time.Second)
+	// Ready when the metadata answers (keys are created on first start).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(issuer + "/.well-known/oauth-authorization-server")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			e.Fatalf("authserver metadata never answered 200 (last error %v)", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return &authserverProc{issuer: issuer, command: "authserver " + strings.Join(redactArgs(args), " ")}
+}
+
+// authserverArgs is the authserver's command line for the benchmark.
+func authserverArgs(e *env, port int, issuer string, gh *fakegithub.Server, store string, resources []string) []string {
+	args := []string{
+		"--listen", "127.0.0.1:" + strconv.Itoa(port),
+		"--issuer", issuer,
+		"--resources", strings.Join(resources, ","),
+		"--github-client-id", fakeClientID,
+		"--github-client-secret", fakeClientSecret,
+		"--github-web-url", gh.WebURL(),
+		"--github-api-url", gh.APIURL(),
+		"--allowed-github-users", "*",
+	}
+	switch store {
+	case "redis":
+		r := testenv.StartRedis(e)
+		args = append(args, "--redis-url", r.URL)
+	default:
+		args = append(args, "--data-file", filepath.Join(e.TempDir(), "authserver.db"))
+	}
+	return args
+}
+
+// redactArgs hides secrets in a command line written to the report.
+func redactArgs(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = a
+		if i > 0 && strings.Contains(args[i-1], "secret") {
+			out[i] = "$SECRET"
+		}
+	}
+	return out
 }

@@ -1,13 +1,43 @@
 package main
 
+import (
+	"context"
+	"net/http"
+
+	"github.com/mcp-oauth-gateway/gateway/bench/internal/mcpclient"
+	"github.com/mcp-oauth-gateway/gateway/bench/internal/oauthflow"
+)
+
 // forwardAuth is the authserver running for the ForwardAuth baseline, with a token it accepts.
 type forwardAuth struct {
 	verifyURL string
 	token     string
 }
 
-// startForwardAuth starts the authserver and obtains a token for the ForwardAuth route; nil when it cannot.
-func startForwardAuth(e *env, s *Section, resource string) *forwardAuth {
-	s.note("ForwardAuth baseline not measured: the authserver has not landed yet")
-	return nil
+// startForwardAuth starts the authserver (embedded store) protecting resource and obtains a real access token for
+// it through the browser flow. It returns nil, with a note, when that fails: the rest of the edge section still runs.
+func startForwardAuth(e *env, s *Section, resource string) (fa *forwardAuth) {
+	defer func() {
+		switch r := recover().(type) {
+		case nil:
+		case abortError:
+			s.note("ForwardAuth baseline not measured: %v", r.err)
+			fa = nil
+		case skipError:
+			s.note("ForwardAuth baseline not measured: %s", r.reason)
+			fa = nil
+		default:
+			panic(r)
+		}
+	}()
+	ctx := context.Background()
+	as := startAuthserver(e, s, "embedded", []string{resource})
+	flow := &oauthflow.AS{Issuer: as.issuer, Resource: resource, Scope: "mcp", HTTP: &http.Client{Transport: mcpclient.NewHTTPTransport()}}
+	c, err := flow.Register(ctx, "bench-forwardauth")
+	e.check(err, "register")
+	code, err := flow.Authorize(ctx, c)
+	e.check(err, "authorize")
+	t, err := flow.Exchange(ctx, code)
+	e.check(err, "exchange")
+	return &forwardAuth{verifyURL: as.issuer + "/verify", token: t.AccessToken}
 }
