@@ -31,6 +31,7 @@ type testIssuer struct {
 	keys   map[string]crypto.Signer // kid -> private key, published in the JWKS
 	jwks   int64                    // JWKS fetches (atomic)
 	feeds  int64                    // feed fetches (atomic)
+	meta   int64                    // metadata fetches (atomic)
 	failJW int64                    // >0: answer the JWKS with 500 (atomic)
 	seq    int64
 	feed   []feedItem
@@ -48,6 +49,7 @@ func newTestIssuer(t testing.TB) *testIssuer {
 	ti := &testIssuer{t: t, keys: map[string]crypto.Signer{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/.well-known/oauth-authorization-server", func(w http.ResponseWriter, r *http.Request) {
+		atomic.AddInt64(&ti.meta, 1)
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]string{
 			"issuer":                   ti.URL,

@@ -167,6 +167,30 @@ func TestReloadReusesCachedVerdicts(t *testing.T) {
 	assert.NotSame(t, m1.cache, h3.(*Middleware).cache)
 }
 
+func TestConfiguredEndpointsSkipDiscovery(t *testing.T) {
+	eachMode(t, func(t *testing.T, f *fixture) {
+		h, _ := f.handler(map[string]interface{}{"jwksUrl": f.iss.URL + "/.well-known/jwks.json", "revocationFeedUrl": "off"})
+		code, _ := status(h, f.iss.sign("es", f.iss.claims(testResource)))
+		assert.Equal(t, 200, code)
+		assert.Zero(t, atomic.LoadInt64(&f.iss.meta), "no metadata fetch when both endpoints are configured")
+		assert.Zero(t, atomic.LoadInt64(&f.iss.feeds), "no feed polling when it is off")
+	})
+}
+
+func TestDiscoveryRefusesForeignIssuerMetadata(t *testing.T) {
+	eachMode(t, func(t *testing.T, f *fixture) {
+		// The metadata names the test server's URL; an issuer configured with a different spelling must not
+		// adopt it (RFC 8414 §3.3), so keys never load.
+		cfg := f.config(map[string]interface{}{"issuer": strings.Replace(f.iss.URL, "127.0.0.1", "localhost", 1)})
+		h, err := f.build(t, cfg, &backend{})
+		require.NoError(t, err)
+		require.Eventually(t, func() bool { return atomic.LoadInt64(&f.iss.meta) > 0 }, 10*time.Second, 10*time.Millisecond)
+		code, _ := status(h, f.iss.sign("es", f.iss.claims(testResource)))
+		assert.Equal(t, 503, code)
+		assert.Zero(t, atomic.LoadInt64(&f.iss.jwks))
+	})
+}
+
 func TestCacheExpiresWithTheToken(t *testing.T) {
 	c := newTokenCache(100)
 	c.setMax(3)
