@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +25,8 @@ import (
 
 // traefikEnv is a real Traefik 3.6 loading the plugin from plugins-local, in front of an echo backend.
 type traefikEnv struct {
+	dir      string
+	dynamic  map[string]interface{} // the file provider's configuration, to change it in a test
 	port     int
 	resource string
 	iss      *testIssuer
@@ -139,6 +142,7 @@ func startTraefik(t testing.TB) *traefikEnv {
 			"loadBalancer": map[string]interface{}{"servers": []interface{}{map[string]string{"url": be.URL}}},
 		}},
 	}}
+	env.dir, env.dynamic = dir, dynamic
 	for name, v := range map[string]interface{}{"static.yml": static, "dynamic.yml": dynamic} {
 		b, err := json.MarshalIndent(v, "", "  ")
 		require.NoError(t, err)
@@ -218,6 +222,23 @@ func TestTraefikLoadsPlugin(t *testing.T) {
 		assert.Equal(t, []string{"octocat"}, got.Values("X-User-Name"))
 		assert.Equal(t, "client-abc", got.Get("X-Client-Id"))
 		assert.Empty(t, got.Values("Authorization"))
+	})
+
+	t.Run("a configuration reload keeps keys and cache", func(t *testing.T) {
+		fetches := atomic.LoadInt64(&env.iss.jwks)
+		routers := env.dynamic["http"].(map[string]interface{})["routers"].(map[string]interface{})
+		routers["reloaded"] = map[string]interface{}{"rule": "PathPrefix(`/reloaded`)", "entryPoints": []string{"web"}, "service": "backend"}
+		b, err := json.Marshal(env.dynamic)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(env.dir, "dynamic.yml"), b, 0o644))
+		// Traefik rebuilds every router and middleware when the file changes; the new router shows it happened.
+		require.Eventually(t, func() bool {
+			resp, _ := send(t, http.MethodGet, env.url("/reloaded"), nil)
+			return resp.StatusCode == http.StatusOK
+		}, 30*time.Second, 50*time.Millisecond)
+		resp, body := send(t, http.MethodPost, env.url("/everything/mcp"), map[string]string{"Authorization": "Bearer " + tok})
+		assert.Equal(t, http.StatusOK, resp.StatusCode, "no 503 after a reload: %s", body)
+		assert.Equal(t, fetches, atomic.LoadInt64(&env.iss.jwks), "a reload must not fetch the JWKS again")
 	})
 
 	t.Run("token for another resource is refused", func(t *testing.T) {
