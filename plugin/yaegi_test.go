@@ -95,6 +95,7 @@ func loadYaegi(t testing.TB) (reflect.Value, reflect.Value) {
 			yp.err = err
 			return
 		}
+		yaegiGopath = gopath
 		pluginSources(t, filepath.Join(gopath, "src", filepath.FromSlash(importPath)))
 		env := os.Environ()
 		if os.Getenv("MCP_OAUTH_TEST_LOGS") == "" {
