@@ -1,0 +1,131 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
+)
+
+// Commands names the subcommands Run handles, for the authserver's command dispatch and its --help.
+var Commands = map[string]string{
+	"clients":          "clients list | show ID | delete ID --yes | revoke ID --yes: registered clients",
+	"tokens":           "tokens revoke --user ID | --client ID --yes: revoke every grant of a user or a client",
+	"purge":            "purge: remove expired records now",
+	"backup":           "backup [--out FILE]: write the whole store as versioned JSON lines (stdout by default)",
+	"restore":          "restore --in FILE --yes: load a backup (from either backend) into the store",
+	"generate-secrets": "generate-secrets: print fresh random secrets for a deployment's .env",
+}
+
+// Run runs one admin command. args[0] is the command name (a key of Commands). open opens the configured store;
+// it is called only by commands that need one.
+func Run(ctx context.Context, args []string, open func(context.Context) (store.Store, error), stdout io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("admin: no command given")
+	}
+	name, rest := args[0], args[1:]
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	jsonOut := fs.Bool("json", false, "print JSON instead of a table")
+	yes := fs.Bool("yes", false, "confirm a destructive action")
+	user := fs.String("user", "", "GitHub numeric user id (tokens revoke)")
+	client := fs.String("client", "", "client id (tokens revoke)")
+	out := fs.String("out", "", "backup file to write (default stdout)")
+	in := fs.String("in", "", "backup file to read (restore)")
+	fs.Usage = func() { fmt.Fprintf(stdout, "usage: authserver %s\n", Commands[name]); fs.PrintDefaults() }
+	// Flags may come before or after positional arguments (`clients delete ID --yes`).
+	var positional []string
+	for {
+		if err := fs.Parse(rest); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		rest = fs.Args()[1:]
+	}
+
+	a := &Admin{Out: stdout, JSON: *jsonOut}
+	if name == "generate-secrets" {
+		return a.GenerateSecrets()
+	}
+	if _, ok := Commands[name]; !ok {
+		return fmt.Errorf("admin: unknown command %q", name)
+	}
+	s, err := open(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	a.Store = s
+
+	arg := func(i int, what string) (string, error) {
+		if len(positional) <= i {
+			return "", fmt.Errorf("usage: authserver %s (missing %s)", Commands[name], what)
+		}
+		return positional[i], nil
+	}
+	switch name {
+	case "clients":
+		sub, err := arg(0, "list, show, delete or revoke")
+		if err != nil {
+			return err
+		}
+		if sub == "list" {
+			return a.ListClients(ctx)
+		}
+		id, err := arg(1, "the client id")
+		if err != nil {
+			return err
+		}
+		switch sub {
+		case "show":
+			return a.ShowClient(ctx, id)
+		case "delete":
+			return a.DeleteClient(ctx, id, *yes)
+		case "revoke":
+			return a.RevokeClientTokens(ctx, id, *yes)
+		}
+		return fmt.Errorf("usage: authserver %s (unknown subcommand %q)", Commands[name], sub)
+	case "tokens":
+		if sub, _ := arg(0, "revoke"); sub != "revoke" || (*user == "") == (*client == "") {
+			return fmt.Errorf("usage: authserver %s", Commands[name])
+		}
+		if *user != "" {
+			return a.RevokeUserTokens(ctx, *user, *yes)
+		}
+		return a.RevokeClientTokens(ctx, *client, *yes)
+	case "purge":
+		return a.Purge(ctx)
+	case "backup":
+		if *out == "" {
+			return a.Backup(ctx, stdout)
+		}
+		f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return fmt.Errorf("backup: %w", err)
+		}
+		if err := a.Backup(ctx, f); err != nil {
+			f.Close()
+			os.Remove(*out) // a partial backup must not pass for a whole one
+			return err
+		}
+		return f.Close()
+	case "restore":
+		if *in == "" {
+			return fmt.Errorf("usage: authserver %s", Commands[name])
+		}
+		f, err := os.Open(*in)
+		if err != nil {
+			return fmt.Errorf("restore: %w", err)
+		}
+		defer f.Close()
+		return a.Restore(ctx, f, *yes)
+	}
+	return nil
+}
