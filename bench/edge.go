@@ -99,7 +99,7 @@ func edgeSection(e *env, cfg Config, s *Section) {
 		e.check(err, "warm-up of "+t.name)
 	}
 	runs := make([]repRuns, len(wtargets))
-	for range cfg.Reps {
+	for range cfg.EdgeReps {
 		for i, t := range wtargets {
 			r, err := wrk.Run(ctx, wrkOpts(t, 16, cfg.EdgeRun))
 			e.check(err, t.name)
@@ -120,7 +120,7 @@ func edgeSection(e *env, cfg Config, s *Section) {
 		"that serves the JWKS and revocation feed of docs/architecture.md and signs ES256 tokens in the contract's format "+
 		"(the plugin's cost depends only on that format). Tokens are checked in setup: the backend must see `X-User-Id` "+
 		"and no `Authorization`.", traefikVersion())
-	s.Doc.H3("Warm cache, wrk -t2 -c16")
+	s.Doc.H3(fmt.Sprintf("Warm cache, wrk -t2 -c16, %d repetitions", cfg.EdgeReps))
 	var rows [][]string
 	for i, t := range wtargets {
 		rps := stats.Of(runs[i].rps)
@@ -140,7 +140,7 @@ func edgeSection(e *env, cfg Config, s *Section) {
 		s.verdict("plugin >= 2.5x ForwardAuth (req/s)", report.Ratio(r), r >= 2.5,
 			whyIf(r < 2.5, "ForwardAuth's extra hop is a loopback HTTP call on the same 2 cores; see the growth table"))
 	} else {
-		s.verdict("plugin >= 2.5x ForwardAuth (req/s)", "not measured", false, "the authserver could not be started (see notes)")
+		s.verdict("plugin >= 2.5x ForwardAuth (req/s)", notMeasured, false, "the authserver could not be started (see notes)")
 	}
 
 	// 2. First-seen tokens: every request carries a token the plugin has never verified (Go load generator, since

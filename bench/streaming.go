@@ -96,7 +96,8 @@ func streamingSection(e *env, cfg Config, s *Section) {
 		"repetition. Calls/s: N sessions opened first (not timed), then N workers each calling back to back on its own "+
 		"session for %s. Session start: initialize request to its result (for direct stdio, from spawning the process), "+
 		"%d sessions one after another. Memory: the proxy's own RSS (VmRSS of its process, children excluded) after "+
-		"opening %d sessions with 10 calls each, minus its RSS before, divided by %d.",
+		"opening %d sessions with 10 calls each, minus its RSS before, divided by %d. 4, 16 and 64 sessions are the 1x, "+
+		"4x and 16x growth steps.",
 		cfg.Calls, warmCalls(cfg), cfg.SessionRun, cfg.StartCount, cfg.MemSessions, cfg.MemSessions)
 
 	for _, srv := range servers {
@@ -372,7 +373,7 @@ func judgeStream(cfg Config, s *Section, srv mcpServer, targets []streamTarget, 
 	}
 	sp, sg, mp := idx("streamproxy"), idx("supergateway"), idx("mcp-proxy")
 	if sp < 0 {
-		s.verdict("streamproxy p50 within 0.2 ms of direct stdio ("+srv.name+")", "not measured", false, "streamproxy did not run (see notes)")
+		s.verdict("streamproxy p50 within 0.2 ms of direct stdio ("+srv.name+")", notMeasured, false, "streamproxy did not run (see notes)")
 		return
 	}
 	med := func(v []float64) float64 { return stats.Of(v).Median }

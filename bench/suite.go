@@ -53,6 +53,9 @@ func (s *Section) note(format string, args ...any) {
 	s.Notes = append(s.Notes, msg)
 }
 
+// notMeasured is a verdict's Measured when its target could not be measured in this run.
+const notMeasured = "not measured"
+
 // Suite is a whole run.
 type Suite struct {
 	Cfg      Config
@@ -149,7 +152,10 @@ func (st *Suite) Markdown() string {
 	for _, s := range st.Sections {
 		for _, v := range s.Verdicts {
 			res := "met"
-			if !v.Met {
+			switch {
+			case v.Measured == notMeasured:
+				res = "**not measured**"
+			case !v.Met:
 				res = "**missed**"
 			}
 			if st.Cfg.Smoke {
