@@ -1,0 +1,409 @@
+// Package session runs one stdio MCP server per session and routes JSON-RPC messages between it and HTTP requests.
+//
+// The child's stdout is read by one goroutine. A response goes to the HTTP request that waits for its id; a request
+// or notification from the server goes to the request it relates to (by progress token, else the oldest request in
+// flight), or, when none is in flight, to the session's standalone stream (the GET SSE stream), whose recent events
+// are kept for resumption. Message ids pass through untouched: the proxy never sends a request of its own.
+package session
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Errors the transport maps to HTTP statuses.
+var (
+	ErrClosed      = errors.New("session ended")
+	ErrDuplicateID = errors.New("a request with this id is already in flight")
+	ErrStreamBusy  = errors.New("another stream is already open for this session")
+)
+
+// Message is one JSON-RPC message from the child, with the fields routing needs decoded.
+type Message struct {
+	Raw    []byte
+	ID     json.RawMessage // nil for notifications
+	Method string          // "" for responses
+}
+
+// IsResponse reports whether the message answers a request.
+func (m *Message) IsResponse() bool { return m.Method == "" && m.ID != nil }
+
+// Event is a message on the standalone stream, numbered for Last-Event-ID.
+type Event struct {
+	Seq uint64
+	Raw []byte
+}
+
+// Command is what a session runs.
+type Command struct {
+	Path string
+	Args []string
+	Env  []string // full environment of the child
+	Dir  string
+}
+
+// Session is one client's MCP session and its child process.
+type Session struct {
+	ID     string
+	UserID string // the identity bound at initialize, "" when none was given
+
+	log  *slog.Logger
+	cmd  *exec.Cmd
+	in   *bufio.Writer
+	inMu sync.Mutex
+
+	mu         sync.Mutex
+	pending    map[string]*Call // by raw request id
+	order      []*Call          // in flight, oldest first
+	progress   map[string]*Call // by raw progress token
+	stream     chan Event       // the open standalone stream, if any
+	backlog    []Event          // recent standalone events for resumption
+	backlogCap int
+	seq        uint64
+	lastUsed   time.Time
+	closed     bool
+	done       chan struct{} // closed when the session has ended
+	exited     chan struct{} // closed when the child has been reaped
+}
+
+// Call is one client request waiting for its response. Messages arrive on C; the response is the last one.
+type Call struct {
+	key string
+	C   chan *Message
+}
+
+// Start launches the child for a new session.
+func Start(cmdSpec Command, userID string, backlog int, log *slog.Logger) (*Session, error) {
+	id, err := newID()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(cmdSpec.Path, cmdSpec.Args...)
+	cmd.Env = cmdSpec.Env
+	cmd.Dir = cmdSpec.Dir
+	// Own process group, so ending the session also ends what the server started (npx, uvx and shells fork).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, fmt.Errorf("child stdin: %w", err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("child stdout: %w", err)
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, fmt.Errorf("child stderr: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start MCP server %q: %w", cmdSpec.Path, err)
+	}
+	s := &Session{
+		ID: id, UserID: userID,
+		log:        log.With("session", id[:8]),
+		cmd:        cmd,
+		in:         bufio.NewWriterSize(stdin, 64<<10),
+		pending:    map[string]*Call{},
+		progress:   map[string]*Call{},
+		backlogCap: backlog,
+		lastUsed:   time.Now(),
+		done:       make(chan struct{}),
+		exited:     make(chan struct{}),
+	}
+	s.log.Info("session started", "pid", cmd.Process.Pid)
+	// Wait must only run once both pipes are drained, or the last lines the server wrote are lost.
+	var readers sync.WaitGroup
+	readers.Add(2)
+	go func() { defer readers.Done(); s.logStderr(stderr) }()
+	go func() { defer readers.Done(); s.readLoop(stdout) }()
+	go func() {
+		readers.Wait()
+		err := cmd.Wait()
+		s.log.Info("MCP server exited", "status", cmd.ProcessState.String(), "err", err)
+		close(s.exited)
+	}()
+	return s, nil
+}
+
+func newID() (string, error) {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("session id: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// Done is closed when the session has ended.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Touch records activity, for the idle timeout.
+func (s *Session) Touch() {
+	s.mu.Lock()
+	s.lastUsed = time.Now()
+	s.mu.Unlock()
+}
+
+// IdleSince reports when the session was last used, and whether it is busy (requests in flight or a stream open).
+func (s *Session) IdleSince() (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastUsed, len(s.order) > 0 || s.stream != nil
+}
+
+// Send writes one message to the child.
+func (s *Session) Send(raw []byte) error {
+	s.inMu.Lock()
+	defer s.inMu.Unlock()
+	select {
+	case <-s.done:
+		return ErrClosed
+	default:
+	}
+	raw = bytes.TrimSpace(raw)
+	if _, err := s.in.Write(raw); err != nil {
+		return fmt.Errorf("write to MCP server: %w", err)
+	}
+	if err := s.in.WriteByte('\n'); err != nil {
+		return fmt.Errorf("write to MCP server: %w", err)
+	}
+	if err := s.in.Flush(); err != nil {
+		return fmt.Errorf("write to MCP server: %w", err)
+	}
+	return nil
+}
+
+// Call registers a request by its id (and progress token, if any) and sends it. The caller reads C until a
+// response arrives and then calls Finish.
+func (s *Session) Call(id json.RawMessage, progressToken json.RawMessage, raw []byte) (*Call, error) {
+	c := &Call{key: string(id), C: make(chan *Message, 64)}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if _, dup := s.pending[c.key]; dup {
+		s.mu.Unlock()
+		return nil, ErrDuplicateID
+	}
+	s.pending[c.key] = c
+	s.order = append(s.order, c)
+	if progressToken != nil {
+		s.progress[string(progressToken)] = c
+	}
+	s.lastUsed = time.Now()
+	s.mu.Unlock()
+	if err := s.Send(raw); err != nil {
+		s.Finish(c)
+		return nil, err
+	}
+	return c, nil
+}
+
+// Finish forgets a call (answered, or its client went away).
+func (s *Session) Finish(c *Call) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.pending, c.key)
+	for i, o := range s.order {
+		if o == c {
+			s.order = append(s.order[:i], s.order[i+1:]...)
+			break
+		}
+	}
+	for k, o := range s.progress {
+		if o == c {
+			delete(s.progress, k)
+		}
+	}
+	s.lastUsed = time.Now()
+}
+
+// OpenStream opens the standalone stream. Events after lastEventID still in the backlog are replayed first.
+func (s *Session) OpenStream(lastEventID uint64, resume bool) (<-chan Event, []Event, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, nil, ErrClosed
+	}
+	if s.stream != nil {
+		return nil, nil, ErrStreamBusy
+	}
+	var replay []Event
+	if resume {
+		for _, e := range s.backlog {
+			if e.Seq > lastEventID {
+				replay = append(replay, e)
+			}
+		}
+	}
+	s.stream = make(chan Event, 256)
+	return s.stream, replay, nil
+}
+
+// CloseStream closes the standalone stream opened by OpenStream.
+func (s *Session) CloseStream(ch <-chan Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stream != nil && (<-chan Event)(s.stream) == ch {
+		s.stream = nil
+	}
+	s.lastUsed = time.Now()
+}
+
+func (s *Session) readLoop(stdout io.Reader) {
+	r := bufio.NewReaderSize(stdout, 64<<10)
+	for {
+		line, err := r.ReadBytes('\n')
+		if line = bytes.TrimSpace(line); len(line) > 0 {
+			s.route(line)
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				s.log.Warn("reading MCP server output", "err", err)
+			}
+			s.end("MCP server process exited")
+			return
+		}
+	}
+}
+
+// route delivers one message from the child.
+func (s *Session) route(line []byte) {
+	var head struct {
+		ID     json.RawMessage `json:"id"`
+		Method string          `json:"method"`
+		Params struct {
+			ProgressToken json.RawMessage `json:"progressToken"`
+		} `json:"params"`
+	}
+	if err := json.Unmarshal(line, &head); err != nil {
+		s.log.Warn("MCP server wrote a line that is not JSON-RPC; dropped", "bytes", len(line))
+		return
+	}
+	if string(head.ID) == "null" {
+		head.ID = nil
+	}
+	m := &Message{Raw: line, ID: head.ID, Method: head.Method}
+	s.mu.Lock()
+	var target *Call
+	switch {
+	case m.IsResponse():
+		target = s.pending[string(m.ID)]
+	case head.Params.ProgressToken != nil:
+		target = s.progress[string(head.Params.ProgressToken)]
+	}
+	if target == nil && !m.IsResponse() && len(s.order) > 0 {
+		target = s.order[0]
+	}
+	if target != nil {
+		s.mu.Unlock()
+		target.C <- m
+		return
+	}
+	if m.IsResponse() {
+		s.mu.Unlock()
+		s.log.Debug("response for a request no longer waiting; dropped")
+		return
+	}
+	s.seq++
+	e := Event{Seq: s.seq, Raw: line}
+	if s.backlogCap > 0 {
+		if len(s.backlog) == s.backlogCap {
+			s.backlog = append(s.backlog[:0], s.backlog[1:]...)
+		}
+		s.backlog = append(s.backlog, e)
+	}
+	stream := s.stream
+	s.mu.Unlock()
+	if stream != nil {
+		select {
+		case stream <- e:
+		default:
+			s.log.Warn("standalone stream is not read; the client can resume from its backlog", "seq", e.Seq)
+		}
+	}
+}
+
+// end marks the session over and fails every request in flight with a JSON-RPC error.
+func (s *Session) end(reason string) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	calls := s.order
+	s.order, s.pending, s.progress = nil, map[string]*Call{}, map[string]*Call{}
+	s.mu.Unlock()
+	for _, c := range calls {
+		raw, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": json.RawMessage(c.key),
+			"error": map[string]any{"code": -32603, "message": reason}})
+		c.C <- &Message{Raw: raw, ID: json.RawMessage(c.key)}
+	}
+	close(s.done)
+	s.log.Info("session ended", "reason", reason)
+}
+
+// Close ends the session: stdin is closed so the server can exit on its own; if it has not after a moment, its
+// process group gets SIGTERM, and SIGKILL after grace.
+func (s *Session) Close(grace time.Duration) {
+	s.inMu.Lock()
+	if c, ok := s.cmd.Stdin.(io.Closer); ok {
+		_ = c.Close()
+	}
+	s.inMu.Unlock()
+	s.end("session closed")
+	pgid := -s.cmd.Process.Pid
+	select {
+	case <-s.exited:
+		return
+	case <-time.After(200 * time.Millisecond):
+	}
+	_ = syscall.Kill(pgid, syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(grace):
+		_ = syscall.Kill(pgid, syscall.SIGKILL)
+		<-s.exited
+	}
+}
+
+func (s *Session) logStderr(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		s.log.Info("MCP server stderr", "line", sc.Text())
+	}
+}
+
+// Env returns the proxy's environment plus extra KEY=value pairs, for Command.Env.
+func Env(extra []string) []string { return append(os.Environ(), extra...) }
+
+// WaitCall reads a call's messages until its response, passing every other message to each. It returns the
+// response, or ctx's error when the client went away.
+func WaitCall(ctx context.Context, c *Call, each func(*Message)) (*Message, error) {
+	for {
+		select {
+		case m := <-c.C:
+			if m.IsResponse() {
+				return m, nil
+			}
+			each(m)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}

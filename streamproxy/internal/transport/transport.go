@@ -1,0 +1,491 @@
+// Package transport serves the MCP Streamable HTTP transport (2025-03-26, 2025-06-18, 2025-11-25) and hands each
+// session's messages to its own stdio MCP server (package session).
+package transport
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
+)
+
+// SupportedVersions are the protocol versions whose transport this proxy implements.
+var SupportedVersions = []string{"2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"}
+
+// Config says what to run and how to bound it.
+type Config struct {
+	Command        session.Command
+	UserHeader     string        // identity header set by the gateway's plugin, e.g. X-User-Id
+	AllowedOrigins []string      // browser origins allowed; "*" allows any; loopback origins are always allowed
+	MaxSessions    int           // beyond it: 503 with Retry-After
+	IdleTimeout    time.Duration // a session without activity this long ends; 0 keeps it
+	RequestTimeout time.Duration // 0: a request may run as long as the tool does
+	KeepAlive      time.Duration // SSE comment interval on idle streams
+	Backlog        int           // standalone-stream events kept for Last-Event-ID resumption
+	MaxBody        int64         // bytes of one POST body
+	Logger         *slog.Logger
+}
+
+// Handler serves one MCP endpoint.
+type Handler struct {
+	cfg Config
+	log *slog.Logger
+
+	mu       sync.Mutex
+	sessions map[string]*session.Session
+	closing  bool
+}
+
+// New returns a handler; Close ends its sessions.
+func New(cfg Config) *Handler {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	h := &Handler{cfg: cfg, log: cfg.Logger, sessions: map[string]*session.Session{}}
+	if cfg.IdleTimeout > 0 {
+		go h.reapIdle()
+	}
+	return h
+}
+
+// Sessions reports how many sessions are open.
+func (h *Handler) Sessions() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.sessions)
+}
+
+// Close ends every session and refuses new ones.
+func (h *Handler) Close() {
+	h.mu.Lock()
+	h.closing = true
+	all := make([]*session.Session, 0, len(h.sessions))
+	for _, s := range h.sessions {
+		all = append(all, s)
+	}
+	h.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, s := range all {
+		wg.Add(1)
+		go func() { defer wg.Done(); h.remove(s) }()
+	}
+	wg.Wait()
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !h.originAllowed(r.Header.Get("Origin")) {
+		// DNS-rebinding protection: a page on a foreign origin must not drive a local MCP server.
+		httpError(w, http.StatusForbidden, "origin %q is not allowed", r.Header.Get("Origin"))
+		return
+	}
+	if v := r.Header.Get("MCP-Protocol-Version"); v != "" && !slices.Contains(SupportedVersions, v) {
+		httpError(w, http.StatusBadRequest, "unsupported MCP-Protocol-Version %q (supported: %s)", v, strings.Join(SupportedVersions, ", "))
+		return
+	}
+	switch r.Method {
+	case http.MethodPost:
+		h.post(w, r)
+	case http.MethodGet:
+		h.get(w, r)
+	case http.MethodDelete:
+		h.delete(w, r)
+	default:
+		w.Header().Set("Allow", "GET, POST, DELETE")
+		httpError(w, http.StatusMethodNotAllowed, "method %s is not part of the MCP transport", r.Method)
+	}
+}
+
+// incoming is the part of a client message the proxy reads; the rest passes through as bytes.
+type incoming struct {
+	ID     json.RawMessage `json:"id"`
+	Method string          `json:"method"`
+	Params struct {
+		Meta struct {
+			ProgressToken json.RawMessage `json:"progressToken"`
+		} `json:"_meta"`
+	} `json:"params"`
+}
+
+func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
+	if !accepts(r.Header.Get("Accept"), "application/json") || !accepts(r.Header.Get("Accept"), "text/event-stream") {
+		httpError(w, http.StatusNotAcceptable, "Accept must allow both application/json and text/event-stream")
+		return
+	}
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+		httpError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			rpcError(w, http.StatusRequestEntityTooLarge, nil, -32600, fmt.Sprintf("message larger than %d bytes", h.cfg.MaxBody))
+			return
+		}
+		rpcError(w, http.StatusBadRequest, nil, -32700, "could not read the request body")
+		return
+	}
+	body = bytes.TrimSpace(body)
+	if len(body) > 0 && body[0] == '[' {
+		rpcError(w, http.StatusBadRequest, nil, -32600, "JSON-RPC batches are not supported: send one message per POST")
+		return
+	}
+	var msg incoming
+	if err := json.Unmarshal(body, &msg); err != nil || !json.Valid(body) {
+		rpcError(w, http.StatusBadRequest, nil, -32700, "parse error: the body is not a JSON-RPC message")
+		return
+	}
+	if string(msg.ID) == "null" {
+		msg.ID = nil
+	}
+
+	sid := r.Header.Get("Mcp-Session-Id")
+	if msg.Method == "initialize" {
+		if sid != "" {
+			rpcError(w, http.StatusBadRequest, msg.ID, -32600, "initialize must be sent without Mcp-Session-Id")
+			return
+		}
+		h.initialize(w, r, body, msg)
+		return
+	}
+	if sid == "" {
+		rpcError(w, http.StatusBadRequest, msg.ID, -32600, "missing Mcp-Session-Id: send initialize first")
+		return
+	}
+	s := h.lookup(sid, r)
+	if s == nil {
+		rpcError(w, http.StatusNotFound, msg.ID, -32001, "session not found: it ended or never existed; initialize a new one")
+		return
+	}
+	s.Touch()
+	if msg.Method == "" || msg.ID == nil {
+		// A notification, or the client's response to a server request: nothing comes back.
+		if err := s.Send(body); err != nil {
+			rpcError(w, http.StatusNotFound, nil, -32001, "session ended")
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
+	h.call(w, r, s, body, msg, "")
+}
+
+func (h *Handler) initialize(w http.ResponseWriter, r *http.Request, body []byte, msg incoming) {
+	if msg.ID == nil {
+		rpcError(w, http.StatusBadRequest, nil, -32600, "initialize must be a request with an id")
+		return
+	}
+	h.mu.Lock()
+	if h.closing {
+		h.mu.Unlock()
+		w.Header().Set("Retry-After", "5")
+		rpcError(w, http.StatusServiceUnavailable, msg.ID, -32000, "the proxy is shutting down")
+		return
+	}
+	if h.cfg.MaxSessions > 0 && len(h.sessions) >= h.cfg.MaxSessions {
+		h.mu.Unlock()
+		w.Header().Set("Retry-After", "30")
+		rpcError(w, http.StatusServiceUnavailable, msg.ID, -32000, fmt.Sprintf("too many sessions (%d): try again later", h.cfg.MaxSessions))
+		return
+	}
+	s, err := session.Start(h.cfg.Command, h.userOf(r), h.cfg.Backlog, h.log)
+	if err != nil {
+		h.mu.Unlock()
+		h.log.Error("cannot start MCP server", "err", err)
+		rpcError(w, http.StatusInternalServerError, msg.ID, -32603, "the MCP server could not be started")
+		return
+	}
+	h.sessions[s.ID] = s
+	h.mu.Unlock()
+	go func() {
+		<-s.Done()
+		h.forget(s)
+	}()
+	h.call(w, r, s, body, msg, s.ID)
+}
+
+// call sends a request and answers with its response: plain JSON when the server answers at once, an SSE stream when
+// it sends related messages (progress, logging, sampling, elicitation) first.
+func (h *Handler) call(w http.ResponseWriter, r *http.Request, s *session.Session, body []byte, msg incoming, newSession string) {
+	c, err := s.Call(msg.ID, msg.Params.Meta.ProgressToken, body)
+	switch {
+	case errors.Is(err, session.ErrDuplicateID):
+		rpcError(w, http.StatusBadRequest, msg.ID, -32600, "a request with this id is already in flight in this session")
+		return
+	case err != nil:
+		rpcError(w, http.StatusNotFound, msg.ID, -32001, "session ended")
+		return
+	}
+	defer s.Finish(c)
+	ctx := r.Context()
+	if h.cfg.RequestTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, h.cfg.RequestTimeout)
+		defer cancel()
+	}
+	if newSession != "" {
+		w.Header().Set("Mcp-Session-Id", newSession)
+	}
+	var sse *sseWriter
+	resp, err := session.WaitCall(ctx, c, func(m *session.Message) {
+		if sse == nil {
+			sse = startSSE(w)
+		}
+		sse.event("", m.Raw)
+	})
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			raw, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": msg.ID,
+				"error": map[string]any{"code": -32001, "message": "request timed out in the proxy"}})
+			resp = &session.Message{Raw: raw}
+		} else {
+			return // the client went away
+		}
+	}
+	if newSession != "" && isError(resp.Raw) {
+		// A failed initialize leaves no session behind.
+		w.Header().Del("Mcp-Session-Id")
+		go h.remove(s)
+	}
+	if sse != nil {
+		sse.event("", resp.Raw)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(resp.Raw)
+}
+
+// isError reports whether a JSON-RPC response is an error response.
+func isError(raw []byte) bool {
+	var r struct {
+		Error json.RawMessage `json:"error"`
+	}
+	return json.Unmarshal(raw, &r) == nil && r.Error != nil
+}
+
+func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
+	if !accepts(r.Header.Get("Accept"), "text/event-stream") {
+		httpError(w, http.StatusNotAcceptable, "Accept must allow text/event-stream")
+		return
+	}
+	sid := r.Header.Get("Mcp-Session-Id")
+	if sid == "" {
+		httpError(w, http.StatusBadRequest, "missing Mcp-Session-Id")
+		return
+	}
+	s := h.lookup(sid, r)
+	if s == nil {
+		httpError(w, http.StatusNotFound, "session not found")
+		return
+	}
+	var last uint64
+	lastID := r.Header.Get("Last-Event-ID")
+	resume := lastID != ""
+	if resume {
+		n, err := strconv.ParseUint(lastID, 10, 64)
+		if err != nil {
+			httpError(w, http.StatusBadRequest, "Last-Event-ID %q is not an event id of this proxy", lastID)
+			return
+		}
+		last = n
+	}
+	events, replay, err := s.OpenStream(last, resume)
+	if errors.Is(err, session.ErrStreamBusy) {
+		httpError(w, http.StatusConflict, "a stream is already open for this session")
+		return
+	}
+	if err != nil {
+		httpError(w, http.StatusNotFound, "session not found")
+		return
+	}
+	defer s.CloseStream(events)
+	sse := startSSE(w)
+	for _, e := range replay {
+		sse.event(strconv.FormatUint(e.Seq, 10), e.Raw)
+	}
+	tick := time.NewTicker(h.cfg.KeepAlive)
+	defer tick.Stop()
+	for {
+		select {
+		case e := <-events:
+			sse.event(strconv.FormatUint(e.Seq, 10), e.Raw)
+		case <-tick.C:
+			sse.comment("keep-alive")
+		case <-s.Done():
+			return
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
+	sid := r.Header.Get("Mcp-Session-Id")
+	if sid == "" {
+		httpError(w, http.StatusBadRequest, "missing Mcp-Session-Id")
+		return
+	}
+	s := h.lookup(sid, r)
+	if s == nil {
+		httpError(w, http.StatusNotFound, "session not found")
+		return
+	}
+	// The session is gone for clients at once; its child is reaped in the background.
+	h.forget(s)
+	go s.Close(childGrace)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// lookup finds a session that belongs to the requesting user. Another user's session is reported as missing, so
+// session ids cannot be probed across users.
+func (h *Handler) lookup(id string, r *http.Request) *session.Session {
+	h.mu.Lock()
+	s := h.sessions[id]
+	h.mu.Unlock()
+	if s == nil || s.UserID != h.userOf(r) {
+		return nil
+	}
+	return s
+}
+
+func (h *Handler) userOf(r *http.Request) string {
+	if h.cfg.UserHeader == "" {
+		return ""
+	}
+	return r.Header.Get(h.cfg.UserHeader)
+}
+
+func (h *Handler) forget(s *session.Session) {
+	h.mu.Lock()
+	if h.sessions[s.ID] == s {
+		delete(h.sessions, s.ID)
+	}
+	h.mu.Unlock()
+}
+
+func (h *Handler) remove(s *session.Session) {
+	h.forget(s)
+	s.Close(childGrace)
+}
+
+// childGrace is how long a child has between SIGTERM and SIGKILL.
+const childGrace = 3 * time.Second
+
+func (h *Handler) reapIdle() {
+	t := time.NewTicker(min(h.cfg.IdleTimeout/2, 30*time.Second))
+	defer t.Stop()
+	for range t.C {
+		h.mu.Lock()
+		if h.closing {
+			h.mu.Unlock()
+			return
+		}
+		var idle []*session.Session
+		for _, s := range h.sessions {
+			if last, busy := s.IdleSince(); !busy && time.Since(last) > h.cfg.IdleTimeout {
+				idle = append(idle, s)
+			}
+		}
+		h.mu.Unlock()
+		for _, s := range idle {
+			h.log.Info("ending idle session", "session", s.ID[:8])
+			go h.remove(s)
+		}
+	}
+}
+
+func (h *Handler) originAllowed(origin string) bool {
+	if origin == "" || slices.Contains(h.cfg.AllowedOrigins, "*") || slices.Contains(h.cfg.AllowedOrigins, origin) {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	switch u.Hostname() {
+	case "localhost", "127.0.0.1", "::1":
+		return true
+	}
+	return false
+}
+
+// accepts reports whether an Accept header allows the media type (a missing header or */* allows anything).
+func accepts(header, want string) bool {
+	if header == "" {
+		return false
+	}
+	major, _, _ := strings.Cut(want, "/")
+	for _, part := range strings.Split(header, ",") {
+		mt, _, _ := strings.Cut(strings.TrimSpace(part), ";")
+		mt = strings.TrimSpace(mt)
+		if mt == want || mt == "*/*" || mt == major+"/*" {
+			return true
+		}
+	}
+	return false
+}
+
+type sseWriter struct {
+	w http.ResponseWriter
+	f *http.ResponseController
+}
+
+func startSSE(w http.ResponseWriter) *sseWriter {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no") // nginx and friends must not hold events back
+	w.WriteHeader(http.StatusOK)
+	s := &sseWriter{w: w, f: http.NewResponseController(w)}
+	_ = s.f.Flush()
+	return s
+}
+
+func (s *sseWriter) event(id string, data []byte) {
+	var b bytes.Buffer
+	if id != "" {
+		b.WriteString("id: ")
+		b.WriteString(id)
+		b.WriteByte('\n')
+	}
+	b.WriteString("event: message\ndata: ")
+	b.Write(data)
+	b.WriteString("\n\n")
+	_, _ = s.w.Write(b.Bytes())
+	_ = s.f.Flush()
+}
+
+func (s *sseWriter) comment(text string) {
+	_, _ = io.WriteString(s.w, ": "+text+"\n\n")
+	_ = s.f.Flush()
+}
+
+func httpError(w http.ResponseWriter, status int, format string, args ...any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": fmt.Sprintf(format, args...)})
+}
+
+func rpcError(w http.ResponseWriter, status int, id json.RawMessage, code int, message string) {
+	if id == nil {
+		id = json.RawMessage("null")
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"jsonrpc": "2.0", "id": id,
+		"error": map[string]any{"code": code, "message": message}})
+}

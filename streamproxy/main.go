@@ -1,0 +1,146 @@
+// Command streamproxy serves MCP Streamable HTTP in front of an unmodified stdio MCP server, one child process per
+// session:
+//
+//	streamproxy [flags] -- <command> [args...]
+//
+// It knows nothing about OAuth: the gateway's plugin in front of it authenticates and sets the identity headers,
+// which streamproxy uses only to bind each session to its user. Every flag also reads STREAMPROXY_<FLAG> (upper case,
+// "-" as "_").
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
+	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/transport"
+)
+
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error {
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*l = append(*l, p)
+		}
+	}
+	return nil
+}
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "streamproxy:", err)
+		os.Exit(2)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("streamproxy", flag.ContinueOnError)
+	listen := fs.String("listen", ":8080", "address to serve on")
+	path := fs.String("path", "/mcp", "the MCP endpoint's path")
+	userHeader := fs.String("user-header", "X-User-Id", "identity header set by the gateway; sessions are bound to it (empty: no binding)")
+	var origins, childEnv listFlag
+	fs.Var(&origins, "allowed-origins", "browser origins allowed besides loopback ones, comma separated (\"*\": any)")
+	fs.Var(&childEnv, "env", "KEY=value added to the MCP server's environment (repeatable, comma separated)")
+	workdir := fs.String("workdir", "", "working directory of the MCP server (default: the proxy's)")
+	maxSessions := fs.Int("max-sessions", 100, "most sessions (children) at once; beyond it 503 with Retry-After")
+	idle := fs.Duration("idle-timeout", 30*time.Minute, "end a session after this long without activity (0: never)")
+	reqTimeout := fs.Duration("request-timeout", 0, "fail a request after this long (0: no limit; tools may run long)")
+	keepAlive := fs.Duration("keepalive", 15*time.Second, "interval of SSE keep-alive comments")
+	backlog := fs.Int("backlog", 256, "server-initiated events kept per session for Last-Event-ID resumption")
+	maxBody := fs.Int64("max-body", 4<<20, "largest POST body in bytes")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: streamproxy [flags] -- <command> [args...]\n\nEvery flag also reads STREAMPROXY_<FLAG>.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if err := fromEnv(fs); err != nil {
+		return err
+	}
+	command := fs.Args()
+	if len(command) == 0 {
+		fs.Usage()
+		return errors.New("no MCP server command given after --")
+	}
+
+	var handler slog.Handler = slog.NewTextHandler(os.Stderr, nil)
+	if *logFormat == "json" {
+		handler = slog.NewJSONHandler(os.Stderr, nil)
+	}
+	log := slog.New(handler)
+
+	mcp := transport.New(transport.Config{
+		Command:        session.Command{Path: command[0], Args: command[1:], Env: session.Env(childEnv), Dir: *workdir},
+		UserHeader:     *userHeader,
+		AllowedOrigins: origins,
+		MaxSessions:    *maxSessions,
+		IdleTimeout:    *idle,
+		RequestTimeout: *reqTimeout,
+		KeepAlive:      *keepAlive,
+		Backlog:        *backlog,
+		MaxBody:        *maxBody,
+		Logger:         log,
+	})
+	mux := http.NewServeMux()
+	mux.Handle(*path, mcp)
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "sessions": mcp.Sessions()})
+	})
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		log.Info("shutting down: ending sessions")
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		go mcp.Close() // ends open SSE streams, so Shutdown need not wait for them
+		_ = srv.Shutdown(shutdownCtx)
+	}()
+	log.Info("streamproxy listening", "addr", ln.Addr().String(), "path", *path, "command", command[0])
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	mcp.Close()
+	return nil
+}
+
+// fromEnv sets every flag not given on the command line from STREAMPROXY_<FLAG>.
+func fromEnv(fs *flag.FlagSet) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "STREAMPROXY_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(name); ok && !given[f.Name] && err == nil {
+			if e := f.Value.Set(v); e != nil {
+				err = fmt.Errorf("%s: %w", name, e)
+			}
+		}
+	})
+	return err
+}
