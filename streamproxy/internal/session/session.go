@@ -216,7 +216,14 @@ func (s *Session) Call(id json.RawMessage, progressToken json.RawMessage, raw []
 func (s *Session) Finish(c *Call) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.pending, c.key)
+	s.forgetLocked(c)
+	s.lastUsed = time.Now()
+}
+
+func (s *Session) forgetLocked(c *Call) {
+	if s.pending[c.key] == c {
+		delete(s.pending, c.key)
+	}
 	for i, o := range s.order {
 		if o == c {
 			s.order = append(s.order[:i], s.order[i+1:]...)
@@ -228,7 +235,6 @@ func (s *Session) Finish(c *Call) {
 			delete(s.progress, k)
 		}
 	}
-	s.lastUsed = time.Now()
 }
 
 // OpenStream opens the standalone stream. Events after lastEventID still in the backlog are replayed first.
@@ -301,16 +307,29 @@ func (s *Session) route(line []byte) {
 	var target *Call
 	switch {
 	case m.IsResponse():
-		target = s.pending[string(m.ID)]
+		// Forget the call now, not when its HTTP request finishes: a message that follows the response must not
+		// be routed to a request that will never read it.
+		if target = s.pending[string(m.ID)]; target != nil {
+			s.forgetLocked(target)
+		}
 	case head.Params.ProgressToken != nil:
 		target = s.progress[string(head.Params.ProgressToken)]
-	}
-	if target == nil && !m.IsResponse() && len(s.order) > 0 {
-		target = s.order[0]
+	case m.ID != nil || m.Method == "notifications/message":
+		// Server requests (sampling, elicitation, roots) and log messages belong to the work in flight; with
+		// several requests in flight the oldest one carries them. Other notifications (list changes, resource
+		// updates) go to the standalone stream.
+		if len(s.order) > 0 {
+			target = s.order[0]
+		}
 	}
 	if target != nil {
 		s.mu.Unlock()
-		target.C <- m
+		select {
+		case target.C <- m:
+		case <-time.After(30 * time.Second):
+			// The request's client stopped reading; don't stall the whole session for it.
+			s.log.Warn("dropped a message for a request whose client does not read", "method", m.Method)
+		}
 		return
 	}
 	if m.IsResponse() {

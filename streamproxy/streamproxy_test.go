@@ -1,0 +1,343 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
+)
+
+// proxy runs the streamproxy binary in front of a stdio MCP server and returns the MCP endpoint's URL.
+func proxy(t *testing.T, flags []string, command ...string) string {
+	t.Helper()
+	bin := testenv.BuildBinary(t, "./streamproxy")
+	port := testenv.FreePort(t)
+	args := append([]string{"--listen", "127.0.0.1:" + strconv.Itoa(port)}, flags...)
+	args = append(append(args, "--"), command...)
+	p := testenv.Start(t, "streamproxy", exec.Command(bin, args...))
+	p.WaitLine(t, "streamproxy listening", 10*time.Second)
+	return testenv.URL(port, "/mcp")
+}
+
+func everything(t *testing.T) []string {
+	return []string{"node", filepath.Join(testenv.NodeModules(t), "@modelcontextprotocol", "server-everything", "dist", "index.js")}
+}
+
+// rpc posts one JSON-RPC message and returns the response, decoding an SSE answer into its messages.
+type reply struct {
+	status   int
+	header   http.Header
+	messages []map[string]any // JSON body, or each SSE event's data
+	sse      bool
+}
+
+func post(t *testing.T, url, session string, body string, headers ...string) reply {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	if session != "" {
+		req.Header.Set("Mcp-Session-Id", session)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	r := reply{status: resp.StatusCode, header: resp.Header}
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		r.sse = true
+		sc := bufio.NewScanner(bytes.NewReader(raw))
+		for sc.Scan() {
+			if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+				var m map[string]any
+				require.NoError(t, json.Unmarshal([]byte(data), &m))
+				r.messages = append(r.messages, m)
+			}
+		}
+	} else if len(bytes.TrimSpace(raw)) > 0 {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(raw, &m), "body: %s", raw)
+		r.messages = append(r.messages, m)
+	}
+	return r
+}
+
+const initBody = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"test","version":"1"}}}`
+
+// open initializes a session and returns its id.
+func open(t *testing.T, url string, headers ...string) string {
+	t.Helper()
+	r := post(t, url, "", initBody, headers...)
+	require.Equal(t, http.StatusOK, r.status)
+	sid := r.header.Get("Mcp-Session-Id")
+	require.NotEmpty(t, sid)
+	require.Equal(t, http.StatusAccepted, post(t, url, sid, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, headers...).status)
+	return sid
+}
+
+func TestToolsThroughTheGoSDKClient(t *testing.T) {
+	url := proxy(t, nil, everything(t)...)
+	ctx := context.Background()
+	client := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "1"}, nil)
+	cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url}, nil)
+	require.NoError(t, err)
+	defer cs.Close()
+	tools, err := cs.ListTools(ctx, nil)
+	require.NoError(t, err)
+	names := []string{}
+	for _, tool := range tools.Tools {
+		names = append(names, tool.Name)
+	}
+	assert.Contains(t, names, "echo")
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"message": "hello"}})
+	require.NoError(t, err)
+	require.Len(t, res.Content, 1)
+	assert.Equal(t, "Echo: hello", res.Content[0].(*mcp.TextContent).Text)
+}
+
+func TestSessionLifecycleAndErrors(t *testing.T) {
+	url := proxy(t, []string{"--max-sessions", "2"}, everything(t)...)
+	sid := open(t, url)
+	assert.Regexp(t, `^[\x21-\x7e]{16,}$`, sid, "session ids are long visible ASCII")
+
+	// Progress before the result turns the answer into an SSE stream, carrying the client's own ids.
+	r := post(t, url, sid, `{"jsonrpc":"2.0","id":"call-7","method":"tools/call","params":{"name":"trigger-long-running-operation","arguments":{"duration":1,"steps":2},"_meta":{"progressToken":"tok"}}}`)
+	require.Equal(t, http.StatusOK, r.status)
+	require.True(t, r.sse, "progress is streamed")
+	require.Len(t, r.messages, 3, "two progress notifications, then the result: %v", r.messages)
+	assert.Equal(t, "notifications/progress", r.messages[0]["method"])
+	assert.Equal(t, "notifications/progress", r.messages[1]["method"])
+	assert.Equal(t, "call-7", r.messages[2]["id"])
+	assert.NotNil(t, r.messages[2]["result"])
+
+	for name, c := range map[string]struct {
+		session, body string
+		headers       []string
+		status        int
+	}{
+		"no Accept for SSE":       {sid, `{"jsonrpc":"2.0","id":2,"method":"ping"}`, []string{"Accept", "application/json"}, 406},
+		"not JSON":                {sid, `{"jsonrpc":"2.0","id":2,"method":"ping"}`, []string{"Content-Type", "text/plain"}, 415},
+		"malformed JSON":          {sid, `{"jsonrpc":`, nil, 400},
+		"batch":                   {sid, `[{"jsonrpc":"2.0","id":2,"method":"ping"}]`, nil, 400},
+		"no session":              {"", `{"jsonrpc":"2.0","id":2,"method":"ping"}`, nil, 400},
+		"unknown session":         {"nope", `{"jsonrpc":"2.0","id":2,"method":"ping"}`, nil, 404},
+		"unsupported version":     {sid, `{"jsonrpc":"2.0","id":2,"method":"ping"}`, []string{"MCP-Protocol-Version", "1999-01-01"}, 400},
+		"foreign origin":          {sid, `{"jsonrpc":"2.0","id":2,"method":"ping"}`, []string{"Origin", "http://evil.example.com"}, 403},
+		"initialize with session": {sid, initBody, nil, 400},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got := post(t, url, c.session, c.body, c.headers...)
+			assert.Equal(t, c.status, got.status)
+		})
+	}
+	assert.Equal(t, 200, post(t, url, sid, `{"jsonrpc":"2.0","id":2,"method":"ping"}`, "Origin", "http://localhost:6274").status,
+		"a loopback origin (MCP Inspector) is allowed")
+
+	// Max sessions: the second fits, the third gets 503 with Retry-After.
+	open(t, url)
+	full := post(t, url, "", initBody)
+	assert.Equal(t, http.StatusServiceUnavailable, full.status)
+	assert.NotEmpty(t, full.header.Get("Retry-After"))
+
+	// DELETE ends the session; later requests get 404 and a slot is free again.
+	req, _ := http.NewRequest(http.MethodDelete, url, nil)
+	req.Header.Set("Mcp-Session-Id", sid)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusNoContent, resp.StatusCode)
+	assert.Equal(t, http.StatusNotFound, post(t, url, sid, `{"jsonrpc":"2.0","id":3,"method":"ping"}`).status)
+	open(t, url)
+}
+
+func TestSessionsAreBoundToTheirUser(t *testing.T) {
+	url := proxy(t, nil, everything(t)...)
+	sid := open(t, url, "X-User-Id", "1001")
+	ping := `{"jsonrpc":"2.0","id":2,"method":"ping"}`
+	assert.Equal(t, 200, post(t, url, sid, ping, "X-User-Id", "1001").status)
+	assert.Equal(t, 404, post(t, url, sid, ping, "X-User-Id", "1002").status, "another user's session does not exist for them")
+	assert.Equal(t, 404, post(t, url, sid, ping).status, "nor without identity")
+}
+
+// Each session has its own child: one user's memory graph is invisible to another.
+func TestSessionsAreIsolated(t *testing.T) {
+	server := filepath.Join(testenv.NodeModules(t), "@modelcontextprotocol", "server-memory", "dist", "index.js")
+	// server-memory keeps one file; isolation here comes from separate processes, so give each its own file
+	// through a shell that picks a unique path per child.
+	script := fmt.Sprintf(`MEMORY_FILE_PATH=$(mktemp -p %s) exec node %s`, t.TempDir(), server)
+	url := proxy(t, nil, "sh", "-c", script)
+	a, b := open(t, url, "X-User-Id", "1"), open(t, url, "X-User-Id", "2")
+	create := `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"create_entities","arguments":{"entities":[{"name":"alice-secret","entityType":"note","observations":["only for user 1"]}]}}}`
+	require.Equal(t, 200, post(t, url, a, create, "X-User-Id", "1").status)
+	read := `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"read_graph","arguments":{}}}`
+	mine := post(t, url, a, read, "X-User-Id", "1")
+	theirs := post(t, url, b, read, "X-User-Id", "2")
+	mineJSON, _ := json.Marshal(mine.messages)
+	theirsJSON, _ := json.Marshal(theirs.messages)
+	assert.Contains(t, string(mineJSON), "alice-secret")
+	assert.NotContains(t, string(theirsJSON), "alice-secret")
+}
+
+// A child that dies ends its session: the request in flight gets a JSON-RPC error, later ones 404, others go on.
+func TestCrashingChild(t *testing.T) {
+	fixture := testenv.BuildBinary(t, "github.com/modelcontextprotocol/go-sdk/conformance/everything-server")
+	// The wrapper answers like the fixture until it reads a line containing "crash-now", then exits.
+	script := `while IFS= read -r line; do case "$line" in *crash-now*) exit 3;; esac; printf '%s\n' "$line"; done | ` + fixture
+	url := proxy(t, nil, "sh", "-c", script)
+	healthy := open(t, url)
+	doomed := open(t, url)
+	r := post(t, url, doomed, `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"crash-now"}}`)
+	// The pipe's writer exits at once, so the fixture sees EOF and exits: the session ends either before the
+	// request is answered (error response) or right after (404).
+	if r.status == 200 {
+		require.Len(t, r.messages, 1)
+		assert.NotNil(t, r.messages[0]["error"])
+	} else {
+		assert.Equal(t, 404, r.status)
+	}
+	require.Eventually(t, func() bool {
+		return post(t, url, doomed, `{"jsonrpc":"2.0","id":10,"method":"ping"}`).status == 404
+	}, 10*time.Second, 50*time.Millisecond)
+	assert.Equal(t, 200, post(t, url, healthy, `{"jsonrpc":"2.0","id":11,"method":"ping"}`).status)
+}
+
+// notifier is a minimal stdio MCP server: it answers initialize and ping, and after each ping sends two
+// notifications that belong to no request, so they travel on the standalone (GET) stream.
+const notifier = `while IFS= read -r line; do
+  id=$(printf '%s' "$line" | sed -n 's/.*"id":\([0-9]*\).*/\1/p')
+  case "$line" in
+    *'"initialize"'*) printf '{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-11-25","capabilities":{"resources":{"subscribe":true}},"serverInfo":{"name":"notifier","version":"1"}}}\n' "$id";;
+    *'"ping"'*) printf '{"jsonrpc":"2.0","id":%s,"result":{}}\n' "$id"
+      printf '{"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"file:///a"}}\n'
+      printf '{"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"file:///b"}}\n';;
+  esac
+done`
+
+// Server-initiated messages go to the GET stream, numbered; a client that reconnects with Last-Event-ID gets what
+// it missed.
+func TestStandaloneStreamAndResumption(t *testing.T) {
+	url := proxy(t, nil, "sh", "-c", notifier)
+	sid := open(t, url)
+
+	events, stop := stream(t, url, sid, "")
+	require.Equal(t, 200, post(t, url, sid, `{"jsonrpc":"2.0","id":2,"method":"ping"}`).status)
+	first := <-events
+	assert.Contains(t, first.data, "file:///a")
+	stop() // the client drops the stream after one event and misses the second
+
+	// After reconnecting, the missed event is replayed.
+	events, stop = stream(t, url, sid, first.id)
+	defer stop()
+	missed := <-events
+	assert.Contains(t, missed.data, "file:///b")
+	n0, _ := strconv.Atoi(first.id)
+	n1, _ := strconv.Atoi(missed.id)
+	assert.Equal(t, n0+1, n1, "resumption starts right after the last event the client saw")
+
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Mcp-Session-Id", sid)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusConflict, resp.StatusCode, "one standalone stream per session")
+}
+
+type sseEvent struct{ id, data string }
+
+// stream opens the GET stream and returns its events; it returns once the stream is open.
+func stream(t *testing.T, url, sid, lastEventID string) (<-chan sseEvent, func()) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Mcp-Session-Id", sid)
+	if lastEventID != "" {
+		req.Header.Set("Last-Event-ID", lastEventID)
+	}
+	// A stream the client just dropped may not have been noticed by the proxy yet (409): try again briefly.
+	var resp *http.Response
+	require.Eventually(t, func() bool {
+		r, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		if r.StatusCode == http.StatusConflict {
+			r.Body.Close()
+			return false
+		}
+		resp = r
+		return true
+	}, 5*time.Second, 50*time.Millisecond)
+	require.Equal(t, 200, resp.StatusCode)
+	assert.Equal(t, "no", resp.Header.Get("X-Accel-Buffering"))
+	events := make(chan sseEvent, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer resp.Body.Close()
+		var cur sseEvent
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case strings.HasPrefix(line, "id: "):
+				cur.id = line[4:]
+			case strings.HasPrefix(line, "data: "):
+				cur.data = line[6:]
+			case line == "" && cur.data != "":
+				events <- cur
+				cur = sseEvent{}
+			}
+		}
+	}()
+	return events, func() {
+		cancel()
+		<-done
+	}
+}
+
+// The official conformance suite's server scenarios, on the Go SDK's fixture server behind streamproxy.
+func TestConformance(t *testing.T) {
+	node := testenv.NodeBin(t)
+	suite := filepath.Join(testenv.NodeModules(t), "@modelcontextprotocol", "conformance", "dist", "index.js")
+	fixture := testenv.BuildBinary(t, "github.com/modelcontextprotocol/go-sdk/conformance/everything-server")
+	url := strings.Replace(proxy(t, nil, fixture), "127.0.0.1", "localhost", 1) // dns-rebinding-protection needs localhost
+	out, err := exec.Command(node, suite, "server", "--url", url, "-o", t.TempDir()).CombinedOutput()
+	summary := string(out)
+	if i := strings.Index(summary, "=== SUMMARY ==="); i >= 0 {
+		summary = summary[i:]
+	}
+	require.NoError(t, err, "conformance suite failed:\n%s", summary)
+	assert.Regexp(t, `Total: \d+ passed, 0 failed`, summary)
+	assert.GreaterOrEqual(t, strings.Count(summary, "✓"), 30, "every server scenario ran:\n%s", summary)
+	assert.NotContains(t, summary, "✗")
+}
+
+// The TypeScript SDK's client connects through streamproxy and calls a tool.
+func TestTypeScriptClient(t *testing.T) {
+	url := proxy(t, nil, everything(t)...)
+	script := filepath.Join(testenv.RepoRoot(t), "testdata", "node", "streamproxy-client.mjs")
+	cmd := exec.Command(testenv.NodeBin(t), script, url)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), "Echo: from the TypeScript SDK")
+}
