@@ -1,0 +1,352 @@
+package oauth
+
+import (
+	"crypto/subtle"
+	"errors"
+	"html/template"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/github"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
+)
+
+// authCookie binds an authorization request to the browser that started it, so a login or consent cannot be
+// completed in someone else's browser (login CSRF).
+const authCookie = "mcpgw_auth"
+
+// authorize is GET /authorize (OAuth 2.1 §4.1.1).
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	// The client and its redirect URI are checked first: until both are known good, errors are shown here and
+	// never redirected (OAuth 2.1 §4.1.2.1), or this endpoint would be an open redirector.
+	clientID := q.Get("client_id")
+	if clientID == "" {
+		s.errorPage(w, http.StatusBadRequest, "Missing client", "The request has no client_id. Start the connection again from your application.")
+		return
+	}
+	client, err := s.store.GetClient(r.Context(), clientID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !client.ExpiresAt.IsZero() && time.Now().After(client.ExpiresAt)) {
+		s.errorPage(w, http.StatusBadRequest, "Unknown application",
+			"This application is not registered here, or its registration expired. Remove the server from your application and add it again so that it registers anew.")
+		return
+	}
+	if err != nil {
+		s.storeFailedPage(w, err)
+		return
+	}
+	redirectURI := q.Get("redirect_uri")
+	if redirectURI == "" && len(client.RedirectURIs) == 1 {
+		redirectURI = client.RedirectURIs[0]
+	}
+	if redirectURI == "" || !redirectAllowed(client.RedirectURIs, redirectURI) {
+		s.errorPage(w, http.StatusBadRequest, "Unregistered redirect address",
+			"The application asked to return to an address it did not register. Nothing was sent to it.")
+		return
+	}
+	fail := func(code, desc string) { s.redirectError(w, r, redirectURI, q.Get("state"), code, desc) }
+
+	if q.Get("response_type") != "code" {
+		fail("unsupported_response_type", "response_type must be code")
+		return
+	}
+	// PKCE with S256 is mandatory (OAuth 2.1 §4.1.1, MCP authorization): plain and missing challenges are refused.
+	challenge := q.Get("code_challenge")
+	if challenge == "" {
+		fail("invalid_request", "code_challenge is required (PKCE with S256)")
+		return
+	}
+	if q.Get("code_challenge_method") != "S256" {
+		fail("invalid_request", "code_challenge_method must be S256")
+		return
+	}
+	if len(challenge) != 43 || strings.Trim(challenge, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != "" {
+		fail("invalid_request", "code_challenge must be the base64url SHA-256 of the verifier (43 characters)")
+		return
+	}
+	scope, ok := s.requestedScope(q.Get("scope"), client)
+	if !ok {
+		fail("invalid_scope", "unknown scope requested; this server offers: "+strings.Join(s.cfg.Scopes, " "))
+		return
+	}
+	resource, problem := s.resolveResource(q["resource"])
+	if problem != "" {
+		fail("invalid_target", problem)
+		return
+	}
+	if !slices.Contains(client.GrantTypes, "authorization_code") {
+		fail("unauthorized_client", "this client is not registered for the authorization_code grant")
+		return
+	}
+
+	now := time.Now()
+	ar := &store.AuthRequest{
+		ID: randomToken(24), ClientID: client.ID, RedirectURI: redirectURI, State: q.Get("state"),
+		CodeChallenge: challenge, Scope: scope, Resource: resource, CSRFToken: randomToken(24),
+		CreatedAt: now, ExpiresAt: now.Add(s.cfg.AuthRequestTTL),
+	}
+	if err := s.store.PutAuthRequest(r.Context(), ar); err != nil {
+		s.storeFailedPage(w, err)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: authCookie, Value: ar.ID, Path: "/", HttpOnly: true, Secure: s.secure,
+		SameSite: http.SameSiteLaxMode, MaxAge: int(s.cfg.AuthRequestTTL.Seconds())})
+	http.Redirect(w, r, s.github.AuthCodeURL(ar.ID), http.StatusFound)
+}
+
+// requestedScope checks the scope parameter: every scope must be offered (and allowed to the client, if it
+// registered a scope). An empty request gets the default: the client's registered scope or the server's first.
+func (s *Server) requestedScope(raw string, c *store.Client) (string, bool) {
+	allowed := s.cfg.Scopes
+	if c.Scope != "" {
+		allowed = strings.Fields(c.Scope)
+	}
+	req := strings.Fields(raw)
+	if len(req) == 0 {
+		if c.Scope != "" {
+			return c.Scope, true
+		}
+		return s.cfg.Scopes[0], true
+	}
+	for _, sc := range req {
+		if !slices.Contains(allowed, sc) {
+			return "", false
+		}
+	}
+	slices.Sort(req)
+	return strings.Join(slices.Compact(req), " "), true
+}
+
+// githubCallback is where GitHub returns the user.
+func (s *Server) githubCallback(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	ar, ok := s.boundRequest(w, r, q.Get("state"))
+	if !ok {
+		return
+	}
+	if e := q.Get("error"); e != "" {
+		s.finishWithError(w, r, ar, "access_denied", "the user did not authorize the login at GitHub")
+		return
+	}
+	user, err := s.github.Login(r.Context(), q.Get("code"))
+	var denied *github.AccessDeniedError
+	switch {
+	case errors.As(err, &denied):
+		s.log.Info("login refused", "login", denied.Login, "reason", denied.Reason)
+		_ = s.store.DeleteAuthRequest(r.Context(), ar.ID)
+		s.render(w, http.StatusForbidden, deniedPage, map[string]any{
+			"Reason": denied.Reason,
+			"Back":   template.URL(withParams(ar.RedirectURI, s.errorParams(ar.State, "access_denied", "the user is not allowed to use this server"))),
+		})
+		return
+	case err != nil:
+		s.log.Warn("GitHub login failed", "err", err)
+		s.errorPage(w, http.StatusBadGateway, "GitHub login failed", "GitHub did not confirm the login. Go back to your application and try again.")
+		return
+	}
+	ar.User = user
+	ar.CSRFToken = randomToken(24) // a fresh token for the consent form, now bound to this user
+	if err := s.store.PutAuthRequest(r.Context(), ar); err != nil {
+		s.storeFailedPage(w, err)
+		return
+	}
+	client, err := s.store.GetClient(r.Context(), ar.ClientID)
+	if err != nil {
+		s.errorPage(w, http.StatusBadRequest, "Unknown application", "The application's registration is gone. Add the server to your application again.")
+		return
+	}
+	// A user who approved this client for these scopes and this resource before is not asked again.
+	if c, err := s.store.GetConsent(r.Context(), user.ID, client.ID); err == nil && c.Resource == ar.Resource && covers(c.Scope, ar.Scope) {
+		s.issueCode(w, r, ar)
+		return
+	}
+	s.showConsent(w, ar, client)
+}
+
+func covers(granted, wanted string) bool {
+	g := strings.Fields(granted)
+	for _, w := range strings.Fields(wanted) {
+		if !slices.Contains(g, w) {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) showConsent(w http.ResponseWriter, ar *store.AuthRequest, c *store.Client) {
+	host := ar.RedirectURI
+	if u, err := url.Parse(ar.RedirectURI); err == nil && u.Host != "" {
+		host = u.Host
+	}
+	name := c.Name
+	if name == "" {
+		name = "An unnamed application"
+	}
+	s.render(w, http.StatusOK, consentPage, map[string]any{
+		"Client": name, "ClientID": c.ID, "RedirectHost": host, "Resource": ar.Resource,
+		"Scopes": strings.Fields(ar.Scope), "User": ar.User.Login, "RequestID": ar.ID, "CSRF": ar.CSRFToken,
+		"Remember": s.cfg.ConsentTTL > 0, "Action": s.cfg.Issuer + "/consent",
+	})
+}
+
+// consent is the consent form's POST.
+func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
+	if err := r.ParseForm(); err != nil {
+		s.errorPage(w, http.StatusBadRequest, "Bad form", "The consent form could not be read.")
+		return
+	}
+	ar, ok := s.boundRequest(w, r, r.PostForm.Get("request"))
+	if !ok {
+		return
+	}
+	if ar.User == nil || subtle.ConstantTimeCompare([]byte(ar.CSRFToken), []byte(r.PostForm.Get("csrf"))) != 1 {
+		s.errorPage(w, http.StatusForbidden, "Form expired", "This consent form is not valid any more. Start again from your application.")
+		return
+	}
+	if r.PostForm.Get("action") != "approve" {
+		s.finishWithError(w, r, ar, "access_denied", "the user denied the request")
+		return
+	}
+	if s.cfg.ConsentTTL > 0 && r.PostForm.Get("remember") != "" {
+		now := time.Now()
+		err := s.store.PutConsent(r.Context(), &store.Consent{UserID: ar.User.ID, ClientID: ar.ClientID, Scope: ar.Scope,
+			Resource: ar.Resource, GrantedAt: now, ExpiresAt: now.Add(s.cfg.ConsentTTL)})
+		if err != nil {
+			s.storeFailedPage(w, err)
+			return
+		}
+	}
+	s.issueCode(w, r, ar)
+}
+
+// boundRequest loads the authorization request named by id, checking it belongs to this browser.
+func (s *Server) boundRequest(w http.ResponseWriter, r *http.Request, id string) (*store.AuthRequest, bool) {
+	cookie, err := r.Cookie(authCookie)
+	if id == "" || err != nil || subtle.ConstantTimeCompare([]byte(cookie.Value), []byte(id)) != 1 {
+		s.errorPage(w, http.StatusBadRequest, "Login not started here",
+			"This login was not started in this browser, or it took too long. Start again from your application.")
+		return nil, false
+	}
+	ar, err := s.store.GetAuthRequest(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		s.errorPage(w, http.StatusBadRequest, "Login expired", "This login took too long or was already used. Start again from your application.")
+		return nil, false
+	}
+	if err != nil {
+		s.storeFailedPage(w, err)
+		return nil, false
+	}
+	return ar, true
+}
+
+// issueCode stores a single-use code and sends the browser back to the client with code, state and iss.
+func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, ar *store.AuthRequest) {
+	code := randomToken(32)
+	err := s.store.CreateCode(r.Context(), &store.AuthCode{
+		Hash: store.HashSecret(code), ClientID: ar.ClientID, RedirectURI: ar.RedirectURI, CodeChallenge: ar.CodeChallenge,
+		Scope: ar.Scope, Resource: ar.Resource, User: *ar.User, FamilyID: randomToken(16),
+		ExpiresAt: time.Now().Add(s.cfg.CodeTTL),
+	})
+	if err != nil {
+		s.storeFailedPage(w, err)
+		return
+	}
+	_ = s.store.DeleteAuthRequest(r.Context(), ar.ID)
+	http.SetCookie(w, &http.Cookie{Name: authCookie, Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.secure})
+	s.log.Info("authorization granted", "client_id", ar.ClientID, "user", ar.User.Login, "resource", ar.Resource)
+	params := url.Values{"code": {code}, "iss": {s.cfg.Issuer}}
+	if ar.State != "" {
+		params.Set("state", ar.State)
+	}
+	http.Redirect(w, r, withParams(ar.RedirectURI, params), http.StatusFound)
+}
+
+func (s *Server) finishWithError(w http.ResponseWriter, r *http.Request, ar *store.AuthRequest, code, desc string) {
+	_ = s.store.DeleteAuthRequest(r.Context(), ar.ID)
+	s.redirectError(w, r, ar.RedirectURI, ar.State, code, desc)
+}
+
+func (s *Server) errorParams(state, code, desc string) url.Values {
+	v := url.Values{"error": {code}, "error_description": {desc}, "iss": {s.cfg.Issuer}}
+	if state != "" {
+		v.Set("state", state)
+	}
+	return v
+}
+
+func (s *Server) redirectError(w http.ResponseWriter, r *http.Request, redirectURI, state, code, desc string) {
+	http.Redirect(w, r, withParams(redirectURI, s.errorParams(state, code, desc)), http.StatusFound)
+}
+
+// withParams adds query parameters to a redirect URI, keeping the query it already has.
+func withParams(redirectURI string, params url.Values) string {
+	u, err := url.Parse(redirectURI)
+	if err != nil {
+		return redirectURI
+	}
+	q := u.Query()
+	for k, v := range params {
+		q[k] = v
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+func (s *Server) storeFailedPage(w http.ResponseWriter, err error) {
+	s.log.Error("store failure", "err", err)
+	w.Header().Set("Retry-After", "5")
+	s.errorPage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "The authorization server cannot reach its storage. Try again in a moment.")
+}
+
+func (s *Server) errorPage(w http.ResponseWriter, status int, title, message string) {
+	s.render(w, status, errorPage, map[string]any{"Title": title, "Message": message})
+}
+
+// render writes an HTML page. html/template escapes every value; the headers forbid framing (clickjacking) and
+// any script.
+func (s *Server) render(w http.ResponseWriter, status int, t *template.Template, data any) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("Referrer-Policy", "no-referrer")
+	w.WriteHeader(status)
+	if err := t.Execute(w, data); err != nil {
+		s.log.Error("render page", "err", err)
+	}
+}
+
+const pageStyle = `<style>body{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;color:#222}
+h1{font-size:1.4rem}.box{border:1px solid #ccc;border-radius:8px;padding:1rem 1.25rem}code{background:#f3f3f3;padding:0 .25rem}
+button{font-size:1rem;padding:.5rem 1.25rem;margin-right:.5rem;border-radius:6px;border:1px solid #888;cursor:pointer}
+button.primary{background:#1f6feb;color:#fff;border-color:#1f6feb}.host{font-size:1.2rem;font-weight:bold}</style>`
+
+var errorPage = template.Must(template.New("error").Parse(`<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>{{.Title}}</title>` + pageStyle + `</head><body><h1>{{.Title}}</h1><p>{{.Message}}</p></body></html>`))
+
+var deniedPage = template.Must(template.New("denied").Parse(`<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>Access refused</title>` + pageStyle + `</head><body><h1>Access refused</h1><p>{{.Reason}}</p>
+<p>Ask the gateway's operator to allow your GitHub account.</p><p><a href="{{.Back}}">Return to the application</a></p></body></html>`))
+
+var consentPage = template.Must(template.New("consent").Parse(`<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>Authorize {{.Client}}</title>` + pageStyle + `</head><body>
+<h1>Authorize access to an MCP server</h1>
+<div class="box">
+<p><b>{{.Client}}</b> wants to use an MCP server as GitHub user <b>{{.User}}</b>.</p>
+<p>After you approve, you will be sent to:<br><span class="host">{{.RedirectHost}}</span></p>
+<p>MCP server: <code>{{.Resource}}</code></p>
+<p>Permissions: {{range .Scopes}}<code>{{.}}</code> {{end}}</p>
+<p style="color:#666;font-size:.9rem">Client id: <code>{{.ClientID}}</code>. Only approve if you started this connection yourself.</p>
+</div>
+<form method="post" action="{{.Action}}">
+<input type="hidden" name="request" value="{{.RequestID}}">
+<input type="hidden" name="csrf" value="{{.CSRF}}">
+{{if .Remember}}<p><label><input type="checkbox" name="remember" value="1"> Remember this decision for this application</label></p>{{end}}
+<p><button class="primary" type="submit" name="action" value="approve">Approve</button>
+<button type="submit" name="action" value="deny">Deny</button></p>
+</form></body></html>`))

@@ -1,0 +1,323 @@
+// Package oauth is the authorization server's HTTP side: RFC 8414 metadata, JWKS, dynamic client registration
+// (RFC 7591/7592), the authorization code flow with PKCE through GitHub and a consent page, the token endpoint with
+// refresh-token rotation, revocation (RFC 7009), introspection (RFC 7662), the revocation feed the plugin follows,
+// and a ForwardAuth check. Each rule sits beside the check that enforces it.
+package oauth
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/github"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
+)
+
+// Config is everything the handlers need to know about the deployment.
+type Config struct {
+	Issuer           string   // public URL, exactly as in metadata and tokens
+	Resources        []string // canonical URLs of the protected MCP endpoints
+	ResourcePatterns []string // e.g. https://*.example.com/mcp: one label replaces the *
+	DefaultResource  string   // used when a client sends no resource ("" : resource is required)
+	Scopes           []string // scopes clients may ask for; the first is the default
+
+	CodeTTL        time.Duration
+	AccessTTL      time.Duration
+	RefreshTTL     time.Duration
+	ClientTTL      time.Duration // 0: clients never expire
+	AuthRequestTTL time.Duration // time a user has to log in and consent
+	ConsentTTL     time.Duration // how long an approval is remembered (0: ask every time)
+
+	RegisterPerMinute float64 // registrations per client IP
+	RegisterBurst     int
+	TrustedProxies    []netip.Prefix // X-Forwarded-For is read only from these peers
+	FeedPollInterval  time.Duration
+}
+
+// Server holds the handlers' dependencies.
+type Server struct {
+	cfg    Config
+	store  store.Store
+	keys   *keys.Manager
+	github *github.Provider
+	log    *slog.Logger
+	secure bool // issuer is https: cookies are Secure
+
+	limMu    sync.Mutex
+	limiters map[string]*limiterEntry
+}
+
+type limiterEntry struct {
+	lim  *rate.Limiter
+	seen time.Time
+}
+
+// New checks the configuration and returns the server.
+func New(cfg Config, st store.Store, km *keys.Manager, gh *github.Provider, log *slog.Logger) (*Server, error) {
+	u, err := url.Parse(cfg.Issuer)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" ||
+		strings.HasSuffix(cfg.Issuer, "/") {
+		return nil, fmt.Errorf("issuer %q must be an http(s) URL without query, fragment or trailing slash", cfg.Issuer)
+	}
+	if len(cfg.Resources) == 0 && len(cfg.ResourcePatterns) == 0 {
+		return nil, errors.New("no protected resources configured: give the MCP endpoints' URLs (--resources)")
+	}
+	for _, r := range cfg.Resources {
+		if c, err := canonicalResource(r); err != nil || c != r {
+			return nil, fmt.Errorf("resource %q is not a canonical URL (want %q): lowercase scheme and host, no trailing slash, no query or fragment", r, c)
+		}
+	}
+	if cfg.DefaultResource != "" && !matchResource(cfg, cfg.DefaultResource) {
+		return nil, fmt.Errorf("default resource %q is not one of the protected resources", cfg.DefaultResource)
+	}
+	if len(cfg.Scopes) == 0 {
+		return nil, errors.New("no scopes configured")
+	}
+	return &Server{cfg: cfg, store: st, keys: km, github: gh, log: log, secure: u.Scheme == "https",
+		limiters: map[string]*limiterEntry{}}, nil
+}
+
+// Handler returns the routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.well-known/oauth-authorization-server", s.cors(s.metadata))
+	mux.HandleFunc("GET /.well-known/openid-configuration", s.cors(s.metadata))
+	mux.HandleFunc("GET /.well-known/jwks.json", s.cors(s.jwks))
+	mux.HandleFunc("POST /register", s.cors(s.register))
+	mux.HandleFunc("GET /register/{id}", s.cors(s.readClient))
+	mux.HandleFunc("PUT /register/{id}", s.cors(s.updateClient))
+	mux.HandleFunc("DELETE /register/{id}", s.cors(s.deleteClient))
+	mux.HandleFunc("GET /authorize", s.authorize)
+	mux.HandleFunc("GET /github/callback", s.githubCallback)
+	mux.HandleFunc("POST /consent", s.consent)
+	mux.HandleFunc("POST /token", s.cors(s.token))
+	mux.HandleFunc("POST /revoke", s.cors(s.revoke))
+	mux.HandleFunc("POST /introspect", s.cors(s.introspect))
+	mux.HandleFunc("GET /revocations", s.cors(s.feed))
+	mux.HandleFunc("GET /verify", s.verify)
+	mux.HandleFunc("POST /verify", s.verify)
+	mux.HandleFunc("GET /health", s.health)
+	mux.HandleFunc("OPTIONS /", s.cors(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	return mux
+}
+
+// CallbackURL is the GitHub OAuth app's callback for this issuer.
+func CallbackURL(issuer string) string { return issuer + "/github/callback" }
+
+// cors lets browser clients (MCP Inspector) call the JSON endpoints. They carry no ambient credentials (no cookies),
+// so any origin may call them.
+func (s *Server) cors(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Origin") != "" {
+			h := w.Header()
+			h.Set("Access-Control-Allow-Origin", "*")
+			h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, MCP-Protocol-Version")
+			h.Set("Access-Control-Expose-Headers", "WWW-Authenticate")
+			h.Set("Access-Control-Max-Age", "86400")
+		}
+		next(w, r)
+	}
+}
+
+func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
+	i := s.cfg.Issuer
+	writeJSON(w, http.StatusOK, map[string]any{
+		"issuer":                                         i,
+		"authorization_endpoint":                         i + "/authorize",
+		"token_endpoint":                                 i + "/token",
+		"registration_endpoint":                          i + "/register",
+		"revocation_endpoint":                            i + "/revoke",
+		"introspection_endpoint":                         i + "/introspect",
+		"jwks_uri":                                       i + "/.well-known/jwks.json",
+		"revocation_feed_endpoint":                       i + "/revocations",
+		"response_types_supported":                       []string{"code"},
+		"response_modes_supported":                       []string{"query"},
+		"grant_types_supported":                          []string{"authorization_code", "refresh_token"},
+		"code_challenge_methods_supported":               []string{"S256"},
+		"token_endpoint_auth_methods_supported":          []string{"none", "client_secret_basic", "client_secret_post"},
+		"revocation_endpoint_auth_methods_supported":     []string{"none", "client_secret_basic", "client_secret_post"},
+		"introspection_endpoint_auth_methods_supported":  []string{"client_secret_basic", "client_secret_post", "none"},
+		"scopes_supported":                               s.cfg.Scopes,
+		"authorization_response_iss_parameter_supported": true,
+	})
+}
+
+func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
+	set, err := s.keys.JWKS(r.Context())
+	if err != nil {
+		s.storeFailed(w, "read signing keys", err)
+		return
+	}
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	writeJSON(w, http.StatusOK, map[string]any{"keys": set})
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		s.log.Warn("health: store unreachable", "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "store": "unreachable"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// oauthError is an RFC 6749 error response.
+func oauthError(w http.ResponseWriter, status int, code, description string) {
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, status, map[string]string{"error": code, "error_description": description})
+}
+
+// storeFailed answers a failure of the store: 503, so clients retry instead of starting over.
+func (s *Server) storeFailed(w http.ResponseWriter, what string, err error) {
+	s.log.Error("store failure", "op", what, "err", err)
+	w.Header().Set("Retry-After", "5")
+	oauthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the authorization server's storage is unavailable; try again shortly")
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// randomToken returns n random bytes, base64url encoded.
+func randomToken(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("crypto/rand failed: %v", err)) // the OS has no entropy: nothing safe can continue
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// clientIP is the caller's address: the peer, or, when the peer is a trusted proxy, the rightmost X-Forwarded-For
+// address that is not one of the trusted proxies.
+func (s *Server) clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil || !s.trusted(peer) {
+		return host
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break
+		}
+		peer = a
+		if !s.trusted(a) {
+			break
+		}
+	}
+	return peer.String()
+}
+
+func (s *Server) trusted(a netip.Addr) bool {
+	for _, p := range s.cfg.TrustedProxies {
+		if p.Contains(a.Unmap()) {
+			return true
+		}
+	}
+	return false
+}
+
+// allowRegistration applies the per-IP registration rate limit.
+func (s *Server) allowRegistration(ip string) bool {
+	if s.cfg.RegisterPerMinute <= 0 {
+		return true
+	}
+	s.limMu.Lock()
+	defer s.limMu.Unlock()
+	now := time.Now()
+	if len(s.limiters) > 10000 {
+		for k, e := range s.limiters {
+			if now.Sub(e.seen) > 10*time.Minute {
+				delete(s.limiters, k)
+			}
+		}
+	}
+	e := s.limiters[ip]
+	if e == nil {
+		e = &limiterEntry{lim: rate.NewLimiter(rate.Limit(s.cfg.RegisterPerMinute/60), max(1, s.cfg.RegisterBurst))}
+		s.limiters[ip] = e
+	}
+	e.seen = now
+	return e.lim.Allow()
+}
+
+// canonicalResource normalises an MCP server URL the way RFC 8707 and the MCP spec describe: lowercase scheme and
+// host, no fragment, no trailing slash.
+func canonicalResource(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || !u.IsAbs() || u.Host == "" || u.User != nil {
+		return "", fmt.Errorf("resource %q is not an absolute URL", raw)
+	}
+	if u.Fragment != "" || u.RawQuery != "" {
+		return "", fmt.Errorf("resource %q must not have a query or fragment", raw)
+	}
+	u.Scheme = strings.ToLower(u.Scheme)
+	u.Host = strings.ToLower(u.Host)
+	if u.Scheme != "https" && u.Scheme != "http" {
+		return "", fmt.Errorf("resource %q must be an http(s) URL", raw)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	u.RawPath = ""
+	return u.String(), nil
+}
+
+// matchResource reports whether a canonical resource is protected by this server.
+func matchResource(cfg Config, res string) bool {
+	for _, r := range cfg.Resources {
+		if r == res {
+			return true
+		}
+	}
+	for _, p := range cfg.ResourcePatterns {
+		// path.Match's * never crosses "/", so it stands for host labels only, never for a path.
+		if ok, _ := path.Match(p, res); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// resolveResource picks the resource of a request: the one named (canonicalised), or the default.
+func (s *Server) resolveResource(named []string) (string, string) {
+	if len(named) > 1 {
+		return "", "one resource per request: this server issues tokens for a single MCP server at a time"
+	}
+	if len(named) == 0 || named[0] == "" {
+		if s.cfg.DefaultResource == "" {
+			return "", "the resource parameter (RFC 8707) is required: name the MCP server's URL"
+		}
+		return s.cfg.DefaultResource, ""
+	}
+	res, err := canonicalResource(named[0])
+	if err != nil {
+		return "", err.Error()
+	}
+	if !matchResource(s.cfg, res) {
+		return "", fmt.Sprintf("%s is not an MCP server protected by this authorization server", res)
+	}
+	return res, ""
+}

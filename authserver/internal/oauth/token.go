@@ -1,0 +1,509 @@
+package oauth
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
+)
+
+// AccessClaims are the claims of an access token (RFC 9068).
+type AccessClaims struct {
+	jwt.RegisteredClaims
+	ClientID string `json:"client_id"`
+	Scope    string `json:"scope"`
+	Username string `json:"username,omitempty"`
+	Name     string `json:"name,omitempty"`
+	Email    string `json:"email,omitempty"`
+}
+
+// authenticateClient checks the client's credentials by its registered method (OAuth 2.1 §2.4). On failure it has
+// answered and returns nil.
+func (s *Server) authenticateClient(w http.ResponseWriter, r *http.Request) *store.Client {
+	id, secret, basic := r.BasicAuth()
+	if basic {
+		// RFC 6749 §2.3.1: the Basic credentials are form-urlencoded.
+		id, _ = url.QueryUnescape(id)
+		secret, _ = url.QueryUnescape(secret)
+		if f := r.PostForm.Get("client_id"); f != "" && f != id {
+			s.clientFailed(w, basic, "client_id in the form differs from the Basic credentials")
+			return nil
+		}
+	} else {
+		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+	}
+	if id == "" {
+		s.clientFailed(w, basic, "client authentication is required: send client_id (and the secret, for confidential clients)")
+		return nil
+	}
+	c, err := s.store.GetClient(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		s.clientFailed(w, basic, "unknown client: register again")
+		return nil
+	}
+	if err != nil {
+		s.storeFailed(w, "read client", err)
+		return nil
+	}
+	if !c.ExpiresAt.IsZero() && time.Now().After(c.ExpiresAt) {
+		s.clientFailed(w, basic, "the client's registration has expired: register again")
+		return nil
+	}
+	method := "client_secret_post"
+	switch {
+	case basic:
+		method = "client_secret_basic"
+	case secret == "":
+		method = "none"
+	}
+	if method != c.TokenEndpointAuth {
+		s.clientFailed(w, basic, fmt.Sprintf("this client authenticates with %s, not %s", c.TokenEndpointAuth, method))
+		return nil
+	}
+	if c.SecretHash != "" && subtle.ConstantTimeCompare([]byte(c.SecretHash), []byte(store.HashSecret(secret))) != 1 {
+		s.clientFailed(w, basic, "wrong client secret")
+		return nil
+	}
+	return c
+}
+
+func (s *Server) clientFailed(w http.ResponseWriter, basic bool, desc string) {
+	if basic {
+		w.Header().Set("WWW-Authenticate", `Basic realm="token"`)
+	}
+	oauthError(w, http.StatusUnauthorized, "invalid_client", desc)
+}
+
+// token is POST /token.
+func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	if err := r.ParseForm(); err != nil || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "send the token request as application/x-www-form-urlencoded")
+		return
+	}
+	for k, v := range r.PostForm {
+		if len(v) > 1 && k != "resource" {
+			oauthError(w, http.StatusBadRequest, "invalid_request", "parameter "+k+" is repeated")
+			return
+		}
+	}
+	c := s.authenticateClient(w, r)
+	if c == nil {
+		return
+	}
+	switch gt := r.PostForm.Get("grant_type"); gt {
+	case "authorization_code":
+		s.exchangeCode(w, r, c)
+	case "refresh_token":
+		if !slices.Contains(c.GrantTypes, "refresh_token") {
+			oauthError(w, http.StatusBadRequest, "unauthorized_client", "this client did not register the refresh_token grant")
+			return
+		}
+		s.refresh(w, r, c)
+	case "":
+		oauthError(w, http.StatusBadRequest, "invalid_request", "grant_type is required")
+	default:
+		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type "+gt+" is not supported")
+	}
+}
+
+func (s *Server) exchangeCode(w http.ResponseWriter, r *http.Request, c *store.Client) {
+	f := r.PostForm
+	code, verifier := f.Get("code"), f.Get("code_verifier")
+	if code == "" || verifier == "" {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "code and code_verifier are required")
+		return
+	}
+	rec, err := s.store.RedeemCode(r.Context(), store.HashSecret(code))
+	switch {
+	case errors.Is(err, store.ErrReused):
+		// OAuth 2.1 §4.1.3: a code used twice may have been stolen; revoke what its first use issued.
+		s.log.Warn("authorization code reused; revoking its grant", "client_id", rec.ClientID)
+		if err := s.store.RevokeFamily(r.Context(), rec.FamilyID); err != nil {
+			s.storeFailed(w, "revoke family", err)
+			return
+		}
+		oauthError(w, http.StatusBadRequest, "invalid_grant", "the authorization code was already used; its tokens are revoked")
+		return
+	case errors.Is(err, store.ErrNotFound):
+		oauthError(w, http.StatusBadRequest, "invalid_grant", "the authorization code is invalid or expired")
+		return
+	case err != nil:
+		s.storeFailed(w, "redeem code", err)
+		return
+	}
+	if rec.ClientID != c.ID {
+		oauthError(w, http.StatusBadRequest, "invalid_grant", "the authorization code was issued to another client")
+		return
+	}
+	if f.Get("redirect_uri") != "" && f.Get("redirect_uri") != rec.RedirectURI {
+		oauthError(w, http.StatusBadRequest, "invalid_grant", "redirect_uri differs from the authorization request's")
+		return
+	}
+	if !pkceMatches(verifier, rec.CodeChallenge) {
+		oauthError(w, http.StatusBadRequest, "invalid_grant", "code_verifier does not match the code_challenge (PKCE)")
+		return
+	}
+	if res := f["resource"]; len(res) > 0 {
+		if got, problem := s.resolveResource(res); problem != "" || got != rec.Resource {
+			oauthError(w, http.StatusBadRequest, "invalid_target", "resource differs from the one authorized")
+			return
+		}
+	}
+	s.issueTokens(w, r, c, rec.FamilyID, rec.User, rec.Scope, rec.Resource, "")
+}
+
+// pkceMatches checks an S256 verifier (RFC 7636 §4.6): 43-128 unreserved characters whose SHA-256 is the challenge.
+func pkceMatches(verifier, challenge string) bool {
+	if len(verifier) < 43 || len(verifier) > 128 ||
+		strings.Trim(verifier, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~") != "" {
+		return false
+	}
+	sum := sha256.Sum256([]byte(verifier))
+	return subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(challenge)) == 1
+}
+
+func (s *Server) refresh(w http.ResponseWriter, r *http.Request, c *store.Client) {
+	f := r.PostForm
+	presented := f.Get("refresh_token")
+	if presented == "" {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "refresh_token is required")
+		return
+	}
+	old, err := s.store.GetRefresh(r.Context(), store.HashSecret(presented))
+	if errors.Is(err, store.ErrReused) {
+		s.replayed(w, r, old)
+		return
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		oauthError(w, http.StatusBadRequest, "invalid_grant", "the refresh token is invalid, expired or revoked")
+		return
+	}
+	if err != nil {
+		s.storeFailed(w, "read refresh token", err)
+		return
+	}
+	if old.ClientID != c.ID {
+		oauthError(w, http.StatusBadRequest, "invalid_grant", "the refresh token was issued to another client")
+		return
+	}
+	// The allow rules may have changed since login: a user no longer allowed loses the whole grant.
+	if !s.github.Policy().MayRefresh(old.User.Login) {
+		s.log.Info("refresh refused: user no longer allowed", "login", old.User.Login)
+		if err := s.store.RevokeFamily(r.Context(), old.FamilyID); err != nil {
+			s.storeFailed(w, "revoke family", err)
+			return
+		}
+		oauthError(w, http.StatusBadRequest, "invalid_grant", "GitHub user "+old.User.Login+" is no longer allowed to use this server")
+		return
+	}
+	scope := old.Scope
+	if req := f.Get("scope"); req != "" {
+		if !covers(old.Scope, req) {
+			oauthError(w, http.StatusBadRequest, "invalid_scope", "a refresh can only narrow the granted scope")
+			return
+		}
+		scope = strings.Join(strings.Fields(req), " ")
+	}
+	if res := f["resource"]; len(res) > 0 {
+		if got, problem := s.resolveResource(res); problem != "" || got != old.Resource {
+			oauthError(w, http.StatusBadRequest, "invalid_target", "resource differs from the one authorized")
+			return
+		}
+	}
+	s.issueTokens(w, r, c, old.FamilyID, old.User, scope, old.Resource, old.Hash)
+}
+
+// replayed handles a refresh token presented after it was rotated: the family is revoked (OAuth 2.1 §4.3.1),
+// since either the client or an attacker holds a stolen token.
+func (s *Server) replayed(w http.ResponseWriter, r *http.Request, old *store.RefreshToken) {
+	s.log.Warn("refresh token replayed; revoking its grant", "client_id", old.ClientID)
+	if err := s.store.RevokeFamily(r.Context(), old.FamilyID); err != nil {
+		s.storeFailed(w, "revoke family", err)
+		return
+	}
+	oauthError(w, http.StatusBadRequest, "invalid_grant", "the refresh token was already used; the grant is revoked, authorize again")
+}
+
+// issueTokens signs an access token, records it, and stores a new refresh token (rotating oldRefresh, if any).
+// Nothing is returned to the client before its state is stored.
+func (s *Server) issueTokens(w http.ResponseWriter, r *http.Request, c *store.Client, family string, user store.User,
+	scope, resource, oldRefresh string) {
+	ctx := r.Context()
+	now := time.Now()
+	access, jti, err := s.signAccess(ctx, c.ID, user, scope, resource, now)
+	if err != nil {
+		s.storeFailed(w, "sign access token", err)
+		return
+	}
+	resp := map[string]any{"access_token": access, "token_type": "Bearer",
+		"expires_in": int(s.cfg.AccessTTL.Seconds()), "scope": scope}
+	if slices.Contains(c.GrantTypes, "refresh_token") {
+		refresh := randomToken(32)
+		next := &store.RefreshToken{Hash: store.HashSecret(refresh), FamilyID: family, ClientID: c.ID, User: user,
+			Scope: scope, Resource: resource, IssuedAt: now, ExpiresAt: now.Add(s.cfg.RefreshTTL)}
+		if oldRefresh == "" {
+			err = s.store.CreateRefresh(ctx, next)
+		} else {
+			var old *store.RefreshToken
+			old, err = s.store.RotateRefresh(ctx, oldRefresh, next)
+			if errors.Is(err, store.ErrReused) {
+				s.replayed(w, r, old) // lost a race with another use of the same token
+				return
+			}
+			if errors.Is(err, store.ErrNotFound) {
+				oauthError(w, http.StatusBadRequest, "invalid_grant", "the refresh token is invalid, expired or revoked")
+				return
+			}
+		}
+		if err != nil {
+			s.storeFailed(w, "store refresh token", err)
+			return
+		}
+		resp["refresh_token"] = refresh
+	}
+	err = s.store.RecordAccess(ctx, &store.AccessToken{JTI: jti, FamilyID: family, ClientID: c.ID, UserID: user.ID,
+		Scope: scope, Resource: resource, IssuedAt: now, ExpiresAt: now.Add(s.cfg.AccessTTL)})
+	if err != nil {
+		s.storeFailed(w, "record access token", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *Server) signAccess(ctx context.Context, clientID string, u store.User, scope, resource string, now time.Time) (string, string, error) {
+	kid, key, err := s.keys.Signer(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	jti := randomToken(18)
+	claims := AccessClaims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer: s.cfg.Issuer, Subject: u.ID, Audience: jwt.ClaimStrings{resource}, ID: jti,
+			IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(s.cfg.AccessTTL)),
+		},
+		ClientID: clientID, Scope: scope, Username: u.Login, Name: u.Name, Email: u.Email,
+	}
+	t := jwt.NewWithClaims(jwt.SigningMethodES256, claims)
+	t.Header["typ"] = "at+jwt"
+	t.Header["kid"] = kid
+	signed, err := t.SignedString(key)
+	if err != nil {
+		return "", "", fmt.Errorf("sign access token: %w", err)
+	}
+	return signed, jti, nil
+}
+
+// parseAccess checks an access token this server issued: signature, alg, typ, issuer and lifetime.
+func (s *Server) parseAccess(ctx context.Context, raw string) (*AccessClaims, error) {
+	claims := &AccessClaims{}
+	_, err := jwt.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
+		if typ, _ := t.Header["typ"].(string); !strings.EqualFold(typ, "at+jwt") {
+			return nil, errors.New("not an access token (typ)")
+		}
+		kid, _ := t.Header["kid"].(string)
+		return s.keys.PublicKey(ctx, kid)
+	}, jwt.WithValidMethods([]string{keys.Alg}), jwt.WithIssuer(s.cfg.Issuer), jwt.WithExpirationRequired(),
+		jwt.WithLeeway(30*time.Second))
+	if err != nil {
+		return nil, err
+	}
+	return claims, nil
+}
+
+// revoke is POST /revoke (RFC 7009): refresh tokens revoke their whole grant, access tokens go to the feed.
+// The answer is 200 whether or not the token was known, so the endpoint reveals nothing.
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	if err := r.ParseForm(); err != nil {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "send the request as application/x-www-form-urlencoded")
+		return
+	}
+	c := s.authenticateClient(w, r)
+	if c == nil {
+		return
+	}
+	tok := r.PostForm.Get("token")
+	if tok == "" {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "token is required")
+		return
+	}
+	ctx := r.Context()
+	if rt, err := s.store.GetRefresh(ctx, store.HashSecret(tok)); err == nil || errors.Is(err, store.ErrReused) {
+		if rt.ClientID == c.ID {
+			if err := s.store.RevokeFamily(ctx, rt.FamilyID); err != nil {
+				s.storeFailed(w, "revoke family", err)
+				return
+			}
+		}
+	} else if !errors.Is(err, store.ErrNotFound) {
+		s.storeFailed(w, "read refresh token", err)
+		return
+	} else if claims, err := s.parseAccess(ctx, tok); err == nil && claims.ClientID == c.ID {
+		if err := s.store.RevokeAccess(ctx, claims.ID, claims.ExpiresAt.Time); err != nil {
+			s.storeFailed(w, "revoke access token", err)
+			return
+		}
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// introspect is POST /introspect (RFC 7662). A client may introspect only its own tokens.
+func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	if err := r.ParseForm(); err != nil {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "send the request as application/x-www-form-urlencoded")
+		return
+	}
+	c := s.authenticateClient(w, r)
+	if c == nil {
+		return
+	}
+	tok := r.PostForm.Get("token")
+	ctx := r.Context()
+	inactive := map[string]any{"active": false}
+	if claims, err := s.parseAccess(ctx, tok); err == nil {
+		revoked, err := s.store.IsRevoked(ctx, claims.ID)
+		if err != nil {
+			s.storeFailed(w, "read revocations", err)
+			return
+		}
+		if revoked || claims.ClientID != c.ID {
+			writeJSON(w, http.StatusOK, inactive)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"active": true, "token_type": "Bearer", "scope": claims.Scope,
+			"client_id": claims.ClientID, "username": claims.Username, "sub": claims.Subject, "aud": claims.Audience,
+			"iss": claims.Issuer, "exp": claims.ExpiresAt.Unix(), "iat": claims.IssuedAt.Unix(), "jti": claims.ID})
+		return
+	}
+	rt, err := s.store.GetRefresh(ctx, store.HashSecret(tok))
+	if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrReused) {
+		s.storeFailed(w, "read refresh token", err)
+		return
+	}
+	if err != nil || rt.ClientID != c.ID {
+		writeJSON(w, http.StatusOK, inactive)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"active": true, "token_type": "refresh_token", "scope": rt.Scope,
+		"client_id": rt.ClientID, "username": rt.User.Login, "sub": rt.User.ID, "aud": rt.Resource,
+		"iss": s.cfg.Issuer, "exp": rt.ExpiresAt.Unix(), "iat": rt.IssuedAt.Unix()})
+}
+
+// feed is GET /revocations: the revoked access-token jtis the plugin polls (docs/architecture.md).
+func (s *Server) feed(w http.ResponseWriter, r *http.Request) {
+	var since int64
+	if v := r.URL.Query().Get("since"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			oauthError(w, http.StatusBadRequest, "invalid_request", "since must be a cursor from a previous answer")
+			return
+		}
+		since = n
+	}
+	entries, cursor, err := s.store.RevokedSince(r.Context(), since)
+	if err != nil {
+		s.storeFailed(w, "read revocation feed", err)
+		return
+	}
+	type entry struct {
+		JTI string `json:"jti"`
+		Exp int64  `json:"exp"`
+	}
+	out := make([]entry, 0, len(entries))
+	for _, e := range entries {
+		out = append(out, entry{e.JTI, e.ExpiresAt.Unix()})
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, map[string]any{"cursor": cursor, "revoked": out,
+		"poll_interval": int(s.cfg.FeedPollInterval.Seconds())})
+}
+
+// verify is the ForwardAuth check (GET|POST /verify): the same decisions as the plugin, made per request.
+func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
+	proto, host := r.Header.Get("X-Forwarded-Proto"), r.Header.Get("X-Forwarded-Host")
+	uri := r.Header.Get("X-Forwarded-Uri")
+	if proto == "" || host == "" {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "verify is for ForwardAuth: X-Forwarded-Proto and X-Forwarded-Host are required")
+		return
+	}
+	p, _, _ := strings.Cut(uri, "?")
+	resource := s.forwardedResource(strings.ToLower(proto + "://" + host + p))
+	prm := strings.ToLower(proto+"://"+host) + "/.well-known/oauth-protected-resource"
+	if resource != "" {
+		prm += strings.TrimPrefix(resource, strings.ToLower(proto+"://"+host))
+	}
+	challenge := fmt.Sprintf(`Bearer resource_metadata="%s", scope="%s"`, prm, s.cfg.Scopes[0])
+	scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !strings.EqualFold(scheme, "Bearer") || tok == "" {
+		w.Header().Set("WWW-Authenticate", challenge)
+		oauthError(w, http.StatusUnauthorized, "invalid_request", "an access token is required")
+		return
+	}
+	deny := func(desc string) {
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer resource_metadata="%s", error="invalid_token", error_description="%s"`, prm, desc))
+		oauthError(w, http.StatusUnauthorized, "invalid_token", desc)
+	}
+	claims, err := s.parseAccess(r.Context(), tok)
+	if err != nil {
+		deny("the access token is invalid or expired")
+		return
+	}
+	if resource == "" || !slices.Contains(claims.Audience, resource) {
+		deny("the access token is not for this MCP server")
+		return
+	}
+	if revoked, err := s.store.IsRevoked(r.Context(), claims.ID); err != nil {
+		s.storeFailed(w, "read revocations", err)
+		return
+	} else if revoked {
+		deny("the access token was revoked")
+		return
+	}
+	if !covers(claims.Scope, s.cfg.Scopes[0]) {
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer error="insufficient_scope", scope="%s", resource_metadata="%s"`,
+			strings.TrimSpace(claims.Scope+" "+s.cfg.Scopes[0]), prm))
+		oauthError(w, http.StatusForbidden, "insufficient_scope", "the token lacks the scope this server needs")
+		return
+	}
+	h := w.Header()
+	h.Set("X-User-Id", claims.Subject)
+	h.Set("X-User-Name", claims.Username)
+	if claims.Email != "" {
+		h.Set("X-User-Email", claims.Email)
+	}
+	h.Set("X-Client-Id", claims.ClientID)
+	h.Set("X-Scopes", claims.Scope)
+	w.WriteHeader(http.StatusOK)
+}
+
+// forwardedResource finds the protected resource a forwarded request URL belongs to: the resource itself or a path
+// below it.
+func (s *Server) forwardedResource(u string) string {
+	for _, r := range s.cfg.Resources {
+		if u == r || strings.HasPrefix(u, r+"/") {
+			return r
+		}
+	}
+	if matchResource(s.cfg, u) {
+		return u
+	}
+	return ""
+}

@@ -1,0 +1,317 @@
+// Command authserver is the gateway's OAuth 2.1 authorization server, with GitHub as identity provider.
+//
+//	authserver [serve] [flags]        serve the endpoints (the default)
+//	authserver rotate-keys [flags]    publish a new signing key; it signs after --activate-after
+//	authserver clients|tokens|purge|backup|restore|generate-secrets ...   operator commands (see --help)
+//
+// Every flag also reads the environment variable AUTHSERVER_<FLAG> (upper case, "-" as "_"); the GitHub and Redis
+// settings also read the names the reference gateway used (GITHUB_CLIENT_ID, GITHUB_CLIENT_SECRET,
+// ALLOWED_GITHUB_USERS, REDIS_URL).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"slices"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/admin"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/github"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/oauth"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/backend"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "authserver:", err)
+		os.Exit(1)
+	}
+}
+
+// settings are the parsed flags.
+type settings struct {
+	listen, issuer, resources, resourcePatterns, defaultResource, scopes string
+	ghClientID, ghClientSecret, ghWebURL, ghAPIURL                       string
+	allowedUsers, allowedOrgs, allowedTeams                              string
+	codeTTL, accessTTL, refreshTTL, clientTTL, authTTL, consentTTL       time.Duration
+	registerPerMinute                                                    float64
+	registerBurst                                                        int
+	trustedProxies                                                       string
+	activateAfter                                                        time.Duration
+	logFormat                                                            string
+	store                                                                backend.Config
+	redisAddrs                                                           string
+}
+
+// aliases are environment names kept from the reference gateway, read when AUTHSERVER_<FLAG> is not set.
+var aliases = map[string]string{
+	"github-client-id": "GITHUB_CLIENT_ID", "github-client-secret": "GITHUB_CLIENT_SECRET",
+	"allowed-github-users": "ALLOWED_GITHUB_USERS", "redis-url": "REDIS_URL", "redis-password": "REDIS_PASSWORD",
+}
+
+func flags(s *settings) *flag.FlagSet {
+	fs := flag.NewFlagSet("authserver", flag.ContinueOnError)
+	fs.StringVar(&s.listen, "listen", ":9000", "address to serve on")
+	fs.StringVar(&s.issuer, "issuer", "", "public URL of this server, exactly as clients see it, e.g. https://auth.example.com (required)")
+	fs.StringVar(&s.resources, "resources", "", "comma-separated canonical URLs of the protected MCP endpoints, e.g. https://gw.example.com/everything/mcp")
+	fs.StringVar(&s.resourcePatterns, "resource-patterns", "", "comma-separated patterns of protected MCP endpoints, e.g. https://*.example.com/mcp")
+	fs.StringVar(&s.defaultResource, "default-resource", "", "resource used when a client sends none (empty: the resource parameter is required)")
+	fs.StringVar(&s.scopes, "scopes", "mcp", "comma-separated scopes offered; the first is the default and the one MCP access needs")
+	fs.StringVar(&s.ghClientID, "github-client-id", "", "GitHub OAuth app client id")
+	fs.StringVar(&s.ghClientSecret, "github-client-secret", "", "GitHub OAuth app client secret")
+	fs.StringVar(&s.ghWebURL, "github-web-url", "https://github.com/", "GitHub web URL (GitHub Enterprise Server: https://HOST/)")
+	fs.StringVar(&s.ghAPIURL, "github-api-url", "https://api.github.com/", "GitHub REST API URL (GitHub Enterprise Server: https://HOST/api/v3/)")
+	fs.StringVar(&s.allowedUsers, "allowed-github-users", "", "comma-separated GitHub logins allowed in (case-insensitive), or * for anyone")
+	fs.StringVar(&s.allowedOrgs, "allowed-github-orgs", "", "comma-separated GitHub organizations whose members are allowed in")
+	fs.StringVar(&s.allowedTeams, "allowed-github-teams", "", "comma-separated org/team slugs whose members are allowed in")
+	fs.DurationVar(&s.codeTTL, "code-lifetime", 60*time.Second, "authorization code lifetime")
+	fs.DurationVar(&s.accessTTL, "access-token-lifetime", time.Hour, "access token lifetime")
+	fs.DurationVar(&s.refreshTTL, "refresh-token-lifetime", 30*24*time.Hour, "refresh token lifetime")
+	fs.DurationVar(&s.clientTTL, "client-lifetime", 90*24*time.Hour, "lifetime of a registered client (0: never expires)")
+	fs.DurationVar(&s.authTTL, "login-timeout", 10*time.Minute, "time a user has to log in and consent")
+	fs.DurationVar(&s.consentTTL, "consent-lifetime", 30*24*time.Hour, "how long an approval may be remembered (0: ask every time)")
+	fs.Float64Var(&s.registerPerMinute, "register-rate", 10, "client registrations per minute per IP address (0: unlimited)")
+	fs.IntVar(&s.registerBurst, "register-burst", 20, "registrations an IP address may make at once")
+	fs.StringVar(&s.trustedProxies, "trusted-proxies", "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16",
+		"comma-separated CIDRs whose X-Forwarded-For is believed (the reverse proxy in front)")
+	fs.DurationVar(&s.activateAfter, "activate-after", 10*time.Minute, "rotate-keys: how long a new key is published before it signs")
+	fs.StringVar(&s.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&s.store.RedisURL, "redis-url", "", "Redis URL (redis://, rediss:// for TLS, ?master_name= for Sentinel); empty: the embedded store")
+	fs.StringVar(&s.redisAddrs, "redis-addrs", "", "comma-separated Redis Cluster nodes or Sentinels, instead of --redis-url")
+	fs.StringVar(&s.store.RedisMasterName, "redis-master-name", "", "Sentinel master name (with --redis-addrs)")
+	fs.StringVar(&s.store.RedisUsername, "redis-username", "", "Redis ACL user")
+	fs.StringVar(&s.store.RedisPassword, "redis-password", "", "Redis password (if not in the URL)")
+	fs.BoolVar(&s.store.RedisTLS, "redis-tls", false, "use TLS with --redis-addrs")
+	fs.StringVar(&s.store.RedisCAFile, "redis-ca-file", "", "PEM file of the CA that signed Redis' certificate")
+	fs.BoolVar(&s.store.RedisCluster, "redis-cluster", false, "the Redis nodes form a Cluster")
+	fs.StringVar(&s.store.RedisPrefix, "redis-prefix", "mcpgw:", "prefix of every Redis key")
+	fs.StringVar(&s.store.DataFile, "data-file", "data/authserver.jsonl", "the embedded store's file (used without Redis)")
+	return fs
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	var s settings
+	fs := flags(&s)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { usage(fs, stderr) }
+	if _, ok := admin.Commands[cmd]; ok {
+		// Operator commands take their own arguments; the store settings come from the environment.
+		if err := fromEnv(fs); err != nil {
+			return err
+		}
+		log := newLogger("text", stderr)
+		return admin.Run(context.Background(), append([]string{cmd}, args...), func(ctx context.Context) (store.Store, error) {
+			return openStore(ctx, &s, log)
+		}, stdout)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if err := fromEnv(fs); err != nil {
+		return err
+	}
+	log := newLogger(s.logFormat, stderr)
+	switch cmd {
+	case "serve":
+		return serve(&s, log)
+	case "rotate-keys":
+		return rotateKeys(&s, log, stdout)
+	}
+	usage(fs, stderr)
+	return fmt.Errorf("unknown command %q", cmd)
+}
+
+func usage(fs *flag.FlagSet, w io.Writer) {
+	fmt.Fprintln(w, "usage: authserver [serve|rotate-keys] [flags]\n       authserver <operator command> [args]\n\nOperator commands:")
+	names := make([]string, 0, len(admin.Commands))
+	for n := range admin.Commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %s\n", admin.Commands[n])
+	}
+	fmt.Fprintln(w, "\nEvery flag also reads AUTHSERVER_<FLAG> (upper case, - as _). Flags:")
+	fs.PrintDefaults()
+}
+
+// fromEnv sets every flag not given on the command line from AUTHSERVER_<FLAG>, or from its reference-gateway alias.
+func fromEnv(fs *flag.FlagSet) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] || err != nil {
+			return
+		}
+		name := "AUTHSERVER_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		v, ok := os.LookupEnv(name)
+		if !ok && aliases[f.Name] != "" {
+			name = aliases[f.Name]
+			v, ok = os.LookupEnv(name)
+		}
+		if ok {
+			if e := f.Value.Set(v); e != nil {
+				err = fmt.Errorf("%s: %w", name, e)
+			}
+		}
+	})
+	return err
+}
+
+func newLogger(format string, w io.Writer) *slog.Logger {
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, nil))
+	}
+	return slog.New(slog.NewTextHandler(w, nil))
+}
+
+func openStore(ctx context.Context, s *settings, log *slog.Logger) (store.Store, error) {
+	s.store.RedisAddrs = split(s.redisAddrs)
+	s.store.Logger = log
+	return backend.Open(ctx, s.store)
+}
+
+func split(v string) []string {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func keyManager(st store.Store, s *settings) *keys.Manager {
+	return &keys.Manager{Store: st, MaxTokenLifetime: s.accessTTL}
+}
+
+func rotateKeys(s *settings, log *slog.Logger, stdout io.Writer) error {
+	ctx := context.Background()
+	st, err := openStore(ctx, s, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	km := keyManager(st, s)
+	if err := km.Ensure(ctx); err != nil {
+		return err
+	}
+	kid, err := km.Rotate(ctx, s.activateAfter)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "published signing key %s; it signs from %s\n", kid, time.Now().Add(s.activateAfter).UTC().Format(time.RFC3339))
+	return nil
+}
+
+func serve(s *settings, log *slog.Logger) error {
+	if s.issuer == "" {
+		return errors.New("--issuer is required: the public URL of this server, e.g. https://auth.example.com")
+	}
+	if s.ghClientID == "" || s.ghClientSecret == "" {
+		return errors.New("--github-client-id and --github-client-secret are required (a GitHub OAuth app; see docs/github.md)")
+	}
+	policy, err := github.ParsePolicy(s.allowedUsers, s.allowedOrgs, s.allowedTeams)
+	if err != nil {
+		return err
+	}
+	if policy.Empty() {
+		log.Warn("no GitHub user, organization or team is allowed: every login will be refused; set --allowed-github-users")
+	}
+	var proxies []netip.Prefix
+	for _, p := range split(s.trustedProxies) {
+		pfx, err := netip.ParsePrefix(p)
+		if err != nil {
+			return fmt.Errorf("--trusted-proxies: %w", err)
+		}
+		proxies = append(proxies, pfx)
+	}
+	gh, err := github.New(github.Config{ClientID: s.ghClientID, ClientSecret: s.ghClientSecret, WebURL: s.ghWebURL,
+		APIURL: s.ghAPIURL, RedirectURL: oauth.CallbackURL(s.issuer)}, policy, &http.Client{Timeout: 15 * time.Second})
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	st, err := openStore(ctx, s, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	km := keyManager(st, s)
+	if err := km.Ensure(ctx); err != nil {
+		return err
+	}
+	srv, err := oauth.New(oauth.Config{
+		Issuer: s.issuer, Resources: split(s.resources), ResourcePatterns: split(s.resourcePatterns),
+		DefaultResource: s.defaultResource, Scopes: split(s.scopes),
+		CodeTTL: s.codeTTL, AccessTTL: s.accessTTL, RefreshTTL: s.refreshTTL, ClientTTL: s.clientTTL,
+		AuthRequestTTL: s.authTTL, ConsentTTL: s.consentTTL,
+		RegisterPerMinute: s.registerPerMinute, RegisterBurst: s.registerBurst, TrustedProxies: proxies,
+		FeedPollInterval: 5 * time.Second,
+	}, st, km, gh, log)
+	if err != nil {
+		return err
+	}
+	go purgeLoop(ctx, st, log)
+
+	ln, err := net.Listen("tcp", s.listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(shutdown)
+	}()
+	log.Info("authserver listening", "addr", ln.Addr().String(), "issuer", s.issuer,
+		"resources", slices.Concat(split(s.resources), split(s.resourcePatterns)), "access", policy.String())
+	if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// purgeLoop removes expired records the store does not expire by itself.
+func purgeLoop(ctx context.Context, st store.Store, log *slog.Logger) {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := st.PurgeExpired(ctx); err != nil {
+				log.Warn("purging expired records failed", "err", err)
+			} else if n > 0 {
+				log.Info("purged expired records", "count", n)
+			}
+		}
+	}
+}
