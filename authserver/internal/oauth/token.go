@@ -292,12 +292,16 @@ func (s *Server) signAccess(ctx context.Context, clientID string, u store.User, 
 		return "", "", err
 	}
 	jti := randomToken(18)
-	claims := AccessClaims{
-		RegisteredClaims: jwt.RegisteredClaims{
-			Issuer: s.cfg.Issuer, Subject: u.ID, Audience: jwt.ClaimStrings{resource}, ID: jti,
-			IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(s.cfg.AccessTTL)),
-		},
-		ClientID: clientID, Scope: scope, Username: u.Login, Name: u.Name, Email: u.Email,
+	// A map, not AccessClaims, so that aud is written as one string (RFC 9068 §2.2; golang-jwt writes a list).
+	claims := jwt.MapClaims{
+		"iss": s.cfg.Issuer, "sub": u.ID, "aud": resource, "jti": jti, "client_id": clientID, "scope": scope,
+		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(s.cfg.AccessTTL).Unix(), "username": u.Login,
+	}
+	if u.Name != "" {
+		claims["name"] = u.Name
+	}
+	if u.Email != "" {
+		claims["email"] = u.Email
 	}
 	t := jwt.NewWithClaims(jwt.SigningMethodES256, claims)
 	t.Header["typ"] = "at+jwt"
