@@ -32,6 +32,7 @@ func startForwardAuth(e *env, s *Section, resource string) (fa *forwardAuth) {
 	}()
 	ctx := context.Background()
 	as := startAuthserver(e, s, "embedded", []string{resource})
+	s.Commands = append(s.Commands, relPath(as.command)+"   # ForwardAuth target: Traefik forwardAuth.address = <issuer>/verify")
 	flow := &oauthflow.AS{Issuer: as.issuer, Resource: resource, Scope: "mcp", HTTP: &http.Client{Transport: mcpclient.NewHTTPTransport()}}
 	c, err := flow.Register(ctx, "bench-forwardauth")
 	e.check(err, "register")

@@ -25,6 +25,7 @@ func issuanceSection(e *env, cfg Config, s *Section) {
 	runs := map[key]*repRuns{}
 	for _, st := range stores {
 		as := startAuthserver(e, s, st, []string{issueResource})
+		s.Commands = append(s.Commands, relPath(as.command))
 		flow := &oauthflow.AS{Issuer: as.issuer, Resource: issueResource, Scope: "mcp",
 			HTTP: &http.Client{Transport: mcpclient.NewHTTPTransport()}}
 		clients := make([]*oauthflow.Client, cfg.Clients)
