@@ -1,0 +1,73 @@
+// Command devstack runs the whole gateway locally for development: Traefik with the plugin, the authorization
+// server on its embedded store, a fake GitHub that logs in a dev user, and MCP servers behind streamproxy, at
+// http://localhost:8080/<service>/mcp. `go tool task dev` runs it; Ctrl-C stops everything.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+
+	"github.com/mcp-oauth-gateway/gateway/internal/devstack"
+)
+
+func main() {
+	port := flag.Int("port", envInt("DEVSTACK_PORT", 8080), "public port of the gateway (env DEVSTACK_PORT)")
+	flag.Parse()
+	root, err := os.Getwd()
+	if err != nil {
+		fail(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
+		fail(fmt.Errorf("run devstack from the repository root (go tool task dev)"))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	everything := filepath.Join(root, "testdata", "node", "node_modules", "@modelcontextprotocol", "server-everything", "dist", "index.js")
+	if _, err := os.Stat(everything); err != nil {
+		fail(fmt.Errorf("server-everything is not installed: run `go tool task deps`"))
+	}
+	fmt.Println("Starting the MCP OAuth Gateway dev stack (first start builds the binaries)...")
+	s, err := devstack.Start(ctx, devstack.Options{
+		Root: root, Port: *port, DataDir: filepath.Join(root, ".cache", "dev"), Log: os.Stderr,
+		Services: []devstack.Service{{Name: "everything", Command: []string{"node", everything}}},
+	})
+	if err != nil {
+		fail(err)
+	}
+	defer s.Stop()
+	u := s.URLs["everything"]
+	fmt.Printf(`
+MCP OAuth Gateway (development) is running.
+
+  MCP server (server-everything):  %s
+  Authorization server (issuer):   %s
+  Logged-in user:                  dev-user (fake GitHub: every login succeeds, development only)
+
+Connect a client:
+  Claude Code:    claude mcp add --transport http everything %s
+  MCP Inspector:  npx @modelcontextprotocol/inspector   (Transport: Streamable HTTP, URL: %s, then "Open Auth Settings" -> Quick OAuth Flow)
+  Check:          curl -i %s   (401 with a WWW-Authenticate challenge)
+
+State is kept in .cache/dev. Press Ctrl-C to stop.
+`, u, s.Issuer, u, u, u)
+	<-ctx.Done()
+	fmt.Println("\nStopping...")
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "devstack:", err)
+	os.Exit(1)
+}

@@ -1,0 +1,339 @@
+// Package devstack runs the whole gateway on one machine, on loopback, without Docker: Traefik with the plugin as a
+// local plugin, the authorization server (embedded store or Redis), the fake GitHub, and one streamproxy per MCP
+// server, in the path-based layout (http://localhost:PORT/<service>/mcp). cmd/devstack and the end-to-end tests use it.
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Service is one MCP server behind the gateway.
+type Service struct {
+	Name    string   // path segment: /<Name>/mcp
+	Command []string // stdio MCP server run by streamproxy, or nil for Addr
+	Addr    string   // an MCP server already serving Streamable HTTP at http://Addr/mcp
+}
+
+// Options configure a stack.
+type Options struct {
+	Root         string // repository root
+	Port         int    // public port of Traefik
+	DataDir      string // state and generated config
+	RedisURL     string // empty: the embedded store in DataDir
+	AllowedUsers string // GitHub logins allowed in; default the fake GitHub's dev user
+	Services     []Service
+	Log          io.Writer // where the processes' output goes
+}
+
+// Stack is a running gateway.
+type Stack struct {
+	Issuer   string
+	URLs     map[string]string // service name -> MCP URL
+	procs    []*proc
+	opts     Options
+	bin      string
+	internal map[string]int // component -> port
+}
+
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	out  *prefixWriter
+}
+
+// Ports of the internal components are picked free at start; only Traefik's is fixed.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Start builds the binaries and starts every component, returning once the gateway answers.
+func Start(ctx context.Context, o Options) (*Stack, error) {
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	if o.AllowedUsers == "" {
+		o.AllowedUsers = "dev-user"
+	}
+	s := &Stack{opts: o, bin: filepath.Join(o.Root, ".cache", "bin"), URLs: map[string]string{}, internal: map[string]int{}}
+	s.Issuer = fmt.Sprintf("http://localhost:%d", o.Port)
+	traefik := filepath.Join(s.bin, "traefik")
+	if _, err := os.Stat(traefik); err != nil {
+		return nil, fmt.Errorf("no Traefik binary at %s: run `go tool task deps` first", traefik)
+	}
+	build := exec.CommandContext(ctx, "go", "build", "-o", s.bin+string(filepath.Separator),
+		"./authserver", "./streamproxy", "./cmd/fakegithub")
+	build.Dir = o.Root
+	if out, err := build.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("build the gateway: %w\n%s", err, out)
+	}
+	for _, name := range []string{"fakegithub", "authserver"} {
+		p, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		s.internal[name] = p
+	}
+	if err := s.startAll(ctx); err != nil {
+		s.Stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Stack) startAll(ctx context.Context) error {
+	o := s.opts
+	gh := fmt.Sprintf("http://127.0.0.1:%d", s.internal["fakegithub"])
+	if err := s.run(ctx, "fakegithub", []string{filepath.Join(s.bin, "fakegithub"),
+		"-listen", fmt.Sprintf("127.0.0.1:%d", s.internal["fakegithub"]), "-callback-url", s.Issuer + "/github/callback"},
+		nil, "fake GitHub listening"); err != nil {
+		return err
+	}
+	var resources []string
+	for _, svc := range o.Services {
+		u := fmt.Sprintf("%s/%s/mcp", s.Issuer, svc.Name)
+		resources = append(resources, u)
+		s.URLs[svc.Name] = u
+	}
+	as := []string{filepath.Join(s.bin, "authserver"), "--listen", fmt.Sprintf("127.0.0.1:%d", s.internal["authserver"]),
+		"--issuer", s.Issuer, "--resources", strings.Join(resources, ","),
+		"--github-client-id", "fake-github-client-id", "--github-client-secret", "fake-github-client-secret",
+		"--github-web-url", gh + "/", "--github-api-url", gh + "/api/v3/", "--allowed-github-users", o.AllowedUsers,
+		"--data-file", filepath.Join(o.DataDir, "authserver.jsonl")}
+	if o.RedisURL != "" {
+		as = append(as, "--redis-url", o.RedisURL)
+	}
+	if err := s.run(ctx, "authserver", as, nil, "authserver listening"); err != nil {
+		return err
+	}
+	backends := map[string]string{}
+	for _, svc := range o.Services {
+		if svc.Addr != "" {
+			backends[svc.Name] = "http://" + svc.Addr
+			continue
+		}
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		args := append([]string{filepath.Join(s.bin, "streamproxy"), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--"}, svc.Command...)
+		if err := s.run(ctx, "mcp-"+svc.Name, args, nil, "streamproxy listening"); err != nil {
+			return err
+		}
+		backends[svc.Name] = fmt.Sprintf("http://127.0.0.1:%d", port)
+	}
+	dir := filepath.Join(o.DataDir, "traefik")
+	if err := s.writeTraefikConfig(dir, backends); err != nil {
+		return err
+	}
+	tr := exec.CommandContext(ctx, filepath.Join(s.bin, "traefik"), "--configFile="+filepath.Join(dir, "traefik.yml"))
+	tr.Dir = dir // local plugins load from ./plugins-local
+	if err := s.start("traefik", tr); err != nil {
+		return err
+	}
+	// Ready when the plugin serves the protected-resource metadata (so the plugin compiled) for every service.
+	deadline := time.Now().Add(60 * time.Second)
+	for _, svc := range o.Services {
+		u := fmt.Sprintf("%s/.well-known/oauth-protected-resource/%s/mcp", s.Issuer, svc.Name)
+		for {
+			resp, err := http.Get(u)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("traefik did not serve %s within a minute (see its log)", u)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// writeTraefikConfig writes the static and dynamic configuration and assembles the local plugin from plugin/.
+func (s *Stack) writeTraefikConfig(dir string, backends map[string]string) error {
+	mod := filepath.Join(dir, "plugins-local", "src", "github.com", "mcp-oauth-gateway", "gateway")
+	if err := os.RemoveAll(filepath.Join(dir, "plugins-local")); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(mod, "plugin"), 0o755); err != nil {
+		return err
+	}
+	for _, f := range []string{".traefik.yml", "go.mod"} {
+		if err := copyFile(filepath.Join(s.opts.Root, f), filepath.Join(mod, f)); err != nil {
+			return err
+		}
+	}
+	srcs, _ := filepath.Glob(filepath.Join(s.opts.Root, "plugin", "*.go"))
+	for _, f := range srcs {
+		if !strings.HasSuffix(f, "_test.go") {
+			if err := copyFile(f, filepath.Join(mod, "plugin", filepath.Base(f))); err != nil {
+				return err
+			}
+		}
+	}
+	static := fmt.Sprintf(`# Generated by the dev stack.
+entryPoints:
+  web:
+    address: "127.0.0.1:%d"
+providers:
+  file:
+    filename: %q
+experimental:
+  localPlugins:
+    mcpoauth:
+      moduleName: github.com/mcp-oauth-gateway/gateway
+log:
+  level: WARN
+`, s.opts.Port, filepath.Join(dir, "dynamic.yml"))
+	var b strings.Builder
+	b.WriteString("# Generated by the dev stack: the path-based layout on one origin.\nhttp:\n  routers:\n")
+	b.WriteString(fmt.Sprintf("    authserver:\n      rule: \"PathPrefix(`/`)\"\n      priority: 1\n      service: authserver\n"))
+	for _, svc := range s.opts.Services {
+		n := svc.Name
+		b.WriteString(fmt.Sprintf("    %s:\n      rule: \"PathPrefix(`/%s/`) || Path(`/.well-known/oauth-protected-resource/%s/mcp`)\"\n", n, n, n))
+		b.WriteString(fmt.Sprintf("      middlewares: [%s-auth, %s-strip]\n      service: %s\n", n, n, n))
+	}
+	b.WriteString("  middlewares:\n")
+	for _, svc := range s.opts.Services {
+		n := svc.Name
+		b.WriteString(fmt.Sprintf("    %s-auth:\n      plugin:\n        mcpoauth:\n          issuer: %q\n          resource: %q\n          resourceName: %q\n",
+			n, s.Issuer, s.URLs[n], n+" (dev gateway)"))
+		// The plugin fetches keys and the revocation feed from the authserver directly, not through Traefik.
+		b.WriteString(fmt.Sprintf("          jwksUrl: \"http://127.0.0.1:%d/.well-known/jwks.json\"\n", s.internal["authserver"]))
+		b.WriteString(fmt.Sprintf("          revocationFeedUrl: \"http://127.0.0.1:%d/revocations\"\n", s.internal["authserver"]))
+		b.WriteString(fmt.Sprintf("    %s-strip:\n      stripPrefix:\n        prefixes: [\"/%s\"]\n", n, n))
+	}
+	b.WriteString("  services:\n")
+	b.WriteString(fmt.Sprintf("    authserver:\n      loadBalancer:\n        passHostHeader: true\n        servers: [{url: \"http://127.0.0.1:%d\"}]\n", s.internal["authserver"]))
+	for _, svc := range s.opts.Services {
+		b.WriteString(fmt.Sprintf("    %s:\n      loadBalancer:\n        servers: [{url: %q}]\n", svc.Name, backends[svc.Name]))
+	}
+	if err := os.WriteFile(filepath.Join(dir, "traefik.yml"), []byte(static), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "dynamic.yml"), []byte(b.String()), 0o644)
+}
+
+func copyFile(from, to string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, b, 0o644)
+}
+
+// run starts a component and waits for the line that says it serves.
+func (s *Stack) run(ctx context.Context, name string, args []string, env []string, ready string) error {
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Dir = s.opts.Root
+	w := &prefixWriter{name: name, to: s.opts.Log, want: ready, seen: make(chan struct{})}
+	if err := s.startWith(name, cmd, w); err != nil {
+		return err
+	}
+	select {
+	case <-w.seen:
+		return nil
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("%s did not start within 30 s (its output is above)", name)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Stack) start(name string, cmd *exec.Cmd) error {
+	return s.startWith(name, cmd, &prefixWriter{name: name, to: s.opts.Log})
+}
+
+func (s *Stack) startWith(name string, cmd *exec.Cmd, w *prefixWriter) error {
+	cmd.Stdout, cmd.Stderr = w, w
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", name, err)
+	}
+	s.procs = append(s.procs, &proc{name: name, cmd: cmd, out: w})
+	return nil
+}
+
+// Stop ends every component, the last started first.
+func (s *Stack) Stop() {
+	for i := len(s.procs) - 1; i >= 0; i-- {
+		p := s.procs[i]
+		if p.cmd.ProcessState == nil {
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+			done := make(chan error, 1)
+			go func() { done <- p.cmd.Wait() }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				_ = p.cmd.Process.Kill()
+				<-done
+			}
+		}
+	}
+	s.procs = nil
+}
+
+// Restart stops one component and starts it again with the same command line (for restart tests).
+func (s *Stack) Restart(ctx context.Context, name, ready string) error {
+	for i, p := range s.procs {
+		if p.name != name {
+			continue
+		}
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		_ = p.cmd.Wait()
+		s.procs = append(s.procs[:i], s.procs[i+1:]...)
+		return s.run(ctx, name, p.cmd.Args, nil, ready)
+	}
+	return errors.New("no component named " + name)
+}
+
+// prefixWriter writes a component's output line by line with its name, and notices its ready line.
+type prefixWriter struct {
+	mu   sync.Mutex
+	name string
+	to   io.Writer
+	buf  []byte
+	want string
+	seen chan struct{}
+}
+
+func (w *prefixWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := strings.IndexByte(string(w.buf), '\n')
+		if i < 0 {
+			break
+		}
+		line := string(w.buf[:i])
+		w.buf = w.buf[i+1:]
+		fmt.Fprintf(w.to, "%-14s %s\n", w.name, line)
+		if w.want != "" && w.seen != nil && strings.Contains(line, w.want) {
+			close(w.seen)
+			w.seen = nil
+		}
+	}
+	return len(p), nil
+}
