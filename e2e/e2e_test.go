@@ -69,6 +69,7 @@ func startStack(t *testing.T) *devstack.Stack {
 		Services: []devstack.Service{
 			{Name: "everything", Command: []string{"node", filepath.Join(nm, "@modelcontextprotocol", "server-everything", "dist", "index.js")}},
 			{Name: "diagnostic", Addr: diagAddr},
+			{Name: "conformance", Command: []string{testenv.BuildBinary(t, "github.com/modelcontextprotocol/go-sdk/conformance/everything-server")}},
 		},
 	})
 	require.NoError(t, err)
@@ -152,4 +153,26 @@ func TestGatewayEndToEnd(t *testing.T) {
 	require.NoError(t, err)
 	r.Body.Close()
 	assert.Equal(t, http.StatusOK, r.StatusCode, "the refresh token survived the restart")
+}
+
+// The MCP conformance suite's server scenarios pass through Traefik and the plugin: the edge does not break streaming,
+// sessions or SSE. The suite cannot send a token, so a preload adds one to its fetch.
+func TestConformanceThroughTheGateway(t *testing.T) {
+	s := startStack(t)
+	target := s.URLs["conformance"]
+	run := runClient(t, target, "test_simple_text", "{}")
+	node := testenv.NodeBin(t)
+	root := testenv.RepoRoot(t)
+	suite := filepath.Join(testenv.NodeModules(t), "@modelcontextprotocol", "conformance", "dist", "index.js")
+	cmd := exec.Command(node, "--import", filepath.Join(root, "testdata", "node", "bearer-preload.mjs"), suite,
+		"server", "--url", target, "-o", t.TempDir())
+	cmd.Env = append(cmd.Environ(), "MCP_BEARER_TOKEN="+run.Tokens.AccessToken)
+	out, err := cmd.CombinedOutput()
+	summary := string(out)
+	if i := strings.Index(summary, "=== SUMMARY ==="); i >= 0 {
+		summary = summary[i:]
+	}
+	require.NoError(t, err, "conformance suite failed through the gateway:\n%s", summary)
+	assert.Regexp(t, `Total: \d+ passed, 0 failed`, summary)
+	assert.GreaterOrEqual(t, strings.Count(summary, "✓"), 30, "every server scenario ran:\n%s", summary)
 }
