@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/signal"
 	"slices"
@@ -67,7 +68,8 @@ func flags(s *settings) *flag.FlagSet {
 	fs := flag.NewFlagSet("authserver", flag.ContinueOnError)
 	fs.StringVar(&s.listen, "listen", ":9000", "address to serve on")
 	fs.StringVar(&s.issuer, "issuer", "", "public URL of this server, exactly as clients see it, e.g. https://auth.example.com (required)")
-	fs.StringVar(&s.resources, "resources", "", "comma-separated canonical URLs of the protected MCP endpoints, e.g. https://gw.example.com/everything/mcp")
+	fs.StringVar(&s.resources, "resources", "", "comma-separated canonical URLs of the protected MCP endpoints, e.g. https://gw.example.com/everything/mcp "+
+		"(with neither this nor --resource-patterns: <issuer origin>/mcp and <issuer origin>/*/mcp)")
 	fs.StringVar(&s.resourcePatterns, "resource-patterns", "", "comma-separated patterns of protected MCP endpoints, e.g. https://*.example.com/mcp")
 	fs.StringVar(&s.defaultResource, "default-resource", "", "resource used when a client sends none (empty: the resource parameter is required)")
 	fs.StringVar(&s.scopes, "scopes", "mcp", "comma-separated scopes offered; the first is the default and the one MCP access needs")
@@ -265,8 +267,19 @@ func serve(s *settings, log *slog.Logger) error {
 	if err := km.Ensure(ctx); err != nil {
 		return err
 	}
+	resources, patterns := split(s.resources), split(s.resourcePatterns)
+	if len(resources) == 0 && len(patterns) == 0 {
+		// The path-based layout on the issuer's own origin: every /<service>/mcp there.
+		u, err := url.Parse(s.issuer)
+		if err != nil {
+			return fmt.Errorf("--issuer: %w", err)
+		}
+		origin := strings.ToLower(u.Scheme + "://" + u.Host)
+		resources, patterns = []string{origin + "/mcp"}, []string{origin + "/*/mcp"}
+		log.Info("no resources configured: protecting the MCP endpoints on the issuer's origin", "resources", resources, "patterns", patterns)
+	}
 	srv, err := oauth.New(oauth.Config{
-		Issuer: s.issuer, Resources: split(s.resources), ResourcePatterns: split(s.resourcePatterns),
+		Issuer: s.issuer, Resources: resources, ResourcePatterns: patterns,
 		DefaultResource: s.defaultResource, Scopes: split(s.scopes),
 		CodeTTL: s.codeTTL, AccessTTL: s.accessTTL, RefreshTTL: s.refreshTTL, ClientTTL: s.clientTTL,
 		AuthRequestTTL: s.authTTL, ConsentTTL: s.consentTTL,
@@ -291,7 +304,7 @@ func serve(s *settings, log *slog.Logger) error {
 		_ = hs.Shutdown(shutdown)
 	}()
 	log.Info("authserver listening", "addr", ln.Addr().String(), "issuer", s.issuer,
-		"resources", slices.Concat(split(s.resources), split(s.resourcePatterns)), "access", policy.String())
+		"resources", slices.Concat(resources, patterns), "access", policy.String())
 	if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

@@ -341,3 +341,13 @@ func TestTypeScriptClient(t *testing.T) {
 	require.NoError(t, err, "%s", out)
 	assert.Contains(t, string(out), "Echo: from the TypeScript SDK")
 }
+
+// An idle session ends by itself and frees its slot.
+func TestIdleSessionsEnd(t *testing.T) {
+	url := proxy(t, []string{"--idle-timeout", "1s", "--max-sessions", "1"}, "sh", "-c", notifier)
+	sid := open(t, url)
+	require.Eventually(t, func() bool {
+		return post(t, url, "", initBody).status == http.StatusOK
+	}, 10*time.Second, 200*time.Millisecond, "the idle session's slot is free again")
+	assert.Equal(t, http.StatusNotFound, post(t, url, sid, `{"jsonrpc":"2.0","id":2,"method":"ping"}`).status)
+}

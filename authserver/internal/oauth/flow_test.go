@@ -337,7 +337,12 @@ func testFlow(t *testing.T, e *env) {
 }
 
 func TestConfidentialClientsAndRevocation(t *testing.T) {
-	e := newEnv(t, backends[0], "octo")
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { testConfidentialClientsAndRevocation(t, newEnv(t, b, "octo")) })
+	}
+}
+
+func testConfidentialClientsAndRevocation(t *testing.T, e *env) {
 	status, c := e.register(map[string]any{"client_name": "Claude", "redirect_uris": []string{"https://claude.ai/api/mcp/auth_callback", redirectURI},
 		"token_endpoint_auth_method": "client_secret_post", "grant_types": []string{"authorization_code", "refresh_token"}})
 	require.Equal(t, http.StatusCreated, status, c)
@@ -430,7 +435,12 @@ func TestConfidentialClientsAndRevocation(t *testing.T) {
 }
 
 func TestAuthorizeRejections(t *testing.T) {
-	e := newEnv(t, backends[0], "octo")
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { testAuthorizeRejections(t, newEnv(t, b, "octo")) })
+	}
+}
+
+func testAuthorizeRejections(t *testing.T, e *env) {
 	client := e.publicClient()
 	p := newPKCE()
 
@@ -489,7 +499,12 @@ func TestAuthorizeRejections(t *testing.T) {
 }
 
 func TestTokenRejections(t *testing.T) {
-	e := newEnv(t, backends[0], "octo")
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { testTokenRejections(t, newEnv(t, b, "octo")) })
+	}
+}
+
+func testTokenRejections(t *testing.T, e *env) {
 	a, b := e.publicClient(), e.publicClient()
 	p := newPKCE()
 
@@ -531,7 +546,12 @@ func TestTokenRejections(t *testing.T) {
 
 // A user removed from the allow list loses access at the next refresh.
 func TestAllowListRecheckedAtRefresh(t *testing.T) {
-	e := newEnv(t, backends[0], "octo")
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { testAllowListRecheckedAtRefresh(t, newEnv(t, b, "octo")) })
+	}
+}
+
+func testAllowListRecheckedAtRefresh(t *testing.T, e *env) {
 	client := e.publicClient()
 	p := newPKCE()
 	_, tok, _ := e.tokenRequest(exchange(client, e.code(client, p), p), "", "")
@@ -543,7 +563,12 @@ func TestAllowListRecheckedAtRefresh(t *testing.T) {
 }
 
 func TestRegistrationRejections(t *testing.T) {
-	e := newEnv(t, backends[0], "octo")
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { testRegistrationRejections(t, newEnv(t, b, "octo")) })
+	}
+}
+
+func testRegistrationRejections(t *testing.T, e *env) {
 	for name, c := range map[string]struct {
 		meta map[string]any
 		code string

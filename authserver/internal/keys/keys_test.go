@@ -1,0 +1,57 @@
+package keys_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/embedded"
+)
+
+func TestKeysPersistAndRotate(t *testing.T) {
+	ctx := context.Background()
+	st, err := embedded.Open("", nil)
+	require.NoError(t, err)
+	defer st.Close()
+
+	first := &keys.Manager{Store: st, MaxTokenLifetime: time.Hour}
+	require.NoError(t, first.Ensure(ctx))
+	kid1, _, err := first.Signer(ctx)
+	require.NoError(t, err)
+
+	// A second instance on the same store (a restart, or another node) signs with the same key.
+	second := &keys.Manager{Store: st, MaxTokenLifetime: time.Hour}
+	require.NoError(t, second.Ensure(ctx))
+	kid, _, err := second.Signer(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, kid1, kid)
+
+	// Rotation publishes the new key at once but signs with it only after the delay.
+	kid2, err := first.Rotate(ctx, time.Hour)
+	require.NoError(t, err)
+	set, err := first.JWKS(ctx)
+	require.NoError(t, err)
+	require.Len(t, set, 2)
+	assert.ElementsMatch(t, []string{kid1, kid2}, []string{set[0].Kid, set[1].Kid})
+	for _, k := range set {
+		assert.Equal(t, "ES256", k.Alg)
+		assert.Equal(t, "sig", k.Use)
+		assert.Len(t, k.X, 43)
+	}
+	kid, _, err = first.Signer(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, kid1, kid, "the new key does not sign before its activation")
+
+	// With no delay the new key signs at once; the old one stays published for its tokens' lifetime.
+	kid3, err := first.Rotate(ctx, 0)
+	require.NoError(t, err)
+	kid, _, err = first.Signer(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, kid3, kid)
+	_, err = first.PublicKey(ctx, kid1)
+	assert.NoError(t, err, "a retiring key still verifies the tokens it signed")
+}
