@@ -87,22 +87,28 @@ func (s *Server) clientFailed(w http.ResponseWriter, basic bool, desc string) {
 	oauthError(w, http.StatusUnauthorized, "invalid_client", desc)
 }
 
-// token is POST /token.
-func (s *Server) token(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Pragma", "no-cache")
+// clientForm reads a form-encoded request from an authenticated client (token, revoke, introspect). On failure it
+// has answered and returns nil.
+func (s *Server) clientForm(w http.ResponseWriter, r *http.Request) *store.Client {
 	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
 	if err := r.ParseForm(); err != nil || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "send the token request as application/x-www-form-urlencoded")
-		return
+		oauthError(w, http.StatusBadRequest, "invalid_request", "send the request as application/x-www-form-urlencoded")
+		return nil
 	}
 	for k, v := range r.PostForm {
 		if len(v) > 1 && k != "resource" {
 			oauthError(w, http.StatusBadRequest, "invalid_request", "parameter "+k+" is repeated")
-			return
+			return nil
 		}
 	}
-	c := s.authenticateClient(w, r)
+	return s.authenticateClient(w, r)
+}
+
+// token is POST /token.
+func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	c := s.clientForm(w, r)
 	if c == nil {
 		return
 	}
@@ -333,12 +339,7 @@ func (s *Server) parseAccess(ctx context.Context, raw string) (*AccessClaims, er
 // revoke is POST /revoke (RFC 7009): refresh tokens revoke their whole grant, access tokens go to the feed.
 // The answer is 200 whether or not the token was known, so the endpoint reveals nothing.
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
-	if err := r.ParseForm(); err != nil {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "send the request as application/x-www-form-urlencoded")
-		return
-	}
-	c := s.authenticateClient(w, r)
+	c := s.clientForm(w, r)
 	if c == nil {
 		return
 	}
@@ -370,12 +371,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 // introspect is POST /introspect (RFC 7662). A client may introspect only its own tokens.
 func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
-	if err := r.ParseForm(); err != nil {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "send the request as application/x-www-form-urlencoded")
-		return
-	}
-	c := s.authenticateClient(w, r)
+	c := s.clientForm(w, r)
 	if c == nil {
 		return
 	}
