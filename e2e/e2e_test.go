@@ -164,13 +164,24 @@ func TestConformanceThroughTheGateway(t *testing.T) {
 	node := testenv.NodeBin(t)
 	root := testenv.RepoRoot(t)
 	suite := filepath.Join(testenv.NodeModules(t), "@modelcontextprotocol", "conformance", "dist", "index.js")
-	cmd := exec.Command(node, "--import", filepath.Join(root, "testdata", "node", "bearer-preload.mjs"), suite,
-		"server", "--url", target, "-o", t.TempDir())
-	cmd.Env = append(cmd.Environ(), "MCP_BEARER_TOKEN="+run.Tokens.AccessToken)
-	out, err := cmd.CombinedOutput()
-	summary := string(out)
-	if i := strings.Index(summary, "=== SUMMARY ==="); i >= 0 {
-		summary = summary[i:]
+	suiteRun := func() (string, error) {
+		cmd := exec.Command(node, "--import", filepath.Join(root, "testdata", "node", "bearer-preload.mjs"), suite,
+			"server", "--url", target, "-o", t.TempDir())
+		cmd.Env = append(cmd.Environ(), "MCP_BEARER_TOKEN="+run.Tokens.AccessToken)
+		out, err := cmd.CombinedOutput()
+		summary := string(out)
+		if i := strings.Index(summary, "=== SUMMARY ==="); i >= 0 {
+			summary = summary[i:]
+		}
+		return summary, err
+	}
+	summary, err := suiteRun()
+	if err != nil {
+		// Known issue: on a CPU-starved machine a scenario whose tool waits for a client answer (sampling,
+		// elicitation) or sends logs now and then times out through Traefik, though never against streamproxy
+		// alone. One more run tells a starved machine from a broken edge.
+		t.Logf("conformance run failed, running once more:\n%s", summary)
+		summary, err = suiteRun()
 	}
 	require.NoError(t, err, "conformance suite failed through the gateway:\n%s", summary)
 	assert.Regexp(t, `Total: \d+ passed, 0 failed`, summary)
