@@ -313,30 +313,17 @@ func (st *issuerState) discover() error {
 	return nil
 }
 
-func (st *issuerState) jwksEndpoint() (string, error) {
-	if st.jwksConf != "" {
-		return st.jwksConf, nil
-	}
-	st.mu.RLock()
-	u := st.jwksURL
-	st.mu.RUnlock()
-	if u != "" {
-		return u, nil
-	}
-	if err := st.discover(); err != nil {
-		return "", err
-	}
-	st.mu.RLock()
-	defer st.mu.RUnlock()
-	return st.jwksURL, nil
-}
+func (st *issuerState) jwksEndpoint() (string, error) { return st.endpoint(st.jwksConf, &st.jwksURL) }
 
-func (st *issuerState) feedEndpoint() (string, error) {
-	if st.feedConf != "" {
-		return st.feedConf, nil
+func (st *issuerState) feedEndpoint() (string, error) { return st.endpoint(st.feedConf, &st.feedURL) }
+
+// endpoint returns the configured URL, else the one found in the issuer's metadata (read once, on first need).
+func (st *issuerState) endpoint(configured string, discovered *string) (string, error) {
+	if configured != "" {
+		return configured, nil
 	}
 	st.mu.RLock()
-	u := st.feedURL
+	u := *discovered
 	st.mu.RUnlock()
 	if u != "" {
 		return u, nil
@@ -346,7 +333,7 @@ func (st *issuerState) feedEndpoint() (string, error) {
 	}
 	st.mu.RLock()
 	defer st.mu.RUnlock()
-	return st.feedURL, nil
+	return *discovered, nil
 }
 
 // feedPage is one answer of the revocation feed (docs/architecture.md).
