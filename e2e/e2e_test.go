@@ -54,7 +54,7 @@ func runClient(t *testing.T, mcpURL string, args ...string) clientRun {
 	return r
 }
 
-func startStack(t *testing.T) *devstack.Stack {
+func startStack(t *testing.T) (*devstack.Stack, *testenv.Redis) {
 	t.Helper()
 	testenv.TraefikBin(t)
 	redis := testenv.StartRedis(t)
@@ -74,7 +74,7 @@ func startStack(t *testing.T) *devstack.Stack {
 	})
 	require.NoError(t, err)
 	t.Cleanup(s.Stop)
-	return s
+	return s, redis
 }
 
 // testLog sends the stack's output to the test log (shown when a test fails or with -v).
@@ -101,7 +101,7 @@ func mcpRequest(t *testing.T, url, token string) *http.Response {
 }
 
 func TestGatewayEndToEnd(t *testing.T) {
-	s := startStack(t)
+	s, redis := startStack(t)
 	everything, diagnostic := s.URLs["everything"], s.URLs["diagnostic"]
 
 	// No token: 401 with the challenge MCP clients parse.
@@ -153,12 +153,29 @@ func TestGatewayEndToEnd(t *testing.T) {
 	require.NoError(t, err)
 	r.Body.Close()
 	assert.Equal(t, http.StatusOK, r.StatusCode, "the refresh token survived the restart")
+
+	// Restarting Redis in the middle of a session loses nothing: the edge keeps accepting the token it verified, and
+	// the authorization server finds its grants again once Redis is back.
+	again := runClient(t, everything)
+	redis.Restart(t)
+	assert.Equal(t, http.StatusOK, mcpRequest(t, everything, again.Tokens.AccessToken).StatusCode)
+	form = url.Values{"grant_type": {"refresh_token"}, "client_id": {again.ClientID}, "refresh_token": {again.Tokens.RefreshToken}}
+	require.Eventually(t, func() bool {
+		r, err := http.PostForm(s.Issuer+"/token", form)
+		if err != nil {
+			return false
+		}
+		r.Body.Close()
+		// 503 while the store reconnects; anything else is final.
+		require.NotEqual(t, http.StatusBadRequest, r.StatusCode, "the refresh token was lost with the Redis restart")
+		return r.StatusCode == http.StatusOK
+	}, 15*time.Second, 250*time.Millisecond)
 }
 
 // The MCP conformance suite's server scenarios pass through Traefik and the plugin: the edge does not break streaming,
 // sessions or SSE. The suite cannot send a token, so a preload adds one to its fetch.
 func TestConformanceThroughTheGateway(t *testing.T) {
-	s := startStack(t)
+	s, _ := startStack(t)
 	target := s.URLs["conformance"]
 	run := runClient(t, target, "test_simple_text", "{}")
 	node := testenv.NodeBin(t)
