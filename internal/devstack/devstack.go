@@ -24,6 +24,7 @@ type Service struct {
 	Name    string   // path segment: /<Name>/mcp
 	Command []string // stdio MCP server run by streamproxy, or nil for Addr
 	Addr    string   // an MCP server already serving Streamable HTTP at http://Addr/mcp
+	Flags   []string // extra streamproxy flags
 }
 
 // Options configure a stack.
@@ -132,7 +133,8 @@ func (s *Stack) startAll(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		args := append([]string{filepath.Join(s.bin, "streamproxy"), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--"}, svc.Command...)
+		args := append([]string{filepath.Join(s.bin, "streamproxy"), "--listen", fmt.Sprintf("127.0.0.1:%d", port)}, svc.Flags...)
+		args = append(append(args, "--"), svc.Command...)
 		if err := s.run(ctx, "mcp-"+svc.Name, args, nil, "streamproxy listening"); err != nil {
 			return err
 		}
