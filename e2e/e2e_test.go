@@ -5,12 +5,14 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,13 +38,40 @@ type clientRun struct {
 		AccessToken  string `json:"access_token"`
 		RefreshToken string `json:"refresh_token"`
 	} `json:"tokens"`
+	Secrets struct {
+		GitHubCodes       []string `json:"githubCodes"`
+		Codes             []string `json:"codes"`
+		Cookies           []string `json:"cookies"`
+		CodeVerifier      string   `json:"codeVerifier"`
+		FirstAccessToken  string   `json:"firstAccessToken"`
+		FirstRefreshToken string   `json:"firstRefreshToken"`
+	} `json:"secrets"`
+}
+
+// secrets lists every secret the run handled, for the log check.
+func (r clientRun) secrets() map[string]string {
+	m := map[string]string{
+		"access token": r.Tokens.AccessToken, "refresh token": r.Tokens.RefreshToken, "PKCE verifier": r.Secrets.CodeVerifier,
+		"first access token": r.Secrets.FirstAccessToken, "first refresh token": r.Secrets.FirstRefreshToken,
+	}
+	for i, c := range r.Secrets.GitHubCodes {
+		m["GitHub code "+strconv.Itoa(i)] = c
+	}
+	for i, c := range r.Secrets.Codes {
+		m["authorization code "+strconv.Itoa(i)] = c
+	}
+	for i, c := range r.Secrets.Cookies {
+		m["cookie "+strconv.Itoa(i)] = c
+	}
+	return m
 }
 
 // runClient runs the TypeScript SDK client against an MCP URL and returns what it did.
 func runClient(t *testing.T, mcpURL string, args ...string) clientRun {
 	t.Helper()
-	script := filepath.Join(testenv.RepoRoot(t), "testdata", "node", "e2e-client.mjs")
-	cmd := exec.Command(testenv.NodeBin(t), append([]string{script, mcpURL}, args...)...)
+	dir := filepath.Join(testenv.RepoRoot(t), "testdata", "node")
+	cmd := exec.Command(testenv.NodeBin(t), append([]string{"--import", filepath.Join(dir, "localhost-resolver.mjs"),
+		filepath.Join(dir, "e2e-client.mjs"), mcpURL}, args...)...)
 	out, err := cmd.Output()
 	var stderr string
 	if ee, ok := err.(*exec.ExitError); ok {
@@ -54,18 +83,26 @@ func runClient(t *testing.T, mcpURL string, args ...string) clientRun {
 	return r
 }
 
-func startStack(t *testing.T) (*devstack.Stack, *testenv.Redis) {
+// stack is a running gateway and everything its components wrote.
+type stack struct {
+	*devstack.Stack
+	redis *testenv.Redis
+	logs  *logBuffer
+}
+
+func startStack(t *testing.T, layout string) stack {
 	t.Helper()
 	testenv.TraefikBin(t)
 	redis := testenv.StartRedis(t)
 	nm := testenv.NodeModules(t)
+	logs := &logBuffer{}
 	diag := testenv.BuildBinary(t, "./cmd/mcp-diagnostic")
 	diagAddr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	testenv.Start(t, "mcp-diagnostic", exec.Command(diag, "-addr", diagAddr, "-allowed-hosts", "*"))
 	testenv.WaitTCP(t, diagAddr, 10*time.Second)
 	s, err := devstack.Start(context.Background(), devstack.Options{
 		Root: testenv.RepoRoot(t), Port: testenv.FreePort(t), DataDir: t.TempDir(), RedisURL: redis.URL,
-		Log: testLog{t},
+		Log: io.MultiWriter(testLog{t}, logs), Layout: layout,
 		Services: []devstack.Service{
 			{Name: "everything", Command: []string{"node", filepath.Join(nm, "@modelcontextprotocol", "server-everything", "dist", "index.js")}},
 			{Name: "diagnostic", Addr: diagAddr},
@@ -76,7 +113,25 @@ func startStack(t *testing.T) (*devstack.Stack, *testenv.Redis) {
 	})
 	require.NoError(t, err)
 	t.Cleanup(s.Stop)
-	return s, redis
+	return stack{s, redis, logs}
+}
+
+// logBuffer keeps the stack's output for the checks on what the components log.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // testLog sends the stack's output to the test log (shown when a test fails or with -v).
@@ -96,14 +151,14 @@ func mcpRequest(t *testing.T, url, token string) *http.Response {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := devstack.Client().Do(req)
 	require.NoError(t, err)
 	resp.Body.Close()
 	return resp
 }
 
 func TestGatewayEndToEnd(t *testing.T) {
-	s, redis := startStack(t)
+	s := startStack(t, "path")
 	everything, diagnostic := s.URLs["everything"], s.URLs["diagnostic"]
 
 	// No token: 401 with the challenge MCP clients parse.
@@ -127,6 +182,7 @@ func TestGatewayEndToEnd(t *testing.T) {
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 	assert.Contains(t, resp.Header.Get("WWW-Authenticate"), `error="invalid_token"`)
 	assert.Equal(t, http.StatusOK, mcpRequest(t, everything, run.Tokens.AccessToken).StatusCode)
+	checkCORS(t, everything, run.Tokens.AccessToken)
 
 	// The backend sees the real identity, never a spoofed one, and never the token.
 	who := runClient(t, diagnostic, "whoami", "{}", "424242")
@@ -159,7 +215,7 @@ func TestGatewayEndToEnd(t *testing.T) {
 	// Restarting Redis in the middle of a session loses nothing: the edge keeps accepting the token it verified, and
 	// the authorization server finds its grants again once Redis is back.
 	again := runClient(t, everything)
-	redis.Restart(t)
+	s.redis.Restart(t)
 	assert.Equal(t, http.StatusOK, mcpRequest(t, everything, again.Tokens.AccessToken).StatusCode)
 	form = url.Values{"grant_type": {"refresh_token"}, "client_id": {again.ClientID}, "refresh_token": {again.Tokens.RefreshToken}}
 	require.Eventually(t, func() bool {
@@ -172,12 +228,42 @@ func TestGatewayEndToEnd(t *testing.T) {
 		require.NotEqual(t, http.StatusBadRequest, r.StatusCode, "the refresh token was lost with the Redis restart")
 		return r.StatusCode == http.StatusOK
 	}, 15*time.Second, 250*time.Millisecond)
+
+	// A user taken off the allow list loses access at the next refresh.
+	removed := runClient(t, everything)
+	require.NoError(t, s.SetAllowedUsers(context.Background(), "someone-else"))
+	form = url.Values{"grant_type": {"refresh_token"}, "client_id": {removed.ClientID}, "refresh_token": {removed.Tokens.RefreshToken}}
+	r, err = http.PostForm(s.Issuer+"/token", form)
+	require.NoError(t, err)
+	var refused struct {
+		Error string `json:"error"`
+	}
+	require.NoError(t, json.NewDecoder(r.Body).Decode(&refused))
+	r.Body.Close()
+	assert.Equal(t, http.StatusBadRequest, r.StatusCode)
+	assert.Equal(t, "invalid_grant", refused.Error, "the refresh of a user no longer allowed is refused")
+
+	// No component logged a token, code, verifier, cookie or secret; the access log covered the flow but kept the
+	// GitHub callback (its query carries GitHub's code) out.
+	logs := s.logs.String()
+	for _, run := range []clientRun{run, who, fresh, again, removed} {
+		for what, secret := range run.secrets() {
+			if secret != "" {
+				assert.NotContains(t, logs, secret, "a log line holds the %s", what)
+			}
+		}
+	}
+	assert.NotContains(t, logs, "fake-github-client-secret", "a log line holds the GitHub client secret")
+	assert.NotContains(t, strings.ToLower(logs), "bearer ", "a log line holds an Authorization header")
+	assert.Contains(t, logs, `"POST /token HTTP/1.1" 200`, "Traefik's access log recorded the token endpoint")
+	assert.Contains(t, logs, `"POST /everything/mcp HTTP/1.1" 200`, "Traefik's access log recorded MCP requests")
+	assert.NotContains(t, logs, "/github/callback?", "the GitHub callback's query reached a log")
 }
 
 // The MCP conformance suite's server scenarios pass through Traefik and the plugin: the edge does not break streaming,
 // sessions or SSE. The suite cannot send a token, so a preload adds one to its fetch.
 func TestConformanceThroughTheGateway(t *testing.T) {
-	s, _ := startStack(t)
+	s := startStack(t, "path")
 	target := s.URLs["conformance"]
 	run := runClient(t, target, "test_simple_text", "{}")
 	node := testenv.NodeBin(t)
@@ -205,4 +291,106 @@ func TestConformanceThroughTheGateway(t *testing.T) {
 	require.NoError(t, err, "conformance suite failed through the gateway:\n%s", summary)
 	assert.Regexp(t, `Total: \d+ passed, 0 failed`, summary)
 	assert.GreaterOrEqual(t, strings.Count(summary, "✓"), 30, "every server scenario ran:\n%s", summary)
+}
+
+// The subdomain layout, like the reference system's: https://<service>.example.com/mcp and https://auth.example.com,
+// here http://<service>.localhost:PORT/mcp and http://auth.localhost:PORT.
+func TestSubdomainLayout(t *testing.T) {
+	s := startStack(t, "subdomain")
+	everything, diagnostic := s.URLs["everything"], s.URLs["diagnostic"]
+	port := strings.TrimPrefix(s.Issuer, "http://auth.localhost:")
+	require.Equal(t, "http://everything.localhost:"+port+"/mcp", everything)
+
+	resp := mcpRequest(t, everything, "")
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	prmURL := "http://everything.localhost:" + port + "/.well-known/oauth-protected-resource/mcp"
+	assert.Contains(t, resp.Header.Get("WWW-Authenticate"), `resource_metadata="`+prmURL+`"`)
+	var prm struct {
+		Resource             string   `json:"resource"`
+		AuthorizationServers []string `json:"authorization_servers"`
+	}
+	getJSON(t, prmURL, &prm)
+	assert.Equal(t, everything, prm.Resource)
+	assert.Equal(t, []string{s.Issuer}, prm.AuthorizationServers)
+	var asm struct {
+		Issuer string `json:"issuer"`
+	}
+	getJSON(t, s.Issuer+"/.well-known/oauth-authorization-server", &asm)
+	assert.Equal(t, s.Issuer, asm.Issuer)
+
+	run := runClient(t, everything)
+	auth, err := url.Parse(run.AuthorizationURL)
+	require.NoError(t, err)
+	assert.Equal(t, "auth.localhost:"+port, auth.Host)
+	assert.Equal(t, everything, auth.Query().Get("resource"))
+	require.NotEmpty(t, run.Result.Content)
+	assert.Equal(t, "Echo: hello through the gateway", run.Result.Content[0].Text)
+	assert.True(t, run.Refreshed)
+
+	// Audience isolation between subdomains.
+	resp = mcpRequest(t, diagnostic, run.Tokens.AccessToken)
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	checkCORS(t, everything, run.Tokens.AccessToken)
+
+	// Revocation reaches the edge.
+	revoke, err := devstack.Client().PostForm(s.Issuer+"/revoke", url.Values{"client_id": {run.ClientID}, "token": {run.Tokens.AccessToken}})
+	require.NoError(t, err)
+	revoke.Body.Close()
+	require.Equal(t, http.StatusOK, revoke.StatusCode)
+	require.Eventually(t, func() bool {
+		return mcpRequest(t, everything, run.Tokens.AccessToken).StatusCode == http.StatusUnauthorized
+	}, 15*time.Second, 250*time.Millisecond)
+}
+
+// checkCORS plays a browser client on another origin (MCP Inspector): the preflight is answered without a token, and
+// the headers the client must read are exposed on a 401 and on an initialize.
+func checkCORS(t *testing.T, mcpURL, token string) {
+	t.Helper()
+	const origin = "http://localhost:6274"
+	pre, _ := http.NewRequest(http.MethodOptions, mcpURL, nil)
+	pre.Header.Set("Origin", origin)
+	pre.Header.Set("Access-Control-Request-Method", "POST")
+	pre.Header.Set("Access-Control-Request-Headers", "authorization,content-type,mcp-protocol-version,mcp-session-id")
+	resp, err := devstack.Client().Do(pre)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Less(t, resp.StatusCode, 300, "preflight answered")
+	assert.Contains(t, []string{"*", origin}, resp.Header.Get("Access-Control-Allow-Origin"))
+	allowed := strings.ToLower(resp.Header.Get("Access-Control-Allow-Headers"))
+	for _, h := range []string{"authorization", "content-type", "mcp-protocol-version", "mcp-session-id"} {
+		assert.Contains(t, allowed, h, "preflight allows %s", h)
+	}
+
+	post := func(token string) *http.Response {
+		req, _ := http.NewRequest(http.MethodPost, mcpURL, strings.NewReader(
+			`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"browser","version":"1"}}}`))
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := devstack.Client().Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp
+	}
+	resp = post("")
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	assert.Contains(t, resp.Header.Get("Access-Control-Expose-Headers"), "WWW-Authenticate")
+	assert.NotEmpty(t, resp.Header.Get("Access-Control-Allow-Origin"))
+	resp = post(token)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.NotEmpty(t, resp.Header.Get("Mcp-Session-Id"))
+	assert.Contains(t, resp.Header.Get("Access-Control-Expose-Headers"), "Mcp-Session-Id")
+	assert.Equal(t, 1, len(resp.Header.Values("Access-Control-Allow-Origin")), "one Access-Control-Allow-Origin header")
+}
+
+func getJSON(t *testing.T, u string, v any) {
+	t.Helper()
+	resp, err := devstack.Client().Get(u)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, u)
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(v))
 }

@@ -1,6 +1,7 @@
 // Command devstack runs the whole gateway locally for development: Traefik with the plugin, the authorization
 // server on its embedded store, a fake GitHub that logs in a dev user, and MCP servers behind streamproxy, at
-// http://localhost:8080/<service>/mcp. `go tool task dev` runs it; Ctrl-C stops everything.
+// http://localhost:8080/<service>/mcp (or http://<service>.localhost:8080/mcp with -layout subdomain).
+// `go tool task dev` runs it; Ctrl-C stops everything.
 package main
 
 import (
@@ -18,6 +19,8 @@ import (
 
 func main() {
 	port := flag.Int("port", envInt("DEVSTACK_PORT", 8080), "public port of the gateway (env DEVSTACK_PORT)")
+	layout := flag.String("layout", envString("DEVSTACK_LAYOUT", "path"),
+		"routing layout: path (localhost:PORT/<service>/mcp) or subdomain (<service>.localhost:PORT/mcp) (env DEVSTACK_LAYOUT)")
 	flag.Parse()
 	root, err := os.Getwd()
 	if err != nil {
@@ -34,7 +37,7 @@ func main() {
 	}
 	fmt.Println("Starting the MCP OAuth Gateway dev stack (first start builds the binaries)...")
 	s, err := devstack.Start(ctx, devstack.Options{
-		Root: root, Port: *port, DataDir: filepath.Join(root, ".cache", "dev"), Log: os.Stderr,
+		Root: root, Port: *port, DataDir: filepath.Join(root, ".cache", "dev"), Log: os.Stderr, Layout: *layout,
 		Services: []devstack.Service{{Name: "everything", Command: []string{"node", everything}}},
 	})
 	if err != nil {
@@ -56,8 +59,19 @@ Connect a client:
 
 State is kept in .cache/dev. Press Ctrl-C to stop.
 `, u, s.Issuer, u, u, u)
+	if *layout == "subdomain" {
+		fmt.Println("Subdomain layout: browsers resolve *.localhost to this machine; other programs may need /etc/hosts entries for" +
+			" auth.localhost and everything.localhost.")
+	}
 	<-ctx.Done()
 	fmt.Println("\nStopping...")
+}
+
+func envString(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }
 
 func envInt(name string, def int) int {

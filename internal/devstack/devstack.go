@@ -1,6 +1,7 @@
 // Package devstack runs the whole gateway on one machine, on loopback, without Docker: Traefik with the plugin as a
 // local plugin, the authorization server (embedded store or Redis), the fake GitHub, and one streamproxy per MCP
-// server, in the path-based layout (http://localhost:PORT/<service>/mcp). cmd/devstack and the end-to-end tests use it.
+// server, in either routing layout of traefik/dynamic/gateway.yml (the dynamic configuration users deploy).
+// cmd/devstack and the end-to-end tests use it.
 package devstack
 
 import (
@@ -10,9 +11,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -34,13 +37,17 @@ type Options struct {
 	DataDir      string // state and generated config
 	RedisURL     string // empty: the embedded store in DataDir
 	AllowedUsers string // GitHub logins allowed in; default the fake GitHub's dev user
-	Services     []Service
-	Log          io.Writer // where the processes' output goes
+	// Layout is "path" (default: http://localhost:PORT/<service>/mcp, the authserver on the same origin) or
+	// "subdomain" (http://<service>.localhost:PORT/mcp, the authserver at http://auth.localhost:PORT). Browsers
+	// resolve *.localhost to loopback by themselves; other clients need Client() or a resolver that does.
+	Layout   string
+	Services []Service
+	Log      io.Writer // where the processes' output goes
 }
 
 // Stack is a running gateway.
 type Stack struct {
-	Issuer   string
+	Issuer   string            // the authorization server's public URL
 	URLs     map[string]string // service name -> MCP URL
 	procs    []*proc
 	opts     Options
@@ -73,7 +80,16 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		o.AllowedUsers = "dev-user"
 	}
 	s := &Stack{opts: o, bin: filepath.Join(o.Root, ".cache", "bin"), URLs: map[string]string{}, internal: map[string]int{}}
-	s.Issuer = fmt.Sprintf("http://localhost:%d", o.Port)
+	switch o.Layout {
+	case "", "path":
+		o.Layout = "path"
+		s.Issuer = fmt.Sprintf("http://localhost:%d", o.Port)
+	case "subdomain":
+		s.Issuer = fmt.Sprintf("http://auth.localhost:%d", o.Port)
+	default:
+		return nil, fmt.Errorf("layout %q: want path or subdomain", o.Layout)
+	}
+	s.opts = o
 	traefik := filepath.Join(s.bin, "traefik")
 	if _, err := os.Stat(traefik); err != nil {
 		return nil, fmt.Errorf("no Traefik binary at %s: run `go tool task deps` first", traefik)
@@ -109,6 +125,9 @@ func (s *Stack) startAll(ctx context.Context) error {
 	var resources []string
 	for _, svc := range o.Services {
 		u := fmt.Sprintf("%s/%s/mcp", s.Issuer, svc.Name)
+		if o.Layout == "subdomain" {
+			u = fmt.Sprintf("http://%s.localhost:%d/mcp", svc.Name, o.Port)
+		}
 		resources = append(resources, u)
 		s.URLs[svc.Name] = u
 	}
@@ -141,20 +160,27 @@ func (s *Stack) startAll(ctx context.Context) error {
 		backends[svc.Name] = fmt.Sprintf("http://127.0.0.1:%d", port)
 	}
 	dir := filepath.Join(o.DataDir, "traefik")
-	if err := s.writeTraefikConfig(dir, backends); err != nil {
+	env, err := s.writeTraefikConfig(dir, backends)
+	if err != nil {
 		return err
 	}
 	tr := exec.CommandContext(ctx, filepath.Join(s.bin, "traefik"), "--configFile="+filepath.Join(dir, "traefik.yml"))
 	tr.Dir = dir // local plugins load from ./plugins-local
+	tr.Env = append(os.Environ(), env...)
 	if err := s.start("traefik", tr); err != nil {
 		return err
 	}
 	// Ready when the plugin serves the protected-resource metadata (so the plugin compiled) for every service.
 	deadline := time.Now().Add(60 * time.Second)
+	client := Client()
 	for _, svc := range o.Services {
-		u := fmt.Sprintf("%s/.well-known/oauth-protected-resource/%s/mcp", s.Issuer, svc.Name)
+		u, err := url.Parse(s.URLs[svc.Name])
+		if err != nil {
+			return err
+		}
+		u.Path = "/.well-known/oauth-protected-resource" + u.Path
 		for {
-			resp, err := http.Get(u)
+			resp, err := client.Get(u.String())
 			if err == nil {
 				resp.Body.Close()
 				if resp.StatusCode == http.StatusOK {
@@ -162,7 +188,7 @@ func (s *Stack) startAll(ctx context.Context) error {
 				}
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("traefik did not serve %s within a minute (see its log)", u)
+				return fmt.Errorf("traefik did not serve %s within a minute (see its log)", u.String())
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
@@ -170,28 +196,30 @@ func (s *Stack) startAll(ctx context.Context) error {
 	return nil
 }
 
-// writeTraefikConfig writes the static and dynamic configuration and assembles the local plugin from plugin/.
-func (s *Stack) writeTraefikConfig(dir string, backends map[string]string) error {
+// writeTraefikConfig writes the static configuration, assembles the local plugin from plugin/, and returns the
+// environment that renders traefik/dynamic/gateway.yml (the dynamic configuration users deploy) for this stack.
+func (s *Stack) writeTraefikConfig(dir string, backends map[string]string) ([]string, error) {
 	mod := filepath.Join(dir, "plugins-local", "src", "github.com", "mcp-oauth-gateway", "gateway")
 	if err := os.RemoveAll(filepath.Join(dir, "plugins-local")); err != nil {
-		return err
+		return nil, err
 	}
 	if err := os.MkdirAll(filepath.Join(mod, "plugin"), 0o755); err != nil {
-		return err
+		return nil, err
 	}
 	for _, f := range []string{".traefik.yml", "go.mod"} {
 		if err := copyFile(filepath.Join(s.opts.Root, f), filepath.Join(mod, f)); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	srcs, _ := filepath.Glob(filepath.Join(s.opts.Root, "plugin", "*.go"))
 	for _, f := range srcs {
 		if !strings.HasSuffix(f, "_test.go") {
 			if err := copyFile(f, filepath.Join(mod, "plugin", filepath.Base(f))); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
+	// Access logs go to stdout like in production (headers dropped), so tests can check what they record.
 	static := fmt.Sprintf(`# Generated by the dev stack.
 global:
   checkNewVersion: false
@@ -206,36 +234,42 @@ experimental:
   localPlugins:
     mcpoauth:
       moduleName: github.com/mcp-oauth-gateway/gateway
+accessLog:
+  fields:
+    headers:
+      defaultMode: drop
 log:
   level: WARN
-`, s.opts.Port, filepath.Join(dir, "dynamic.yml"))
-	var b strings.Builder
-	b.WriteString("# Generated by the dev stack: the path-based layout on one origin.\nhttp:\n  routers:\n")
-	b.WriteString(fmt.Sprintf("    authserver:\n      rule: \"PathPrefix(`/`)\"\n      priority: 1\n      service: authserver\n"))
-	for _, svc := range s.opts.Services {
-		n := svc.Name
-		b.WriteString(fmt.Sprintf("    %s:\n      rule: \"PathPrefix(`/%s/`) || Path(`/.well-known/oauth-protected-resource/%s/mcp`)\"\n", n, n, n))
-		b.WriteString(fmt.Sprintf("      middlewares: [%s-auth, %s-strip]\n      service: %s\n", n, n, n))
-	}
-	b.WriteString("  middlewares:\n")
-	for _, svc := range s.opts.Services {
-		n := svc.Name
-		b.WriteString(fmt.Sprintf("    %s-auth:\n      plugin:\n        mcpoauth:\n          issuer: %q\n          resource: %q\n          resourceName: %q\n",
-			n, s.Issuer, s.URLs[n], n+" (dev gateway)"))
-		// The plugin fetches keys and the revocation feed from the authserver directly, not through Traefik.
-		b.WriteString(fmt.Sprintf("          jwksUrl: \"http://127.0.0.1:%d/.well-known/jwks.json\"\n", s.internal["authserver"]))
-		b.WriteString(fmt.Sprintf("          revocationFeedUrl: \"http://127.0.0.1:%d/revocations\"\n", s.internal["authserver"]))
-		b.WriteString(fmt.Sprintf("    %s-strip:\n      stripPrefix:\n        prefixes: [\"/%s\"]\n", n, n))
-	}
-	b.WriteString("  services:\n")
-	b.WriteString(fmt.Sprintf("    authserver:\n      loadBalancer:\n        passHostHeader: true\n        servers: [{url: \"http://127.0.0.1:%d\"}]\n", s.internal["authserver"]))
-	for _, svc := range s.opts.Services {
-		b.WriteString(fmt.Sprintf("    %s:\n      loadBalancer:\n        servers: [{url: %q}]\n", svc.Name, backends[svc.Name]))
-	}
+`, s.opts.Port, filepath.Join(s.opts.Root, "traefik", "dynamic", "gateway.yml"))
 	if err := os.WriteFile(filepath.Join(dir, "traefik.yml"), []byte(static), 0o644); err != nil {
-		return err
+		return nil, err
 	}
-	return os.WriteFile(filepath.Join(dir, "dynamic.yml"), []byte(b.String()), 0o644)
+	env := []string{
+		"GATEWAY_LAYOUT=" + s.opts.Layout, "GATEWAY_DOMAIN=localhost", "GATEWAY_SCHEME=http",
+		fmt.Sprintf("GATEWAY_PORT=%d", s.opts.Port), "GATEWAY_ENTRYPOINT=web", "GATEWAY_CERT_RESOLVER=none",
+		fmt.Sprintf("AUTHSERVER_URL=http://127.0.0.1:%d", s.internal["authserver"]),
+	}
+	var names []string
+	for _, svc := range s.opts.Services {
+		names = append(names, svc.Name)
+		env = append(env, fmt.Sprintf("MCP_%s_URL=%s", strings.ToUpper(strings.ReplaceAll(svc.Name, "-", "_")), backends[svc.Name]))
+	}
+	return append(env, "MCP_SERVICES="+strings.Join(names, ",")), nil
+}
+
+// Client is an HTTP client that resolves localhost and every *.localhost name to 127.0.0.1, as browsers do
+// (RFC 6761), so that Go code can reach the subdomain layout without /etc/hosts entries.
+func Client() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	dial := t.DialContext
+	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, port, err := net.SplitHostPort(addr)
+		if err == nil && (host == "localhost" || strings.HasSuffix(host, ".localhost")) {
+			addr = net.JoinHostPort("127.0.0.1", port)
+		}
+		return dial(ctx, network, addr)
+	}
+	return &http.Client{Transport: t}
 }
 
 func copyFile(from, to string) error {
@@ -301,6 +335,21 @@ func (s *Stack) Stop() {
 
 // Restart stops one component and starts it again with the same command line (for restart tests).
 func (s *Stack) Restart(ctx context.Context, name, ready string) error {
+	return s.restart(ctx, name, ready, nil)
+}
+
+// SetAllowedUsers restarts the authorization server with another allow list of GitHub logins.
+func (s *Stack) SetAllowedUsers(ctx context.Context, users string) error {
+	return s.restart(ctx, "authserver", "authserver listening", func(args []string) {
+		for i, a := range args[:len(args)-1] {
+			if a == "--allowed-github-users" {
+				args[i+1] = users
+			}
+		}
+	})
+}
+
+func (s *Stack) restart(ctx context.Context, name, ready string, edit func(args []string)) error {
 	for i, p := range s.procs {
 		if p.name != name {
 			continue
@@ -308,7 +357,11 @@ func (s *Stack) Restart(ctx context.Context, name, ready string) error {
 		_ = p.cmd.Process.Signal(syscall.SIGTERM)
 		_ = p.cmd.Wait()
 		s.procs = append(s.procs[:i], s.procs[i+1:]...)
-		return s.run(ctx, name, p.cmd.Args, nil, ready)
+		args := slices.Clone(p.cmd.Args)
+		if edit != nil {
+			edit(args)
+		}
+		return s.run(ctx, name, args, nil, ready)
 	}
 	return errors.New("no component named " + name)
 }

@@ -2,7 +2,8 @@
 // discovers the metadata, registers, authorizes with PKCE and resource, logs in through the (fake) GitHub, approves
 // the consent page, gets tokens, initializes, lists and calls tools, and refreshes. The browser part is driven
 // headlessly with fetch. Usage: node e2e-client.mjs <mcp-url> [tool] [json-args] [spoofed-user-id]
-// Prints one JSON object: the tool result, the tools listed, and the tokens (for the test to revoke).
+// Prints one JSON object: the tool result, the tools listed, the tokens (for the test to revoke), and every secret
+// the flow handled (for the test to check that no log recorded one).
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
@@ -29,6 +30,9 @@ class Provider {
   codeVerifier() { return this.verifier; }
 }
 
+// Secrets the browser part handles besides the tokens: the GitHub code, the authorization code, cookie values.
+const seen = { githubCodes: [], codes: [], cookies: [] };
+
 // browse follows the authorization URL like a browser: redirects, cookies, and the consent form (approved).
 async function browse(start, state) {
   const cookies = new Map();
@@ -44,10 +48,13 @@ async function browse(start, state) {
       const [k, v] = pair.split('=');
       if (!cookies.has(host)) cookies.set(host, new Map());
       cookies.get(host).set(k.trim(), v);
+      if (v && v.length >= 16) seen.cookies.push(v); // shorter values are not secrets (flags, names)
     }
     if (res.status >= 300 && res.status < 400) {
       const next = new URL(res.headers.get('location'), url);
+      if (next.pathname === '/github/callback' && next.searchParams.get('code')) seen.githubCodes.push(next.searchParams.get('code'));
       if (next.toString().startsWith(redirectUrl)) {
+        if (next.searchParams.get('code')) seen.codes.push(next.searchParams.get('code'));
         if (next.searchParams.get('error')) throw new Error(`authorization failed: ${next.searchParams.get('error_description')}`);
         if (next.searchParams.get('state') !== state) throw new Error('state not carried through');
         return next.searchParams.get('code');
@@ -96,6 +103,7 @@ await client.close();
 
 // Refresh: with a useless access token the SDK gets a 401 and refreshes with its refresh token, no browser involved.
 const firstRefresh = provider.tokens_.refresh_token;
+const firstAccessToken = provider.tokens_.access_token;
 provider.tokens_ = { ...provider.tokens_, access_token: 'expired' };
 client = new Client({ name: 'e2e', version: '1.0.0' });
 await client.connect(transport(provider));
@@ -106,4 +114,5 @@ console.log(JSON.stringify({
   authorizationUrl: authUrl.toString(), tools, result, again,
   refreshed: provider.tokens_.refresh_token !== firstRefresh,
   clientId: provider.client.client_id, tokens: provider.tokens_,
+  secrets: { ...seen, codeVerifier: provider.verifier, firstRefreshToken: firstRefresh, firstAccessToken },
 }));
