@@ -86,12 +86,21 @@ func TestComposeDeployment(t *testing.T) {
 		assert.Equal(t, []string{m}, s.Profiles)
 		router := strings.ReplaceAll(m, "-", "")
 		assert.Equal(t, "Host(`"+m+".example.com`)", s.Labels["traefik.http.routers."+router+".rule"])
-		assert.Equal(t, router+"-auth", s.Labels["traefik.http.routers."+router+".middlewares"])
+		assert.Equal(t, "mcp-cors,"+router+"-auth", s.Labels["traefik.http.routers."+router+".middlewares"])
 		prefix := "traefik.http.middlewares." + router + "-auth.plugin.mcpoauth."
 		assert.Equal(t, env["AUTHSERVER_ISSUER"], s.Labels[prefix+"issuer"], "the plugin trusts the authserver's issuer")
 		assert.Equal(t, "https://"+m+".example.com/mcp", s.Labels[prefix+"resource"])
 		assert.True(t, slices.Contains(s.Command, "--"), "streamproxy runs the server after --")
 	}
+
+	// CORS for browser clients, and GitHub's code (in the callback's query) kept out of the access log.
+	labels := auth.Labels
+	assert.Contains(t, labels["traefik.http.middlewares.mcp-cors.headers.accesscontrolallowheaders"], "MCP-Protocol-Version")
+	assert.Contains(t, labels["traefik.http.middlewares.mcp-cors.headers.accesscontrolexposeheaders"], "WWW-Authenticate")
+	assert.Contains(t, labels["traefik.http.middlewares.mcp-cors.headers.accesscontrolexposeheaders"], "Mcp-Session-Id")
+	assert.Equal(t, "*", labels["traefik.http.middlewares.mcp-cors.headers.accesscontrolalloworiginlist"])
+	assert.Contains(t, labels["traefik.http.routers.authserver-private.rule"], "Path(`/github/callback`)")
+	assert.Equal(t, "false", labels["traefik.http.routers.authserver-private.observability.accesslogs"])
 
 	traefik := p.Services["traefik"]
 	cmd := strings.Join(traefik.Command, " ")
