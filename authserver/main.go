@@ -31,9 +31,11 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/admin"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/github"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/metrics"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/oauth"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/backend"
+	"github.com/mcp-oauth-gateway/gateway/internal/observe"
 )
 
 func main() {
@@ -53,7 +55,7 @@ type settings struct {
 	registerBurst                                                        int
 	trustedProxies                                                       string
 	activateAfter                                                        time.Duration
-	logFormat                                                            string
+	logFormat, metricsListen                                             string
 	store                                                                backend.Config
 	redisAddrs                                                           string
 }
@@ -91,7 +93,8 @@ func flags(s *settings) *flag.FlagSet {
 	fs.StringVar(&s.trustedProxies, "trusted-proxies", "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16",
 		"comma-separated CIDRs whose X-Forwarded-For is believed (the reverse proxy in front)")
 	fs.DurationVar(&s.activateAfter, "activate-after", 10*time.Minute, "rotate-keys: how long a new key is published before it signs")
-	fs.StringVar(&s.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&s.logFormat, "log-format", "auto", "log format: text, json, or auto (json unless stderr is a terminal)")
+	fs.StringVar(&s.metricsListen, "metrics-listen", "", "address of a separate listener serving Prometheus metrics at /metrics, e.g. :9090 (empty: off)")
 	fs.StringVar(&s.store.RedisURL, "redis-url", "", "Redis URL (redis://, rediss:// for TLS, ?master_name= for Sentinel); empty: the embedded store")
 	fs.StringVar(&s.redisAddrs, "redis-addrs", "", "comma-separated Redis Cluster nodes or Sentinels, instead of --redis-url")
 	fs.StringVar(&s.store.RedisMasterName, "redis-master-name", "", "Sentinel master name (with --redis-addrs)")
@@ -119,7 +122,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 		if err := fromEnv(fs); err != nil {
 			return err
 		}
-		log := newLogger("text", stderr)
+		log, err := observe.NewLogger("text", stderr)
+		if err != nil {
+			return err
+		}
 		return admin.Run(context.Background(), append([]string{cmd}, args...), func(ctx context.Context) (store.Store, error) {
 			return openStore(ctx, &s, log)
 		}, stdout)
@@ -133,7 +139,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err := fromEnv(fs); err != nil {
 		return err
 	}
-	log := newLogger(s.logFormat, stderr)
+	log, err := observe.NewLogger(s.logFormat, stderr)
+	if err != nil {
+		return err
+	}
 	switch cmd {
 	case "serve":
 		return serve(&s, log)
@@ -180,13 +189,6 @@ func fromEnv(fs *flag.FlagSet) error {
 		}
 	})
 	return err
-}
-
-func newLogger(format string, w io.Writer) *slog.Logger {
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, nil))
-	}
-	return slog.New(slog.NewTextHandler(w, nil))
 }
 
 func openStore(ctx context.Context, s *settings, log *slog.Logger) (store.Store, error) {
@@ -267,6 +269,8 @@ func serve(s *settings, log *slog.Logger) error {
 	if err := km.Ensure(ctx); err != nil {
 		return err
 	}
+	reg := observe.NewRegistry()
+	m := metrics.New(reg)
 	resources, patterns := split(s.resources), split(s.resourcePatterns)
 	if len(resources) == 0 && len(patterns) == 0 {
 		// The path-based layout on the issuer's own origin: every /<service>/mcp there.
@@ -284,10 +288,15 @@ func serve(s *settings, log *slog.Logger) error {
 		CodeTTL: s.codeTTL, AccessTTL: s.accessTTL, RefreshTTL: s.refreshTTL, ClientTTL: s.clientTTL,
 		AuthRequestTTL: s.authTTL, ConsentTTL: s.consentTTL,
 		RegisterPerMinute: s.registerPerMinute, RegisterBurst: s.registerBurst, TrustedProxies: proxies,
-		FeedPollInterval: 5 * time.Second,
+		FeedPollInterval: 5 * time.Second, Metrics: m,
 	}, st, km, gh, log)
 	if err != nil {
 		return err
+	}
+	if s.metricsListen != "" {
+		if _, err := observe.ServeMetrics(ctx, s.metricsListen, reg, log); err != nil {
+			return err
+		}
 	}
 	go purgeLoop(ctx, st, log)
 
@@ -295,7 +304,7 @@ func serve(s *settings, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+	hs := &http.Server{Handler: observe.Handler(srv.Handler(), log, observe.NewMetrics(reg, "authserver")), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 	go func() {
 		<-ctx.Done()

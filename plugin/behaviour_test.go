@@ -120,6 +120,34 @@ func withClaims(f *fixture, kid string, edit func(jwt.MapClaims)) map[string][]s
 
 var behaviourCases = []behaviourCase{
 	{
+		name: "a request without an id gets one, on the refusal too", status: 401,
+		headers: func(f *fixture) map[string][]string { return nil },
+		check: func(t *testing.T, f *fixture, rec *httptest.ResponseRecorder, be *backend) {
+			assert.Regexp(t, `^[0-9a-f]{12}-[0-9a-z]+$`, rec.Header().Get("X-Request-Id"))
+		},
+	},
+	{
+		name: "the client's request id reaches the backend; one is made when absent", status: 200,
+		headers: func(f *fixture) map[string][]string {
+			h := bearer(f.iss.sign("es", f.iss.claims(testResource)))
+			h["X-Request-Id"] = []string{"client-id-42"}
+			return h
+		},
+		check: func(t *testing.T, f *fixture, rec *httptest.ResponseRecorder, be *backend) {
+			_, h := be.seen()
+			assert.Equal(t, []string{"client-id-42"}, h.Values("X-Request-Id"))
+			assert.Empty(t, rec.Header().Values("X-Request-Id"), "the backend's answer carries the id, not the plugin")
+		},
+	},
+	{
+		name: "a passed request without an id gets a fresh one", status: 200,
+		headers: func(f *fixture) map[string][]string { return bearer(f.iss.sign("es", f.iss.claims(testResource))) },
+		check: func(t *testing.T, f *fixture, rec *httptest.ResponseRecorder, be *backend) {
+			_, h := be.seen()
+			assert.Regexp(t, `^[0-9a-f]{12}-[0-9a-z]+$`, h.Get("X-Request-Id"))
+		},
+	},
+	{
 		name: "no token gets the bare challenge", status: 401,
 		headers: func(f *fixture) map[string][]string { return nil },
 		check: func(t *testing.T, f *fixture, rec *httptest.ResponseRecorder, be *backend) {

@@ -81,6 +81,9 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 // the precomputed header writes, and everything else lives in serveSlow.
 func (m *Middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := r.Header
+	if _, ok := h[requestIDHeader]; !ok {
+		h[requestIDHeader] = []string{requestIDs.next()}
+	}
 	if a := h["Authorization"]; len(a) == 1 {
 		if v, ok := m.cache.hot.Load(a[0]); ok && !m.prmPaths[r.URL.Path] {
 			for _, op := range v.([]headerOp) {
@@ -104,7 +107,7 @@ func (m *Middleware) serveSlow(w http.ResponseWriter, r *http.Request) {
 	if e == nil {
 		var err error
 		if e, err = m.verify(strings.TrimLeft(auth[0][7:], " "), now); err != nil {
-			m.reject(w, err)
+			m.reject(w, r, err)
 			return
 		}
 		m.cache.put(auth[0], e, now.Unix())
@@ -112,7 +115,7 @@ func (m *Middleware) serveSlow(w http.ResponseWriter, r *http.Request) {
 		// before the put: look again so the entry cannot outlive it.
 		if !m.st.stillValid(e.jti, e.kid) {
 			m.cache.remove(auth[0])
-			m.reject(w, errRevokedOrRetired)
+			m.reject(w, r, errRevokedOrRetired)
 			return
 		}
 	}
@@ -142,40 +145,40 @@ func (m *Middleware) serveOther(w http.ResponseWriter, r *http.Request) {
 	}
 	auth := h.Values("Authorization")
 	if len(auth) == 0 {
-		m.deny(w, http.StatusUnauthorized, m.challenge, "", "this MCP server needs an OAuth access token: authorize with the server named in resource_metadata")
+		m.deny(w, r, http.StatusUnauthorized, m.challenge, "", "this MCP server needs an OAuth access token: authorize with the server named in resource_metadata")
 		return
 	}
 	if len(auth) > 1 {
-		m.deny(w, http.StatusBadRequest, m.errorChallenge("invalid_request", "send one Authorization header"), "invalid_request", "send one Authorization header")
+		m.deny(w, r, http.StatusBadRequest, m.errorChallenge("invalid_request", "send one Authorization header"), "invalid_request", "send one Authorization header")
 		return
 	}
 	scheme, tok, _ := strings.Cut(auth[0], " ")
 	if !strings.EqualFold(scheme, "Bearer") {
 		// RFC 6750 §3.1: a request with no usable credentials gets the bare challenge.
-		m.deny(w, http.StatusUnauthorized, m.challenge, "", "this MCP server accepts Bearer tokens only (RFC 6750)")
+		m.deny(w, r, http.StatusUnauthorized, m.challenge, "", "this MCP server accepts Bearer tokens only (RFC 6750)")
 		return
 	}
 	if strings.TrimLeft(tok, " ") == "" {
-		m.deny(w, http.StatusBadRequest, m.errorChallenge("invalid_request", "the Bearer token is empty"), "invalid_request", "the Bearer token is empty")
+		m.deny(w, r, http.StatusBadRequest, m.errorChallenge("invalid_request", "the Bearer token is empty"), "invalid_request", "the Bearer token is empty")
 		return
 	}
 	// "Bearer" followed by a tab or such: not a form this server reads.
-	m.deny(w, http.StatusBadRequest, m.errorChallenge("invalid_request", "malformed Authorization header"), "invalid_request", "malformed Authorization header")
+	m.deny(w, r, http.StatusBadRequest, m.errorChallenge("invalid_request", "malformed Authorization header"), "invalid_request", "malformed Authorization header")
 }
 
 // reject answers a token that failed verification: 503 while keys are missing, else 401 invalid_token.
-func (m *Middleware) reject(w http.ResponseWriter, err error) {
+func (m *Middleware) reject(w http.ResponseWriter, r *http.Request, err error) {
 	if err == errKeysNotReady {
-		m.unavailable(w)
+		m.unavailable(w, r)
 		return
 	}
-	m.deny(w, http.StatusUnauthorized, m.errorChallenge("invalid_token", err.Error()), "invalid_token", err.Error())
+	m.deny(w, r, http.StatusUnauthorized, m.errorChallenge("invalid_token", err.Error()), "invalid_token", err.Error())
 }
 
 // pass applies a verdict: 403 for a token without the needed scopes, else the identity headers and the next handler.
 func (m *Middleware) pass(w http.ResponseWriter, r *http.Request, e *cacheEntry) {
 	if e.denied {
-		m.deny(w, http.StatusForbidden, e.challenge, "insufficient_scope", e.desc)
+		m.deny(w, r, http.StatusForbidden, e.challenge, "insufficient_scope", e.desc)
 		return
 	}
 	h := r.Header
@@ -296,8 +299,9 @@ func descSafe(v string) string {
 }
 
 // deny writes an error answer with its challenge. Browsers may read WWW-Authenticate (MCP clients run in them too).
-func (m *Middleware) deny(w http.ResponseWriter, status int, challenge, code, desc string) {
+func (m *Middleware) deny(w http.ResponseWriter, r *http.Request, status int, challenge, code, desc string) {
 	wh := w.Header()
+	wh[requestIDHeader] = r.Header[requestIDHeader]
 	wh.Set("WWW-Authenticate", challenge)
 	wh.Set("Access-Control-Allow-Origin", "*")
 	wh.Set("Access-Control-Expose-Headers", "WWW-Authenticate")
@@ -311,8 +315,9 @@ func (m *Middleware) deny(w http.ResponseWriter, status int, challenge, code, de
 	_, _ = w.Write(body)
 }
 
-func (m *Middleware) unavailable(w http.ResponseWriter) {
+func (m *Middleware) unavailable(w http.ResponseWriter, r *http.Request) {
 	wh := w.Header()
+	wh[requestIDHeader] = r.Header[requestIDHeader]
 	wh.Set("Retry-After", "2")
 	wh.Set("Access-Control-Allow-Origin", "*")
 	wh.Set("Cache-Control", "no-store")

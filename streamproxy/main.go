@@ -14,7 +14,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -23,6 +22,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mcp-oauth-gateway/gateway/internal/observe"
+	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/metrics"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/transport"
 )
@@ -61,7 +64,8 @@ func run(args []string) error {
 	keepAlive := fs.Duration("keepalive", 15*time.Second, "interval of SSE keep-alive comments")
 	backlog := fs.Int("backlog", 256, "server-initiated events kept per session for Last-Event-ID resumption")
 	maxBody := fs.Int64("max-body", 4<<20, "largest POST body in bytes")
-	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logFormat := fs.String("log-format", "auto", "log format: text, json, or auto (json unless stderr is a terminal)")
+	metricsListen := fs.String("metrics-listen", "", "address of a separate listener serving Prometheus metrics at /metrics, e.g. :9090 (empty: off)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: streamproxy [flags] -- <command> [args...]\n\nEvery flag also reads STREAMPROXY_<FLAG>.")
 		fs.PrintDefaults()
@@ -81,11 +85,11 @@ func run(args []string) error {
 		return errors.New("no MCP server command given after --")
 	}
 
-	var handler slog.Handler = slog.NewTextHandler(os.Stderr, nil)
-	if *logFormat == "json" {
-		handler = slog.NewJSONHandler(os.Stderr, nil)
+	log, err := observe.NewLogger(*logFormat, os.Stderr)
+	if err != nil {
+		return err
 	}
-	log := slog.New(handler)
+	reg := observe.NewRegistry()
 
 	mcp := transport.New(transport.Config{
 		Command:        session.Command{Path: command[0], Args: command[1:], Env: session.Env(childEnv), Dir: *workdir},
@@ -98,7 +102,10 @@ func run(args []string) error {
 		Backlog:        *backlog,
 		MaxBody:        *maxBody,
 		Logger:         log,
+		Metrics:        metrics.New(reg),
 	})
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "streamproxy", Name: "sessions_active",
+		Help: "MCP sessions open now."}, func() float64 { return float64(mcp.Sessions()) }))
 	mux := http.NewServeMux()
 	mux.Handle(*path, mcp)
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
@@ -110,9 +117,14 @@ func run(args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: observe.Handler(mux, log, observe.NewMetrics(reg, "streamproxy")), ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if *metricsListen != "" {
+		if _, err := observe.ServeMetrics(ctx, *metricsListen, reg, log); err != nil {
+			return err
+		}
+	}
 	go func() {
 		<-ctx.Done()
 		log.Info("shutting down: ending sessions")

@@ -35,7 +35,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		s.storeFailedPage(w, err)
+		s.storeFailedPage(w, r, err)
 		return
 	}
 	redirectURI := q.Get("redirect_uri")
@@ -89,7 +89,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		CreatedAt: now, ExpiresAt: now.Add(s.cfg.AuthRequestTTL),
 	}
 	if err := s.store.PutAuthRequest(r.Context(), ar); err != nil {
-		s.storeFailedPage(w, err)
+		s.storeFailedPage(w, r, err)
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: authCookie, Value: ar.ID, Path: "/", HttpOnly: true, Secure: s.secure,
@@ -135,7 +135,8 @@ func (s *Server) githubCallback(w http.ResponseWriter, r *http.Request) {
 	var denied *github.AccessDeniedError
 	switch {
 	case errors.As(err, &denied):
-		s.log.Info("login refused", "login", denied.Login, "reason", denied.Reason)
+		s.log.InfoContext(r.Context(), "login refused", "login", denied.Login, "reason", denied.Reason)
+		s.cfg.Metrics.Login("denied")
 		_ = s.store.DeleteAuthRequest(r.Context(), ar.ID)
 		s.render(w, http.StatusForbidden, deniedPage, map[string]any{
 			"Reason": denied.Reason,
@@ -143,14 +144,16 @@ func (s *Server) githubCallback(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	case err != nil:
-		s.log.Warn("GitHub login failed", "err", err)
+		s.log.WarnContext(r.Context(), "GitHub login failed", "err", err)
+		s.cfg.Metrics.Login("failed")
 		s.errorPage(w, http.StatusBadGateway, "GitHub login failed", "GitHub did not confirm the login. Go back to your application and try again.")
 		return
 	}
+	s.cfg.Metrics.Login("allowed")
 	ar.User = user
 	ar.CSRFToken = randomToken(24) // a fresh token for the consent form, now bound to this user
 	if err := s.store.PutAuthRequest(r.Context(), ar); err != nil {
-		s.storeFailedPage(w, err)
+		s.storeFailedPage(w, r, err)
 		return
 	}
 	client, err := s.store.GetClient(r.Context(), ar.ClientID)
@@ -216,7 +219,7 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
 		err := s.store.PutConsent(r.Context(), &store.Consent{UserID: ar.User.ID, ClientID: ar.ClientID, Scope: ar.Scope,
 			Resource: ar.Resource, GrantedAt: now, ExpiresAt: now.Add(s.cfg.ConsentTTL)})
 		if err != nil {
-			s.storeFailedPage(w, err)
+			s.storeFailedPage(w, r, err)
 			return
 		}
 	}
@@ -237,7 +240,7 @@ func (s *Server) boundRequest(w http.ResponseWriter, r *http.Request, id string)
 		return nil, false
 	}
 	if err != nil {
-		s.storeFailedPage(w, err)
+		s.storeFailedPage(w, r, err)
 		return nil, false
 	}
 	return ar, true
@@ -252,12 +255,12 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, ar *store.Aut
 		ExpiresAt: time.Now().Add(s.cfg.CodeTTL),
 	})
 	if err != nil {
-		s.storeFailedPage(w, err)
+		s.storeFailedPage(w, r, err)
 		return
 	}
 	_ = s.store.DeleteAuthRequest(r.Context(), ar.ID)
 	http.SetCookie(w, &http.Cookie{Name: authCookie, Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.secure})
-	s.log.Info("authorization granted", "client_id", ar.ClientID, "user", ar.User.Login, "resource", ar.Resource)
+	s.log.InfoContext(r.Context(), "authorization granted", "client_id", ar.ClientID, "user", ar.User.Login, "resource", ar.Resource)
 	params := url.Values{"code": {code}, "iss": {s.cfg.Issuer}}
 	if ar.State != "" {
 		params.Set("state", ar.State)
@@ -296,8 +299,9 @@ func withParams(redirectURI string, params url.Values) string {
 	return u.String()
 }
 
-func (s *Server) storeFailedPage(w http.ResponseWriter, err error) {
-	s.log.Error("store failure", "err", err)
+func (s *Server) storeFailedPage(w http.ResponseWriter, r *http.Request, err error) {
+	s.log.ErrorContext(r.Context(), "store failure", "err", err)
+	s.cfg.Metrics.StoreError("authorization page")
 	w.Header().Set("Retry-After", "5")
 	s.errorPage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "The authorization server cannot reach its storage. Try again in a moment.")
 }

@@ -216,11 +216,13 @@ func redirectAllowed(registered []string, requested string) bool {
 func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	if !s.allowRegistration(s.clientIP(r)) {
 		w.Header().Set("Retry-After", "60")
+		s.cfg.Metrics.Registration("rate_limited")
 		oauthError(w, http.StatusTooManyRequests, "temporarily_unavailable", "too many registrations from this address; try again in a minute")
 		return
 	}
 	m, err := s.readMetadata(w, r)
 	if err != nil {
+		s.cfg.Metrics.Registration("refused")
 		s.metadataFailed(w, err)
 		return
 	}
@@ -238,10 +240,11 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	c.RegistrationTokenHash = store.HashSecret(regToken)
 	applyMetadata(c, m)
 	if err := s.store.CreateClient(r.Context(), c); err != nil {
-		s.storeFailed(w, "create client", err)
+		s.storeFailed(w, r, "create client", err)
 		return
 	}
-	s.log.Info("client registered", "client_id", c.ID, "client_name", c.Name, "auth", c.TokenEndpointAuth)
+	s.cfg.Metrics.Registration("registered")
+	s.log.InfoContext(r.Context(), "client registered", "client_id", c.ID, "client_name", c.Name, "auth", c.TokenEndpointAuth)
 	resp := s.clientResponse(c)
 	if secret != "" {
 		resp["client_secret"] = secret
@@ -322,7 +325,7 @@ func (s *Server) managedClient(w http.ResponseWriter, r *http.Request) *store.Cl
 	}
 	c, err := s.store.GetClient(r.Context(), r.PathValue("id"))
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		s.storeFailed(w, "read client", err)
+		s.storeFailed(w, r, "read client", err)
 		return nil
 	}
 	if c == nil || subtle.ConstantTimeCompare([]byte(c.RegistrationTokenHash), []byte(store.HashSecret(tok))) != 1 ||
@@ -361,7 +364,7 @@ func (s *Server) updateClient(w http.ResponseWriter, r *http.Request) {
 	}
 	applyMetadata(c, m)
 	if err := s.store.UpdateClient(r.Context(), c); err != nil {
-		s.storeFailed(w, "update client", err)
+		s.storeFailed(w, r, "update client", err)
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
@@ -375,13 +378,14 @@ func (s *Server) deleteClient(w http.ResponseWriter, r *http.Request) {
 	}
 	// Revoke first: a client that is gone must leave no working token behind.
 	if _, err := s.store.RevokeClient(r.Context(), c.ID); err != nil {
-		s.storeFailed(w, "revoke client tokens", err)
+		s.storeFailed(w, r, "revoke client tokens", err)
 		return
 	}
 	if err := s.store.DeleteClient(r.Context(), c.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
-		s.storeFailed(w, "delete client", err)
+		s.storeFailed(w, r, "delete client", err)
 		return
 	}
-	s.log.Info("client deleted", "client_id", c.ID)
+	s.cfg.Metrics.Revoked("client_deleted")
+	s.log.InfoContext(r.Context(), "client deleted", "client_id", c.ID)
 	w.WriteHeader(http.StatusNoContent)
 }

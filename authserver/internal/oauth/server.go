@@ -25,7 +25,9 @@ import (
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/github"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/metrics"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
+	"github.com/mcp-oauth-gateway/gateway/internal/observe"
 )
 
 // Config is everything the handlers need to know about the deployment.
@@ -47,6 +49,8 @@ type Config struct {
 	RegisterBurst     int
 	TrustedProxies    []netip.Prefix // X-Forwarded-For is read only from these peers
 	FeedPollInterval  time.Duration
+
+	Metrics *metrics.Metrics // nil: not counted
 }
 
 // Server holds the handlers' dependencies.
@@ -161,7 +165,7 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
 func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
 	set, err := s.keys.JWKS(r.Context())
 	if err != nil {
-		s.storeFailed(w, "read signing keys", err)
+		s.storeFailed(w, r, "read signing keys", err)
 		return
 	}
 	w.Header().Set("Cache-Control", "public, max-age=300")
@@ -172,7 +176,7 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {
-		s.log.Warn("health: store unreachable", "err", err)
+		s.log.WarnContext(r.Context(), "health: store unreachable", "err", err)
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "store": "unreachable"})
 		return
 	}
@@ -181,13 +185,15 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 
 // oauthError is an RFC 6749 error response.
 func oauthError(w http.ResponseWriter, status int, code, description string) {
+	observe.Outcome(w, code)
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, status, map[string]string{"error": code, "error_description": description})
 }
 
 // storeFailed answers a failure of the store: 503, so clients retry instead of starting over.
-func (s *Server) storeFailed(w http.ResponseWriter, what string, err error) {
-	s.log.Error("store failure", "op", what, "err", err)
+func (s *Server) storeFailed(w http.ResponseWriter, r *http.Request, what string, err error) {
+	s.log.ErrorContext(r.Context(), "store failure", "op", what, "err", err)
+	s.cfg.Metrics.StoreError(what)
 	w.Header().Set("Retry-After", "5")
 	oauthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the authorization server's storage is unavailable; try again shortly")
 }

@@ -55,7 +55,7 @@ func (s *Server) authenticateClient(w http.ResponseWriter, r *http.Request) *sto
 		return nil
 	}
 	if err != nil {
-		s.storeFailed(w, "read client", err)
+		s.storeFailed(w, r, "read client", err)
 		return nil
 	}
 	if !c.ExpiresAt.IsZero() && time.Now().After(c.ExpiresAt) {
@@ -139,9 +139,10 @@ func (s *Server) exchangeCode(w http.ResponseWriter, r *http.Request, c *store.C
 	switch {
 	case errors.Is(err, store.ErrReused):
 		// OAuth 2.1 §4.1.3: a code used twice may have been stolen; revoke what its first use issued.
-		s.log.Warn("authorization code reused; revoking its grant", "client_id", rec.ClientID)
+		s.log.WarnContext(r.Context(), "authorization code reused; revoking its grant", "client_id", rec.ClientID)
+		s.cfg.Metrics.Revoked("code_reused")
 		if err := s.store.RevokeFamily(r.Context(), rec.FamilyID); err != nil {
-			s.storeFailed(w, "revoke family", err)
+			s.storeFailed(w, r, "revoke family", err)
 			return
 		}
 		oauthError(w, http.StatusBadRequest, "invalid_grant", "the authorization code was already used; its tokens are revoked")
@@ -150,7 +151,7 @@ func (s *Server) exchangeCode(w http.ResponseWriter, r *http.Request, c *store.C
 		oauthError(w, http.StatusBadRequest, "invalid_grant", "the authorization code is invalid or expired")
 		return
 	case err != nil:
-		s.storeFailed(w, "redeem code", err)
+		s.storeFailed(w, r, "redeem code", err)
 		return
 	}
 	if rec.ClientID != c.ID {
@@ -201,7 +202,7 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, c *store.Client
 		return
 	}
 	if err != nil {
-		s.storeFailed(w, "read refresh token", err)
+		s.storeFailed(w, r, "read refresh token", err)
 		return
 	}
 	if old.ClientID != c.ID {
@@ -210,9 +211,9 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, c *store.Client
 	}
 	// The allow rules may have changed since login: a user no longer allowed loses the whole grant.
 	if !s.github.Policy().MayRefresh(old.User.Login) {
-		s.log.Info("refresh refused: user no longer allowed", "login", old.User.Login)
+		s.log.InfoContext(r.Context(), "refresh refused: user no longer allowed", "login", old.User.Login)
 		if err := s.store.RevokeFamily(r.Context(), old.FamilyID); err != nil {
-			s.storeFailed(w, "revoke family", err)
+			s.storeFailed(w, r, "revoke family", err)
 			return
 		}
 		oauthError(w, http.StatusBadRequest, "invalid_grant", "GitHub user "+old.User.Login+" is no longer allowed to use this server")
@@ -238,9 +239,10 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, c *store.Client
 // replayed handles a refresh token presented after it was rotated: the family is revoked (OAuth 2.1 §4.3.1),
 // since either the client or an attacker holds a stolen token.
 func (s *Server) replayed(w http.ResponseWriter, r *http.Request, old *store.RefreshToken) {
-	s.log.Warn("refresh token replayed; revoking its grant", "client_id", old.ClientID)
+	s.log.WarnContext(r.Context(), "refresh token replayed; revoking its grant", "client_id", old.ClientID)
+	s.cfg.Metrics.Revoked("refresh_replayed")
 	if err := s.store.RevokeFamily(r.Context(), old.FamilyID); err != nil {
-		s.storeFailed(w, "revoke family", err)
+		s.storeFailed(w, r, "revoke family", err)
 		return
 	}
 	oauthError(w, http.StatusBadRequest, "invalid_grant", "the refresh token was already used; the grant is revoked, authorize again")
@@ -254,7 +256,7 @@ func (s *Server) issueTokens(w http.ResponseWriter, r *http.Request, c *store.Cl
 	now := time.Now()
 	access, jti, err := s.signAccess(ctx, c.ID, user, scope, resource, now)
 	if err != nil {
-		s.storeFailed(w, "sign access token", err)
+		s.storeFailed(w, r, "sign access token", err)
 		return
 	}
 	resp := map[string]any{"access_token": access, "token_type": "Bearer",
@@ -278,7 +280,7 @@ func (s *Server) issueTokens(w http.ResponseWriter, r *http.Request, c *store.Cl
 			}
 		}
 		if err != nil {
-			s.storeFailed(w, "store refresh token", err)
+			s.storeFailed(w, r, "store refresh token", err)
 			return
 		}
 		resp["refresh_token"] = refresh
@@ -286,9 +288,10 @@ func (s *Server) issueTokens(w http.ResponseWriter, r *http.Request, c *store.Cl
 	err = s.store.RecordAccess(ctx, &store.AccessToken{JTI: jti, FamilyID: family, ClientID: c.ID, UserID: user.ID,
 		Scope: scope, Resource: resource, IssuedAt: now, ExpiresAt: now.Add(s.cfg.AccessTTL)})
 	if err != nil {
-		s.storeFailed(w, "record access token", err)
+		s.storeFailed(w, r, "record access token", err)
 		return
 	}
+	s.cfg.Metrics.Issued(r.PostForm.Get("grant_type")) // one of the grant types the token endpoint accepted
 	writeJSON(w, http.StatusOK, resp)
 }
 
@@ -352,18 +355,20 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	if rt, err := s.store.GetRefresh(ctx, store.HashSecret(tok)); err == nil || errors.Is(err, store.ErrReused) {
 		if rt.ClientID == c.ID {
 			if err := s.store.RevokeFamily(ctx, rt.FamilyID); err != nil {
-				s.storeFailed(w, "revoke family", err)
+				s.storeFailed(w, r, "revoke family", err)
 				return
 			}
+			s.cfg.Metrics.Revoked("revoke_endpoint")
 		}
 	} else if !errors.Is(err, store.ErrNotFound) {
-		s.storeFailed(w, "read refresh token", err)
+		s.storeFailed(w, r, "read refresh token", err)
 		return
 	} else if claims, err := s.parseAccess(ctx, tok); err == nil && claims.ClientID == c.ID {
 		if err := s.store.RevokeAccess(ctx, claims.ID, claims.ExpiresAt.Time); err != nil {
-			s.storeFailed(w, "revoke access token", err)
+			s.storeFailed(w, r, "revoke access token", err)
 			return
 		}
+		s.cfg.Metrics.Revoked("revoke_endpoint")
 	}
 	w.WriteHeader(http.StatusOK)
 }
@@ -381,7 +386,7 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	if claims, err := s.parseAccess(ctx, tok); err == nil {
 		revoked, err := s.store.IsRevoked(ctx, claims.ID)
 		if err != nil {
-			s.storeFailed(w, "read revocations", err)
+			s.storeFailed(w, r, "read revocations", err)
 			return
 		}
 		if revoked || claims.ClientID != c.ID {
@@ -395,7 +400,7 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	}
 	rt, err := s.store.GetRefresh(ctx, store.HashSecret(tok))
 	if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrReused) {
-		s.storeFailed(w, "read refresh token", err)
+		s.storeFailed(w, r, "read refresh token", err)
 		return
 	}
 	if err != nil || rt.ClientID != c.ID {
@@ -420,7 +425,7 @@ func (s *Server) feed(w http.ResponseWriter, r *http.Request) {
 	}
 	entries, cursor, err := s.store.RevokedSince(r.Context(), since)
 	if err != nil {
-		s.storeFailed(w, "read revocation feed", err)
+		s.storeFailed(w, r, "read revocation feed", err)
 		return
 	}
 	type entry struct {
@@ -471,7 +476,7 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if revoked, err := s.store.IsRevoked(r.Context(), claims.ID); err != nil {
-		s.storeFailed(w, "read revocations", err)
+		s.storeFailed(w, r, "read revocations", err)
 		return
 	} else if revoked {
 		deny("the access token was revoked")

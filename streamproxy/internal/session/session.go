@@ -22,6 +22,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/metrics"
 )
 
 // Errors the transport maps to HTTP statuses.
@@ -75,6 +77,8 @@ type Session struct {
 	seq        uint64
 	lastUsed   time.Time
 	closed     bool
+	closing    bool // Close was called: the child's exit is expected, not a crash
+	metrics    *metrics.Metrics
 	done       chan struct{} // closed when the session has ended
 	exited     chan struct{} // closed when the child has been reaped
 }
@@ -86,7 +90,7 @@ type Call struct {
 }
 
 // Start launches the child for a new session.
-func Start(cmdSpec Command, userID string, backlog int, log *slog.Logger) (*Session, error) {
+func Start(cmdSpec Command, userID string, backlog int, log *slog.Logger, m *metrics.Metrics) (*Session, error) {
 	id, err := newID()
 	if err != nil {
 		return nil, err
@@ -119,11 +123,13 @@ func Start(cmdSpec Command, userID string, backlog int, log *slog.Logger) (*Sess
 		pending:    map[string]*Call{},
 		progress:   map[string]*Call{},
 		backlogCap: backlog,
+		metrics:    m,
 		lastUsed:   time.Now(),
 		done:       make(chan struct{}),
 		exited:     make(chan struct{}),
 	}
 	s.log.Info("session started", "pid", cmd.Process.Pid)
+	m.ChildStarted()
 	// Wait must only run once both pipes are drained, or the last lines the server wrote are lost.
 	var readers sync.WaitGroup
 	readers.Add(2)
@@ -133,6 +139,10 @@ func Start(cmdSpec Command, userID string, backlog int, log *slog.Logger) (*Sess
 		readers.Wait()
 		err := cmd.Wait()
 		s.log.Info("MCP server exited", "status", cmd.ProcessState.String(), "err", err)
+		s.mu.Lock()
+		crashed := !s.closing
+		s.mu.Unlock()
+		m.ChildExited(crashed)
 		close(s.exited)
 	}()
 	return s, nil
@@ -182,6 +192,7 @@ func (s *Session) Send(raw []byte) error {
 	if err := s.in.Flush(); err != nil {
 		return fmt.Errorf("write to MCP server: %w", err)
 	}
+	s.metrics.Message("to_server")
 	return nil
 }
 
@@ -299,6 +310,7 @@ func (s *Session) route(line []byte) {
 		s.log.Warn("MCP server wrote a line that is not JSON-RPC; dropped", "bytes", len(line))
 		return
 	}
+	s.metrics.Message("to_client")
 	if string(head.ID) == "null" {
 		head.ID = nil
 	}
@@ -379,6 +391,9 @@ func (s *Session) end(reason string) {
 // Close ends the session: stdin is closed so the server can exit on its own; if it has not after a moment, its
 // process group gets SIGTERM, and SIGKILL after grace.
 func (s *Session) Close(grace time.Duration) {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
 	s.inMu.Lock()
 	if c, ok := s.cmd.Stdin.(io.Closer); ok {
 		_ = c.Close()

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/metrics"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
 )
 
@@ -37,6 +38,7 @@ type Config struct {
 	Backlog        int           // standalone-stream events kept for Last-Event-ID resumption
 	MaxBody        int64         // bytes of one POST body
 	Logger         *slog.Logger
+	Metrics        *metrics.Metrics // nil: not counted
 }
 
 // Handler serves one MCP endpoint.
@@ -191,20 +193,23 @@ func (h *Handler) initialize(w http.ResponseWriter, r *http.Request, body []byte
 	h.mu.Lock()
 	if h.closing {
 		h.mu.Unlock()
+		h.cfg.Metrics.Refused("shutting_down")
 		w.Header().Set("Retry-After", "5")
 		rpcError(w, http.StatusServiceUnavailable, msg.ID, -32000, "the proxy is shutting down")
 		return
 	}
 	if h.cfg.MaxSessions > 0 && len(h.sessions) >= h.cfg.MaxSessions {
 		h.mu.Unlock()
+		h.cfg.Metrics.Refused("limit")
 		w.Header().Set("Retry-After", "30")
 		rpcError(w, http.StatusServiceUnavailable, msg.ID, -32000, fmt.Sprintf("too many sessions (%d): try again later", h.cfg.MaxSessions))
 		return
 	}
-	s, err := session.Start(h.cfg.Command, h.userOf(r), h.cfg.Backlog, h.log)
+	s, err := session.Start(h.cfg.Command, h.userOf(r), h.cfg.Backlog, h.log, h.cfg.Metrics)
 	if err != nil {
 		h.mu.Unlock()
-		h.log.Error("cannot start MCP server", "err", err)
+		h.cfg.Metrics.Refused("start_failed")
+		h.log.ErrorContext(r.Context(), "cannot start MCP server", "err", err)
 		rpcError(w, http.StatusInternalServerError, msg.ID, -32603, "the MCP server could not be started")
 		return
 	}
@@ -403,6 +408,7 @@ func (h *Handler) reapIdle() {
 		h.mu.Unlock()
 		for _, s := range idle {
 			h.log.Info("ending idle session", "session", s.ID[:8])
+			h.cfg.Metrics.Expired()
 			go h.remove(s)
 		}
 	}

@@ -1,0 +1,78 @@
+// Package metrics counts what streamproxy does, for Prometheus: children started, running, exited and crashed,
+// messages relayed, sessions refused and expired. Labels take values from small fixed sets; a nil *Metrics counts
+// nothing. Request counts and latencies come from package observe, active sessions from a gauge on the handler.
+package metrics
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are streamproxy's own counters.
+type Metrics struct {
+	started  prometheus.Counter
+	running  prometheus.Gauge
+	exits    *prometheus.CounterVec
+	messages *prometheus.CounterVec
+	refused  *prometheus.CounterVec
+	expired  prometheus.Counter
+}
+
+// New registers the counters.
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		started: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "streamproxy", Name: "children_started_total",
+			Help: "MCP server processes started (one per session)."}),
+		running: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "streamproxy", Name: "children_running",
+			Help: "MCP server processes running now."}),
+		exits: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "streamproxy", Name: "children_exited_total",
+			Help: "MCP server processes that exited, by how: ended (the session was over) or crashed (it exited by itself while its session was open)."},
+			[]string{"how"}),
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "streamproxy", Name: "messages_total",
+			Help: "JSON-RPC messages relayed, by direction: to_server (client to MCP server) or to_client."}, []string{"direction"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "streamproxy", Name: "sessions_refused_total",
+			Help: "Sessions refused, by reason: limit (--max-sessions reached), start_failed, shutting_down."}, []string{"reason"}),
+		expired: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "streamproxy", Name: "sessions_expired_total",
+			Help: "Sessions ended for being idle longer than --idle-timeout."}),
+	}
+	reg.MustRegister(m.started, m.running, m.exits, m.messages, m.refused, m.expired)
+	return m
+}
+
+// ChildStarted counts a child process started.
+func (m *Metrics) ChildStarted() {
+	if m != nil {
+		m.started.Inc()
+		m.running.Inc()
+	}
+}
+
+// ChildExited counts a child process gone; crashed means its session was still open.
+func (m *Metrics) ChildExited(crashed bool) {
+	if m != nil {
+		m.running.Dec()
+		how := "ended"
+		if crashed {
+			how = "crashed"
+		}
+		m.exits.WithLabelValues(how).Inc()
+	}
+}
+
+// Message counts one relayed message.
+func (m *Metrics) Message(direction string) {
+	if m != nil {
+		m.messages.WithLabelValues(direction).Inc()
+	}
+}
+
+// Refused counts a session that could not be opened.
+func (m *Metrics) Refused(reason string) {
+	if m != nil {
+		m.refused.WithLabelValues(reason).Inc()
+	}
+}
+
+// Expired counts a session ended for idleness.
+func (m *Metrics) Expired() {
+	if m != nil {
+		m.expired.Inc()
+	}
+}
