@@ -66,6 +66,7 @@ func TestComposeDeployment(t *testing.T) {
 	assert.Equal(t, "app-secret", env["GITHUB_CLIENT_SECRET"])
 	assert.Regexp(t, `^redis://:.+@redis:6379/0$`, env["REDIS_URL"])
 	assert.Empty(t, auth.Ports, "the authserver is reached through Traefik only")
+	assert.Equal(t, ":9090", env["AUTHSERVER_METRICS_LISTEN"], "metrics on the internal network")
 
 	// Every AUTHSERVER_* variable names a real flag of the binary.
 	help, _ := exec.Command(testenv.BuildBinary(t, "./authserver"), "--help").CombinedOutput()
@@ -91,6 +92,8 @@ func TestComposeDeployment(t *testing.T) {
 		assert.Equal(t, env["AUTHSERVER_ISSUER"], s.Labels[prefix+"issuer"], "the plugin trusts the authserver's issuer")
 		assert.Equal(t, "https://"+m+".example.com/mcp", s.Labels[prefix+"resource"])
 		assert.True(t, slices.Contains(s.Command, "--"), "streamproxy runs the server after --")
+		require.NotNil(t, s.Environment["STREAMPROXY_METRICS_LISTEN"], "%s serves metrics", m)
+		assert.Empty(t, s.Ports, "%s is reached through Traefik only; its metrics stay internal", m)
 	}
 
 	// CORS for browser clients, and GitHub's code (in the callback's query) kept out of the access log.

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -202,6 +203,17 @@ func TestGatewayEndToEnd(t *testing.T) {
 	}, 15*time.Second, 250*time.Millisecond)
 	t.Logf("revoked token refused after %s", time.Since(revokedAt).Round(100*time.Millisecond))
 
+	// The authserver's metrics saw the two clients' traffic, by endpoint and outcome.
+	as := scrapeMetrics(t, s.Metrics["authserver"])
+	assert.Equal(t, 2.0, as.value("authserver_tokens_issued_total", "grant_type", "authorization_code"), "%s", as)
+	assert.Equal(t, 2.0, as.value("authserver_tokens_issued_total", "grant_type", "refresh_token"))
+	assert.Equal(t, 2.0, as.value("authserver_client_registrations_total", "outcome", "registered"))
+	assert.Equal(t, 2.0, as.value("authserver_logins_total", "outcome", "allowed"))
+	assert.Equal(t, 1.0, as.value("authserver_revocations_total", "reason", "revoke_endpoint"))
+	assert.Equal(t, 4.0, as.value("authserver_http_request_duration_seconds", "route", "POST /token"))
+	assert.Equal(t, 2.0, as.value("authserver_http_requests_total", "route", "POST /register", "code", "201"))
+	firstScrape := as.labelValues()
+
 	// Restarting the authorization server keeps issued tokens valid (keys and state are in Redis).
 	fresh := runClient(t, everything)
 	require.NoError(t, s.Restart(context.Background(), "authserver", "authserver listening"))
@@ -243,6 +255,27 @@ func TestGatewayEndToEnd(t *testing.T) {
 	assert.Equal(t, http.StatusBadRequest, r.StatusCode)
 	assert.Equal(t, "invalid_grant", refused.Error, "the refresh of a user no longer allowed is refused")
 
+	// The metrics saw the traffic, by endpoint and outcome, with no id or secret in a label. (The authserver was
+	// restarted since the first scrape: its counters start again.)
+	as = scrapeMetrics(t, s.Metrics["authserver"])
+	assert.Equal(t, 1.0, as.value("authserver_oauth_errors_total", "route", "POST /token", "error", "invalid_grant"),
+		"the refused refresh of the removed user")
+	sp := scrapeMetrics(t, s.Metrics["mcp-everything"])
+	assert.GreaterOrEqual(t, sp.value("streamproxy_children_started_total"), 8.0, "%s", sp)
+	assert.Equal(t, sp.value("streamproxy_children_started_total")-sp.value("streamproxy_children_exited_total"),
+		sp.value("streamproxy_children_running"), "running children = started - exited")
+	assert.Zero(t, sp.value("streamproxy_children_exited_total", "how", "crashed"))
+	assert.Greater(t, sp.value("streamproxy_messages_total", "direction", "to_server"), 20.0)
+	assert.Greater(t, sp.value("streamproxy_messages_total", "direction", "to_client"), 20.0)
+	assert.GreaterOrEqual(t, sp.value("streamproxy_http_requests_total", "route", "/mcp", "method", "POST", "code", "200"), 20.0)
+	for _, lv := range slices.Concat(firstScrape, as.labelValues(), sp.labelValues()) {
+		assert.NotContains(t, lv, "1000001", "a metric label holds a user id")
+		for _, r := range []clientRun{run, who, fresh, again, removed} {
+			assert.NotContains(t, lv, r.ClientID, "a metric label holds a client id")
+			assert.NotContains(t, lv, r.Tokens.AccessToken)
+		}
+	}
+
 	// No component logged a token, code, verifier, cookie or secret; the access log covered the flow but kept the
 	// GitHub callback (its query carries GitHub's code) out.
 	logs := s.logs.String()
@@ -258,6 +291,11 @@ func TestGatewayEndToEnd(t *testing.T) {
 	assert.Contains(t, logs, `"POST /token HTTP/1.1" 200`, "Traefik's access log recorded the token endpoint")
 	assert.Contains(t, logs, `"POST /everything/mcp HTTP/1.1" 200`, "Traefik's access log recorded MCP requests")
 	assert.NotContains(t, logs, "/github/callback?", "the GitHub callback's query reached a log")
+
+	// Every request the authserver answered is one log line, with a request id; the ids the plugin made reach the
+	// backends and come back in their answers.
+	assert.Regexp(t, `authserver\s+time=\S+ level=INFO msg=request method=POST path=/token route="POST /token" status=200 duration_ms=\S+ request_id=\S+`, logs)
+	assert.Regexp(t, `mcp-everything\s+time=\S+ level=INFO msg=request method=POST path=/mcp route=/mcp status=200 duration_ms=\S+ session=\S{8} request_id=[0-9a-f]{12}-`, logs)
 }
 
 // The MCP conformance suite's server scenarios pass through Traefik and the plugin: the edge does not break streaming,

@@ -24,14 +24,40 @@ import (
 
 // proxy runs the streamproxy binary in front of a stdio MCP server and returns the MCP endpoint's URL.
 func proxy(t *testing.T, flags []string, command ...string) string {
+	url, _ := proxyWithMetrics(t, flags, command...)
+	return url
+}
+
+// proxyWithMetrics also returns the URL of its Prometheus metrics.
+func proxyWithMetrics(t *testing.T, flags []string, command ...string) (string, string) {
 	t.Helper()
 	bin := testenv.BuildBinary(t, "./streamproxy")
-	port := testenv.FreePort(t)
-	args := append([]string{"--listen", "127.0.0.1:" + strconv.Itoa(port)}, flags...)
+	port, metricsPort := testenv.FreePort(t), testenv.FreePort(t)
+	args := append([]string{"--listen", "127.0.0.1:" + strconv.Itoa(port),
+		"--metrics-listen", "127.0.0.1:" + strconv.Itoa(metricsPort)}, flags...)
 	args = append(append(args, "--"), command...)
 	p := testenv.Start(t, "streamproxy", exec.Command(bin, args...))
 	p.WaitLine(t, "streamproxy listening", 10*time.Second)
-	return testenv.URL(port, "/mcp")
+	return testenv.URL(port, "/mcp"), testenv.URL(metricsPort, "/metrics")
+}
+
+// metric reads one sample from a metrics endpoint: the line that starts with series, e.g.
+// `streamproxy_children_exited_total{how="crashed"}`; -1 when absent.
+func metric(t *testing.T, url, series string) float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			require.NoError(t, err)
+			return f
+		}
+	}
+	return -1
 }
 
 func everything(t *testing.T) []string {
@@ -203,7 +229,7 @@ func TestCrashingChild(t *testing.T) {
 	fixture := testenv.BuildBinary(t, "github.com/modelcontextprotocol/go-sdk/conformance/everything-server")
 	// The wrapper answers like the fixture until it reads a line containing "crash-now", then exits.
 	script := `while IFS= read -r line; do case "$line" in *crash-now*) exit 3;; esac; printf '%s\n' "$line"; done | ` + fixture
-	url := proxy(t, nil, "sh", "-c", script)
+	url, metrics := proxyWithMetrics(t, nil, "sh", "-c", script)
 	healthy := open(t, url)
 	doomed := open(t, url)
 	r := post(t, url, doomed, `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"crash-now"}}`)
@@ -219,6 +245,12 @@ func TestCrashingChild(t *testing.T) {
 		return post(t, url, doomed, `{"jsonrpc":"2.0","id":10,"method":"ping"}`).status == 404
 	}, 10*time.Second, 50*time.Millisecond)
 	assert.Equal(t, 200, post(t, url, healthy, `{"jsonrpc":"2.0","id":11,"method":"ping"}`).status)
+	require.Eventually(t, func() bool {
+		return metric(t, metrics, `streamproxy_children_exited_total{how="crashed"}`) == 1
+	}, 10*time.Second, 50*time.Millisecond, "the crash is counted")
+	assert.Equal(t, 2.0, metric(t, metrics, "streamproxy_children_started_total"))
+	assert.Equal(t, 1.0, metric(t, metrics, "streamproxy_children_running"))
+	assert.Equal(t, 1.0, metric(t, metrics, "streamproxy_sessions_active"))
 }
 
 // notifier is a minimal stdio MCP server: it answers initialize and ping, and after each ping sends two
@@ -344,10 +376,14 @@ func TestTypeScriptClient(t *testing.T) {
 
 // An idle session ends by itself and frees its slot.
 func TestIdleSessionsEnd(t *testing.T) {
-	url := proxy(t, []string{"--idle-timeout", "1s", "--max-sessions", "1"}, "sh", "-c", notifier)
+	url, metrics := proxyWithMetrics(t, []string{"--idle-timeout", "1s", "--max-sessions", "1"}, "sh", "-c", notifier)
 	sid := open(t, url)
+	assert.Equal(t, http.StatusServiceUnavailable, post(t, url, "", initBody).status, "one session at most")
+	assert.Equal(t, 1.0, metric(t, metrics, `streamproxy_sessions_refused_total{reason="limit"}`))
 	require.Eventually(t, func() bool {
 		return post(t, url, "", initBody).status == http.StatusOK
 	}, 10*time.Second, 200*time.Millisecond, "the idle session's slot is free again")
 	assert.Equal(t, http.StatusNotFound, post(t, url, sid, `{"jsonrpc":"2.0","id":2,"method":"ping"}`).status)
+	assert.Equal(t, 1.0, metric(t, metrics, "streamproxy_sessions_expired_total"))
+	assert.Equal(t, 0.0, metric(t, metrics, `streamproxy_children_exited_total{how="crashed"}`), "an idle end is not a crash")
 }

@@ -49,6 +49,7 @@ type Options struct {
 type Stack struct {
 	Issuer   string            // the authorization server's public URL
 	URLs     map[string]string // service name -> MCP URL
+	Metrics  map[string]string // component (authserver, mcp-<service>) -> its Prometheus metrics URL
 	procs    []*proc
 	opts     Options
 	bin      string
@@ -79,7 +80,8 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if o.AllowedUsers == "" {
 		o.AllowedUsers = "dev-user"
 	}
-	s := &Stack{opts: o, bin: filepath.Join(o.Root, ".cache", "bin"), URLs: map[string]string{}, internal: map[string]int{}}
+	s := &Stack{opts: o, bin: filepath.Join(o.Root, ".cache", "bin"), URLs: map[string]string{}, Metrics: map[string]string{},
+		internal: map[string]int{}}
 	switch o.Layout {
 	case "", "path":
 		o.Layout = "path"
@@ -100,7 +102,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if out, err := build.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("build the gateway: %w\n%s", err, out)
 	}
-	for _, name := range []string{"fakegithub", "authserver"} {
+	for _, name := range []string{"fakegithub", "authserver", "authserver-metrics"} {
 		p, err := freePort()
 		if err != nil {
 			return nil, err
@@ -135,7 +137,9 @@ func (s *Stack) startAll(ctx context.Context) error {
 		"--issuer", s.Issuer, "--resources", strings.Join(resources, ","),
 		"--github-client-id", "fake-github-client-id", "--github-client-secret", "fake-github-client-secret",
 		"--github-web-url", gh + "/", "--github-api-url", gh + "/api/v3/", "--allowed-github-users", o.AllowedUsers,
-		"--data-file", filepath.Join(o.DataDir, "authserver.jsonl")}
+		"--data-file", filepath.Join(o.DataDir, "authserver.jsonl"), "--log-format", "text",
+		"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", s.internal["authserver-metrics"])}
+	s.Metrics["authserver"] = fmt.Sprintf("http://127.0.0.1:%d/metrics", s.internal["authserver-metrics"])
 	if o.RedisURL != "" {
 		as = append(as, "--redis-url", o.RedisURL)
 	}
@@ -152,7 +156,13 @@ func (s *Stack) startAll(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		args := append([]string{filepath.Join(s.bin, "streamproxy"), "--listen", fmt.Sprintf("127.0.0.1:%d", port)}, svc.Flags...)
+		metricsPort, err := freePort()
+		if err != nil {
+			return err
+		}
+		args := append([]string{filepath.Join(s.bin, "streamproxy"), "--listen", fmt.Sprintf("127.0.0.1:%d", port),
+			"--log-format", "text", "--metrics-listen", fmt.Sprintf("127.0.0.1:%d", metricsPort)}, svc.Flags...)
+		s.Metrics["mcp-"+svc.Name] = fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)
 		args = append(append(args, "--"), svc.Command...)
 		if err := s.run(ctx, "mcp-"+svc.Name, args, nil, "streamproxy listening"); err != nil {
 			return err

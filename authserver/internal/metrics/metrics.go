@@ -29,6 +29,19 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Requests that failed because the store was unavailable, by operation."}, []string{"op"}),
 	}
 	reg.MustRegister(m.registrations, m.logins, m.issued, m.revoked, m.storeErrors)
+	// Every series exists from the start at 0, so rates and alerts work before the first event.
+	for _, o := range []string{"registered", "refused", "rate_limited"} {
+		m.registrations.WithLabelValues(o)
+	}
+	for _, o := range []string{"allowed", "denied", "failed"} {
+		m.logins.WithLabelValues(o)
+	}
+	for _, g := range []string{"authorization_code", "refresh_token"} {
+		m.issued.WithLabelValues(g)
+	}
+	for _, r := range []string{"revoke_endpoint", "code_reused", "refresh_replayed", "client_deleted"} {
+		m.revoked.WithLabelValues(r)
+	}
 	return m
 }
 

@@ -33,6 +33,16 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Sessions ended for being idle longer than --idle-timeout."}),
 	}
 	reg.MustRegister(m.started, m.running, m.exits, m.messages, m.refused, m.expired)
+	// Every series exists from the start at 0, so rates and alerts work before the first event.
+	for _, how := range []string{"ended", "crashed"} {
+		m.exits.WithLabelValues(how)
+	}
+	for _, d := range []string{"to_server", "to_client"} {
+		m.messages.WithLabelValues(d)
+	}
+	for _, r := range []string{"limit", "start_failed", "shutting_down"} {
+		m.refused.WithLabelValues(r)
+	}
 	return m
 }
 
