@@ -146,6 +146,45 @@ type SigningKey struct {
 	RetireAt    time.Time `json:"retire_at,omitzero"` // zero: in service
 }
 
+// DeviceGrant is a device authorization (RFC 8628) from the device's request until it collects its tokens, stored
+// under its user code. The device code the client polls with is the user code plus a secret; only the secret's
+// hash is kept. Short-lived.
+type DeviceGrant struct {
+	UserCode   string        `json:"user_code"` // normalized: upper case, no separator
+	SecretHash string        `json:"secret_hash"`
+	ClientID   string        `json:"client_id"`
+	Scope      string        `json:"scope"`
+	Resource   string        `json:"resource"`
+	Interval   time.Duration `json:"interval"` // least time between two polls; grows by 5 s on each too-early poll
+	LastPoll   time.Time     `json:"last_poll,omitzero"`
+	Status     string        `json:"status"`         // DevicePending, DeviceApproved or DeviceDenied
+	User       *User         `json:"user,omitempty"` // who decided
+	FamilyID   string        `json:"family_id,omitempty"`
+	ExpiresAt  time.Time     `json:"expires_at"`
+}
+
+// Device grant states.
+const (
+	DevicePending  = "pending"
+	DeviceApproved = "approved"
+	DeviceDenied   = "denied"
+)
+
+// SlowDownStep is what RFC 8628 §3.5 adds to the polling interval after each too-early poll.
+const SlowDownStep = 5 * time.Second
+
+// Poll applies one poll at now to g: it reports whether the poll came before the interval had passed since the
+// previous one (the client must slow down), in which case the interval grows by SlowDownStep; and it records the
+// poll. Both backends call it, so the rule lives in one place.
+func (g *DeviceGrant) Poll(now time.Time) (tooEarly bool) {
+	tooEarly = !g.LastPoll.IsZero() && now.Sub(g.LastPoll) < g.Interval
+	if tooEarly {
+		g.Interval += SlowDownStep
+	}
+	g.LastPoll = now
+	return tooEarly
+}
+
 // Store is the authorization server's whole state. Every method is safe for concurrent use. Records carry their
 // own expiry; a backend never returns an expired record (it answers ErrNotFound) and removes them on its own.
 type Store interface {
@@ -192,6 +231,16 @@ type Store interface {
 	// RevokedSince lists feed entries with Seq > since, oldest first, and the highest Seq in the feed (the cursor
 	// to pass next time). Entries whose token has expired are left out.
 	RevokedSince(ctx context.Context, since int64) ([]Revocation, int64, error)
+
+	// Device authorization grants (RFC 8628), by user code. DecideDeviceGrant records the user's answer (and, when
+	// approved, who approved and the grant family its tokens will belong to) on a pending grant: ErrNotFound if it
+	// is absent or expired, ErrReused if it was already decided. PollDeviceGrant applies DeviceGrant.Poll atomically
+	// and returns the grant as it is after the poll; a decided grant is removed by the poll that returns it, so its
+	// tokens are collected once.
+	CreateDeviceGrant(ctx context.Context, g *DeviceGrant) error // ErrAlreadyExists if the user code is taken
+	GetDeviceGrant(ctx context.Context, userCode string) (*DeviceGrant, error)
+	DecideDeviceGrant(ctx context.Context, userCode string, approved bool, user User, familyID string) error
+	PollDeviceGrant(ctx context.Context, userCode string, now time.Time) (g *DeviceGrant, tooEarly bool, err error)
 
 	// Consents.
 	PutConsent(ctx context.Context, c *Consent) error

@@ -22,9 +22,10 @@ const (
 	kindFamily  = "family"  // tombstone of a revoked grant family
 	kindKeys    = "keys"    // the signing key set, under id ""
 	kindSeq     = "seq"     // the feed's sequence counter, under id ""
+	kindDevice  = "device"  // device authorization grant, by user code
 )
 
-var kinds = []string{kindClient, kindAuthReq, kindCode, kindRefresh, kindAccess, kindRevoked, kindConsent, kindFamily, kindKeys, kindSeq}
+var kinds = []string{kindClient, kindAuthReq, kindCode, kindRefresh, kindAccess, kindRevoked, kindConsent, kindFamily, kindKeys, kindSeq, kindDevice}
 
 // codeRec is an authorization code plus whether it was redeemed: a redeemed code is kept until it expires so that a
 // second redemption is recognised (and its family revoked) instead of looking like an unknown code.
@@ -71,6 +72,8 @@ func newRecord(kind string) (any, error) {
 		return &[]store.SigningKey{}, nil
 	case kindSeq:
 		return new(int64), nil
+	case kindDevice:
+		return &store.DeviceGrant{}, nil
 	}
 	return nil, fmt.Errorf("unknown record kind %q", kind)
 }
@@ -93,6 +96,8 @@ func expiryOf(v any) time.Time {
 	case *store.Consent:
 		return r.ExpiresAt
 	case *familyTomb:
+		return r.ExpiresAt
+	case *store.DeviceGrant:
 		return r.ExpiresAt
 	}
 	return time.Time{}

@@ -38,6 +38,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("RevokeUser", func(t *testing.T) { testRevokeUser(t, openClosed(t, open)) })
 	t.Run("Feed", func(t *testing.T) { testFeed(t, openClosed(t, open)) })
 	t.Run("Consents", func(t *testing.T) { testConsents(t, openClosed(t, open)) })
+	t.Run("DeviceGrants", func(t *testing.T) { testDeviceGrants(t, openClosed(t, open)) })
+	t.Run("DeviceGrantsConcurrentPoll", func(t *testing.T) { testDeviceGrantsConcurrent(t, openClosed(t, open)) })
 	t.Run("SigningKeys", func(t *testing.T) { testSigningKeys(t, openClosed(t, open)) })
 	t.Run("SigningKeysConcurrentFirst", func(t *testing.T) { testSigningKeysConcurrent(t, openClosed(t, open)) })
 	t.Run("NoExpiry", func(t *testing.T) { testNoExpiry(t, openClosed(t, open)) })
