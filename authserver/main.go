@@ -51,6 +51,8 @@ type settings struct {
 	ghClientID, ghClientSecret, ghWebURL, ghAPIURL                       string
 	allowedUsers, allowedOrgs, allowedTeams                              string
 	codeTTL, accessTTL, refreshTTL, clientTTL, authTTL, consentTTL       time.Duration
+	deviceTTL, devicePoll                                                time.Duration
+	deviceAttempts                                                       float64
 	registerPerMinute                                                    float64
 	registerBurst                                                        int
 	trustedProxies                                                       string
@@ -88,6 +90,9 @@ func flags(s *settings) *flag.FlagSet {
 	fs.DurationVar(&s.clientTTL, "client-lifetime", 90*24*time.Hour, "lifetime of a registered client (0: never expires)")
 	fs.DurationVar(&s.authTTL, "login-timeout", 10*time.Minute, "time a user has to log in and consent")
 	fs.DurationVar(&s.consentTTL, "consent-lifetime", 30*24*time.Hour, "how long an approval may be remembered (0: ask every time)")
+	fs.DurationVar(&s.deviceTTL, "device-code-lifetime", 10*time.Minute, "device flow (RFC 8628): time a user has to enter the code and approve")
+	fs.DurationVar(&s.devicePoll, "device-poll-interval", 5*time.Second, "device flow: least time between a device's polls of /token")
+	fs.Float64Var(&s.deviceAttempts, "device-attempts-rate", 20, "device flow: user codes one IP address may try per minute")
 	fs.Float64Var(&s.registerPerMinute, "register-rate", 10, "client registrations per minute per IP address (0: unlimited)")
 	fs.IntVar(&s.registerBurst, "register-burst", 20, "registrations an IP address may make at once")
 	fs.StringVar(&s.trustedProxies, "trusted-proxies", "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16",
@@ -289,6 +294,7 @@ func serve(s *settings, log *slog.Logger) error {
 		AuthRequestTTL: s.authTTL, ConsentTTL: s.consentTTL,
 		RegisterPerMinute: s.registerPerMinute, RegisterBurst: s.registerBurst, TrustedProxies: proxies,
 		FeedPollInterval: 5 * time.Second, Metrics: m,
+		DeviceCodeTTL: s.deviceTTL, DevicePollInterval: s.devicePoll, DeviceAttemptsPerMinute: s.deviceAttempts,
 	}, st, km, gh, log)
 	if err != nil {
 		return err

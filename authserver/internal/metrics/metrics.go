@@ -36,7 +36,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	for _, o := range []string{"allowed", "denied", "failed"} {
 		m.logins.WithLabelValues(o)
 	}
-	for _, g := range []string{"authorization_code", "refresh_token"} {
+	for _, g := range []string{"authorization_code", "refresh_token", "device_code"} {
 		m.issued.WithLabelValues(g)
 	}
 	for _, r := range []string{"revoke_endpoint", "code_reused", "refresh_replayed", "client_deleted"} {

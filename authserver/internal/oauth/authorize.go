@@ -88,6 +88,11 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		CodeChallenge: challenge, Scope: scope, Resource: resource, CSRFToken: randomToken(24),
 		CreatedAt: now, ExpiresAt: now.Add(s.cfg.AuthRequestTTL),
 	}
+	s.startLogin(w, r, ar)
+}
+
+// startLogin stores an authorization request, binds it to this browser, and sends the browser to GitHub.
+func (s *Server) startLogin(w http.ResponseWriter, r *http.Request, ar *store.AuthRequest) {
 	if err := s.store.PutAuthRequest(r.Context(), ar); err != nil {
 		s.storeFailedPage(w, r, err)
 		return
@@ -128,6 +133,11 @@ func (s *Server) githubCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if e := q.Get("error"); e != "" {
+		if ar.DeviceUserCode != "" {
+			_ = s.store.DeleteAuthRequest(r.Context(), ar.ID)
+			s.errorPage(w, http.StatusForbidden, "Login cancelled", "The GitHub login was cancelled. Enter the code again to retry.")
+			return
+		}
 		s.finishWithError(w, r, ar, "access_denied", "the user did not authorize the login at GitHub")
 		return
 	}
@@ -137,6 +147,10 @@ func (s *Server) githubCallback(w http.ResponseWriter, r *http.Request) {
 	case errors.As(err, &denied):
 		s.log.InfoContext(r.Context(), "login refused", "login", denied.Login, "reason", denied.Reason)
 		s.cfg.Metrics.Login("denied")
+		if ar.DeviceUserCode != "" {
+			s.finishDevice(w, r, ar, false)
+			return
+		}
 		_ = s.store.DeleteAuthRequest(r.Context(), ar.ID)
 		s.render(w, http.StatusForbidden, deniedPage, map[string]any{
 			"Reason": denied.Reason,
@@ -161,8 +175,10 @@ func (s *Server) githubCallback(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusBadRequest, "Unknown application", "The application's registration is gone. Add the server to your application again.")
 		return
 	}
-	// A user who approved this client for these scopes and this resource before is not asked again.
-	if c, err := s.store.GetConsent(r.Context(), user.ID, client.ID); err == nil && c.Resource == ar.Resource && covers(c.Scope, ar.Scope) {
+	// A user who approved this client for these scopes and this resource before is not asked again; except for a
+	// device, where the consent page is what tells the user which device they are letting in (RFC 8628 §5.4).
+	if c, err := s.store.GetConsent(r.Context(), user.ID, client.ID); ar.DeviceUserCode == "" && err == nil &&
+		c.Resource == ar.Resource && covers(c.Scope, ar.Scope) {
 		s.issueCode(w, r, ar)
 		return
 	}
@@ -188,10 +204,14 @@ func (s *Server) showConsent(w http.ResponseWriter, ar *store.AuthRequest, c *st
 	if name == "" {
 		name = "An unnamed application"
 	}
+	device := ""
+	if ar.DeviceUserCode != "" {
+		device = displayUserCode(ar.DeviceUserCode)
+	}
 	s.render(w, http.StatusOK, consentPage, map[string]any{
-		"Client": name, "ClientID": c.ID, "RedirectHost": host, "Resource": ar.Resource,
+		"Client": name, "ClientID": c.ID, "RedirectHost": host, "Resource": ar.Resource, "Device": device,
 		"Scopes": strings.Fields(ar.Scope), "User": ar.User.Login, "RequestID": ar.ID, "CSRF": ar.CSRFToken,
-		"Remember": s.cfg.ConsentTTL > 0, "Action": s.cfg.Issuer + "/consent",
+		"Remember": s.cfg.ConsentTTL > 0 && device == "", "Action": s.cfg.Issuer + "/consent",
 	})
 }
 
@@ -208,6 +228,10 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
 	}
 	if ar.User == nil || subtle.ConstantTimeCompare([]byte(ar.CSRFToken), []byte(r.PostForm.Get("csrf"))) != 1 {
 		s.errorPage(w, http.StatusForbidden, "Form expired", "This consent form is not valid any more. Start again from your application.")
+		return
+	}
+	if ar.DeviceUserCode != "" {
+		s.finishDevice(w, r, ar, r.PostForm.Get("action") == "approve")
 		return
 	}
 	if r.PostForm.Get("action") != "approve" {
@@ -342,7 +366,9 @@ var consentPage = template.Must(template.New("consent").Parse(`<!doctype html><h
 <h1>Authorize access to an MCP server</h1>
 <div class="box">
 <p><b>{{.Client}}</b> wants to use an MCP server as GitHub user <b>{{.User}}</b>.</p>
-<p>After you approve, you will be sent to:<br><span class="host">{{.RedirectHost}}</span></p>
+{{if .Device}}<p>The device or terminal showing the code <span class="host">{{.Device}}</span> will get this access.
+Only approve if that code is on a screen in front of you right now.</p>
+{{else}}<p>After you approve, you will be sent to:<br><span class="host">{{.RedirectHost}}</span></p>{{end}}
 <p>MCP server: <code>{{.Resource}}</code></p>
 <p>Permissions: {{range .Scopes}}<code>{{.}}</code> {{end}}</p>
 <p style="color:#666;font-size:.9rem">Client id: <code>{{.ClientID}}</code>. Only approve if you started this connection yourself.</p>

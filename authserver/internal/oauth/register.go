@@ -82,7 +82,9 @@ func (s *Server) readMetadata(w http.ResponseWriter, r *http.Request) (*clientMe
 }
 
 func (s *Server) validateMetadata(m *clientMetadata) error {
-	if len(m.RedirectURIs) == 0 {
+	// A headless client that only uses the device grant (RFC 8628) never receives a redirect.
+	deviceOnly := slices.Contains(m.GrantTypes, DeviceGrantType) && !slices.Contains(m.GrantTypes, "authorization_code")
+	if len(m.RedirectURIs) == 0 && !deviceOnly {
 		return badRedirect("redirect_uris is required: list the URIs the authorization response may be sent to")
 	}
 	if len(m.RedirectURIs) > maxRedirectURIs {
@@ -104,17 +106,17 @@ func (s *Server) validateMetadata(m *clientMetadata) error {
 		m.GrantTypes = []string{"authorization_code"}
 	}
 	for _, g := range m.GrantTypes {
-		if g != "authorization_code" && g != "refresh_token" {
-			return badMetadata("grant type %q is not supported (use authorization_code and refresh_token)", g)
+		if g != "authorization_code" && g != "refresh_token" && g != DeviceGrantType {
+			return badMetadata("grant type %q is not supported (use authorization_code, refresh_token and %s)", g, DeviceGrantType)
 		}
 	}
-	if !slices.Contains(m.GrantTypes, "authorization_code") {
-		return badMetadata("grant_types must include authorization_code")
+	if !slices.Contains(m.GrantTypes, "authorization_code") && !deviceOnly {
+		return badMetadata("grant_types must include authorization_code or " + DeviceGrantType)
 	}
-	if len(m.ResponseTypes) == 0 {
+	if len(m.ResponseTypes) == 0 && !deviceOnly {
 		m.ResponseTypes = []string{"code"}
 	}
-	if len(m.ResponseTypes) != 1 || m.ResponseTypes[0] != "code" {
+	if len(m.ResponseTypes) > 1 || (len(m.ResponseTypes) == 1 && m.ResponseTypes[0] != "code") {
 		return badMetadata(`response_types must be ["code"]`)
 	}
 	if m.Scope != "" {

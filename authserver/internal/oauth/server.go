@@ -50,6 +50,10 @@ type Config struct {
 	TrustedProxies    []netip.Prefix // X-Forwarded-For is read only from these peers
 	FeedPollInterval  time.Duration
 
+	DeviceCodeTTL           time.Duration // lifetime of a device code (RFC 8628)
+	DevicePollInterval      time.Duration // least time between a device's polls
+	DeviceAttemptsPerMinute float64       // user codes one IP address may try per minute
+
 	Metrics *metrics.Metrics // nil: not counted
 }
 
@@ -110,6 +114,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /github/callback", s.githubCallback)
 	mux.HandleFunc("POST /consent", s.consent)
 	mux.HandleFunc("POST /token", s.cors(s.token))
+	mux.HandleFunc("POST /device_authorization", s.cors(s.deviceAuthorization))
+	mux.HandleFunc("GET /device", s.devicePage)
+	mux.HandleFunc("POST /device", s.deviceSubmit)
 	mux.HandleFunc("POST /revoke", s.cors(s.revoke))
 	mux.HandleFunc("POST /introspect", s.cors(s.introspect))
 	mux.HandleFunc("GET /revocations", s.cors(s.feed))
@@ -150,9 +157,10 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
 		"introspection_endpoint":                         i + "/introspect",
 		"jwks_uri":                                       i + "/.well-known/jwks.json",
 		"revocation_feed_endpoint":                       i + "/revocations",
+		"device_authorization_endpoint":                  i + "/device_authorization",
 		"response_types_supported":                       []string{"code"},
 		"response_modes_supported":                       []string{"query"},
-		"grant_types_supported":                          []string{"authorization_code", "refresh_token"},
+		"grant_types_supported":                          []string{"authorization_code", "refresh_token", DeviceGrantType},
 		"code_challenge_methods_supported":               []string{"S256"},
 		"token_endpoint_auth_methods_supported":          []string{"none", "client_secret_basic", "client_secret_post"},
 		"revocation_endpoint_auth_methods_supported":     []string{"none", "client_secret_basic", "client_secret_post"},
@@ -249,7 +257,12 @@ func (s *Server) trusted(a netip.Addr) bool {
 
 // allowRegistration applies the per-IP registration rate limit.
 func (s *Server) allowRegistration(ip string) bool {
-	if s.cfg.RegisterPerMinute <= 0 {
+	return s.allow("register:"+ip, s.cfg.RegisterPerMinute, s.cfg.RegisterBurst)
+}
+
+// allow takes one token from the rate limiter of key (perMinute <= 0: unlimited).
+func (s *Server) allow(key string, perMinute float64, burst int) bool {
+	if perMinute <= 0 {
 		return true
 	}
 	s.limMu.Lock()
@@ -262,10 +275,10 @@ func (s *Server) allowRegistration(ip string) bool {
 			}
 		}
 	}
-	e := s.limiters[ip]
+	e := s.limiters[key]
 	if e == nil {
-		e = &limiterEntry{lim: rate.NewLimiter(rate.Limit(s.cfg.RegisterPerMinute/60), max(1, s.cfg.RegisterBurst))}
-		s.limiters[ip] = e
+		e = &limiterEntry{lim: rate.NewLimiter(rate.Limit(perMinute/60), max(1, burst))}
+		s.limiters[key] = e
 	}
 	e.seen = now
 	return e.lim.Allow()

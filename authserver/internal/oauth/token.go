@@ -121,6 +121,8 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.refresh(w, r, c)
+	case DeviceGrantType:
+		s.deviceToken(w, r, c)
 	case "":
 		oauthError(w, http.StatusBadRequest, "invalid_request", "grant_type is required")
 	default:
@@ -291,7 +293,11 @@ func (s *Server) issueTokens(w http.ResponseWriter, r *http.Request, c *store.Cl
 		s.storeFailed(w, r, "record access token", err)
 		return
 	}
-	s.cfg.Metrics.Issued(r.PostForm.Get("grant_type")) // one of the grant types the token endpoint accepted
+	grant := r.PostForm.Get("grant_type") // one of the grant types the token endpoint accepted
+	if grant == DeviceGrantType {
+		grant = "device_code"
+	}
+	s.cfg.Metrics.Issued(grant)
 	writeJSON(w, http.StatusOK, resp)
 }
 

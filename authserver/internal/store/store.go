@@ -62,17 +62,19 @@ type User struct {
 // AuthRequest is an authorization request between /authorize and the redirect back to the client: it survives the
 // round trip to GitHub and the consent page. Short-lived.
 type AuthRequest struct {
-	ID            string    `json:"id"`
-	ClientID      string    `json:"client_id"`
-	RedirectURI   string    `json:"redirect_uri"`
-	State         string    `json:"state,omitempty"`
-	CodeChallenge string    `json:"code_challenge"`
-	Scope         string    `json:"scope"`
-	Resource      string    `json:"resource"`
-	User          *User     `json:"user,omitempty"` // set after login
-	CSRFToken     string    `json:"csrf_token,omitempty"`
-	CreatedAt     time.Time `json:"created_at"`
-	ExpiresAt     time.Time `json:"expires_at"`
+	ID            string `json:"id"`
+	ClientID      string `json:"client_id"`
+	RedirectURI   string `json:"redirect_uri"`
+	State         string `json:"state,omitempty"`
+	CodeChallenge string `json:"code_challenge"`
+	Scope         string `json:"scope"`
+	Resource      string `json:"resource"`
+	// DeviceUserCode is set when the request approves a device grant (RFC 8628) instead of redirecting to a client.
+	DeviceUserCode string    `json:"device_user_code,omitempty"`
+	User           *User     `json:"user,omitempty"` // set after login
+	CSRFToken      string    `json:"csrf_token,omitempty"`
+	CreatedAt      time.Time `json:"created_at"`
+	ExpiresAt      time.Time `json:"expires_at"`
 }
 
 // AuthCode is an issued authorization code, stored under HashSecret(code). It is bound to everything the token
