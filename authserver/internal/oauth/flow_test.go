@@ -105,7 +105,7 @@ func (e *env) start(allowed string) {
 		CodeTTL: time.Minute, AccessTTL: time.Hour, RefreshTTL: 24 * time.Hour, ClientTTL: 24 * time.Hour,
 		AuthRequestTTL: 10 * time.Minute, ConsentTTL: time.Hour, RegisterPerMinute: 600, RegisterBurst: 50,
 		FeedPollInterval: 5 * time.Second,
-		DeviceCodeTTL: 10 * time.Minute, DevicePollInterval: 5 * time.Second, DeviceAttemptsPerMinute: 600,
+		DeviceCodeTTL:    10 * time.Minute, DevicePollInterval: 5 * time.Second, DeviceAttemptsPerMinute: 600,
 	}, e.store, km, gh, quiet)
 	require.NoError(t, err)
 	ts.Config.Handler = srv.Handler()
