@@ -138,7 +138,8 @@ func (s *Stack) startAll(ctx context.Context) error {
 		"--github-client-id", "fake-github-client-id", "--github-client-secret", "fake-github-client-secret",
 		"--github-web-url", gh + "/", "--github-api-url", gh + "/api/v3/", "--allowed-github-users", o.AllowedUsers,
 		"--data-file", filepath.Join(o.DataDir, "authserver.jsonl"), "--log-format", "text",
-		"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", s.internal["authserver-metrics"])}
+		"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", s.internal["authserver-metrics"]),
+		"--device-poll-interval", "1s"} // devices (mcp-token) get their tokens a second after approval
 	s.Metrics["authserver"] = fmt.Sprintf("http://127.0.0.1:%d/metrics", s.internal["authserver-metrics"])
 	if o.RedisURL != "" {
 		as = append(as, "--redis-url", o.RedisURL)
