@@ -268,6 +268,7 @@ func TestGatewayEndToEnd(t *testing.T) {
 	assert.Greater(t, sp.value("streamproxy_messages_total", "direction", "to_server"), 20.0)
 	assert.Greater(t, sp.value("streamproxy_messages_total", "direction", "to_client"), 20.0)
 	assert.GreaterOrEqual(t, sp.value("streamproxy_http_requests_total", "route", "/mcp", "method", "POST", "code", "200"), 20.0)
+	checkDashboard(t, as, sp)
 	for _, lv := range slices.Concat(firstScrape, as.labelValues(), sp.labelValues()) {
 		assert.NotContains(t, lv, "1000001", "a metric label holds a user id")
 		for _, r := range []clientRun{run, who, fresh, again, removed} {

@@ -1,14 +1,21 @@
 package e2e
 
 import (
+	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
 )
 
 // scrape reads a Prometheus endpoint the way Prometheus does.
@@ -83,4 +90,37 @@ func (s scrape) String() string {
 		b.WriteString(name + "\n")
 	}
 	return b.String()
+}
+
+var metricName = regexp.MustCompile(`\b((?:authserver|streamproxy)_[a-z_]+)`)
+
+// checkDashboard fails if docs/grafana-dashboard.json queries a metric that no service exports.
+func checkDashboard(t *testing.T, scrapes ...scrape) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "docs", "grafana-dashboard.json"))
+	require.NoError(t, err)
+	var dash struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	require.NoError(t, json.Unmarshal(b, &dash))
+	n := 0
+	for _, p := range dash.Panels {
+		for _, target := range p.Targets {
+			for _, m := range metricName.FindAllString(target.Expr, -1) {
+				n++
+				name := strings.TrimSuffix(m, "_bucket")
+				found := false
+				for _, s := range scrapes {
+					found = found || s[name] != nil
+				}
+				assert.True(t, found, "dashboard panel %q queries %s, which no service exports", p.Title, m)
+			}
+		}
+	}
+	assert.Greater(t, n, 15, "the dashboard queries the gateway's metrics")
 }

@@ -325,7 +325,7 @@ func withParams(redirectURI string, params url.Values) string {
 
 func (s *Server) storeFailedPage(w http.ResponseWriter, r *http.Request, err error) {
 	s.log.ErrorContext(r.Context(), "store failure", "err", err)
-	s.cfg.Metrics.StoreError("authorization page")
+	s.cfg.Metrics.StoreError()
 	w.Header().Set("Retry-After", "5")
 	s.errorPage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "The authorization server cannot reach its storage. Try again in a moment.")
 }

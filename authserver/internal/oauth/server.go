@@ -201,7 +201,7 @@ func oauthError(w http.ResponseWriter, status int, code, description string) {
 // storeFailed answers a failure of the store: 503, so clients retry instead of starting over.
 func (s *Server) storeFailed(w http.ResponseWriter, r *http.Request, what string, err error) {
 	s.log.ErrorContext(r.Context(), "store failure", "op", what, "err", err)
-	s.cfg.Metrics.StoreError(what)
+	s.cfg.Metrics.StoreError()
 	w.Header().Set("Retry-After", "5")
 	oauthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the authorization server's storage is unavailable; try again shortly")
 }
