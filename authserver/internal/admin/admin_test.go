@@ -121,6 +121,23 @@ func TestCommands(t *testing.T) {
 			_, err = s.GetRefresh(ctx, store.HashSecret("rt-client-a"))
 			assert.Error(t, err, "deleting a client removes its refresh tokens")
 
+			out, err = run(t, s, "tokens", "list", "--user", "42")
+			require.NoError(t, err)
+			assert.Contains(t, out, "fam-client-b")
+			assert.Contains(t, out, "octo (42)")
+			assert.NotContains(t, out, "fam-client-a", "a deleted client's grant is gone")
+			assert.NotContains(t, out, store.HashSecret("rt-client-b"), "token hashes are never shown")
+			out, err = run(t, s, "tokens", "list", "--client", "client-b", "--json")
+			require.NoError(t, err)
+			var grants []map[string]any
+			require.NoError(t, json.Unmarshal([]byte(out), &grants))
+			require.Len(t, grants, 1)
+			assert.Equal(t, "fam-client-b", grants[0]["grant"])
+			assert.Equal(t, 1.0, grants[0]["live_access_tokens"])
+			out, err = run(t, s, "tokens", "list", "--user", "7", "--json")
+			require.NoError(t, err)
+			assert.JSONEq(t, `[]`, out)
+
 			_, err = run(t, s, "tokens", "revoke", "--user", "42")
 			require.ErrorIs(t, err, admin.ErrNotConfirmed)
 			_, err = run(t, s, "tokens", "revoke", "--user", "octo", "--yes")
@@ -131,6 +148,9 @@ func TestCommands(t *testing.T) {
 			revoked, err = s.IsRevoked(ctx, "jti-client-b")
 			require.NoError(t, err)
 			assert.True(t, revoked)
+			out, err = run(t, s, "tokens", "list", "--user", "42", "--json")
+			require.NoError(t, err)
+			assert.JSONEq(t, `[]`, out, "a revoked grant is not listed")
 
 			_, err = run(t, s, "purge")
 			require.NoError(t, err)

@@ -14,7 +14,7 @@ import (
 // Commands names the subcommands Run handles, for the authserver's command dispatch and its --help.
 var Commands = map[string]string{
 	"clients":          "clients list | show ID | delete ID --yes | revoke ID --yes: registered clients",
-	"tokens":           "tokens revoke --user ID | --client ID --yes: revoke every grant of a user or a client",
+	"tokens":           "tokens list --user ID | --client ID; tokens revoke --user ID | --client ID --yes: a user's or a client's grants",
 	"purge":            "purge: remove expired records now",
 	"backup":           "backup [--out FILE]: write the whole store as versioned JSON lines (stdout by default)",
 	"restore":          "restore --in FILE --yes: load a backup (from either backend) into the store",
@@ -93,8 +93,12 @@ func Run(ctx context.Context, args []string, open func(context.Context) (store.S
 		}
 		return fmt.Errorf("usage: authserver %s (unknown subcommand %q)", Commands[name], sub)
 	case "tokens":
-		if sub, _ := arg(0, "revoke"); sub != "revoke" || (*user == "") == (*client == "") {
+		sub, _ := arg(0, "list or revoke")
+		if (sub != "list" && sub != "revoke") || (*user == "") == (*client == "") {
 			return fmt.Errorf("usage: authserver %s", Commands[name])
+		}
+		if sub == "list" {
+			return a.ListGrants(ctx, *user, *client)
 		}
 		if *user != "" {
 			return a.RevokeUserTokens(ctx, *user, *yes)
