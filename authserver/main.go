@@ -11,6 +11,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -29,6 +30,7 @@ import (
 	"time"
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/admin"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientmeta"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/github"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/metrics"
@@ -58,6 +60,9 @@ type settings struct {
 	trustedProxies                                                       string
 	activateAfter                                                        time.Duration
 	logFormat, metricsListen                                             string
+	cimd, cimdAllowPrivate                                               bool
+	cimdAllowed, cimdDenied, cimdCAFile                                  string
+	cimdTimeout                                                          time.Duration
 	store                                                                backend.Config
 	redisAddrs                                                           string
 }
@@ -93,6 +98,13 @@ func flags(s *settings) *flag.FlagSet {
 	fs.DurationVar(&s.deviceTTL, "device-code-lifetime", 10*time.Minute, "device flow (RFC 8628): time a user has to enter the code and approve")
 	fs.DurationVar(&s.devicePoll, "device-poll-interval", 5*time.Second, "device flow: least time between a device's polls of /token")
 	fs.Float64Var(&s.deviceAttempts, "device-attempts-rate", 20, "device flow: user codes one IP address may try per minute")
+	fs.BoolVar(&s.cimd, "cimd", true, "accept Client ID Metadata Documents: https URL client ids whose JSON document describes the client")
+	fs.StringVar(&s.cimdAllowed, "cimd-allowed-hosts", "", "comma-separated hosts (example.com, *.example.com) whose client documents are accepted (empty: any public host)")
+	fs.StringVar(&s.cimdDenied, "cimd-denied-hosts", "", "comma-separated hosts whose client documents are refused")
+	fs.DurationVar(&s.cimdTimeout, "cimd-timeout", 5*time.Second, "time limit of fetching a client document")
+	fs.StringVar(&s.cimdCAFile, "cimd-ca-file", "", "PEM file of extra CAs trusted for client documents (e.g. a private CA)")
+	fs.BoolVar(&s.cimdAllowPrivate, "cimd-allow-private-addresses", false,
+		"UNSAFE, development only: fetch client documents from loopback and private addresses (reopens server-side request forgery)")
 	fs.Float64Var(&s.registerPerMinute, "register-rate", 10, "client registrations per minute per IP address (0: unlimited)")
 	fs.IntVar(&s.registerBurst, "register-burst", 20, "registrations an IP address may make at once")
 	fs.StringVar(&s.trustedProxies, "trusted-proxies", "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16",
@@ -287,8 +299,18 @@ func serve(s *settings, log *slog.Logger) error {
 		resources, patterns = []string{origin + "/mcp"}, []string{origin + "/*/mcp"}
 		log.Info("no resources configured: protecting the MCP endpoints on the issuer's origin", "resources", resources, "patterns", patterns)
 	}
+	var documents *clientmeta.Fetcher
+	if s.cimd {
+		if documents, err = clientDocuments(s); err != nil {
+			return err
+		}
+		if s.cimdAllowPrivate {
+			log.Warn("client documents may come from private and loopback addresses (--cimd-allow-private-addresses): development only")
+		}
+	}
 	srv, err := oauth.New(oauth.Config{
-		Issuer: s.issuer, Resources: resources, ResourcePatterns: patterns,
+		ClientMetadata: documents,
+		Issuer:         s.issuer, Resources: resources, ResourcePatterns: patterns,
 		DefaultResource: s.defaultResource, Scopes: split(s.scopes),
 		CodeTTL: s.codeTTL, AccessTTL: s.accessTTL, RefreshTTL: s.refreshTTL, ClientTTL: s.clientTTL,
 		AuthRequestTTL: s.authTTL, ConsentTTL: s.consentTTL,
@@ -324,6 +346,27 @@ func serve(s *settings, log *slog.Logger) error {
 		return err
 	}
 	return nil
+}
+
+// clientDocuments builds the fetcher of Client ID Metadata Documents from the flags.
+func clientDocuments(s *settings) (*clientmeta.Fetcher, error) {
+	cfg := clientmeta.Config{Timeout: s.cimdTimeout, AllowedHosts: split(s.cimdAllowed), DeniedHosts: split(s.cimdDenied),
+		AllowPrivateAddresses: s.cimdAllowPrivate}
+	if s.cimdCAFile != "" {
+		pem, err := os.ReadFile(s.cimdCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("--cimd-ca-file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--cimd-ca-file %s holds no PEM certificate", s.cimdCAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	return clientmeta.New(cfg), nil
 }
 
 // purgeLoop removes expired records the store does not expire by itself.

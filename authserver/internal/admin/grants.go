@@ -38,7 +38,9 @@ func (a *Admin) ListGrants(ctx context.Context, userID, clientID string) error {
 	var access []*store.AccessToken
 	revoked := map[string]bool{}
 	now := time.Now()
-	match := func(uid, cid string) bool { return (userID != "" && uid == userID) || (clientID != "" && cid == clientID) }
+	match := func(uid, cid string) bool {
+		return (userID != "" && uid == userID) || (clientID != "" && cid == clientID)
+	}
 	err := store.ReadDump(pr, func(r store.DumpRecord) error {
 		switch {
 		case r.Kind == store.DumpRefresh && !r.Used && r.Refresh.ExpiresAt.After(now) && match(r.Refresh.User.ID, r.Refresh.ClientID):

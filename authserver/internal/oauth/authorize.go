@@ -28,7 +28,12 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusBadRequest, "Missing client", "The request has no client_id. Start the connection again from your application.")
 		return
 	}
-	client, err := s.store.GetClient(r.Context(), clientID)
+	client, err := s.lookupClient(r.Context(), clientID)
+	if me, ok := asDocumentError(err); ok {
+		s.errorPage(w, http.StatusBadRequest, "Application refused",
+			"The application identifies itself by the metadata document at "+clientID+", which cannot be used: "+me.Reason+". Nothing was sent to it.")
+		return
+	}
 	if errors.Is(err, store.ErrNotFound) || (err == nil && !client.ExpiresAt.IsZero() && time.Now().After(client.ExpiresAt)) {
 		s.errorPage(w, http.StatusBadRequest, "Unknown application",
 			"This application is not registered here, or its registration expired. Remove the server from your application and add it again so that it registers anew.")
@@ -170,7 +175,7 @@ func (s *Server) githubCallback(w http.ResponseWriter, r *http.Request) {
 		s.storeFailedPage(w, r, err)
 		return
 	}
-	client, err := s.store.GetClient(r.Context(), ar.ClientID)
+	client, err := s.lookupClient(r.Context(), ar.ClientID)
 	if err != nil {
 		s.errorPage(w, http.StatusBadRequest, "Unknown application", "The application's registration is gone. Add the server to your application again.")
 		return
@@ -208,8 +213,10 @@ func (s *Server) showConsent(w http.ResponseWriter, ar *store.AuthRequest, c *st
 	if ar.DeviceUserCode != "" {
 		device = displayUserCode(ar.DeviceUserCode)
 	}
+	published := documentHost(c.ID)
 	s.render(w, http.StatusOK, consentPage, map[string]any{
 		"Client": name, "ClientID": c.ID, "RedirectHost": host, "Resource": ar.Resource, "Device": device,
+		"Published": published, "LoopbackOnly": published != "" && loopbackOnly(c.RedirectURIs),
 		"Scopes": strings.Fields(ar.Scope), "User": ar.User.Login, "RequestID": ar.ID, "CSRF": ar.CSRFToken,
 		"Remember": s.cfg.ConsentTTL > 0 && device == "", "Action": s.cfg.Issuer + "/consent",
 	})
@@ -366,6 +373,9 @@ var consentPage = template.Must(template.New("consent").Parse(`<!doctype html><h
 <h1>Authorize access to an MCP server</h1>
 <div class="box">
 <p><b>{{.Client}}</b> wants to use an MCP server as GitHub user <b>{{.User}}</b>.</p>
+{{if .Published}}<p>This application is described by <span class="host">{{.Published}}</span>; its name is what that site claims.</p>
+{{if .LoopbackOnly}}<p style="color:#b00">It only returns to programs on your own computer (localhost). Anyone can publish
+such a description under any name: approve only if you just started this from a program you trust.</p>{{end}}{{end}}
 {{if .Device}}<p>The device or terminal showing the code <span class="host">{{.Device}}</span> will get this access.
 Only approve if that code is on a screen in front of you right now.</p>
 {{else}}<p>After you approve, you will be sent to:<br><span class="host">{{.RedirectHost}}</span></p>{{end}}

@@ -183,7 +183,7 @@ func (s *Server) deviceSubmit(w http.ResponseWriter, r *http.Request) {
 		s.storeFailedPage(w, r, err)
 		return
 	}
-	if _, err := s.store.GetClient(r.Context(), g.ClientID); err != nil {
+	if _, err := s.lookupClient(r.Context(), g.ClientID); err != nil {
 		retry(http.StatusBadRequest, "The application that asked for this code is no longer registered.")
 		return
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientmeta"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/github"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/oauth"
@@ -50,6 +51,7 @@ type env struct {
 	gh     *fakegithub.Server
 	http   *http.Client
 	redis  *testenv.Redis
+	docs   *clientmeta.Fetcher // client metadata documents (CIMD); nil: off
 }
 
 type backendCase struct {
@@ -105,6 +107,7 @@ func (e *env) start(allowed string) {
 		CodeTTL: time.Minute, AccessTTL: time.Hour, RefreshTTL: 24 * time.Hour, ClientTTL: 24 * time.Hour,
 		AuthRequestTTL: 10 * time.Minute, ConsentTTL: time.Hour, RegisterPerMinute: 600, RegisterBurst: 50,
 		FeedPollInterval: 5 * time.Second,
+		ClientMetadata:   e.docs,
 		DeviceCodeTTL:    10 * time.Minute, DevicePollInterval: 5 * time.Second, DeviceAttemptsPerMinute: 600,
 	}, e.store, km, gh, quiet)
 	require.NoError(t, err)

@@ -23,6 +23,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientmeta"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/github"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/metrics"
@@ -55,6 +56,8 @@ type Config struct {
 	DeviceAttemptsPerMinute float64       // user codes one IP address may try per minute
 
 	Metrics *metrics.Metrics // nil: not counted
+
+	ClientMetadata *clientmeta.Fetcher // resolves URL client ids (CIMD); nil: only registered clients
 }
 
 // Server holds the handlers' dependencies.
@@ -167,6 +170,7 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
 		"introspection_endpoint_auth_methods_supported":  []string{"client_secret_basic", "client_secret_post", "none"},
 		"scopes_supported":                               s.cfg.Scopes,
 		"authorization_response_iss_parameter_supported": true,
+		"client_id_metadata_document_supported":          s.cfg.ClientMetadata != nil,
 	})
 }
 

@@ -49,7 +49,11 @@ func (s *Server) authenticateClient(w http.ResponseWriter, r *http.Request) *sto
 		s.clientFailed(w, basic, "client authentication is required: send client_id (and the secret, for confidential clients)")
 		return nil
 	}
-	c, err := s.store.GetClient(r.Context(), id)
+	c, err := s.lookupClient(r.Context(), id)
+	if me, ok := asDocumentError(err); ok {
+		s.clientFailed(w, basic, me.Error())
+		return nil
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		s.clientFailed(w, basic, "unknown client: register again")
 		return nil
