@@ -70,9 +70,16 @@ func (r clientRun) secrets() map[string]string {
 // runClient runs the TypeScript SDK client against an MCP URL and returns what it did.
 func runClient(t *testing.T, mcpURL string, args ...string) clientRun {
 	t.Helper()
+	return runClientWith(t, nil, mcpURL, args...)
+}
+
+// runClientWith runs the client with extra environment variables.
+func runClientWith(t *testing.T, env []string, mcpURL string, args ...string) clientRun {
+	t.Helper()
 	dir := filepath.Join(testenv.RepoRoot(t), "testdata", "node")
 	cmd := exec.Command(testenv.NodeBin(t), append([]string{"--import", filepath.Join(dir, "localhost-resolver.mjs"),
 		filepath.Join(dir, "e2e-client.mjs"), mcpURL}, args...)...)
+	cmd.Env = append(cmd.Environ(), env...)
 	out, err := cmd.Output()
 	var stderr string
 	if ee, ok := err.(*exec.ExitError); ok {
@@ -91,7 +98,7 @@ type stack struct {
 	logs  *logBuffer
 }
 
-func startStack(t *testing.T, layout string) stack {
+func startStack(t *testing.T, layout string, authserverFlags ...string) stack {
 	t.Helper()
 	testenv.TraefikBin(t)
 	redis := testenv.StartRedis(t)
@@ -103,7 +110,7 @@ func startStack(t *testing.T, layout string) stack {
 	testenv.WaitTCP(t, diagAddr, 10*time.Second)
 	s, err := devstack.Start(context.Background(), devstack.Options{
 		Root: testenv.RepoRoot(t), Port: testenv.FreePort(t), DataDir: t.TempDir(), RedisURL: redis.URL,
-		Log: io.MultiWriter(testLog{t}, logs), Layout: layout,
+		Log: io.MultiWriter(testLog{t}, logs), Layout: layout, AuthserverFlags: authserverFlags,
 		Services: []devstack.Service{
 			{Name: "everything", Command: []string{"node", filepath.Join(nm, "@modelcontextprotocol", "server-everything", "dist", "index.js")}},
 			{Name: "diagnostic", Addr: diagAddr},

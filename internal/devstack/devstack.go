@@ -40,9 +40,11 @@ type Options struct {
 	// Layout is "path" (default: http://localhost:PORT/<service>/mcp, the authserver on the same origin) or
 	// "subdomain" (http://<service>.localhost:PORT/mcp, the authserver at http://auth.localhost:PORT). Browsers
 	// resolve *.localhost to loopback by themselves; other clients need Client() or a resolver that does.
-	Layout   string
-	Services []Service
-	Log      io.Writer // where the processes' output goes
+	Layout string
+	// AuthserverFlags are added to the authorization server\'s command line.
+	AuthserverFlags []string
+	Services        []Service
+	Log             io.Writer // where the processes' output goes
 }
 
 // Stack is a running gateway.
@@ -144,6 +146,7 @@ func (s *Stack) startAll(ctx context.Context) error {
 	if o.RedisURL != "" {
 		as = append(as, "--redis-url", o.RedisURL)
 	}
+	as = append(as, o.AuthserverFlags...)
 	if err := s.run(ctx, "authserver", as, nil, "authserver listening"); err != nil {
 		return err
 	}

@@ -2,6 +2,8 @@
 // discovers the metadata, registers, authorizes with PKCE and resource, logs in through the (fake) GitHub, approves
 // the consent page, gets tokens, initializes, lists and calls tools, and refreshes. The browser part is driven
 // headlessly with fetch. Usage: node e2e-client.mjs <mcp-url> [tool] [json-args] [spoofed-user-id]
+// With CLIENT_METADATA_URL set, the client identifies itself by that Client ID Metadata Document instead of
+// registering (the SDK does so when the authorization server advertises client_id_metadata_document_supported).
 // Prints one JSON object: the tool result, the tools listed, the tokens (for the test to revoke), and every secret
 // the flow handled (for the test to check that no log recorded one).
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -14,6 +16,7 @@ const redirectUrl = 'http://127.0.0.1:39999/callback';
 class Provider {
   constructor() { this.state_ = Math.random().toString(36).slice(2); }
   get redirectUrl() { return redirectUrl; }
+  get clientMetadataUrl() { return process.env.CLIENT_METADATA_URL; }
   get clientMetadata() {
     return {
       client_name: 'Gateway end-to-end test', redirect_uris: [redirectUrl], token_endpoint_auth_method: 'none',
