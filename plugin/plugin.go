@@ -81,9 +81,6 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 // the precomputed header writes, and everything else lives in serveSlow.
 func (m *Middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := r.Header
-	if _, ok := h[requestIDHeader]; !ok {
-		h[requestIDHeader] = []string{requestIDs.next()}
-	}
 	if a := h["Authorization"]; len(a) == 1 {
 		if v, ok := m.cache.hot.Load(a[0]); ok && !m.prmPaths[r.URL.Path] {
 			for _, op := range v.([]headerOp) {
@@ -301,7 +298,7 @@ func descSafe(v string) string {
 // deny writes an error answer with its challenge. Browsers may read WWW-Authenticate (MCP clients run in them too).
 func (m *Middleware) deny(w http.ResponseWriter, r *http.Request, status int, challenge, code, desc string) {
 	wh := w.Header()
-	wh[requestIDHeader] = r.Header[requestIDHeader]
+	wh.Set(requestIDHeader, requestID(r))
 	wh.Set("WWW-Authenticate", challenge)
 	wh.Set("Access-Control-Allow-Origin", "*")
 	wh.Set("Access-Control-Expose-Headers", "WWW-Authenticate")
@@ -317,7 +314,7 @@ func (m *Middleware) deny(w http.ResponseWriter, r *http.Request, status int, ch
 
 func (m *Middleware) unavailable(w http.ResponseWriter, r *http.Request) {
 	wh := w.Header()
-	wh[requestIDHeader] = r.Header[requestIDHeader]
+	wh.Set(requestIDHeader, requestID(r))
 	wh.Set("Retry-After", "2")
 	wh.Set("Access-Control-Allow-Origin", "*")
 	wh.Set("Cache-Control", "no-store")
