@@ -124,6 +124,22 @@ func startStack(t *testing.T, layout string, authserverFlags ...string) stack {
 	return stack{s, redis, logs}
 }
 
+// accessLog returns Traefik's access log entries (JSON lines) from the stack's output.
+func accessLog(logs string) []map[string]any {
+	var out []map[string]any
+	for _, line := range strings.Split(logs, "\n") {
+		rest, ok := strings.CutPrefix(line, "traefik")
+		if !ok {
+			continue
+		}
+		var e map[string]any
+		if json.Unmarshal([]byte(strings.TrimSpace(rest)), &e) == nil && e["RequestMethod"] != nil {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 // logBuffer keeps the stack's output for the checks on what the components log.
 type logBuffer struct {
 	mu sync.Mutex
@@ -296,8 +312,19 @@ func TestGatewayEndToEnd(t *testing.T) {
 	}
 	assert.NotContains(t, logs, "fake-github-client-secret", "a log line holds the GitHub client secret")
 	assert.NotContains(t, strings.ToLower(logs), "bearer ", "a log line holds an Authorization header")
-	assert.Contains(t, logs, `"POST /token HTTP/1.1" 200`, "Traefik's access log recorded the token endpoint")
-	assert.Contains(t, logs, `"POST /everything/mcp HTTP/1.1" 200`, "Traefik's access log recorded MCP requests")
+	var tokenID string
+	mcpLogged := false
+	for _, e := range accessLog(logs) {
+		switch {
+		case e["RequestMethod"] == "POST" && e["RequestPath"] == "/token" && e["DownstreamStatus"] == 200.0:
+			tokenID, _ = e["downstream_X-Request-Id"].(string)
+		case e["RequestMethod"] == "POST" && e["RequestPath"] == "/everything/mcp" && e["DownstreamStatus"] == 200.0:
+			mcpLogged = true
+		}
+	}
+	require.NotEmpty(t, tokenID, "Traefik's access log recorded the token endpoint with the authserver's request id")
+	assert.Contains(t, logs, "request_id="+tokenID, "the access log line and the authserver's line share the id")
+	assert.True(t, mcpLogged, "Traefik's access log recorded MCP requests")
 	assert.NotContains(t, logs, "/github/callback?", "the GitHub callback's query reached a log")
 
 	// Every request the authserver and streamproxy answered is one log line, with a request id.
