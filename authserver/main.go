@@ -62,7 +62,7 @@ type settings struct {
 	logFormat, metricsListen                                             string
 	cimd, cimdAllowPrivate                                               bool
 	cimdAllowed, cimdDenied, cimdCAFile                                  string
-	cimdTimeout                                                          time.Duration
+	cimdTimeout, cimdCacheMin, cimdCacheMax                              time.Duration
 	store                                                                backend.Config
 	redisAddrs                                                           string
 }
@@ -102,6 +102,8 @@ func flags(s *settings) *flag.FlagSet {
 	fs.StringVar(&s.cimdAllowed, "cimd-allowed-hosts", "", "comma-separated hosts (example.com, *.example.com) whose client documents are accepted (empty: any public host)")
 	fs.StringVar(&s.cimdDenied, "cimd-denied-hosts", "", "comma-separated hosts whose client documents are refused")
 	fs.DurationVar(&s.cimdTimeout, "cimd-timeout", 5*time.Second, "time limit of fetching a client document")
+	fs.DurationVar(&s.cimdCacheMin, "cimd-cache-min", time.Minute, "a client document is cached at least this long, whatever its headers say")
+	fs.DurationVar(&s.cimdCacheMax, "cimd-cache-max", 24*time.Hour, "and at most this long")
 	fs.StringVar(&s.cimdCAFile, "cimd-ca-file", "", "PEM file of extra CAs trusted for client documents (e.g. a private CA)")
 	fs.BoolVar(&s.cimdAllowPrivate, "cimd-allow-private-addresses", false,
 		"UNSAFE, development only: fetch client documents from loopback and private addresses (reopens server-side request forgery)")
@@ -350,7 +352,10 @@ func serve(s *settings, log *slog.Logger) error {
 
 // clientDocuments builds the fetcher of Client ID Metadata Documents from the flags.
 func clientDocuments(s *settings) (*clientmeta.Fetcher, error) {
-	cfg := clientmeta.Config{Timeout: s.cimdTimeout, AllowedHosts: split(s.cimdAllowed), DeniedHosts: split(s.cimdDenied),
+	if s.cimdCacheMin <= 0 || s.cimdCacheMax < s.cimdCacheMin {
+		return nil, fmt.Errorf("--cimd-cache-min (%s) must be positive and at most --cimd-cache-max (%s)", s.cimdCacheMin, s.cimdCacheMax)
+	}
+	cfg := clientmeta.Config{Timeout: s.cimdTimeout, MinCache: s.cimdCacheMin, MaxCache: s.cimdCacheMax, AllowedHosts: split(s.cimdAllowed), DeniedHosts: split(s.cimdDenied),
 		AllowPrivateAddresses: s.cimdAllowPrivate}
 	if s.cimdCAFile != "" {
 		pem, err := os.ReadFile(s.cimdCAFile)
