@@ -52,9 +52,7 @@ type Document struct {
 	RedirectURIs            []string `json:"redirect_uris"`
 	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method"`
 	GrantTypes              []string `json:"grant_types"`
-	ResponseTypes           []string `json:"response_types"`
 	ClientURI               string   `json:"client_uri"`
-	LogoURI                 string   `json:"logo_uri"`
 }
 
 // Error is a document that cannot be used; its message says why in words a client's developer can act on.
