@@ -260,6 +260,15 @@ func serve(s *settings, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	var documents *clientmeta.Fetcher
+	if s.cimd {
+		if documents, err = clientDocuments(s); err != nil {
+			return err
+		}
+		if s.cimdAllowPrivate {
+			log.Warn("client documents may come from private and loopback addresses (--cimd-allow-private-addresses): development only")
+		}
+	}
 	if policy.Empty() {
 		log.Warn("no GitHub user, organization or team is allowed: every login will be refused; set --allowed-github-users")
 	}
@@ -300,15 +309,6 @@ func serve(s *settings, log *slog.Logger) error {
 		origin := strings.ToLower(u.Scheme + "://" + u.Host)
 		resources, patterns = []string{origin + "/mcp"}, []string{origin + "/*/mcp"}
 		log.Info("no resources configured: protecting the MCP endpoints on the issuer's origin", "resources", resources, "patterns", patterns)
-	}
-	var documents *clientmeta.Fetcher
-	if s.cimd {
-		if documents, err = clientDocuments(s); err != nil {
-			return err
-		}
-		if s.cimdAllowPrivate {
-			log.Warn("client documents may come from private and loopback addresses (--cimd-allow-private-addresses): development only")
-		}
 	}
 	srv, err := oauth.New(oauth.Config{
 		ClientMetadata: documents,
