@@ -81,6 +81,12 @@ func post(t *testing.T, url, session string, body string, headers ...string) rep
 	if session != "" {
 		req.Header.Set("Mcp-Session-Id", session)
 	}
+	return send(t, req, headers...)
+}
+
+// send sends a request with extra headers (name, value, ...) and decodes the answer.
+func send(t *testing.T, req *http.Request, headers ...string) reply {
+	t.Helper()
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
@@ -347,21 +353,28 @@ func stream(t *testing.T, url, sid, lastEventID string) (<-chan sseEvent, func()
 	}
 }
 
-// The official conformance suite's server scenarios, on the Go SDK's fixture server behind streamproxy.
+// The official conformance suites' server scenarios, on the Go SDK's fixture server behind streamproxy: the
+// released suite (2025-11-25, all 30 scenarios), and the prerelease's required sets of both generations on the one
+// endpoint: 2026-07-28 (37 scenarios, session-less) and 2025-11-25.
 func TestConformance(t *testing.T) {
-	node := testenv.NodeBin(t)
-	suite := filepath.Join(testenv.NodeModules(t), "@modelcontextprotocol", "conformance", "dist", "index.js")
 	fixture := testenv.BuildBinary(t, "github.com/modelcontextprotocol/go-sdk/conformance/everything-server")
 	url := strings.Replace(proxy(t, nil, fixture), "127.0.0.1", "localhost", 1) // dns-rebinding-protection needs localhost
-	out, err := exec.Command(node, suite, "server", "--url", url, "-o", t.TempDir()).CombinedOutput()
-	summary := string(out)
-	if i := strings.Index(summary, "=== SUMMARY ==="); i >= 0 {
-		summary = summary[i:]
+
+	latest := testenv.RunConformance(t, testenv.ConformanceLatest, url, "")
+	require.NoError(t, latest.Err, "conformance suite failed:\n%s", latest.Summary)
+	assert.Regexp(t, `Total: \d+ passed, 0 failed`, latest.Summary)
+	assert.GreaterOrEqual(t, len(latest.Passed), 30, "every server scenario ran:\n%s", latest.Summary)
+
+	modern := testenv.RunConformance(t, testenv.ConformanceAlpha, url, "", "--requirements", "2026-07-28")
+	assert.Empty(t, modern.Failed(testenv.Required2026), "2026-07-28 required scenarios:\n%s", modern.Summary)
+	assert.NoError(t, modern.Err, "%s", modern.Summary)
+
+	legacy := testenv.RunConformance(t, testenv.ConformanceAlpha, url, "", "--requirements", "2025-11-25")
+	assert.NoError(t, legacy.Err, "2025-11-25 required scenarios:\n%s", legacy.Summary)
+	assert.GreaterOrEqual(t, len(legacy.Passed), 30, "%s", legacy.Summary)
+	for name, ok := range legacy.Passed {
+		assert.True(t, ok, "%s failed:\n%s", name, legacy.Summary)
 	}
-	require.NoError(t, err, "conformance suite failed:\n%s", summary)
-	assert.Regexp(t, `Total: \d+ passed, 0 failed`, summary)
-	assert.GreaterOrEqual(t, strings.Count(summary, "✓"), 30, "every server scenario ran:\n%s", summary)
-	assert.NotContains(t, summary, "✗")
 }
 
 // The TypeScript SDK's client connects through streamproxy and calls a tool.

@@ -1,9 +1,10 @@
 // Package session runs one stdio MCP server per session and routes JSON-RPC messages between it and HTTP requests.
 //
 // The child's stdout is read by one goroutine. A response goes to the HTTP request that waits for its id; a request
-// or notification from the server goes to the request it relates to (by progress token, else the oldest request in
-// flight), or, when none is in flight, to the session's standalone stream (the GET SSE stream), whose recent events
-// are kept for resumption. Message ids pass through untouched: the proxy never sends a request of its own.
+// or notification from the server goes to the request it relates to (by subscription id, by progress token, else the
+// oldest request in flight), or, when none is in flight, to the session's standalone stream (the GET SSE stream),
+// whose recent events are kept for resumption, or to the Unrouted hook when one is set. Ids are the caller's: a
+// legacy session passes the client's ids through, a modern worker gives each request a key of its own.
 package session
 
 import (
@@ -57,6 +58,18 @@ type Command struct {
 	Dir  string
 }
 
+// Config says how a session's child is supervised and where messages that belong to no request go.
+type Config struct {
+	Command Command
+	UserID  string
+	Backlog int // standalone events kept for resumption
+	// Unrouted, when set, takes every message that belongs to no request in flight instead of the standalone
+	// stream and its backlog (modern workers have no GET stream).
+	Unrouted func(*Message)
+	Log      *slog.Logger
+	Metrics  *metrics.Metrics
+}
+
 // Session is one client's MCP session and its child process.
 type Session struct {
 	ID     string
@@ -74,6 +87,7 @@ type Session struct {
 	stream     chan Event       // the open standalone stream, if any
 	backlog    []Event          // recent standalone events for resumption
 	backlogCap int
+	unrouted   func(*Message)
 	seq        uint64
 	lastUsed   time.Time
 	closed     bool
@@ -90,7 +104,8 @@ type Call struct {
 }
 
 // Start launches the child for a new session.
-func Start(cmdSpec Command, userID string, backlog int, log *slog.Logger, m *metrics.Metrics) (*Session, error) {
+func Start(cfg Config) (*Session, error) {
+	cmdSpec, log, m := cfg.Command, cfg.Log, cfg.Metrics
 	id, err := newID()
 	if err != nil {
 		return nil, err
@@ -116,13 +131,14 @@ func Start(cmdSpec Command, userID string, backlog int, log *slog.Logger, m *met
 		return nil, fmt.Errorf("start MCP server %q: %w", cmdSpec.Path, err)
 	}
 	s := &Session{
-		ID: id, UserID: userID,
+		ID: id, UserID: cfg.UserID,
 		log:        log.With("session", id[:8]),
 		cmd:        cmd,
 		in:         bufio.NewWriterSize(stdin, 64<<10),
 		pending:    map[string]*Call{},
 		progress:   map[string]*Call{},
-		backlogCap: backlog,
+		backlogCap: cfg.Backlog,
+		unrouted:   cfg.Unrouted,
 		metrics:    m,
 		lastUsed:   time.Now(),
 		done:       make(chan struct{}),
@@ -149,9 +165,18 @@ func Start(cmdSpec Command, userID string, backlog int, log *slog.Logger, m *met
 }
 
 func newID() (string, error) {
+	id, err := RandomID()
+	if err != nil {
+		return "", fmt.Errorf("session id: %w", err)
+	}
+	return id, nil
+}
+
+// RandomID returns 192 random bits, base64url: unguessable ids for sessions and request state.
+func RandomID() (string, error) {
 	b := make([]byte, 24)
 	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("session id: %w", err)
+		return "", err
 	}
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
@@ -304,6 +329,9 @@ func (s *Session) route(line []byte) {
 		Method string          `json:"method"`
 		Params struct {
 			ProgressToken json.RawMessage `json:"progressToken"`
+			Meta          struct {
+				SubscriptionID json.RawMessage `json:"io.modelcontextprotocol/subscriptionId"`
+			} `json:"_meta"`
 		} `json:"params"`
 	}
 	if err := json.Unmarshal(line, &head); err != nil {
@@ -324,6 +352,9 @@ func (s *Session) route(line []byte) {
 		if target = s.pending[string(m.ID)]; target != nil {
 			s.forgetLocked(target)
 		}
+	case head.Params.Meta.SubscriptionID != nil:
+		// 2026-07-28 subscriptions/listen: the notification names the listen request it belongs to.
+		target = s.pending[string(head.Params.Meta.SubscriptionID)]
 	case head.Params.ProgressToken != nil:
 		target = s.progress[string(head.Params.ProgressToken)]
 	case m.ID != nil || m.Method == "notifications/message":
@@ -347,6 +378,11 @@ func (s *Session) route(line []byte) {
 	if m.IsResponse() {
 		s.mu.Unlock()
 		s.log.Debug("response for a request no longer waiting; dropped")
+		return
+	}
+	if s.unrouted != nil {
+		s.mu.Unlock()
+		s.unrouted(m)
 		return
 	}
 	s.seq++

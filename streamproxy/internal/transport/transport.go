@@ -1,5 +1,6 @@
-// Package transport serves the MCP Streamable HTTP transport (2025-03-26, 2025-06-18, 2025-11-25) and hands each
-// session's messages to its own stdio MCP server (package session).
+// Package transport serves the MCP Streamable HTTP transport on one endpoint for both generations of the protocol:
+// the handshake revisions (2025-03-26, 2025-06-18, 2025-11-25), whose sessions each get their own stdio MCP server
+// (package session), and 2026-07-28, whose session-less requests each user's own worker serves (worker.go).
 package transport
 
 import (
@@ -17,13 +18,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/metrics"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
 )
 
-// SupportedVersions are the protocol versions whose transport this proxy implements.
+// SupportedVersions are the handshake-era protocol versions, served with sessions; ModernVersions are the others.
 var SupportedVersions = []string{"2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"}
 
 // Config says what to run and how to bound it.
@@ -48,7 +50,10 @@ type Handler struct {
 
 	mu       sync.Mutex
 	sessions map[string]*session.Session
+	workers  map[string]*worker // by user, for 2026-07-28 requests
+	parked   map[string]*parked // bridged calls waiting for input, by request state
 	closing  bool
+	era      atomic.Int32 // of the MCP server command: eraUnknown until the first worker's probe
 }
 
 // New returns a handler; Close ends its sessions.
@@ -56,7 +61,8 @@ func New(cfg Config) *Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	h := &Handler{cfg: cfg, log: cfg.Logger, sessions: map[string]*session.Session{}}
+	h := &Handler{cfg: cfg, log: cfg.Logger, sessions: map[string]*session.Session{}, workers: map[string]*worker{},
+		parked: map[string]*parked{}}
 	if cfg.IdleTimeout > 0 {
 		go h.reapIdle()
 	}
@@ -70,13 +76,25 @@ func (h *Handler) Sessions() int {
 	return len(h.sessions)
 }
 
-// Close ends every session and refuses new ones.
+// Workers reports how many users have a worker for 2026-07-28 requests.
+func (h *Handler) Workers() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.workers)
+}
+
+// Close ends every session and worker and refuses new ones.
 func (h *Handler) Close() {
 	h.mu.Lock()
 	h.closing = true
-	all := make([]*session.Session, 0, len(h.sessions))
+	all := make([]*session.Session, 0, len(h.sessions)+len(h.workers))
 	for _, s := range h.sessions {
 		all = append(all, s)
+	}
+	for _, wk := range h.workers {
+		if wk.s != nil {
+			all = append(all, wk.s)
+		}
 	}
 	h.mu.Unlock()
 	var wg sync.WaitGroup
@@ -93,17 +111,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusForbidden, "origin %q is not allowed", r.Header.Get("Origin"))
 		return
 	}
-	if v := r.Header.Get("MCP-Protocol-Version"); v != "" && !slices.Contains(SupportedVersions, v) {
-		httpError(w, http.StatusBadRequest, "unsupported MCP-Protocol-Version %q (supported: %s)", v, strings.Join(SupportedVersions, ", "))
-		return
-	}
 	switch r.Method {
 	case http.MethodPost:
 		h.post(w, r)
-	case http.MethodGet:
-		h.get(w, r)
-	case http.MethodDelete:
-		h.delete(w, r)
+	case http.MethodGet, http.MethodDelete:
+		if r.Header.Get("Mcp-Session-Id") == "" {
+			// 2026-07-28 has neither a GET stream nor sessions to delete; handshake-era clients name their session.
+			w.Header().Set("Allow", "POST")
+			httpError(w, http.StatusMethodNotAllowed, "%s without Mcp-Session-Id: protocol version 2026-07-28 uses POST only", r.Method)
+			return
+		}
+		if v := r.Header.Get("MCP-Protocol-Version"); v != "" && !slices.Contains(SupportedVersions, v) {
+			httpError(w, http.StatusBadRequest, "unsupported MCP-Protocol-Version %q for a session (supported: %s)", v, strings.Join(SupportedVersions, ", "))
+			return
+		}
+		if r.Method == http.MethodGet {
+			h.get(w, r)
+		} else {
+			h.delete(w, r)
+		}
 	default:
 		w.Header().Set("Allow", "GET, POST, DELETE")
 		httpError(w, http.StatusMethodNotAllowed, "method %s is not part of the MCP transport", r.Method)
@@ -116,7 +142,8 @@ type incoming struct {
 	Method string          `json:"method"`
 	Params struct {
 		Meta struct {
-			ProgressToken json.RawMessage `json:"progressToken"`
+			ProgressToken   json.RawMessage `json:"progressToken"`
+			ProtocolVersion json.RawMessage `json:"io.modelcontextprotocol/protocolVersion"`
 		} `json:"_meta"`
 	} `json:"params"`
 }
@@ -152,6 +179,10 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 	}
 	if string(msg.ID) == "null" {
 		msg.ID = nil
+	}
+	if isModern(r, msg) {
+		h.serveModern(w, r, body)
+		return
 	}
 
 	sid := r.Header.Get("Mcp-Session-Id")
@@ -198,14 +229,15 @@ func (h *Handler) initialize(w http.ResponseWriter, r *http.Request, body []byte
 		rpcError(w, http.StatusServiceUnavailable, msg.ID, -32000, "the proxy is shutting down")
 		return
 	}
-	if h.cfg.MaxSessions > 0 && len(h.sessions) >= h.cfg.MaxSessions {
+	if h.cfg.MaxSessions > 0 && len(h.sessions)+len(h.workers) >= h.cfg.MaxSessions {
 		h.mu.Unlock()
 		h.cfg.Metrics.Refused("limit")
 		w.Header().Set("Retry-After", "30")
 		rpcError(w, http.StatusServiceUnavailable, msg.ID, -32000, fmt.Sprintf("too many sessions (%d): try again later", h.cfg.MaxSessions))
 		return
 	}
-	s, err := session.Start(h.cfg.Command, h.userOf(r), h.cfg.Backlog, h.log, h.cfg.Metrics)
+	s, err := session.Start(session.Config{Command: h.cfg.Command, UserID: h.userOf(r), Backlog: h.cfg.Backlog,
+		Log: h.log, Metrics: h.cfg.Metrics})
 	if err != nil {
 		h.mu.Unlock()
 		h.cfg.Metrics.Refused("start_failed")
@@ -405,11 +437,26 @@ func (h *Handler) reapIdle() {
 				idle = append(idle, s)
 			}
 		}
+		var idleWorkers []*worker
+		for _, wk := range h.workers {
+			if wk.s == nil {
+				continue // still starting
+			}
+			if last, busy := wk.s.IdleSince(); !busy && time.Since(last) > h.cfg.IdleTimeout {
+				idleWorkers = append(idleWorkers, wk)
+			}
+		}
 		h.mu.Unlock()
 		for _, s := range idle {
 			h.log.Info("ending idle session", "session", s.ID[:8])
 			h.cfg.Metrics.Expired()
 			go h.remove(s)
+		}
+		for _, wk := range idleWorkers {
+			h.log.Info("ending idle worker", "session", wk.s.ID[:8])
+			h.cfg.Metrics.Expired()
+			h.forgetWorker(wk)
+			go wk.s.Close(childGrace)
 		}
 	}
 }
@@ -487,11 +534,18 @@ func httpError(w http.ResponseWriter, status int, format string, args ...any) {
 }
 
 func rpcError(w http.ResponseWriter, status int, id json.RawMessage, code int, message string) {
+	rpcErrorData(w, status, id, code, message, nil)
+}
+
+func rpcErrorData(w http.ResponseWriter, status int, id json.RawMessage, code int, message string, data any) {
 	if id == nil {
 		id = json.RawMessage("null")
 	}
+	e := map[string]any{"code": code, "message": message}
+	if data != nil {
+		e["data"] = data
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{"jsonrpc": "2.0", "id": id,
-		"error": map[string]any{"code": code, "message": message}})
+	_ = json.NewEncoder(w).Encode(map[string]any{"jsonrpc": "2.0", "id": id, "error": e})
 }

@@ -1,0 +1,390 @@
+package transport
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
+)
+
+// ModernVersions are the protocol revisions served without sessions: every request carries its version and the
+// client's capabilities in _meta.
+var ModernVersions = []string{"2026-07-28"}
+
+// Request metadata keys and error codes of 2026-07-28.
+const (
+	metaProtocolVersion    = "io.modelcontextprotocol/protocolVersion"
+	metaClientCapabilities = "io.modelcontextprotocol/clientCapabilities"
+	metaClientInfo         = "io.modelcontextprotocol/clientInfo"
+	metaLogLevel           = "io.modelcontextprotocol/logLevel"
+	metaSubscriptionID     = "io.modelcontextprotocol/subscriptionId"
+	metaServerInfo         = "io.modelcontextprotocol/serverInfo"
+
+	codeHeaderMismatch     = -32020
+	codeMissingCapability  = -32021
+	codeUnsupportedVersion = -32022
+	codeMethodNotFound     = -32601
+	codeInvalidParams      = -32602
+)
+
+// removedMethods are the handshake-era methods that 2026-07-28 dropped; a modern request for one is an unknown
+// method whatever the child speaks.
+var removedMethods = []string{"initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"}
+
+func isModernVersion(v string) bool { return slices.Contains(ModernVersions, v) }
+
+// isModern tells a 2026-07-28 request from a handshake-era one: request metadata in the body, or a protocol version
+// header that is not one of the handshake revisions (an unknown version is the modern path's to refuse, with the
+// list of versions it serves).
+func isModern(r *http.Request, msg incoming) bool {
+	if msg.Params.Meta.ProtocolVersion != nil {
+		return true
+	}
+	v := r.Header.Get("MCP-Protocol-Version")
+	return v != "" && !slices.Contains(SupportedVersions, v)
+}
+
+// modernRequest is a 2026-07-28 request, its params kept as raw fields so that it can be passed on re-keyed.
+type modernRequest struct {
+	ID     json.RawMessage
+	Method string
+	Params map[string]json.RawMessage
+	Meta   map[string]json.RawMessage
+}
+
+func (q *modernRequest) stringParam(name string) string {
+	var s string
+	_ = json.Unmarshal(q.Params[name], &s)
+	return s
+}
+
+func (h *Handler) serveModern(w http.ResponseWriter, r *http.Request, body []byte) {
+	var q modernRequest
+	var env struct {
+		ID     json.RawMessage            `json:"id"`
+		Method string                     `json:"method"`
+		Params map[string]json.RawMessage `json:"params"`
+	}
+	if err := json.Unmarshal(body, &env); err != nil {
+		rpcError(w, http.StatusBadRequest, nil, codeInvalidParams, "params must be an object")
+		return
+	}
+	q.ID, q.Method, q.Params = env.ID, env.Method, env.Params
+	if string(q.ID) == "null" {
+		q.ID = nil
+	}
+	if q.ID == nil {
+		if q.Method == "" {
+			rpcError(w, http.StatusBadRequest, nil, -32600, "clients do not send JSON-RPC responses in protocol version 2026-07-28")
+			return
+		}
+		// 2026-07-28 defines no client notifications over HTTP (closing a stream is the cancellation): accepted,
+		// and nothing reaches a child.
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
+	if q.Params == nil {
+		q.Params = map[string]json.RawMessage{}
+	}
+	if raw, ok := q.Params["_meta"]; ok {
+		_ = json.Unmarshal(raw, &q.Meta)
+	}
+	if status, code, msg, data := checkModern(r, &q); code != 0 {
+		rpcErrorData(w, status, q.ID, code, msg, data)
+		return
+	}
+	if slices.Contains(removedMethods, q.Method) {
+		rpcError(w, http.StatusNotFound, q.ID, codeMethodNotFound,
+			fmt.Sprintf("method %q is not part of protocol version 2026-07-28 (handshake-era clients send initialize without request metadata)", q.Method))
+		return
+	}
+	wk, err := h.worker(r.Context(), h.userOf(r))
+	if err != nil {
+		h.workerError(w, r, q.ID, err)
+		return
+	}
+	wk.s.Touch()
+	if q.Method == "tools/call" {
+		if bindings, known := wk.toolHeaders(r.Context(), q.stringParam("name")); known {
+			if err := checkParamHeaders(r.Header, bindings, q.Params["arguments"]); err != nil {
+				rpcError(w, http.StatusBadRequest, q.ID, codeHeaderMismatch, "header mismatch: "+err.Error())
+				return
+			}
+		}
+	}
+	if wk.legacy != nil {
+		h.serveBridged(w, r, wk, &q)
+		return
+	}
+	x, err := h.send(w, r, wk, &q)
+	if err != nil {
+		return
+	}
+	x.wait()
+}
+
+// checkModern applies the 2026-07-28 request checks that come before any child: the version header against the
+// request metadata, the version itself, the required metadata, and the mirrored headers against the body.
+func checkModern(r *http.Request, q *modernRequest) (status, code int, msg string, data any) {
+	header, hasHeader := r.Header["Mcp-Protocol-Version"]
+	var version string
+	rawVersion, inMeta := q.Meta[metaProtocolVersion]
+	if inMeta && json.Unmarshal(rawVersion, &version) != nil {
+		return http.StatusBadRequest, codeInvalidParams, fmt.Sprintf("_meta %q must be a string", metaProtocolVersion), nil
+	}
+	switch {
+	case !hasHeader:
+		return http.StatusBadRequest, codeHeaderMismatch, "MCP-Protocol-Version header is required", nil
+	case !inMeta:
+		return http.StatusBadRequest, codeInvalidParams, fmt.Sprintf("missing _meta %q: every 2026-07-28 request carries its protocol version", metaProtocolVersion), nil
+	case len(header) != 1 || header[0] != version:
+		return http.StatusBadRequest, codeHeaderMismatch,
+			fmt.Sprintf("header mismatch: MCP-Protocol-Version %q does not match _meta %q %q", r.Header.Get("MCP-Protocol-Version"), metaProtocolVersion, version), nil
+	case !isModernVersion(version):
+		return http.StatusBadRequest, codeUnsupportedVersion, "unsupported protocol version",
+			map[string]any{"supported": ModernVersions, "requested": version}
+	}
+	if caps, ok := q.Meta[metaClientCapabilities]; !ok || len(caps) == 0 || caps[0] != '{' {
+		return http.StatusBadRequest, codeInvalidParams, fmt.Sprintf("missing _meta %q: every 2026-07-28 request carries the client's capabilities", metaClientCapabilities), nil
+	}
+	if err := checkStandardHeaders(r.Header, q.Method, q.Params); err != nil {
+		return http.StatusBadRequest, codeHeaderMismatch, "header mismatch: " + err.Error(), nil
+	}
+	return 0, 0, "", nil
+}
+
+// exchange is one client request in flight at a worker: the messages of the call under the worker's key go back to
+// the client under the client's own id and progress token.
+type exchange struct {
+	h        *Handler
+	wk       *worker
+	w        http.ResponseWriter
+	r        *http.Request
+	q        *modernRequest
+	call     *session.Call
+	key      json.RawMessage
+	progress json.RawMessage // the client's progress token, if any
+	sse      *sseWriter
+}
+
+// send passes a request to the worker's child under a key of the worker's. On error the client has its answer.
+func (h *Handler) send(w http.ResponseWriter, r *http.Request, wk *worker, q *modernRequest) (*exchange, error) {
+	x := &exchange{h: h, wk: wk, w: w, r: r, q: q, key: wk.nextKey()}
+	params := make(map[string]json.RawMessage, len(q.Params))
+	for k, v := range q.Params {
+		params[k] = v
+	}
+	var progressKey json.RawMessage
+	if pt, ok := q.Meta["progressToken"]; ok {
+		meta := make(map[string]json.RawMessage, len(q.Meta))
+		for k, v := range q.Meta {
+			meta[k] = v
+		}
+		x.progress, progressKey, meta["progressToken"] = pt, x.key, x.key
+		params["_meta"], _ = json.Marshal(meta)
+	}
+	raw, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": x.key, "method": q.Method, "params": params})
+	if err != nil {
+		rpcError(w, http.StatusBadRequest, q.ID, codeInvalidParams, "params cannot be passed on")
+		return nil, err
+	}
+	if x.call, err = wk.s.Call(x.key, progressKey, raw); err != nil {
+		rpcError(w, http.StatusServiceUnavailable, q.ID, -32603, "the MCP server process ended; try again")
+		return nil, err
+	}
+	return x, nil
+}
+
+// wait relays the call's messages until its response, or cancels it when the client closes the stream.
+func (x *exchange) wait() {
+	ctx := x.r.Context()
+	if x.h.cfg.RequestTimeout > 0 && x.q.Method != "subscriptions/listen" {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, x.h.cfg.RequestTimeout)
+		defer cancel()
+	}
+	var tick <-chan time.Time
+	if x.q.Method == "subscriptions/listen" {
+		// A listen stream is long-lived by design: open it now and keep it warm through intermediaries.
+		x.stream()
+		t := time.NewTicker(x.h.cfg.KeepAlive)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case m := <-x.call.C:
+			if m.IsResponse() {
+				x.wk.s.Finish(x.call)
+				x.respond(m.Raw)
+				return
+			}
+			if x.relay(m) {
+				return // parked until the client retries with the input it was asked for
+			}
+		case <-tick:
+			x.sse.comment("keep-alive")
+		case <-ctx.Done():
+			x.cancel(ctx.Err())
+			return
+		}
+	}
+}
+
+// cancel ends a call its client gave up on: closing the response stream is 2026-07-28's cancellation, which a
+// stdio child learns as notifications/cancelled.
+func (x *exchange) cancel(why error) {
+	x.wk.s.Finish(x.call)
+	reason := "the client closed the response stream"
+	if why == context.DeadlineExceeded {
+		reason = "the request timed out in the proxy"
+		x.respondError(-32001, "request timed out in the proxy")
+	}
+	raw, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "method": "notifications/cancelled",
+		"params": map[string]any{"requestId": x.key, "reason": reason}})
+	_ = x.wk.s.Send(raw)
+}
+
+// relay passes one message of the call's on to the client; it reports whether the call is now parked (bridge.go).
+func (x *exchange) relay(m *session.Message) bool {
+	if m.ID != nil {
+		if x.wk.legacy != nil {
+			return x.inputRequired(m)
+		}
+		// 2026-07-28 servers ask through InputRequiredResult; a request on the stream has no client to answer it.
+		x.wk.refuse(m.ID, codeMethodNotFound, "server-to-client requests do not exist in protocol version 2026-07-28: return an InputRequiredResult")
+		return false
+	}
+	if m.Method == "notifications/tools/list_changed" {
+		x.wk.forgetTools()
+	}
+	if x.wk.legacy != nil && m.Method == "notifications/message" && !x.wantsLog(m.Raw) {
+		return false
+	}
+	raw, err := x.restore(m.Raw)
+	if err != nil {
+		return false
+	}
+	x.stream()
+	x.sse.event("", raw)
+	return false
+}
+
+// restore puts the client's own id, progress token and subscription id back into a message from the child.
+func (x *exchange) restore(raw []byte) ([]byte, error) {
+	var msg map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &msg); err != nil {
+		return nil, err
+	}
+	if _, ok := msg["id"]; ok {
+		msg["id"] = x.q.ID
+	}
+	if p, ok := msg["params"]; ok && (x.progress != nil || x.q.Method == "subscriptions/listen") {
+		msg["params"] = x.restoreIn(p, "progressToken", x.progress)
+	}
+	if res, ok := msg["result"]; ok {
+		if x.q.Method == "subscriptions/listen" {
+			res = x.restoreIn(res, "", nil)
+		}
+		if x.q.Method == "tools/list" {
+			x.wk.learnTools(res)
+		}
+		if x.wk.legacy != nil {
+			res = withResultType(res)
+		}
+		msg["result"] = res
+	}
+	return json.Marshal(msg)
+}
+
+// restoreIn rewrites, in a params or result object, field (when set) to value and _meta's subscription id to the
+// client's request id.
+func (x *exchange) restoreIn(obj json.RawMessage, field string, value json.RawMessage) json.RawMessage {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(obj, &m) != nil {
+		return obj
+	}
+	if _, ok := m[field]; ok && field != "" && value != nil {
+		m[field] = value
+	}
+	if rawMeta, ok := m["_meta"]; ok {
+		var meta map[string]json.RawMessage
+		if json.Unmarshal(rawMeta, &meta) == nil {
+			if _, ok := meta[metaSubscriptionID]; ok {
+				meta[metaSubscriptionID] = x.q.ID
+				m["_meta"], _ = json.Marshal(meta)
+			}
+		}
+	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		return obj
+	}
+	return out
+}
+
+// withResultType marks a legacy child's result as complete, as every 2026-07-28 result is marked.
+func withResultType(res json.RawMessage) json.RawMessage {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(res, &m) != nil || m == nil {
+		return res
+	}
+	if _, ok := m["resultType"]; ok {
+		return res
+	}
+	m["resultType"] = json.RawMessage(`"complete"`)
+	out, err := json.Marshal(m)
+	if err != nil {
+		return res
+	}
+	return out
+}
+
+// respond writes the call's response: on the stream if one is open, else as JSON with the HTTP status 2026-07-28
+// gives its error (404 for an unknown method, 400 for bad params, an unsupported version or a missing capability).
+func (x *exchange) respond(raw []byte) {
+	raw, err := x.restore(raw)
+	if err != nil {
+		x.respondError(-32603, "the MCP server sent a malformed response")
+		return
+	}
+	x.write(raw)
+}
+
+func (x *exchange) respondError(code int, message string) {
+	raw, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": x.q.ID, "error": rpcErr{Code: code, Message: message}})
+	x.write(raw)
+}
+
+func (x *exchange) write(raw []byte) {
+	if x.sse != nil {
+		x.sse.event("", raw)
+		return
+	}
+	status := http.StatusOK
+	var resp struct {
+		Error *rpcErr `json:"error"`
+	}
+	if json.Unmarshal(raw, &resp) == nil && resp.Error != nil {
+		switch resp.Error.Code {
+		case codeMethodNotFound:
+			status = http.StatusNotFound
+		case codeInvalidParams, codeUnsupportedVersion, codeMissingCapability, codeHeaderMismatch:
+			status = http.StatusBadRequest
+		}
+	}
+	x.w.Header().Set("Content-Type", "application/json")
+	x.w.WriteHeader(status)
+	_, _ = x.w.Write(raw)
+}
+
+// stream turns the answer into an SSE stream, once.
+func (x *exchange) stream() {
+	if x.sse == nil {
+		x.sse = startSSE(x.w)
+	}
+}

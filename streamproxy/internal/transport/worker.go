@@ -1,0 +1,347 @@
+package transport
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
+)
+
+// A worker is the child that serves one user's 2026-07-28 requests. Those requests carry no session, so they find
+// their process by the identity the gateway vouched for (the user header): one child per user, never shared, kept
+// while the user is active (--idle-timeout), so that a stateful server keeps the user's state across requests and a
+// multi round-trip request's retry reaches the child that asked for input.
+//
+// A child that speaks 2026-07-28 itself gets the requests as they are, under ids of the worker's own (two of the
+// user's clients may both send id 1). A child that only speaks the handshake revisions (most stdio servers today) is
+// initialized by the proxy, which then bridges: it answers server/discover and subscriptions/listen from what the
+// child declared and turns the child's own requests into InputRequiredResults (bridge.go).
+type worker struct {
+	user   string
+	ready  chan struct{} // closed once started (err says how)
+	err    error
+	s      *session.Session
+	legacy *legacyServer // nil: the child speaks 2026-07-28
+	seq    atomic.Uint64
+
+	mu        sync.Mutex
+	tools     map[string][]paramHeader // x-mcp-header annotations by tool name; nil until known
+	listeners map[*listener]struct{}   // bridged subscriptions/listen streams
+	subs      map[string]int           // bridged: resource URIs subscribed at the child, by listeners using them
+}
+
+// legacyServer is what a handshake-era child declared in its initialize result.
+type legacyServer struct {
+	ProtocolVersion string          `json:"protocolVersion"`
+	Capabilities    json.RawMessage `json:"capabilities"`
+	ServerInfo      json.RawMessage `json:"serverInfo"`
+	Instructions    string          `json:"instructions,omitempty"`
+}
+
+// can reports whether the legacy child declared capabilities.<kind>.<feature> (e.g. tools.listChanged).
+func (l *legacyServer) can(kind, feature string) bool {
+	var caps map[string]map[string]json.RawMessage
+	if json.Unmarshal(l.Capabilities, &caps) != nil {
+		return false
+	}
+	return string(caps[kind][feature]) == "true"
+}
+
+// Eras of the configured MCP server, learned from the first worker's probe and kept: it is the same command.
+const (
+	eraUnknown int32 = iota
+	eraModern
+	eraLegacy
+)
+
+var (
+	errShuttingDown = errors.New("the proxy is shutting down")
+	errTooMany      = errors.New("too many MCP server processes")
+)
+
+// worker returns the user's worker, starting it on the user's first modern request.
+func (h *Handler) worker(ctx context.Context, user string) (*worker, error) {
+	h.mu.Lock()
+	if h.closing {
+		h.mu.Unlock()
+		return nil, errShuttingDown
+	}
+	wk := h.workers[user]
+	if wk == nil {
+		if h.cfg.MaxSessions > 0 && len(h.sessions)+len(h.workers) >= h.cfg.MaxSessions {
+			h.mu.Unlock()
+			return nil, errTooMany
+		}
+		wk = &worker{user: user, ready: make(chan struct{}), listeners: map[*listener]struct{}{}, subs: map[string]int{}}
+		h.workers[user] = wk
+		h.mu.Unlock()
+		wk.err = h.startWorker(ctx, wk)
+		close(wk.ready)
+		if wk.err != nil {
+			h.forgetWorker(wk)
+			if wk.s != nil {
+				go wk.s.Close(childGrace)
+			}
+		}
+		return wk, wk.err
+	}
+	h.mu.Unlock()
+	select {
+	case <-wk.ready:
+		return wk, wk.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (h *Handler) startWorker(ctx context.Context, wk *worker) error {
+	s, err := session.Start(session.Config{Command: h.cfg.Command, UserID: wk.user, Log: h.log.With("worker", true),
+		Metrics: h.cfg.Metrics, Unrouted: func(m *session.Message) { h.unrouted(wk, m) }})
+	if err != nil {
+		return err
+	}
+	wk.s = s
+	go func() {
+		<-s.Done()
+		h.forgetWorker(wk)
+	}()
+	// Starting a child may take a while (npx); the client that asked waits for it, but not forever.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), handshakeTimeout)
+	defer cancel()
+	if h.era.Load() != eraLegacy {
+		modern, err := wk.probe(ctx)
+		if err != nil {
+			return err
+		}
+		if modern {
+			h.era.Store(eraModern)
+			return nil
+		}
+		h.era.Store(eraLegacy)
+	}
+	return wk.initialize(ctx)
+}
+
+// handshakeTimeout bounds a child's start: the server/discover probe and, for a legacy child, initialize.
+const handshakeTimeout = 60 * time.Second
+
+// probeTimeout is how long a child has to answer server/discover before it counts as a legacy server that stays
+// silent on unknown methods (the stdio transport's backward-compatibility rule).
+const probeTimeout = 10 * time.Second
+
+// probe asks the child for server/discover; a DiscoverResult that lists a modern version means it speaks 2026-07-28.
+func (wk *worker) probe(ctx context.Context) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	res, rpcErr, err := wk.request(ctx, "server/discover", map[string]any{"_meta": proxyMeta()})
+	if errors.Is(err, context.DeadlineExceeded) {
+		return false, nil
+	}
+	if err != nil || rpcErr != nil {
+		return false, err
+	}
+	var d struct {
+		SupportedVersions []string `json:"supportedVersions"`
+	}
+	if json.Unmarshal(res, &d) != nil {
+		return false, nil
+	}
+	for _, v := range d.SupportedVersions {
+		if isModernVersion(v) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// bridgedCapabilities is what the proxy declares to a legacy child: every server-to-client request it can carry to
+// a modern client as an input request. Per request, a client that did not declare the capability gets a clear error
+// in its place (bridge.go).
+var bridgedCapabilities = map[string]any{"elicitation": map[string]any{}, "sampling": map[string]any{}, "roots": map[string]any{}}
+
+func (wk *worker) initialize(ctx context.Context) error {
+	res, rpcErr, err := wk.request(ctx, "initialize", map[string]any{
+		"protocolVersion": SupportedVersions[0],
+		"capabilities":    bridgedCapabilities,
+		"clientInfo":      map[string]string{"name": "streamproxy", "version": "1"},
+	})
+	if err != nil {
+		return fmt.Errorf("initialize the MCP server: %w", err)
+	}
+	if rpcErr != nil {
+		return fmt.Errorf("the MCP server refused initialize: %s", rpcErr.Message)
+	}
+	var l legacyServer
+	if err := json.Unmarshal(res, &l); err != nil {
+		return fmt.Errorf("the MCP server's initialize result: %w", err)
+	}
+	wk.legacy = &l
+	return wk.s.Send([]byte(`{"jsonrpc":"2.0","method":"notifications/initialized"}`))
+}
+
+// proxyMeta is the request metadata of the proxy's own requests to a modern child.
+func proxyMeta() map[string]any {
+	return map[string]any{metaProtocolVersion: ModernVersions[0], metaClientCapabilities: map[string]any{},
+		metaClientInfo: map[string]string{"name": "streamproxy", "version": "1"}}
+}
+
+// nextKey returns a request id of the worker's own, unique for the child's lifetime.
+func (wk *worker) nextKey() json.RawMessage {
+	return json.RawMessage(strconv.Quote("sp-" + strconv.FormatUint(wk.seq.Add(1), 10)))
+}
+
+// rpcErr is a JSON-RPC error object.
+type rpcErr struct {
+	Code    int             `json:"code"`
+	Message string          `json:"message"`
+	Data    json.RawMessage `json:"data,omitempty"`
+}
+
+// request sends a request of the proxy's own and returns its result or error. Anything the child asks meanwhile is
+// refused: no client waits behind the proxy's own requests.
+func (wk *worker) request(ctx context.Context, method string, params any) (json.RawMessage, *rpcErr, error) {
+	key := wk.nextKey()
+	raw, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": key, "method": method, "params": params})
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := wk.s.Call(key, nil, raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer wk.s.Finish(c)
+	m, err := session.WaitCall(ctx, c, func(m *session.Message) {
+		if m.ID != nil {
+			wk.refuse(m.ID, -32603, "no client request is in flight to carry this request")
+		}
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	var resp struct {
+		Result json.RawMessage `json:"result"`
+		Error  *rpcErr         `json:"error"`
+	}
+	if err := json.Unmarshal(m.Raw, &resp); err != nil {
+		return nil, nil, fmt.Errorf("%s: malformed response: %w", method, err)
+	}
+	return resp.Result, resp.Error, nil
+}
+
+// refuse answers a request of the child's with an error.
+func (wk *worker) refuse(id json.RawMessage, code int, message string) {
+	raw, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "error": rpcErr{Code: code, Message: message}})
+	_ = wk.s.Send(raw)
+}
+
+// toolHeaders returns a tool's x-mcp-header annotations, asking the child for its tools when the tool is unknown.
+func (wk *worker) toolHeaders(ctx context.Context, name string) ([]paramHeader, bool) {
+	wk.mu.Lock()
+	b, ok := wk.tools[name]
+	wk.mu.Unlock()
+	if ok {
+		return b, true
+	}
+	var cursor string
+	for range 50 { // a bound on pages, against a server whose cursor never ends
+		params := map[string]any{}
+		if wk.legacy == nil {
+			params["_meta"] = proxyMeta()
+		}
+		if cursor != "" {
+			params["cursor"] = cursor
+		}
+		res, rpcErr, err := wk.request(ctx, "tools/list", params)
+		if err != nil || rpcErr != nil {
+			break
+		}
+		cursor = wk.learnTools(res)
+		if cursor == "" {
+			break
+		}
+	}
+	wk.mu.Lock()
+	defer wk.mu.Unlock()
+	b, ok = wk.tools[name]
+	return b, ok
+}
+
+// learnTools records the annotations of a tools/list result (the proxy's own or a client's passing through) and
+// returns its next cursor.
+func (wk *worker) learnTools(result json.RawMessage) string {
+	var list struct {
+		Tools []struct {
+			Name        string          `json:"name"`
+			InputSchema json.RawMessage `json:"inputSchema"`
+		} `json:"tools"`
+		NextCursor string `json:"nextCursor"`
+	}
+	if json.Unmarshal(result, &list) != nil {
+		return ""
+	}
+	wk.mu.Lock()
+	defer wk.mu.Unlock()
+	if wk.tools == nil {
+		wk.tools = map[string][]paramHeader{}
+	}
+	for _, t := range list.Tools {
+		wk.tools[t.Name] = toolParamHeaders(t.InputSchema)
+	}
+	return list.NextCursor
+}
+
+// forgetTools drops what is known of the tools, after the child said they changed.
+func (wk *worker) forgetTools() {
+	wk.mu.Lock()
+	wk.tools = nil
+	wk.mu.Unlock()
+}
+
+// unrouted takes a worker's message that belongs to no request in flight.
+func (h *Handler) unrouted(wk *worker, m *session.Message) {
+	switch {
+	case m.ID != nil:
+		// A legacy child asking something (roots/list after initialized, say) with no client request to carry it.
+		wk.refuse(m.ID, -32603, "no client request is in flight to carry this request")
+	case m.Method == "notifications/tools/list_changed":
+		wk.forgetTools()
+		wk.broadcast(m)
+	default:
+		wk.broadcast(m)
+	}
+}
+
+func (h *Handler) forgetWorker(wk *worker) {
+	h.mu.Lock()
+	if h.workers[wk.user] == wk {
+		delete(h.workers, wk.user)
+	}
+	h.mu.Unlock()
+}
+
+// workerError answers a request whose worker could not be had.
+func (h *Handler) workerError(w http.ResponseWriter, r *http.Request, id json.RawMessage, err error) {
+	switch {
+	case errors.Is(err, errShuttingDown):
+		h.cfg.Metrics.Refused("shutting_down")
+		w.Header().Set("Retry-After", "5")
+		rpcError(w, http.StatusServiceUnavailable, id, -32000, "the proxy is shutting down")
+	case errors.Is(err, errTooMany):
+		h.cfg.Metrics.Refused("limit")
+		w.Header().Set("Retry-After", "30")
+		rpcError(w, http.StatusServiceUnavailable, id, -32000, fmt.Sprintf("too many MCP server processes (%d): try again later", h.cfg.MaxSessions))
+	case r.Context().Err() != nil:
+		// The client went away while its server started.
+	default:
+		h.cfg.Metrics.Refused("start_failed")
+		h.log.ErrorContext(r.Context(), "cannot start MCP server", "err", err)
+		rpcError(w, http.StatusInternalServerError, id, -32603, "the MCP server could not be started")
+	}
+}
