@@ -9,17 +9,10 @@ import (
 
 // TestMain silences the middleware's logs: tests start and drop many issuers, and the refresh loops of finished
 // tests report their vanished servers. MCP_OAUTH_TEST_LOGS=1 shows them.
-// yaegiGopath is the interpreter's source tree, made once per test process by loadYaegi.
-var yaegiGopath string
-
 func TestMain(m *testing.M) {
 	if os.Getenv("MCP_OAUTH_TEST_LOGS") == "" {
 		registry.info = slog.New(slog.NewTextHandler(io.Discard, nil))
 		registry.errs = registry.info
 	}
-	code := m.Run()
-	if yaegiGopath != "" {
-		_ = os.RemoveAll(yaegiGopath)
-	}
-	os.Exit(code)
+	os.Exit(m.Run())
 }

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/mcp-oauth-gateway/gateway/internal/plugintest"
 	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
 )
 
@@ -29,7 +29,7 @@ type traefikEnv struct {
 	dynamic  map[string]interface{} // the file provider's configuration, to change it in a test
 	port     int
 	resource string
-	iss      *testIssuer
+	iss      *plugintest.Issuer
 	proc     *testenv.Process
 }
 
@@ -68,7 +68,7 @@ func startTraefik(t testing.TB) *traefikEnv {
 	root := testenv.RepoRoot(t)
 	dir := t.TempDir()
 	mod := filepath.Join(dir, "plugins-local", "src", "github.com", "mcp-oauth-gateway", "gateway")
-	pluginSources(t, filepath.Join(mod, "plugin"))
+	plugintest.CopySources(t, filepath.Join(mod, "plugin"))
 	for _, f := range []string{".traefik.yml", "go.mod"} {
 		b, err := os.ReadFile(filepath.Join(root, f))
 		require.NoError(t, err)
@@ -80,8 +80,8 @@ func startTraefik(t testing.TB) *traefikEnv {
 	require.NoError(t, os.WriteFile(filepath.Join(noop, ".traefik.yml"), []byte(noopManifest), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(noop, "noop.go"), []byte(noopSource), 0o644))
 
-	env := &traefikEnv{port: testenv.FreePort(t), iss: newTestIssuer(t)}
-	env.iss.addES256("es")
+	env := &traefikEnv{port: testenv.FreePort(t), iss: plugintest.NewIssuer(t)}
+	env.iss.AddES256("es")
 	env.resource = fmt.Sprintf("http://127.0.0.1:%d/everything/mcp", env.port)
 	be := echoBackend(t)
 
@@ -210,7 +210,7 @@ func TestTraefikLoadsPlugin(t *testing.T) {
 		assert.Equal(t, "*", resp.Header.Get("Access-Control-Allow-Origin"))
 	})
 
-	tok := env.iss.sign("es", env.iss.claims(env.resource))
+	tok := env.iss.Sign("es", env.iss.Claims(env.resource))
 	t.Run("valid token reaches the backend with identity and without Authorization", func(t *testing.T) {
 		resp, body := untilNot503(t, http.MethodPost, env.url("/everything/mcp"), map[string]string{
 			"Authorization": "Bearer " + tok, "X-User-Id": "spoofed", "X-User-Name": "admin",
@@ -225,7 +225,7 @@ func TestTraefikLoadsPlugin(t *testing.T) {
 	})
 
 	t.Run("a configuration reload keeps keys and cache", func(t *testing.T) {
-		fetches := atomic.LoadInt64(&env.iss.jwks)
+		fetches := env.iss.JWKSFetches()
 		routers := env.dynamic["http"].(map[string]interface{})["routers"].(map[string]interface{})
 		routers["reloaded"] = map[string]interface{}{"rule": "PathPrefix(`/reloaded`)", "entryPoints": []string{"web"}, "service": "backend"}
 		b, err := json.Marshal(env.dynamic)
@@ -238,24 +238,24 @@ func TestTraefikLoadsPlugin(t *testing.T) {
 		}, 30*time.Second, 50*time.Millisecond)
 		resp, body := send(t, http.MethodPost, env.url("/everything/mcp"), map[string]string{"Authorization": "Bearer " + tok})
 		assert.Equal(t, http.StatusOK, resp.StatusCode, "no 503 after a reload: %s", body)
-		assert.Equal(t, fetches, atomic.LoadInt64(&env.iss.jwks), "a reload must not fetch the JWKS again")
+		assert.Equal(t, fetches, env.iss.JWKSFetches(), "a reload must not fetch the JWKS again")
 	})
 
 	t.Run("token for another resource is refused", func(t *testing.T) {
-		other := env.iss.claims(fmt.Sprintf("http://127.0.0.1:%d/memory/mcp", env.port))
-		resp, _ := send(t, http.MethodPost, env.url("/everything/mcp"), map[string]string{"Authorization": "Bearer " + env.iss.sign("es", other)})
+		other := env.iss.Claims(fmt.Sprintf("http://127.0.0.1:%d/memory/mcp", env.port))
+		resp, _ := send(t, http.MethodPost, env.url("/everything/mcp"), map[string]string{"Authorization": "Bearer " + env.iss.Sign("es", other)})
 		assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 		assert.Contains(t, resp.Header.Get("WWW-Authenticate"), `error="invalid_token"`)
 		assert.Contains(t, resp.Header.Get("WWW-Authenticate"), "audience")
 	})
 
 	t.Run("revoked token is refused within 10 s", func(t *testing.T) {
-		c := env.iss.claims(env.resource)
-		revoked := env.iss.sign("es", c)
+		c := env.iss.Claims(env.resource)
+		revoked := env.iss.Sign("es", c)
 		hdr := map[string]string{"Authorization": "Bearer " + revoked}
 		resp, _ := send(t, http.MethodPost, env.url("/everything/mcp"), hdr)
 		require.Equal(t, http.StatusOK, resp.StatusCode)
-		env.iss.revoke(c["jti"].(string), c["exp"].(int64))
+		env.iss.Revoke(c["jti"].(string), c["exp"].(int64))
 		require.Eventually(t, func() bool {
 			resp, _ := send(t, http.MethodPost, env.url("/everything/mcp"), hdr)
 			return resp.StatusCode == http.StatusUnauthorized
@@ -332,7 +332,7 @@ func BenchmarkTraefik(b *testing.B) {
 		d = "10s"
 	}
 	env := startTraefik(b)
-	tok := env.iss.sign("es", env.iss.claims(env.resource), func(tk *jwt.Token) {})
+	tok := env.iss.Sign("es", env.iss.Claims(env.resource), func(tk *jwt.Token) {})
 	resp, _ := untilNot503(b, http.MethodGet, env.url("/everything/mcp"), map[string]string{"Authorization": "Bearer " + tok})
 	require.Equal(b, http.StatusOK, resp.StatusCode)
 	rounds, _ := strconv.Atoi(os.Getenv("WRK_ROUNDS"))

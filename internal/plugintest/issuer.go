@@ -1,4 +1,4 @@
-package plugin
+package plugintest
 
 import (
 	"crypto"
@@ -21,9 +21,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// testIssuer is a stand-in authorization server: metadata, JWKS and revocation feed as docs/architecture.md fixes
+// Issuer is a stand-in authorization server: metadata, JWKS and revocation feed as docs/architecture.md fixes
 // them, with keys generated in the test.
-type testIssuer struct {
+type Issuer struct {
 	t      testing.TB
 	srv    *httptest.Server
 	URL    string
@@ -44,9 +44,10 @@ type feedItem struct {
 	exp int64
 }
 
-func newTestIssuer(t testing.TB) *testIssuer {
+// NewIssuer starts an issuer with no keys; it stops when the test ends.
+func NewIssuer(t testing.TB) *Issuer {
 	t.Helper()
-	ti := &testIssuer{t: t, keys: map[string]crypto.Signer{}}
+	ti := &Issuer{t: t, keys: map[string]crypto.Signer{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/.well-known/oauth-authorization-server", func(w http.ResponseWriter, r *http.Request) {
 		atomic.AddInt64(&ti.meta, 1)
@@ -64,7 +65,7 @@ func newTestIssuer(t testing.TB) *testIssuer {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(ti.jwksJSON())
+		_, _ = w.Write(ti.JWKS())
 	})
 	mux.HandleFunc("/revocations", func(w http.ResponseWriter, r *http.Request) {
 		atomic.AddInt64(&ti.feeds, 1)
@@ -88,42 +89,41 @@ func newTestIssuer(t testing.TB) *testIssuer {
 	return ti
 }
 
-func (ti *testIssuer) addES256(kid string) *ecdsa.PrivateKey {
+// AddES256 publishes a new P-256 key as kid.
+func (ti *Issuer) AddES256(kid string) {
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(ti.t, err)
-	ti.mu.Lock()
-	ti.keys[kid] = k
-	ti.mu.Unlock()
-	return k
+	ti.addKey(kid, k)
 }
 
-func (ti *testIssuer) addKey(kid string, k crypto.Signer) {
+func (ti *Issuer) addKey(kid string, k crypto.Signer) {
 	ti.mu.Lock()
 	ti.keys[kid] = k
 	ti.mu.Unlock()
 }
 
-func (ti *testIssuer) removeKey(kid string) {
+func (ti *Issuer) removeKey(kid string) {
 	ti.mu.Lock()
 	delete(ti.keys, kid)
 	ti.mu.Unlock()
 }
 
-func (ti *testIssuer) key(kid string) crypto.Signer {
+func (ti *Issuer) key(kid string) crypto.Signer {
 	ti.mu.Lock()
 	defer ti.mu.Unlock()
 	return ti.keys[kid]
 }
 
-// revoke publishes jti in the feed, as the authserver does when a token is revoked.
-func (ti *testIssuer) revoke(jti string, exp int64) {
+// Revoke publishes jti in the feed, as the authserver does when a token is revoked.
+func (ti *Issuer) Revoke(jti string, exp int64) {
 	ti.mu.Lock()
 	ti.seq++
 	ti.feed = append(ti.feed, feedItem{seq: ti.seq, jti: jti, exp: exp})
 	ti.mu.Unlock()
 }
 
-func (ti *testIssuer) jwksJSON() []byte {
+// JWKS is the key set document the issuer serves.
+func (ti *Issuer) JWKS() []byte {
 	ti.mu.Lock()
 	defer ti.mu.Unlock()
 	var keys []map[string]string
@@ -149,8 +149,8 @@ func publicJWK(kid string, pub crypto.PublicKey) map[string]string {
 	panic("unknown key type")
 }
 
-// claims returns the claims of a good token for resource.
-func (ti *testIssuer) claims(resource string) jwt.MapClaims {
+// Claims returns the claims of a good token for resource.
+func (ti *Issuer) Claims(resource string) jwt.MapClaims {
 	now := time.Now().Unix()
 	return jwt.MapClaims{
 		"iss": ti.URL, "sub": "1234567", "aud": resource, "client_id": "client-abc", "scope": "mcp",
@@ -159,8 +159,8 @@ func (ti *testIssuer) claims(resource string) jwt.MapClaims {
 	}
 }
 
-// sign signs claims with the key kid, with the RFC 9068 header; mutate may change the header first.
-func (ti *testIssuer) sign(kid string, claims jwt.MapClaims, mutate ...func(*jwt.Token)) string {
+// Sign signs claims with the key kid, with the RFC 9068 header; mutate may change the header first.
+func (ti *Issuer) Sign(kid string, claims jwt.MapClaims, mutate ...func(*jwt.Token)) string {
 	ti.t.Helper()
 	k := ti.key(kid)
 	require.NotNil(ti.t, k, "no key %s", kid)
@@ -179,6 +179,9 @@ func (ti *testIssuer) sign(kid string, claims jwt.MapClaims, mutate ...func(*jwt
 	return s
 }
 
+// JWKSFetches counts the requests to the JWKS endpoint so far.
+func (ti *Issuer) JWKSFetches() int64 { return atomic.LoadInt64(&ti.jwks) }
+
 func randomJTI() string {
 	b := make([]byte, 18)
 	_, _ = rand.Read(b)
@@ -191,14 +194,14 @@ func rsaKey(t testing.TB) *rsa.PrivateKey {
 	return k
 }
 
-// backend records what reached it.
-type backend struct {
+// Backend is the next handler: it answers 200 "backend" and records what reached it.
+type Backend struct {
 	mu    sync.Mutex
 	calls int
 	last  http.Header
 }
 
-func (b *backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (b *Backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b.mu.Lock()
 	b.calls++
 	b.last = r.Header.Clone()
@@ -207,7 +210,8 @@ func (b *backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte("backend"))
 }
 
-func (b *backend) seen() (int, http.Header) {
+// Seen returns the number of requests and the headers of the last one.
+func (b *Backend) Seen() (int, http.Header) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.calls, b.last

@@ -1,4 +1,4 @@
-package plugin
+package plugintest
 
 import (
 	"encoding/base64"
@@ -14,72 +14,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-const (
-	testResource = "http://mcp.test/everything/mcp"
-	testPRMURL   = "http://mcp.test/.well-known/oauth-protected-resource/everything/mcp"
-	mcpPath      = "/everything/mcp"
-)
-
-// fixture is one issuer with an ES256 and an RSA key, and a middleware built in one mode.
-type fixture struct {
-	t     *testing.T
-	iss   *testIssuer
-	build buildFunc
-}
-
-func (f *fixture) config(extra map[string]interface{}) map[string]interface{} {
-	cfg := map[string]interface{}{
-		"issuer":                 f.iss.URL,
-		"resource":               testResource,
-		"resourceName":           "Everything",
-		"revocationPollInterval": "100ms",
-	}
-	for k, v := range extra {
-		cfg[k] = v
-	}
-	return cfg
-}
-
-// handler builds a middleware and waits until it has its keys (503 before).
-func (f *fixture) handler(extra map[string]interface{}) (http.Handler, *backend) {
-	f.t.Helper()
-	be := &backend{}
-	h, err := f.build(f.t, f.config(extra), be)
-	require.NoError(f.t, err)
-	tok := f.iss.sign("es", f.iss.claims(testResource))
-	require.Eventually(f.t, func() bool {
-		rec := httptest.NewRecorder()
-		req := httptest.NewRequest(http.MethodPost, "http://mcp.test"+mcpPath, nil)
-		req.Header.Set("Authorization", "Bearer "+tok)
-		h.ServeHTTP(rec, req)
-		return rec.Code != http.StatusServiceUnavailable
-	}, 10*time.Second, 10*time.Millisecond, "keys never loaded")
-	return h, be
-}
-
-func newFixture(t *testing.T, build buildFunc) *fixture {
-	iss := newTestIssuer(t)
-	iss.addES256("es")
-	iss.addKey("rsa", rsaKey(t))
-	return &fixture{t: t, iss: iss, build: build}
-}
-
-func do(h http.Handler, method, path string, hdr map[string][]string) *httptest.ResponseRecorder {
-	req := httptest.NewRequest(method, "http://mcp.test"+path, nil)
-	for k, vs := range hdr {
-		for _, v := range vs {
-			req.Header.Add(k, v)
-		}
-	}
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	return rec
-}
-
-func bearer(tok string) map[string][]string {
-	return map[string][]string{"Authorization": {"Bearer " + tok}}
-}
-
 // rawToken builds a JWS from raw header and claims JSON with a junk signature, for parser-level rejections.
 func rawToken(header, claims string) string {
 	e := base64.RawURLEncoding.EncodeToString
@@ -88,79 +22,79 @@ func rawToken(header, claims string) string {
 
 type behaviourCase struct {
 	name    string
-	extra   map[string]interface{} // configuration on top of the fixture's
+	extra   map[string]interface{} // configuration on top of the Fixture's
 	method  string
 	path    string
-	headers func(f *fixture) map[string][]string
+	headers func(f *Fixture) map[string][]string
 	status  int
-	check   func(t *testing.T, f *fixture, rec *httptest.ResponseRecorder, be *backend)
+	check   func(t *testing.T, f *Fixture, rec *httptest.ResponseRecorder, be *Backend)
 }
 
 // invalidToken checks a 401 invalid_token answer whose description mentions want.
-func invalidToken(want string) func(t *testing.T, f *fixture, rec *httptest.ResponseRecorder, be *backend) {
-	return func(t *testing.T, f *fixture, rec *httptest.ResponseRecorder, be *backend) {
+func invalidToken(want string) func(t *testing.T, f *Fixture, rec *httptest.ResponseRecorder, be *Backend) {
+	return func(t *testing.T, f *Fixture, rec *httptest.ResponseRecorder, be *Backend) {
 		ch := rec.Header().Get("WWW-Authenticate")
 		assert.True(t, strings.HasPrefix(ch, `Bearer error="invalid_token", error_description="`), ch)
 		assert.Contains(t, ch, want)
-		assert.Contains(t, ch, `resource_metadata="`+testPRMURL+`"`)
+		assert.Contains(t, ch, `resource_metadata="`+prmURL+`"`)
 		assert.Equal(t, "WWW-Authenticate", rec.Header().Get("Access-Control-Expose-Headers"))
 		var body map[string]string
 		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
 		assert.Equal(t, "invalid_token", body["error"])
-		calls, _ := be.seen()
+		calls, _ := be.Seen()
 		assert.Zero(t, calls, "the backend must not be reached")
 	}
 }
 
-func withClaims(f *fixture, kid string, edit func(jwt.MapClaims)) map[string][]string {
-	c := f.iss.claims(testResource)
+func withClaims(f *Fixture, kid string, edit func(jwt.MapClaims)) map[string][]string {
+	c := f.Iss.Claims(Resource)
 	edit(c)
-	return bearer(f.iss.sign(kid, c))
+	return bearer(f.Iss.Sign(kid, c))
 }
 
 var behaviourCases = []behaviourCase{
 	{
 		name: "a request without an id gets one, on the refusal too", status: 401,
-		headers: func(f *fixture) map[string][]string { return nil },
-		check: func(t *testing.T, f *fixture, rec *httptest.ResponseRecorder, be *backend) {
+		headers: func(f *Fixture) map[string][]string { return nil },
+		check: func(t *testing.T, f *Fixture, rec *httptest.ResponseRecorder, be *Backend) {
 			assert.Regexp(t, `^[0-9a-f]{12}-[0-9a-z]+$`, rec.Header().Get("X-Request-Id"))
 		},
 	},
 	{
 		name: "the client's request id reaches the backend", status: 200,
-		headers: func(f *fixture) map[string][]string {
-			h := bearer(f.iss.sign("es", f.iss.claims(testResource)))
+		headers: func(f *Fixture) map[string][]string {
+			h := bearer(f.Iss.Sign("es", f.Iss.Claims(Resource)))
 			h["X-Request-Id"] = []string{"client-id-42"}
 			return h
 		},
-		check: func(t *testing.T, f *fixture, rec *httptest.ResponseRecorder, be *backend) {
-			_, h := be.seen()
+		check: func(t *testing.T, f *Fixture, rec *httptest.ResponseRecorder, be *Backend) {
+			_, h := be.Seen()
 			assert.Equal(t, []string{"client-id-42"}, h.Values("X-Request-Id"))
 			assert.Empty(t, rec.Header().Values("X-Request-Id"), "the backend's answer carries the id, not the plugin")
 		},
 	},
 	{
 		name: "a refusal carries the client's request id", status: 401,
-		headers: func(f *fixture) map[string][]string { return map[string][]string{"X-Request-Id": {"client-id-7"}} },
-		check: func(t *testing.T, f *fixture, rec *httptest.ResponseRecorder, be *backend) {
+		headers: func(f *Fixture) map[string][]string { return map[string][]string{"X-Request-Id": {"client-id-7"}} },
+		check: func(t *testing.T, f *Fixture, rec *httptest.ResponseRecorder, be *Backend) {
 			assert.Equal(t, []string{"client-id-7"}, rec.Header().Values("X-Request-Id"))
 		},
 	},
 	{
 		name: "no token gets the bare challenge", status: 401,
-		headers: func(f *fixture) map[string][]string { return nil },
-		check: func(t *testing.T, f *fixture, rec *httptest.ResponseRecorder, be *backend) {
-			assert.Equal(t, []string{`Bearer resource_metadata="` + testPRMURL + `", scope="mcp"`}, rec.Header().Values("WWW-Authenticate"))
+		headers: func(f *Fixture) map[string][]string { return nil },
+		check: func(t *testing.T, f *Fixture, rec *httptest.ResponseRecorder, be *Backend) {
+			assert.Equal(t, []string{`Bearer resource_metadata="` + prmURL + `", scope="mcp"`}, rec.Header().Values("WWW-Authenticate"))
 			assert.Equal(t, "WWW-Authenticate", rec.Header().Get("Access-Control-Expose-Headers"))
-			calls, _ := be.seen()
+			calls, _ := be.Seen()
 			assert.Zero(t, calls)
 		},
 	},
 	{
 		name: "valid ES256 token passes with identity headers and no Authorization", status: 200,
-		headers: func(f *fixture) map[string][]string { return bearer(f.iss.sign("es", f.iss.claims(testResource))) },
-		check: func(t *testing.T, f *fixture, rec *httptest.ResponseRecorder, be *backend) {
-			_, h := be.seen()
+		headers: func(f *Fixture) map[string][]string { return bearer(f.Iss.Sign("es", f.Iss.Claims(Resource))) },
+		check: func(t *testing.T, f *Fixture, rec *httptest.ResponseRecorder, be *Backend) {
+			_, h := be.Seen()
 			assert.Equal(t, "1234567", h.Get("X-User-Id"))
 			assert.Equal(t, "octocat", h.Get("X-User-Name"))
 			assert.Equal(t, "octocat@example.com", h.Get("X-User-Email"))
@@ -172,23 +106,23 @@ var behaviourCases = []behaviourCase{
 	},
 	{
 		name: "valid RS256 token passes", status: 200,
-		headers: func(f *fixture) map[string][]string { return bearer(f.iss.sign("rsa", f.iss.claims(testResource))) },
-		check: func(t *testing.T, f *fixture, rec *httptest.ResponseRecorder, be *backend) {
-			_, h := be.seen()
+		headers: func(f *Fixture) map[string][]string { return bearer(f.Iss.Sign("rsa", f.Iss.Claims(Resource))) },
+		check: func(t *testing.T, f *Fixture, rec *httptest.ResponseRecorder, be *Backend) {
+			_, h := be.Seen()
 			assert.Equal(t, "1234567", h.Get("X-User-Id"))
 		},
 	},
 	{
 		name: "spoofed identity headers are replaced or removed", status: 200,
-		headers: func(f *fixture) map[string][]string {
+		headers: func(f *Fixture) map[string][]string {
 			h := withClaims(f, "es", func(c jwt.MapClaims) { delete(c, "email") })
 			h["X-User-Id"] = []string{"1", "2"}
 			h["X-User-Email"] = []string{"admin@example.com"}
 			h["X-Scopes"] = []string{"admin"}
 			return h
 		},
-		check: func(t *testing.T, f *fixture, rec *httptest.ResponseRecorder, be *backend) {
-			_, h := be.seen()
+		check: func(t *testing.T, f *Fixture, rec *httptest.ResponseRecorder, be *Backend) {
+			_, h := be.Seen()
 			assert.Equal(t, []string{"1234567"}, h.Values("X-User-Id"))
 			assert.Empty(t, h.Values("X-User-Email"), "a token without email must leave no email header")
 			assert.Equal(t, []string{"mcp"}, h.Values("X-Scopes"))
@@ -196,76 +130,76 @@ var behaviourCases = []behaviourCase{
 	},
 	{
 		name: "audience as an array naming the resource passes", status: 200,
-		headers: func(f *fixture) map[string][]string {
-			return withClaims(f, "es", func(c jwt.MapClaims) { c["aud"] = []string{"http://other.test/mcp", testResource} })
+		headers: func(f *Fixture) map[string][]string {
+			return withClaims(f, "es", func(c jwt.MapClaims) { c["aud"] = []string{"http://other.test/mcp", Resource} })
 		},
 	},
 	{
 		name: "token for another resource is refused", status: 401,
-		headers: func(f *fixture) map[string][]string {
+		headers: func(f *Fixture) map[string][]string {
 			return withClaims(f, "es", func(c jwt.MapClaims) { c["aud"] = "http://mcp.test/memory/mcp" })
 		},
-		check: invalidToken("audience does not include " + testResource),
+		check: invalidToken("audience does not include " + Resource),
 	},
 	{
 		name: "expired token is refused", status: 401,
-		headers: func(f *fixture) map[string][]string {
+		headers: func(f *Fixture) map[string][]string {
 			return withClaims(f, "es", func(c jwt.MapClaims) { c["exp"] = time.Now().Add(-time.Minute).Unix() })
 		},
 		check: invalidToken("expired"),
 	},
 	{
 		name: "token expired within the clock skew passes", status: 200,
-		headers: func(f *fixture) map[string][]string {
+		headers: func(f *Fixture) map[string][]string {
 			return withClaims(f, "es", func(c jwt.MapClaims) { c["exp"] = time.Now().Add(-10 * time.Second).Unix() })
 		},
 	},
 	{
 		name: "token not valid yet is refused", status: 401,
-		headers: func(f *fixture) map[string][]string {
+		headers: func(f *Fixture) map[string][]string {
 			return withClaims(f, "es", func(c jwt.MapClaims) { c["nbf"] = time.Now().Add(time.Hour).Unix() })
 		},
 		check: invalidToken("not valid yet"),
 	},
 	{
 		name: "token issued in the future is refused", status: 401,
-		headers: func(f *fixture) map[string][]string {
+		headers: func(f *Fixture) map[string][]string {
 			return withClaims(f, "es", func(c jwt.MapClaims) { c["iat"] = time.Now().Add(time.Hour).Unix() })
 		},
 		check: invalidToken("issued in the future"),
 	},
 	{
 		name: "token from another issuer is refused", status: 401,
-		headers: func(f *fixture) map[string][]string {
+		headers: func(f *Fixture) map[string][]string {
 			return withClaims(f, "es", func(c jwt.MapClaims) { c["iss"] = "http://evil.test" })
 		},
 		check: invalidToken("issuer"),
 	},
 	{
 		name: "token without jti is refused", status: 401,
-		headers: func(f *fixture) map[string][]string {
+		headers: func(f *Fixture) map[string][]string {
 			return withClaims(f, "es", func(c jwt.MapClaims) { delete(c, "jti") })
 		},
 		check: invalidToken("jti"),
 	},
 	{
 		name: "token without exp is refused", status: 401,
-		headers: func(f *fixture) map[string][]string {
+		headers: func(f *Fixture) map[string][]string {
 			return withClaims(f, "es", func(c jwt.MapClaims) { delete(c, "exp") })
 		},
 		check: invalidToken("no exp"),
 	},
 	{
 		name: "typ other than at+jwt is refused", status: 401,
-		headers: func(f *fixture) map[string][]string {
-			return bearer(f.iss.sign("es", f.iss.claims(testResource), func(tk *jwt.Token) { tk.Header["typ"] = "JWT" }))
+		headers: func(f *Fixture) map[string][]string {
+			return bearer(f.Iss.Sign("es", f.Iss.Claims(Resource), func(tk *jwt.Token) { tk.Header["typ"] = "JWT" }))
 		},
 		check: invalidToken("at+jwt"),
 	},
 	{
 		name: "alg none is refused", status: 401,
-		headers: func(f *fixture) map[string][]string {
-			c, _ := json.Marshal(f.iss.claims(testResource))
+		headers: func(f *Fixture) map[string][]string {
+			c, _ := json.Marshal(f.Iss.Claims(Resource))
 			e := base64.RawURLEncoding.EncodeToString
 			return bearer(e([]byte(`{"alg":"none","typ":"at+jwt","kid":"es"}`)) + "." + e(c) + ".")
 		},
@@ -273,10 +207,10 @@ var behaviourCases = []behaviourCase{
 	},
 	{
 		name: "HS256 keyed with public material is refused", status: 401,
-		headers: func(f *fixture) map[string][]string {
-			tok := jwt.NewWithClaims(jwt.SigningMethodHS256, f.iss.claims(testResource))
+		headers: func(f *Fixture) map[string][]string {
+			tok := jwt.NewWithClaims(jwt.SigningMethodHS256, f.Iss.Claims(Resource))
 			tok.Header["typ"], tok.Header["kid"] = "at+jwt", "es"
-			s, err := tok.SignedString(f.iss.jwksJSON())
+			s, err := tok.SignedString(f.Iss.JWKS())
 			require.NoError(f.t, err)
 			return bearer(s)
 		},
@@ -284,30 +218,30 @@ var behaviourCases = []behaviourCase{
 	},
 	{
 		name: "RS256 header on an EC key is refused (algorithm confusion)", status: 401,
-		headers: func(f *fixture) map[string][]string {
-			return bearer(f.iss.sign("rsa", f.iss.claims(testResource), func(tk *jwt.Token) { tk.Header["kid"] = "es" }))
+		headers: func(f *Fixture) map[string][]string {
+			return bearer(f.Iss.Sign("rsa", f.Iss.Claims(Resource), func(tk *jwt.Token) { tk.Header["kid"] = "es" }))
 		},
 		check: invalidToken("differs from key alg"),
 	},
 	{
 		name: "ES384 outside the allow list is refused", status: 401,
-		headers: func(f *fixture) map[string][]string {
+		headers: func(f *Fixture) map[string][]string {
 			return bearer(rawToken(`{"alg":"ES384","typ":"at+jwt","kid":"es"}`, `{}`))
 		},
 		check: invalidToken("alg ES384 is not accepted"),
 	},
 	{
 		name: "unknown kid is refused", status: 401,
-		headers: func(f *fixture) map[string][]string {
-			return bearer(f.iss.sign("es", f.iss.claims(testResource), func(tk *jwt.Token) { tk.Header["kid"] = "nope" }))
+		headers: func(f *Fixture) map[string][]string {
+			return bearer(f.Iss.Sign("es", f.Iss.Claims(Resource), func(tk *jwt.Token) { tk.Header["kid"] = "nope" }))
 		},
 		check: invalidToken("kid 'nope' is not in the issuer's key set"),
 	},
 	{
 		name: "tampered payload fails the signature", status: 401,
-		headers: func(f *fixture) map[string][]string {
-			parts := strings.Split(f.iss.sign("es", f.iss.claims(testResource)), ".")
-			c := f.iss.claims(testResource)
+		headers: func(f *Fixture) map[string][]string {
+			parts := strings.Split(f.Iss.Sign("es", f.Iss.Claims(Resource)), ".")
+			c := f.Iss.Claims(Resource)
 			c["sub"] = "1"
 			b, _ := json.Marshal(c)
 			parts[1] = base64.RawURLEncoding.EncodeToString(b)
@@ -317,8 +251,8 @@ var behaviourCases = []behaviourCase{
 	},
 	{
 		name: "padded base64 is refused", status: 401,
-		headers: func(f *fixture) map[string][]string {
-			parts := strings.Split(f.iss.sign("es", f.iss.claims(testResource)), ".")
+		headers: func(f *Fixture) map[string][]string {
+			parts := strings.Split(f.Iss.Sign("es", f.Iss.Claims(Resource)), ".")
 			parts[0] += "=="
 			return bearer(strings.Join(parts, "."))
 		},
@@ -326,125 +260,125 @@ var behaviourCases = []behaviourCase{
 	},
 	{
 		name: "oversized token is refused", status: 401,
-		headers: func(f *fixture) map[string][]string {
+		headers: func(f *Fixture) map[string][]string {
 			return withClaims(f, "es", func(c jwt.MapClaims) { c["name"] = strings.Repeat("a", 9000) })
 		},
 		check: invalidToken("the limit is 8192"),
 	},
 	{
 		name: "JWE is refused", status: 401,
-		headers: func(f *fixture) map[string][]string { return bearer("a.b.c.d.e") },
+		headers: func(f *Fixture) map[string][]string { return bearer("a.b.c.d.e") },
 		check:   invalidToken("JWE"),
 	},
 	{
 		name: "missing scope gets 403 insufficient_scope listing held and needed scopes", status: 403,
 		extra: map[string]interface{}{"scopes": "mcp,tools:write"},
-		headers: func(f *fixture) map[string][]string {
+		headers: func(f *Fixture) map[string][]string {
 			return withClaims(f, "es", func(c jwt.MapClaims) { c["scope"] = "mcp profile" })
 		},
-		check: func(t *testing.T, f *fixture, rec *httptest.ResponseRecorder, be *backend) {
-			assert.Equal(t, `Bearer error="insufficient_scope", scope="mcp profile tools:write", resource_metadata="`+testPRMURL+
+		check: func(t *testing.T, f *Fixture, rec *httptest.ResponseRecorder, be *Backend) {
+			assert.Equal(t, `Bearer error="insufficient_scope", scope="mcp profile tools:write", resource_metadata="`+prmURL+
 				`", error_description="token lacks scope tools:write"`, rec.Header().Get("WWW-Authenticate"))
-			calls, _ := be.seen()
+			calls, _ := be.Seen()
 			assert.Zero(t, calls)
 		},
 	},
 	{
 		name: "non-Bearer scheme gets the bare challenge", status: 401,
-		headers: func(f *fixture) map[string][]string {
+		headers: func(f *Fixture) map[string][]string {
 			return map[string][]string{"Authorization": {"Basic dXNlcjpwYXNz"}}
 		},
-		check: func(t *testing.T, f *fixture, rec *httptest.ResponseRecorder, be *backend) {
-			assert.Equal(t, `Bearer resource_metadata="`+testPRMURL+`", scope="mcp"`, rec.Header().Get("WWW-Authenticate"))
+		check: func(t *testing.T, f *Fixture, rec *httptest.ResponseRecorder, be *Backend) {
+			assert.Equal(t, `Bearer resource_metadata="`+prmURL+`", scope="mcp"`, rec.Header().Get("WWW-Authenticate"))
 		},
 	},
 	{
 		name: "lowercase bearer scheme is accepted (RFC 9110: schemes are case-insensitive)", status: 200,
-		headers: func(f *fixture) map[string][]string {
-			return map[string][]string{"Authorization": {"bearer " + f.iss.sign("es", f.iss.claims(testResource))}}
+		headers: func(f *Fixture) map[string][]string {
+			return map[string][]string{"Authorization": {"bearer " + f.Iss.Sign("es", f.Iss.Claims(Resource))}}
 		},
 	},
 	{
 		name: "two Authorization headers are a bad request", status: 400,
-		headers: func(f *fixture) map[string][]string {
-			tok := f.iss.sign("es", f.iss.claims(testResource))
+		headers: func(f *Fixture) map[string][]string {
+			tok := f.Iss.Sign("es", f.Iss.Claims(Resource))
 			return map[string][]string{"Authorization": {"Bearer " + tok, "Bearer " + tok}}
 		},
-		check: func(t *testing.T, f *fixture, rec *httptest.ResponseRecorder, be *backend) {
+		check: func(t *testing.T, f *Fixture, rec *httptest.ResponseRecorder, be *Backend) {
 			assert.Contains(t, rec.Header().Get("WWW-Authenticate"), `error="invalid_request"`)
 		},
 	},
 	{
 		name: "empty Bearer token is a bad request", status: 400,
-		headers: func(f *fixture) map[string][]string { return map[string][]string{"Authorization": {"Bearer "}} },
+		headers: func(f *Fixture) map[string][]string { return map[string][]string{"Authorization": {"Bearer "}} },
 	},
 	{
 		name: "token in the query string is ignored", status: 401, path: mcpPath + "?access_token=x",
-		headers: func(f *fixture) map[string][]string { return nil },
-		check: func(t *testing.T, f *fixture, rec *httptest.ResponseRecorder, be *backend) {
-			assert.Equal(t, `Bearer resource_metadata="`+testPRMURL+`", scope="mcp"`, rec.Header().Get("WWW-Authenticate"))
+		headers: func(f *Fixture) map[string][]string { return nil },
+		check: func(t *testing.T, f *Fixture, rec *httptest.ResponseRecorder, be *Backend) {
+			assert.Equal(t, `Bearer resource_metadata="`+prmURL+`", scope="mcp"`, rec.Header().Get("WWW-Authenticate"))
 		},
 	},
 	{
 		name: "CORS preflight passes unchallenged without identity headers", status: 200, method: http.MethodOptions,
-		headers: func(f *fixture) map[string][]string {
+		headers: func(f *Fixture) map[string][]string {
 			return map[string][]string{"Access-Control-Request-Method": {"POST"}, "Origin": {"http://app.test"}, "X-User-Id": {"1"}}
 		},
-		check: func(t *testing.T, f *fixture, rec *httptest.ResponseRecorder, be *backend) {
-			calls, h := be.seen()
+		check: func(t *testing.T, f *Fixture, rec *httptest.ResponseRecorder, be *Backend) {
+			calls, h := be.Seen()
 			assert.Equal(t, 1, calls)
 			assert.Empty(t, h.Values("X-User-Id"))
 		},
 	},
 	{
 		name: "OPTIONS that is not a preflight is challenged", status: 401, method: http.MethodOptions,
-		headers: func(f *fixture) map[string][]string { return nil },
+		headers: func(f *Fixture) map[string][]string { return nil },
 	},
 	{
 		name: "path-suffixed protected-resource metadata", status: 200, method: http.MethodGet,
 		path: "/.well-known/oauth-protected-resource/everything/mcp",
-		headers: func(f *fixture) map[string][]string {
+		headers: func(f *Fixture) map[string][]string {
 			return map[string][]string{"MCP-Protocol-Version": {"2025-11-25"}}
 		},
-		check: func(t *testing.T, f *fixture, rec *httptest.ResponseRecorder, be *backend) {
+		check: func(t *testing.T, f *Fixture, rec *httptest.ResponseRecorder, be *Backend) {
 			var prm map[string]interface{}
 			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &prm))
-			assert.Equal(t, testResource, prm["resource"])
-			assert.Equal(t, []interface{}{f.iss.URL}, prm["authorization_servers"])
+			assert.Equal(t, Resource, prm["resource"])
+			assert.Equal(t, []interface{}{f.Iss.URL}, prm["authorization_servers"])
 			assert.Equal(t, []interface{}{"mcp"}, prm["scopes_supported"])
 			assert.Equal(t, []interface{}{"header"}, prm["bearer_methods_supported"])
 			assert.Equal(t, "Everything", prm["resource_name"])
 			assert.Equal(t, "application/json", rec.Header().Get("Content-Type"))
 			assert.Equal(t, "*", rec.Header().Get("Access-Control-Allow-Origin"))
-			calls, _ := be.seen()
+			calls, _ := be.Seen()
 			assert.Zero(t, calls)
 		},
 	},
 	{
 		name: "root protected-resource metadata", status: 200, method: http.MethodGet,
 		path:    "/.well-known/oauth-protected-resource",
-		headers: func(f *fixture) map[string][]string { return nil },
-		check: func(t *testing.T, f *fixture, rec *httptest.ResponseRecorder, be *backend) {
-			assert.Contains(t, rec.Body.String(), `"resource":"`+testResource+`"`)
+		headers: func(f *Fixture) map[string][]string { return nil },
+		check: func(t *testing.T, f *Fixture, rec *httptest.ResponseRecorder, be *Backend) {
+			assert.Contains(t, rec.Body.String(), `"resource":"`+Resource+`"`)
 		},
 	},
 	{
 		name: "metadata is served even with a valid token", status: 200, method: http.MethodGet,
 		path:    "/.well-known/oauth-protected-resource/everything/mcp",
-		headers: func(f *fixture) map[string][]string { return bearer(f.iss.sign("es", f.iss.claims(testResource))) },
-		check: func(t *testing.T, f *fixture, rec *httptest.ResponseRecorder, be *backend) {
-			assert.Contains(t, rec.Body.String(), `"resource":"`+testResource+`"`)
-			calls, _ := be.seen()
+		headers: func(f *Fixture) map[string][]string { return bearer(f.Iss.Sign("es", f.Iss.Claims(Resource))) },
+		check: func(t *testing.T, f *Fixture, rec *httptest.ResponseRecorder, be *Backend) {
+			assert.Contains(t, rec.Body.String(), `"resource":"`+Resource+`"`)
+			calls, _ := be.Seen()
 			assert.Zero(t, calls)
 		},
 	},
 	{
 		name: "metadata preflight allows MCP-Protocol-Version", status: 204, method: http.MethodOptions,
 		path: "/.well-known/oauth-protected-resource/everything/mcp",
-		headers: func(f *fixture) map[string][]string {
+		headers: func(f *Fixture) map[string][]string {
 			return map[string][]string{"Access-Control-Request-Method": {"GET"}, "Access-Control-Request-Headers": {"mcp-protocol-version"}}
 		},
-		check: func(t *testing.T, f *fixture, rec *httptest.ResponseRecorder, be *backend) {
+		check: func(t *testing.T, f *Fixture, rec *httptest.ResponseRecorder, be *Backend) {
 			assert.Contains(t, rec.Header().Get("Access-Control-Allow-Headers"), "MCP-Protocol-Version")
 			assert.Equal(t, "*", rec.Header().Get("Access-Control-Allow-Origin"))
 		},
@@ -452,26 +386,26 @@ var behaviourCases = []behaviourCase{
 	{
 		name: "metadata of another path is not ours", status: 404, method: http.MethodGet,
 		path:    "/.well-known/oauth-protected-resource/memory/mcp",
-		headers: func(f *fixture) map[string][]string { return nil },
+		headers: func(f *Fixture) map[string][]string { return nil },
 	},
 	{
 		name: "keepAuthorization forwards the token", status: 200, extra: map[string]interface{}{"keepAuthorization": "true"},
-		headers: func(f *fixture) map[string][]string { return bearer(f.iss.sign("es", f.iss.claims(testResource))) },
-		check: func(t *testing.T, f *fixture, rec *httptest.ResponseRecorder, be *backend) {
-			_, h := be.seen()
+		headers: func(f *Fixture) map[string][]string { return bearer(f.Iss.Sign("es", f.Iss.Claims(Resource))) },
+		check: func(t *testing.T, f *Fixture, rec *httptest.ResponseRecorder, be *Backend) {
+			_, h := be.Seen()
 			assert.True(t, strings.HasPrefix(h.Get("Authorization"), "Bearer "))
 		},
 	},
 	{
 		name: "header names are configurable and an empty name disables one", status: 200,
 		extra: map[string]interface{}{"headers": map[string]interface{}{"userId": "X-Github-Id", "userEmail": ""}},
-		headers: func(f *fixture) map[string][]string {
-			h := bearer(f.iss.sign("es", f.iss.claims(testResource)))
+		headers: func(f *Fixture) map[string][]string {
+			h := bearer(f.Iss.Sign("es", f.Iss.Claims(Resource)))
 			h["X-Github-Id"] = []string{"spoof"}
 			return h
 		},
-		check: func(t *testing.T, f *fixture, rec *httptest.ResponseRecorder, be *backend) {
-			_, h := be.seen()
+		check: func(t *testing.T, f *Fixture, rec *httptest.ResponseRecorder, be *Backend) {
+			_, h := be.Seen()
 			assert.Equal(t, []string{"1234567"}, h.Values("X-Github-Id"))
 			assert.Empty(t, h.Values("X-User-Id"))
 			assert.Empty(t, h.Values("X-User-Email"))
@@ -480,35 +414,28 @@ var behaviourCases = []behaviourCase{
 	},
 }
 
-// TestBehaviour runs one table of cases through the compiled middleware and through Yaegi, twice each, so the
-// second pass of every token goes through the verified-token cache.
-func TestBehaviour(t *testing.T) {
-	t.Cleanup(stopAllIssuers)
-	for _, mode := range modes {
-		t.Run(mode.name, func(t *testing.T) {
-			f := newFixture(t, mode.build)
-			for _, c := range behaviourCases {
-				c := c
-				t.Run(c.name, func(t *testing.T) {
-					f.t = t
-					h, be := f.handler(c.extra)
-					hdr := c.headers(f)
-					method, path := c.method, c.path
-					if method == "" {
-						method = http.MethodPost
-					}
-					if path == "" {
-						path = mcpPath
-					}
-					for pass := 1; pass <= 2; pass++ {
-						*be = backend{}
-						rec := do(h, method, path, hdr)
-						require.Equal(t, c.status, rec.Code, "pass %d: %s %s", pass, rec.Header().Get("WWW-Authenticate"), rec.Body.String())
-						if c.check != nil {
-							c.check(t, f, rec, be)
-						}
-					}
-				})
+// behaviour runs one table of cases through the middleware, twice each, so the second pass of every token goes
+// through the verified-token cache.
+func behaviour(t *testing.T, f *Fixture) {
+	for _, c := range behaviourCases {
+		t.Run(c.name, func(t *testing.T) {
+			f.t = t
+			h, be := f.Handler(c.extra)
+			hdr := c.headers(f)
+			method, path := c.method, c.path
+			if method == "" {
+				method = http.MethodPost
+			}
+			if path == "" {
+				path = mcpPath
+			}
+			for pass := 1; pass <= 2; pass++ {
+				*be = Backend{}
+				rec := do(h, method, path, hdr)
+				require.Equal(t, c.status, rec.Code, "pass %d: %s %s", pass, rec.Header().Get("WWW-Authenticate"), rec.Body.String())
+				if c.check != nil {
+					c.check(t, f, rec, be)
+				}
 			}
 		})
 	}

@@ -1,4 +1,4 @@
-package plugin
+package yaegitest
 
 import (
 	"context"
@@ -7,81 +7,38 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"strings"
 	"sync"
 	"testing"
 
-	"github.com/mitchellh/mapstructure"
 	"github.com/stretchr/testify/require"
 	"github.com/traefik/yaegi/interp"
 	"github.com/traefik/yaegi/stdlib"
+
+	"github.com/mcp-oauth-gateway/gateway/internal/plugintest"
 )
 
 const importPath = "github.com/mcp-oauth-gateway/gateway/plugin"
 
-// buildFunc builds the middleware from a Traefik-style dynamic configuration (the map Traefik hands to plugins).
-type buildFunc func(t testing.TB, cfg map[string]interface{}, next http.Handler) (http.Handler, error)
-
-// modes are the two ways the behaviour tests run the middleware: compiled, and interpreted by Yaegi as in Traefik.
-var modes = []struct {
-	name  string
-	build buildFunc
-}{
-	{"compiled", buildCompiled},
-	{"yaegi", buildYaegi},
-}
-
-// decodeLikeTraefik fills config from a dynamic-configuration map exactly as Traefik 3.6's plugin loader does
-// (pkg/plugins/middlewareyaegi.go, createConfig).
-func decodeLikeTraefik(config interface{}, m map[string]interface{}) error {
-	if len(m) == 0 {
-		return nil
-	}
-	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
-		DecodeHook:       mapstructure.StringToSliceHookFunc(","),
-		WeaklyTypedInput: true,
-		Result:           config,
-	})
-	if err != nil {
-		return err
-	}
-	return dec.Decode(m)
-}
-
-func buildCompiled(t testing.TB, cfg map[string]interface{}, next http.Handler) (http.Handler, error) {
-	c := CreateConfig()
-	if err := decodeLikeTraefik(c, cfg); err != nil {
-		return nil, fmt.Errorf("failed to decode configuration: %w", err)
-	}
-	return New(context.Background(), next, c, "test")
-}
+// interpreted runs the middleware under Yaegi loaded as Traefik loads a local plugin.
+var interpreted = plugintest.Mode{Name: "yaegi", Build: buildYaegi, StopAll: stopAll}
 
 var yaegiInterp *interp.Interpreter
 
 var yaegiPlugin struct {
 	once         sync.Once
 	err          error
+	gopath       string // the interpreter's source tree, removed by TestMain
 	fnNew        reflect.Value
 	createConfig reflect.Value
 }
 
-// pluginSources copies the plugin's non-test Go files into dir, as Traefik finds them in plugins-local/src/<module>.
-func pluginSources(t testing.TB, dst string) {
-	t.Helper()
-	require.NoError(t, os.MkdirAll(dst, 0o755))
-	files, err := filepath.Glob("*.go")
-	require.NoError(t, err)
-	n := 0
-	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") {
-			continue
-		}
-		b, err := os.ReadFile(f)
-		require.NoError(t, err)
-		require.NoError(t, os.WriteFile(filepath.Join(dst, f), b, 0o644))
-		n++
+// TestMain removes the interpreter's source tree.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if yaegiPlugin.gopath != "" {
+		_ = os.RemoveAll(yaegiPlugin.gopath)
 	}
-	require.NotZero(t, n, "no plugin sources found")
+	os.Exit(code)
 }
 
 // loadYaegi interprets the plugin the way Traefik does (pkg/plugins: newInterpreter and newYaegiMiddlewareBuilder):
@@ -95,8 +52,8 @@ func loadYaegi(t testing.TB) (reflect.Value, reflect.Value) {
 			yp.err = err
 			return
 		}
-		yaegiGopath = gopath
-		pluginSources(t, filepath.Join(gopath, "src", filepath.FromSlash(importPath)))
+		yp.gopath = gopath
+		plugintest.CopySources(t, filepath.Join(gopath, "src", filepath.FromSlash(importPath)))
 		env := os.Environ()
 		if os.Getenv("MCP_OAUTH_TEST_LOGS") == "" {
 			env = append(env, "MCP_OAUTH_PLUGIN_LOGS=off")
@@ -128,7 +85,7 @@ func buildYaegi(t testing.TB, cfg map[string]interface{}, next http.Handler) (ht
 		return nil, fmt.Errorf("CreateConfig returned %d values", len(res))
 	}
 	vConfig := res[0]
-	if err := decodeLikeTraefik(vConfig.Interface(), cfg); err != nil {
+	if err := plugintest.DecodeLikeTraefik(vConfig.Interface(), cfg); err != nil {
 		return nil, fmt.Errorf("failed to decode configuration: %w", err)
 	}
 	out := fnNew.Call([]reflect.Value{reflect.ValueOf(context.Background()), reflect.ValueOf(next), vConfig, reflect.ValueOf("test")})
@@ -142,10 +99,8 @@ func buildYaegi(t testing.TB, cfg map[string]interface{}, next http.Handler) (ht
 	return h, nil
 }
 
-// stopAllIssuers ends the refresh loops of both registries, the compiled one and the interpreted one, so finished
-// tests leave no pollers behind.
-func stopAllIssuers() {
-	registry.stopAll()
+// stopAll ends the refresh loops of the interpreted registry.
+func stopAll() {
 	if yaegiInterp != nil {
 		_, _ = yaegiInterp.Eval("plugin.registry.stopAll()")
 	}
@@ -159,3 +114,12 @@ func TestYaegiLoadsPlugin(t *testing.T) {
 	_, err := yaegiInterp.Eval("plugin.registry.stopAll()")
 	require.NoError(t, err, "tests stop the interpreted refresh loops this way")
 }
+
+// TestYaegi runs the tests every mode shares (internal/plugintest) with the middleware interpreted by Yaegi.
+func TestYaegi(t *testing.T) {
+	plugintest.Run(t, interpreted)
+}
+
+func BenchmarkCachedToken(b *testing.B) { plugintest.BenchCachedToken(b, interpreted) }
+
+func BenchmarkFirstSeenToken(b *testing.B) { plugintest.BenchFirstSeenToken(b, interpreted) }
