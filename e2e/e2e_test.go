@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -332,37 +333,104 @@ func TestGatewayEndToEnd(t *testing.T) {
 	assert.Regexp(t, `mcp-everything\s+time=\S+ level=INFO msg=request method=POST path=/mcp route=/mcp status=200 duration_ms=\S+ session=\S{8} request_id=\S{16}`, logs)
 }
 
-// The MCP conformance suite's server scenarios pass through Traefik and the plugin: the edge does not break streaming,
-// sessions or SSE. The suite cannot send a token, so a preload adds one to its fetch.
+// The MCP conformance suites' server scenarios pass through Traefik and the plugin, for both generations of the
+// protocol: the edge does not break streaming, sessions, SSE, or 2026-07-28's session-less requests and their
+// mirrored headers. The suite cannot send a token, so a preload adds one to its fetch.
 func TestConformanceThroughTheGateway(t *testing.T) {
 	s := startStack(t, "path")
 	target := s.URLs["conformance"]
-	run := runClient(t, target, "test_simple_text", "{}")
-	node := testenv.NodeBin(t)
-	root := testenv.RepoRoot(t)
-	suite := filepath.Join(testenv.NodeModules(t), "@modelcontextprotocol", "conformance", "dist", "index.js")
-	suiteRun := func() (string, error) {
-		cmd := exec.Command(node, "--import", filepath.Join(root, "testdata", "node", "bearer-preload.mjs"), suite,
-			"server", "--url", target, "-o", t.TempDir())
-		cmd.Env = append(cmd.Environ(), "MCP_BEARER_TOKEN="+run.Tokens.AccessToken)
-		out, err := cmd.CombinedOutput()
-		summary := string(out)
-		if i := strings.Index(summary, "=== SUMMARY ==="); i >= 0 {
-			summary = summary[i:]
+	token := runClient(t, target, "test_simple_text", "{}").Tokens.AccessToken
+	// Known issue: now and then a handshake-era scenario whose tool waits on the client (sampling, elicitation) or
+	// sends logs times out through Traefik and the plugin, never against streamproxy alone; not yet pinned down. Up
+	// to three runs tell that flake from a broken edge, which fails every run.
+	run := func(suite string, args ...string) testenv.ConformanceResult {
+		r := testenv.RunConformance(t, suite, target, token, args...)
+		for attempt := 2; r.Err != nil && attempt <= 3; attempt++ {
+			t.Logf("conformance run %d failed, running again:\n%s", attempt-1, r.Summary)
+			r = testenv.RunConformance(t, suite, target, token, args...)
 		}
-		return summary, err
+		return r
 	}
-	// Known issue: now and then a scenario whose tool waits on the client (sampling, elicitation) or sends logs
-	// times out through Traefik and the plugin, never against streamproxy alone; not yet pinned down. Up to three
-	// runs tell that flake from a broken edge, which fails every run.
-	summary, err := suiteRun()
-	for attempt := 2; err != nil && attempt <= 3; attempt++ {
-		t.Logf("conformance run %d failed, running again:\n%s", attempt-1, summary)
-		summary, err = suiteRun()
+	latest := run(testenv.ConformanceLatest)
+	require.NoError(t, latest.Err, "conformance suite failed through the gateway:\n%s", latest.Summary)
+	assert.Regexp(t, `Total: \d+ passed, 0 failed`, latest.Summary)
+	assert.GreaterOrEqual(t, len(latest.Passed), 30, "every server scenario ran:\n%s", latest.Summary)
+
+	modern := run(testenv.ConformanceAlpha, "--requirements", "2026-07-28")
+	assert.Empty(t, modern.Failed(testenv.Required2026), "2026-07-28 required scenarios through the gateway:\n%s", modern.Summary)
+	assert.NoError(t, modern.Err, "%s", modern.Summary)
+
+	legacy := run(testenv.ConformanceAlpha, "--requirements", "2025-11-25")
+	assert.NoError(t, legacy.Err, "2025-11-25 required scenarios through the gateway:\n%s", legacy.Summary)
+	assert.GreaterOrEqual(t, len(legacy.Passed), 30, "%s", legacy.Summary)
+}
+
+// bearer adds an access token to every request, as an OAuth-capable client does after its authorization.
+type bearer string
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+string(b))
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// The official Go SDK client (v1.8.0), which speaks 2026-07-28 first, through the whole gateway: with the current
+// revision (not the fallback) to a server that speaks it, and to a handshake-era server through streamproxy's
+// bridging, including a multi round-trip request.
+func TestGoSDKClientThroughTheGateway(t *testing.T) {
+	s := startStack(t, "path")
+	ctx := context.Background()
+	elicit := &mcp.ClientOptions{ElicitationHandler: func(context.Context, *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+		return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"name": "Ada Lovelace", "check": true}}, nil
+	}}
+	connect := func(url, token string) *mcp.ClientSession {
+		client := mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "1"}, elicit)
+		cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: &http.Client{Transport: bearer(token)}}, nil)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = cs.Close() })
+		require.Equal(t, "2026-07-28", cs.InitializeResult().ProtocolVersion, "the client kept the current revision")
+		return cs
 	}
-	require.NoError(t, err, "conformance suite failed through the gateway:\n%s", summary)
-	assert.Regexp(t, `Total: \d+ passed, 0 failed`, summary)
-	assert.GreaterOrEqual(t, strings.Count(summary, "✓"), 30, "every server scenario ran:\n%s", summary)
+	textOf := func(res *mcp.CallToolResult, err error) string {
+		require.NoError(t, err)
+		var b strings.Builder
+		for _, c := range res.Content {
+			if tc, ok := c.(*mcp.TextContent); ok {
+				b.WriteString(tc.Text)
+			}
+		}
+		return b.String()
+	}
+	for name, c := range map[string]struct{ tool, args, elicit, resource, prompt string }{
+		"conformance": {"test_simple_text", "{}", "test_input_required_result_elicitation", "test://static-text", "test_simple_prompt"},
+		"everything":  {"echo", `{"message":"hi"}`, "trigger-elicitation-request", "", "simple-prompt"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			url := s.URLs[name]
+			cs := connect(url, runClient(t, url, c.tool, c.args).Tokens.AccessToken)
+			tools, err := cs.ListTools(ctx, nil)
+			require.NoError(t, err)
+			assert.NotEmpty(t, tools.Tools)
+			var args map[string]any
+			require.NoError(t, json.Unmarshal([]byte(c.args), &args))
+			assert.NotEmpty(t, textOf(cs.CallTool(ctx, &mcp.CallToolParams{Name: c.tool, Arguments: args})))
+			uri := c.resource
+			if uri == "" {
+				list, err := cs.ListResources(ctx, nil)
+				require.NoError(t, err)
+				require.NotEmpty(t, list.Resources)
+				uri = list.Resources[0].URI
+			}
+			read, err := cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: uri})
+			require.NoError(t, err)
+			assert.NotEmpty(t, read.Contents)
+			prompt, err := cs.GetPrompt(ctx, &mcp.GetPromptParams{Name: c.prompt})
+			require.NoError(t, err)
+			assert.NotEmpty(t, prompt.Messages)
+			assert.Contains(t, textOf(cs.CallTool(ctx, &mcp.CallToolParams{Name: c.elicit})), "Ada",
+				"the elicitation answer came back through the edge")
+		})
+	}
 }
 
 // The subdomain layout, like the reference system's: https://<service>.example.com/mcp and https://auth.example.com,
@@ -422,16 +490,17 @@ func checkCORS(t *testing.T, mcpURL, token string) {
 	pre, _ := http.NewRequest(http.MethodOptions, mcpURL, nil)
 	pre.Header.Set("Origin", origin)
 	pre.Header.Set("Access-Control-Request-Method", "POST")
-	pre.Header.Set("Access-Control-Request-Headers", "authorization,content-type,mcp-protocol-version,mcp-session-id")
+	pre.Header.Set("Access-Control-Request-Headers", "authorization,content-type,mcp-protocol-version,mcp-session-id,mcp-method,mcp-name,mcp-param-region")
 	resp, err := devstack.Client().Do(pre)
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Less(t, resp.StatusCode, 300, "preflight answered")
 	assert.Contains(t, []string{"*", origin}, resp.Header.Get("Access-Control-Allow-Origin"))
 	allowed := strings.ToLower(resp.Header.Get("Access-Control-Allow-Headers"))
-	for _, h := range []string{"authorization", "content-type", "mcp-protocol-version", "mcp-session-id"} {
+	for _, h := range []string{"authorization", "content-type", "mcp-protocol-version", "mcp-session-id", "mcp-method", "mcp-name"} {
 		assert.Contains(t, allowed, h, "preflight allows %s", h)
 	}
+	assert.Contains(t, strings.Split(strings.ReplaceAll(allowed, " ", ""), ","), "*", "and any Mcp-Param-<name> a tool declares")
 
 	post := func(token string) *http.Response {
 		req, _ := http.NewRequest(http.MethodPost, mcpURL, strings.NewReader(
