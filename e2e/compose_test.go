@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -13,6 +14,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
 )
@@ -124,4 +126,154 @@ func TestComposeRequiresSecrets(t *testing.T) {
 	_, err := loadCompose(t, []string{"everything"}, nil)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "GITHUB_CLIENT_ID")
+}
+
+// loadLocal loads the local stack as its README command does: docker compose --env-file compose.local.env -f
+// compose.yaml -f compose.local.yaml.
+func loadLocal(t *testing.T) *types.Project {
+	t.Helper()
+	root := testenv.RepoRoot(t)
+	opts, err := cli.NewProjectOptions([]string{filepath.Join(root, "compose.yaml"), filepath.Join(root, "compose.local.yaml")},
+		cli.WithWorkingDirectory(root), cli.WithEnvFiles(filepath.Join(root, "compose.local.env")), cli.WithDotEnv,
+		cli.WithDefaultProfiles())
+	require.NoError(t, err)
+	p, err := opts.LoadProject(context.Background())
+	require.NoError(t, err)
+	return p
+}
+
+func environment(s types.ServiceConfig) map[string]string {
+	env := map[string]string{}
+	for k, v := range s.Environment {
+		if v != nil {
+			env[k] = *v
+		}
+	}
+	return env
+}
+
+// flagValue is the value after name in a command line.
+func flagValue(cmd []string, name string) string {
+	if i := slices.Index(cmd, name); i >= 0 && i+1 < len(cmd) {
+		return cmd[i+1]
+	}
+	return ""
+}
+
+// The local stack: the production images on http://localhost in the path layout, with the plugin from this checkout,
+// and a fake GitHub that only this file brings in and only loopback reaches.
+func TestComposeLocal(t *testing.T) {
+	root := testenv.RepoRoot(t)
+	p := loadLocal(t)
+	assert.Equal(t, "mcp-oauth-gateway-local", p.Name, "apart from a production deployment's containers and volumes")
+	require.ElementsMatch(t, []string{"traefik", "redis", "authserver", "mcp-everything", "fakegithub"}, p.ServiceNames())
+
+	prod, err := loadCompose(t, []string{"*"}, secrets)
+	require.NoError(t, err)
+	for _, name := range []string{"traefik", "redis", "authserver", "mcp-everything"} {
+		assert.Equal(t, prod.Services[name].Image, p.Services[name].Image, "%s runs the production image", name)
+		assert.Equal(t, prod.Services[name].Build, p.Services[name].Build, "%s is built as in production", name)
+		assert.Equal(t, prod.Services[name].HealthCheck, p.Services[name].HealthCheck, "%s keeps its health check", name)
+	}
+	_, inProd := prod.Services["fakegithub"]
+	assert.False(t, inProd, "the fake GitHub is in compose.local.yaml only")
+
+	traefik := p.Services["traefik"]
+	cmd := strings.Join(traefik.Command, " ")
+	for _, absent := range []string{"acme", "certificatesresolvers", "websecure", "providers.docker", "experimental.plugins."} {
+		assert.NotContains(t, cmd, absent)
+	}
+	assert.Contains(t, cmd, "--entrypoints.web.address=:80")
+	assert.Contains(t, cmd, "--experimental.localplugins.mcpoauth.modulename=github.com/mcp-oauth-gateway/gateway")
+	assert.Contains(t, cmd, "--accesslog.fields.headers.defaultmode=drop", "access logs never record Authorization")
+	require.Len(t, traefik.Ports, 1)
+	assert.Equal(t, "127.0.0.1", traefik.Ports[0].HostIP, "published on loopback only: the fake GitHub lets anyone in")
+	assert.Equal(t, "80", traefik.Ports[0].Published)
+	mounts := map[string]string{}
+	for _, v := range traefik.Volumes {
+		rel, err := filepath.Rel(root, v.Source)
+		require.NoError(t, err)
+		mounts[v.Target] = rel
+		assert.True(t, v.ReadOnly, "%s is mounted read-only", v.Target)
+	}
+	plugin := "/plugins-local/src/github.com/mcp-oauth-gateway/gateway"
+	assert.Equal(t, map[string]string{
+		"/etc/traefik/dynamic/gateway.yml":    "traefik/dynamic/gateway.yml",
+		"/etc/traefik/dynamic/fakegithub.yml": "traefik/local/fakegithub.yml",
+		plugin + "/.traefik.yml":              ".traefik.yml",
+		plugin + "/go.mod":                    "go.mod",
+		plugin + "/plugin":                    "plugin",
+	}, mounts, "no Docker socket, no certificate store; the plugin as the dev stack lays it out")
+	tenv := environment(traefik)
+	assert.Equal(t, map[string]string{
+		"GATEWAY_LAYOUT": "path", "GATEWAY_DOMAIN": "localhost", "GATEWAY_SCHEME": "http", "GATEWAY_ENTRYPOINT": "web",
+		"GATEWAY_CERT_RESOLVER": "none", "MCP_SERVICES": "everything", "AUTHSERVER_URL": "http://authserver:9000",
+		"CORS_ALLOWED_ORIGINS": "*",
+	}, tenv)
+
+	// The authserver: issuer and resources of the path layout, GitHub replaced by the fake at http://github.localhost,
+	// which Traefik answers for (its network alias inside, *.localhost on the host).
+	auth := environment(p.Services["authserver"])
+	assert.Equal(t, "http://localhost", auth["AUTHSERVER_ISSUER"])
+	assert.Equal(t, "http://localhost/*/mcp", auth["AUTHSERVER_RESOURCE_PATTERNS"])
+	assert.Equal(t, "http://github.localhost/", auth["AUTHSERVER_GITHUB_WEB_URL"])
+	assert.Equal(t, "http://github.localhost/api/v3/", auth["AUTHSERVER_GITHUB_API_URL"])
+	assert.Equal(t, "dev-user", auth["ALLOWED_GITHUB_USERS"])
+	assert.Equal(t, "redis://:local-development-only@redis:6379/0", auth["REDIS_URL"])
+	require.NotNil(t, traefik.Networks["gateway"])
+	assert.Contains(t, traefik.Networks["gateway"].Aliases, "github.localhost")
+
+	fake := p.Services["fakegithub"]
+	assert.Equal(t, "service:traefik", fake.NetworkMode, "it listens on Traefik's loopback, reached through Traefik only")
+	assert.Contains(t, fake.Image, "dev", "the image name says development only")
+	assert.Contains(t, fake.Labels["org.opencontainers.image.description"], "DEVELOPMENT ONLY")
+	assert.Equal(t, "127.0.0.1:9099", flagValue(fake.Command, "--listen"))
+	assert.Equal(t, auth["GITHUB_CLIENT_ID"], flagValue(fake.Command, "--client-id"))
+	assert.Equal(t, auth["GITHUB_CLIENT_SECRET"], flagValue(fake.Command, "--client-secret"))
+	assert.Equal(t, auth["AUTHSERVER_ISSUER"]+"/github/callback", flagValue(fake.Command, "--callback-url"))
+	assert.Empty(t, fake.Ports)
+
+	// Traefik's route to the fake GitHub goes to where it listens.
+	var route struct {
+		HTTP struct {
+			Routers map[string]struct {
+				Rule        string   `yaml:"rule"`
+				EntryPoints []string `yaml:"entryPoints"`
+			} `yaml:"routers"`
+			Services map[string]struct {
+				LoadBalancer struct {
+					Servers []struct {
+						URL string `yaml:"url"`
+					} `yaml:"servers"`
+				} `yaml:"loadBalancer"`
+			} `yaml:"services"`
+		} `yaml:"http"`
+	}
+	data, err := os.ReadFile(filepath.Join(root, "traefik", "local", "fakegithub.yml"))
+	require.NoError(t, err)
+	require.NoError(t, yaml.Unmarshal(data, &route))
+	assert.Equal(t, "Host(`github.localhost`)", route.HTTP.Routers["fakegithub"].Rule)
+	assert.Equal(t, []string{tenv["GATEWAY_ENTRYPOINT"]}, route.HTTP.Routers["fakegithub"].EntryPoints)
+	require.Len(t, route.HTTP.Services["fakegithub"].LoadBalancer.Servers, 1)
+	assert.Equal(t, "http://"+flagValue(fake.Command, "--listen"), route.HTTP.Services["fakegithub"].LoadBalancer.Servers[0].URL)
+}
+
+// Every image is built from the repository root with a Dockerfile that exists: what tests/docker assumes when it
+// replays the Dockerfiles.
+func TestComposeBuildContexts(t *testing.T) {
+	root := testenv.RepoRoot(t)
+	prod, err := loadCompose(t, []string{"*"}, secrets)
+	require.NoError(t, err)
+	built := 0
+	for _, p := range []*types.Project{prod, loadLocal(t)} {
+		for name, s := range p.Services {
+			if s.Build == nil {
+				continue
+			}
+			built++
+			assert.Equal(t, root, s.Build.Context, "%s is built from the repository root", name)
+			assert.FileExists(t, filepath.Join(root, s.Build.Dockerfile), name)
+		}
+	}
+	assert.Positive(t, built)
 }
