@@ -1,5 +1,5 @@
-// Command streamproxy serves MCP Streamable HTTP in front of an unmodified stdio MCP server, one child process per
-// session:
+// Command streamproxy serves MCP Streamable HTTP in front of an unmodified stdio MCP server: one child process per
+// session for the handshake revisions (2025-03-26 to 2025-11-25), one per user for 2026-07-28:
 //
 //	streamproxy [flags] -- <command> [args...]
 //
@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mcp-oauth-gateway/gateway/internal/observe"
+	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/affinity"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/metrics"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/transport"
@@ -54,17 +55,19 @@ func run(args []string) error {
 	listen := fs.String("listen", ":8080", "address to serve on")
 	path := fs.String("path", "/mcp", "the MCP endpoint's path")
 	userHeader := fs.String("user-header", "X-User-Id", "identity header set by the gateway; sessions are bound to it (empty: no binding)")
-	var origins, childEnv listFlag
+	var origins, childEnv, peers listFlag
 	fs.Var(&origins, "allowed-origins", "browser origins allowed besides loopback ones, comma separated (\"*\": any)")
 	fs.Var(&childEnv, "env", "KEY=value added to the MCP server's environment (repeatable, comma separated)")
 	workdir := fs.String("workdir", "", "working directory of the MCP server (default: the proxy's)")
-	maxSessions := fs.Int("max-sessions", 100, "most sessions (children) at once; beyond it 503 with Retry-After")
-	idle := fs.Duration("idle-timeout", 30*time.Minute, "end a session after this long without activity (0: never)")
+	maxSessions := fs.Int("max-sessions", 100, "most MCP server processes at once (sessions plus 2026-07-28 users); beyond it 503 with Retry-After")
+	idle := fs.Duration("idle-timeout", 30*time.Minute, "end a session or a user's 2026-07-28 process after this long without activity (0: never)")
 	reqTimeout := fs.Duration("request-timeout", 0, "fail a request after this long (0: no limit; tools may run long)")
 	keepAlive := fs.Duration("keepalive", 15*time.Second, "interval of SSE keep-alive comments")
 	backlog := fs.Int("backlog", 256, "server-initiated events kept per session for Last-Event-ID resumption")
 	maxBody := fs.Int64("max-body", 4<<20, "largest POST body in bytes")
 	logFormat := fs.String("log-format", "auto", "log format: text, json, or auto (json unless stderr is a terminal)")
+	fs.Var(&peers, "peers", "base URLs of every replica serving this MCP server, this one included, comma separated: each user's requests go to one of them (empty: this replica serves everyone)")
+	self := fs.String("self", "", "this replica's base URL as it appears in --peers")
 	metricsListen := fs.String("metrics-listen", "", "address of a separate listener serving Prometheus metrics at /metrics, e.g. :9090 (empty: off)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: streamproxy [flags] -- <command> [args...]\n\nEvery flag also reads STREAMPROXY_<FLAG>.")
@@ -105,12 +108,18 @@ func run(args []string) error {
 		Metrics:        metrics.New(reg),
 	})
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "streamproxy", Name: "sessions_active",
-		Help: "MCP sessions open now."}, func() float64 { return float64(mcp.Sessions()) }))
+		Help: "MCP sessions open now."}, func() float64 { return float64(mcp.Sessions()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "streamproxy", Name: "workers_active",
+			Help: "Users with an MCP server process for 2026-07-28 requests now."}, func() float64 { return float64(mcp.Workers()) }))
+	routed, err := affinity.Handler(mcp, peers, *self, *userHeader, log)
+	if err != nil {
+		return err
+	}
 	mux := http.NewServeMux()
-	mux.Handle(*path, mcp)
+	mux.Handle(*path, routed)
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "sessions": mcp.Sessions()})
+		_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "sessions": mcp.Sessions(), "workers": mcp.Workers()})
 	})
 
 	ln, err := net.Listen("tcp", *listen)

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
+	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/affinity"
 )
 
 // Protocol version 2026-07-28 on the same endpoint as the handshake revisions: no sessions, request metadata in
@@ -308,4 +309,38 @@ func postModern(t *testing.T, url, user, body string, headers ...string) reply {
 		flat = append(flat, headers[i], headers[i+1])
 	}
 	return send(t, req, flat...)
+}
+
+// Replicas behind any load balancer: each user belongs to one replica, which the others pass the user's requests
+// to, so a user's state is found whichever replica a request lands on.
+func TestReplicasShareUsers(t *testing.T) {
+	server := filepath.Join(testenv.NodeModules(t), "@modelcontextprotocol", "server-memory", "dist", "index.js")
+	script := fmt.Sprintf(`MEMORY_FILE_PATH=$(mktemp -p %s) exec node %s`, t.TempDir(), server)
+	ports := []int{testenv.FreePort(t), testenv.FreePort(t)}
+	peers := []string{testenv.URL(ports[0], ""), testenv.URL(ports[1], "")}
+	urls := make([]string, 2)
+	for i, port := range ports {
+		urls[i], _ = proxyAt(t, port, []string{"--peers", strings.Join(peers, ","), "--self", peers[i]}, "sh", "-c", script)
+	}
+	// Two users that belong to different replicas.
+	users := []string{"1"}
+	for n := 2; len(users) < 2; n++ {
+		if u := fmt.Sprint(n); affinity.Owner(peers, u) != affinity.Owner(peers, users[0]) {
+			users = append(users, u)
+		}
+	}
+	ctx := context.Background()
+	for _, user := range users {
+		writer, reader := connect(t, urls[0], user, nil), connect(t, urls[1], user, nil)
+		entity := "note-of-" + user
+		_, err := writer.CallTool(ctx, &mcp.CallToolParams{Name: "create_entities", Arguments: map[string]any{
+			"entities": []map[string]any{{"name": entity, "entityType": "note", "observations": []string{"x"}}}}})
+		require.NoError(t, err)
+		got, err := reader.CallTool(ctx, &mcp.CallToolParams{Name: "read_graph", Arguments: map[string]any{}})
+		require.NoError(t, err)
+		assert.Contains(t, text(t, got), entity, "user %s: written through one replica, read through the other", user)
+		// The handshake revisions too: a session opened on one replica is found through the other.
+		sid := open(t, urls[0], "X-User-Id", user)
+		assert.Equal(t, 200, post(t, urls[1], sid, `{"jsonrpc":"2.0","id":2,"method":"ping"}`, "X-User-Id", user).status)
+	}
 }

@@ -31,8 +31,14 @@ func proxy(t *testing.T, flags []string, command ...string) string {
 // proxyWithMetrics also returns the URL of its Prometheus metrics.
 func proxyWithMetrics(t *testing.T, flags []string, command ...string) (string, string) {
 	t.Helper()
+	return proxyAt(t, testenv.FreePort(t), flags, command...)
+}
+
+// proxyAt runs streamproxy on a given port.
+func proxyAt(t *testing.T, port int, flags []string, command ...string) (string, string) {
+	t.Helper()
 	bin := testenv.BuildBinary(t, "./streamproxy")
-	port, metricsPort := testenv.FreePort(t), testenv.FreePort(t)
+	metricsPort := testenv.FreePort(t)
 	args := append([]string{"--listen", "127.0.0.1:" + strconv.Itoa(port),
 		"--metrics-listen", "127.0.0.1:" + strconv.Itoa(metricsPort)}, flags...)
 	args = append(append(args, "--"), command...)
