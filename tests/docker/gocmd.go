@@ -50,8 +50,8 @@ var goSubcommands = map[string]bool{"build": true, "vet": true, "list": true, "v
 	"mod download": true, "mod verify": true}
 
 // Shell commands that change what a later command sees (directory, environment) in ways this test does not follow.
-var stateChanging = map[string]bool{"cd": true, "pushd": true, "popd": true, "export": true, "source": true,
-	".": true, "eval": true, "set": true, "unset": true}
+var stateChanging = map[string]bool{"cd": true, "pushd": true, "popd": true, "source": true, ".": true, "eval": true,
+	"set": true, "unset": true, "export": true, "declare": true, "typeset": true, "readonly": true, "local": true}
 
 func (r *replay) run(ctx context.Context, s *stage, c *instructions.RunCommand) error {
 	calls, err := runCalls(c, s.env)
@@ -75,7 +75,7 @@ func (r *replay) run(ctx context.Context, s *stage, c *instructions.RunCommand) 
 	}
 	for _, cl := range calls {
 		if len(cl.args) > 0 && stateChanging[cl.args[0]] {
-			return fmt.Errorf("%q before a Go command is not followed by this test: use WORKDIR and ENV", cl.args[0])
+			return fmt.Errorf("%q in a RUN line with a Go command is not followed by this test: use WORKDIR and ENV", cl.args[0])
 		}
 	}
 	if !s.goImage {
@@ -113,6 +113,11 @@ func runCalls(c *instructions.RunCommand, env []string) ([]call, error) {
 	cfg := &expand.Config{Env: expand.ListEnviron(env...)}
 	var calls []call
 	syntax.Walk(f, func(n syntax.Node) bool {
+		if d, ok := n.(*syntax.DeclClause); ok {
+			// export, declare, readonly: kept as a command by that name, for the state check.
+			calls = append(calls, call{args: []string{d.Variant.Value}})
+			return true
+		}
 		ce, ok := n.(*syntax.CallExpr)
 		if !ok || err != nil {
 			return err == nil

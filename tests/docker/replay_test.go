@@ -2,6 +2,7 @@ package docker
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 )
@@ -37,6 +38,18 @@ func TestFixtures(t *testing.T) {
 			}
 			requireRefusal(t, err, tc.refusal...)
 		})
+	}
+}
+
+// A RUN line that changes directory or environment before its Go command is refused, not half followed.
+func TestRunRefusesStateChanges(t *testing.T) {
+	for _, run := range []string{"cd cmd/app && go build .", "export CGO_ENABLED=0 && go build ./cmd/app"} {
+		dockerfile := filepath.Join(t.TempDir(), "Dockerfile")
+		data := "FROM golang:1.26-alpine\nWORKDIR /src\nCOPY . .\nRUN " + run + "\n"
+		if err := os.WriteFile(dockerfile, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		requireRefusal(t, check(t, filepath.Join("testdata", "app"), dockerfile), "is not followed by this test")
 	}
 }
 
