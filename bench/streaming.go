@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -45,6 +46,17 @@ type streamTarget struct {
 	launch func(e *env, srv mcpServer) *launched
 }
 
+// Target names the verdicts and the summary look up.
+const (
+	targetStdio        = "direct stdio"
+	targetSPLegacy     = "streamproxy (" + mcpclient.ProtocolVersion + " sessions)"
+	targetSPModern     = "streamproxy (" + mcpclient.ModernProtocolVersion + ")"
+	targetSGStateful   = "supergateway (stateful)"
+	targetSGStateless  = "supergateway (stateless)"
+	targetMCPProxy     = "mcp-proxy"
+	modernP50Tolerance = 0.3 // ms over direct stdio (issue 12)
+)
+
 // benchUser is the identity the plugin would pass on; streamproxy binds sessions to it.
 const benchUser = "4242"
 
@@ -71,34 +83,53 @@ func streamingSection(e *env, cfg Config, s *Section) {
 		},
 	}
 	s.Commands = append(s.Commands, "go build -o $TMP/everything-server github.com/modelcontextprotocol/go-sdk/conformance/everything-server")
-	targets := []streamTarget{{"direct stdio", launchStdio}}
-	if sp := streamproxyTarget(e, s); sp != nil {
-		targets = append(targets, *sp)
+	targets := []streamTarget{{targetStdio, launchStdio}}
+	targets = append(targets, streamproxyTargets(e, s)...)
+	supergateway := func(srv mcpServer, port int, mode ...string) []string {
+		args := []string{node, filepath.Join(nm, "supergateway/dist/index.js"), "--stdio", shellJoin(srv.argv),
+			"--outputTransport", "streamableHttp"}
+		args = append(args, mode...)
+		return append(args, "--port", strconv.Itoa(port), "--logLevel", "none")
 	}
 	targets = append(targets,
-		streamTarget{"supergateway", func(e *env, srv mcpServer) *launched {
-			return launchHTTP(e, "supergateway", func(port int) []string {
-				return []string{node, filepath.Join(nm, "supergateway/dist/index.js"), "--stdio", shellJoin(srv.argv),
-					"--outputTransport", "streamableHttp", "--stateful", "--port", strconv.Itoa(port), "--logLevel", "none"}
-			})
+		streamTarget{targetSGStateful, func(e *env, srv mcpServer) *launched {
+			return launchHTTP(e, "supergateway", legacyClient, func(port int) []string { return supergateway(srv, port, "--stateful") })
 		}},
-		streamTarget{"mcp-proxy", func(e *env, srv mcpServer) *launched {
-			return launchHTTP(e, "mcp-proxy", func(port int) []string {
+		// Without --stateful, supergateway serves the stateless Streamable HTTP mode: a child per POST, initialized
+		// by supergateway before the request. (Its 2026-07-28 handler also spawns a child per request and passes
+		// the request on as it is, which a handshake-era child such as server-everything cannot answer; the
+		// 2025-06-18 client drives it on both servers.)
+		streamTarget{targetSGStateless, func(e *env, srv mcpServer) *launched {
+			return launchHTTP(e, "supergateway", legacyClient, func(port int) []string { return supergateway(srv, port) })
+		}},
+		streamTarget{targetMCPProxy, func(e *env, srv mcpServer) *launched {
+			return launchHTTP(e, "mcp-proxy", legacyClient, func(port int) []string {
 				return append([]string{node, filepath.Join(nm, "mcp-proxy/dist/bin/mcp-proxy.mjs"), "--port", strconv.Itoa(port),
 					"--host", "127.0.0.1", "--server", "stream", "--"}, srv.argv...)
 			})
 		}},
 	)
 
-	s.Doc.P("One Go client (`bench/internal/mcpclient`: initialize, notifications/initialized, tools/call; reads JSON and SSE "+
-		"answers) drives every HTTP target; direct stdio is the same client speaking newline-delimited JSON-RPC to the "+
-		"server's stdin/stdout. Per-call latency: %d sequential calls on one session after %d warm-up calls, per "+
-		"repetition. Calls/s: N sessions opened first (not timed), then N workers each calling back to back on its own "+
-		"session for %s. Session start: initialize request to its result (for direct stdio, from spawning the process), "+
-		"%d sessions one after another. Memory: the proxy's own RSS (VmRSS of its process, children excluded) after "+
-		"opening %d sessions with 10 calls each, minus its RSS before, divided by %d. 4, 16 and 64 sessions are the 1x, "+
-		"4x and 16x growth steps.",
-		cfg.Calls, warmCalls(cfg), cfg.SessionRun, cfg.StartCount, cfg.MemSessions, cfg.MemSessions)
+	s.Doc.P("One Go client (`bench/internal/mcpclient`; reads JSON and SSE answers) drives every HTTP target. With "+
+		"protocol version %[10]s it opens a session with initialize and notifications/initialized and calls on its "+
+		"Mcp-Session-Id; `%[11]s` is streamproxy driven in protocol version %[12]s on the same endpoint: no session, "+
+		"a \"session\" is opened with server/discover and every tools/call carries the request metadata in "+
+		"`params._meta` and the `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` headers. Each such session sends "+
+		"its own `X-User-Id`, so N sessions are N users, each served by a worker child of its own (server-everything "+
+		"speaks only the handshake revisions, so streamproxy initializes its workers and bridges; the Go SDK fixture "+
+		"speaks %[12]s itself); the bench never ends a worker (there is no DELETE in %[12]s), they end at "+
+		"`-idle-timeout`. Direct stdio is the same client speaking newline-delimited JSON-RPC (%[10]s) to the server's "+
+		"stdin/stdout. Per-call latency: %[1]d sequential calls on one session after %[2]d warm-up calls, per "+
+		"repetition, or as many as fit in %[3]s for a target slower than that (supergateway's stateless mode starts "+
+		"a child per call). Calls/s: N sessions opened first (not timed), then N workers each calling back to back "+
+		"on its own session; calls started in the %[4]s window run to their end and count, and the window closes "+
+		"when the last one does. Session start: initialize request to its result (%[12]s: server/discover, which "+
+		"starts the user's worker; for direct stdio, from spawning the process), %[5]d sessions one after another. "+
+		"Memory: the proxy's own RSS (VmRSS of its process, children excluded) after opening %[6]d sessions "+
+		"(%[12]s: users, so workers) with up to 10 calls each, minus its RSS before, divided by %[7]d. %[8]s "+
+		"sessions are the steps of the calls/s table%[9]s.",
+		cfg.Calls, warmCalls(cfg), cfg.CallsMax, cfg.SessionRun, cfg.StartCount, cfg.MemSessions, cfg.MemSessions,
+		joinInts(cfg.Sessions), growthNote(cfg), mcpclient.ProtocolVersion, targetSPModern, mcpclient.ModernProtocolVersion)
 
 	for _, srv := range servers {
 		results := make([]*streamResult, len(targets))
@@ -112,12 +143,28 @@ func streamingSection(e *env, cfg Config, s *Section) {
 
 func warmCalls(cfg Config) int { return min(200, cfg.Calls/2) }
 
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, n := range v {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ", ")
+}
+
+func growthNote(cfg Config) string {
+	if slices.Equal(cfg.Sessions, []int{1, 4, 16, 64}) {
+		return " (4, 16 and 64 are the 1x, 4x and 16x growth steps)"
+	}
+	return ""
+}
+
 // streamResult is what was measured on one target.
 type streamResult struct {
 	err      error
 	p50, p99 []float64         // ms, per repetition
 	rate     map[int][]float64 // sessions -> calls/s per repetition
 	ratep99  map[int][]float64 // sessions -> p99 ms per repetition
+	calls    []int             // calls per latency repetition (fewer than cfg.Calls on a slow target)
 	start    []time.Duration
 	memPer   float64 // bytes per session, NaN when not applicable
 	command  string
@@ -166,26 +213,31 @@ func measureStream(e *env, cfg Config, srv mcpServer, t streamTarget, s *Section
 			}
 		}
 	}
-	callN := func(sess mcpclient.Session, n int) []time.Duration {
+	// callN makes n sequential calls, or as many as fit in limit (at least one) on a slow target.
+	callN := func(sess mcpclient.Session, n int, limit time.Duration) []time.Duration {
 		lat := make([]time.Duration, 0, n)
+		start := time.Now()
 		for i := range n {
 			t0 := time.Now()
 			e.check(srv.call(ctx, sess, int64(i)), "tool call")
 			lat = append(lat, time.Since(t0))
+			if time.Since(start) > limit {
+				break
+			}
 		}
 		return lat
 	}
 
 	// Warm up the proxy, then measure its memory per session on a fresh heap.
 	w := openN(1)
-	callN(w[0], warmCalls(cfg))
+	callN(w[0], warmCalls(cfg), cfg.Warmup)
 	closeAll(w)
 	if l.pid != 0 {
 		rss0, err := proc.RSS(l.pid)
 		e.check(err, "proxy memory")
 		ss := openN(cfg.MemSessions)
 		for _, sess := range ss {
-			callN(sess, 10)
+			callN(sess, 10, cfg.Warmup/4)
 		}
 		time.Sleep(200 * time.Millisecond) // let lazily allocated buffers settle
 		rss1, err := proc.RSS(l.pid)
@@ -203,9 +255,11 @@ func measureStream(e *env, cfg Config, srv mcpServer, t streamTarget, s *Section
 
 	// Per-call latency over one session.
 	one := openN(1)
-	callN(one[0], warmCalls(cfg))
+	callN(one[0], warmCalls(cfg), cfg.Warmup)
 	for range cfg.Reps {
-		lat := stats.Summarize(callN(one[0], cfg.Calls))
+		calls := callN(one[0], cfg.Calls, cfg.CallsMax)
+		res.calls = append(res.calls, len(calls))
+		lat := stats.Summarize(calls)
 		res.p50 = append(res.p50, stats.Ms(lat.P50))
 		res.p99 = append(res.p99, stats.Ms(lat.P99))
 	}
@@ -214,7 +268,10 @@ func measureStream(e *env, cfg Config, srv mcpServer, t streamTarget, s *Section
 	// Calls/s at each number of concurrent sessions.
 	for _, n := range cfg.Sessions {
 		ss := openN(n)
-		op := func(ctx context.Context, worker int, seq int64) error { return srv.call(ctx, ss[worker], seq) }
+		// The call gets the measurement's context, not the run's: a call in flight when the window closes runs to
+		// its end and counts (load.Run's Elapsed waits for it) instead of being cancelled, which matters for a
+		// target whose calls take longer than the window.
+		op := func(_ context.Context, worker int, seq int64) error { return srv.call(ctx, ss[worker], seq) }
 		_, err := load.Run(ctx, load.Options{Workers: n, Duration: cfg.Warmup / 2}, op)
 		e.check(err, "warm-up")
 		for range cfg.Reps {
@@ -244,18 +301,33 @@ func launchStdio(e *env, srv mcpServer) *launched {
 	}
 }
 
-// launchHTTP starts a Streamable HTTP proxy (argv built for a free port) serving /mcp.
-func launchHTTP(e *env, name string, argv func(port int) []string) *launched {
+// legacyClient opens sessions in protocol version mcpclient.ProtocolVersion (initialize), all as one user.
+func legacyClient(url string) *mcpclient.HTTPClient {
+	return &mcpclient.HTTPClient{
+		URL:    url,
+		HTTP:   &http.Client{Transport: mcpclient.NewHTTPTransport(), Timeout: 60 * time.Second},
+		Header: http.Header{"X-User-Id": {benchUser}},
+	}
+}
+
+// modernClient speaks protocol version mcpclient.ModernProtocolVersion, each session as a user of its own.
+func modernClient(url string) *mcpclient.HTTPClient {
+	return &mcpclient.HTTPClient{
+		URL:        url,
+		HTTP:       &http.Client{Transport: mcpclient.NewHTTPTransport(), Timeout: 60 * time.Second},
+		Modern:     true,
+		UserHeader: streamproxyUserHdr,
+	}
+}
+
+// launchHTTP starts a Streamable HTTP proxy (argv built for a free port) serving /mcp, driven by client.
+func launchHTTP(e *env, name string, client func(url string) *mcpclient.HTTPClient, argv func(port int) []string) *launched {
 	port := testenv.FreePort(e)
 	args := argv(port)
 	cmd := exec.Command(args[0], args[1:]...)
 	p := testenv.Start(e, name, cmd)
 	testenv.WaitTCP(e, "127.0.0.1:"+strconv.Itoa(port), 30*time.Second)
-	c := &mcpclient.HTTPClient{
-		URL:    testenv.URL(port, "/mcp"),
-		HTTP:   &http.Client{Transport: mcpclient.NewHTTPTransport(), Timeout: 60 * time.Second},
-		Header: http.Header{"X-User-Id": {benchUser}},
-	}
+	c := client(testenv.URL(port, "/mcp"))
 	return &launched{
 		command: shellJoin(args),
 		pid:     cmd.Process.Pid,
@@ -308,6 +380,7 @@ func writeStreamTables(cfg Config, s *Section, srv mcpServer, targets []streamTa
 	med := func(v []float64) float64 { return stats.Of(v).Median }
 	base := res[0] // direct stdio
 	var rows [][]string
+	var capped []string
 	for i, t := range targets {
 		r := res[i]
 		if r.err != nil {
@@ -322,8 +395,15 @@ func writeStreamTables(cfg Config, s *Section, srv mcpServer, targets []streamTa
 		rows = append(rows, []string{t.name, report.MsF(med(r.p50)), report.Pct(stats.Of(r.p50).RelSpread()), report.MsF(med(r.p99)),
 			fmt.Sprintf("%+.3f ms", med(r.p50)-med(base.p50)),
 			fmt.Sprintf("%s (max %s)", report.MsF(st.Median), report.MsF(st.Max)), report.MiB(r.memPer)})
+		if slices.Min(r.calls) < cfg.Calls {
+			capped = append(capped, fmt.Sprintf("%s: %d to %d calls per repetition", t.name, slices.Min(r.calls), slices.Max(r.calls)))
+		}
 	}
-	s.Doc.Table([]string{"target", "p50 per call", "spread of p50", "p99 per call", "p50 vs direct stdio", "session start (median)", "proxy RSS per session"}, rows)
+	s.Doc.Table([]string{"target", "p50 per call", "spread of p50", "p99 per call", "p50 vs direct stdio", "session start (median)",
+		"proxy RSS per session (" + mcpclient.ModernProtocolVersion + ": per user)"}, rows)
+	if len(capped) > 0 {
+		s.Doc.P("Per-call latency over fewer than %d calls (the %s cap): %s.", cfg.Calls, cfg.CallsMax, strings.Join(capped, "; "))
+	}
 
 	header := []string{"target"}
 	for _, n := range cfg.Sessions {
@@ -352,72 +432,209 @@ func writeStreamTables(cfg Config, s *Section, srv mcpServer, targets []streamTa
 	}
 	s.Commands = append(s.Commands, "# --- "+srv.name+" ---\n"+strings.Join(cmds, "\n"))
 
-	key := func(t string) string { return strings.ReplaceAll(strings.ToLower(t), " ", "-") }
 	for i, t := range targets {
 		if res[i].err == nil {
-			s.set("streaming."+key(srv.name)+"."+key(t.name)+".p50ms", med(res[i].p50))
+			s.set("streaming."+numberKey(srv.name)+"."+numberKey(t.name)+".p50ms", med(res[i].p50))
 		}
 	}
 	judgeStream(cfg, s, srv, targets, res)
+	summarizeModern(cfg, s, srv, targets, res)
 }
 
-// peerDelta is target i's p50 minus base's, formatted, or n/a.
-func peerDelta(res []*streamResult, i, base int) string {
-	if i < 0 {
-		return "n/a"
+// numberKey turns a name into a key of Section.Numbers: lower case, runs of other characters as one "-".
+func numberKey(name string) string {
+	var b strings.Builder
+	dash := false
+	for _, c := range strings.ToLower(name) {
+		if c >= 'a' && c <= 'z' || c >= '0' && c <= '9' {
+			b.WriteRune(c)
+			dash = false
+		} else if !dash && b.Len() > 0 {
+			b.WriteByte('-')
+			dash = true
+		}
 	}
-	return fmt.Sprintf("%+.3f ms", stats.Of(res[i].p50).Median-stats.Of(res[base].p50).Median)
+	return strings.TrimSuffix(b.String(), "-")
 }
 
-// judgeStream checks streamproxy against issue 6's streaming targets.
+// targetIndex is the index of the named target if it ran without error, else -1.
+func targetIndex(targets []streamTarget, res []*streamResult, name string) int {
+	for i, t := range targets {
+		if t.name == name && res[i].err == nil {
+			return i
+		}
+	}
+	return -1
+}
+
+// judgedSessions are the session counts the verdicts compare: 1, 16 and 64 (every count in smoke mode).
+func judgedSessions(cfg Config) []int {
+	var out []int
+	for _, n := range cfg.Sessions {
+		if n == 1 || n == 16 || n == 64 || cfg.Smoke {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func medianOf(v []float64) float64 { return stats.Of(v).Median }
+
+// judgeStream checks streamproxy against issue 6's streaming targets (the handshake-era session path) and issue
+// 12's for protocol version 2026-07-28.
 func judgeStream(cfg Config, s *Section, srv mcpServer, targets []streamTarget, res []*streamResult) {
-	idx := func(name string) int {
-		for i, t := range targets {
-			if t.name == name && res[i].err == nil {
-				return i
+	stdio, sp := targetIndex(targets, res, targetStdio), targetIndex(targets, res, targetSPLegacy)
+	var peers []int
+	for _, name := range []string{targetSGStateful, targetSGStateless, targetMCPProxy} {
+		if i := targetIndex(targets, res, name); i >= 0 {
+			peers = append(peers, i)
+		}
+	}
+	peerDeltas := func() string {
+		var d []string
+		for _, p := range peers {
+			d = append(d, fmt.Sprintf("%s adds %+.3f ms", targets[p].name, medianOf(res[p].p50)-medianOf(res[stdio].p50)))
+		}
+		if len(d) == 0 {
+			return "no peer ran"
+		}
+		return strings.Join(d, ", ")
+	}
+	legacyTarget := "streamproxy, " + mcpclient.ProtocolVersion + " sessions: p50 within 0.2 ms of direct stdio (" + srv.name + ")"
+	if sp < 0 || stdio < 0 {
+		s.verdict(legacyTarget, notMeasured, false, "streamproxy or direct stdio did not run (see notes)")
+	} else {
+		d := medianOf(res[sp].p50) - medianOf(res[stdio].p50)
+		s.verdict(legacyTarget, fmt.Sprintf("%+.3f ms (%s vs %s)", d, report.MsF(medianOf(res[sp].p50)), report.MsF(medianOf(res[stdio].p50))),
+			d <= 0.2, whyIf(d > 0.2, "each call adds an HTTP round trip (client to proxy) to the stdio hop; in the same run "+peerDeltas()))
+		for _, n := range judgedSessions(cfg) {
+			best, bestName := 0.0, ""
+			for _, p := range peers {
+				if r := medianOf(res[p].rate[n]); r > best {
+					best, bestName = r, targets[p].name
+				}
+			}
+			if bestName == "" {
+				continue
+			}
+			spRate, stdioRate := medianOf(res[sp].rate[n]), medianOf(res[stdio].rate[n])
+			r := spRate / best
+			why := ""
+			switch {
+			case r >= 3:
+			case 3*best > stdioRate:
+				why = fmt.Sprintf("3x the better peer is %s calls/s, more than the server itself answers over direct stdio "+
+					"in this run (%s calls/s): no proxy could meet it here; streamproxy reaches %s of direct stdio",
+					report.Num(3*best), report.Num(stdioRate), report.Ratio(spRate/stdioRate))
+			default:
+				why = fmt.Sprintf("streamproxy reaches %s of direct stdio's %s calls/s: the rest is the proxy's own cost per "+
+					"call (HTTP request, session lookup, pipe hop) on 2 cores shared with the client and the servers",
+					report.Ratio(spRate/stdioRate), report.Num(stdioRate))
+			}
+			s.verdict(fmt.Sprintf("streamproxy, %s sessions: >= 3x the better peer's calls/s at %d sessions (%s)", mcpclient.ProtocolVersion, n, srv.name),
+				fmt.Sprintf("%s (%s vs %s %s)", report.Ratio(r), report.Num(spRate), bestName, report.Num(best)), r >= 3, why)
+		}
+	}
+	judgeModern(cfg, s, srv, targets, res)
+}
+
+// judgeModern checks the 2026-07-28 path (issue 12): no slower than the handshake-era session path, ahead of
+// supergateway's stateless mode, and its p50 within modernP50Tolerance of direct stdio.
+func judgeModern(cfg Config, s *Section, srv mcpServer, targets []streamTarget, res []*streamResult) {
+	m := targetIndex(targets, res, targetSPModern)
+	name := "streamproxy, " + mcpclient.ModernProtocolVersion + ": "
+	// against compares the modern path with target other: p50 no higher, calls/s no lower at every judged count.
+	against := func(goal, otherName string) {
+		o := targetIndex(targets, res, otherName)
+		if m < 0 || o < 0 {
+			s.verdict(name+goal+" ("+srv.name+")", notMeasured, false, otherName+" or the "+mcpclient.ModernProtocolVersion+" path did not run (see notes)")
+			return
+		}
+		mp, op := medianOf(res[m].p50), medianOf(res[o].p50)
+		met := mp <= op
+		var rates, short []string
+		if mp > op {
+			short = append(short, fmt.Sprintf("p50 %s higher (spread of p50 %s and %s)", report.MsF(mp-op),
+				report.Pct(stats.Of(res[m].p50).RelSpread()), report.Pct(stats.Of(res[o].p50).RelSpread())))
+		}
+		for _, n := range judgedSessions(cfg) {
+			mr, or := stats.Of(res[m].rate[n]), stats.Of(res[o].rate[n])
+			rates = append(rates, report.Ratio(mr.Median/or.Median))
+			if mr.Median < or.Median {
+				met = false
+				short = append(short, fmt.Sprintf("calls/s at %d sessions %s of %s's (spreads ±%s and ±%s)", n,
+					report.Ratio(mr.Median/or.Median), otherName, report.Pct(mr.RelSpread()), report.Pct(or.RelSpread())))
 			}
 		}
-		return -1
+		s.verdict(name+goal+" ("+srv.name+")", fmt.Sprintf("p50 %s vs %s (%s); calls/s %s at %s sessions", report.MsF(mp), report.MsF(op),
+			report.Ratio(mp/op), strings.Join(rates, " / "), joinInts(judgedSessions(cfg))), met, strings.Join(short, "; "))
 	}
-	sp, sg, mp := idx("streamproxy"), idx("supergateway"), idx("mcp-proxy")
-	if sp < 0 || res[0].err != nil {
-		s.verdict("streamproxy p50 within 0.2 ms of direct stdio ("+srv.name+")", notMeasured, false, "streamproxy or direct stdio did not run (see notes)")
+	against("no slower than the "+mcpclient.ProtocolVersion+" session path", targetSPLegacy)
+	against("ahead of supergateway (stateless)", targetSGStateless)
+
+	stdio, sp := targetIndex(targets, res, targetStdio), targetIndex(targets, res, targetSPLegacy)
+	goal := fmt.Sprintf("%sp50 within %.1f ms of direct stdio (%s)", name, modernP50Tolerance, srv.name)
+	if m < 0 || stdio < 0 {
+		s.verdict(goal, notMeasured, false, "the "+mcpclient.ModernProtocolVersion+" path or direct stdio did not run (see notes)")
 		return
 	}
-	med := func(v []float64) float64 { return stats.Of(v).Median }
-	d := med(res[sp].p50) - med(res[0].p50)
-	s.verdict("streamproxy p50 within 0.2 ms of direct stdio ("+srv.name+")", fmt.Sprintf("%+.3f ms (%s vs %s)", d,
-		report.MsF(med(res[sp].p50)), report.MsF(med(res[0].p50))), d <= 0.2,
-		whyIf(d > 0.2, fmt.Sprintf("each call adds an HTTP round trip (client to proxy) to the stdio hop; in the same run "+
-			"supergateway adds %s and mcp-proxy %s", peerDelta(res, sg, 0), peerDelta(res, mp, 0))))
-	for _, n := range cfg.Sessions {
-		if n != 1 && n != 16 && n != 64 && !cfg.Smoke {
-			continue
+	d := medianOf(res[m].p50) - medianOf(res[stdio].p50)
+	why := ""
+	if d > modernP50Tolerance {
+		why = "each call adds an HTTP round trip (client to proxy, with the request metadata checked) to the stdio hop"
+		if sp >= 0 {
+			why += fmt.Sprintf("; the %s session path adds %+.3f ms in the same run", mcpclient.ProtocolVersion, medianOf(res[sp].p50)-medianOf(res[stdio].p50))
 		}
-		best, bestName := 0.0, ""
-		for _, p := range []int{sg, mp} {
-			if p >= 0 && med(res[p].rate[n]) > best {
-				best, bestName = med(res[p].rate[n]), targets[p].name
-			}
-		}
-		if bestName == "" {
-			continue
-		}
-		spRate, stdio := med(res[sp].rate[n]), med(res[0].rate[n])
-		r := spRate / best
-		why := ""
-		switch {
-		case r >= 3:
-		case 3*best > stdio:
-			why = fmt.Sprintf("3x the better peer is %s calls/s, more than the server itself answers over direct stdio "+
-				"in this run (%s calls/s): no proxy could meet it here; streamproxy reaches %s of direct stdio",
-				report.Num(3*best), report.Num(stdio), report.Ratio(spRate/stdio))
-		default:
-			why = fmt.Sprintf("streamproxy reaches %s of direct stdio's %s calls/s: the rest is the proxy's own cost per "+
-				"call (HTTP request, session lookup, pipe hop) on 2 cores shared with the client and the servers",
-				report.Ratio(spRate/stdio), report.Num(stdio))
-		}
-		s.verdict(fmt.Sprintf("streamproxy >= 3x the better peer's calls/s at %d sessions (%s)", n, srv.name),
-			fmt.Sprintf("%s (%s vs %s %s)", report.Ratio(r), report.Num(spRate), bestName, report.Num(best)), r >= 3, why)
 	}
+	s.verdict(goal, fmt.Sprintf("%+.3f ms (%s vs %s)", d, report.MsF(medianOf(res[m].p50)), report.MsF(medianOf(res[stdio].p50))),
+		d <= modernP50Tolerance, why)
+}
+
+// summarizeModern adds the server's rows to the headline summary: the 2026-07-28 path beside the session path,
+// supergateway's stateless mode and direct stdio.
+func summarizeModern(cfg Config, s *Section, srv mcpServer, targets []streamTarget, res []*streamResult) {
+	legacy := targetIndex(targets, res, targetSPLegacy)
+	ns := judgedSessions(cfg)
+	header := []string{"target", "p50 per call"}
+	for _, n := range ns {
+		header = append(header, fmt.Sprintf("calls/s, %d sessions", n))
+	}
+	var rows [][]string
+	for _, name := range []string{targetSPModern, targetSPLegacy, targetSGStateless, targetStdio} {
+		i := targetIndex(targets, res, name)
+		if i < 0 {
+			rows = append(rows, []string{name, "not measured"})
+			continue
+		}
+		vsLegacy := func(v, l float64) string {
+			if legacy < 0 || i == legacy {
+				return ""
+			}
+			return " (" + report.Ratio(v/l) + ")"
+		}
+		row := []string{name, report.MsF(medianOf(res[i].p50)) + vsLegacy(medianOf(res[i].p50), medianOf(res[max(legacy, 0)].p50))}
+		for _, n := range ns {
+			row = append(row, report.Num(medianOf(res[i].rate[n]))+vsLegacy(medianOf(res[i].rate[n]), medianOf(res[max(legacy, 0)].rate[n])))
+		}
+		rows = append(rows, row)
+	}
+	s.Summary.P("**%s** (%s; in parentheses: the ratio to %s in this run):", srv.name, srv.tool, targetSPLegacy)
+	s.Summary.Table(header, rows)
+	var goals []string
+	for _, v := range s.Verdicts {
+		if strings.HasPrefix(v.Target, "streamproxy, "+mcpclient.ModernProtocolVersion+": ") && strings.HasSuffix(v.Target, "("+srv.name+")") {
+			result := "met"
+			switch {
+			case cfg.Smoke:
+				result = "not judged (smoke)"
+			case v.Measured == notMeasured:
+				result = "not measured"
+			case !v.Met:
+				result = "**missed**"
+			}
+			goal := strings.TrimSuffix(strings.TrimPrefix(v.Target, "streamproxy, "+mcpclient.ModernProtocolVersion+": "), " ("+srv.name+")")
+			goals = append(goals, fmt.Sprintf("%s: %s (%s)", goal, result, v.Measured))
+		}
+	}
+	s.Summary.List(goals...)
 }

@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -20,6 +23,18 @@ type HTTPClient struct {
 	URL    string
 	HTTP   *http.Client
 	Header http.Header // sent with every request (e.g. Authorization)
+
+	// Modern speaks protocol version 2026-07-28 (ModernProtocolVersion) instead of ProtocolVersion: there is no
+	// initialize and no Mcp-Session-Id. Open sends server/discover (timed as the session's start); every request
+	// carries the version and the client's capabilities in params._meta and mirrors them in the MCP-Protocol-Version,
+	// Mcp-Method and Mcp-Name headers; Close sends nothing (there is no session to end).
+	Modern bool
+	// UserHeader, when set, names a header (e.g. X-User-Id) that each Open sets to a value of its own
+	// ("bench-user-1", "bench-user-2", ...), so that every session is a distinct user. A 2026-07-28 server that keeps
+	// state per user (streamproxy: one worker child per user) then serves N sessions as N users.
+	UserHeader string
+
+	users atomic.Int64
 }
 
 // NewHTTPTransport returns a transport that keeps enough idle connections for many concurrent sessions, so the
@@ -34,15 +49,23 @@ func NewHTTPTransport() *http.Transport {
 
 type httpSession struct {
 	c       *HTTPClient
-	id      string // Mcp-Session-Id, empty for stateless servers
+	id      string // Mcp-Session-Id, empty for stateless servers and for 2026-07-28
+	user    string // value of c.UserHeader, when set
 	version string // negotiated protocol version
+	modern  bool
 	init    time.Duration
 	next    atomic.Int64
 }
 
-// Open initializes a session: initialize, then notifications/initialized.
+// Open initializes a session: initialize, then notifications/initialized; for a Modern client, server/discover.
 func (c *HTTPClient) Open(ctx context.Context) (Session, error) {
 	s := &httpSession{c: c}
+	if c.UserHeader != "" {
+		s.user = "bench-user-" + strconv.FormatInt(c.users.Add(1), 10)
+	}
+	if c.Modern {
+		return s.discover(ctx)
+	}
 	t0 := time.Now()
 	raw, err := s.Call(ctx, "initialize", initializeParams())
 	s.init = time.Since(t0)
@@ -62,6 +85,29 @@ func (c *HTTPClient) Open(ctx context.Context) (Session, error) {
 	return s, nil
 }
 
+// discover opens a 2026-07-28 "session": server/discover, whose result must list ModernProtocolVersion. Nothing else
+// is kept by the server between requests but what it keeps per user.
+func (s *httpSession) discover(ctx context.Context) (Session, error) {
+	s.modern = true
+	s.version = ModernProtocolVersion
+	t0 := time.Now()
+	raw, err := s.Call(ctx, "server/discover", map[string]any{"_meta": json.RawMessage(discoverMeta)})
+	s.init = time.Since(t0)
+	if err != nil {
+		return nil, fmt.Errorf("server/discover: %w", err)
+	}
+	var res struct {
+		SupportedVersions []string `json:"supportedVersions"`
+	}
+	if err := json.Unmarshal(raw, &res); err != nil {
+		return nil, fmt.Errorf("server/discover: decode result: %w", err)
+	}
+	if !slices.Contains(res.SupportedVersions, ModernProtocolVersion) {
+		return nil, fmt.Errorf("server/discover: the server does not support %s (it lists %v)", ModernProtocolVersion, res.SupportedVersions)
+	}
+	return s, nil
+}
+
 func (s *httpSession) newRequest(ctx context.Context, method string, body []byte) (*http.Request, error) {
 	req, err := http.NewRequestWithContext(ctx, method, s.c.URL, bytes.NewReader(body))
 	if err != nil {
@@ -69,6 +115,9 @@ func (s *httpSession) newRequest(ctx context.Context, method string, body []byte
 	}
 	for k, v := range s.c.Header {
 		req.Header[k] = v
+	}
+	if s.user != "" {
+		req.Header.Set(s.c.UserHeader, s.user)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
@@ -105,6 +154,10 @@ func (s *httpSession) notify(ctx context.Context, method string) error {
 // server sends on that stream first (progress, log messages).
 func (s *httpSession) Call(ctx context.Context, method string, params any) (json.RawMessage, error) {
 	id := s.next.Add(1)
+	name := ""
+	if s.modern {
+		params, name = withModernMeta(params)
+	}
 	body, err := json.Marshal(request{JSONRPC: "2.0", ID: &id, Method: method, Params: params})
 	if err != nil {
 		return nil, err
@@ -112,6 +165,12 @@ func (s *httpSession) Call(ctx context.Context, method string, params any) (json
 	req, err := s.newRequest(ctx, http.MethodPost, body)
 	if err != nil {
 		return nil, err
+	}
+	if s.modern {
+		req.Header.Set("Mcp-Method", method)
+		if _, named := namedMethods[method]; named && name != "" {
+			req.Header.Set("Mcp-Name", headerValue(name))
+		}
 	}
 	resp, err := s.c.HTTP.Do(req)
 	if err != nil {
@@ -181,9 +240,10 @@ func readSSE(r io.Reader, id int64) (*message, error) {
 	return nil, errors.New("SSE stream ended before the response")
 }
 
-// Close deletes the session on the server (servers that do not support DELETE answer 405, which is fine).
+// Close deletes the session on the server (servers that do not support DELETE answer 405, which is fine). A
+// 2026-07-28 client has no session to end: the server decides how long it keeps what it holds for the user.
 func (s *httpSession) Close() error {
-	if s.id == "" {
+	if s.id == "" || s.modern {
 		return nil
 	}
 	req, err := s.newRequest(context.Background(), http.MethodDelete, nil)
@@ -207,4 +267,82 @@ func statusError(resp *http.Response) error {
 func drain(b io.ReadCloser) {
 	_, _ = io.Copy(io.Discard, io.LimitReader(b, 1<<20))
 	_ = b.Close()
+}
+
+// Request metadata of protocol version 2026-07-28, sent in params._meta of every request.
+const (
+	metaProtocolVersion    = "io.modelcontextprotocol/protocolVersion"
+	metaClientCapabilities = "io.modelcontextprotocol/clientCapabilities"
+	metaClientInfo         = "io.modelcontextprotocol/clientInfo"
+)
+
+// requestMeta is the _meta of every 2026-07-28 request, encoded once; discoverMeta adds the optional clientInfo.
+var (
+	requestMeta  = mustJSON(map[string]any{metaProtocolVersion: ModernProtocolVersion, metaClientCapabilities: map[string]any{}})
+	discoverMeta = mustJSON(map[string]any{metaProtocolVersion: ModernProtocolVersion, metaClientCapabilities: map[string]any{},
+		metaClientInfo: map[string]any{"name": "gateway-bench", "version": "1"}})
+)
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// namedMethods are the methods whose Mcp-Name header mirrors a param: params.name, or params.uri for resources/read.
+var namedMethods = map[string]string{"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+
+// withModernMeta returns params with the 2026-07-28 request metadata in _meta (a _meta the caller set is kept, the
+// metadata added to it), and the request's name or uri for the Mcp-Name header. A map is copied shallowly, anything
+// else goes through JSON.
+func withModernMeta(params any) (any, string) {
+	var p map[string]any
+	switch v := params.(type) {
+	case nil:
+		p = map[string]any{}
+	case map[string]any:
+		p = make(map[string]any, len(v)+1)
+		for k, x := range v {
+			p[k] = x
+		}
+	default:
+		b, err := json.Marshal(v)
+		if err != nil || json.Unmarshal(b, &p) != nil || p == nil {
+			return params, "" // Call's own json.Marshal reports it
+		}
+	}
+	switch m := p["_meta"].(type) {
+	case nil:
+		p["_meta"] = json.RawMessage(requestMeta)
+	case json.RawMessage:
+		// Already complete (discover): sent as it is.
+	case map[string]any:
+		merged := make(map[string]any, len(m)+2)
+		for k, x := range m {
+			merged[k] = x
+		}
+		merged[metaProtocolVersion] = ModernProtocolVersion
+		if _, ok := merged[metaClientCapabilities]; !ok {
+			merged[metaClientCapabilities] = map[string]any{}
+		}
+		p["_meta"] = merged
+	}
+	name, _ := p["name"].(string)
+	if uri, ok := p["uri"].(string); ok && name == "" {
+		name = uri
+	}
+	return p, name
+}
+
+// headerValue encodes a value for an Mcp-Name header: as it is when it is visible ASCII, else in the
+// "=?base64?...?=" form 2026-07-28 defines.
+func headerValue(v string) string {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c > 0x7e || (i == 0 || i == len(v)-1) && c == ' ' {
+			return "=?base64?" + base64.StdEncoding.EncodeToString([]byte(v)) + "?="
+		}
+	}
+	return v
 }

@@ -1,5 +1,6 @@
 // Package mcpclient is a minimal MCP client for measurements: initialize, notifications/initialized and tools/call
-// over Streamable HTTP (answers as JSON or as an SSE stream) or over stdio. It does only what a benchmark needs, with
+// over Streamable HTTP (answers as JSON or as an SSE stream) or over stdio, and over HTTP also protocol version
+// 2026-07-28 (server/discover, then tools/call with request metadata and no session). It does only what a benchmark needs, with
 // nothing between the wire and the clock, so every target is driven by the same code.
 package mcpclient
 
@@ -13,18 +14,24 @@ import (
 	"time"
 )
 
-// ProtocolVersion is the MCP revision the client asks for.
+// ProtocolVersion is the MCP revision the client asks for in initialize.
 const ProtocolVersion = "2025-06-18"
+
+// ModernProtocolVersion is the revision a Modern HTTP client speaks: no initialize, no session, request metadata in
+// every request.
+const ModernProtocolVersion = "2026-07-28"
 
 // Session is one initialized MCP session.
 type Session interface {
 	// Call sends a request and returns its result, or an error for a JSON-RPC error answer.
 	Call(ctx context.Context, method string, params any) (json.RawMessage, error)
-	// Close ends the session (DELETE for HTTP, closing stdin for stdio).
+	// Close ends the session (DELETE for HTTP, closing stdin for stdio; nothing for a 2026-07-28 client, which has no
+	// session).
 	Close() error
 }
 
-// InitTime is how long the initialize request took to answer (for stdio, from starting the process).
+// InitTime is how long the initialize request took to answer (for stdio, from starting the process; for a 2026-07-28
+// client, server/discover).
 func InitTime(s Session) time.Duration {
 	switch v := s.(type) {
 	case *httpSession:
@@ -81,13 +88,17 @@ func CallTool(ctx context.Context, s Session, name string, args map[string]any) 
 		return "", err
 	}
 	var res struct {
-		IsError bool `json:"isError"`
-		Content []struct {
+		ResultType string `json:"resultType"` // 2026-07-28: "complete", or a request for input the bench cannot give
+		IsError    bool   `json:"isError"`
+		Content    []struct {
 			Text string `json:"text"`
 		} `json:"content"`
 	}
 	if err := json.Unmarshal(raw, &res); err != nil {
 		return "", fmt.Errorf("%s: decode result: %w", name, err)
+	}
+	if res.ResultType != "" && res.ResultType != "complete" {
+		return "", fmt.Errorf("%s: the result is %q, not complete: %s", name, res.ResultType, raw)
 	}
 	if res.IsError || len(res.Content) == 0 {
 		return "", fmt.Errorf("%s: the tool answered an error or no content: %s", name, raw)
