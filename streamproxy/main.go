@@ -27,6 +27,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/internal/observe"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/affinity"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/metrics"
+	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/peruser"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/transport"
 )
@@ -52,14 +53,17 @@ func main() {
 
 func run(args []string) error {
 	fs := flag.NewFlagSet("streamproxy", flag.ContinueOnError)
-	listen := fs.String("listen", ":8080", "address to serve on")
+	listen := fs.String("listen", "127.0.0.1:8080", "address to serve on (loopback by default: only the gateway should reach it)")
 	path := fs.String("path", "/mcp", "the MCP endpoint's path")
-	userHeader := fs.String("user-header", "X-User-Id", "identity header set by the gateway; sessions are bound to it (empty: no binding)")
-	var origins, childEnv, peers listFlag
+	userHeader := fs.String("user-header", "X-User-Id", "identity header set by the gateway, required on every request; sessions and per-user processes are bound to it (empty: serve without identities)")
+	secret := fs.String("secret", "", "secret Traefik adds to every request in "+transport.SecretHeader+"; requests without it are refused (set it through STREAMPROXY_SECRET, not on the command line)")
+	var origins, childEnv, passEnv, peers listFlag
 	fs.Var(&origins, "allowed-origins", "browser origins allowed besides loopback ones, comma separated (\"*\": any)")
-	fs.Var(&childEnv, "env", "KEY=value added to the MCP server's environment (repeatable, comma separated)")
-	workdir := fs.String("workdir", "", "working directory of the MCP server (default: the proxy's)")
+	fs.Var(&childEnv, "env", "KEY=value added to the MCP server's environment (repeatable, comma separated); {user} in a value becomes the caller's id")
+	fs.Var(&passEnv, "pass-env", "names of the proxy's environment variables the MCP server also gets, beyond PATH, HOME, USER, LANG, LC_*, TZ, TMPDIR (comma separated)")
+	workdir := fs.String("workdir", "", "working directory of the MCP server (default: the proxy's); {user} becomes the caller's id, the directory is created 0700")
 	maxSessions := fs.Int("max-sessions", 100, "most MCP server processes at once (sessions plus 2026-07-28 users); beyond it 503 with Retry-After")
+	maxPerUser := fs.Int("max-per-user", 20, "most MCP server processes of one user (sessions plus their 2026-07-28 process); beyond it 429 (0: no limit)")
 	idle := fs.Duration("idle-timeout", 30*time.Minute, "end a session or a user's 2026-07-28 process after this long without activity (0: never)")
 	reqTimeout := fs.Duration("request-timeout", 0, "fail a request after this long (0: no limit; tools may run long)")
 	keepAlive := fs.Duration("keepalive", 15*time.Second, "interval of SSE keep-alive comments")
@@ -88,6 +92,11 @@ func run(args []string) error {
 		return errors.New("no MCP server command given after --")
 	}
 
+	perUser := peruser.Settings{Env: childEnv, Dir: *workdir}
+	if perUser.Uses() && *userHeader == "" {
+		return errors.New(peruser.Placeholder + " in --env or --workdir needs an identity: keep --user-header set")
+	}
+
 	log, err := observe.NewLogger(*logFormat, os.Stderr)
 	if err != nil {
 		return err
@@ -95,8 +104,10 @@ func run(args []string) error {
 	reg := observe.NewRegistry()
 
 	mcp := transport.New(transport.Config{
-		Command:        session.Command{Path: command[0], Args: command[1:], Env: session.Env(childEnv), Dir: *workdir},
+		Command:        session.Command{Path: command[0], Args: command[1:], Env: session.Env(passEnv, childEnv), Dir: *workdir},
 		UserHeader:     *userHeader,
+		Secret:         *secret,
+		MaxPerUser:     *maxPerUser,
 		AllowedOrigins: origins,
 		MaxSessions:    *maxSessions,
 		IdleTimeout:    *idle,

@@ -215,6 +215,7 @@ func TestModernTransportRules(t *testing.T) {
 	for _, method := range []string{http.MethodGet, http.MethodDelete} {
 		req, _ := http.NewRequest(method, url, nil)
 		req.Header.Set("Accept", "text/event-stream")
+		req.Header.Set("X-User-Id", "1001")
 		resp, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
 		resp.Body.Close()

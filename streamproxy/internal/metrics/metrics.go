@@ -28,7 +28,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "streamproxy", Name: "messages_total",
 			Help: "JSON-RPC messages relayed, by direction: to_server (client to MCP server) or to_client."}, []string{"direction"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "streamproxy", Name: "sessions_refused_total",
-			Help: "Sessions refused, by reason: limit (--max-sessions reached), start_failed, shutting_down."}, []string{"reason"}),
+			Help: "Sessions and workers refused, by reason: limit (--max-sessions reached), user_limit (--max-per-user reached), start_failed, shutting_down."}, []string{"reason"}),
 		expired: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "streamproxy", Name: "sessions_expired_total",
 			Help: "Sessions ended for being idle longer than --idle-timeout."}),
 	}
@@ -40,7 +40,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	for _, d := range []string{"to_server", "to_client"} {
 		m.messages.WithLabelValues(d)
 	}
-	for _, r := range []string{"limit", "start_failed", "shutting_down"} {
+	for _, r := range []string{"limit", "user_limit", "start_failed", "shutting_down"} {
 		m.refused.WithLabelValues(r)
 	}
 	return m

@@ -20,6 +20,8 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -207,8 +209,12 @@ func (s *Session) Send(raw []byte) error {
 		return ErrClosed
 	default:
 	}
-	raw = bytes.TrimSpace(raw)
-	if _, err := s.in.Write(raw); err != nil {
+	// One message is one line on stdio: a body with raw newlines between its tokens would reach the child as two.
+	var line bytes.Buffer
+	if err := json.Compact(&line, raw); err != nil {
+		return fmt.Errorf("message for the MCP server: %w", err)
+	}
+	if _, err := s.in.Write(line.Bytes()); err != nil {
 		return fmt.Errorf("write to MCP server: %w", err)
 	}
 	if err := s.in.WriteByte('\n'); err != nil {
@@ -459,8 +465,22 @@ func (s *Session) logStderr(r io.Reader) {
 	}
 }
 
-// Env returns the proxy's environment plus extra KEY=value pairs, for Command.Env.
-func Env(extra []string) []string { return append(os.Environ(), extra...) }
+// inherited are the variables of the proxy's environment every child gets: what a program needs to find its tools,
+// home and locale. Anything else (credentials the proxy holds, say) stays with the proxy unless passed on by name.
+var inherited = []string{"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR"}
+
+// Env returns a child's environment: the inherited variables and those named in pass, from the proxy's environment,
+// then the extra KEY=value pairs.
+func Env(pass, extra []string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if slices.Contains(inherited, name) || slices.Contains(pass, name) || strings.HasPrefix(name, "LC_") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, extra...)
+}
 
 // WaitCall reads a call's messages until its response, passing every other message to each. It returns the
 // response, or ctx's error when the client went away.

@@ -6,6 +6,7 @@ package transport
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,10 +31,13 @@ var SupportedVersions = []string{"2025-11-25", "2025-06-18", "2025-03-26", "2024
 
 // Config says what to run and how to bound it.
 type Config struct {
+	// Command is the MCP server; its Env and Dir may name the caller with peruser.Placeholder.
 	Command        session.Command
-	UserHeader     string        // identity header set by the gateway's plugin, e.g. X-User-Id
+	UserHeader     string        // identity header set by the gateway's plugin, e.g. X-User-Id; "" serves without identities
+	Secret         string        // when set, every request must carry it in SecretHeader (set by Traefik)
 	AllowedOrigins []string      // browser origins allowed; "*" allows any; loopback origins are always allowed
-	MaxSessions    int           // beyond it: 503 with Retry-After
+	MaxSessions    int           // processes in all, sessions and workers; beyond it: 503 with Retry-After
+	MaxPerUser     int           // processes of one user; beyond it: 429 with Retry-After
 	IdleTimeout    time.Duration // a session without activity this long ends; 0 keeps it
 	RequestTimeout time.Duration // 0: a request may run as long as the tool does
 	KeepAlive      time.Duration // SSE comment interval on idle streams
@@ -105,7 +109,19 @@ func (h *Handler) Close() {
 	wg.Wait()
 }
 
+// SecretHeader carries the secret shared between Traefik and streamproxy.
+const SecretHeader = "X-Streamproxy-Secret"
+
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.cfg.Secret != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get(SecretHeader)), []byte(h.cfg.Secret)) != 1 {
+		// Only the gateway may speak for a user: whoever else reaches this port could name any user.
+		httpError(w, http.StatusForbidden, "request did not come through the gateway (%s missing or wrong)", SecretHeader)
+		return
+	}
+	if h.cfg.UserHeader != "" && h.userOf(r) == "" {
+		httpError(w, http.StatusForbidden, "no user identity (%s): requests reach this MCP server through the gateway, which sets it", h.cfg.UserHeader)
+		return
+	}
 	if !h.originAllowed(r.Header.Get("Origin")) {
 		// DNS-rebinding protection: a page on a foreign origin must not drive a local MCP server.
 		httpError(w, http.StatusForbidden, "origin %q is not allowed", r.Header.Get("Origin"))
@@ -224,25 +240,27 @@ func (h *Handler) initialize(w http.ResponseWriter, r *http.Request, body []byte
 	h.mu.Lock()
 	if h.closing {
 		h.mu.Unlock()
-		h.cfg.Metrics.Refused("shutting_down")
-		w.Header().Set("Retry-After", "5")
-		rpcError(w, http.StatusServiceUnavailable, msg.ID, -32000, "the proxy is shutting down")
+		h.refuse(w, msg.ID, errShuttingDown)
 		return
 	}
-	if h.cfg.MaxSessions > 0 && len(h.sessions)+len(h.workers) >= h.cfg.MaxSessions {
+	user := h.userOf(r)
+	if err := h.roomLocked(user); err != nil {
 		h.mu.Unlock()
-		h.cfg.Metrics.Refused("limit")
-		w.Header().Set("Retry-After", "30")
-		rpcError(w, http.StatusServiceUnavailable, msg.ID, -32000, fmt.Sprintf("too many sessions (%d): try again later", h.cfg.MaxSessions))
+		h.refuse(w, msg.ID, err)
 		return
 	}
-	s, err := session.Start(session.Config{Command: h.cfg.Command, UserID: h.userOf(r), Backlog: h.cfg.Backlog,
+	cmd, err := h.command(user)
+	if err != nil {
+		h.mu.Unlock()
+		h.refuse(w, msg.ID, err)
+		return
+	}
+	s, err := session.Start(session.Config{Command: cmd, UserID: user, Backlog: h.cfg.Backlog,
 		Log: h.log, Metrics: h.cfg.Metrics})
 	if err != nil {
 		h.mu.Unlock()
-		h.cfg.Metrics.Refused("start_failed")
 		h.log.ErrorContext(r.Context(), "cannot start MCP server", "err", err)
-		rpcError(w, http.StatusInternalServerError, msg.ID, -32603, "the MCP server could not be started")
+		h.refuse(w, msg.ID, err)
 		return
 	}
 	h.sessions[s.ID] = s

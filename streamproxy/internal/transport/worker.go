@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/peruser"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
 )
 
@@ -64,7 +65,41 @@ const (
 var (
 	errShuttingDown = errors.New("the proxy is shutting down")
 	errTooMany      = errors.New("too many MCP server processes")
+	errUserLimit    = errors.New("too many MCP server processes for this user")
 )
+
+// roomLocked reports whether one more process fits, in all and for the user; h.mu is held.
+func (h *Handler) roomLocked(user string) error {
+	if h.cfg.MaxSessions > 0 && len(h.sessions)+len(h.workers) >= h.cfg.MaxSessions {
+		return errTooMany
+	}
+	if h.cfg.MaxPerUser > 0 && user != "" {
+		n := 0
+		if h.workers[user] != nil {
+			n++
+		}
+		for _, s := range h.sessions {
+			if s.UserID == user {
+				n++
+			}
+		}
+		if n >= h.cfg.MaxPerUser {
+			return errUserLimit
+		}
+	}
+	return nil
+}
+
+// command is the MCP server's command line for one user, per-user settings filled in.
+func (h *Handler) command(user string) (session.Command, error) {
+	cmd := h.cfg.Command
+	env, dir, err := peruser.Settings{Env: cmd.Env, Dir: cmd.Dir}.For(user)
+	if err != nil {
+		return cmd, err
+	}
+	cmd.Env, cmd.Dir = env, dir
+	return cmd, nil
+}
 
 // worker returns the user's worker, starting it on the user's first modern request.
 func (h *Handler) worker(ctx context.Context, user string) (*worker, error) {
@@ -75,9 +110,9 @@ func (h *Handler) worker(ctx context.Context, user string) (*worker, error) {
 	}
 	wk := h.workers[user]
 	if wk == nil {
-		if h.cfg.MaxSessions > 0 && len(h.sessions)+len(h.workers) >= h.cfg.MaxSessions {
+		if err := h.roomLocked(user); err != nil {
 			h.mu.Unlock()
-			return nil, errTooMany
+			return nil, err
 		}
 		wk = &worker{user: user, ready: make(chan struct{}), listeners: map[*listener]struct{}{}, subs: map[string]int{}}
 		h.workers[user] = wk
@@ -102,7 +137,11 @@ func (h *Handler) worker(ctx context.Context, user string) (*worker, error) {
 }
 
 func (h *Handler) startWorker(ctx context.Context, wk *worker) error {
-	s, err := session.Start(session.Config{Command: h.cfg.Command, UserID: wk.user, Log: h.log.With("worker", true),
+	cmd, err := h.command(wk.user)
+	if err != nil {
+		return err
+	}
+	s, err := session.Start(session.Config{Command: cmd, UserID: wk.user, Log: h.log.With("worker", true),
 		Metrics: h.cfg.Metrics, Unrouted: func(m *session.Message) { h.unrouted(wk, m) }})
 	if err != nil {
 		return err
@@ -328,6 +367,17 @@ func (h *Handler) forgetWorker(wk *worker) {
 
 // workerError answers a request whose worker could not be had.
 func (h *Handler) workerError(w http.ResponseWriter, r *http.Request, id json.RawMessage, err error) {
+	if r.Context().Err() != nil {
+		return // the client went away while its server started
+	}
+	if !errors.Is(err, errShuttingDown) && !errors.Is(err, errTooMany) && !errors.Is(err, errUserLimit) {
+		h.log.ErrorContext(r.Context(), "cannot start MCP server", "err", err)
+	}
+	h.refuse(w, id, err)
+}
+
+// refuse answers a request for which no process could be had, and counts why.
+func (h *Handler) refuse(w http.ResponseWriter, id json.RawMessage, err error) {
 	switch {
 	case errors.Is(err, errShuttingDown):
 		h.cfg.Metrics.Refused("shutting_down")
@@ -337,11 +387,13 @@ func (h *Handler) workerError(w http.ResponseWriter, r *http.Request, id json.Ra
 		h.cfg.Metrics.Refused("limit")
 		w.Header().Set("Retry-After", "30")
 		rpcError(w, http.StatusServiceUnavailable, id, -32000, fmt.Sprintf("too many MCP server processes (%d): try again later", h.cfg.MaxSessions))
-	case r.Context().Err() != nil:
-		// The client went away while its server started.
+	case errors.Is(err, errUserLimit):
+		h.cfg.Metrics.Refused("user_limit")
+		w.Header().Set("Retry-After", "60")
+		rpcError(w, http.StatusTooManyRequests, id, -32000, fmt.Sprintf(
+			"this user has %d MCP server processes already: end unused sessions (DELETE) or wait for idle ones to end", h.cfg.MaxPerUser))
 	default:
 		h.cfg.Metrics.Refused("start_failed")
-		h.log.ErrorContext(r.Context(), "cannot start MCP server", "err", err)
 		rpcError(w, http.StatusInternalServerError, id, -32603, "the MCP server could not be started")
 	}
 }

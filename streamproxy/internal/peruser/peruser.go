@@ -1,0 +1,119 @@
+// Package peruser gives each user's MCP server process settings of its own: `{user}` in an environment value or the
+// working directory becomes the caller's identity (the stable user id the gateway vouched for), so that a stateful
+// server keeps each user's state in that user's directory.
+//
+// An identity becomes one path segment that cannot leave its parent: characters outside [A-Za-z0-9_-] (a dot that
+// starts the segment, "/", NUL, anything non-ASCII) are percent-escaped, so distinct ids stay distinct, and an id too
+// long for a file name is replaced by a hash of it.
+package peruser
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Placeholder is what a child setting writes for the caller's identity.
+const Placeholder = "{user}"
+
+// ErrNoIdentity is returned for a child with per-user settings and no identity to put in them.
+var ErrNoIdentity = errors.New("this MCP server keeps per-user state and the request carries no user identity")
+
+// maxSegment bounds the escaped identity, well under a file name's 255 bytes.
+const maxSegment = 128
+
+// Settings are the per-user parts of a child's settings.
+type Settings struct {
+	Env []string // KEY=value, as given
+	Dir string   // working directory, as given
+}
+
+// Uses reports whether any setting names the user.
+func (s Settings) Uses() bool {
+	if strings.Contains(s.Dir, Placeholder) {
+		return true
+	}
+	for _, kv := range s.Env {
+		if strings.Contains(kv, Placeholder) {
+			return true
+		}
+	}
+	return false
+}
+
+// For returns the settings for one user, with each directory that holds the user's segment created (0700, so that
+// other accounts on the host cannot read it). Settings without the placeholder pass unchanged.
+func (s Settings) For(user string) ([]string, string, error) {
+	if !s.Uses() {
+		return s.Env, s.Dir, nil
+	}
+	if user == "" {
+		return nil, "", ErrNoIdentity
+	}
+	seg := Segment(user)
+	env := make([]string, len(s.Env))
+	for i, kv := range s.Env {
+		env[i] = kv
+		if !strings.Contains(kv, Placeholder) {
+			continue
+		}
+		key, value, _ := strings.Cut(kv, "=")
+		env[i] = key + "=" + strings.ReplaceAll(value, Placeholder, seg)
+		if err := ensureUserDir(value, seg); err != nil {
+			return nil, "", fmt.Errorf("%s: %w", key, err)
+		}
+	}
+	dir := s.Dir
+	if strings.Contains(dir, Placeholder) {
+		dir = strings.ReplaceAll(dir, Placeholder, seg)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, "", fmt.Errorf("working directory: %w", err)
+		}
+	}
+	return env, dir, nil
+}
+
+// ensureUserDir creates, for an absolute path, the directory up to the component that holds the placeholder
+// (/data/users/<id> for /data/users/{user}/memory.json; /data for /data/{user}.json, whose file the server creates).
+// Values that are not paths are left alone.
+func ensureUserDir(value, seg string) error {
+	if !filepath.IsAbs(value) {
+		return nil
+	}
+	parts := strings.Split(value, "/")
+	for i, p := range parts {
+		if !strings.Contains(p, Placeholder) {
+			continue
+		}
+		end := i + 1
+		if end == len(parts) {
+			end = i // the user's segment names a file: its directory must exist
+		}
+		dir := strings.ReplaceAll(strings.Join(parts[:end], "/"), Placeholder, seg)
+		return os.MkdirAll(dir, 0o700)
+	}
+	return nil
+}
+
+// Segment turns an identity into one safe path segment.
+func Segment(user string) string {
+	var b strings.Builder
+	for i := 0; i < len(user); i++ {
+		c := user[i]
+		safe := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || (c == '.' && i > 0)
+		if safe {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	if b.Len() > maxSegment {
+		sum := sha256.Sum256([]byte(user))
+		return "sha256-" + hex.EncodeToString(sum[:])
+	}
+	return b.String()
+}

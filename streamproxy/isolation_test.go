@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
+)
+
+func memoryServer(t *testing.T) []string {
+	return []string{"node", filepath.Join(testenv.NodeModules(t), "@modelcontextprotocol", "server-memory", "dist", "index.js")}
+}
+
+const (
+	createSecret = `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"create_entities","arguments":{"entities":[{"name":"alice-secret","entityType":"note","observations":["only for alice"]}]}}}`
+	readGraph    = `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"read_graph","arguments":{}}}`
+)
+
+// A stateful server configured with {user} keeps each user's state in that user's own directory: alice's entity is
+// invisible to bob in his session, and still there in alice's next one, in either protocol generation.
+func TestPerUserState(t *testing.T) {
+	base := t.TempDir()
+	url := proxy(t, []string{"--env", "MEMORY_FILE_PATH=" + base + "/users/{user}/memory.json"}, memoryServer(t)...)
+	alice, bob := "1000001", "1000002"
+
+	a := open(t, url, "X-User-Id", alice)
+	require.Equal(t, 200, post(t, url, a, createSecret, "X-User-Id", alice).status)
+	b := open(t, url, "X-User-Id", bob)
+	theirs, _ := json.Marshal(post(t, url, b, readGraph, "X-User-Id", bob).messages)
+	assert.NotContains(t, string(theirs), "alice-secret", "bob's session does not see alice's state")
+
+	again := open(t, url, "X-User-Id", alice)
+	mine, _ := json.Marshal(post(t, url, again, readGraph, "X-User-Id", alice).messages)
+	assert.Contains(t, string(mine), "alice-secret", "alice's state survives into her next session")
+
+	// 2026-07-28 requests reach the user's worker, which keeps the same per-user state.
+	ctx := context.Background()
+	got, err := connect(t, url, alice, nil).CallTool(ctx, &mcp.CallToolParams{Name: "read_graph", Arguments: map[string]any{}})
+	require.NoError(t, err)
+	assert.Contains(t, text(t, got), "alice-secret")
+	got, err = connect(t, url, bob, nil).CallTool(ctx, &mcp.CallToolParams{Name: "read_graph", Arguments: map[string]any{}})
+	require.NoError(t, err)
+	assert.NotContains(t, text(t, got), "alice-secret")
+
+	info, err := os.Stat(filepath.Join(base, "users", alice))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o700), info.Mode().Perm())
+
+	// An identity that tries to climb out of the base directory stays a name inside it.
+	evil := open(t, url, "X-User-Id", "../"+alice)
+	leaked, _ := json.Marshal(post(t, url, evil, readGraph, "X-User-Id", "../"+alice).messages)
+	assert.NotContains(t, string(leaked), "alice-secret")
+	entries, err := os.ReadDir(filepath.Join(base, "users"))
+	require.NoError(t, err)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	assert.ElementsMatch(t, []string{alice, bob, "%2E.%2F" + alice}, names)
+	others, err := os.ReadDir(base)
+	require.NoError(t, err)
+	assert.Len(t, others, 1, "nothing was created beside users/")
+}
+
+// Per-user settings without an identity would mean a shared or empty path: the proxy refuses to start like that.
+func TestPerUserStateNeedsIdentity(t *testing.T) {
+	bin := testenv.BuildBinary(t, "./streamproxy")
+	out, err := osexec.Command(bin, "--user-header", "", "--env", "F=/tmp/{user}", "--", "true").CombinedOutput()
+	require.Error(t, err)
+	assert.Contains(t, string(out), "{user} in --env or --workdir needs an identity")
+}
+
+// With --secret, only requests that carry it (Traefik adds it) are served: another process that reaches the port
+// cannot name a user.
+func TestSecretFromTheGateway(t *testing.T) {
+	url := proxy(t, []string{"--secret", "s3cret-from-traefik"}, everything(t)...)
+	assert.Equal(t, 403, post(t, url, "", initBody).status)
+	assert.Equal(t, 403, post(t, url, "", initBody, "X-Streamproxy-Secret", "guess").status)
+	r := post(t, url, "", initBody, "X-Streamproxy-Secret", "s3cret-from-traefik")
+	assert.Equal(t, 200, r.status)
+}
+
+// One user cannot take every process: beyond --max-per-user, 429; other users still get theirs.
+func TestProcessesPerUser(t *testing.T) {
+	url := proxy(t, []string{"--max-per-user", "2"}, everything(t)...)
+	open(t, url, "X-User-Id", "1")
+	open(t, url, "X-User-Id", "1")
+	r := post(t, url, "", initBody, "X-User-Id", "1")
+	assert.Equal(t, http.StatusTooManyRequests, r.status)
+	assert.NotEmpty(t, r.header.Get("Retry-After"))
+	r = postModern(t, url, "1", modernBody(1, "server/discover", nil, map[string]any{}))
+	assert.Equal(t, http.StatusTooManyRequests, r.status, "the user's 2026-07-28 process counts too")
+	open(t, url, "X-User-Id", "2")
+}
+
+// A body with raw newlines between its tokens is one message: it reaches the child as one line, so nothing nested
+// in it can pass as a message of its own.
+func TestOneMessageOneLine(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "lines")
+	url := proxy(t, []string{"--env", "LOG=" + log}, "sh", "-c", recorder)
+	smuggled := `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"smuggled","arguments":{}}}`
+	body := strings.Replace(modernBody(1, "server/discover", nil, map[string]any{}), `"jsonrpc"`,
+		"\"x\":\n"+smuggled+"\n,\"jsonrpc\"", 1)
+	require.Equal(t, 200, postModern(t, url, "1", body).status)
+	b, err := os.ReadFile(log)
+	require.NoError(t, err)
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		assert.False(t, strings.HasPrefix(line, `{"jsonrpc":"2.0","id":9`), "the nested message did not reach the child alone: %s", line)
+		assert.True(t, json.Valid([]byte(line)), "every line is a whole message: %s", line)
+	}
+}
+
+// Children start from a small environment: the proxy's own secrets stay with it unless passed on by name.
+func TestChildEnvironment(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "env")
+	script := `env > "$ENVLOG"; ` + recorder
+	t.Setenv("PROXY_ONLY_SECRET", "do-not-inherit")
+	t.Setenv("PASSED_ON", "named")
+	url := proxy(t, []string{"--env", "ENVLOG=" + log, "--env", "LOG=/dev/null", "--pass-env", "PASSED_ON"}, "sh", "-c", script)
+	require.Equal(t, 200, postModern(t, url, "1", modernBody(1, "server/discover", nil, map[string]any{})).status)
+	b, err := os.ReadFile(log)
+	require.NoError(t, err)
+	env := string(b)
+	assert.NotContains(t, env, "PROXY_ONLY_SECRET")
+	assert.Contains(t, env, "PASSED_ON=named")
+	assert.Contains(t, env, "PATH=")
+}
