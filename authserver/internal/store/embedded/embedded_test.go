@@ -161,7 +161,7 @@ func TestSecondOpenRefused(t *testing.T) {
 	s, err := embedded.Open(path, quiet())
 	require.NoError(t, err)
 	_, err = embedded.Open(path, quiet())
-	require.Error(t, err)
+	require.ErrorIs(t, err, embedded.ErrInUse, "callers can tell a held store from a broken one")
 	assert.Contains(t, err.Error(), "in use by another process")
 	require.NoError(t, s.Close())
 	s, err = embedded.Open(path, quiet())

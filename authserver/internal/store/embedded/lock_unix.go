@@ -19,7 +19,7 @@ func lockFile(path string) (*os.File, error) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		_ = f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%s is in use by another process (the embedded store is single-node; use Redis to run several authservers)", path)
+			return nil, fmt.Errorf("%s is %w (the embedded store is single-node; use Redis to run several authservers)", path, ErrInUse)
 		}
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
