@@ -57,8 +57,10 @@ const (
 	modernP50Tolerance = 0.3 // ms over direct stdio (issue 12)
 )
 
-// benchUser is the identity the plugin would pass on; streamproxy binds sessions to it.
-const benchUser = "4242"
+// userHeader is the identity header the plugin would set. Every session the bench opens over HTTP is a user of its
+// own (mcpclient.HTTPClient.UserHeader): a 2026-07-28 "session" is a user to streamproxy, so the handshake-era
+// sessions are too, which keeps the two paths alike and clear of any per-user limit.
+const userHeader = "X-User-Id"
 
 func streamingSection(e *env, cfg Config, s *Section) {
 	nm := testenv.NodeModules(e)
@@ -114,8 +116,8 @@ func streamingSection(e *env, cfg Config, s *Section) {
 		"protocol version %[10]s it opens a session with initialize and notifications/initialized and calls on its "+
 		"Mcp-Session-Id; `%[11]s` is streamproxy driven in protocol version %[12]s on the same endpoint: no session, "+
 		"a \"session\" is opened with server/discover and every tools/call carries the request metadata in "+
-		"`params._meta` and the `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` headers. Each such session sends "+
-		"its own `X-User-Id`, so N sessions are N users, each served by a worker child of its own (server-everything "+
+		"`params._meta` and the `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` headers. Every session sends "+
+		"its own `X-User-Id` (on both paths), so N sessions are N users; in %[12]s each is served by a worker child of its own (server-everything "+
 		"speaks only the handshake revisions, so streamproxy initializes its workers and bridges; the Go SDK fixture "+
 		"speaks %[12]s itself); the bench never ends a worker (there is no DELETE in %[12]s), they end at "+
 		"`-idle-timeout`. Direct stdio is the same client speaking newline-delimited JSON-RPC (%[10]s) to the server's "+
@@ -301,23 +303,20 @@ func launchStdio(e *env, srv mcpServer) *launched {
 	}
 }
 
-// legacyClient opens sessions in protocol version mcpclient.ProtocolVersion (initialize), all as one user.
+// legacyClient opens sessions in protocol version mcpclient.ProtocolVersion (initialize), each as a user of its own.
 func legacyClient(url string) *mcpclient.HTTPClient {
 	return &mcpclient.HTTPClient{
-		URL:    url,
-		HTTP:   &http.Client{Transport: mcpclient.NewHTTPTransport(), Timeout: 60 * time.Second},
-		Header: http.Header{"X-User-Id": {benchUser}},
+		URL:        url,
+		HTTP:       &http.Client{Transport: mcpclient.NewHTTPTransport(), Timeout: 60 * time.Second},
+		UserHeader: userHeader,
 	}
 }
 
 // modernClient speaks protocol version mcpclient.ModernProtocolVersion, each session as a user of its own.
 func modernClient(url string) *mcpclient.HTTPClient {
-	return &mcpclient.HTTPClient{
-		URL:        url,
-		HTTP:       &http.Client{Transport: mcpclient.NewHTTPTransport(), Timeout: 60 * time.Second},
-		Modern:     true,
-		UserHeader: streamproxyUserHdr,
-	}
+	c := legacyClient(url)
+	c.Modern = true
+	return c
 }
 
 // launchHTTP starts a Streamable HTTP proxy (argv built for a free port) serving /mcp, driven by client.

@@ -13,9 +13,8 @@ import (
 // do not pile up in memory. -max-sessions is raised for the same reason: the phases of one target open about 120
 // users in all (the default 100 would refuse the last ones).
 const (
-	modernIdleTimeout  = "60s"
-	modernMaxSessions  = "1000"
-	streamproxyUserHdr = "X-User-Id"
+	modernIdleTimeout = "60s"
+	modernMaxSessions = "1000"
 )
 
 // streamproxyTargets runs streamproxy (built from ./streamproxy) in front of the server, driven once with
