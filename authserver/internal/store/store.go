@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -49,6 +50,17 @@ type Client struct {
 	Metadata              map[string]any `json:"metadata,omitempty"`
 	IssuedAt              time.Time      `json:"issued_at"`
 	ExpiresAt             time.Time      `json:"expires_at,omitzero"` // zero: never expires
+	// LastUsedAt is when the client last obtained tokens (zero: never). The server moves ExpiresAt forward on use, so
+	// an idle or never-used registration expires while one in use stays (see TouchClient).
+	LastUsedAt time.Time `json:"last_used_at,omitzero"`
+	// Keys for private_key_jwt client authentication (RFC 7523, RFC 7591 §2): a JWK Set URL or the set itself, and
+	// the one signing algorithm the client declared (empty: any the server allows).
+	JWKSURI        string          `json:"jwks_uri,omitempty"`
+	JWKS           json.RawMessage `json:"jwks,omitempty"`
+	AuthSigningAlg string          `json:"token_endpoint_auth_signing_alg,omitempty"`
+	// AlsoAuthMethods are further token endpoint auth methods the client may use besides TokenEndpointAuth. Only a
+	// metadata-document client has them (its document's token_endpoint_auth_methods_supported); never stored.
+	AlsoAuthMethods []string `json:"-"`
 }
 
 // User is the identity the IdP (GitHub) vouched for.
@@ -196,6 +208,10 @@ type Store interface {
 	UpdateClient(ctx context.Context, c *Client) error // ErrNotFound if absent
 	DeleteClient(ctx context.Context, id string) error // ErrNotFound if absent
 	ListClients(ctx context.Context) ([]*Client, error)
+	// TouchClient records a use of a client: it sets LastUsedAt to usedAt and ExpiresAt to expiresAt (zero: never
+	// expires) and leaves every other field as it is, atomically, so a concurrent RFC 7592 update is not undone.
+	// ErrNotFound if the client is absent or expired.
+	TouchClient(ctx context.Context, id string, usedAt, expiresAt time.Time) error
 
 	// Authorization requests in flight.
 	PutAuthRequest(ctx context.Context, r *AuthRequest) error // create or replace
@@ -243,6 +259,11 @@ type Store interface {
 	GetDeviceGrant(ctx context.Context, userCode string) (*DeviceGrant, error)
 	DecideDeviceGrant(ctx context.Context, userCode string, approved bool, user User, familyID string) error
 	PollDeviceGrant(ctx context.Context, userCode string, now time.Time) (g *DeviceGrant, tooEarly bool, err error)
+
+	// UseJTI remembers a single-use identifier (a client assertion's jti, RFC 7523 §3) until exp: the first call
+	// returns nil, every later call before exp returns ErrReused. key is the caller's (it names the issuer and the
+	// jti); exp must be set (ErrNoExpiry), and an exp already past is not remembered.
+	UseJTI(ctx context.Context, key string, exp time.Time) error
 
 	// Consents.
 	PutConsent(ctx context.Context, c *Consent) error

@@ -23,9 +23,10 @@ const (
 	kindKeys    = "keys"    // the signing key set, under id ""
 	kindSeq     = "seq"     // the feed's sequence counter, under id ""
 	kindDevice  = "device"  // device authorization grant, by user code
+	kindJTI     = "jti"     // a used single-use identifier (client assertion jti), by the caller's key
 )
 
-var kinds = []string{kindClient, kindAuthReq, kindCode, kindRefresh, kindAccess, kindRevoked, kindConsent, kindFamily, kindKeys, kindSeq, kindDevice}
+var kinds = []string{kindClient, kindAuthReq, kindCode, kindRefresh, kindAccess, kindRevoked, kindConsent, kindFamily, kindKeys, kindSeq, kindDevice, kindJTI}
 
 // codeRec is an authorization code plus whether it was redeemed: a redeemed code is kept until it expires so that a
 // second redemption is recognised (and its family revoked) instead of looking like an unknown code.
@@ -43,6 +44,11 @@ type refreshRec struct {
 // familyTomb marks a revoked grant family for a while, so tokens that a concurrent request creates for it after
 // the revocation (a code redeemed twice at once) are born revoked.
 type familyTomb struct {
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// usedJTI marks a single-use identifier as used until it expires.
+type usedJTI struct {
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
@@ -74,6 +80,8 @@ func newRecord(kind string) (any, error) {
 		return new(int64), nil
 	case kindDevice:
 		return &store.DeviceGrant{}, nil
+	case kindJTI:
+		return &usedJTI{}, nil
 	}
 	return nil, fmt.Errorf("unknown record kind %q", kind)
 }
@@ -99,6 +107,8 @@ func expiryOf(v any) time.Time {
 		return r.ExpiresAt
 	case *store.DeviceGrant:
 		return r.ExpiresAt
+	case *usedJTI:
+		return r.ExpiresAt
 	}
 	return time.Time{}
 }
@@ -121,6 +131,8 @@ func cloneClient(c *store.Client) *store.Client {
 	cp.RedirectURIs = slices.Clone(c.RedirectURIs)
 	cp.GrantTypes = slices.Clone(c.GrantTypes)
 	cp.Metadata = maps.Clone(c.Metadata)
+	cp.JWKS = slices.Clone(c.JWKS)
+	cp.AlsoAuthMethods = slices.Clone(c.AlsoAuthMethods)
 	return &cp
 }
 

@@ -20,6 +20,10 @@ func RunPersistence(t *testing.T, open func(t *testing.T) store.Store, reopen fu
 
 	client := newClient()
 	require.NoError(t, s.CreateClient(ctx, client))
+	client.LastUsedAt, client.ExpiresAt = now(), now().Add(2*time.Hour)
+	require.NoError(t, s.TouchClient(ctx, client.ID, client.LastUsedAt, client.ExpiresAt))
+	usedJTI := store.HashSecret(id())
+	require.NoError(t, s.UseJTI(ctx, usedJTI, now().Add(time.Hour)))
 	shortClient := newClient()
 	shortClient.ExpiresAt = now().Add(shortTTL)
 	require.NoError(t, s.CreateClient(ctx, shortClient))
@@ -60,6 +64,7 @@ func RunPersistence(t *testing.T, open func(t *testing.T) store.Store, reopen fu
 	sameJSON(t, client, got)
 	_, err = s.GetClient(ctx, shortClient.ID)
 	assert.ErrorIs(t, err, store.ErrNotFound, "an expired client does not come back")
+	assert.ErrorIs(t, s.UseJTI(ctx, usedJTI, now().Add(time.Hour)), store.ErrReused, "a used assertion stays used")
 	gotReq, err := s.GetAuthRequest(ctx, req.ID)
 	require.NoError(t, err)
 	sameJSON(t, req, gotReq)

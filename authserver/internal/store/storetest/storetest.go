@@ -27,6 +27,10 @@ const (
 // or database); the suite closes what it opens.
 func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Clients", func(t *testing.T) { testClients(t, openClosed(t, open)) })
+	t.Run("TouchClient", func(t *testing.T) { testTouchClient(t, openClosed(t, open)) })
+	t.Run("TouchClientConcurrentUpdate", func(t *testing.T) { testTouchClientConcurrent(t, openClosed(t, open)) })
+	t.Run("UseJTI", func(t *testing.T) { testUseJTI(t, openClosed(t, open)) })
+	t.Run("UseJTIConcurrent", func(t *testing.T) { testUseJTIConcurrent(t, openClosed(t, open)) })
 	t.Run("AuthRequests", func(t *testing.T) { testAuthRequests(t, openClosed(t, open)) })
 	t.Run("Codes", func(t *testing.T) { testCodes(t, openClosed(t, open)) })
 	t.Run("CodesConcurrentRedeem", func(t *testing.T) { testCodesConcurrent(t, openClosed(t, open)) })
