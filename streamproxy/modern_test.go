@@ -193,6 +193,8 @@ done`
 func TestModernCancellation(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "lines")
 	url := proxy(t, []string{"--env", "LOG=" + log}, "sh", "-c", recorder)
+	// The user's worker runs before the call, so that the deadline falls while the call is in flight.
+	require.Equal(t, 200, postModern(t, url, "1001", modernBody(1, "server/discover", nil, map[string]any{})).status)
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	body := modernBody(7, "tools/call", map[string]any{"name": "slow", "arguments": map[string]any{}}, map[string]any{})
