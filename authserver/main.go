@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/admin"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/admin/service"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientmeta"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/github"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
@@ -65,6 +66,7 @@ type settings struct {
 	cimdTimeout, cimdCacheMin, cimdCacheMax                              time.Duration
 	store                                                                backend.Config
 	redisAddrs                                                           string
+	adminSocket                                                          string
 }
 
 // aliases are environment names kept from the reference gateway, read when AUTHSERVER_<FLAG> is not set.
@@ -124,6 +126,8 @@ func flags(s *settings) *flag.FlagSet {
 	fs.BoolVar(&s.store.RedisCluster, "redis-cluster", false, "the Redis nodes form a Cluster")
 	fs.StringVar(&s.store.RedisPrefix, "redis-prefix", "mcpgw:", "prefix of every Redis key")
 	fs.StringVar(&s.store.DataFile, "data-file", "data/authserver.jsonl", "the embedded store's file (used without Redis)")
+	fs.StringVar(&s.adminSocket, "admin-socket", "", "embedded store: the Unix socket (owner only) on which the server runs the operator "+
+		"commands while it holds the store's file (default <data-file>.sock)")
 	return fs
 }
 
@@ -145,8 +149,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		return admin.Run(context.Background(), append([]string{cmd}, args...), func(ctx context.Context) (store.Store, error) {
-			return openStore(ctx, &s, log)
+		return admin.Run(context.Background(), append([]string{cmd}, args...), func(ctx context.Context) (service.Service, func() error, error) {
+			return admin.Connect(ctx, adminTarget(&s, log))
 		}, stdout)
 	}
 	if err := fs.Parse(args); err != nil {
@@ -230,22 +234,20 @@ func keyManager(st store.Store, s *settings) *keys.Manager {
 	return &keys.Manager{Store: st, MaxTokenLifetime: s.accessTTL}
 }
 
+// rotateKeys publishes a new signing key, in the store or, when a running server holds the embedded store, in
+// that server (like the operator commands).
 func rotateKeys(s *settings, log *slog.Logger, stdout io.Writer) error {
 	ctx := context.Background()
-	st, err := openStore(ctx, s, log)
+	svc, done, err := admin.Connect(ctx, adminTarget(s, log))
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	km := keyManager(st, s)
-	if err := km.Ensure(ctx); err != nil {
-		return err
-	}
-	kid, err := km.Rotate(ctx, s.activateAfter)
+	defer done()
+	rot, err := svc.RotateKeys(ctx, s.activateAfter)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "published signing key %s; it signs from %s\n", kid, time.Now().Add(s.activateAfter).UTC().Format(time.RFC3339))
+	fmt.Fprintf(stdout, "published signing key %s; it signs from %s\n", rot.KID, rot.ActiveAt.UTC().Format(time.RFC3339))
 	return nil
 }
 
@@ -297,6 +299,11 @@ func serve(s *settings, log *slog.Logger) error {
 	if err := km.Ensure(ctx); err != nil {
 		return err
 	}
+	adminDone, err := serveAdminSocket(ctx, s, st, km, log)
+	if err != nil {
+		return err
+	}
+	defer adminDone() // before the store closes
 	reg := observe.NewRegistry()
 	m := metrics.New(reg)
 	resources, patterns := split(s.resources), split(s.resourcePatterns)

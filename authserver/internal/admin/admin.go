@@ -2,6 +2,10 @@
 // revoke a user's or a client's tokens, purge expired records, back up and restore the store, and generate the
 // secrets a deployment's .env needs. Each works on any store backend, prints a table for people or JSON for scripts,
 // and refuses destructive actions unless confirmed.
+//
+// This package is the command line: arguments in, tables or JSON out. What a command does to the store is
+// package service, reached through Connect: on the store directly, or, when a running server holds the embedded
+// store's file, through that server's admin socket (package socket).
 package admin
 
 import (
@@ -12,51 +16,28 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/admin/service"
 )
 
 // ErrNotConfirmed is returned by a destructive command run without confirmation (--yes).
 var ErrNotConfirmed = errors.New("refusing a destructive action without --yes")
 
-// Admin runs commands against one store.
+// Admin prints the results of the commands, which the service runs (on the store, or in the running server).
 type Admin struct {
-	Store store.Store
-	Out   io.Writer
-	JSON  bool // print JSON instead of tables
-}
-
-// clientView is what the commands show of a client: never its secret or registration token hashes.
-type clientView struct {
-	ID           string    `json:"client_id"`
-	Name         string    `json:"client_name,omitempty"`
-	AuthMethod   string    `json:"token_endpoint_auth_method"`
-	RedirectURIs []string  `json:"redirect_uris"`
-	GrantTypes   []string  `json:"grant_types,omitempty"`
-	Scope        string    `json:"scope,omitempty"`
-	IssuedAt     time.Time `json:"issued_at"`
-	ExpiresAt    time.Time `json:"expires_at,omitzero"`
-}
-
-func viewOf(c *store.Client) clientView {
-	return clientView{ID: c.ID, Name: c.Name, AuthMethod: c.TokenEndpointAuth, RedirectURIs: c.RedirectURIs,
-		GrantTypes: c.GrantTypes, Scope: c.Scope, IssuedAt: c.IssuedAt, ExpiresAt: c.ExpiresAt}
+	Service service.Service
+	Out     io.Writer
+	JSON    bool // print JSON instead of tables
 }
 
 // ListClients prints every registered client, oldest first.
 func (a *Admin) ListClients(ctx context.Context) error {
-	clients, err := a.Store.ListClients(ctx)
+	views, err := a.Service.ListClients(ctx)
 	if err != nil {
-		return fmt.Errorf("list clients: %w", err)
-	}
-	slices.SortFunc(clients, func(x, y *store.Client) int { return x.IssuedAt.Compare(y.IssuedAt) })
-	views := make([]clientView, 0, len(clients))
-	for _, c := range clients {
-		views = append(views, viewOf(c))
+		return err
 	}
 	if a.JSON {
 		return a.printJSON(views)
@@ -72,11 +53,10 @@ func (a *Admin) ListClients(ctx context.Context) error {
 
 // ShowClient prints one client in full.
 func (a *Admin) ShowClient(ctx context.Context, id string) error {
-	c, err := a.getClient(ctx, id)
+	v, err := a.Service.GetClient(ctx, id)
 	if err != nil {
 		return err
 	}
-	v := viewOf(c)
 	if a.JSON {
 		return a.printJSON(v)
 	}
@@ -94,18 +74,12 @@ func (a *Admin) ShowClient(ctx context.Context, id string) error {
 
 // DeleteClient revokes every token the client holds, then deletes it (what RFC 7592 DELETE does).
 func (a *Admin) DeleteClient(ctx context.Context, id string, yes bool) error {
-	if _, err := a.getClient(ctx, id); err != nil {
+	if err := a.confirmClient(ctx, id, yes, "delete client "+id+" and revoke its tokens"); err != nil {
 		return err
 	}
-	if !yes {
-		return fmt.Errorf("delete client %s and revoke its tokens: %w", id, ErrNotConfirmed)
-	}
-	n, err := a.Store.RevokeClient(ctx, id)
+	n, err := a.Service.DeleteClient(ctx, id)
 	if err != nil {
-		return fmt.Errorf("revoke tokens of client %s: %w", id, err)
-	}
-	if err := a.Store.DeleteClient(ctx, id); err != nil {
-		return fmt.Errorf("delete client %s: %w", id, err)
+		return err
 	}
 	return a.result(map[string]any{"deleted_client": id, "revoked_grants": n},
 		fmt.Sprintf("deleted client %s; revoked %d grant(s)", id, n))
@@ -113,31 +87,36 @@ func (a *Admin) DeleteClient(ctx context.Context, id string, yes bool) error {
 
 // RevokeClientTokens revokes every grant (refresh and access tokens) a client holds and keeps the client.
 func (a *Admin) RevokeClientTokens(ctx context.Context, id string, yes bool) error {
-	if _, err := a.getClient(ctx, id); err != nil {
+	if err := a.confirmClient(ctx, id, yes, "revoke every token of client "+id); err != nil {
 		return err
 	}
-	if !yes {
-		return fmt.Errorf("revoke every token of client %s: %w", id, ErrNotConfirmed)
-	}
-	n, err := a.Store.RevokeClient(ctx, id)
+	n, err := a.Service.RevokeClient(ctx, id)
 	if err != nil {
-		return fmt.Errorf("revoke tokens of client %s: %w", id, err)
+		return err
 	}
 	return a.result(map[string]any{"client_id": id, "revoked_grants": n},
 		fmt.Sprintf("revoked %d grant(s) of client %s", n, id))
 }
 
+// confirmClient refuses an unconfirmed action on a client; an unknown client is named as such first.
+func (a *Admin) confirmClient(ctx context.Context, id string, yes bool, what string) error {
+	if yes {
+		return nil
+	}
+	if _, err := a.Service.GetClient(ctx, id); err != nil {
+		return err
+	}
+	return fmt.Errorf("%s: %w", what, ErrNotConfirmed)
+}
+
 // RevokeUserTokens revokes every grant a user holds, across all clients. userID is the GitHub numeric user id.
 func (a *Admin) RevokeUserTokens(ctx context.Context, userID string, yes bool) error {
-	if strings.TrimSpace(userID) == "" || strings.Trim(userID, "0123456789") != "" {
-		return fmt.Errorf("revoke user tokens: %q is not a GitHub numeric user id (the token's sub, X-User-Id)", userID)
-	}
 	if !yes {
 		return fmt.Errorf("revoke every token of user %s: %w", userID, ErrNotConfirmed)
 	}
-	n, err := a.Store.RevokeUser(ctx, userID)
+	n, err := a.Service.RevokeUser(ctx, userID)
 	if err != nil {
-		return fmt.Errorf("revoke tokens of user %s: %w", userID, err)
+		return err
 	}
 	return a.result(map[string]any{"user_id": userID, "revoked_grants": n},
 		fmt.Sprintf("revoked %d grant(s) of user %s", n, userID))
@@ -145,36 +124,25 @@ func (a *Admin) RevokeUserTokens(ctx context.Context, userID string, yes bool) e
 
 // Purge removes expired records now, rather than waiting for the server's periodic purge.
 func (a *Admin) Purge(ctx context.Context) error {
-	n, err := a.Store.PurgeExpired(ctx)
+	n, err := a.Service.Purge(ctx)
 	if err != nil {
-		return fmt.Errorf("purge expired records: %w", err)
+		return err
 	}
 	return a.result(map[string]any{"purged": n}, fmt.Sprintf("purged %d expired record(s)", n))
 }
 
 // Backup writes the whole store to w as versioned JSON lines.
 func (a *Admin) Backup(ctx context.Context, w io.Writer) error {
-	b, ok := a.Store.(store.Backup)
-	if !ok {
-		return fmt.Errorf("backup: this store backend cannot dump its state")
-	}
-	if err := b.Dump(ctx, w); err != nil {
-		return fmt.Errorf("backup: %w", err)
-	}
-	return nil
+	return a.Service.Backup(ctx, w)
 }
 
 // Restore reads a backup made by Backup, from either backend, into the store.
 func (a *Admin) Restore(ctx context.Context, r io.Reader, yes bool) error {
-	b, ok := a.Store.(store.Backup)
-	if !ok {
-		return fmt.Errorf("restore: this store backend cannot restore a dump")
-	}
 	if !yes {
 		return fmt.Errorf("restore a backup over the current store: %w", ErrNotConfirmed)
 	}
-	if err := b.Restore(ctx, r); err != nil {
-		return fmt.Errorf("restore: %w", err)
+	if err := a.Service.Restore(ctx, r); err != nil {
+		return err
 	}
 	return a.result(map[string]any{"restored": true}, "restored the backup")
 }
@@ -198,17 +166,6 @@ func randomSecret() (string, error) {
 		return "", fmt.Errorf("generate secret: %w", err)
 	}
 	return base64.RawURLEncoding.EncodeToString(b), nil
-}
-
-func (a *Admin) getClient(ctx context.Context, id string) (*store.Client, error) {
-	c, err := a.Store.GetClient(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("no client with id %q (list them with `authserver clients list`)", id)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read client %s: %w", id, err)
-	}
-	return c, nil
 }
 
 func (a *Admin) result(v any, text string) error {

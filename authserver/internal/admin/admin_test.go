@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +15,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/admin"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/admin/service"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/admin/socket"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/embedded"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/redisstore"
@@ -22,44 +26,76 @@ import (
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// backends opens a fresh store of each kind; the admin commands must behave the same on both.
-func backends(t *testing.T) map[string]func(t *testing.T) store.Store {
-	return map[string]func(t *testing.T) store.Store{
-		"embedded": func(t *testing.T) store.Store {
+// target is a store and the service the commands reach it through.
+type target struct {
+	store store.Store
+	svc   service.Service
+}
+
+// backends opens a fresh store of each kind; the admin commands must behave the same on each, and the same when
+// they reach an embedded store through the admin socket of the server that holds it.
+func backends(t *testing.T) map[string]func(t *testing.T) target {
+	return map[string]func(t *testing.T) target{
+		"embedded": func(t *testing.T) target {
 			s, err := embedded.Open(filepath.Join(t.TempDir(), "state.jsonl"), quiet)
 			require.NoError(t, err)
 			t.Cleanup(func() { s.Close() })
-			return s
+			return target{s, local(s)}
 		},
-		"redis": func(t *testing.T) store.Store {
+		"redis": func(t *testing.T) target {
 			r := testenv.StartRedis(t)
 			s, err := redisstore.Open(context.Background(), redisstore.Options{URL: r.URL, Logger: quiet})
 			require.NoError(t, err)
 			t.Cleanup(func() { s.Close() })
-			return s
+			return target{s, local(s)}
+		},
+		"embedded, server running": func(t *testing.T) target {
+			path := filepath.Join(t.TempDir(), "state.jsonl")
+			s, err := embedded.Open(path, quiet)
+			require.NoError(t, err)
+			t.Cleanup(func() { s.Close() })
+			km := &keys.Manager{Store: s, MaxTokenLifetime: time.Hour}
+			c, _ := serveSocket(t, socket.PathFor(path), service.New(s, km, service.Options{InServer: true}))
+			return target{s, c}
 		},
 	}
 }
 
-// run runs one command against s, as `authserver <args>` would, and returns what it printed.
-func run(t *testing.T, s store.Store, args ...string) (string, error) {
+func local(s store.Store) service.Service {
+	return service.New(s, &keys.Manager{Store: s, MaxTokenLifetime: time.Hour}, service.Options{})
+}
+
+// serveSocket plays a running server: its own service, served on the admin socket at path until stop is called
+// or the test ends. It returns a client of that socket.
+func serveSocket(t *testing.T, path string, inServer service.Service) (c *socket.Client, stop func()) {
+	t.Helper()
+	ln, err := socket.Listen(path, quiet)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- socket.Serve(ctx, ln, inServer, quiet) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			require.NoError(t, <-served)
+		})
+	}
+	t.Cleanup(stop)
+	c, err = socket.Dial(context.Background(), path)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	return c, stop
+}
+
+// run runs one command through svc, as `authserver <args>` would, and returns what it printed.
+func run(t *testing.T, svc service.Service, args ...string) (string, error) {
 	t.Helper()
 	var out bytes.Buffer
-	err := admin.Run(context.Background(), args, func(context.Context) (store.Store, error) { return nopCloser{s}, nil }, &out)
+	err := admin.Run(context.Background(), args, func(context.Context) (service.Service, func() error, error) {
+		return svc, func() error { return nil }, nil
+	}, &out)
 	return out.String(), err
-}
-
-// nopCloser keeps the test's store open across commands (Run closes what open returns).
-type nopCloser struct{ store.Store }
-
-func (nopCloser) Close() error { return nil }
-
-func (n nopCloser) Dump(ctx context.Context, w io.Writer) error {
-	return n.Store.(store.Backup).Dump(ctx, w)
-}
-
-func (n nopCloser) Restore(ctx context.Context, r io.Reader) error {
-	return n.Store.(store.Backup).Restore(ctx, r)
 }
 
 // seed registers a client with one grant for user 42: a refresh token and a live access token.
@@ -81,36 +117,38 @@ func TestCommands(t *testing.T) {
 	for name, open := range backends(t) {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
-			s := open(t)
+			tg := open(t)
+			s, svc := tg.store, tg.svc
 			seed(t, s, "client-a")
 			seed(t, s, "client-b")
 
-			out, err := run(t, s, "clients", "list")
+			out, err := run(t, svc, "clients", "list")
 			require.NoError(t, err)
 			assert.Contains(t, out, "client-a")
 			assert.Contains(t, out, "http://127.0.0.1/callback")
 			assert.NotContains(t, out, store.HashSecret("rat-client-a"), "hashes are never shown")
 
-			out, err = run(t, s, "clients", "list", "--json")
+			out, err = run(t, svc, "clients", "list", "--json")
 			require.NoError(t, err)
 			var listed []map[string]any
 			require.NoError(t, json.Unmarshal([]byte(out), &listed))
 			assert.Len(t, listed, 2)
 
-			out, err = run(t, s, "clients", "show", "client-a", "--json")
+			out, err = run(t, svc, "clients", "show", "client-a", "--json")
 			require.NoError(t, err)
 			assert.Contains(t, out, `"client_name": "Claude"`)
 
-			_, err = run(t, s, "clients", "show", "nope")
+			_, err = run(t, svc, "clients", "show", "nope")
 			assert.ErrorContains(t, err, `no client with id "nope"`)
+			assert.ErrorIs(t, err, service.ErrNotFound)
 
 			// Destructive commands need --yes, and without it change nothing.
-			_, err = run(t, s, "clients", "delete", "client-a")
+			_, err = run(t, svc, "clients", "delete", "client-a")
 			require.ErrorIs(t, err, admin.ErrNotConfirmed)
 			_, err = s.GetClient(ctx, "client-a")
 			require.NoError(t, err)
 
-			out, err = run(t, s, "clients", "delete", "client-a", "--yes")
+			out, err = run(t, svc, "clients", "delete", "client-a", "--yes")
 			require.NoError(t, err)
 			assert.Contains(t, out, "revoked 1 grant")
 			_, err = s.GetClient(ctx, "client-a")
@@ -118,43 +156,48 @@ func TestCommands(t *testing.T) {
 			revoked, err := s.IsRevoked(ctx, "jti-client-a")
 			require.NoError(t, err)
 			assert.True(t, revoked, "deleting a client publishes its live access tokens to the revocation feed")
+			feed, _, err := s.RevokedSince(ctx, 0)
+			require.NoError(t, err)
+			require.Len(t, feed, 1, "the feed the edge polls has the revocation at once")
+			assert.Equal(t, "jti-client-a", feed[0].JTI)
 			_, err = s.GetRefresh(ctx, store.HashSecret("rt-client-a"))
 			assert.Error(t, err, "deleting a client removes its refresh tokens")
 
-			out, err = run(t, s, "tokens", "list", "--user", "42")
+			out, err = run(t, svc, "tokens", "list", "--user", "42")
 			require.NoError(t, err)
 			assert.Contains(t, out, "fam-client-b")
 			assert.Contains(t, out, "octo (42)")
 			assert.NotContains(t, out, "fam-client-a", "a deleted client's grant is gone")
 			assert.NotContains(t, out, store.HashSecret("rt-client-b"), "token hashes are never shown")
-			out, err = run(t, s, "tokens", "list", "--client", "client-b", "--json")
+			out, err = run(t, svc, "tokens", "list", "--client", "client-b", "--json")
 			require.NoError(t, err)
 			var grants []map[string]any
 			require.NoError(t, json.Unmarshal([]byte(out), &grants))
 			require.Len(t, grants, 1)
 			assert.Equal(t, "fam-client-b", grants[0]["grant"])
 			assert.Equal(t, 1.0, grants[0]["live_access_tokens"])
-			out, err = run(t, s, "tokens", "list", "--user", "7", "--json")
+			out, err = run(t, svc, "tokens", "list", "--user", "7", "--json")
 			require.NoError(t, err)
 			assert.JSONEq(t, `[]`, out)
 
-			_, err = run(t, s, "tokens", "revoke", "--user", "42")
+			_, err = run(t, svc, "tokens", "revoke", "--user", "42")
 			require.ErrorIs(t, err, admin.ErrNotConfirmed)
-			_, err = run(t, s, "tokens", "revoke", "--user", "octo", "--yes")
+			_, err = run(t, svc, "tokens", "revoke", "--user", "octo", "--yes")
 			assert.ErrorContains(t, err, "not a GitHub numeric user id")
-			out, err = run(t, s, "tokens", "revoke", "--user", "42", "--yes", "--json")
+			assert.ErrorIs(t, err, service.ErrInvalid)
+			out, err = run(t, svc, "tokens", "revoke", "--user", "42", "--yes", "--json")
 			require.NoError(t, err)
 			assert.JSONEq(t, `{"user_id":"42","revoked_grants":1}`, out)
 			revoked, err = s.IsRevoked(ctx, "jti-client-b")
 			require.NoError(t, err)
 			assert.True(t, revoked)
-			out, err = run(t, s, "tokens", "list", "--user", "42", "--json")
+			out, err = run(t, svc, "tokens", "list", "--user", "42", "--json")
 			require.NoError(t, err)
 			assert.JSONEq(t, `[]`, out, "a revoked grant is not listed")
 
-			_, err = run(t, s, "purge")
+			_, err = run(t, svc, "purge")
 			require.NoError(t, err)
-			_, err = run(t, s, "frobnicate")
+			_, err = run(t, svc, "frobnicate")
 			assert.ErrorContains(t, err, "unknown command")
 		})
 	}
@@ -164,25 +207,25 @@ func TestCommands(t *testing.T) {
 func TestBackupRestoreAcrossBackends(t *testing.T) {
 	b := backends(t)
 	from, to := b["embedded"](t), b["redis"](t)
-	seed(t, from, "client-a")
+	seed(t, from.store, "client-a")
 
 	file := filepath.Join(t.TempDir(), "backup.jsonl")
-	_, err := run(t, from, "backup", "--out", file)
+	_, err := run(t, from.svc, "backup", "--out", file)
 	require.NoError(t, err)
-	_, err = run(t, from, "backup", "--out", file)
+	_, err = run(t, from.svc, "backup", "--out", file)
 	assert.Error(t, err, "an existing backup file is never overwritten")
 
-	_, err = run(t, to, "restore", "--in", file)
+	_, err = run(t, to.svc, "restore", "--in", file)
 	require.ErrorIs(t, err, admin.ErrNotConfirmed)
-	_, err = to.GetClient(context.Background(), "client-a")
+	_, err = to.store.GetClient(context.Background(), "client-a")
 	require.ErrorIs(t, err, store.ErrNotFound, "an unconfirmed restore changes nothing")
 
-	_, err = run(t, to, "restore", "--in", file, "--yes")
+	_, err = run(t, to.svc, "restore", "--in", file, "--yes")
 	require.NoError(t, err)
-	c, err := to.GetClient(context.Background(), "client-a")
+	c, err := to.store.GetClient(context.Background(), "client-a")
 	require.NoError(t, err)
 	assert.Equal(t, "Claude", c.Name)
-	rt, err := to.GetRefresh(context.Background(), store.HashSecret("rt-client-a"))
+	rt, err := to.store.GetRefresh(context.Background(), store.HashSecret("rt-client-a"))
 	require.NoError(t, err)
 	assert.Equal(t, "42", rt.User.ID)
 }

@@ -8,7 +8,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/admin/service"
 )
 
 // Commands names the subcommands Run handles, for the authserver's command dispatch and its --help.
@@ -21,9 +21,13 @@ var Commands = map[string]string{
 	"generate-secrets": "generate-secrets: print fresh random secrets for a deployment's .env",
 }
 
-// Run runs one admin command. args[0] is the command name (a key of Commands). open opens the configured store;
-// it is called only by commands that need one.
-func Run(ctx context.Context, args []string, open func(context.Context) (store.Store, error), stdout io.Writer) error {
+// Opener gives the commands their service, and what to call once they are done with it. Connect is the one the
+// authserver uses: the store itself, or a running server's admin socket.
+type Opener func(ctx context.Context) (svc service.Service, done func() error, err error)
+
+// Run runs one admin command. args[0] is the command name (a key of Commands). open is called only by commands
+// that need the store.
+func Run(ctx context.Context, args []string, open Opener, stdout io.Writer) error {
 	if len(args) == 0 {
 		return errors.New("admin: no command given")
 	}
@@ -57,12 +61,12 @@ func Run(ctx context.Context, args []string, open func(context.Context) (store.S
 	if _, ok := Commands[name]; !ok {
 		return fmt.Errorf("admin: unknown command %q", name)
 	}
-	s, err := open(ctx)
+	svc, done, err := open(ctx)
 	if err != nil {
 		return err
 	}
-	defer s.Close()
-	a.Store = s
+	defer done()
+	a.Service = svc
 
 	arg := func(i int, what string) (string, error) {
 		if len(positional) <= i {

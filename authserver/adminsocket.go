@@ -1,0 +1,44 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"log/slog"
+
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/admin"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/admin/service"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/admin/socket"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
+)
+
+// adminTarget is where the operator commands find the state: the server's store settings and admin socket.
+func adminTarget(s *settings, log *slog.Logger) admin.Target {
+	s.store.RedisAddrs = split(s.redisAddrs)
+	s.store.Logger = log
+	return admin.Target{Store: s.store, Socket: s.adminSocket, MaxTokenLifetime: s.accessTTL, Logger: log}
+}
+
+// serveAdminSocket serves the operator commands on the admin socket while the server holds the embedded store's
+// file (on Redis the commands open Redis themselves, and an in-memory store has nothing to administer). The
+// returned function stops it and waits until it has, so it runs before the store is closed.
+func serveAdminSocket(ctx context.Context, s *settings, st store.Store, km *keys.Manager, log *slog.Logger) (stop func(), err error) {
+	if s.store.UsesRedis() || s.store.DataFile == "" {
+		return func() {}, nil
+	}
+	path := cmp.Or(s.adminSocket, socket.PathFor(s.store.DataFile))
+	ln, err := socket.Listen(path, log)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := socket.Serve(ctx, ln, service.New(st, km, service.Options{InServer: true}), log); err != nil {
+			log.Error("admin socket stopped: operator commands need the server stopped until it restarts", "err", err)
+		}
+	}()
+	log.Info("operator commands are served on the admin socket (owner only)", "socket", path)
+	return func() { cancel(); <-done }, nil
+}

@@ -1,0 +1,50 @@
+package admin
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/admin/service"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/admin/socket"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/backend"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/embedded"
+)
+
+// Target is where the commands find the state: the server's store settings and, for the embedded store, the admin
+// socket of a server running on it.
+type Target struct {
+	Store backend.Config
+	// Socket is the admin socket; "" is socket.PathFor(Store.DataFile), where the server listens by default.
+	Socket string
+	// MaxTokenLifetime is the access token lifetime: how long a rotated-out signing key stays published.
+	MaxTokenLifetime time.Duration
+	Logger           *slog.Logger
+}
+
+// Connect returns the commands' service. It opens the configured store (Redis, or the embedded store's file when
+// no process holds it); when a running authserver holds that file, the commands go through the server's admin
+// socket instead, and run in the server, on the state it serves.
+func Connect(ctx context.Context, t Target) (service.Service, func() error, error) {
+	logger := cmp.Or(t.Logger, slog.Default())
+	st, err := backend.Open(ctx, t.Store)
+	if err == nil {
+		km := &keys.Manager{Store: st, MaxTokenLifetime: t.MaxTokenLifetime}
+		return service.New(st, km, service.Options{}), st.Close, nil
+	}
+	if t.Store.UsesRedis() || !errors.Is(err, embedded.ErrInUse) {
+		return nil, nil, err
+	}
+	path := cmp.Or(t.Socket, socket.PathFor(t.Store.DataFile))
+	c, dialErr := socket.Dial(ctx, path)
+	if dialErr != nil {
+		return nil, nil, fmt.Errorf("%w; and no authserver answers on its admin socket (%w): is the process holding it "+
+			"an authserver older than this command, or one with another --admin-socket (AUTHSERVER_ADMIN_SOCKET)?", err, dialErr)
+	}
+	logger.Info("the store is in use by the running authserver: the command runs there, through its admin socket", "socket", path)
+	return c, c.Close, nil
+}
