@@ -1,5 +1,7 @@
 // Package clientmeta resolves Client ID Metadata Documents (CIMD, draft-ietf-oauth-client-id-metadata-document, as
 // the MCP authorization spec uses it): a client_id that is an https URL names a JSON document describing the client.
+// It also fetches the JSON Web Key Sets clients publish at their jwks_uri (RFC 7591 §2) for private_key_jwt client
+// authentication, through the same guarded client and cache.
 //
 // Fetching a URL a stranger chose is a server-side request forgery risk, so the fetcher only speaks https, follows
 // no redirect, refuses private, loopback, link-local and other non-public addresses on the address it actually
@@ -22,11 +24,14 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/jwk"
 )
 
 // Config sets the fetcher's limits. Zero values take the defaults in New.
@@ -50,10 +55,24 @@ type Document struct {
 	ClientID                string   `json:"client_id"`
 	ClientName              string   `json:"client_name"`
 	RedirectURIs            []string `json:"redirect_uris"`
-	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method"`
+	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method"` // after Fetch: none or private_key_jwt
 	GrantTypes              []string `json:"grant_types"`
 	ClientURI               string   `json:"client_uri"`
+	// private_key_jwt (RFC 7523): where the client's public keys are, or the keys themselves, and the algorithm it
+	// signs with.
+	JWKSURI                     string          `json:"jwks_uri"`
+	JWKS                        json.RawMessage `json:"jwks"`
+	TokenEndpointAuthSigningAlg string          `json:"token_endpoint_auth_signing_alg"`
+	// TokenEndpointAuthMethodsSupported is not RFC 7591 metadata, but some clients (ChatGPT) list every method they
+	// can use there. After Fetch it holds those this server also accepts, other than TokenEndpointAuthMethod.
+	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported"`
 }
+
+// Authentication methods a document client may use: a published document cannot hold a shared secret.
+const (
+	AuthNone          = "none"
+	AuthPrivateKeyJWT = "private_key_jwt"
+)
 
 // Error is a document that cannot be used; its message says why in words a client's developer can act on.
 type Error struct{ Reason string }
@@ -79,11 +98,17 @@ type Fetcher struct {
 	order *list.List
 }
 
+// entry is one cached document or key set, by its URL (key sets under "jwks " + URL, so the two never mix).
 type entry struct {
 	url     string
-	doc     *Document
+	value   any // *Document or []jwk.Key
+	fetched time.Time
 	expires time.Time
 }
+
+// minRefetch is the least time between two fetches of one key set when a client presents a key id the cached set
+// does not have (key rotation), so made-up key ids cannot turn into a flood of fetches.
+const minRefetch = 30 * time.Second
 
 // New returns a fetcher.
 func New(cfg Config) *Fetcher {
@@ -180,24 +205,77 @@ func (f *Fetcher) Fetch(ctx context.Context, clientID string) (*Document, error)
 	if !IsURL(clientID) {
 		return nil, refuse("client_id %q is not an https URL with a path", clientID)
 	}
-	u, _ := url.Parse(clientID)
-	host := u.Hostname()
-	if hostMatches(host, f.cfg.DeniedHosts) || (len(f.cfg.AllowedHosts) > 0 && !hostMatches(host, f.cfg.AllowedHosts)) {
-		return nil, refuse("this server does not accept clients hosted at %s", host)
+	if err := f.hostAllowed(clientID, "clients"); err != nil {
+		return nil, err
 	}
-	if doc := f.cached(clientID); doc != nil {
-		return doc, nil
+	if v, _ := f.cached(clientID); v != nil {
+		return v.(*Document), nil
 	}
-	doc, ttl, err := f.fetch(ctx, clientID)
+	body, ttl, err := f.get(ctx, clientID, "the document", "serve the document at its client_id URL itself")
 	if err != nil {
 		return nil, err
 	}
-	f.store(clientID, doc, ttl)
-	return doc, nil
+	var doc Document
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return nil, refuse("the document is not a JSON object of client metadata: %v", err)
+	}
+	if err := check(&doc, clientID); err != nil {
+		return nil, err
+	}
+	f.store(clientID, &doc, ttl)
+	return &doc, nil
 }
 
-func (f *Fetcher) fetch(ctx context.Context, clientID string) (*Document, time.Duration, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, clientID, nil)
+// JWKS returns the signing keys of the JSON Web Key Set at uri (a client's jwks_uri), cached as its HTTP headers
+// say, like documents. fresh asks for a newer copy than the cached one (the client signed with a key id the cached
+// set lacks: it rotated its keys); the set is then fetched again, unless the cached copy is younger than
+// minRefetch. Its errors are *Error.
+func (f *Fetcher) JWKS(ctx context.Context, uri string, fresh bool) ([]jwk.Key, error) {
+	if err := CheckJWKSURI(uri); err != nil {
+		return nil, err
+	}
+	if err := f.hostAllowed(uri, "client keys"); err != nil {
+		return nil, err
+	}
+	key := "jwks " + uri
+	v, fetched := f.cached(key)
+	if v != nil && (!fresh || time.Since(fetched) < minRefetch) {
+		return v.([]jwk.Key), nil
+	}
+	body, ttl, err := f.get(ctx, uri, "the key set", "serve the key set at its jwks_uri itself")
+	if err != nil {
+		return nil, err
+	}
+	keys, err := jwk.ParseSet(body)
+	if err != nil {
+		return nil, refuse("the key set at %s cannot be used: %v", uri, err)
+	}
+	f.store(key, keys, ttl)
+	return keys, nil
+}
+
+// CheckJWKSURI applies the rules for a jwks_uri: an absolute https URL without user information or fragment.
+func CheckJWKSURI(uri string) error {
+	u, err := url.Parse(uri)
+	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.Fragment != "" {
+		return refuse("jwks_uri %q must be an https URL without user information or fragment", uri)
+	}
+	return nil
+}
+
+func (f *Fetcher) hostAllowed(raw, what string) error {
+	u, _ := url.Parse(raw)
+	host := u.Hostname()
+	if hostMatches(host, f.cfg.DeniedHosts) || (len(f.cfg.AllowedHosts) > 0 && !hostMatches(host, f.cfg.AllowedHosts)) {
+		return refuse("this server does not accept %s hosted at %s", what, host)
+	}
+	return nil
+}
+
+// get fetches a small JSON resource with every protection of the package and returns its body and how long it
+// may be cached. what and fix word the errors ("the document", "serve the document at ... itself").
+func (f *Fetcher) get(ctx context.Context, target, what, fix string) ([]byte, time.Duration, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
 		return nil, 0, refuse("bad URL: %v", err)
 	}
@@ -209,34 +287,27 @@ func (f *Fetcher) fetch(ctx context.Context, clientID string) (*Document, time.D
 		case errors.As(err, &me):
 			return nil, 0, me
 		case errors.Is(err, errRedirect):
-			return nil, 0, refuse("%s redirects; serve the document at its client_id URL itself", clientID)
+			return nil, 0, refuse("%s redirects; %s", target, fix)
 		case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
-			return nil, 0, refuse("%s did not answer within %s", clientID, f.cfg.Timeout)
+			return nil, 0, refuse("%s did not answer within %s", target, f.cfg.Timeout)
 		}
-		return nil, 0, refuse("cannot fetch %s: %v", clientID, err)
+		return nil, 0, refuse("cannot fetch %s: %v", target, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, 0, refuse("%s answered HTTP %d, not 200", clientID, resp.StatusCode)
+		return nil, 0, refuse("%s answered HTTP %d, not 200", target, resp.StatusCode)
 	}
 	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "application/json" && !strings.HasSuffix(mt, "+json") {
-		return nil, 0, refuse("%s is served as %q, not application/json", clientID, mt)
+		return nil, 0, refuse("%s is served as %q, not application/json", target, mt)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, f.cfg.MaxBytes+1))
 	if err != nil {
-		return nil, 0, refuse("reading %s failed: %v", clientID, err)
+		return nil, 0, refuse("reading %s failed: %v", target, err)
 	}
 	if int64(len(body)) > f.cfg.MaxBytes {
-		return nil, 0, refuse("the document is larger than %d bytes", f.cfg.MaxBytes)
+		return nil, 0, refuse("%s is larger than %d bytes", what, f.cfg.MaxBytes)
 	}
-	var doc Document
-	if err := json.Unmarshal(body, &doc); err != nil {
-		return nil, 0, refuse("the document is not a JSON object of client metadata: %v", err)
-	}
-	if err := check(&doc, clientID); err != nil {
-		return nil, 0, err
-	}
-	return &doc, f.lifetime(resp.Header), nil
+	return body, f.lifetime(resp.Header), nil
 }
 
 func isTimeout(err error) bool {
@@ -254,12 +325,49 @@ func check(d *Document, clientID string) error {
 	case len(d.RedirectURIs) == 0:
 		return refuse("redirect_uris is required")
 	}
+	hasKeys := d.JWKSURI != "" || len(d.JWKS) > 0
 	switch d.TokenEndpointAuthMethod {
-	case "", "none":
-		d.TokenEndpointAuthMethod = "none"
+	case "", AuthNone:
+		d.TokenEndpointAuthMethod = AuthNone
+	case AuthPrivateKeyJWT:
+		if !hasKeys {
+			return refuse("token_endpoint_auth_method private_key_jwt needs the client's public keys: publish jwks_uri (or jwks)")
+		}
+	case "client_secret_basic", "client_secret_post", "client_secret_jwt":
+		return refuse("token_endpoint_auth_method %q needs a shared secret, which a published document cannot hold: use private_key_jwt or none", d.TokenEndpointAuthMethod)
 	default:
-		// Shared secrets cannot be published in a document; private_key_jwt is not implemented here.
-		return refuse("token_endpoint_auth_method %q is not supported for metadata-document clients: use none (a public client with PKCE)", d.TokenEndpointAuthMethod)
+		return refuse("token_endpoint_auth_method %q is not supported: use private_key_jwt or none", d.TokenEndpointAuthMethod)
+	}
+	if hasKeys {
+		if err := checkKeys(d); err != nil {
+			return err
+		}
+	}
+	// Further methods the client can use: those this server accepts too (private_key_jwt only with keys).
+	var also []string
+	for _, m := range d.TokenEndpointAuthMethodsSupported {
+		if m != d.TokenEndpointAuthMethod && !slices.Contains(also, m) && (m == AuthNone || (m == AuthPrivateKeyJWT && hasKeys)) {
+			also = append(also, m)
+		}
+	}
+	d.TokenEndpointAuthMethodsSupported = also
+	return nil
+}
+
+// checkKeys applies RFC 7591 §2 to a document's keys: jwks_uri or jwks, not both; a usable set; a known algorithm.
+func checkKeys(d *Document) error {
+	if d.JWKSURI != "" && len(d.JWKS) > 0 {
+		return refuse("jwks_uri and jwks must not both be present (RFC 7591 §2)")
+	}
+	if d.JWKSURI != "" {
+		if err := CheckJWKSURI(d.JWKSURI); err != nil {
+			return err
+		}
+	} else if _, err := jwk.ParseSet(d.JWKS); err != nil {
+		return refuse("jwks: %v", err)
+	}
+	if a := d.TokenEndpointAuthSigningAlg; a != "" && !slices.Contains(jwk.Algorithms, a) {
+		return refuse("token_endpoint_auth_signing_alg %q is not accepted (use one of %s)", a, strings.Join(jwk.Algorithms, ", "))
 	}
 	return nil
 }
@@ -287,30 +395,32 @@ func (f *Fetcher) lifetime(h http.Header) time.Duration {
 	return min(max(ttl, f.cfg.MinCache), f.cfg.MaxCache)
 }
 
-func (f *Fetcher) cached(u string) *Document {
+// cached returns a live cache entry's value (nil if none) and when it was fetched.
+func (f *Fetcher) cached(u string) (any, time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	el, ok := f.cache[u]
 	if !ok {
-		return nil
+		return nil, time.Time{}
 	}
 	e := el.Value.(*entry)
 	if time.Now().After(e.expires) {
 		f.order.Remove(el)
 		delete(f.cache, u)
-		return nil
+		return nil, time.Time{}
 	}
 	f.order.MoveToFront(el)
-	return e.doc
+	return e.value, e.fetched
 }
 
-func (f *Fetcher) store(u string, doc *Document, ttl time.Duration) {
+func (f *Fetcher) store(u string, v any, ttl time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if el, ok := f.cache[u]; ok {
 		f.order.Remove(el)
 	}
-	f.cache[u] = f.order.PushFront(&entry{url: u, doc: doc, expires: time.Now().Add(ttl)})
+	now := time.Now()
+	f.cache[u] = f.order.PushFront(&entry{url: u, value: v, fetched: now, expires: now.Add(ttl)})
 	for f.order.Len() > f.cfg.CacheEntries {
 		last := f.order.Back()
 		f.order.Remove(last)
