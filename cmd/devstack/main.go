@@ -57,6 +57,9 @@ Connect a client:
   MCP Inspector:  npx @modelcontextprotocol/inspector   (Transport: Streamable HTTP, URL: %s, then "Open Auth Settings" -> Quick OAuth Flow)
   Check:          curl -i %s   (401 with a WWW-Authenticate challenge)
 
+Operator commands work while it runs (through the authserver's admin socket), e.g.
+  AUTHSERVER_DATA_FILE=.cache/dev/authserver.jsonl go run ./authserver clients list
+
 State is kept in .cache/dev. Press Ctrl-C to stop.
 `, u, s.Issuer, u, u, u)
 	if *layout == "subdomain" {
