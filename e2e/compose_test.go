@@ -89,17 +89,27 @@ func TestComposeDeployment(t *testing.T) {
 		assert.Equal(t, []string{m}, s.Profiles)
 		router := strings.ReplaceAll(m, "-", "")
 		assert.Equal(t, "Host(`"+m+".example.com`)", s.Labels["traefik.http.routers."+router+".rule"])
-		assert.Equal(t, "mcp-cors,"+router+"-auth", s.Labels["traefik.http.routers."+router+".middlewares"])
+		assert.Equal(t, "mcp-cors,"+router+"-auth,mcp-backend-secret", s.Labels["traefik.http.routers."+router+".middlewares"],
+			"Traefik proves to streamproxy that the request came through the gateway")
 		prefix := "traefik.http.middlewares." + router + "-auth.plugin.mcpoauth."
 		assert.Equal(t, env["AUTHSERVER_ISSUER"], s.Labels[prefix+"issuer"], "the plugin trusts the authserver's issuer")
 		assert.Equal(t, "https://"+m+".example.com/mcp", s.Labels[prefix+"resource"])
 		assert.True(t, slices.Contains(s.Command, "--"), "streamproxy runs the server after --")
 		require.NotNil(t, s.Environment["STREAMPROXY_METRICS_LISTEN"], "%s serves metrics", m)
+		require.NotNil(t, s.Environment["STREAMPROXY_SECRET"])
+		assert.Equal(t, "change-me-too", *s.Environment["STREAMPROXY_SECRET"], "%s knows the secret Traefik sends", m)
 		assert.Empty(t, s.Ports, "%s is reached through Traefik only; its metrics stay internal", m)
 	}
 
+	// The stateful services keep each user's state apart by default.
+	assert.Contains(t, p.Services["mcp-memory"].Command, "MEMORY_FILE_PATH=/data/users/{user}/memory.json")
+	fs := p.Services["mcp-filesystem"].Command
+	assert.Equal(t, "/data/users/{user}", fs[slices.Index(fs, "--workdir")+1])
+	assert.Contains(t, fs, "--hide-client-roots", "no client's roots replace the user's directory")
+
 	// CORS for browser clients, and GitHub's code (in the callback's query) kept out of the access log.
 	labels := auth.Labels
+	assert.Equal(t, "change-me-too", labels["traefik.http.middlewares.mcp-backend-secret.headers.customrequestheaders.X-Streamproxy-Secret"])
 	assert.Contains(t, labels["traefik.http.middlewares.mcp-cors.headers.accesscontrolallowheaders"], "MCP-Protocol-Version")
 	assert.Contains(t, labels["traefik.http.middlewares.mcp-cors.headers.accesscontrolexposeheaders"], "WWW-Authenticate")
 	assert.Contains(t, labels["traefik.http.middlewares.mcp-cors.headers.accesscontrolexposeheaders"], "Mcp-Session-Id")
@@ -276,4 +286,13 @@ func TestComposeBuildContexts(t *testing.T) {
 		}
 	}
 	assert.Positive(t, built)
+}
+
+// One documented switch per service shares its state among all users instead (a team knowledge base).
+func TestComposeSharedState(t *testing.T) {
+	p, err := loadCompose(t, []string{"*"}, append(slices.Clone(secrets), "MEMORY_FILE=/data/memory.json", "FILESYSTEM_ROOT=/data"))
+	require.NoError(t, err)
+	assert.Contains(t, p.Services["mcp-memory"].Command, "MEMORY_FILE_PATH=/data/memory.json")
+	fs := p.Services["mcp-filesystem"].Command
+	assert.Equal(t, "/data", fs[slices.Index(fs, "--workdir")+1])
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -97,6 +98,7 @@ type stack struct {
 	*devstack.Stack
 	redis *testenv.Redis
 	logs  *logBuffer
+	state string // where the stateful MCP servers keep each user's state
 }
 
 func startStack(t *testing.T, layout string, authserverFlags ...string) stack {
@@ -109,20 +111,27 @@ func startStack(t *testing.T, layout string, authserverFlags ...string) stack {
 	diagAddr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	testenv.Start(t, "mcp-diagnostic", exec.Command(diag, "-addr", diagAddr, "-allowed-hosts", "*"))
 	testenv.WaitTCP(t, diagAddr, 10*time.Second)
+	state := t.TempDir()
 	s, err := devstack.Start(context.Background(), devstack.Options{
 		Root: testenv.RepoRoot(t), Port: testenv.FreePort(t), DataDir: t.TempDir(), RedisURL: redis.URL,
 		Log: io.MultiWriter(testLog{t}, logs), Layout: layout, AuthserverFlags: authserverFlags,
 		Services: []devstack.Service{
 			{Name: "everything", Command: []string{"node", filepath.Join(nm, "@modelcontextprotocol", "server-everything", "dist", "index.js")}},
 			{Name: "diagnostic", Addr: diagAddr},
-			// The suite opens a few dozen sessions per run and never ends them; a test may run it three times.
-			{Name: "conformance", Flags: []string{"--max-sessions", "500"},
+			// The suite opens a few dozen sessions per run, all one user's, and never ends them; a test may run it
+			// three times.
+			{Name: "conformance", Flags: []string{"--max-sessions", "500", "--max-per-user", "0"},
 				Command: []string{testenv.BuildBinary(t, "github.com/modelcontextprotocol/go-sdk/conformance/everything-server")}},
+			// Stateful servers as compose.yaml runs them: each user's state apart.
+			{Name: "memory", Flags: []string{"--env", "MEMORY_FILE_PATH=" + state + "/memory/users/{user}/memory.json"},
+				Command: []string{"node", filepath.Join(nm, "@modelcontextprotocol", "server-memory", "dist", "index.js")}},
+			{Name: "filesystem", Flags: []string{"--workdir", state + "/files/users/{user}", "--hide-client-roots"},
+				Command: []string{"node", filepath.Join(nm, "@modelcontextprotocol", "server-filesystem", "dist", "index.js"), "."}},
 		},
 	})
 	require.NoError(t, err)
 	t.Cleanup(s.Stop)
-	return stack{s, redis, logs}
+	return stack{s, redis, logs, state}
 }
 
 // accessLog returns Traefik's access log entries (JSON lines) from the stack's output.
@@ -363,6 +372,44 @@ func TestConformanceThroughTheGateway(t *testing.T) {
 	legacy := run(testenv.ConformanceAlpha, "--requirements", "2025-11-25")
 	assert.NoError(t, legacy.Err, "2025-11-25 required scenarios through the gateway:\n%s", legacy.Summary)
 	assert.GreaterOrEqual(t, len(legacy.Passed), 30, "%s", legacy.Summary)
+}
+
+// Each user's MCP server state is their own, through the whole gateway: alice's memory entity and file are
+// invisible to bob, bob's forged identity header does not reach them, and alice finds them again in a later session.
+func TestPerUserStateThroughTheGateway(t *testing.T) {
+	s := startStack(t, "path")
+	ctx := context.Background()
+	require.NoError(t, s.SetAllowedUsers(ctx, "alice,bob"))
+	const aliceID, bobID = 2000001, 2000002
+	memory, files := s.URLs["memory"], s.URLs["filesystem"]
+	text := func(r clientRun) string {
+		var b strings.Builder
+		for _, c := range r.Result.Content {
+			b.WriteString(c.Text)
+		}
+		return b.String()
+	}
+
+	require.NoError(t, s.SetGitHubUser(ctx, "alice", aliceID))
+	runClient(t, memory, "create_entities", `{"entities":[{"name":"alice-secret","entityType":"note","observations":["only for alice"]}]}`)
+	runClient(t, files, "write_file", `{"path":"diary.txt","content":"alice was here"}`)
+
+	require.NoError(t, s.SetGitHubUser(ctx, "bob", bobID))
+	assert.NotContains(t, text(runClient(t, memory, "read_graph", "{}")), "alice-secret", "bob does not see alice's graph")
+	assert.NotContains(t, text(runClient(t, memory, "read_graph", "{}", strconv.Itoa(aliceID))), "alice-secret",
+		"nor with alice's id in a forged X-User-Id")
+	assert.NotContains(t, text(runClient(t, files, "list_directory", `{"path":"."}`, strconv.Itoa(aliceID))), "diary.txt")
+	denied := runClient(t, files, "read_file", `{"path":"`+s.state+`/files/users/`+strconv.Itoa(aliceID)+`/diary.txt"}`)
+	assert.NotContains(t, text(denied), "alice was here", "bob cannot name alice's directory either")
+
+	require.NoError(t, s.SetGitHubUser(ctx, "alice", aliceID))
+	assert.Contains(t, text(runClient(t, memory, "read_graph", "{}")), "alice-secret", "alice's graph outlives her session")
+	assert.Contains(t, text(runClient(t, files, "read_file", `{"path":"diary.txt"}`)), "alice was here")
+	for _, dir := range []string{"memory/users/", "files/users/"} {
+		info, err := os.Stat(filepath.Join(s.state, dir+strconv.Itoa(aliceID)))
+		require.NoError(t, err)
+		assert.Equal(t, os.FileMode(0o700), info.Mode().Perm())
+	}
 }
 
 // bearer adds an access token to every request, as an OAuth-capable client does after its authorization.

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/stretchr/testify/assert"
@@ -90,16 +91,27 @@ func TestSecretFromTheGateway(t *testing.T) {
 	assert.Equal(t, 200, r.status)
 }
 
-// One user cannot take every process: beyond --max-per-user, 429; other users still get theirs.
+// One user cannot take every process: at --max-per-user, a new session recycles the user's least recently used idle
+// one; when all are busy, 429. Other users are not affected.
 func TestProcessesPerUser(t *testing.T) {
-	url := proxy(t, []string{"--max-per-user", "2"}, everything(t)...)
-	open(t, url, "X-User-Id", "1")
-	open(t, url, "X-User-Id", "1")
-	r := post(t, url, "", initBody, "X-User-Id", "1")
+	url := proxy(t, []string{"--max-per-user", "2"}, "sh", "-c", notifier)
+	first := open(t, url, "X-User-Id", testUser)
+	second := open(t, url, "X-User-Id", testUser)
+	ping := `{"jsonrpc":"2.0","id":5,"method":"ping"}`
+	require.Equal(t, 200, post(t, url, second, ping, "X-User-Id", testUser).status) // the first is now the least recently used
+	third := open(t, url, "X-User-Id", testUser)
+	assert.Equal(t, 404, post(t, url, first, ping, "X-User-Id", testUser).status, "the stale session was recycled")
+	assert.Equal(t, 200, post(t, url, second, ping, "X-User-Id", testUser).status)
+	assert.Equal(t, 200, post(t, url, third, ping, "X-User-Id", testUser).status)
+
+	// Busy sessions (a stream open) are never recycled: with both busy, the user gets 429.
+	_, stopA := stream(t, url, second, "")
+	defer stopA()
+	_, stopB := stream(t, url, third, "")
+	defer stopB()
+	r := post(t, url, "", initBody, "X-User-Id", testUser)
 	assert.Equal(t, http.StatusTooManyRequests, r.status)
 	assert.NotEmpty(t, r.header.Get("Retry-After"))
-	r = postModern(t, url, "1", modernBody(1, "server/discover", nil, map[string]any{}))
-	assert.Equal(t, http.StatusTooManyRequests, r.status, "the user's 2026-07-28 process counts too")
 	open(t, url, "X-User-Id", "2")
 }
 
@@ -134,4 +146,37 @@ func TestChildEnvironment(t *testing.T) {
 	assert.NotContains(t, env, "PROXY_ONLY_SECRET")
 	assert.Contains(t, env, "PASSED_ON=named")
 	assert.Contains(t, env, "PATH=")
+}
+
+// server-filesystem lets a client's roots replace the directory it was started in: any user could then name the
+// whole data volume. --hide-client-roots keeps the server from learning of them, so each user stays in their own.
+func TestHideClientRoots(t *testing.T) {
+	base := t.TempDir()
+	server := filepath.Join(testenv.NodeModules(t), "@modelcontextprotocol", "server-filesystem", "dist", "index.js")
+	allowed := func(hide bool) string {
+		flags := []string{"--workdir", base + "/users/{user}"}
+		if hide {
+			flags = append(flags, "--hide-client-roots")
+		}
+		url := proxy(t, flags, "node", server, ".")
+		client := mcp.NewClient(&mcp.Implementation{Name: "roots", Version: "1"}, nil)
+		client.AddRoots(&mcp.Root{URI: "file://" + base, Name: "everyone's data"})
+		cs, err := client.Connect(context.Background(), &mcp.StreamableClientTransport{Endpoint: url,
+			HTTPClient: &http.Client{Transport: userTransport{"1000001"}}}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+		require.NoError(t, err)
+		defer cs.Close()
+		var dirs string
+		// The server asks for roots right after initialization; give it a moment to apply them.
+		require.Eventually(t, func() bool {
+			res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "list_allowed_directories", Arguments: map[string]any{}})
+			require.NoError(t, err)
+			dirs = text(t, res)
+			return hide || !strings.Contains(dirs, "users")
+		}, 10*time.Second, 100*time.Millisecond)
+		return dirs
+	}
+	assert.NotContains(t, allowed(false), filepath.Join(base, "users"), "without the flag the client's root replaced the user's directory")
+	hidden := allowed(true)
+	assert.Contains(t, hidden, filepath.Join(base, "users", "1000001"))
+	assert.NotContains(t, strings.ReplaceAll(hidden, filepath.Join(base, "users", "1000001"), ""), base, "only the user's own directory")
 }

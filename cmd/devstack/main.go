@@ -31,14 +31,24 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	everything := filepath.Join(root, "testdata", "node", "node_modules", "@modelcontextprotocol", "server-everything", "dist", "index.js")
-	if _, err := os.Stat(everything); err != nil {
-		fail(fmt.Errorf("server-everything is not installed: run `go tool task deps`"))
+	servers := filepath.Join(root, "testdata", "node", "node_modules", "@modelcontextprotocol")
+	everything := filepath.Join(servers, "server-everything", "dist", "index.js")
+	memory := filepath.Join(servers, "server-memory", "dist", "index.js")
+	for _, p := range []string{everything, memory} {
+		if _, err := os.Stat(p); err != nil {
+			fail(fmt.Errorf("%s is not installed: run `go tool task deps`", p))
+		}
 	}
+	data := filepath.Join(root, ".cache", "dev")
 	fmt.Println("Starting the MCP OAuth Gateway dev stack (first start builds the binaries)...")
 	s, err := devstack.Start(ctx, devstack.Options{
-		Root: root, Port: *port, DataDir: filepath.Join(root, ".cache", "dev"), Log: os.Stderr, Layout: *layout,
-		Services: []devstack.Service{{Name: "everything", Command: []string{"node", everything}}},
+		Root: root, Port: *port, DataDir: data, Log: os.Stderr, Layout: *layout,
+		Services: []devstack.Service{
+			{Name: "everything", Command: []string{"node", everything}},
+			// A stateful server keeps each user's graph in a file of their own.
+			{Name: "memory", Command: []string{"node", memory},
+				Flags: []string{"--env", "MEMORY_FILE_PATH=" + filepath.Join(data, "memory", "users", "{user}", "memory.json")}},
+		},
 	})
 	if err != nil {
 		fail(err)
@@ -49,6 +59,7 @@ func main() {
 MCP OAuth Gateway (development) is running.
 
   MCP server (server-everything):  %s
+  MCP server (server-memory):      %s   (each user's graph is their own)
   Authorization server (issuer):   %s
   Logged-in user:                  dev-user (fake GitHub: every login succeeds, development only)
 
@@ -61,10 +72,10 @@ Operator commands work while it runs (through the authserver's admin socket), e.
   AUTHSERVER_DATA_FILE=.cache/dev/authserver.jsonl go run ./authserver clients list
 
 State is kept in .cache/dev. Press Ctrl-C to stop.
-`, u, s.Issuer, u, u, u)
+`, u, s.URLs["memory"], s.Issuer, u, u, u)
 	if *layout == "subdomain" {
 		fmt.Println("Subdomain layout: browsers resolve *.localhost to this machine; other programs may need /etc/hosts entries for" +
-			" auth.localhost and everything.localhost.")
+			" auth.localhost, everything.localhost and memory.localhost.")
 	}
 	<-ctx.Done()
 	fmt.Println("\nStopping...")

@@ -6,6 +6,7 @@ package devstack
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -56,6 +58,7 @@ type Stack struct {
 	opts     Options
 	bin      string
 	internal map[string]int // component -> port
+	secret   string         // between Traefik and streamproxy: only the gateway speaks for a user
 }
 
 type proc struct {
@@ -83,7 +86,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		o.AllowedUsers = "dev-user"
 	}
 	s := &Stack{opts: o, bin: filepath.Join(o.Root, ".cache", "bin"), URLs: map[string]string{}, Metrics: map[string]string{},
-		internal: map[string]int{}}
+		internal: map[string]int{}, secret: rand.Text()}
 	switch o.Layout {
 	case "", "path":
 		o.Layout = "path"
@@ -168,7 +171,7 @@ func (s *Stack) startAll(ctx context.Context) error {
 			"--log-format", "text", "--metrics-listen", fmt.Sprintf("127.0.0.1:%d", metricsPort)}, svc.Flags...)
 		s.Metrics["mcp-"+svc.Name] = fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)
 		args = append(append(args, "--"), svc.Command...)
-		if err := s.run(ctx, "mcp-"+svc.Name, args, nil, "streamproxy listening"); err != nil {
+		if err := s.run(ctx, "mcp-"+svc.Name, args, []string{"STREAMPROXY_SECRET=" + s.secret}, "streamproxy listening"); err != nil {
 			return err
 		}
 		backends[svc.Name] = fmt.Sprintf("http://127.0.0.1:%d", port)
@@ -265,7 +268,7 @@ log:
 	env := []string{
 		"GATEWAY_LAYOUT=" + s.opts.Layout, "GATEWAY_DOMAIN=localhost", "GATEWAY_SCHEME=http",
 		fmt.Sprintf("GATEWAY_PORT=%d", s.opts.Port), "GATEWAY_ENTRYPOINT=web", "GATEWAY_CERT_RESOLVER=none",
-		fmt.Sprintf("AUTHSERVER_URL=http://127.0.0.1:%d", s.internal["authserver"]),
+		fmt.Sprintf("AUTHSERVER_URL=http://127.0.0.1:%d", s.internal["authserver"]), "STREAMPROXY_SECRET=" + s.secret,
 	}
 	var names []string
 	for _, svc := range s.opts.Services {
@@ -358,16 +361,26 @@ func (s *Stack) Restart(ctx context.Context, name, ready string) error {
 
 // SetAllowedUsers restarts the authorization server with another allow list of GitHub logins.
 func (s *Stack) SetAllowedUsers(ctx context.Context, users string) error {
-	return s.restart(ctx, "authserver", "authserver listening", func(args []string) {
+	return s.restart(ctx, "authserver", "authserver listening", func(args []string) []string {
 		for i, a := range args[:len(args)-1] {
 			if a == "--allowed-github-users" {
 				args[i+1] = users
 			}
 		}
+		return args
 	})
 }
 
-func (s *Stack) restart(ctx context.Context, name, ready string, edit func(args []string)) error {
+// SetGitHubUser restarts the fake GitHub so that the next logins are another user's (GitHub login and numeric id):
+// a second person using the same gateway.
+func (s *Stack) SetGitHubUser(ctx context.Context, login string, id int64) error {
+	return s.restart(ctx, "fakegithub", "fake GitHub listening", func(args []string) []string {
+		return append(args, "-login", login, "-user-id", strconv.FormatInt(id, 10), "-name", login,
+			"-email", login+"@example.test")
+	})
+}
+
+func (s *Stack) restart(ctx context.Context, name, ready string, edit func(args []string) []string) error {
 	for i, p := range s.procs {
 		if p.name != name {
 			continue
@@ -377,9 +390,10 @@ func (s *Stack) restart(ctx context.Context, name, ready string, edit func(args 
 		s.procs = append(s.procs[:i], s.procs[i+1:]...)
 		args := slices.Clone(p.cmd.Args)
 		if edit != nil {
-			edit(args)
+			args = edit(args)
 		}
-		return s.run(ctx, name, args, nil, ready)
+		// The same environment: exec keeps the last value of a repeated variable, so these win over run's.
+		return s.run(ctx, name, args, p.cmd.Env, ready)
 	}
 	return errors.New("no component named " + name)
 }

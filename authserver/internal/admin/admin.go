@@ -149,14 +149,19 @@ func (a *Admin) Restore(ctx context.Context, r io.Reader, yes bool) error {
 
 // GenerateSecrets prints random values for the secrets a .env needs, as KEY=value lines (or JSON).
 func (a *Admin) GenerateSecrets() error {
-	redis, err := randomSecret()
-	if err != nil {
-		return err
+	secrets := map[string]string{}
+	for _, name := range []string{"REDIS_PASSWORD", "STREAMPROXY_SECRET"} {
+		v, err := randomSecret()
+		if err != nil {
+			return err
+		}
+		secrets[name] = v
 	}
 	if a.JSON {
-		return a.printJSON(map[string]string{"REDIS_PASSWORD": redis})
+		return a.printJSON(secrets)
 	}
-	_, err = fmt.Fprintf(a.Out, "# Generated %s; paste into .env\nREDIS_PASSWORD=%s\n", time.Now().UTC().Format(time.RFC3339), redis)
+	_, err := fmt.Fprintf(a.Out, "# Generated %s; paste into .env\nREDIS_PASSWORD=%s\nSTREAMPROXY_SECRET=%s\n",
+		time.Now().UTC().Format(time.RFC3339), secrets["REDIS_PASSWORD"], secrets["STREAMPROXY_SECRET"])
 	return err
 }
 

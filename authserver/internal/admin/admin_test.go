@@ -240,4 +240,6 @@ func TestGenerateSecrets(t *testing.T) {
 	require.NoError(t, json.Unmarshal(out.Bytes(), &b))
 	assert.Len(t, a["REDIS_PASSWORD"], 43, "32 random bytes, base64url")
 	assert.NotEqual(t, a["REDIS_PASSWORD"], b["REDIS_PASSWORD"])
+	assert.Len(t, a["STREAMPROXY_SECRET"], 43)
+	assert.NotEqual(t, a["REDIS_PASSWORD"], a["STREAMPROXY_SECRET"])
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"time"
@@ -179,12 +180,16 @@ func (h *Handler) send(w http.ResponseWriter, r *http.Request, wk *worker, q *mo
 		params[k] = v
 	}
 	var progressKey json.RawMessage
-	if pt, ok := q.Meta["progressToken"]; ok {
-		meta := make(map[string]json.RawMessage, len(q.Meta))
-		for k, v := range q.Meta {
-			meta[k] = v
-		}
+	meta := maps.Clone(q.Meta)
+	rewritten := false
+	if pt, ok := meta["progressToken"]; ok {
 		x.progress, progressKey, meta["progressToken"] = pt, x.key, x.key
+		rewritten = true
+	}
+	if caps, ok := meta[metaClientCapabilities]; ok && h.cfg.HideRoots {
+		meta[metaClientCapabilities], rewritten = withoutRoots(caps), true
+	}
+	if rewritten {
 		params["_meta"], _ = json.Marshal(meta)
 	}
 	raw, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": x.key, "method": q.Method, "params": params})
@@ -387,4 +392,22 @@ func (x *exchange) stream() {
 	if x.sse == nil {
 		x.sse = startSSE(x.w)
 	}
+}
+
+// withoutRoots removes the roots capability from a client's capabilities, so that the server never asks for roots
+// (HideRoots: a server such as server-filesystem would let the client's roots replace its configured directories).
+func withoutRoots(caps json.RawMessage) json.RawMessage {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(caps, &m) != nil {
+		return caps
+	}
+	if _, ok := m["roots"]; !ok {
+		return caps
+	}
+	delete(m, "roots")
+	out, err := json.Marshal(m)
+	if err != nil {
+		return caps
+	}
+	return out
 }

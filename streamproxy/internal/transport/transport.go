@@ -38,6 +38,7 @@ type Config struct {
 	AllowedOrigins []string      // browser origins allowed; "*" allows any; loopback origins are always allowed
 	MaxSessions    int           // processes in all, sessions and workers; beyond it: 503 with Retry-After
 	MaxPerUser     int           // processes of one user; beyond it: 429 with Retry-After
+	HideRoots      bool          // servers never learn that a client offers roots (see withoutRoots)
 	IdleTimeout    time.Duration // a session without activity this long ends; 0 keeps it
 	RequestTimeout time.Duration // 0: a request may run as long as the tool does
 	KeepAlive      time.Duration // SSE comment interval on idle streams
@@ -206,6 +207,9 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 		if sid != "" {
 			rpcError(w, http.StatusBadRequest, msg.ID, -32600, "initialize must be sent without Mcp-Session-Id")
 			return
+		}
+		if h.cfg.HideRoots {
+			body = hideRootsInInitialize(body)
 		}
 		h.initialize(w, r, body, msg)
 		return
@@ -566,4 +570,24 @@ func rpcErrorData(w http.ResponseWriter, status int, id json.RawMessage, code in
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]any{"jsonrpc": "2.0", "id": id, "error": e})
+}
+
+// hideRootsInInitialize removes the roots capability from an initialize request's client capabilities.
+func hideRootsInInitialize(body []byte) []byte {
+	var msg map[string]json.RawMessage
+	var params map[string]json.RawMessage
+	if json.Unmarshal(body, &msg) != nil || json.Unmarshal(msg["params"], &params) != nil {
+		return body
+	}
+	caps, ok := params["capabilities"]
+	if !ok {
+		return body
+	}
+	params["capabilities"] = withoutRoots(caps)
+	msg["params"], _ = json.Marshal(params)
+	out, err := json.Marshal(msg)
+	if err != nil {
+		return body
+	}
+	return out
 }

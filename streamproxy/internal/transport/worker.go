@@ -65,27 +65,42 @@ const (
 var (
 	errShuttingDown = errors.New("the proxy is shutting down")
 	errTooMany      = errors.New("too many MCP server processes")
-	errUserLimit    = errors.New("too many MCP server processes for this user")
+	errUserLimit    = errors.New("every MCP server process of this user is busy")
 )
 
-// roomLocked reports whether one more process fits, in all and for the user; h.mu is held.
+// roomLocked reports whether one more process fits, in all and for the user; h.mu is held. A user at their limit
+// gets their least recently used idle session recycled (clients that went away without DELETE leave sessions
+// behind until the idle timeout; its client, if it ever returns, gets 404 and initializes again); only a user whose
+// every process is busy is refused.
 func (h *Handler) roomLocked(user string) error {
-	if h.cfg.MaxSessions > 0 && len(h.sessions)+len(h.workers) >= h.cfg.MaxSessions {
-		return errTooMany
-	}
 	if h.cfg.MaxPerUser > 0 && user != "" {
 		n := 0
 		if h.workers[user] != nil {
 			n++
 		}
+		var oldest *session.Session
+		var oldestUse time.Time
 		for _, s := range h.sessions {
-			if s.UserID == user {
-				n++
+			if s.UserID != user {
+				continue
+			}
+			n++
+			if last, busy := s.IdleSince(); !busy && (oldest == nil || last.Before(oldestUse)) {
+				oldest, oldestUse = s, last
 			}
 		}
 		if n >= h.cfg.MaxPerUser {
-			return errUserLimit
+			if oldest == nil {
+				return errUserLimit
+			}
+			delete(h.sessions, oldest.ID)
+			h.cfg.Metrics.Expired()
+			h.log.Info("recycling the user's least recently used session", "session", oldest.ID[:8])
+			go oldest.Close(childGrace)
 		}
+	}
+	if h.cfg.MaxSessions > 0 && len(h.sessions)+len(h.workers) >= h.cfg.MaxSessions {
+		return errTooMany
 	}
 	return nil
 }
@@ -165,7 +180,7 @@ func (h *Handler) startWorker(ctx context.Context, wk *worker) error {
 		}
 		h.era.Store(eraLegacy)
 	}
-	return wk.initialize(ctx)
+	return wk.initialize(ctx, h.cfg.HideRoots)
 }
 
 // handshakeTimeout bounds a child's start: the server/discover probe and, for a legacy child, initialize.
@@ -203,12 +218,18 @@ func (wk *worker) probe(ctx context.Context) (bool, error) {
 // bridgedCapabilities is what the proxy declares to a legacy child: every server-to-client request it can carry to
 // a modern client as an input request. Per request, a client that did not declare the capability gets a clear error
 // in its place (bridge.go).
-var bridgedCapabilities = map[string]any{"elicitation": map[string]any{}, "sampling": map[string]any{}, "roots": map[string]any{}}
+func bridgedCapabilities(hideRoots bool) map[string]any {
+	caps := map[string]any{"elicitation": map[string]any{}, "sampling": map[string]any{}, "roots": map[string]any{}}
+	if hideRoots {
+		delete(caps, "roots")
+	}
+	return caps
+}
 
-func (wk *worker) initialize(ctx context.Context) error {
+func (wk *worker) initialize(ctx context.Context, hideRoots bool) error {
 	res, rpcErr, err := wk.request(ctx, "initialize", map[string]any{
 		"protocolVersion": SupportedVersions[0],
-		"capabilities":    bridgedCapabilities,
+		"capabilities":    bridgedCapabilities(hideRoots),
 		"clientInfo":      map[string]string{"name": "streamproxy", "version": "1"},
 	})
 	if err != nil {
@@ -391,7 +412,7 @@ func (h *Handler) refuse(w http.ResponseWriter, id json.RawMessage, err error) {
 		h.cfg.Metrics.Refused("user_limit")
 		w.Header().Set("Retry-After", "60")
 		rpcError(w, http.StatusTooManyRequests, id, -32000, fmt.Sprintf(
-			"this user has %d MCP server processes already: end unused sessions (DELETE) or wait for idle ones to end", h.cfg.MaxPerUser))
+			"this user's %d MCP server processes are all busy: wait for a request to finish, or end a session (DELETE)", h.cfg.MaxPerUser))
 	default:
 		h.cfg.Metrics.Refused("start_failed")
 		rpcError(w, http.StatusInternalServerError, id, -32603, "the MCP server could not be started")
