@@ -31,6 +31,7 @@ import (
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/admin"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/admin/service"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientlife"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientmeta"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/github"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
@@ -54,6 +55,7 @@ type settings struct {
 	ghClientID, ghClientSecret, ghWebURL, ghAPIURL                       string
 	allowedUsers, allowedOrgs, allowedTeams                              string
 	codeTTL, accessTTL, refreshTTL, clientTTL, authTTL, consentTTL       time.Duration
+	clientUnusedTTL                                                      time.Duration
 	deviceTTL, devicePoll                                                time.Duration
 	deviceAttempts                                                       float64
 	registerPerMinute                                                    float64
@@ -94,7 +96,10 @@ func flags(s *settings) *flag.FlagSet {
 	fs.DurationVar(&s.codeTTL, "code-lifetime", 60*time.Second, "authorization code lifetime")
 	fs.DurationVar(&s.accessTTL, "access-token-lifetime", time.Hour, "access token lifetime")
 	fs.DurationVar(&s.refreshTTL, "refresh-token-lifetime", 30*24*time.Hour, "refresh token lifetime")
-	fs.DurationVar(&s.clientTTL, "client-lifetime", 90*24*time.Hour, "lifetime of a registered client (0: never expires)")
+	fs.DurationVar(&s.clientTTL, "client-lifetime", 90*24*time.Hour,
+		"a registered client expires after this long without obtaining a token; each use starts it again (0: a used client never expires)")
+	fs.DurationVar(&s.clientUnusedTTL, "client-unused-lifetime", 24*time.Hour,
+		"a registered client that has not obtained any token expires this long after registering (0: --client-lifetime applies from registration)")
 	fs.DurationVar(&s.authTTL, "login-timeout", 10*time.Minute, "time a user has to log in and consent")
 	fs.DurationVar(&s.consentTTL, "consent-lifetime", 30*24*time.Hour, "how long an approval may be remembered (0: ask every time)")
 	fs.DurationVar(&s.deviceTTL, "device-code-lifetime", 10*time.Minute, "device flow (RFC 8628): time a user has to enter the code and approve")
@@ -262,14 +267,17 @@ func serve(s *settings, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// One guarded fetcher for client documents (CIMD) and client key sets (private_key_jwt jwks_uri).
+	fetcher, err := clientDocuments(s)
+	if err != nil {
+		return err
+	}
 	var documents *clientmeta.Fetcher
 	if s.cimd {
-		if documents, err = clientDocuments(s); err != nil {
-			return err
-		}
-		if s.cimdAllowPrivate {
-			log.Warn("client documents may come from private and loopback addresses (--cimd-allow-private-addresses): development only")
-		}
+		documents = fetcher
+	}
+	if s.cimdAllowPrivate {
+		log.Warn("client documents and keys may come from private and loopback addresses (--cimd-allow-private-addresses): development only")
 	}
 	if policy.Empty() {
 		log.Warn("no GitHub user, organization or team is allowed: every login will be refused; set --allowed-github-users")
@@ -318,10 +326,10 @@ func serve(s *settings, log *slog.Logger) error {
 		log.Info("no resources configured: protecting the MCP endpoints on the issuer's origin", "resources", resources, "patterns", patterns)
 	}
 	srv, err := oauth.New(oauth.Config{
-		ClientMetadata: documents,
-		Issuer:         s.issuer, Resources: resources, ResourcePatterns: patterns,
+		ClientMetadata: documents, ClientKeys: fetcher,
+		Issuer: s.issuer, Resources: resources, ResourcePatterns: patterns,
 		DefaultResource: s.defaultResource, Scopes: split(s.scopes),
-		CodeTTL: s.codeTTL, AccessTTL: s.accessTTL, RefreshTTL: s.refreshTTL, ClientTTL: s.clientTTL,
+		CodeTTL: s.codeTTL, AccessTTL: s.accessTTL, RefreshTTL: s.refreshTTL, Clients: clientlife.Policy{Unused: s.clientUnusedTTL, Idle: s.clientTTL},
 		AuthRequestTTL: s.authTTL, ConsentTTL: s.consentTTL,
 		RegisterPerMinute: s.registerPerMinute, RegisterBurst: s.registerBurst, TrustedProxies: proxies,
 		FeedPollInterval: 5 * time.Second, Metrics: m,

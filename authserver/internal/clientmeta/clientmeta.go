@@ -325,6 +325,9 @@ func check(d *Document, clientID string) error {
 	case len(d.RedirectURIs) == 0:
 		return refuse("redirect_uris is required")
 	}
+	if strings.TrimSpace(string(d.JWKS)) == "null" {
+		d.JWKS = nil
+	}
 	hasKeys := d.JWKSURI != "" || len(d.JWKS) > 0
 	switch d.TokenEndpointAuthMethod {
 	case "", AuthNone:

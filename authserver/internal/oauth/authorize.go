@@ -72,11 +72,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		fail("invalid_request", "code_challenge must be the base64url SHA-256 of the verifier (43 characters)")
 		return
 	}
-	scope, ok := s.requestedScope(q.Get("scope"), client)
-	if !ok {
-		fail("invalid_scope", "unknown scope requested; this server offers: "+strings.Join(s.cfg.Scopes, " "))
-		return
-	}
+	scope, ignored := s.grantScope(q.Get("scope"), client)
 	resource, problem := s.resolveResource(q["resource"])
 	if problem != "" {
 		fail("invalid_target", problem)
@@ -90,7 +86,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	ar := &store.AuthRequest{
 		ID: randomToken(24), ClientID: client.ID, RedirectURI: redirectURI, State: q.Get("state"),
-		CodeChallenge: challenge, Scope: scope, Resource: resource, CSRFToken: randomToken(24),
+		CodeChallenge: challenge, Scope: scope, IgnoredScope: ignored, Resource: resource, CSRFToken: randomToken(24),
 		CreatedAt: now, ExpiresAt: now.Add(s.cfg.AuthRequestTTL),
 	}
 	s.startLogin(w, r, ar)
@@ -105,29 +101,6 @@ func (s *Server) startLogin(w http.ResponseWriter, r *http.Request, ar *store.Au
 	http.SetCookie(w, &http.Cookie{Name: authCookie, Value: ar.ID, Path: "/", HttpOnly: true, Secure: s.secure,
 		SameSite: http.SameSiteLaxMode, MaxAge: int(s.cfg.AuthRequestTTL.Seconds())})
 	http.Redirect(w, r, s.github.AuthCodeURL(ar.ID), http.StatusFound)
-}
-
-// requestedScope checks the scope parameter: every scope must be offered (and allowed to the client, if it
-// registered a scope). An empty request gets the default: the client's registered scope or the server's first.
-func (s *Server) requestedScope(raw string, c *store.Client) (string, bool) {
-	allowed := s.cfg.Scopes
-	if c.Scope != "" {
-		allowed = strings.Fields(c.Scope)
-	}
-	req := strings.Fields(raw)
-	if len(req) == 0 {
-		if c.Scope != "" {
-			return c.Scope, true
-		}
-		return s.cfg.Scopes[0], true
-	}
-	for _, sc := range req {
-		if !slices.Contains(allowed, sc) {
-			return "", false
-		}
-	}
-	slices.Sort(req)
-	return strings.Join(slices.Compact(req), " "), true
 }
 
 // githubCallback is where GitHub returns the user.
@@ -217,7 +190,7 @@ func (s *Server) showConsent(w http.ResponseWriter, ar *store.AuthRequest, c *st
 	s.render(w, http.StatusOK, consentPage, map[string]any{
 		"Client": name, "ClientID": c.ID, "RedirectHost": host, "Resource": ar.Resource, "Device": device,
 		"Published": published, "LoopbackOnly": published != "" && loopbackOnly(c.RedirectURIs),
-		"Scopes": strings.Fields(ar.Scope), "User": ar.User.Login, "RequestID": ar.ID, "CSRF": ar.CSRFToken,
+		"Scopes": scopeDescriptions(ar.Scope), "Ignored": strings.Fields(ar.IgnoredScope), "User": ar.User.Login, "RequestID": ar.ID, "CSRF": ar.CSRFToken,
 		"Remember": s.cfg.ConsentTTL > 0 && device == "", "Action": s.cfg.Issuer + "/consent",
 	})
 }
@@ -380,7 +353,10 @@ such a description under any name: approve only if you just started this from a 
 Only approve if that code is on a screen in front of you right now.</p>
 {{else}}<p>After you approve, you will be sent to:<br><span class="host">{{.RedirectHost}}</span></p>{{end}}
 <p>MCP server: <code>{{.Resource}}</code></p>
-<p>Permissions: {{range .Scopes}}<code>{{.}}</code> {{end}}</p>
+<p>It will be allowed to:</p>
+<ul>{{range .Scopes}}<li><code>{{.Name}}</code>{{if .Text}}: {{.Text}}{{end}}</li>{{end}}</ul>
+{{if .Ignored}}<p style="color:#666;font-size:.9rem">It also asked for {{range .Ignored}}<code>{{.}}</code> {{end}}which this
+server does not offer it; that is not granted.</p>{{end}}
 <p style="color:#666;font-size:.9rem">Client id: <code>{{.ClientID}}</code>. Only approve if you started this connection yourself.</p>
 </div>
 <form method="post" action="{{.Action}}">

@@ -36,8 +36,9 @@ func (s *Server) lookupClient(ctx context.Context, id string) (*store.Client, er
 			return nil, &clientmeta.Error{Reason: "grant type " + g + " is not supported (use authorization_code and refresh_token)"}
 		}
 	}
-	return &store.Client{ID: id, Name: doc.ClientName, RedirectURIs: doc.RedirectURIs, TokenEndpointAuth: "none",
-		GrantTypes: grants, Metadata: map[string]any{"client_uri": doc.ClientURI}}, nil
+	return &store.Client{ID: id, Name: doc.ClientName, RedirectURIs: doc.RedirectURIs, TokenEndpointAuth: doc.TokenEndpointAuthMethod,
+		AlsoAuthMethods: doc.TokenEndpointAuthMethodsSupported, JWKSURI: doc.JWKSURI, JWKS: doc.JWKS,
+		AuthSigningAlg: doc.TokenEndpointAuthSigningAlg, GrantTypes: grants, Metadata: map[string]any{"client_uri": doc.ClientURI}}, nil
 }
 
 // documentHost is the host that published a metadata-document client ("" for registered clients): the one thing

@@ -58,11 +58,7 @@ func (s *Server) deviceAuthorization(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, "unauthorized_client", "this client did not register the grant type "+DeviceGrantType)
 		return
 	}
-	scope, ok := s.requestedScope(r.PostForm.Get("scope"), c)
-	if !ok {
-		oauthError(w, http.StatusBadRequest, "invalid_scope", "unknown scope requested; this server offers: "+strings.Join(s.cfg.Scopes, " "))
-		return
-	}
+	scope, _ := s.grantScope(r.PostForm.Get("scope"), c)
 	resource, problem := s.resolveResource(r.PostForm["resource"])
 	if problem != "" {
 		oauthError(w, http.StatusBadRequest, "invalid_target", problem)

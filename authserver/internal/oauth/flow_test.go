@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientlife"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientmeta"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/github"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
@@ -52,6 +53,8 @@ type env struct {
 	http   *http.Client
 	redis  *testenv.Redis
 	docs   *clientmeta.Fetcher // client metadata documents (CIMD); nil: off
+	keys   *clientmeta.Fetcher // client key sets (private_key_jwt jwks_uri); nil: inline keys only
+	life   clientlife.Policy   // registered clients' lifetimes; zero: the default below
 }
 
 type backendCase struct {
@@ -104,10 +107,11 @@ func (e *env) start(allowed string) {
 	require.NoError(t, km.Ensure(context.Background()))
 	srv, err := oauth.New(oauth.Config{
 		Issuer: issuer, Resources: []string{resource, otherMCP}, Scopes: []string{"mcp", "admin"},
-		CodeTTL: time.Minute, AccessTTL: time.Hour, RefreshTTL: 24 * time.Hour, ClientTTL: 24 * time.Hour,
+		CodeTTL: time.Minute, AccessTTL: time.Hour, RefreshTTL: 24 * time.Hour, Clients: e.lifetimes(),
 		AuthRequestTTL: 10 * time.Minute, ConsentTTL: time.Hour, RegisterPerMinute: 600, RegisterBurst: 50,
 		FeedPollInterval: 5 * time.Second,
 		ClientMetadata:   e.docs,
+		ClientKeys:       e.keys,
 		DeviceCodeTTL:    10 * time.Minute, DevicePollInterval: 5 * time.Second, DeviceAttemptsPerMinute: 600,
 	}, e.store, km, gh, quiet)
 	require.NoError(t, err)
@@ -115,6 +119,13 @@ func (e *env) start(allowed string) {
 	ts.Start()
 	t.Cleanup(ts.Close)
 	e.issuer = issuer
+}
+
+func (e *env) lifetimes() clientlife.Policy {
+	if e.life == (clientlife.Policy{}) {
+		return clientlife.Policy{Unused: time.Hour, Idle: 24 * time.Hour}
+	}
+	return e.life
 }
 
 func (e *env) register(meta map[string]any) (int, map[string]any) {
@@ -354,7 +365,7 @@ func testConfidentialClientsAndRevocation(t *testing.T, e *env) {
 	require.NotEmpty(t, secret)
 	assert.Contains(t, c, "registration_access_token")
 	assert.Equal(t, e.issuer+"/register/"+id, c["registration_client_uri"])
-	assert.Contains(t, c, "client_secret_expires_at")
+	assert.EqualValues(t, 0, c["client_secret_expires_at"], "the secret has no date; an unused registration ends instead")
 
 	p := newPKCE()
 	form := exchange(id, e.code(id, p), p)
@@ -474,7 +485,6 @@ func testAuthorizeRejections(t *testing.T, e *env) {
 		"no PKCE":           {authQuery(client, p, "code_challenge", ""), "invalid_request"},
 		"plain PKCE":        {authQuery(client, p, "code_challenge_method", "plain"), "invalid_request"},
 		"token flow":        {authQuery(client, p, "response_type", "token"), "unsupported_response_type"},
-		"unknown scope":     {authQuery(client, p, "scope", "mcp root"), "invalid_scope"},
 		"foreign resource":  {authQuery(client, p, "resource", "https://evil.example.com/mcp"), "invalid_target"},
 		"missing resource":  {authQuery(client, p, "resource", ""), "invalid_target"},
 		"user denies":       {authQuery(client, p), "access_denied"},
@@ -585,9 +595,14 @@ func testRegistrationRejections(t *testing.T, e *env) {
 		"javascript":         {map[string]any{"redirect_uris": []string{"javascript:alert(1)"}}, "invalid_redirect_uri"},
 		"data":               {map[string]any{"redirect_uris": []string{"data:text/html,hi"}}, "invalid_redirect_uri"},
 		"too many":           {map[string]any{"redirect_uris": strings.Split(strings.Repeat("https://a.example/cb,", 11), ",")[:11]}, "invalid_redirect_uri"},
-		"bad auth method":    {map[string]any{"redirect_uris": []string{redirectURI}, "token_endpoint_auth_method": "private_key_jwt"}, "invalid_client_metadata"},
+		"bad auth method":    {map[string]any{"redirect_uris": []string{redirectURI}, "token_endpoint_auth_method": "client_secret_jwt"}, "invalid_client_metadata"},
+		"keys missing":       {map[string]any{"redirect_uris": []string{redirectURI}, "token_endpoint_auth_method": "private_key_jwt"}, "invalid_client_metadata"},
+		"keys and uri":       {map[string]any{"redirect_uris": []string{redirectURI}, "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": "https://a.example/jwks", "jwks": map[string]any{"keys": []any{}}}, "invalid_client_metadata"},
+		"http jwks_uri":      {map[string]any{"redirect_uris": []string{redirectURI}, "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": "http://a.example/jwks"}, "invalid_client_metadata"},
+		"empty jwks":         {map[string]any{"redirect_uris": []string{redirectURI}, "token_endpoint_auth_method": "private_key_jwt", "jwks": map[string]any{"keys": []any{}}}, "invalid_client_metadata"},
+		"HMAC alg":           {map[string]any{"redirect_uris": []string{redirectURI}, "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": "https://a.example/jwks", "token_endpoint_auth_signing_alg": "HS256"}, "invalid_client_metadata"},
+		"keys without jwt":   {map[string]any{"redirect_uris": []string{redirectURI}, "token_endpoint_auth_method": "none", "jwks_uri": "https://a.example/jwks"}, "invalid_client_metadata"},
 		"implicit grant":     {map[string]any{"redirect_uris": []string{redirectURI}, "grant_types": []string{"implicit"}}, "invalid_client_metadata"},
-		"unknown scope":      {map[string]any{"redirect_uris": []string{redirectURI}, "scope": "root"}, "invalid_client_metadata"},
 		"name too long":      {map[string]any{"redirect_uris": []string{redirectURI}, "client_name": strings.Repeat("n", 500)}, "invalid_client_metadata"},
 		"not a list":         {map[string]any{"redirect_uris": "https://a.example/cb"}, "invalid_client_metadata"},
 		"private-use scheme": {map[string]any{"redirect_uris": []string{"com.example.app:/callback"}}, ""},
@@ -620,7 +635,10 @@ func TestMetadata(t *testing.T) {
 		assert.Equal(t, []any{"S256"}, m["code_challenge_methods_supported"])
 		assert.Equal(t, []any{"code"}, m["response_types_supported"])
 		assert.Equal(t, true, m["authorization_response_iss_parameter_supported"])
-		assert.ElementsMatch(t, []any{"none", "client_secret_basic", "client_secret_post"}, m["token_endpoint_auth_methods_supported"])
+		assert.ElementsMatch(t, []any{"none", "client_secret_basic", "client_secret_post", "private_key_jwt"}, m["token_endpoint_auth_methods_supported"])
+		assert.ElementsMatch(t, []any{"RS256", "PS256", "ES256"}, m["token_endpoint_auth_signing_alg_values_supported"])
+		assert.Contains(t, m["revocation_endpoint_auth_methods_supported"], "private_key_jwt")
+		assert.ElementsMatch(t, []any{"mcp", "admin", "offline_access"}, m["scopes_supported"])
 		for _, k := range []string{"authorization_endpoint", "token_endpoint", "registration_endpoint", "revocation_endpoint",
 			"introspection_endpoint", "jwks_uri", "revocation_feed_endpoint"} {
 			assert.True(t, strings.HasPrefix(m[k].(string), e.issuer+"/"), k)

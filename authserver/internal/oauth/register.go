@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientmeta"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/jwk"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 )
 
@@ -42,7 +44,11 @@ type clientMetadata struct {
 	SoftwareID              string   `json:"software_id,omitempty"`
 	SoftwareVersion         string   `json:"software_version,omitempty"`
 	ApplicationType         string   `json:"application_type,omitempty"`
-	// Sent by clients, ignored by this server (it signs nothing for clients and keeps no client keys).
+	// private_key_jwt (RFC 7523, RFC 7591 §2): the client's public keys, by URL or inline, and its algorithm.
+	JWKSURI                     string          `json:"jwks_uri,omitempty"`
+	JWKS                        json.RawMessage `json:"jwks,omitempty"`
+	TokenEndpointAuthSigningAlg string          `json:"token_endpoint_auth_signing_alg,omitempty"`
+	// Sent by clients, ignored by this server.
 	ClientSecret     string `json:"client_secret,omitempty"`
 	ClientIDIssuedAt int64  `json:"client_id_issued_at,omitempty"`
 	SecretExpiresAt  int64  `json:"client_secret_expires_at,omitempty"`
@@ -98,9 +104,12 @@ func (s *Server) validateMetadata(m *clientMetadata) error {
 	switch m.TokenEndpointAuthMethod {
 	case "":
 		m.TokenEndpointAuthMethod = "client_secret_basic" // RFC 7591 §2 default
-	case "none", "client_secret_basic", "client_secret_post":
+	case "none", "client_secret_basic", "client_secret_post", clientmeta.AuthPrivateKeyJWT:
 	default:
-		return badMetadata("token_endpoint_auth_method %q is not supported (use none, client_secret_basic or client_secret_post)", m.TokenEndpointAuthMethod)
+		return badMetadata("token_endpoint_auth_method %q is not supported (use none, client_secret_basic, client_secret_post or private_key_jwt)", m.TokenEndpointAuthMethod)
+	}
+	if err := s.validateKeys(m); err != nil {
+		return err
 	}
 	if len(m.GrantTypes) == 0 {
 		m.GrantTypes = []string{"authorization_code"}
@@ -119,13 +128,9 @@ func (s *Server) validateMetadata(m *clientMetadata) error {
 	if len(m.ResponseTypes) > 1 || (len(m.ResponseTypes) == 1 && m.ResponseTypes[0] != "code") {
 		return badMetadata(`response_types must be ["code"]`)
 	}
-	if m.Scope != "" {
-		for _, sc := range strings.Fields(m.Scope) {
-			if !slices.Contains(s.cfg.Scopes, sc) {
-				return badMetadata("scope %q is not offered by this server (offered: %s)", sc, strings.Join(s.cfg.Scopes, " "))
-			}
-		}
-	}
+	// Scopes this server does not offer are dropped rather than refused (RFC 7591 §2 lets the server replace the
+	// value; the response says what was registered), as at /authorize.
+	m.Scope = s.registeredScope(m.Scope)
 	for name, v := range map[string]string{"client_name": m.ClientName, "software_id": m.SoftwareID, "software_version": m.SoftwareVersion} {
 		if len(v) > maxStringLength {
 			return badMetadata("%s is longer than %d characters", name, maxStringLength)
@@ -155,6 +160,47 @@ func (s *Server) validateMetadata(m *clientMetadata) error {
 
 // validateRedirectURI applies OAuth 2.1 §2.3.1 and RFC 8252: https, http on a loopback host, or a private-use
 // scheme for native apps; never fragments, credentials, wildcards or script-like schemes.
+// validateKeys checks the private_key_jwt metadata: keys are required for it (jwks_uri or jwks, not both, RFC 7591
+// §2), an inline set must hold a usable key, and the algorithm must be one this server verifies.
+func (s *Server) validateKeys(m *clientMetadata) error {
+	if strings.TrimSpace(string(m.JWKS)) == "null" {
+		m.JWKS = nil
+	}
+	hasKeys := m.JWKSURI != "" || len(m.JWKS) > 0
+	if m.TokenEndpointAuthMethod != clientmeta.AuthPrivateKeyJWT {
+		if hasKeys || m.TokenEndpointAuthSigningAlg != "" {
+			return badMetadata("jwks_uri, jwks and token_endpoint_auth_signing_alg are only for token_endpoint_auth_method private_key_jwt")
+		}
+		return nil
+	}
+	switch {
+	case !hasKeys:
+		return badMetadata("private_key_jwt needs the client's public keys: send jwks_uri (or jwks)")
+	case m.JWKSURI != "" && len(m.JWKS) > 0:
+		return badMetadata("jwks_uri and jwks must not both be present (RFC 7591 §2)")
+	case m.JWKSURI != "":
+		if err := clientmeta.CheckJWKSURI(m.JWKSURI); err != nil {
+			return badMetadata("%s", strings.TrimPrefix(err.Error(), "client metadata document: "))
+		}
+		if s.cfg.ClientKeys == nil {
+			return badMetadata("this server does not fetch client keys: send them inline as jwks")
+		}
+	default:
+		if _, err := jwk.ParseSet(m.JWKS); err != nil {
+			return badMetadata("jwks: %v", err)
+		}
+	}
+	if a := m.TokenEndpointAuthSigningAlg; a != "" && !slices.Contains(jwk.Algorithms, a) {
+		return badMetadata("token_endpoint_auth_signing_alg %q is not accepted (use one of %s)", a, strings.Join(jwk.Algorithms, ", "))
+	}
+	return nil
+}
+
+// usesSecret reports whether a token endpoint auth method authenticates with a client secret.
+func usesSecret(method string) bool {
+	return method == "client_secret_basic" || method == "client_secret_post"
+}
+
 func validateRedirectURI(raw string) error {
 	if len(raw) > maxURILength {
 		return badRedirect("redirect URI longer than %d characters", maxURILength)
@@ -229,12 +275,9 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now()
-	c := &store.Client{ID: randomToken(16), IssuedAt: now}
-	if s.cfg.ClientTTL > 0 {
-		c.ExpiresAt = now.Add(s.cfg.ClientTTL)
-	}
+	c := &store.Client{ID: randomToken(16), IssuedAt: now, ExpiresAt: s.cfg.Clients.AtRegistration(now)}
 	secret := ""
-	if m.TokenEndpointAuthMethod != "none" {
+	if usesSecret(m.TokenEndpointAuthMethod) {
 		secret = randomToken(32)
 		c.SecretHash = store.HashSecret(secret)
 	}
@@ -262,6 +305,7 @@ func applyMetadata(c *store.Client, m *clientMetadata) {
 	c.GrantTypes = m.GrantTypes
 	c.Name = m.ClientName
 	c.Scope = m.Scope
+	c.JWKSURI, c.JWKS, c.AuthSigningAlg = m.JWKSURI, m.JWKS, m.TokenEndpointAuthSigningAlg
 	c.Metadata = map[string]any{}
 	for k, v := range map[string]any{"response_types": m.ResponseTypes, "client_uri": m.ClientURI, "logo_uri": m.LogoURI,
 		"contacts": m.Contacts, "tos_uri": m.TosURI, "policy_uri": m.PolicyURI, "software_id": m.SoftwareID,
@@ -296,12 +340,19 @@ func (s *Server) clientResponse(c *store.Client) map[string]any {
 	if c.Scope != "" {
 		resp["scope"] = c.Scope
 	}
+	if c.JWKSURI != "" {
+		resp["jwks_uri"] = c.JWKSURI
+	}
+	if len(c.JWKS) > 0 {
+		resp["jwks"] = c.JWKS
+	}
+	if c.AuthSigningAlg != "" {
+		resp["token_endpoint_auth_signing_alg"] = c.AuthSigningAlg
+	}
 	if c.SecretHash != "" {
-		var exp int64 // 0: the secret lives as long as the client
-		if !c.ExpiresAt.IsZero() {
-			exp = c.ExpiresAt.Unix()
-		}
-		resp["client_secret_expires_at"] = exp
+		// 0: the secret has no date of its own. The registration ends when it goes unused (clientlife); the token
+		// endpoint then answers invalid_client, and the client registers again.
+		resp["client_secret_expires_at"] = 0
 	}
 	resp["registration_client_uri"] = s.cfg.Issuer + "/register/" + url.PathEscape(c.ID)
 	return resp
@@ -360,8 +411,8 @@ func (s *Server) updateClient(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, "invalid_request", "the body's client_id must be this client's id (RFC 7592 §2.2)")
 		return
 	}
-	if (m.TokenEndpointAuthMethod == "none") != (c.SecretHash == "") {
-		oauthError(w, http.StatusBadRequest, "invalid_client_metadata", "a client cannot switch between public and confidential; register a new one")
+	if usesSecret(m.TokenEndpointAuthMethod) != (c.SecretHash != "") {
+		oauthError(w, http.StatusBadRequest, "invalid_client_metadata", "a client cannot switch between authenticating with a secret and without one; register a new one")
 		return
 	}
 	applyMetadata(c, m)

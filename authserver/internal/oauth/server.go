@@ -23,8 +23,11 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientauth"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientlife"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientmeta"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/github"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/jwk"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/metrics"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
@@ -42,9 +45,9 @@ type Config struct {
 	CodeTTL        time.Duration
 	AccessTTL      time.Duration
 	RefreshTTL     time.Duration
-	ClientTTL      time.Duration // 0: clients never expire
-	AuthRequestTTL time.Duration // time a user has to log in and consent
-	ConsentTTL     time.Duration // how long an approval is remembered (0: ask every time)
+	Clients        clientlife.Policy // when registered clients expire: never used, or idle
+	AuthRequestTTL time.Duration     // time a user has to log in and consent
+	ConsentTTL     time.Duration     // how long an approval is remembered (0: ask every time)
 
 	RegisterPerMinute float64 // registrations per client IP
 	RegisterBurst     int
@@ -58,16 +61,22 @@ type Config struct {
 	Metrics *metrics.Metrics // nil: not counted
 
 	ClientMetadata *clientmeta.Fetcher // resolves URL client ids (CIMD); nil: only registered clients
+	// ClientKeys fetches the key sets (jwks_uri) of private_key_jwt clients, registered or not; nil: only clients
+	// whose keys are inline (jwks) can use private_key_jwt. Usually the same fetcher as ClientMetadata.
+	ClientKeys *clientmeta.Fetcher
+	// AssertionMaxLifetime bounds how far ahead a client assertion's exp may be (0: clientauth's default, 10 min).
+	AssertionMaxLifetime time.Duration
 }
 
 // Server holds the handlers' dependencies.
 type Server struct {
-	cfg    Config
-	store  store.Store
-	keys   *keys.Manager
-	github *github.Provider
-	log    *slog.Logger
-	secure bool // issuer is https: cookies are Secure
+	cfg        Config
+	store      store.Store
+	keys       *keys.Manager
+	github     *github.Provider
+	log        *slog.Logger
+	secure     bool // issuer is https: cookies are Secure
+	assertions *clientauth.Verifier
 
 	limMu    sync.Mutex
 	limiters map[string]*limiterEntry
@@ -100,7 +109,8 @@ func New(cfg Config, st store.Store, km *keys.Manager, gh *github.Provider, log 
 		return nil, errors.New("no scopes configured")
 	}
 	return &Server{cfg: cfg, store: st, keys: km, github: gh, log: log, secure: u.Scheme == "https",
-		limiters: map[string]*limiterEntry{}}, nil
+		assertions: &clientauth.Verifier{JTIs: st, MaxLifetime: cfg.AssertionMaxLifetime},
+		limiters:   map[string]*limiterEntry{}}, nil
 }
 
 // Handler returns the routes.
@@ -108,6 +118,10 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/oauth-authorization-server", s.cors(s.metadata))
 	mux.HandleFunc("GET /.well-known/openid-configuration", s.cors(s.metadata))
+	// Some clients (ChatGPT has been reported doing it) derive the metadata address from the MCP URL, inserting its
+	// path (RFC 8414 §3.1 style): the same document answers there, issuer and all.
+	mux.HandleFunc("GET /.well-known/oauth-authorization-server/{path...}", s.cors(s.metadata))
+	mux.HandleFunc("GET /.well-known/openid-configuration/{path...}", s.cors(s.metadata))
 	mux.HandleFunc("GET /.well-known/jwks.json", s.cors(s.jwks))
 	mux.HandleFunc("POST /register", s.cors(s.register))
 	mux.HandleFunc("GET /register/{id}", s.cors(s.readClient))
@@ -151,26 +165,30 @@ func (s *Server) cors(next http.HandlerFunc) http.HandlerFunc {
 
 func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
 	i := s.cfg.Issuer
+	auth := []string{"none", "client_secret_basic", "client_secret_post", clientmeta.AuthPrivateKeyJWT}
 	writeJSON(w, http.StatusOK, map[string]any{
-		"issuer":                                         i,
-		"authorization_endpoint":                         i + "/authorize",
-		"token_endpoint":                                 i + "/token",
-		"registration_endpoint":                          i + "/register",
-		"revocation_endpoint":                            i + "/revoke",
-		"introspection_endpoint":                         i + "/introspect",
-		"jwks_uri":                                       i + "/.well-known/jwks.json",
-		"revocation_feed_endpoint":                       i + "/revocations",
-		"device_authorization_endpoint":                  i + "/device_authorization",
-		"response_types_supported":                       []string{"code"},
-		"response_modes_supported":                       []string{"query"},
-		"grant_types_supported":                          []string{"authorization_code", "refresh_token", DeviceGrantType},
-		"code_challenge_methods_supported":               []string{"S256"},
-		"token_endpoint_auth_methods_supported":          []string{"none", "client_secret_basic", "client_secret_post"},
-		"revocation_endpoint_auth_methods_supported":     []string{"none", "client_secret_basic", "client_secret_post"},
-		"introspection_endpoint_auth_methods_supported":  []string{"client_secret_basic", "client_secret_post", "none"},
-		"scopes_supported":                               s.cfg.Scopes,
-		"authorization_response_iss_parameter_supported": true,
-		"client_id_metadata_document_supported":          s.cfg.ClientMetadata != nil,
+		"issuer":                                                   i,
+		"authorization_endpoint":                                   i + "/authorize",
+		"token_endpoint":                                           i + "/token",
+		"registration_endpoint":                                    i + "/register",
+		"revocation_endpoint":                                      i + "/revoke",
+		"introspection_endpoint":                                   i + "/introspect",
+		"jwks_uri":                                                 i + "/.well-known/jwks.json",
+		"revocation_feed_endpoint":                                 i + "/revocations",
+		"device_authorization_endpoint":                            i + "/device_authorization",
+		"response_types_supported":                                 []string{"code"},
+		"response_modes_supported":                                 []string{"query"},
+		"grant_types_supported":                                    []string{"authorization_code", "refresh_token", DeviceGrantType},
+		"code_challenge_methods_supported":                         []string{"S256"},
+		"token_endpoint_auth_methods_supported":                    auth,
+		"token_endpoint_auth_signing_alg_values_supported":         jwk.Algorithms,
+		"revocation_endpoint_auth_methods_supported":               auth,
+		"revocation_endpoint_auth_signing_alg_values_supported":    jwk.Algorithms,
+		"introspection_endpoint_auth_methods_supported":            auth,
+		"introspection_endpoint_auth_signing_alg_values_supported": jwk.Algorithms,
+		"scopes_supported":                                         s.scopesSupported(),
+		"authorization_response_iss_parameter_supported":           true,
+		"client_id_metadata_document_supported":                    s.cfg.ClientMetadata != nil,
 	})
 }
 

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientmeta"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 )
@@ -28,67 +28,6 @@ type AccessClaims struct {
 	Username string `json:"username,omitempty"`
 	Name     string `json:"name,omitempty"`
 	Email    string `json:"email,omitempty"`
-}
-
-// authenticateClient checks the client's credentials by its registered method (OAuth 2.1 §2.4). On failure it has
-// answered and returns nil.
-func (s *Server) authenticateClient(w http.ResponseWriter, r *http.Request) *store.Client {
-	id, secret, basic := r.BasicAuth()
-	if basic {
-		// RFC 6749 §2.3.1: the Basic credentials are form-urlencoded.
-		id, _ = url.QueryUnescape(id)
-		secret, _ = url.QueryUnescape(secret)
-		if f := r.PostForm.Get("client_id"); f != "" && f != id {
-			s.clientFailed(w, basic, "client_id in the form differs from the Basic credentials")
-			return nil
-		}
-	} else {
-		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
-	}
-	if id == "" {
-		s.clientFailed(w, basic, "client authentication is required: send client_id (and the secret, for confidential clients)")
-		return nil
-	}
-	c, err := s.lookupClient(r.Context(), id)
-	if me, ok := asDocumentError(err); ok {
-		s.clientFailed(w, basic, me.Error())
-		return nil
-	}
-	if errors.Is(err, store.ErrNotFound) {
-		s.clientFailed(w, basic, "unknown client: register again")
-		return nil
-	}
-	if err != nil {
-		s.storeFailed(w, r, "read client", err)
-		return nil
-	}
-	if !c.ExpiresAt.IsZero() && time.Now().After(c.ExpiresAt) {
-		s.clientFailed(w, basic, "the client's registration has expired: register again")
-		return nil
-	}
-	method := "client_secret_post"
-	switch {
-	case basic:
-		method = "client_secret_basic"
-	case secret == "":
-		method = "none"
-	}
-	if method != c.TokenEndpointAuth {
-		s.clientFailed(w, basic, fmt.Sprintf("this client authenticates with %s, not %s", c.TokenEndpointAuth, method))
-		return nil
-	}
-	if c.SecretHash != "" && subtle.ConstantTimeCompare([]byte(c.SecretHash), []byte(store.HashSecret(secret))) != 1 {
-		s.clientFailed(w, basic, "wrong client secret")
-		return nil
-	}
-	return c
-}
-
-func (s *Server) clientFailed(w http.ResponseWriter, basic bool, desc string) {
-	if basic {
-		w.Header().Set("WWW-Authenticate", `Basic realm="token"`)
-	}
-	oauthError(w, http.StatusUnauthorized, "invalid_client", desc)
 }
 
 // clientForm reads a form-encoded request from an authenticated client (token, revoke, introspect). On failure it
@@ -225,14 +164,8 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, c *store.Client
 		oauthError(w, http.StatusBadRequest, "invalid_grant", "GitHub user "+old.User.Login+" is no longer allowed to use this server")
 		return
 	}
-	scope := old.Scope
-	if req := f.Get("scope"); req != "" {
-		if !covers(old.Scope, req) {
-			oauthError(w, http.StatusBadRequest, "invalid_scope", "a refresh can only narrow the granted scope")
-			return
-		}
-		scope = strings.Join(strings.Fields(req), " ")
-	}
+	// A refresh may narrow the grant (RFC 6749 §6); scopes it names that were not granted are ignored, never added.
+	scope := narrowScope(old.Scope, f.Get("scope"))
 	if res := f["resource"]; len(res) > 0 {
 		if got, problem := s.resolveResource(res); problem != "" || got != old.Resource {
 			oauthError(w, http.StatusBadRequest, "invalid_target", "resource differs from the one authorized")
@@ -302,7 +235,23 @@ func (s *Server) issueTokens(w http.ResponseWriter, r *http.Request, c *store.Cl
 		grant = "device_code"
 	}
 	s.cfg.Metrics.Issued(grant)
+	s.recordUse(ctx, c, now)
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// recordUse notes that a registered client obtained tokens, which keeps its registration alive (clientlife). A
+// failure costs nothing but an earlier expiry, so it is logged and the tokens are still returned.
+func (s *Server) recordUse(ctx context.Context, c *store.Client, now time.Time) {
+	if clientmeta.IsURL(c.ID) {
+		return // a metadata-document client is not stored
+	}
+	exp, write := s.cfg.Clients.AfterUse(c, now)
+	if !write {
+		return
+	}
+	if err := s.store.TouchClient(ctx, c.ID, now, exp); err != nil {
+		s.log.WarnContext(ctx, "cannot record the client's use", "client_id", c.ID, "err", err)
+	}
 }
 
 func (s *Server) signAccess(ctx context.Context, clientID string, u store.User, scope, resource string, now time.Time) (string, string, error) {

@@ -80,7 +80,10 @@ type AuthRequest struct {
 	State         string `json:"state,omitempty"`
 	CodeChallenge string `json:"code_challenge"`
 	Scope         string `json:"scope"`
-	Resource      string `json:"resource"`
+	// IgnoredScope lists the scopes the client asked for that are not granted (unknown here, or not the client's),
+	// for the consent page.
+	IgnoredScope string `json:"ignored_scope,omitempty"`
+	Resource     string `json:"resource"`
 	// DeviceUserCode is set when the request approves a device grant (RFC 8628) instead of redirecting to a client.
 	DeviceUserCode string    `json:"device_user_code,omitempty"`
 	User           *User     `json:"user,omitempty"` // set after login

@@ -1,0 +1,181 @@
+package oauth
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientauth"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientmeta"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/jwk"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
+)
+
+// Client authentication at the token, revocation, introspection and device endpoints (OAuth 2.1 §2.4): a client
+// authenticates the way it registered (or its metadata document declares), with exactly one method per request:
+//
+//   - none: client_id only (public clients, PKCE protects the code);
+//   - client_secret_basic / client_secret_post: the registered secret;
+//   - private_key_jwt (RFC 7523 §2.2): client_assertion_type urn:ietf:params:oauth:client-assertion-type:jwt-bearer
+//     and a client_assertion signed with a key the client published (jwks_uri or jwks); client_id may be omitted,
+//     the assertion's iss names the client.
+//
+// A metadata-document client may also use the other methods its document lists that this server accepts (a
+// document preferring private_key_jwt that also lists none may use either).
+
+// authMethod is how a request authenticates, and with what.
+type authMethod struct {
+	name      string // none, client_secret_basic, client_secret_post, private_key_jwt
+	clientID  string
+	secret    string
+	assertion string
+}
+
+// presentedAuth reads the credentials of a request. It refuses a request that uses more than one method (RFC 6749
+// §2.3: invalid_request) or names two different clients (invalid_client); problem says why.
+func presentedAuth(r *http.Request) (m authMethod, code, problem string) {
+	f := r.PostForm
+	user, pass, basic := r.BasicAuth()
+	assertType, assertion := f.Get("client_assertion_type"), f.Get("client_assertion")
+	secret := f.Get("client_secret")
+	used := 0
+	for _, b := range []bool{basic, assertType != "" || assertion != "", secret != ""} {
+		if b {
+			used++
+		}
+	}
+	if used > 1 {
+		return m, "invalid_request", "use one client authentication method per request (RFC 6749 §2.3): Basic credentials, client_secret or client_assertion"
+	}
+	m = authMethod{name: "none", clientID: f.Get("client_id")}
+	switch {
+	case basic:
+		// RFC 6749 §2.3.1: the Basic credentials are form-urlencoded.
+		id, _ := url.QueryUnescape(user)
+		pw, _ := url.QueryUnescape(pass)
+		if m.clientID != "" && m.clientID != id {
+			return m, "invalid_client", "client_id in the form differs from the Basic credentials (whose user is the form-urlencoded client_id, RFC 6749 §2.3.1)"
+		}
+		m = authMethod{name: "client_secret_basic", clientID: id, secret: pw}
+	case assertType != "" || assertion != "":
+		if assertType != clientauth.AssertionType {
+			return m, "invalid_request", "client_assertion_type must be " + clientauth.AssertionType
+		}
+		if assertion == "" {
+			return m, "invalid_request", "client_assertion is required with client_assertion_type"
+		}
+		iss, err := clientauth.Issuer(assertion)
+		if err != nil {
+			return m, "invalid_client", err.Error()
+		}
+		if m.clientID != "" && m.clientID != iss {
+			return m, "invalid_client", "client_id differs from the client assertion's iss"
+		}
+		m = authMethod{name: clientmeta.AuthPrivateKeyJWT, clientID: iss, assertion: assertion}
+	case secret != "":
+		m.name, m.secret = "client_secret_post", secret
+	}
+	return m, "", ""
+}
+
+// authenticateClient checks the client's credentials. On failure it has answered and returns nil.
+func (s *Server) authenticateClient(w http.ResponseWriter, r *http.Request) *store.Client {
+	m, code, problem := presentedAuth(r)
+	_, _, basic := r.BasicAuth()
+	switch code {
+	case "invalid_request":
+		oauthError(w, http.StatusBadRequest, code, problem)
+		return nil
+	case "invalid_client":
+		s.clientFailed(w, basic, problem)
+		return nil
+	}
+	if m.clientID == "" {
+		s.clientFailed(w, basic, "client authentication is required: send client_id (and the secret or client assertion, for confidential clients)")
+		return nil
+	}
+	c, err := s.lookupClient(r.Context(), m.clientID)
+	if me, ok := asDocumentError(err); ok {
+		s.clientFailed(w, basic, me.Error())
+		return nil
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		s.clientFailed(w, basic, "unknown client: register again")
+		return nil
+	}
+	if err != nil {
+		s.storeFailed(w, r, "read client", err)
+		return nil
+	}
+	if !c.ExpiresAt.IsZero() && time.Now().After(c.ExpiresAt) {
+		s.clientFailed(w, basic, "the client's registration has expired: register again")
+		return nil
+	}
+	accepted := append([]string{c.TokenEndpointAuth}, c.AlsoAuthMethods...)
+	if !slices.Contains(accepted, m.name) {
+		s.clientFailed(w, basic, fmt.Sprintf("this client authenticates with %s, not %s", strings.Join(accepted, " or "), m.name))
+		return nil
+	}
+	switch m.name {
+	case "client_secret_basic", "client_secret_post":
+		if c.SecretHash == "" || subtle.ConstantTimeCompare([]byte(c.SecretHash), []byte(store.HashSecret(m.secret))) != 1 {
+			s.clientFailed(w, basic, "wrong client secret")
+			return nil
+		}
+	case clientmeta.AuthPrivateKeyJWT:
+		err := s.assertions.Verify(r.Context(), clientauth.Request{
+			ClientID: c.ID, Alg: c.AuthSigningAlg, Keys: s.clientKeys(c), Assertion: m.assertion,
+			// The issuer and the token endpoint (RFC 7523 §3), and the endpoint this request went to.
+			Audiences: slices.Compact([]string{s.cfg.Issuer, s.cfg.Issuer + "/token", s.cfg.Issuer + r.URL.Path}),
+		})
+		var ae *clientauth.Error
+		me, isDoc := asDocumentError(err)
+		switch {
+		case errors.As(err, &ae):
+			s.log.InfoContext(r.Context(), "client assertion refused", "client_id", c.ID, "reason", ae.Reason)
+			s.clientFailed(w, false, ae.Error())
+			return nil
+		case isDoc:
+			s.log.InfoContext(r.Context(), "client keys unusable", "client_id", c.ID, "reason", me.Reason)
+			s.clientFailed(w, false, "the client's keys cannot be used: "+me.Reason)
+			return nil
+		case err != nil:
+			s.storeFailed(w, r, "check client assertion", err)
+			return nil
+		}
+	}
+	return c
+}
+
+// clientKeys is where a private_key_jwt client's public keys come from: its inline set, or its jwks_uri through the
+// guarded fetcher.
+func (s *Server) clientKeys(c *store.Client) clientauth.Keys {
+	return func(ctx context.Context, fresh bool) ([]jwk.Key, error) {
+		switch {
+		case len(c.JWKS) > 0:
+			keys, err := jwk.ParseSet(c.JWKS)
+			if err != nil {
+				return nil, &clientmeta.Error{Reason: "jwks: " + err.Error()}
+			}
+			return keys, nil
+		case c.JWKSURI != "" && s.cfg.ClientKeys != nil:
+			return s.cfg.ClientKeys.JWKS(ctx, c.JWKSURI, fresh)
+		}
+		return nil, &clientmeta.Error{Reason: "the client has no keys this server can read (jwks_uri or jwks)"}
+	}
+}
+
+// clientFailed answers a failed client authentication: 401 invalid_client (RFC 6749 §5.2), which tells clients such
+// as Claude.ai and the MCP SDKs to register again.
+func (s *Server) clientFailed(w http.ResponseWriter, basic bool, desc string) {
+	if basic {
+		w.Header().Set("WWW-Authenticate", `Basic realm="token"`)
+	}
+	oauthError(w, http.StatusUnauthorized, "invalid_client", desc)
+}
