@@ -69,6 +69,7 @@ func (a *Admin) ShowClient(ctx context.Context, id string) error {
 	fmt.Fprintf(tw, "scope\t%s\n", orDash(v.Scope))
 	fmt.Fprintf(tw, "registered\t%s\n", v.IssuedAt.UTC().Format(time.RFC3339))
 	fmt.Fprintf(tw, "expires\t%s\n", stamp(v.ExpiresAt))
+	fmt.Fprintf(tw, "last used\t%s\n", stamp(v.LastUsedAt))
 	return tw.Flush()
 }
 

@@ -7,13 +7,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/admin/service"
 )
 
 // Commands names the subcommands Run handles, for the authserver's command dispatch and its --help.
 var Commands = map[string]string{
-	"clients":          "clients list | show ID | delete ID --yes | revoke ID --yes: registered clients",
+	"clients":          "clients list | show ID | delete ID --yes | revoke ID --yes | purge [--unused-for D] [--idle-for D] [--dry-run] --yes: registered clients",
 	"tokens":           "tokens list --user ID | --client ID; tokens revoke --user ID | --client ID --yes: a user's or a client's grants",
 	"purge":            "purge: remove expired records now",
 	"backup":           "backup [--out FILE]: write the whole store as versioned JSON lines (stdout by default)",
@@ -40,6 +41,9 @@ func Run(ctx context.Context, args []string, open Opener, stdout io.Writer) erro
 	client := fs.String("client", "", "client id (tokens revoke)")
 	out := fs.String("out", "", "backup file to write (default stdout)")
 	in := fs.String("in", "", "backup file to read (restore)")
+	unusedFor := fs.Duration("unused-for", 24*time.Hour, "clients purge: remove clients never used and registered longer ago than this (0: off; the server's --client-unused-lifetime default)")
+	idleFor := fs.Duration("idle-for", 90*24*time.Hour, "clients purge: remove clients last used longer ago than this (0: off; the server's --client-lifetime default)")
+	dryRun := fs.Bool("dry-run", false, "clients purge: list what would be removed, remove nothing")
 	fs.Usage = func() { fmt.Fprintf(stdout, "usage: authserver %s\n", Commands[name]); fs.PrintDefaults() }
 	// Flags may come before or after positional arguments (`clients delete ID --yes`).
 	var positional []string
@@ -76,12 +80,15 @@ func Run(ctx context.Context, args []string, open Opener, stdout io.Writer) erro
 	}
 	switch name {
 	case "clients":
-		sub, err := arg(0, "list, show, delete or revoke")
+		sub, err := arg(0, "list, show, delete, revoke or purge")
 		if err != nil {
 			return err
 		}
 		if sub == "list" {
 			return a.ListClients(ctx)
+		}
+		if sub == "purge" {
+			return a.PurgeClients(ctx, service.PurgeClientsOptions{UnusedFor: *unusedFor, IdleFor: *idleFor, DryRun: *dryRun}, *yes)
 		}
 		id, err := arg(1, "the client id")
 		if err != nil {

@@ -38,7 +38,7 @@ func New(st store.Store, km *keys.Manager, o Options) *Local {
 
 func viewOf(c *store.Client) Client {
 	return Client{ID: c.ID, Name: c.Name, AuthMethod: c.TokenEndpointAuth, RedirectURIs: c.RedirectURIs,
-		GrantTypes: c.GrantTypes, Scope: c.Scope, IssuedAt: c.IssuedAt, ExpiresAt: c.ExpiresAt}
+		GrantTypes: c.GrantTypes, Scope: c.Scope, IssuedAt: c.IssuedAt, ExpiresAt: c.ExpiresAt, LastUsedAt: c.LastUsedAt}
 }
 
 // ListClients implements Service.

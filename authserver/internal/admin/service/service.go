@@ -34,6 +34,8 @@ type Service interface {
 	ListGrants(ctx context.Context, f GrantFilter) ([]Grant, error)
 	// Purge removes expired records now and returns how many.
 	Purge(ctx context.Context) (int, error)
+	// PurgeClients deletes registered clients nobody uses (never used, or idle), keeping those with live grants.
+	PurgeClients(ctx context.Context, o PurgeClientsOptions) (PurgedClients, error)
 	// Backup writes the whole store in the store's dump format.
 	Backup(ctx context.Context, w io.Writer) error
 	// Restore loads a dump (from either backend) into the store.
@@ -52,6 +54,7 @@ type Client struct {
 	Scope        string    `json:"scope,omitempty"`
 	IssuedAt     time.Time `json:"issued_at"`
 	ExpiresAt    time.Time `json:"expires_at,omitzero"`
+	LastUsedAt   time.Time `json:"last_used_at,omitzero"` // zero: never obtained a token (or not since uses were recorded)
 }
 
 // GrantFilter selects grants by user (GitHub numeric id) or by client; a grant matching either is listed.

@@ -89,6 +89,11 @@ func (c *Client) Purge(ctx context.Context) (int, error) {
 	return out.Count, err
 }
 
+// PurgeClients implements service.Service.
+func (c *Client) PurgeClients(ctx context.Context, o service.PurgeClientsOptions) (service.PurgedClients, error) {
+	return call[service.PurgedClients](ctx, c, cmdPurgeClients, o)
+}
+
 // RotateKeys implements service.Service.
 func (c *Client) RotateKeys(ctx context.Context, activateAfter time.Duration) (service.KeyRotation, error) {
 	return call[service.KeyRotation](ctx, c, cmdRotateKeys, rotateArg{ActivateAfter: activateAfter})

@@ -143,6 +143,9 @@ func Handler(svc service.Service, log *slog.Logger) http.Handler {
 		return svc.ListGrants(ctx, f)
 	})
 	rpc(h, cmdPurge, func(ctx context.Context, _ struct{}) (countOut, error) { return count(svc.Purge(ctx)) })
+	rpc(h, cmdPurgeClients, func(ctx context.Context, o service.PurgeClientsOptions) (service.PurgedClients, error) {
+		return svc.PurgeClients(ctx, o)
+	})
 	rpc(h, cmdRotateKeys, func(ctx context.Context, a rotateArg) (service.KeyRotation, error) {
 		return svc.RotateKeys(ctx, a.ActivateAfter)
 	})

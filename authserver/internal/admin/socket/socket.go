@@ -35,6 +35,7 @@ const (
 	cmdRevokeUser   = "users.revoke"
 	cmdListGrants   = "grants.list"
 	cmdPurge        = "purge"
+	cmdPurgeClients = "clients.purge"
 	cmdBackup       = "backup"
 	cmdRestore      = "restore"
 	cmdRotateKeys   = "keys.rotate"
