@@ -41,9 +41,6 @@ func Dial(ctx context.Context, path string) (*Client, error) {
 	return &Client{path: path, hc: &http.Client{Transport: tr}}, nil
 }
 
-// Path is the socket the client talks to.
-func (c *Client) Path() string { return c.path }
-
 // Close releases the client's connection.
 func (c *Client) Close() error {
 	c.hc.CloseIdleConnections()
