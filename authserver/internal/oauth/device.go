@@ -160,7 +160,7 @@ func (s *Server) deviceSubmit(w http.ResponseWriter, r *http.Request) {
 		s.render(w, status, devicePage, map[string]any{"Code": typed, "Error": msg, "Action": s.cfg.Issuer + "/device"})
 	}
 	// Every attempt counts against the address, so user codes cannot be enumerated (RFC 8628 §5.1).
-	if !s.allow("device:"+s.clientIP(r), s.cfg.DeviceAttemptsPerMinute, 10) {
+	if !s.allowFrom(s.deviceLimit, r) {
 		w.Header().Set("Retry-After", "60")
 		retry(http.StatusTooManyRequests, "Too many attempts from your network. Wait a minute and try again.")
 		return

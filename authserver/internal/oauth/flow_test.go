@@ -55,6 +55,7 @@ type env struct {
 	docs   *clientmeta.Fetcher // client metadata documents (CIMD); nil: off
 	keys   *clientmeta.Fetcher // client key sets (private_key_jwt jwks_uri); nil: inline keys only
 	life   clientlife.Policy   // registered clients' lifetimes; zero: the default below
+	tweak  func(*oauth.Config) // changes the configuration before the server starts; nil: none
 }
 
 type backendCase struct {
@@ -105,7 +106,7 @@ func (e *env) start(allowed string) {
 	require.NoError(t, err)
 	km := &keys.Manager{Store: e.store, MaxTokenLifetime: time.Hour}
 	require.NoError(t, km.Ensure(context.Background()))
-	srv, err := oauth.New(oauth.Config{
+	cfg := oauth.Config{
 		Issuer: issuer, Resources: []string{resource, otherMCP}, Scopes: []string{"mcp", "admin"},
 		CodeTTL: time.Minute, AccessTTL: time.Hour, RefreshTTL: 24 * time.Hour, Clients: e.lifetimes(),
 		AuthRequestTTL: 10 * time.Minute, ConsentTTL: time.Hour, RegisterPerMinute: 600, RegisterBurst: 50,
@@ -113,7 +114,11 @@ func (e *env) start(allowed string) {
 		ClientMetadata:   e.docs,
 		ClientKeys:       e.keys,
 		DeviceCodeTTL:    10 * time.Minute, DevicePollInterval: 5 * time.Second, DeviceAttemptsPerMinute: 600,
-	}, e.store, km, gh, quiet)
+	}
+	if e.tweak != nil {
+		e.tweak(&cfg)
+	}
+	srv, err := oauth.New(cfg, e.store, km, gh, quiet)
 	require.NoError(t, err)
 	ts.Config.Handler = srv.Handler()
 	ts.Start()

@@ -18,10 +18,7 @@ import (
 	"net/url"
 	"path"
 	"strings"
-	"sync"
 	"time"
-
-	"golang.org/x/time/rate"
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientauth"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientlife"
@@ -30,6 +27,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/jwk"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/metrics"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/ratelimit"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 	"github.com/mcp-oauth-gateway/gateway/internal/observe"
 )
@@ -78,13 +76,9 @@ type Server struct {
 	secure     bool // issuer is https: cookies are Secure
 	assertions *clientauth.Verifier
 
-	limMu    sync.Mutex
-	limiters map[string]*limiterEntry
-}
-
-type limiterEntry struct {
-	lim  *rate.Limiter
-	seen time.Time
+	// Per-address limits (ratelimit.AddressKey: IPv6 by /64), each bounded in memory.
+	registerLimit *ratelimit.Limiter // POST /register
+	deviceLimit   *ratelimit.Limiter // user codes typed at /device
 }
 
 // New checks the configuration and returns the server.
@@ -109,8 +103,9 @@ func New(cfg Config, st store.Store, km *keys.Manager, gh *github.Provider, log 
 		return nil, errors.New("no scopes configured")
 	}
 	return &Server{cfg: cfg, store: st, keys: km, github: gh, log: log, secure: u.Scheme == "https",
-		assertions: &clientauth.Verifier{JTIs: st, MaxLifetime: cfg.AssertionMaxLifetime},
-		limiters:   map[string]*limiterEntry{}}, nil
+		assertions:    &clientauth.Verifier{JTIs: st, MaxLifetime: cfg.AssertionMaxLifetime},
+		registerLimit: ratelimit.New(cfg.RegisterPerMinute, cfg.RegisterBurst),
+		deviceLimit:   ratelimit.New(cfg.DeviceAttemptsPerMinute, 10)}, nil
 }
 
 // Handler returns the routes.
@@ -277,33 +272,14 @@ func (s *Server) trusted(a netip.Addr) bool {
 	return false
 }
 
-// allowRegistration applies the per-IP registration rate limit.
+// allowRegistration applies the per-address registration rate limit.
 func (s *Server) allowRegistration(ip string) bool {
-	return s.allow("register:"+ip, s.cfg.RegisterPerMinute, s.cfg.RegisterBurst)
+	return s.registerLimit.Allow(ratelimit.AddressKey(ip))
 }
 
-// allow takes one token from the rate limiter of key (perMinute <= 0: unlimited).
-func (s *Server) allow(key string, perMinute float64, burst int) bool {
-	if perMinute <= 0 {
-		return true
-	}
-	s.limMu.Lock()
-	defer s.limMu.Unlock()
-	now := time.Now()
-	if len(s.limiters) > 10000 {
-		for k, e := range s.limiters {
-			if now.Sub(e.seen) > 10*time.Minute {
-				delete(s.limiters, k)
-			}
-		}
-	}
-	e := s.limiters[key]
-	if e == nil {
-		e = &limiterEntry{lim: rate.NewLimiter(rate.Limit(perMinute/60), max(1, burst))}
-		s.limiters[key] = e
-	}
-	e.seen = now
-	return e.lim.Allow()
+// allowFrom takes one event from l for the request's caller address.
+func (s *Server) allowFrom(l *ratelimit.Limiter, r *http.Request) bool {
+	return l.Allow(ratelimit.AddressKey(s.clientIP(r)))
 }
 
 // canonicalResource normalises an MCP server URL the way RFC 8707 and the MCP spec describe: lowercase scheme and
