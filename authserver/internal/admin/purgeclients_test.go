@@ -33,7 +33,7 @@ func TestClientsPurge(t *testing.T) {
 			add("idle", now.Add(-200*24*time.Hour), now.Add(-100*24*time.Hour), soon)
 			add("active", now.Add(-200*24*time.Hour), now.Add(-time.Hour), soon)
 			add("operator", now.Add(-300*24*time.Hour), time.Time{}, time.Time{}) // registered to never expire
-			seed(t, s, "legacy") // an older registration: no recorded use, but a live grant
+			seed(t, s, "legacy")                                                  // an older registration: no recorded use, but a live grant
 			legacy, err := s.GetClient(ctx, "legacy")
 			require.NoError(t, err)
 			legacy.IssuedAt, legacy.ExpiresAt = now.Add(-30*24*time.Hour), soon
