@@ -156,6 +156,22 @@ func testPrivateKeyJWT(t *testing.T, e *env) {
 	assert.Equal(t, http.StatusBadRequest, status)
 	assert.Equal(t, "invalid_request", out["error"])
 
+	// Malformed client authentication: a clear error, nothing consumed.
+	f = refreshForm(strict, "x")
+	f.Set("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:saml2-bearer")
+	f.Set("client_assertion", "x")
+	status, out, _ = e.tokenRequest(f, "", "")
+	assert.Equal(t, http.StatusBadRequest, status)
+	assert.Equal(t, "invalid_request", out["error"])
+	assert.Contains(t, out["error_description"], "client_assertion_type must be")
+	status, out, _ = e.tokenRequest(withAssertion(refreshForm(strict, "x"), "not-a-jwt"), "", "")
+	assert.Equal(t, http.StatusUnauthorized, status)
+	assert.Equal(t, "invalid_client", out["error"])
+	assert.Contains(t, out["error_description"], "not a JWT")
+	status, out = e.register(map[string]any{"redirect_uris": []string{redirectURI}, "token_endpoint_auth_method": "private_key_jwt", "jwks": nil})
+	assert.Equal(t, http.StatusBadRequest, status)
+	assert.Contains(t, out["error_description"], "needs the client's public keys")
+
 	// A document that also lists none may use either.
 	p = newPKCE()
 	status, tok, _ = e.tokenRequest(exchange(lenient, e.code(lenient, p), p), "", "")
