@@ -34,6 +34,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientlife"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientmeta"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/github"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/grant"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/metrics"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/oauth"
@@ -55,6 +56,9 @@ type settings struct {
 	ghClientID, ghClientSecret, ghWebURL, ghAPIURL                       string
 	allowedUsers, allowedOrgs, allowedTeams                              string
 	codeTTL, accessTTL, refreshTTL, clientTTL, authTTL, consentTTL       time.Duration
+	grantMaxAge                                                          time.Duration
+	refreshLimit                                                         int
+	feedListen                                                           string
 	clientUnusedTTL                                                      time.Duration
 	deviceTTL, devicePoll                                                time.Duration
 	deviceAttempts                                                       float64
@@ -95,7 +99,16 @@ func flags(s *settings) *flag.FlagSet {
 	fs.StringVar(&s.allowedTeams, "allowed-github-teams", "", "comma-separated org/team slugs whose members are allowed in")
 	fs.DurationVar(&s.codeTTL, "code-lifetime", 60*time.Second, "authorization code lifetime")
 	fs.DurationVar(&s.accessTTL, "access-token-lifetime", time.Hour, "access token lifetime")
-	fs.DurationVar(&s.refreshTTL, "refresh-token-lifetime", 30*24*time.Hour, "refresh token lifetime")
+	fs.DurationVar(&s.refreshTTL, "refresh-token-lifetime", 30*24*time.Hour, "refresh token lifetime (each refresh starts it again, up to --grant-max-age)")
+	fs.DurationVar(&s.grantMaxAge, "grant-max-age", 30*24*time.Hour,
+		"a grant (the refresh tokens rotated from one login) ends this long after the login, however often it refreshes; the user then logs in again, "+
+			"which checks organization and team membership anew")
+	fs.IntVar(&s.refreshLimit, "refresh-limit", 30,
+		"refreshes one grant may make per access-token lifetime (0: unlimited); it bounds the access tokens a grant holds at once, "+
+			"and so what revoking it adds to the revocation feed")
+	fs.StringVar(&s.feedListen, "feed-listen", "",
+		"serve the revocation feed (/revocations) on this separate, internal address for the gateway's plugins, and not on --listen "+
+			"(empty: on --listen)")
 	fs.DurationVar(&s.clientTTL, "client-lifetime", 90*24*time.Hour,
 		"a registered client expires after this long without obtaining a token; each use starts it again (0: a used client never expires)")
 	fs.DurationVar(&s.clientUnusedTTL, "client-unused-lifetime", 24*time.Hour,
@@ -260,6 +273,12 @@ func serve(s *settings, log *slog.Logger) error {
 	if s.issuer == "" {
 		return errors.New("--issuer is required: the public URL of this server, e.g. https://auth.example.com")
 	}
+	if s.grantMaxAge <= 0 {
+		return errors.New("--grant-max-age must be positive: every grant ends, so that a login's checks are made again")
+	}
+	if s.refreshLimit < 0 {
+		return errors.New("--refresh-limit must be 0 (unlimited) or more")
+	}
 	if s.ghClientID == "" || s.ghClientSecret == "" {
 		return errors.New("--github-client-id and --github-client-secret are required (a GitHub OAuth app; see docs/github.md)")
 	}
@@ -329,10 +348,11 @@ func serve(s *settings, log *slog.Logger) error {
 		ClientMetadata: documents, ClientKeys: fetcher,
 		Issuer: s.issuer, Resources: resources, ResourcePatterns: patterns,
 		DefaultResource: s.defaultResource, Scopes: split(s.scopes),
+		Grants:  grant.Policy{MaxAge: s.grantMaxAge, RefreshLimit: s.refreshLimit, Window: s.accessTTL},
 		CodeTTL: s.codeTTL, AccessTTL: s.accessTTL, RefreshTTL: s.refreshTTL, Clients: clientlife.Policy{Unused: s.clientUnusedTTL, Idle: s.clientTTL},
 		AuthRequestTTL: s.authTTL, ConsentTTL: s.consentTTL,
 		RegisterPerMinute: s.registerPerMinute, RegisterBurst: s.registerBurst, TrustedProxies: proxies,
-		FeedPollInterval: 5 * time.Second, Metrics: m,
+		FeedPollInterval: 5 * time.Second, SeparateFeed: s.feedListen != "", Metrics: m,
 		DeviceCodeTTL: s.deviceTTL, DevicePollInterval: s.devicePoll, DeviceAttemptsPerMinute: s.deviceAttempts,
 	}, st, km, gh, log)
 	if err != nil {
@@ -349,6 +369,11 @@ func serve(s *settings, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	if s.feedListen != "" {
+		if err := serveFeed(ctx, s.feedListen, srv, log); err != nil {
+			return err
+		}
+	}
 	hs := &http.Server{Handler: observe.Handler(srv.Handler(), log, observe.NewMetrics(reg, "authserver")), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 	go func() {
@@ -362,6 +387,26 @@ func serve(s *settings, log *slog.Logger) error {
 	if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	return nil
+}
+
+// serveFeed serves the revocation feed on its own listener until ctx ends.
+func serveFeed(ctx context.Context, addr string, srv *oauth.Server, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--feed-listen: %w", err)
+	}
+	hs := &http.Server{Handler: srv.FeedHandler(), ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = hs.Close()
+	}()
+	go func() {
+		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			log.Error("revocation feed listener stopped", "err", err)
+		}
+	}()
+	log.Info("revocation feed listening", "addr", ln.Addr().String())
 	return nil
 }
 

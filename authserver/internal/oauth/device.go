@@ -130,7 +130,7 @@ func (s *Server) deviceToken(w http.ResponseWriter, r *http.Request, c *store.Cl
 	}
 	switch g.Status {
 	case store.DeviceApproved:
-		s.issueTokens(w, r, c, g.FamilyID, *g.User, g.Scope, g.Resource, "")
+		s.issueTokens(w, r, c, g.FamilyID, *g.User, g.Scope, g.Resource, nil)
 	case store.DeviceDenied:
 		oauthError(w, http.StatusBadRequest, "access_denied", "the user denied the request")
 	default:

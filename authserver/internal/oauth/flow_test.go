@@ -56,6 +56,7 @@ type env struct {
 	keys   *clientmeta.Fetcher // client key sets (private_key_jwt jwks_uri); nil: inline keys only
 	life   clientlife.Policy   // registered clients' lifetimes; zero: the default below
 	tweak  func(*oauth.Config) // changes the configuration before the server starts; nil: none
+	srv    *oauth.Server       // the server start made last
 }
 
 type backendCase struct {
@@ -121,6 +122,7 @@ func (e *env) start(allowed string) {
 	srv, err := oauth.New(cfg, e.store, km, gh, quiet)
 	require.NoError(t, err)
 	ts.Config.Handler = srv.Handler()
+	e.srv = srv
 	ts.Start()
 	t.Cleanup(ts.Close)
 	e.issuer = issuer

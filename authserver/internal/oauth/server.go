@@ -24,6 +24,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientlife"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientmeta"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/github"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/grant"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/jwk"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/metrics"
@@ -43,6 +44,7 @@ type Config struct {
 	CodeTTL        time.Duration
 	AccessTTL      time.Duration
 	RefreshTTL     time.Duration
+	Grants         grant.Policy      // a grant's maximum age and refresh rate (Window: the access-token lifetime)
 	Clients        clientlife.Policy // when registered clients expire: never used, or idle
 	AuthRequestTTL time.Duration     // time a user has to log in and consent
 	ConsentTTL     time.Duration     // how long an approval is remembered (0: ask every time)
@@ -51,6 +53,9 @@ type Config struct {
 	RegisterBurst     int
 	TrustedProxies    []netip.Prefix // X-Forwarded-For is read only from these peers
 	FeedPollInterval  time.Duration
+	// SeparateFeed: the revocation feed is served by FeedHandler on a listener of its own (an internal address), and
+	// neither served by Handler nor advertised in the metadata.
+	SeparateFeed bool
 
 	DeviceCodeTTL           time.Duration // lifetime of a device code (RFC 8628)
 	DevicePollInterval      time.Duration // least time between a device's polls
@@ -102,6 +107,9 @@ func New(cfg Config, st store.Store, km *keys.Manager, gh *github.Provider, log 
 	if len(cfg.Scopes) == 0 {
 		return nil, errors.New("no scopes configured")
 	}
+	if cfg.Grants.Window <= 0 {
+		cfg.Grants.Window = cfg.AccessTTL
+	}
 	return &Server{cfg: cfg, store: st, keys: km, github: gh, log: log, secure: u.Scheme == "https",
 		assertions:    &clientauth.Verifier{JTIs: st, MaxLifetime: cfg.AssertionMaxLifetime},
 		registerLimit: ratelimit.New(cfg.RegisterPerMinute, cfg.RegisterBurst),
@@ -131,12 +139,36 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /device", s.deviceSubmit)
 	mux.HandleFunc("POST /revoke", s.cors(s.revoke))
 	mux.HandleFunc("POST /introspect", s.cors(s.introspect))
-	mux.HandleFunc("GET /revocations", s.cors(s.feed))
+	if !s.cfg.SeparateFeed {
+		mux.HandleFunc("GET /revocations", s.cors(s.feed))
+	}
 	mux.HandleFunc("GET /verify", s.verify)
 	mux.HandleFunc("POST /verify", s.verify)
 	mux.HandleFunc("GET /health", s.health)
 	mux.HandleFunc("OPTIONS /", s.cors(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	// Anything else is not here: 404, not the 405 (Allow: OPTIONS) that the preflight route alone would give. In the
+	// one-origin layout this is what a client gets at the root /.well-known/oauth-protected-resource, which belongs
+	// to no one MCP server there (each has its path-suffixed document).
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { notHere(mux, w, r) })
 	return mux
+}
+
+// notHere answers a request no route took: 405 with Allow when the path exists for other methods, else 404.
+func notHere(mux *http.ServeMux, w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := mux.Handler(probe); pattern != "/" && !strings.HasPrefix(pattern, "OPTIONS ") {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(append(allow, http.MethodOptions), ", "))
+		oauthError(w, http.StatusMethodNotAllowed, "invalid_request", "this endpoint takes "+strings.Join(allow, " or "))
+		return
+	}
+	oauthError(w, http.StatusNotFound, "not_found", "no such endpoint on this authorization server")
 }
 
 // CallbackURL is the GitHub OAuth app's callback for this issuer.
@@ -161,7 +193,7 @@ func (s *Server) cors(next http.HandlerFunc) http.HandlerFunc {
 func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
 	i := s.cfg.Issuer
 	auth := []string{"none", "client_secret_basic", "client_secret_post", clientmeta.AuthPrivateKeyJWT}
-	writeJSON(w, http.StatusOK, map[string]any{
+	md := map[string]any{
 		"issuer":                                                   i,
 		"authorization_endpoint":                                   i + "/authorize",
 		"token_endpoint":                                           i + "/token",
@@ -184,7 +216,11 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
 		"scopes_supported":                                         s.scopesSupported(),
 		"authorization_response_iss_parameter_supported":           true,
 		"client_id_metadata_document_supported":                    s.cfg.ClientMetadata != nil,
-	})
+	}
+	if s.cfg.SeparateFeed {
+		delete(md, "revocation_feed_endpoint") // on an internal address, which the public need not know
+	}
+	writeJSON(w, http.StatusOK, md)
 }
 
 func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {

@@ -16,6 +16,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientmeta"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/grant"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 )
@@ -117,7 +118,7 @@ func (s *Server) exchangeCode(w http.ResponseWriter, r *http.Request, c *store.C
 			return
 		}
 	}
-	s.issueTokens(w, r, c, rec.FamilyID, rec.User, rec.Scope, rec.Resource, "")
+	s.issueTokens(w, r, c, rec.FamilyID, rec.User, rec.Scope, rec.Resource, nil)
 }
 
 // pkceMatches checks an S256 verifier (RFC 7636 §4.6): 43-128 unreserved characters whose SHA-256 is the challenge.
@@ -164,6 +165,20 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, c *store.Client
 		oauthError(w, http.StatusBadRequest, "invalid_grant", "GitHub user "+old.User.Login+" is no longer allowed to use this server")
 		return
 	}
+	// A grant ends at its maximum age, counted from its login, and may refresh only so often (package grant).
+	switch wait, err := s.cfg.Grants.Check(old, time.Now()); {
+	case errors.Is(err, grant.ErrEnded):
+		oauthError(w, http.StatusBadRequest, "invalid_grant", "this grant reached its maximum age, "+
+			s.cfg.Grants.MaxAge.String()+" after the login that started it: authorize again")
+		return
+	case errors.Is(err, grant.ErrTooFrequent):
+		s.log.WarnContext(r.Context(), "refresh refused: the grant refreshes too often", "client_id", c.ID)
+		secs := int(wait.Round(time.Second).Seconds())
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		oauthError(w, http.StatusTooManyRequests, "slow_down", fmt.Sprintf("this grant refreshed %d times within %s; "+
+			"the refresh token is still valid: retry in %d s", s.cfg.Grants.RefreshLimit, s.cfg.Grants.Window, secs))
+		return
+	}
 	// A refresh may narrow the grant (RFC 6749 §6); scopes it names that were not granted are ignored, never added.
 	scope := narrowScope(old.Scope, f.Get("scope"))
 	if res := f["resource"]; len(res) > 0 {
@@ -172,7 +187,7 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, c *store.Client
 			return
 		}
 	}
-	s.issueTokens(w, r, c, old.FamilyID, old.User, scope, old.Resource, old.Hash)
+	s.issueTokens(w, r, c, old.FamilyID, old.User, scope, old.Resource, old)
 }
 
 // replayed handles a refresh token presented after it was rotated: the family is revoked (OAuth 2.1 §4.3.1),
@@ -187,28 +202,31 @@ func (s *Server) replayed(w http.ResponseWriter, r *http.Request, old *store.Ref
 	oauthError(w, http.StatusBadRequest, "invalid_grant", "the refresh token was already used; the grant is revoked, authorize again")
 }
 
-// issueTokens signs an access token, records it, and stores a new refresh token (rotating oldRefresh, if any).
-// Nothing is returned to the client before its state is stored.
+// issueTokens signs an access token, records it, and stores a new refresh token (rotating prev, the refresh token
+// presented, if any; nil starts a grant). Nothing is returned to the client before its state is stored.
 func (s *Server) issueTokens(w http.ResponseWriter, r *http.Request, c *store.Client, family string, user store.User,
-	scope, resource, oldRefresh string) {
+	scope, resource string, prev *store.RefreshToken) {
 	ctx := r.Context()
 	now := time.Now()
-	access, jti, err := s.signAccess(ctx, c.ID, user, scope, resource, now)
+	gs := s.cfg.Grants.Next(prev, now) // the grant's end and refresh count, carried by the next refresh token
+	exp := gs.Clamp(now.Add(s.cfg.AccessTTL))
+	access, jti, err := s.signAccess(ctx, c.ID, user, scope, resource, now, exp)
 	if err != nil {
 		s.storeFailed(w, r, "sign access token", err)
 		return
 	}
 	resp := map[string]any{"access_token": access, "token_type": "Bearer",
-		"expires_in": int(s.cfg.AccessTTL.Seconds()), "scope": scope}
+		"expires_in": int(exp.Sub(now).Seconds()), "scope": scope}
 	if slices.Contains(c.GrantTypes, "refresh_token") {
 		refresh := randomToken(32)
 		next := &store.RefreshToken{Hash: store.HashSecret(refresh), FamilyID: family, ClientID: c.ID, User: user,
-			Scope: scope, Resource: resource, IssuedAt: now, ExpiresAt: now.Add(s.cfg.RefreshTTL)}
-		if oldRefresh == "" {
+			Scope: scope, Resource: resource, IssuedAt: now, ExpiresAt: gs.Clamp(now.Add(s.cfg.RefreshTTL)),
+			GrantExpiresAt: gs.End, RefreshLoad: gs.Load, RefreshLoadAt: gs.LoadAt}
+		if prev == nil {
 			err = s.store.CreateRefresh(ctx, next)
 		} else {
 			var old *store.RefreshToken
-			old, err = s.store.RotateRefresh(ctx, oldRefresh, next)
+			old, err = s.store.RotateRefresh(ctx, prev.Hash, next)
 			if errors.Is(err, store.ErrReused) {
 				s.replayed(w, r, old) // lost a race with another use of the same token
 				return
@@ -225,7 +243,7 @@ func (s *Server) issueTokens(w http.ResponseWriter, r *http.Request, c *store.Cl
 		resp["refresh_token"] = refresh
 	}
 	err = s.store.RecordAccess(ctx, &store.AccessToken{JTI: jti, FamilyID: family, ClientID: c.ID, UserID: user.ID,
-		Scope: scope, Resource: resource, IssuedAt: now, ExpiresAt: now.Add(s.cfg.AccessTTL)})
+		Scope: scope, Resource: resource, IssuedAt: now, ExpiresAt: exp})
 	if err != nil {
 		s.storeFailed(w, r, "record access token", err)
 		return
@@ -254,7 +272,7 @@ func (s *Server) recordUse(ctx context.Context, c *store.Client, now time.Time) 
 	}
 }
 
-func (s *Server) signAccess(ctx context.Context, clientID string, u store.User, scope, resource string, now time.Time) (string, string, error) {
+func (s *Server) signAccess(ctx context.Context, clientID string, u store.User, scope, resource string, now, exp time.Time) (string, string, error) {
 	kid, key, err := s.keys.Signer(ctx)
 	if err != nil {
 		return "", "", err
@@ -263,7 +281,7 @@ func (s *Server) signAccess(ctx context.Context, clientID string, u store.User, 
 	// A map, not AccessClaims, so that aud is written as one string (RFC 9068 §2.2; golang-jwt writes a list).
 	claims := jwt.MapClaims{
 		"iss": s.cfg.Issuer, "sub": u.ID, "aud": resource, "jti": jti, "client_id": clientID, "scope": scope,
-		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(s.cfg.AccessTTL).Unix(), "username": u.Login,
+		"iat": now.Unix(), "nbf": now.Unix(), "exp": exp.Unix(), "username": u.Login,
 	}
 	if u.Name != "" {
 		claims["name"] = u.Name
@@ -369,35 +387,6 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"active": true, "token_type": "refresh_token", "scope": rt.Scope,
 		"client_id": rt.ClientID, "username": rt.User.Login, "sub": rt.User.ID, "aud": rt.Resource,
 		"iss": s.cfg.Issuer, "exp": rt.ExpiresAt.Unix(), "iat": rt.IssuedAt.Unix()})
-}
-
-// feed is GET /revocations: the revoked access-token jtis the plugin polls (docs/architecture.md).
-func (s *Server) feed(w http.ResponseWriter, r *http.Request) {
-	var since int64
-	if v := r.URL.Query().Get("since"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			oauthError(w, http.StatusBadRequest, "invalid_request", "since must be a cursor from a previous answer")
-			return
-		}
-		since = n
-	}
-	entries, cursor, err := s.store.RevokedSince(r.Context(), since)
-	if err != nil {
-		s.storeFailed(w, r, "read revocation feed", err)
-		return
-	}
-	type entry struct {
-		JTI string `json:"jti"`
-		Exp int64  `json:"exp"`
-	}
-	out := make([]entry, 0, len(entries))
-	for _, e := range entries {
-		out = append(out, entry{e.JTI, e.ExpiresAt.Unix()})
-	}
-	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, map[string]any{"cursor": cursor, "revoked": out,
-		"poll_interval": int(s.cfg.FeedPollInterval.Seconds())})
 }
 
 // verify is the ForwardAuth check (GET|POST /verify): the same decisions as the plugin, made per request.

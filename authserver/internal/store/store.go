@@ -118,6 +118,12 @@ type RefreshToken struct {
 	Resource  string    `json:"resource"`
 	IssuedAt  time.Time `json:"issued_at"`
 	ExpiresAt time.Time `json:"expires_at"`
+	// GrantExpiresAt is when the grant ends, set at its login and inherited by every rotated token: no token of the
+	// family lives past it (zero: a token stored before grants had an end).
+	GrantExpiresAt time.Time `json:"grant_expires_at,omitzero"`
+	// RefreshLoad counts the grant's recent refreshes as of RefreshLoadAt (a leaky bucket, see package grant).
+	RefreshLoad   float64   `json:"refresh_load,omitempty"`
+	RefreshLoadAt time.Time `json:"refresh_load_at,omitzero"`
 }
 
 // AccessToken records an issued JWT access token by its jti, so that revoking a family, a client or a user can
@@ -252,6 +258,10 @@ type Store interface {
 	// RevokedSince lists feed entries with Seq > since, oldest first, and the highest Seq in the feed (the cursor
 	// to pass next time). Entries whose token has expired are left out.
 	RevokedSince(ctx context.Context, since int64) ([]Revocation, int64, error)
+	// RevokedPage is RevokedSince bounded to at most limit entries (limit <= 0: no bound), so that no answer of the
+	// feed grows with the feed. When entries remain after the page, more is true and the cursor is the Seq of the
+	// page's last entry (pass it as since to read on); otherwise the cursor is the feed's counter, as RevokedSince's.
+	RevokedPage(ctx context.Context, since int64, limit int) (entries []Revocation, cursor int64, more bool, err error)
 
 	// Device authorization grants (RFC 8628), by user code. DecideDeviceGrant records the user's answer (and, when
 	// approved, who approved and the grant family its tokens will belong to) on a pending grant: ErrNotFound if it

@@ -568,11 +568,16 @@ func (s *Store) IsRevoked(_ context.Context, jti string) (bool, error) {
 	return ok, nil
 }
 
-func (s *Store) RevokedSince(_ context.Context, since int64) ([]store.Revocation, int64, error) {
+func (s *Store) RevokedSince(ctx context.Context, since int64) ([]store.Revocation, int64, error) {
+	entries, cursor, _, err := s.RevokedPage(ctx, since, 0)
+	return entries, cursor, err
+}
+
+func (s *Store) RevokedPage(_ context.Context, since int64, limit int) ([]store.Revocation, int64, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.checkOpen(); err != nil {
-		return nil, 0, err
+		return nil, 0, false, err
 	}
 	now := time.Now()
 	var out []store.Revocation
@@ -582,7 +587,11 @@ func (s *Store) RevokedSince(_ context.Context, since int64) ([]store.Revocation
 		}
 	}
 	slices.SortFunc(out, func(a, b store.Revocation) int { return cmp.Compare(a.Seq, b.Seq) })
-	return out, s.seq, nil
+	if limit > 0 && len(out) > limit {
+		out = out[:limit:limit]
+		return out, out[limit-1].Seq, true, nil
+	}
+	return out, s.seq, false, nil
 }
 
 // ---- consents

@@ -580,25 +580,31 @@ func (s *Store) IsRevoked(ctx context.Context, jti string) (bool, error) {
 }
 
 func (s *Store) RevokedSince(ctx context.Context, since int64) ([]store.Revocation, int64, error) {
-	res, err := revokedSince.Run(ctx, s.rdb, s.feedKeys(), since, nowMS()).Slice()
+	entries, cursor, _, err := s.RevokedPage(ctx, since, 0)
+	return entries, cursor, err
+}
+
+func (s *Store) RevokedPage(ctx context.Context, since int64, limit int) ([]store.Revocation, int64, bool, error) {
+	res, err := revokedSince.Run(ctx, s.rdb, s.feedKeys(), since, nowMS(), max(limit, 0)).Slice()
 	if err != nil {
-		return nil, 0, unavailable("read revocation feed", err)
+		return nil, 0, false, unavailable("read revocation feed", err)
 	}
-	if len(res) == 0 || (len(res)-1)%3 != 0 {
-		return nil, 0, fmt.Errorf("redis: malformed revocation feed reply (%d items)", len(res))
+	if len(res) < 2 || (len(res)-2)%3 != 0 {
+		return nil, 0, false, fmt.Errorf("redis: malformed revocation feed reply (%d items)", len(res))
 	}
 	cursor, _ := res[0].(int64)
-	out := make([]store.Revocation, 0, (len(res)-1)/3)
-	for i := 1; i < len(res); i += 3 {
+	more, _ := res[1].(int64)
+	out := make([]store.Revocation, 0, (len(res)-2)/3)
+	for i := 2; i < len(res); i += 3 {
 		jti, _ := res[i].(string)
 		exp, err1 := strconv.ParseInt(fmt.Sprint(res[i+1]), 10, 64)
 		seq, err2 := strconv.ParseInt(fmt.Sprint(res[i+2]), 10, 64)
 		if err1 != nil || err2 != nil {
-			return nil, 0, fmt.Errorf("redis: malformed revocation feed entry for %q", jti)
+			return nil, 0, false, fmt.Errorf("redis: malformed revocation feed entry for %q", jti)
 		}
 		out = append(out, store.Revocation{JTI: jti, ExpiresAt: time.UnixMilli(exp).UTC(), Seq: seq})
 	}
-	return out, cursor, nil
+	return out, cursor, more == 1, nil
 }
 
 // ---- consents

@@ -139,20 +139,43 @@ var revokeAccess = redis.NewScript(prelude + `
 return publish(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3])
 `)
 
-// revokedSince: KEYS feed, feed-exp, feed-seq; ARGV since, now ms. Returns {cursor, jti1, exp1, seq1, ...} read
-// in one step, so the cursor never runs ahead of the entries returned with it.
+// revokedSince: KEYS feed, feed-exp, feed-seq; ARGV since, now ms, limit (0: no limit). Returns {cursor, more,
+// jti1, exp1, seq1, ...} read in one step, so the cursor never runs ahead of the entries returned with it. With a
+// limit, the scan goes on past expired entries until it has limit live ones; if entries remain after the last one
+// taken, more is 1 and the cursor is that entry's seq, else the cursor is the feed's counter.
 var revokedSince = redis.NewScript(`
-local out = {tonumber(redis.call('GET', KEYS[3]) or '0')}
-local entries = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'WITHSCORES')
-for i = 1, #entries, 2 do
-  local exp = redis.call('HGET', KEYS[2], entries[i])
-  if exp and tonumber(exp) > tonumber(ARGV[2]) then
-    table.insert(out, entries[i])
-    table.insert(out, exp)
-    table.insert(out, entries[i + 1])
+local counter = tonumber(redis.call('GET', KEYS[3]) or '0')
+local limit = tonumber(ARGV[3])
+local now = tonumber(ARGV[2])
+local out = {counter, 0}
+local from = '(' .. ARGV[1]
+local taken = 0
+while true do
+  local entries
+  if limit > 0 then
+    entries = redis.call('ZRANGEBYSCORE', KEYS[1], from, '+inf', 'WITHSCORES', 'LIMIT', 0, limit)
+  else
+    entries = redis.call('ZRANGEBYSCORE', KEYS[1], from, '+inf', 'WITHSCORES')
   end
+  for i = 1, #entries, 2 do
+    local exp = redis.call('HGET', KEYS[2], entries[i])
+    if exp and tonumber(exp) > now then
+      table.insert(out, entries[i])
+      table.insert(out, exp)
+      table.insert(out, entries[i + 1])
+      taken = taken + 1
+      if taken == limit then
+        if redis.call('ZCOUNT', KEYS[1], '(' .. entries[i + 1], '+inf') > 0 then
+          out[1] = tonumber(entries[i + 1])
+          out[2] = 1
+        end
+        return out
+      end
+    end
+  end
+  if limit == 0 or #entries < 2 * limit then return out end
+  from = '(' .. entries[#entries]
 end
-return out
 `)
 
 // purgeFeed drops expired feed entries. KEYS feed, feed-exp; ARGV now ms. Returns how many.

@@ -41,6 +41,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("RevokeClient", func(t *testing.T) { testRevokeClient(t, openClosed(t, open)) })
 	t.Run("RevokeUser", func(t *testing.T) { testRevokeUser(t, openClosed(t, open)) })
 	t.Run("Feed", func(t *testing.T) { testFeed(t, openClosed(t, open)) })
+	t.Run("FeedPages", func(t *testing.T) { testFeedPages(t, openClosed(t, open)) })
 	t.Run("Consents", func(t *testing.T) { testConsents(t, openClosed(t, open)) })
 	t.Run("DeviceGrants", func(t *testing.T) { testDeviceGrants(t, openClosed(t, open)) })
 	t.Run("DeviceGrantsConcurrentPoll", func(t *testing.T) { testDeviceGrantsConcurrent(t, openClosed(t, open)) })
@@ -97,6 +98,8 @@ func newRefresh(familyID, clientID string, user store.User) *store.RefreshToken 
 	return &store.RefreshToken{
 		Hash: store.HashSecret(id()), FamilyID: familyID, ClientID: clientID, User: user, Scope: "mcp",
 		Resource: "http://localhost:8080/everything/mcp", IssuedAt: now(), ExpiresAt: now().Add(time.Hour),
+		// The grant's end and refresh count travel with every token (package grant); every backend keeps them.
+		GrantExpiresAt: now().Add(30 * 24 * time.Hour), RefreshLoad: 2.5, RefreshLoadAt: now().Add(-time.Minute),
 	}
 }
 
@@ -599,6 +602,67 @@ func testFeed(t *testing.T, s store.Store) {
 	require.Len(t, next, 1)
 	assert.Equal(t, late, next[0].JTI)
 	assert.Equal(t, next[0].Seq, cursor4)
+}
+
+// testFeedPages: a reader of a long feed gets it in bounded pages and follows the cursor to the end, so no answer
+// grows with the feed (issue 13, item 1).
+func testFeedPages(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	exp := now().Add(time.Hour)
+	var jtis []string
+	for i := range 7 {
+		j := id()
+		jtis = append(jtis, j)
+		require.NoError(t, s.RevokeAccess(ctx, j, exp))
+		if i == 2 {
+			// An expired entry in the middle is skipped without costing a page its place.
+			require.NoError(t, s.RevokeAccess(ctx, id(), now().Add(shortTTL)))
+		}
+	}
+	_, counter, err := s.RevokedSince(ctx, 0)
+	require.NoError(t, err)
+	time.Sleep(waitPast)
+
+	var got []string
+	since, pages := int64(0), 0
+	for {
+		page, cursor, more, err := s.RevokedPage(ctx, since, 3)
+		require.NoError(t, err)
+		require.LessOrEqual(t, len(page), 3, "a page holds at most the limit")
+		pages++
+		for _, e := range page {
+			assert.Greater(t, e.Seq, since)
+			got = append(got, e.JTI)
+		}
+		if !more {
+			assert.Equal(t, counter, cursor, "the last page's cursor is the feed's counter")
+			break
+		}
+		require.NotEmpty(t, page)
+		assert.Equal(t, page[len(page)-1].Seq, cursor, "a page with more after it ends at its cursor")
+		since = cursor
+		require.Less(t, pages, 10)
+	}
+	assert.Equal(t, jtis, got, "every live entry once, oldest first")
+	assert.Equal(t, 3, pages)
+
+	// A page that ends exactly at the last entry says there is no more.
+	page, cursor, more, err := s.RevokedPage(ctx, 0, 100)
+	require.NoError(t, err)
+	assert.Len(t, page, 7)
+	assert.False(t, more)
+	assert.Equal(t, counter, cursor)
+	all, _, err := s.RevokedSince(ctx, 0)
+	require.NoError(t, err)
+	page, _, more, err = s.RevokedPage(ctx, all[3].Seq, 3)
+	require.NoError(t, err)
+	assert.Len(t, page, 3)
+	assert.False(t, more, "the last three entries fill the page and nothing follows")
+	page, cursor, more, err = s.RevokedPage(ctx, counter, 3)
+	require.NoError(t, err)
+	assert.Empty(t, page)
+	assert.False(t, more)
+	assert.Equal(t, counter, cursor)
 }
 
 func testConsents(t *testing.T, s store.Store) {
