@@ -382,16 +382,22 @@ func writeStreamTables(cfg Config, s *Section, srv mcpServer, targets []streamTa
 	var capped []string
 	for i, t := range targets {
 		r := res[i]
-		if r.err != nil {
-			rows = append(rows, []string{t.name, "failed: " + r.err.Error(), "", "", "", ""})
+		if r.err != nil && len(r.p50) == 0 {
+			rows = append(rows, []string{t.name, "failed: " + r.err.Error(), "", "", "", "", ""})
 			continue
 		}
+		// A target that failed later (in the calls/s runs) keeps what it measured before; the failure is in the
+		// notes and its verdicts are not judged.
 		starts := make([]float64, len(r.start))
 		for j, d := range r.start {
 			starts[j] = stats.Ms(d)
 		}
 		st := stats.Of(starts)
-		rows = append(rows, []string{t.name, report.MsF(med(r.p50)), report.Pct(stats.Of(r.p50).RelSpread()), report.MsF(med(r.p99)),
+		name := t.name
+		if r.err != nil {
+			name += " (failed later, see notes)"
+		}
+		rows = append(rows, []string{name, report.MsF(med(r.p50)), report.Pct(stats.Of(r.p50).RelSpread()), report.MsF(med(r.p99)),
 			fmt.Sprintf("%+.3f ms", med(r.p50)-med(base.p50)),
 			fmt.Sprintf("%s (max %s)", report.MsF(st.Median), report.MsF(st.Max)), report.MiB(r.memPer)})
 		if slices.Min(r.calls) < cfg.Calls {
@@ -411,11 +417,18 @@ func writeStreamTables(cfg Config, s *Section, srv mcpServer, targets []streamTa
 	rows = nil
 	for i, t := range targets {
 		r := res[i]
-		if r.err != nil {
+		if r.err != nil && len(r.rate) == 0 {
 			continue
 		}
 		row := []string{t.name}
+		if r.err != nil {
+			row[0] += " (failed later, see notes)"
+		}
 		for _, n := range cfg.Sessions {
+			if len(r.rate[n]) < cfg.Reps {
+				row = append(row, "not measured")
+				continue
+			}
 			rs := stats.Of(r.rate[n])
 			row = append(row, fmt.Sprintf("%s ±%s (%s)", report.Num(rs.Median), report.Pct(rs.RelSpread()), report.MsF(med(r.ratep99[n]))))
 		}

@@ -1,0 +1,45 @@
+package main
+
+import (
+	"errors"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+)
+
+// A target that fails in the calls/s runs keeps the figures it measured before, marked, and is not judged.
+func TestStreamTablesKeepPartialResults(t *testing.T) {
+	cfg := fullConfig()
+	cfg.Reps = 1
+	ok := func(p50 float64) *streamResult {
+		r := &streamResult{p50: []float64{p50}, p99: []float64{p50 * 3}, calls: []int{cfg.Calls}, start: []time.Duration{time.Millisecond},
+			memPer: math.NaN(), rate: map[int][]float64{}, ratep99: map[int][]float64{}}
+		for _, n := range cfg.Sessions {
+			r.rate[n], r.ratep99[n] = []float64{1000 / p50}, []float64{p50 * 4}
+		}
+		return r
+	}
+	failed := ok(200)
+	failed.calls = []int{70}
+	delete(failed.rate, 64)
+	failed.err = errors.New("64 sessions: 1 of 65 calls failed")
+	targets := []streamTarget{{name: targetStdio}, {name: targetSPLegacy}, {name: targetSPModern}, {name: targetSGStateless}}
+	res := []*streamResult{ok(0.1), ok(0.6), ok(0.35), failed}
+	s := &Section{}
+	writeStreamTables(cfg, s, mcpServer{name: "srv", tool: "`echo`"}, targets, res)
+
+	md := s.Doc.String()
+	assert.Contains(t, md, "| supergateway (stateless) (failed later, see notes) | 200.0 ms |")
+	assert.Contains(t, md, "| not measured |", "the calls/s run that failed has no figure")
+	assert.Contains(t, md, "supergateway (stateless): 70 to 70 calls per repetition")
+	verdicts := map[string]Verdict{}
+	for _, v := range s.Verdicts {
+		verdicts[v.Target] = v
+	}
+	assert.Equal(t, notMeasured, verdicts["streamproxy, 2026-07-28: ahead of supergateway (stateless) (srv)"].Measured)
+	assert.True(t, verdicts["streamproxy, 2026-07-28: p50 within 0.3 ms of direct stdio (srv)"].Met)
+	assert.True(t, verdicts["streamproxy, 2026-07-28: no slower than the 2025-06-18 session path (srv)"].Met, "%+v", verdicts["streamproxy, 2026-07-28: no slower than the 2025-06-18 session path (srv)"])
+	assert.Contains(t, s.Summary.String(), "| streamproxy (2026-07-28) | 0.350 ms (0.58x) |")
+}
