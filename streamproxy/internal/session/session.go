@@ -99,10 +99,24 @@ type Session struct {
 	exited     chan struct{} // closed when the child has been reaped
 }
 
-// Call is one client request waiting for its response. Messages arrive on C; the response is the last one.
+// Call is one request in flight at the child. Its messages arrive on Messages, the response last; End forgets it.
+// Do runs a whole call for callers that need nothing more.
 type Call struct {
-	key string
-	C   chan *Message
+	key  string
+	s    *Session
+	msgs chan *Message
+}
+
+// Messages delivers the call's messages, its response last. When the session ends, the call gets an error response
+// if there is room for it; Session.Done tells a reader that stopped reading.
+func (c *Call) Messages() <-chan *Message { return c.msgs }
+
+// End forgets the call (answered, or given up on): later messages for it are dropped.
+func (c *Call) End() {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	c.s.forgetLocked(c)
+	c.s.lastUsed = time.Now()
 }
 
 // Start launches the child for a new session.
@@ -227,10 +241,10 @@ func (s *Session) Send(raw []byte) error {
 	return nil
 }
 
-// Call registers a request by its id (and progress token, if any) and sends it. The caller reads C until a
-// response arrives and then calls Finish.
+// Call registers a request by its id (and progress token, if any) and sends it. The caller reads Messages until the
+// response and then calls End.
 func (s *Session) Call(id json.RawMessage, progressToken json.RawMessage, raw []byte) (*Call, error) {
-	c := &Call{key: string(id), C: make(chan *Message, 64)}
+	c := &Call{key: string(id), s: s, msgs: make(chan *Message, 64)}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -248,18 +262,41 @@ func (s *Session) Call(id json.RawMessage, progressToken json.RawMessage, raw []
 	s.lastUsed = time.Now()
 	s.mu.Unlock()
 	if err := s.Send(raw); err != nil {
-		s.Finish(c)
+		c.End()
 		return nil, err
 	}
 	return c, nil
 }
 
-// Finish forgets a call (answered, or its client went away).
-func (s *Session) Finish(c *Call) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.forgetLocked(c)
-	s.lastUsed = time.Now()
+// Do runs a call: it sends the request, passes every message before the response to each, and returns the
+// response, ctx's error when the caller gave up, or ErrClosed when the session ended without answering.
+func (s *Session) Do(ctx context.Context, id, progressToken json.RawMessage, raw []byte, each func(*Message)) (*Message, error) {
+	c, err := s.Call(id, progressToken, raw)
+	if err != nil {
+		return nil, err
+	}
+	defer c.End()
+	for {
+		select {
+		case m := <-c.msgs:
+			if m.IsResponse() {
+				return m, nil
+			}
+			each(m)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.done:
+			// The session's farewell error response may already wait in the channel.
+			select {
+			case m := <-c.msgs:
+				if m.IsResponse() {
+					return m, nil
+				}
+			default:
+			}
+			return nil, ErrClosed
+		}
+	}
 }
 
 func (s *Session) forgetLocked(c *Call) {
@@ -374,7 +411,7 @@ func (s *Session) route(line []byte) {
 	if target != nil {
 		s.mu.Unlock()
 		select {
-		case target.C <- m:
+		case target.msgs <- m:
 		case <-time.After(30 * time.Second):
 			// The request's client stopped reading; don't stall the whole session for it.
 			s.log.Warn("dropped a message for a request whose client does not read", "method", m.Method)
@@ -424,7 +461,10 @@ func (s *Session) end(reason string) {
 	for _, c := range calls {
 		raw, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": json.RawMessage(c.key),
 			"error": map[string]any{"code": -32603, "message": reason}})
-		c.C <- &Message{Raw: raw, ID: json.RawMessage(c.key)}
+		select {
+		case c.msgs <- &Message{Raw: raw, ID: json.RawMessage(c.key)}:
+		default: // its reader stopped reading; it learns of the end from Done
+		}
 	}
 	close(s.done)
 	s.log.Info("session ended", "reason", reason)
@@ -480,20 +520,4 @@ func Env(pass, extra []string) []string {
 		}
 	}
 	return append(env, extra...)
-}
-
-// WaitCall reads a call's messages until its response, passing every other message to each. It returns the
-// response, or ctx's error when the client went away.
-func WaitCall(ctx context.Context, c *Call, each func(*Message)) (*Message, error) {
-	for {
-		select {
-		case m := <-c.C:
-			if m.IsResponse() {
-				return m, nil
-			}
-			each(m)
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
 }

@@ -222,9 +222,9 @@ func (x *exchange) wait() {
 	}
 	for {
 		select {
-		case m := <-x.call.C:
+		case m := <-x.call.Messages():
 			if m.IsResponse() {
-				x.wk.s.Finish(x.call)
+				x.call.End()
 				x.respond(m.Raw)
 				return
 			}
@@ -236,6 +236,18 @@ func (x *exchange) wait() {
 		case <-ctx.Done():
 			x.cancel(ctx.Err())
 			return
+		case <-x.wk.s.Done():
+			// The child is gone; its farewell error, if it could be queued, is answered first.
+			select {
+			case m := <-x.call.Messages():
+				if m.IsResponse() {
+					x.respond(m.Raw)
+					return
+				}
+			default:
+			}
+			x.respondError(-32603, "the MCP server process ended")
+			return
 		}
 	}
 }
@@ -243,7 +255,7 @@ func (x *exchange) wait() {
 // cancel ends a call its client gave up on: closing the response stream is 2026-07-28's cancellation, which a
 // stdio child learns as notifications/cancelled.
 func (x *exchange) cancel(why error) {
-	x.wk.s.Finish(x.call)
+	x.call.End()
 	reason := "the client closed the response stream"
 	if why == context.DeadlineExceeded {
 		reason = "the request timed out in the proxy"

@@ -279,40 +279,42 @@ func (h *Handler) initialize(w http.ResponseWriter, r *http.Request, body []byte
 // call sends a request and answers with its response: plain JSON when the server answers at once, an SSE stream when
 // it sends related messages (progress, logging, sampling, elicitation) first.
 func (h *Handler) call(w http.ResponseWriter, r *http.Request, s *session.Session, body []byte, msg incoming, newSession string) {
-	c, err := s.Call(msg.ID, msg.Params.Meta.ProgressToken, body)
-	switch {
-	case errors.Is(err, session.ErrDuplicateID):
-		rpcError(w, http.StatusBadRequest, msg.ID, -32600, "a request with this id is already in flight in this session")
-		return
-	case err != nil:
-		rpcError(w, http.StatusNotFound, msg.ID, -32001, "session ended")
-		return
-	}
-	defer s.Finish(c)
 	ctx := r.Context()
 	if h.cfg.RequestTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, h.cfg.RequestTimeout)
 		defer cancel()
 	}
-	if newSession != "" {
-		w.Header().Set("Mcp-Session-Id", newSession)
-	}
 	var sse *sseWriter
-	resp, err := session.WaitCall(ctx, c, func(m *session.Message) {
+	resp, err := s.Do(ctx, msg.ID, msg.Params.Meta.ProgressToken, body, func(m *session.Message) {
 		if sse == nil {
+			if newSession != "" {
+				w.Header().Set("Mcp-Session-Id", newSession)
+			}
 			sse = startSSE(w)
 		}
 		sse.event("", m.Raw)
 	})
-	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			raw, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": msg.ID,
-				"error": map[string]any{"code": -32001, "message": "request timed out in the proxy"}})
-			resp = &session.Message{Raw: raw}
-		} else {
-			return // the client went away
+	switch {
+	case err == nil:
+	case errors.Is(err, session.ErrDuplicateID):
+		rpcError(w, http.StatusBadRequest, msg.ID, -32600, "a request with this id is already in flight in this session")
+		return
+	case errors.Is(err, context.DeadlineExceeded):
+		raw, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": msg.ID,
+			"error": map[string]any{"code": -32001, "message": "request timed out in the proxy"}})
+		resp = &session.Message{Raw: raw}
+	case errors.Is(err, context.Canceled):
+		return // the client went away
+	default:
+		if sse != nil {
+			return // the session ended mid-stream and its answer is lost: the stream just ends
 		}
+		rpcError(w, http.StatusNotFound, msg.ID, -32001, "session ended")
+		return
+	}
+	if newSession != "" && sse == nil {
+		w.Header().Set("Mcp-Session-Id", newSession)
 	}
 	if newSession != "" && isError(resp.Raw) {
 		// A failed initialize leaves no session behind.

@@ -272,12 +272,7 @@ func (wk *worker) request(ctx context.Context, method string, params any) (json.
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := wk.s.Call(key, nil, raw)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer wk.s.Finish(c)
-	m, err := session.WaitCall(ctx, c, func(m *session.Message) {
+	m, err := wk.s.Do(ctx, key, nil, raw, func(m *session.Message) {
 		if m.ID != nil {
 			wk.refuse(m.ID, -32603, "no client request is in flight to carry this request")
 		}
