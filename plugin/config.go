@@ -47,6 +47,9 @@ type Config struct {
 	JWKSMinRefreshInterval string `json:"jwksMinRefreshInterval,omitempty"`
 	// RevocationPollInterval is how often the revocation feed is polled (default: the feed's poll_interval, else "5s").
 	RevocationPollInterval string `json:"revocationPollInterval,omitempty"`
+	// RevocationMaxLag, when set, makes the middleware refuse every token (503) while the revocation feed has gone
+	// unread for longer than this (default "": it keeps accepting tokens, and logs the feed's lag once a minute).
+	RevocationMaxLag string `json:"revocationMaxLag,omitempty"`
 	// FetchTimeout bounds each request to the authorization server (default "5s").
 	FetchTimeout string `json:"fetchTimeout,omitempty"`
 	// KeepAuthorization forwards the Authorization header to the backend (default false: it is removed).
@@ -96,24 +99,25 @@ const (
 
 // settings is a validated Config with everything the request path needs precomputed.
 type settings struct {
-	issuer          string
-	resource        string
-	resourceName    string
-	scopes          []string
-	scopesSupported []string
-	algorithms      map[string]bool
-	jwksURL         string
-	feedURL         string
-	skew            time.Duration
-	skewSec         float64
-	maxTokenBytes   int
-	cacheSize       int
-	jwksRefresh     time.Duration
-	jwksMinRefresh  time.Duration
-	revocationPoll  time.Duration // 0: follow the feed's poll_interval
-	fetchTimeout    time.Duration
-	keepAuth        bool
-	headers         []string // canonical names in the order userID, userName, email, clientID, scopes; "" = disabled
+	issuer           string
+	resource         string
+	resourceName     string
+	scopes           []string
+	scopesSupported  []string
+	algorithms       map[string]bool
+	jwksURL          string
+	feedURL          string
+	skew             time.Duration
+	skewSec          float64
+	maxTokenBytes    int
+	cacheSize        int
+	jwksRefresh      time.Duration
+	jwksMinRefresh   time.Duration
+	revocationPoll   time.Duration // 0: follow the feed's poll_interval
+	revocationMaxLag time.Duration // 0: never refuse tokens for a stale feed
+	fetchTimeout     time.Duration
+	keepAuth         bool
+	headers          []string // canonical names in the order userID, userName, email, clientID, scopes; "" = disabled
 
 	errIssuer   error // token errors that name this route's issuer or resource, built once
 	errAudience error
@@ -207,6 +211,7 @@ func parseConfig(c *Config) (*settings, error) {
 		{"jwksMinRefreshInterval", c.JWKSMinRefreshInterval, 30 * time.Second, 0, &s.jwksMinRefresh},
 		{"revocationPollInterval", c.RevocationPollInterval, 0, 100 * time.Millisecond, &s.revocationPoll},
 		{"fetchTimeout", c.FetchTimeout, 5 * time.Second, 100 * time.Millisecond, &s.fetchTimeout},
+		{"revocationMaxLag", c.RevocationMaxLag, 0, time.Second, &s.revocationMaxLag},
 	}
 	for _, d := range durations {
 		v, err := parseDuration(d.val, d.def)
@@ -219,6 +224,10 @@ func parseConfig(c *Config) (*settings, error) {
 			continue
 		}
 		*d.dst = v
+	}
+
+	if s.revocationMaxLag > 0 && c.RevocationFeedURL == feedOff {
+		errs = append(errs, "revocationMaxLag: the revocation feed is off, so it has no lag to bound")
 	}
 
 	s.maxTokenBytes = c.MaxTokenBytes

@@ -166,7 +166,13 @@ func (m *Middleware) serveOther(w http.ResponseWriter, r *http.Request) {
 // reject answers a token that failed verification: 503 while keys are missing, else 401 invalid_token.
 func (m *Middleware) reject(w http.ResponseWriter, r *http.Request, err error) {
 	if err == errKeysNotReady {
-		m.unavailable(w, r)
+		m.unavailable(w, r, "the signing keys of "+m.s.issuer+" are not loaded yet; retry shortly")
+		return
+	}
+	if err == errFeedStale {
+		lag, _ := m.st.feedLag()
+		m.unavailable(w, r, "the revocation feed of "+m.s.issuer+" has not been read for "+lag.Round(time.Second).String()+
+			", longer than this gateway accepts tokens without it; retry shortly")
 		return
 	}
 	m.deny(w, r, http.StatusUnauthorized, m.errorChallenge("invalid_token", err.Error()), "invalid_token", err.Error())
@@ -267,13 +273,14 @@ func (m *Middleware) denyScopes(e *cacheEntry, scope string) {
 		m.s.metadataURL + "\", error_description=\"" + e.desc + "\""
 }
 
-// stillValid reports whether jti is unrevoked and kid still in the key set.
+// stillValid reports whether jti is unrevoked, kid still in the key set and the revocation feed not stale.
 func (st *issuerState) stillValid(jti, kid string) bool {
 	st.mu.RLock()
 	_, revoked := st.revoked[jti]
 	_, known := st.keys[kid]
+	stale := st.feedStale
 	st.mu.RUnlock()
-	return known && !revoked
+	return known && !revoked && !stale
 }
 
 // errorChallenge is the WWW-Authenticate value for an error (RFC 6750 §3), with the metadata URL and scope so a
@@ -312,7 +319,7 @@ func (m *Middleware) deny(w http.ResponseWriter, r *http.Request, status int, ch
 	_, _ = w.Write(body)
 }
 
-func (m *Middleware) unavailable(w http.ResponseWriter, r *http.Request) {
+func (m *Middleware) unavailable(w http.ResponseWriter, r *http.Request, desc string) {
 	wh := w.Header()
 	wh.Set(requestIDHeader, requestID(r))
 	wh.Set("Retry-After", "2")
@@ -321,7 +328,7 @@ func (m *Middleware) unavailable(w http.ResponseWriter, r *http.Request) {
 	wh.Set("Content-Type", "application/json")
 	body, _ := json.Marshal(map[string]string{
 		"error":             "temporarily_unavailable",
-		"error_description": "the signing keys of " + m.s.issuer + " are not loaded yet; retry shortly",
+		"error_description": desc,
 	})
 	w.WriteHeader(http.StatusServiceUnavailable)
 	_, _ = w.Write(body)

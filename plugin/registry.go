@@ -48,14 +48,15 @@ func (r *issuerRegistry) issuerFor(s *settings) *issuerState {
 	st := r.issuers[key]
 	if st == nil {
 		st = &issuerState{
-			issuer:   s.issuer,
-			jwksConf: s.jwksURL,
-			feedConf: s.feedURL,
-			client:   &http.Client{},
-			revoked:  map[string]int64{},
-			caches:   map[string]*tokenCache{},
-			info:     r.info,
-			errs:     r.errs,
+			issuer:    s.issuer,
+			jwksConf:  s.jwksURL,
+			feedConf:  s.feedURL,
+			client:    &http.Client{},
+			revoked:   map[string]int64{},
+			caches:    map[string]*tokenCache{},
+			info:      r.info,
+			errs:      r.errs,
+			startedAt: time.Now(),
 		}
 		st.setTiming(s)
 		r.issuers[key] = st
@@ -83,6 +84,9 @@ func (r *issuerRegistry) stopAll() {
 
 var errKeysNotReady = errors.New("signing keys are not loaded yet")
 
+// errFeedStale: the revocation feed has been unreadable for longer than revocationMaxLag, so no token is accepted.
+var errFeedStale = errors.New("the revocation feed has not been read for longer than revocationMaxLag")
+
 // issuerState is what every middleware of one issuer shares.
 type issuerState struct {
 	issuer   string
@@ -103,6 +107,10 @@ type issuerState struct {
 	keysErr        string // why keys are missing, for logs
 	feedTried      bool   // the first revocation poll has finished (so no revoked token slips in at start)
 	feedOK         bool
+	feedReadAt     time.Time        // end of the last complete read of the feed (zero: none yet)
+	startedAt      time.Time        // when this issuer's loops started, for the lag before a first read
+	maxLag         time.Duration    // revocationMaxLag: refuse tokens once the feed is this stale (0: never)
+	feedStale      bool             // the feed has been unreadable for longer than maxLag: tokens get 503
 	revoked        map[string]int64 // jti -> exp
 	cursor         int64
 	caches         map[string]*tokenCache
@@ -116,6 +124,7 @@ type issuerState struct {
 func (st *issuerState) setTiming(s *settings) {
 	st.mu.Lock()
 	st.jwksRefresh, st.jwksMinRefresh, st.poll, st.fetchTimeout = s.jwksRefresh, s.jwksMinRefresh, s.revocationPoll, s.fetchTimeout
+	st.maxLag = s.revocationMaxLag
 	st.mu.Unlock()
 }
 
@@ -139,8 +148,11 @@ func (st *issuerState) cacheFor(s *settings) *tokenCache {
 // is off), so that no revoked token slips in at start. An unknown kid triggers a JWKS fetch (refreshFor).
 func (st *issuerState) keyFor(kid string) (*verifyKey, error) {
 	st.mu.RLock()
-	k, ready := st.keys[kid], st.keys != nil && (st.feedTried || st.feedConf == feedOff)
+	k, ready, stale := st.keys[kid], st.keys != nil && (st.feedTried || st.feedConf == feedOff), st.feedStale
 	st.mu.RUnlock()
+	if stale {
+		return nil, errFeedStale
+	}
 	if k == nil || !ready {
 		return st.refreshFor(kid, ready)
 	}
@@ -336,9 +348,11 @@ func (st *issuerState) endpoint(configured string, discovered *string) (string, 
 	return *discovered, nil
 }
 
-// feedPage is one answer of the revocation feed (docs/architecture.md).
+// feedPage is one answer of the revocation feed (docs/architecture.md): at most a page of entries; more says that
+// further pages follow from cursor.
 type feedPage struct {
 	Cursor  int64 `json:"cursor"`
+	More    bool  `json:"more"`
 	Revoked []struct {
 		Jti string `json:"jti"`
 		Exp int64  `json:"exp"`
@@ -346,25 +360,52 @@ type feedPage struct {
 	PollInterval float64 `json:"poll_interval"`
 }
 
+// maxFeedPages bounds the pages one poll follows (1000 entries each on the authserver): a feed that never ends is
+// an error, not a loop.
+const maxFeedPages = 10000
+
+// feedLoop polls the revocation feed for as long as the issuer is configured. A feed that cannot be read is never
+// ignored quietly: the loop keeps retrying at the poll interval, logs the failure when it starts and then once a
+// minute with how long the feed has gone unread (its lag), logs the recovery, and, when revocationMaxLag is set,
+// refuses every token (503) once the lag exceeds it.
 func (st *issuerState) feedLoop() {
 	if st.feedConf == feedOff {
 		return
 	}
-	failing := false
+	var failingSince, lastReport time.Time
 	for {
 		hint, err := st.pollFeed()
+		now := time.Now()
 		st.mu.Lock()
 		st.feedTried = true
 		st.feedOK = err == nil
-		wait := st.poll
+		if err == nil {
+			st.feedReadAt = now
+		}
+		lag := st.lagLocked(now)
+		wasStale := st.feedStale
+		st.feedStale = err != nil && st.maxLag > 0 && lag > st.maxLag
+		stale, maxLag, wait := st.feedStale, st.maxLag, st.poll
 		st.mu.Unlock()
-		if err != nil && !failing {
-			st.errs.Error("cannot read the revocation feed; revoked tokens stay accepted until it answers", "issuer", st.issuer, "error", err)
+		if stale && !wasStale {
+			st.purge(func(*cacheEntry) bool { return true })
+			st.errs.Error("revocation feed unread for longer than revocationMaxLag: refusing every token (503) until it answers",
+				"issuer", st.issuer, "lag", lag.Round(time.Second).String(), "revocationMaxLag", maxLag.String(), "error", err)
 		}
-		if err == nil && failing {
-			st.info.Info("revocation feed readable again", "issuer", st.issuer)
+		if err != nil {
+			if failingSince.IsZero() {
+				failingSince, lastReport = now, now
+				st.errs.Error("cannot read the revocation feed; retrying at every poll, and revoked tokens stay accepted until it answers",
+					"issuer", st.issuer, "lag", lag.Round(time.Second).String(), "error", err)
+			} else if now.Sub(lastReport) >= time.Minute {
+				lastReport = now
+				st.errs.Error("revocation feed still unreadable; revoked tokens stay accepted", "issuer", st.issuer,
+					"lag", lag.Round(time.Second).String(), "failing_for", now.Sub(failingSince).Round(time.Second).String(), "error", err)
+			}
+		} else if !failingSince.IsZero() {
+			st.info.Info("revocation feed readable again", "issuer", st.issuer, "failed_for", now.Sub(failingSince).Round(time.Second).String())
+			failingSince = time.Time{}
 		}
-		failing = err != nil
 		if wait == 0 {
 			wait = 5 * time.Second
 			// The feed may ask for another pace; keep it within reason.
@@ -378,7 +419,27 @@ func (st *issuerState) feedLoop() {
 	}
 }
 
-// pollFeed reads the revocation feed from the current cursor and applies it; it returns the feed's poll_interval.
+// lagLocked is how long the revocation set has gone without a complete read of the feed (since start, before the
+// first). The caller holds mu.
+func (st *issuerState) lagLocked(now time.Time) time.Duration {
+	if st.feedReadAt.IsZero() {
+		return now.Sub(st.startedAt)
+	}
+	return now.Sub(st.feedReadAt)
+}
+
+// feedLag reports how long the issuer's revocation set has gone without a complete read of its feed, and whether
+// the last attempt failed.
+func (st *issuerState) feedLag() (time.Duration, bool) {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	return st.lagLocked(time.Now()), !st.feedOK
+}
+
+// pollFeed reads the revocation feed from the current cursor to its end, page after page, and applies it; it
+// returns the feed's poll_interval. A read from 0 (the first, or after the store was restored or replaced) is the
+// whole list of revocations still relevant: it is collected over all its pages and replaces the set at once. Later
+// reads add each page as it arrives, so a failure half-way loses nothing already read.
 func (st *issuerState) pollFeed() (float64, error) {
 	u, err := st.feedEndpoint()
 	if err != nil {
@@ -387,46 +448,98 @@ func (st *issuerState) pollFeed() (float64, error) {
 	st.mu.RLock()
 	since := st.cursor
 	st.mu.RUnlock()
-	page, err := st.readFeed(u, since)
-	if err != nil {
-		return 0, err
-	}
-	if page.Cursor < since {
-		// The store was restored or replaced: start over from the beginning.
-		since = 0
-		if page, err = st.readFeed(u, 0); err != nil {
+	full := since == 0
+	restarted := false
+	var collected []feedEntry
+	var hint float64
+	for pages := 0; ; pages++ {
+		if pages == maxFeedPages {
+			return 0, fmt.Errorf("revocation feed %s: more than %d pages in one poll", u, maxFeedPages)
+		}
+		page, err := st.readFeed(u, since)
+		if err != nil {
 			return 0, err
 		}
+		hint = page.PollInterval
+		if page.Cursor < since {
+			// The store was restored or replaced: start over from the beginning, once per poll.
+			if restarted {
+				return 0, fmt.Errorf("revocation feed %s: the cursor went back twice in one poll", u)
+			}
+			restarted, full, since = true, true, 0
+			collected = collected[:0] // (not "= nil" in the tuple above: Yaegi 0.16 cannot assign an untyped nil there)
+			continue
+		}
+		entries := feedEntries(page)
+		if full {
+			collected = append(collected, entries...)
+		} else {
+			st.applyFeed(entries, page.Cursor, false)
+		}
+		if !page.More {
+			since = page.Cursor
+			break
+		}
+		if page.Cursor <= since {
+			return 0, fmt.Errorf("revocation feed %s: a page with more to come did not move the cursor past %d", u, since)
+		}
+		since = page.Cursor
 	}
+	if full {
+		st.applyFeed(collected, since, true)
+	}
+	return hint, nil
+}
+
+// feedEntry is one revoked jti with its token's exp.
+type feedEntry struct {
+	jti string
+	exp int64
+}
+
+func feedEntries(page *feedPage) []feedEntry {
+	out := make([]feedEntry, 0, len(page.Revoked))
+	for _, r := range page.Revoked {
+		if r.Jti != "" {
+			out = append(out, feedEntry{jti: r.Jti, exp: r.Exp})
+		}
+	}
+	return out
+}
+
+// applyFeed adds entries to the revocation set (replace: they are the whole set), moves the cursor, drops entries
+// an hour past their exp, and purges the cached verdicts of newly revoked jtis.
+func (st *issuerState) applyFeed(entries []feedEntry, cursor int64, replace bool) {
 	now := time.Now().Unix()
 	fresh := map[string]bool{}
 	st.mu.Lock()
-	if since == 0 {
-		// A read from 0 is the whole list of revocations still relevant.
-		for jti := range st.revoked {
-			delete(st.revoked, jti)
+	if replace {
+		next := make(map[string]int64, len(entries))
+		for _, e := range entries {
+			if _, known := st.revoked[e.jti]; !known {
+				fresh[e.jti] = true
+			}
+			next[e.jti] = e.exp
 		}
-	}
-	for _, r := range page.Revoked {
-		if r.Jti == "" {
-			continue
+		st.revoked = next
+	} else {
+		for _, e := range entries {
+			if _, known := st.revoked[e.jti]; !known {
+				fresh[e.jti] = true
+			}
+			st.revoked[e.jti] = e.exp
 		}
-		if _, known := st.revoked[r.Jti]; !known {
-			fresh[r.Jti] = true
-		}
-		st.revoked[r.Jti] = r.Exp
 	}
 	for jti, exp := range st.revoked {
 		if exp != 0 && exp < now-3600 {
 			delete(st.revoked, jti)
 		}
 	}
-	st.cursor = page.Cursor
+	st.cursor = cursor
 	st.mu.Unlock()
 	if len(fresh) > 0 {
 		st.purge(func(e *cacheEntry) bool { return fresh[e.jti] })
 	}
-	return page.PollInterval, nil
 }
 
 func (st *issuerState) readFeed(u string, since int64) (*feedPage, error) {
@@ -479,6 +592,9 @@ func (st *issuerState) cacheLoop() {
 	}
 }
 
+// maxBody bounds what the middleware reads of one answer from the authorization server.
+const maxBody = 1 << 20
+
 // get fetches a URL from the authorization server, bounded in time and size.
 func (st *issuerState) get(u string) ([]byte, error) {
 	st.mu.RLock()
@@ -496,9 +612,12 @@ func (st *issuerState) get(u string) ([]byte, error) {
 		return nil, fmt.Errorf("GET %s: %w", u, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: reading the body: %w", u, err)
+	}
+	if len(body) > maxBody {
+		return nil, fmt.Errorf("GET %s: the answer is larger than %d bytes", u, maxBody)
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET %s: status %d", u, resp.StatusCode)

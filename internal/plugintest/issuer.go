@@ -33,6 +33,8 @@ type Issuer struct {
 	feeds  int64                    // feed fetches (atomic)
 	meta   int64                    // metadata fetches (atomic)
 	failJW int64                    // >0: answer the JWKS with 500 (atomic)
+	failFd int64                    // >0: answer the revocation feed with 500 (atomic)
+	page   int                      // entries per feed answer, with "more" and a cursor as the authserver pages (0: all)
 	seq    int64
 	feed   []feedItem
 	sinces []int64
@@ -69,19 +71,37 @@ func NewIssuer(t testing.TB) *Issuer {
 	})
 	mux.HandleFunc("/revocations", func(w http.ResponseWriter, r *http.Request) {
 		atomic.AddInt64(&ti.feeds, 1)
+		if atomic.LoadInt64(&ti.failFd) > 0 {
+			http.Error(w, "down", http.StatusInternalServerError)
+			return
+		}
 		since, _ := strconv.ParseInt(r.URL.Query().Get("since"), 10, 64)
 		ti.mu.Lock()
 		ti.sinces = append(ti.sinces, since)
 		var items []map[string]interface{}
+		cursor, more := ti.seq, false
 		for _, it := range ti.feed {
 			if it.seq > since {
+				if ti.page > 0 && len(items) == ti.page {
+					more = true
+					break
+				}
 				items = append(items, map[string]interface{}{"jti": it.jti, "exp": it.exp})
+				if ti.page > 0 && len(items) == ti.page {
+					cursor = it.seq
+				}
 			}
 		}
-		cursor := ti.seq
+		if !more {
+			cursor = ti.seq
+		}
 		ti.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]interface{}{"cursor": cursor, "revoked": items, "poll_interval": 5})
+		body := map[string]interface{}{"cursor": cursor, "revoked": items, "poll_interval": 5}
+		if more {
+			body["more"] = true
+		}
+		_ = json.NewEncoder(w).Encode(body)
 	})
 	ti.srv = httptest.NewServer(mux)
 	ti.URL = ti.srv.URL

@@ -85,6 +85,48 @@ func revocationFeedRestartsWhenCursorGoesBack(t *testing.T, f *Fixture) {
 	assert.Contains(t, f.Iss.sinces, int64(0), "then started over")
 }
 
+// revocationFeedPages: a feed longer than one page (the authserver pages at 1000 entries) is read to its end
+// before the first token is judged, so a middleware that starts while many tokens are revoked knows all of them
+// (issue 13, item 1: a feed that outgrew one answer left every middleware without revocations).
+func revocationFeedPages(t *testing.T, f *Fixture) {
+	c := f.Iss.Claims(Resource)
+	f.Iss.mu.Lock()
+	f.Iss.page = 10
+	f.Iss.mu.Unlock()
+	for i := 0; i < 24; i++ {
+		f.Iss.Revoke(randomJTI(), time.Now().Add(time.Hour).Unix())
+	}
+	f.Iss.Revoke(c["jti"].(string), c["exp"].(int64)) // the 25th entry: on the third page
+	// A long poll interval: everything must come from the first poll.
+	h, _ := f.Handler(map[string]interface{}{"revocationPollInterval": "1h"})
+	code, ch := Status(h, f.Iss.Sign("es", c))
+	assert.Equal(t, 401, code, "a jti on the feed's last page is revoked from the start")
+	assert.Contains(t, ch, "revoked")
+	f.Iss.mu.Lock()
+	defer f.Iss.mu.Unlock()
+	assert.Equal(t, []int64{0, 10, 20}, f.Iss.sinces, "the pages are followed by cursor")
+}
+
+// revocationFeedMaxLag: with revocationMaxLag set, a feed that stays unreadable makes every token, cached ones
+// included, get 503 rather than being accepted without revocations; once it answers again, tokens pass.
+func revocationFeedMaxLag(t *testing.T, f *Fixture) {
+	h, _ := f.Handler(map[string]interface{}{"revocationPollInterval": "100ms", "revocationMaxLag": "1s"})
+	tok := f.Iss.Sign("es", f.Iss.Claims(Resource))
+	for i := 0; i < 2; i++ {
+		code, _ := Status(h, tok)
+		require.Equal(t, 200, code)
+	}
+	atomic.StoreInt64(&f.Iss.failFd, 1)
+	require.Eventually(t, func() bool { code, _ := Status(h, tok); return code == 503 }, 10*time.Second, 20*time.Millisecond,
+		"a cached token is refused once the feed is stale")
+	rec := do(h, http.MethodPost, mcpPath, bearer(f.Iss.Sign("es", f.Iss.Claims(Resource))))
+	assert.Equal(t, 503, rec.Code, "and so is a new one")
+	assert.Contains(t, rec.Body.String(), "revocation feed")
+	assert.Equal(t, "2", rec.Header().Get("Retry-After"))
+	atomic.StoreInt64(&f.Iss.failFd, 0)
+	require.Eventually(t, func() bool { code, _ := Status(h, tok); return code == 200 }, 10*time.Second, 20*time.Millisecond)
+}
+
 func unavailableUntilKeysLoad(t *testing.T, f *Fixture) {
 	atomic.StoreInt64(&f.Iss.failJW, 1)
 	h, err := f.build(t, f.Config(nil), &Backend{})
@@ -154,6 +196,8 @@ func configErrors(t *testing.T, f *Fixture) {
 		{map[string]interface{}{"issuer": "https://auth.example.com", "resource": Resource, "headers": map[string]interface{}{"userId": "X User"}}, "not a valid header name"},
 		{map[string]interface{}{"issuer": "https://auth.example.com", "resource": Resource, "scopes": `mcp "x"`}, "not a valid scope"},
 		{map[string]interface{}{"issuer": "https://auth.example.com", "resource": Resource, "cacheSize": "many"}, "cannot parse 'CacheSize' as int"},
+		{map[string]interface{}{"issuer": "https://auth.example.com", "resource": Resource, "revocationMaxLag": "later"}, "revocationMaxLag"},
+		{map[string]interface{}{"issuer": "https://auth.example.com", "resource": Resource, "revocationFeedUrl": "off", "revocationMaxLag": "1m"}, "feed is off"},
 	}
 	for _, c := range cases {
 		_, err := f.build(t, c.cfg, &Backend{})

@@ -65,6 +65,8 @@ var tests = []struct {
 	{"UnknownKidFloodIsRateLimited", unknownKidFloodIsRateLimited},
 	{"RevocationFeed", revocationFeed},
 	{"RevocationFeedRestartsWhenCursorGoesBack", revocationFeedRestartsWhenCursorGoesBack},
+	{"RevocationFeedPages", revocationFeedPages},
+	{"RevocationFeedMaxLag", revocationFeedMaxLag},
 	{"UnavailableUntilKeysLoad", unavailableUntilKeysLoad},
 	{"ReloadSharesKeysAndCache", reloadSharesKeysAndCache},
 	{"ConfiguredEndpointsSkipDiscovery", configuredEndpointsSkipDiscovery},
