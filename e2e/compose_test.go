@@ -69,6 +69,7 @@ func TestComposeDeployment(t *testing.T) {
 	assert.Regexp(t, `^redis://:.+@redis:6379/0$`, env["REDIS_URL"])
 	assert.Empty(t, auth.Ports, "the authserver is reached through Traefik only")
 	assert.Equal(t, ":9090", env["AUTHSERVER_METRICS_LISTEN"], "metrics on the internal network")
+	assert.Equal(t, ":9001", env["AUTHSERVER_FEED_LISTEN"], "the revocation feed on the internal network")
 
 	// Every AUTHSERVER_* variable names a real flag of the binary.
 	help, _ := exec.Command(testenv.BuildBinary(t, "./authserver"), "--help").CombinedOutput()
@@ -94,6 +95,7 @@ func TestComposeDeployment(t *testing.T) {
 		prefix := "traefik.http.middlewares." + router + "-auth.plugin.mcpoauth."
 		assert.Equal(t, env["AUTHSERVER_ISSUER"], s.Labels[prefix+"issuer"], "the plugin trusts the authserver's issuer")
 		assert.Equal(t, "https://"+m+".example.com/mcp", s.Labels[prefix+"resource"])
+		assert.Equal(t, "http://authserver:9001/revocations", s.Labels[prefix+"revocationFeedUrl"], "the plugin polls the internal feed listener")
 		assert.True(t, slices.Contains(s.Command, "--"), "streamproxy runs the server after --")
 		require.NotNil(t, s.Environment["STREAMPROXY_METRICS_LISTEN"], "%s serves metrics", m)
 		require.NotNil(t, s.Environment["STREAMPROXY_SECRET"])
@@ -116,6 +118,10 @@ func TestComposeDeployment(t *testing.T) {
 	assert.Equal(t, "*", labels["traefik.http.middlewares.mcp-cors.headers.accesscontrolalloworiginlist"])
 	assert.Contains(t, labels["traefik.http.routers.authserver-private.rule"], "Path(`/github/callback`)")
 	assert.Equal(t, "false", labels["traefik.http.routers.authserver-private.observability.accesslogs"])
+	// The revocation feed is refused on the public host (issue 13, item 1).
+	assert.Equal(t, "Host(`auth.example.com`) && Path(`/revocations`)", labels["traefik.http.routers.authserver-feed.rule"])
+	assert.Equal(t, "not-public", labels["traefik.http.routers.authserver-feed.middlewares"])
+	assert.Equal(t, "255.255.255.255/32", labels["traefik.http.middlewares.not-public.ipallowlist.sourcerange"])
 
 	traefik := p.Services["traefik"]
 	cmd := strings.Join(traefik.Command, " ")

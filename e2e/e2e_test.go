@@ -235,6 +235,11 @@ func TestGatewayEndToEnd(t *testing.T) {
 		return mcpRequest(t, everything, run.Tokens.AccessToken).StatusCode == http.StatusUnauthorized
 	}, 15*time.Second, 250*time.Millisecond)
 	t.Logf("revoked token refused after %s", time.Since(revokedAt).Round(100*time.Millisecond))
+	// The plugin read that from the authserver's internal feed listener; the public origin has no feed (issue 13,
+	// item 1), and its root protected-resource metadata, which no one of several MCP servers owns, is 404, not 405
+	// (item 15).
+	assert.Equal(t, http.StatusForbidden, getStatus(t, s.Issuer+"/revocations?since=0"), "the feed is not public")
+	assert.Equal(t, http.StatusNotFound, getStatus(t, s.Issuer+"/.well-known/oauth-protected-resource"))
 
 	// The authserver's metrics saw the two clients' traffic, by endpoint and outcome.
 	as := scrapeMetrics(t, s.Metrics["authserver"])
@@ -482,6 +487,15 @@ func TestGoSDKClientThroughTheGateway(t *testing.T) {
 
 // The subdomain layout, like the reference system's: https://<service>.example.com/mcp and https://auth.example.com,
 // here http://<service>.localhost:PORT/mcp and http://auth.localhost:PORT.
+// getStatus is the status of a GET through the gateway.
+func getStatus(t *testing.T, u string) int {
+	t.Helper()
+	resp, err := devstack.Client().Get(u)
+	require.NoError(t, err)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 func TestSubdomainLayout(t *testing.T) {
 	s := startStack(t, "subdomain")
 	everything, diagnostic := s.URLs["everything"], s.URLs["diagnostic"]
@@ -518,6 +532,8 @@ func TestSubdomainLayout(t *testing.T) {
 	resp = mcpRequest(t, diagnostic, run.Tokens.AccessToken)
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 	checkCORS(t, everything, run.Tokens.AccessToken)
+
+	assert.Equal(t, http.StatusForbidden, getStatus(t, s.Issuer+"/revocations"), "the feed is not public")
 
 	// Revocation reaches the edge.
 	revoke, err := devstack.Client().PostForm(s.Issuer+"/revoke", url.Values{"client_id": {run.ClientID}, "token": {run.Tokens.AccessToken}})

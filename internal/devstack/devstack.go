@@ -107,7 +107,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if out, err := build.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("build the gateway: %w\n%s", err, out)
 	}
-	for _, name := range []string{"fakegithub", "authserver", "authserver-metrics"} {
+	for _, name := range []string{"fakegithub", "authserver", "authserver-metrics", "authserver-feed"} {
 		p, err := freePort()
 		if err != nil {
 			return nil, err
@@ -144,6 +144,8 @@ func (s *Stack) startAll(ctx context.Context) error {
 		"--github-web-url", gh + "/", "--github-api-url", gh + "/api/v3/", "--allowed-github-users", o.AllowedUsers,
 		"--data-file", filepath.Join(o.DataDir, "authserver.jsonl"), "--log-format", "text",
 		"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", s.internal["authserver-metrics"]),
+		// The revocation feed on an internal listener of its own, as in compose.yaml: the plugin polls it there.
+		"--feed-listen", fmt.Sprintf("127.0.0.1:%d", s.internal["authserver-feed"]),
 		"--device-poll-interval", "1s"} // devices (mcp-token) get their tokens a second after approval
 	s.Metrics["authserver"] = fmt.Sprintf("http://127.0.0.1:%d/metrics", s.internal["authserver-metrics"])
 	if o.RedisURL != "" {
@@ -268,7 +270,9 @@ log:
 	env := []string{
 		"GATEWAY_LAYOUT=" + s.opts.Layout, "GATEWAY_DOMAIN=localhost", "GATEWAY_SCHEME=http",
 		fmt.Sprintf("GATEWAY_PORT=%d", s.opts.Port), "GATEWAY_ENTRYPOINT=web", "GATEWAY_CERT_RESOLVER=none",
-		fmt.Sprintf("AUTHSERVER_URL=http://127.0.0.1:%d", s.internal["authserver"]), "STREAMPROXY_SECRET=" + s.secret,
+		fmt.Sprintf("AUTHSERVER_URL=http://127.0.0.1:%d", s.internal["authserver"]),
+		fmt.Sprintf("AUTHSERVER_FEED_URL=http://127.0.0.1:%d/revocations", s.internal["authserver-feed"]),
+		"STREAMPROXY_SECRET=" + s.secret,
 	}
 	var names []string
 	for _, svc := range s.opts.Services {
