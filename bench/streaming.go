@@ -615,7 +615,7 @@ func summarizeModern(cfg Config, s *Section, srv mcpServer, targets []streamTarg
 	for _, name := range []string{targetSPModern, targetSPLegacy, targetSGStateless, targetStdio} {
 		i := targetIndex(targets, res, name)
 		if i < 0 {
-			rows = append(rows, []string{name, "not measured"})
+			rows = append(rows, append([]string{name, "not measured"}, make([]string, len(ns))...))
 			continue
 		}
 		vsLegacy := func(v, l float64) string {
