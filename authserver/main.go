@@ -309,9 +309,9 @@ func serve(s *settings, log *slog.Logger) error {
 		}
 		proxies = append(proxies, pfx)
 	}
-	gh, err := github.New(github.Config{ClientID: s.ghClientID, ClientSecret: s.ghClientSecret, WebURL: s.ghWebURL,
-		APIURL: s.ghAPIURL, RedirectURL: oauth.CallbackURL(s.issuer)}, policy, &http.Client{Timeout: 15 * time.Second})
-	if err != nil {
+	ghConfig := github.Config{ClientID: s.ghClientID, ClientSecret: s.ghClientSecret, WebURL: s.ghWebURL,
+		APIURL: s.ghAPIURL, RedirectURL: oauth.CallbackURL(s.issuer)}
+	if _, err := github.New(ghConfig, policy, nil); err != nil { // the settings, checked before the store is opened
 		return err
 	}
 
@@ -322,6 +322,11 @@ func serve(s *settings, log *slog.Logger) error {
 		return err
 	}
 	defer st.Close()
+	ghConfig.Pins = st // each allowed login keeps the account it was first seen with
+	gh, err := github.New(ghConfig, policy, &http.Client{Timeout: 15 * time.Second})
+	if err != nil {
+		return err
+	}
 	km := keyManager(st, s)
 	if err := km.Ensure(ctx); err != nil {
 		return err

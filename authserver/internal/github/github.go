@@ -34,6 +34,14 @@ type Config struct {
 	WebURL                 string // default "https://github.com/"; GitHub Enterprise Server or the fake GitHub otherwise
 	APIURL                 string // default "https://api.github.com/"; GHES: https://host/api/v3/
 	RedirectURL            string // the authserver's callback URL
+	// Pins keeps the account each listed login was first seen with (nil: logins are not pinned, for tests).
+	Pins LoginPins
+}
+
+// LoginPins pins a login to the first account (numeric id) seen with it, and returns the pinned account.
+// store.Store implements it.
+type LoginPins interface {
+	PinLogin(ctx context.Context, login, userID string) (string, error)
 }
 
 // ErrCodeRejected: GitHub refused the login code (unknown, expired or already used). The user should simply log in
@@ -52,6 +60,7 @@ func (e *AccessDeniedError) Error() string { return "access denied: " + e.Reason
 type Provider struct {
 	oauth  *oauth2.Config
 	policy Policy
+	pins   LoginPins
 	client *http.Client
 	api    *gh.Client // without credentials; each login derives one with the user's token
 }
@@ -92,6 +101,7 @@ func New(cfg Config, policy Policy, client *http.Client) (*Provider, error) {
 			},
 		},
 		policy: policy,
+		pins:   cfg.Pins,
 		client: client,
 		api:    api,
 	}, nil
@@ -181,7 +191,7 @@ func (p *Provider) login(ctx context.Context, code string, opts ...oauth2.AuthCo
 		Login: u.GetLogin(),
 		Name:  u.GetName(),
 	}
-	if err := p.authorize(ctx, api, user.Login); err != nil {
+	if err := p.authorize(ctx, api, user.ID, user.Login); err != nil {
 		return nil, err
 	}
 	email, err := primaryVerifiedEmail(ctx, api)
@@ -216,15 +226,33 @@ func primaryVerifiedEmail(ctx context.Context, api *gh.Client) (string, error) {
 	}
 }
 
-// authorize applies the policy: the user list first (no call to GitHub), then organization membership, then team
-// membership, stopping at the first rule that admits the user.
-func (p *Provider) authorize(ctx context.Context, api *gh.Client, login string) error {
+// authorize applies the policy: the user list first (no call to GitHub; an id, or a login checked against its pin),
+// then organization membership, then team membership, stopping at the first rule that admits the user.
+func (p *Provider) authorize(ctx context.Context, api *gh.Client, id, login string) error {
 	if p.policy.Empty() {
 		return &AccessDeniedError{Login: login, Reason: "this server allows no GitHub user yet: its administrator must " +
 			"configure the allowed GitHub users (ALLOWED_GITHUB_USERS, logins or *), organizations or teams"}
 	}
-	if p.policy.AllowsLogin(login) {
+	if p.policy.AllowsID(id) || p.policy.AllowsAnyone() {
 		return nil
+	}
+	if p.policy.AllowsLogin(login) {
+		if p.pins == nil {
+			return nil
+		}
+		pinned, err := p.pins.PinLogin(ctx, login, id)
+		if err != nil {
+			return fmt.Errorf("github: pin login %s: %w", login, err)
+		}
+		if pinned == id {
+			return nil
+		}
+		// The login is listed, but another account held it when it was first let in: logins change hands.
+		if !p.policy.NeedsMembership() {
+			return &AccessDeniedError{Login: login, Reason: fmt.Sprintf("GitHub user %s (account %s) is not the account that "+
+				"was allowed under that name (account %s): GitHub logins change hands. If this is you, ask the administrator "+
+				"to allow your account by id (id:%s)", login, id, pinned, id)}
+		}
 	}
 	if !p.policy.NeedsMembership() {
 		return &AccessDeniedError{Login: login, Reason: fmt.Sprintf("GitHub user %s is not in the allowed users", login)}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/github"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/embedded"
 	"github.com/mcp-oauth-gateway/gateway/internal/fakegithub"
 )
 
@@ -285,6 +286,9 @@ func TestParsePolicy(t *testing.T) {
 		{"", "", "acme/", "acme/"},
 		{"", "", "/team", "/team"},
 		{"", "", "acme/a/b", "acme/a/b"},
+		{"id:12x", "", "", "id:<numeric GitHub user id>"},
+		{"id:", "", "", "id:"},
+		{"id:0123", "", "", "id:0123"},
 	} {
 		_, err := github.ParsePolicy(bad.users, bad.orgs, bad.teams)
 		if assert.Error(t, err, "%+v", bad) {
@@ -295,12 +299,52 @@ func TestParsePolicy(t *testing.T) {
 
 func TestRefreshChecks(t *testing.T) {
 	usersOnly := policy(t, "alice", "", "")
-	assert.True(t, usersOnly.MayRefresh("Alice"))
-	assert.False(t, usersOnly.MayRefresh("mallory"), "a user removed from the list must lose access at refresh")
+	assert.True(t, usersOnly.MayRefresh("1", "Alice"))
+	assert.False(t, usersOnly.MayRefresh("2", "mallory"), "a user removed from the list must lose access at refresh")
 	withOrgs := policy(t, "alice", "acme", "")
 	assert.False(t, withOrgs.AllowsLogin("bob"))
-	assert.True(t, withOrgs.MayRefresh("bob"), "an organization member admitted at login keeps refreshing")
-	assert.False(t, github.Policy{}.MayRefresh("alice"))
+	assert.True(t, withOrgs.MayRefresh("3", "bob"), "an organization member admitted at login keeps refreshing")
+	assert.False(t, github.Policy{}.MayRefresh("1", "alice"))
+	byID := policy(t, "id:583231", "", "")
+	assert.True(t, byID.MayRefresh("583231", "renamed-since"), "an account allowed by id keeps refreshing under any login")
+	assert.False(t, byID.MayRefresh("583232", "583231"))
+}
+
+// Issue 13, item 8: GitHub logins change hands, so a listed login is pinned to the account first let in under it,
+// and another account that later holds the login is refused; an id entry names one account whatever its login.
+func TestListedLoginIsPinnedToItsFirstAccount(t *testing.T) {
+	pins, err := embedded.Open("", nil)
+	require.NoError(t, err)
+	defer pins.Close()
+	provider := func(fake *fakegithub.Server, users string) *github.Provider {
+		p, err := github.New(github.Config{ClientID: clientID, ClientSecret: clientSecret, WebURL: fake.WebURL(),
+			APIURL: fake.APIURL(), RedirectURL: callbackURL, Pins: pins}, policy(t, users, "", ""), nil)
+		require.NoError(t, err)
+		return p
+	}
+	before := startFake(t)
+	u, err := login(t, before, provider(before, "octo"), "Octo")
+	require.NoError(t, err)
+	assert.Equal(t, "1001", u.ID)
+
+	// Account 1001 renamed itself; somebody else registered "octo" (GitHub, a month later).
+	after := fakegithub.Start(t, fakegithub.Config{
+		Users: []fakegithub.User{{ID: 1001, Login: "octo-renamed"}, {ID: 7777, Login: "octo"}},
+		Apps:  []fakegithub.App{{ClientID: clientID, ClientSecret: clientSecret, CallbackURL: "http://127.0.0.1/oauth/github/callback"}},
+	})
+	_, err = login(t, after, provider(after, "octo"), "octo")
+	var denied *github.AccessDeniedError
+	require.ErrorAs(t, err, &denied, "the new holder of the login is not the account that was allowed")
+	assert.Contains(t, denied.Reason, "GitHub logins change hands")
+	assert.Contains(t, denied.Reason, "id:7777", "the refusal says how the administrator can allow this account")
+
+	// Allowed by id, an account gets in whatever its login; a wildcard never pins.
+	u, err = login(t, after, provider(after, "octo, id:1001"), "octo-renamed")
+	require.NoError(t, err)
+	assert.Equal(t, "1001", u.ID)
+	u, err = login(t, after, provider(after, "*"), "octo")
+	require.NoError(t, err)
+	assert.Equal(t, "7777", u.ID)
 }
 
 func TestLoginWithPKCE(t *testing.T) {

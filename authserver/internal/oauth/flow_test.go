@@ -103,7 +103,7 @@ func (e *env) start(allowed string) {
 	policy, err := github.ParsePolicy(allowed, "", "")
 	require.NoError(t, err)
 	gh, err := github.New(github.Config{ClientID: ghClient, ClientSecret: ghSecret, WebURL: e.gh.WebURL(), APIURL: e.gh.APIURL(),
-		RedirectURL: oauth.CallbackURL(issuer)}, policy, nil)
+		RedirectURL: oauth.CallbackURL(issuer), Pins: e.store}, policy, nil)
 	require.NoError(t, err)
 	km := &keys.Manager{Store: e.store, MaxTokenLifetime: time.Hour}
 	require.NoError(t, km.Ensure(context.Background()))

@@ -156,7 +156,7 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, c *store.Client
 		return
 	}
 	// The allow rules may have changed since login: a user no longer allowed loses the whole grant.
-	if !s.github.Policy().MayRefresh(old.User.Login) {
+	if !s.github.Policy().MayRefresh(old.User.ID, old.User.Login) {
 		s.log.InfoContext(r.Context(), "refresh refused: user no longer allowed", "login", old.User.Login)
 		if err := s.store.RevokeFamily(r.Context(), old.FamilyID); err != nil {
 			s.storeFailed(w, r, "revoke family", err)

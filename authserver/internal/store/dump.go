@@ -43,6 +43,8 @@ const (
 	DumpSigningKeys = "signing_keys"
 	DumpFeedSeq     = "feed_seq"       // the feed's sequence counter
 	DumpRevokedFam  = "revoked_family" // a recently revoked grant family (see RevokeFamily)
+	DumpDevice      = "device_grant"   // a device authorization in flight (RFC 8628)
+	DumpLoginPin    = "login_pin"      // a GitHub login pinned to its account (see PinLogin)
 )
 
 // DumpRecord is one line of a dump: Kind says which field is set.
@@ -62,6 +64,8 @@ type DumpRecord struct {
 	Access      *AccessToken  `json:"access,omitempty"`
 	Revocation  *Revocation   `json:"revocation,omitempty"`
 	Consent     *Consent      `json:"consent,omitempty"`
+	Device      *DeviceGrant  `json:"device_grant,omitempty"`
+	LoginPin    *LoginPin     `json:"login_pin,omitempty"`
 	SigningKeys []SigningKey  `json:"signing_keys,omitempty"`
 	Seq         int64         `json:"seq,omitempty"`
 	FamilyID    string        `json:"family_id,omitempty"`
@@ -178,6 +182,10 @@ func CheckDumpRecord(r DumpRecord) error {
 		ok = true
 	case DumpRevokedFam:
 		ok = r.FamilyID != ""
+	case DumpDevice:
+		ok = r.Device != nil
+	case DumpLoginPin:
+		ok = r.LoginPin != nil && r.LoginPin.Login != "" && r.LoginPin.UserID != ""
 	default:
 		return fmt.Errorf("%w: unknown kind %q", ErrBadDumpRecord, r.Kind)
 	}

@@ -186,6 +186,14 @@ type DeviceGrant struct {
 	ExpiresAt  time.Time     `json:"expires_at"`
 }
 
+// LoginPin records the GitHub account (numeric id) a login belonged to when it was first let in by name: GitHub
+// logins change hands (a renamed or deleted account frees its login for anyone), ids never do.
+type LoginPin struct {
+	Login    string    `json:"login"` // lower case
+	UserID   string    `json:"user_id"`
+	PinnedAt time.Time `json:"pinned_at"`
+}
+
 // Device grant states.
 const (
 	DevicePending  = "pending"
@@ -277,6 +285,11 @@ type Store interface {
 	// returns nil, every later call before exp returns ErrReused. key is the caller's (it names the issuer and the
 	// jti); exp must be set (ErrNoExpiry), and an exp already past is not remembered.
 	UseJTI(ctx context.Context, key string, exp time.Time) error
+
+	// PinLogin pins login (compared case-insensitively) to the account userID the first time it is called for that
+	// login, and returns the account the login is pinned to: userID then, the first one ever after. Pins do not
+	// expire.
+	PinLogin(ctx context.Context, login, userID string) (pinned string, err error)
 
 	// Consents.
 	PutConsent(ctx context.Context, c *Consent) error

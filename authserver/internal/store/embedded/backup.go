@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
@@ -71,6 +72,10 @@ func (s *Store) snapshot() ([]store.DumpRecord, error) {
 				recs = append(recs, store.DumpRecord{Kind: store.DumpConsent, Consent: clone(v)})
 			case *familyTomb:
 				recs = append(recs, store.DumpRecord{Kind: store.DumpRevokedFam, FamilyID: id, ExpiresAt: v.ExpiresAt})
+			case *store.DeviceGrant:
+				recs = append(recs, store.DumpRecord{Kind: store.DumpDevice, Device: cloneDeviceGrant(v)})
+			case *store.LoginPin:
+				recs = append(recs, store.DumpRecord{Kind: store.DumpLoginPin, LoginPin: clone(v)})
 			}
 		}
 	}
@@ -125,6 +130,12 @@ func (s *Store) Restore(_ context.Context, r io.Reader) error {
 			putLive(kindConsent, consentKey(rec.Consent.UserID, rec.Consent.ClientID), clone(rec.Consent))
 		case store.DumpRevokedFam:
 			putLive(kindFamily, rec.FamilyID, &familyTomb{ExpiresAt: rec.ExpiresAt})
+		case store.DumpDevice:
+			putLive(kindDevice, rec.Device.UserCode, cloneDeviceGrant(rec.Device))
+		case store.DumpLoginPin:
+			pin := clone(rec.LoginPin)
+			pin.Login = strings.ToLower(pin.Login)
+			ops = append(ops, put(kindPin, pin.Login, pin))
 		case store.DumpRevocation:
 			feed = append(feed, *rec.Revocation)
 		case store.DumpFeedSeq:

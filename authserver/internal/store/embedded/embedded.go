@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -592,6 +593,25 @@ func (s *Store) RevokedPage(_ context.Context, since int64, limit int) ([]store.
 		return out, out[limit-1].Seq, true, nil
 	}
 	return out, s.seq, false, nil
+}
+
+// ---- login pins
+
+func (s *Store) PinLogin(_ context.Context, login, userID string) (string, error) {
+	login = strings.ToLower(login)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return "", err
+	}
+	if v, ok := s.getLocked(kindPin, login); ok {
+		return v.(*store.LoginPin).UserID, nil
+	}
+	pin := &store.LoginPin{Login: login, UserID: userID, PinnedAt: time.Now().UTC()}
+	if err := s.commitLocked(put(kindPin, login, pin)); err != nil {
+		return "", err
+	}
+	return userID, nil
 }
 
 // ---- consents

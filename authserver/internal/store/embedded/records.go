@@ -24,9 +24,10 @@ const (
 	kindSeq     = "seq"     // the feed's sequence counter, under id ""
 	kindDevice  = "device"  // device authorization grant, by user code
 	kindJTI     = "jti"     // a used single-use identifier (client assertion jti), by the caller's key
+	kindPin     = "pin"     // a GitHub login pinned to its account, by lower-case login
 )
 
-var kinds = []string{kindClient, kindAuthReq, kindCode, kindRefresh, kindAccess, kindRevoked, kindConsent, kindFamily, kindKeys, kindSeq, kindDevice, kindJTI}
+var kinds = []string{kindClient, kindAuthReq, kindCode, kindRefresh, kindAccess, kindRevoked, kindConsent, kindFamily, kindKeys, kindSeq, kindDevice, kindJTI, kindPin}
 
 // codeRec is an authorization code plus whether it was redeemed: a redeemed code is kept until it expires so that a
 // second redemption is recognised (and its family revoked) instead of looking like an unknown code.
@@ -82,6 +83,8 @@ func newRecord(kind string) (any, error) {
 		return &store.DeviceGrant{}, nil
 	case kindJTI:
 		return &usedJTI{}, nil
+	case kindPin:
+		return &store.LoginPin{}, nil
 	}
 	return nil, fmt.Errorf("unknown record kind %q", kind)
 }

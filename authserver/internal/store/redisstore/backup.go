@@ -86,7 +86,7 @@ func (s *Store) dumpChunk(ctx context.Context, keys []string) ([]store.DumpRecor
 			kind, id, _ := strings.Cut(strings.TrimPrefix(k, s.p), ":")
 			it := item{kind: kind, id: id}
 			switch kind {
-			case "client", "authreq", "at", "consent":
+			case "client", "authreq", "at", "consent", "device", "pin":
 				it.val = p.Get(ctx, k)
 			case "code":
 				it.val, it.used = p.Get(ctx, k), p.Exists(ctx, s.k("code-used", id))
@@ -154,6 +154,12 @@ func decodeDumpRecord(kind string, b []byte) (store.DumpRecord, error) {
 	case "consent":
 		r.Kind, r.Consent = store.DumpConsent, new(store.Consent)
 		target = r.Consent
+	case "device":
+		r.Kind, r.Device = store.DumpDevice, new(store.DeviceGrant)
+		target = r.Device
+	case "pin":
+		r.Kind, r.LoginPin = store.DumpLoginPin, new(store.LoginPin)
+		target = r.LoginPin
 	}
 	return r, json.Unmarshal(b, target)
 }
@@ -290,6 +296,15 @@ func (s *Store) Restore(ctx context.Context, r io.Reader) error {
 					p.Set(ctx, s.consentKey(c.UserID, c.ClientID), mustJSON(c), msDur(ms))
 				})
 			}
+		case store.DumpDevice:
+			g := rec.Device
+			if ms := ttl(g.ExpiresAt); ms > 0 {
+				cmds = append(cmds, func(p redis.Pipeliner) { p.Set(ctx, s.deviceKey(g.UserCode), mustJSON(g), msDur(ms)) })
+			}
+		case store.DumpLoginPin:
+			pin := *rec.LoginPin
+			pin.Login = strings.ToLower(pin.Login)
+			cmds = append(cmds, func(p redis.Pipeliner) { p.Set(ctx, s.k("pin", pin.Login), mustJSON(pin), 0) })
 		case store.DumpRevokedFam:
 			fam, exp := rec.FamilyID, rec.ExpiresAt
 			if ms := ttl(exp); ms > 0 {

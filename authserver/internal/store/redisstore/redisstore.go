@@ -607,6 +607,26 @@ func (s *Store) RevokedPage(ctx context.Context, since int64, limit int) ([]stor
 	return out, cursor, more == 1, nil
 }
 
+// ---- login pins
+
+func (s *Store) PinLogin(ctx context.Context, login, userID string) (string, error) {
+	key := s.k("pin", strings.ToLower(login))
+	pin := store.LoginPin{Login: strings.ToLower(login), UserID: userID, PinnedAt: time.Now().UTC()}
+	// SET NX GET: stores the pin if there is none and returns the one there was, in one step.
+	prev, err := s.rdb.SetArgs(ctx, key, mustJSON(pin), redis.SetArgs{Mode: "NX", Get: true}).Result()
+	if errors.Is(err, redis.Nil) {
+		return userID, nil
+	}
+	if err != nil {
+		return "", unavailable("pin login", err)
+	}
+	var had store.LoginPin
+	if err := json.Unmarshal([]byte(prev), &had); err != nil {
+		return "", fmt.Errorf("redis: decode login pin: %w", err)
+	}
+	return had.UserID, nil
+}
+
 // ---- consents
 
 func (s *Store) PutConsent(ctx context.Context, c *store.Consent) error {

@@ -25,6 +25,7 @@ type populated struct {
 	revokedFam, jti string
 	revokedAccess   *store.AccessToken
 	consent         *store.Consent
+	device          *store.DeviceGrant
 	keys            []store.SigningKey
 	feed            []store.Revocation
 	cursor          int64
@@ -59,6 +60,12 @@ func populate(t *testing.T, s store.Store) *populated {
 	require.NoError(t, s.RevokeAccess(ctx, p.jti, now().Add(time.Hour)))
 	p.consent = &store.Consent{UserID: alice.ID, ClientID: p.client.ID, Scope: "mcp", GrantedAt: now(), ExpiresAt: now().Add(time.Hour)}
 	require.NoError(t, s.PutConsent(ctx, p.consent))
+	p.device = newDeviceGrant()
+	p.device.ClientID = p.public.ID
+	require.NoError(t, s.CreateDeviceGrant(ctx, p.device))
+	require.NoError(t, s.DecideDeviceGrant(ctx, p.device.UserCode, true, alice, id()))
+	_, err = s.PinLogin(ctx, "Alice", alice.ID)
+	require.NoError(t, err)
 	p.keys = []store.SigningKey{newKey("dumped-1"), newKey("dumped-2")}
 	ok, err := s.CompareAndSetSigningKeys(ctx, nil, p.keys)
 	require.NoError(t, err)
@@ -116,6 +123,14 @@ func (p *populated) check(t *testing.T, s store.Store) {
 	keys, err := s.SigningKeys(ctx)
 	require.NoError(t, err)
 	sameJSON(t, p.keys, keys)
+	// A device mid-login survives a restore: the user's approval is still collected by the device's next poll.
+	g, err := s.GetDeviceGrant(ctx, p.device.UserCode)
+	require.NoError(t, err, "device grants are in the dump")
+	assert.Equal(t, store.DeviceApproved, g.Status)
+	assert.Equal(t, alice, *g.User)
+	pinned, err := s.PinLogin(ctx, "alice", "someone else")
+	require.NoError(t, err)
+	assert.Equal(t, alice.ID, pinned, "login pins are in the dump")
 
 	// The revoked family is still marked: a token stored into it now is born revoked.
 	late := newAccess(p.revokedFam, p.public.ID, bob.ID)

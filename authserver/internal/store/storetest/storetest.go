@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -43,6 +44,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Feed", func(t *testing.T) { testFeed(t, openClosed(t, open)) })
 	t.Run("FeedPages", func(t *testing.T) { testFeedPages(t, openClosed(t, open)) })
 	t.Run("Consents", func(t *testing.T) { testConsents(t, openClosed(t, open)) })
+	t.Run("LoginPins", func(t *testing.T) { testLoginPins(t, openClosed(t, open)) })
 	t.Run("DeviceGrants", func(t *testing.T) { testDeviceGrants(t, openClosed(t, open)) })
 	t.Run("DeviceGrantsConcurrentPoll", func(t *testing.T) { testDeviceGrantsConcurrent(t, openClosed(t, open)) })
 	t.Run("SigningKeys", func(t *testing.T) { testSigningKeys(t, openClosed(t, open)) })
@@ -663,6 +665,38 @@ func testFeedPages(t *testing.T, s store.Store) {
 	assert.Empty(t, page)
 	assert.False(t, more)
 	assert.Equal(t, counter, cursor)
+}
+
+// testLoginPins: the first account seen under a login keeps it; case does not matter (issue 13, item 8).
+func testLoginPins(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	got, err := s.PinLogin(ctx, "Octo", "1001")
+	require.NoError(t, err)
+	assert.Equal(t, "1001", got, "the first account seen is pinned")
+	got, err = s.PinLogin(ctx, "octo", "1001")
+	require.NoError(t, err)
+	assert.Equal(t, "1001", got)
+	got, err = s.PinLogin(ctx, "OCTO", "2002")
+	require.NoError(t, err)
+	assert.Equal(t, "1001", got, "another account under the same login finds the first one's pin")
+	got, err = s.PinLogin(ctx, "other", "2002")
+	require.NoError(t, err)
+	assert.Equal(t, "2002", got)
+
+	// One winner when two accounts race for a fresh login.
+	var wg sync.WaitGroup
+	results := make([]string, 20)
+	for i := range results {
+		wg.Go(func() {
+			r, err := s.PinLogin(ctx, "contested", strconv.Itoa(i))
+			assert.NoError(t, err)
+			results[i] = r
+		})
+	}
+	wg.Wait()
+	for _, r := range results {
+		assert.Equal(t, results[0], r, "every caller sees the same pin")
+	}
 }
 
 func testConsents(t *testing.T, s store.Store) {
