@@ -56,6 +56,12 @@ func discover(ctx context.Context, hc *http.Client, mcpURL string) (*server, err
 	if prm.Resource == "" || len(prm.AuthorizationServers) == 0 {
 		return nil, fmt.Errorf("protected resource metadata at %s names no resource or authorization server", prmURL)
 	}
+	// RFC 9728 §3.3: metadata for another resource must not be used, or a server (or whoever answers at the metadata
+	// URL its 401 named) could have this tool fetch a token for some other MCP server and hand it over.
+	if canonicalURL(prm.Resource) != canonicalURL(mcpURL) {
+		return nil, fmt.Errorf("protected resource metadata at %s is for %q, not for %q (RFC 9728 §3.3): refusing it; "+
+			"give mcp-token the MCP server's exact URL", prmURL, prm.Resource, mcpURL)
+	}
 	issuer := strings.TrimSuffix(prm.AuthorizationServers[0], "/")
 	var asm struct {
 		Issuer                      string `json:"issuer"`
@@ -74,6 +80,24 @@ func discover(ctx context.Context, hc *http.Client, mcpURL string) (*server, err
 	}
 	return &server{Resource: prm.Resource, Issuer: issuer, TokenEndpoint: asm.TokenEndpoint,
 		DeviceEndpoint: asm.DeviceAuthorizationEndpoint, RegistrationEndpoint: asm.RegistrationEndpoint}, nil
+}
+
+// canonicalURL is the form in which two spellings of one resource URL compare equal (RFC 8707 §2, as the MCP
+// authorization spec canonicalizes): scheme and host in lower case, no default port, no fragment, no trailing
+// slash. A URL that does not parse is returned as it is.
+func canonicalURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return raw
+	}
+	u.Scheme, u.Host = strings.ToLower(u.Scheme), strings.ToLower(u.Host)
+	if (u.Scheme == "https" && u.Port() == "443") || (u.Scheme == "http" && u.Port() == "80") {
+		u.Host = u.Hostname()
+	}
+	u.Fragment, u.RawFragment = "", ""
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	u.RawPath = ""
+	return u.String()
 }
 
 // register registers a public client for the device grant (RFC 7591) and returns its id.
