@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -42,7 +43,7 @@ func isModernVersion(v string) bool { return slices.Contains(ModernVersions, v) 
 // header that is not one of the handshake revisions (an unknown version is the modern path's to refuse, with the
 // list of versions it serves).
 func isModern(r *http.Request, msg incoming) bool {
-	if msg.Params.Meta.ProtocolVersion != nil {
+	if msg.meta.ProtocolVersion != nil {
 		return true
 	}
 	v := r.Header.Get("MCP-Protocol-Version")
@@ -51,10 +52,11 @@ func isModern(r *http.Request, msg incoming) bool {
 
 // modernRequest is a 2026-07-28 request, its params kept as raw fields so that it can be passed on re-keyed.
 type modernRequest struct {
-	ID     json.RawMessage
-	Method string
-	Params map[string]json.RawMessage
-	Meta   map[string]json.RawMessage
+	ID        json.RawMessage
+	Method    string
+	RawParams json.RawMessage // as the client sent them, passed on as they are unless something in them changes
+	Params    map[string]json.RawMessage
+	Meta      map[string]json.RawMessage
 }
 
 func (q *modernRequest) stringParam(name string) string {
@@ -63,20 +65,11 @@ func (q *modernRequest) stringParam(name string) string {
 	return s
 }
 
-func (h *Handler) serveModern(w http.ResponseWriter, r *http.Request, body []byte) {
-	var q modernRequest
-	var env struct {
-		ID     json.RawMessage            `json:"id"`
-		Method string                     `json:"method"`
-		Params map[string]json.RawMessage `json:"params"`
-	}
-	if err := json.Unmarshal(body, &env); err != nil {
-		rpcError(w, http.StatusBadRequest, nil, codeInvalidParams, "params must be an object")
+func (h *Handler) serveModern(w http.ResponseWriter, r *http.Request, msg incoming) {
+	q := modernRequest{ID: msg.ID, Method: msg.Method, RawParams: msg.Params}
+	if msg.Params != nil && json.Unmarshal(msg.Params, &q.Params) != nil {
+		rpcError(w, http.StatusBadRequest, q.ID, codeInvalidParams, "params must be an object")
 		return
-	}
-	q.ID, q.Method, q.Params = env.ID, env.Method, env.Params
-	if string(q.ID) == "null" {
-		q.ID = nil
 	}
 	if q.ID == nil {
 		if q.Method == "" {
@@ -175,10 +168,7 @@ type exchange struct {
 // send passes a request to the worker's child under a key of the worker's. On error the client has its answer.
 func (h *Handler) send(w http.ResponseWriter, r *http.Request, wk *worker, q *modernRequest) (*exchange, error) {
 	x := &exchange{h: h, wk: wk, w: w, r: r, q: q, key: wk.nextKey()}
-	params := make(map[string]json.RawMessage, len(q.Params))
-	for k, v := range q.Params {
-		params[k] = v
-	}
+	params := q.RawParams
 	var progressKey json.RawMessage
 	meta := maps.Clone(q.Meta)
 	rewritten := false
@@ -190,13 +180,21 @@ func (h *Handler) send(w http.ResponseWriter, r *http.Request, wk *worker, q *mo
 		meta[metaClientCapabilities], rewritten = withoutRoots(caps), true
 	}
 	if rewritten {
-		params["_meta"], _ = json.Marshal(meta)
+		p := maps.Clone(q.Params)
+		p["_meta"], _ = json.Marshal(meta)
+		params, _ = json.Marshal(p)
 	}
-	raw, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": x.key, "method": q.Method, "params": params})
-	if err != nil {
-		rpcError(w, http.StatusBadRequest, q.ID, codeInvalidParams, "params cannot be passed on")
-		return nil, err
+	// The message is spliced rather than re-encoded: only the id is the worker's (the session compacts it onto one
+	// line on its way to the child).
+	method, _ := json.Marshal(q.Method)
+	raw := make([]byte, 0, len(params)+len(method)+len(x.key)+48)
+	raw = append(append(append(raw, `{"jsonrpc":"2.0","id":`...), x.key...), `,"method":`...)
+	raw = append(raw, method...)
+	if params != nil {
+		raw = append(append(raw, `,"params":`...), params...)
 	}
+	raw = append(raw, '}')
+	var err error
 	if x.call, err = wk.s.Call(x.key, progressKey, raw); err != nil {
 		rpcError(w, http.StatusServiceUnavailable, q.ID, -32603, "the MCP server process ended; try again")
 		return nil, err
@@ -293,6 +291,9 @@ func (x *exchange) relay(m *session.Message) bool {
 
 // restore puts the client's own id, progress token and subscription id back into a message from the child.
 func (x *exchange) restore(raw []byte) ([]byte, error) {
+	if out, ok := x.restoreResponse(raw); ok {
+		return out, nil
+	}
 	var msg map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &msg); err != nil {
 		return nil, err
@@ -316,6 +317,29 @@ func (x *exchange) restore(raw []byte) ([]byte, error) {
 		msg["result"] = res
 	}
 	return json.Marshal(msg)
+}
+
+// restoreResponse is restore's common case, spliced rather than re-encoded: a response of a 2026-07-28 child whose
+// id alone changes (not a listen stream's, not a tools/list whose tools the proxy learns).
+func (x *exchange) restoreResponse(raw []byte) ([]byte, bool) {
+	if x.wk.legacy != nil || x.q.Method == "subscriptions/listen" || x.q.Method == "tools/list" {
+		return nil, false
+	}
+	var resp struct {
+		Method *string         `json:"method"`
+		Result json.RawMessage `json:"result"`
+		Error  json.RawMessage `json:"error"`
+	}
+	if json.Unmarshal(raw, &resp) != nil || resp.Method != nil || (resp.Result == nil) == (resp.Error == nil) {
+		return nil, false
+	}
+	field, value := `,"result":`, resp.Result
+	if resp.Error != nil {
+		field, value = `,"error":`, resp.Error
+	}
+	out := make([]byte, 0, len(value)+len(x.q.ID)+32)
+	out = append(append(append(out, `{"jsonrpc":"2.0","id":`...), x.q.ID...), field...)
+	return append(append(out, value...), '}'), true
 }
 
 // restoreIn rewrites, in a params or result object, field (when set) to value and _meta's subscription id to the
@@ -386,7 +410,8 @@ func (x *exchange) write(raw []byte) {
 	var resp struct {
 		Error *rpcErr `json:"error"`
 	}
-	if json.Unmarshal(raw, &resp) == nil && resp.Error != nil {
+	// Only a message that mentions an error can be one: most answers skip the second decode.
+	if bytes.Contains(raw, []byte(`"error"`)) && json.Unmarshal(raw, &resp) == nil && resp.Error != nil {
 		switch resp.Error.Code {
 		case codeMethodNotFound:
 			status = http.StatusNotFound

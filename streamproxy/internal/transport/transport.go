@@ -157,12 +157,35 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 type incoming struct {
 	ID     json.RawMessage `json:"id"`
 	Method string          `json:"method"`
-	Params struct {
-		Meta struct {
-			ProgressToken   json.RawMessage `json:"progressToken"`
-			ProtocolVersion json.RawMessage `json:"io.modelcontextprotocol/protocolVersion"`
-		} `json:"_meta"`
-	} `json:"params"`
+	Params json.RawMessage `json:"params"`
+	meta   requestMeta     // from params._meta
+}
+
+// requestMeta is what routing reads of a request's _meta.
+type requestMeta struct {
+	ProgressToken   json.RawMessage `json:"progressToken"`
+	ProtocolVersion json.RawMessage `json:"io.modelcontextprotocol/protocolVersion"`
+}
+
+// decodeIncoming reads the envelope of one JSON-RPC message (Unmarshal checks that the whole body is valid JSON).
+func decodeIncoming(body []byte) (incoming, error) {
+	var msg incoming
+	if err := json.Unmarshal(body, &msg); err != nil {
+		return msg, err
+	}
+	if msg.Params != nil {
+		var p struct {
+			Meta requestMeta `json:"_meta"`
+		}
+		if err := json.Unmarshal(msg.Params, &p); err != nil {
+			return msg, err
+		}
+		msg.meta = p.Meta
+	}
+	if string(msg.ID) == "null" {
+		msg.ID = nil
+	}
+	return msg, nil
 }
 
 func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
@@ -189,16 +212,13 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 		rpcError(w, http.StatusBadRequest, nil, -32600, "JSON-RPC batches are not supported: send one message per POST")
 		return
 	}
-	var msg incoming
-	if err := json.Unmarshal(body, &msg); err != nil || !json.Valid(body) {
+	msg, err := decodeIncoming(body)
+	if err != nil {
 		rpcError(w, http.StatusBadRequest, nil, -32700, "parse error: the body is not a JSON-RPC message")
 		return
 	}
-	if string(msg.ID) == "null" {
-		msg.ID = nil
-	}
 	if isModern(r, msg) {
-		h.serveModern(w, r, body)
+		h.serveModern(w, r, msg)
 		return
 	}
 
@@ -286,7 +306,7 @@ func (h *Handler) call(w http.ResponseWriter, r *http.Request, s *session.Sessio
 		defer cancel()
 	}
 	var sse *sseWriter
-	resp, err := s.Do(ctx, msg.ID, msg.Params.Meta.ProgressToken, body, func(m *session.Message) {
+	resp, err := s.Do(ctx, msg.ID, msg.meta.ProgressToken, body, func(m *session.Message) {
 		if sse == nil {
 			if newSession != "" {
 				w.Header().Set("Mcp-Session-Id", newSession)

@@ -1,0 +1,64 @@
+package transport
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
+	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
+)
+
+// The proxy's own cost per tools/call on each path, against the Go SDK's fixture (which speaks both generations):
+// compare the two with benchstat; the child's work is the same on both.
+func benchHandler(b *testing.B) *Handler {
+	fixture := testenv.BuildBinary(b, "github.com/modelcontextprotocol/go-sdk/conformance/everything-server")
+	h := New(Config{Command: session.Command{Path: fixture, Env: session.Env(nil, nil)}, UserHeader: "X-User-Id",
+		MaxSessions: 10, KeepAlive: 15e9, MaxBody: 1 << 20, Logger: slog.New(slog.DiscardHandler)})
+	b.Cleanup(h.Close)
+	return h
+}
+
+func do(b *testing.B, h http.Handler, body string, header map[string]string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodPost, "/mcp", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("X-User-Id", "1")
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	if w.Code != http.StatusOK {
+		b.Fatalf("%d: %s", w.Code, w.Body)
+	}
+	return w
+}
+
+const simpleCall = `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"test_simple_text","arguments":{}%s}}`
+
+func BenchmarkCallLegacy(b *testing.B) {
+	h := benchHandler(b)
+	w := do(b, h, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"b","version":"1"}}}`, nil)
+	sid := w.Header().Get("Mcp-Session-Id")
+	hdr := map[string]string{"Mcp-Session-Id": sid, "MCP-Protocol-Version": "2025-11-25"}
+	body := strings.Replace(simpleCall, "%s", "", 1)
+	b.ResetTimer()
+	for b.Loop() {
+		io.Discard.Write(do(b, h, body, hdr).Body.Bytes())
+	}
+}
+
+func BenchmarkCallModern(b *testing.B) {
+	h := benchHandler(b)
+	body := strings.Replace(simpleCall, "%s", `,"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}`, 1)
+	hdr := map[string]string{"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "test_simple_text"}
+	do(b, h, body, hdr) // starts the user's worker
+	b.ResetTimer()
+	for b.Loop() {
+		io.Discard.Write(do(b, h, body, hdr).Body.Bytes())
+	}
+}
