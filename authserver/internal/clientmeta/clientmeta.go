@@ -168,11 +168,20 @@ var nonPublic = []netip.Prefix{
 	netip.MustParsePrefix("0.0.0.0/8"),
 	netip.MustParsePrefix("100.64.0.0/10"), // carrier-grade NAT
 	netip.MustParsePrefix("192.0.0.0/24"),
-	netip.MustParsePrefix("198.18.0.0/15"), // benchmarking
-	netip.MustParsePrefix("240.0.0.0/4"),   // reserved, broadcast
-	netip.MustParsePrefix("64:ff9b:1::/48"),
-	netip.MustParsePrefix("2001:db8::/32"),
+	netip.MustParsePrefix("198.18.0.0/15"),  // benchmarking
+	netip.MustParsePrefix("240.0.0.0/4"),    // reserved, broadcast
+	netip.MustParsePrefix("::/96"),          // IPv4-compatible (deprecated): ::127.0.0.1 reaches 127.0.0.1 on some stacks
+	netip.MustParsePrefix("64:ff9b:1::/48"), // local-use NAT64 (RFC 8215): maps into whatever the operator chose
+	netip.MustParsePrefix("2001::/32"),      // Teredo: its IPv4 addresses are hidden, so they cannot be checked
+	netip.MustParsePrefix("2001:db8::/32"),  // documentation
+	netip.MustParsePrefix("fec0::/10"),      // site-local (deprecated, still routed inside some networks)
 }
+
+// Prefixes whose addresses carry an IPv4 address: the IPv4 address they lead to must itself be public.
+var (
+	nat64     = netip.MustParsePrefix("64:ff9b::/96") // well-known NAT64 (RFC 6052): the last 32 bits
+	sixToFour = netip.MustParsePrefix("2002::/16")    // 6to4 (RFC 3056): bits 16-47
+)
 
 func public(a netip.Addr) bool {
 	a = a.Unmap()
@@ -185,7 +194,23 @@ func public(a netip.Addr) bool {
 			return false
 		}
 	}
+	if v4, ok := embeddedIPv4(a); ok {
+		return public(v4)
+	}
 	return true
+}
+
+// embeddedIPv4 is the IPv4 address a NAT64 or 6to4 address leads to: a translator or relay connects to it, so a
+// document "at" 64:ff9b::7f00:1 is one at 127.0.0.1.
+func embeddedIPv4(a netip.Addr) (netip.Addr, bool) {
+	b := a.As16()
+	switch {
+	case nat64.Contains(a):
+		return netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]}), true
+	case sixToFour.Contains(a):
+		return netip.AddrFrom4([4]byte{b[2], b[3], b[4], b[5]}), true
+	}
+	return netip.Addr{}, false
 }
 
 func hostMatches(host string, patterns []string) bool {
