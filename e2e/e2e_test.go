@@ -194,157 +194,185 @@ func mcpRequest(t *testing.T, url, token string) *http.Response {
 func TestGatewayEndToEnd(t *testing.T) {
 	s := startStack(t, "path")
 	everything, diagnostic := s.URLs["everything"], s.URLs["diagnostic"]
+	// One stack, one story: each step a subtest, so that one failure does not hide the others. Steps use what the
+	// earlier ones made (a client's tokens), so a step whose input is missing fails on that.
+	var run, who, fresh, again, removed clientRun
+	var as scrape
+	var firstScrape []string
 
-	// No token: 401 with the challenge MCP clients parse.
-	resp := mcpRequest(t, everything, "")
-	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
-	assert.Contains(t, resp.Header.Get("WWW-Authenticate"), `resource_metadata="`+s.Issuer+`/.well-known/oauth-protected-resource/everything/mcp"`)
+	t.Run("challenge without a token", func(t *testing.T) {
+		// No token: 401 with the challenge MCP clients parse.
+		resp := mcpRequest(t, everything, "")
+		assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+		assert.Contains(t, resp.Header.Get("WWW-Authenticate"), `resource_metadata="`+s.Issuer+`/.well-known/oauth-protected-resource/everything/mcp"`)
+	})
 
-	// The TypeScript SDK client goes from the bare URL to tool calls, and refreshes.
-	run := runClient(t, everything)
-	auth, err := url.Parse(run.AuthorizationURL)
-	require.NoError(t, err)
-	assert.Equal(t, everything, auth.Query().Get("resource"), "the client sent the RFC 8707 resource")
-	assert.Equal(t, "S256", auth.Query().Get("code_challenge_method"))
-	assert.Contains(t, run.Tools, "echo")
-	require.NotEmpty(t, run.Result.Content)
-	assert.Equal(t, "Echo: hello through the gateway", run.Result.Content[0].Text)
-	assert.True(t, run.Refreshed, "the client refreshed its tokens (rotation)")
+	t.Run("client from the bare URL to tools and a refresh", func(t *testing.T) {
+		// The TypeScript SDK client goes from the bare URL to tool calls, and refreshes.
+		run = runClient(t, everything)
+		auth, err := url.Parse(run.AuthorizationURL)
+		require.NoError(t, err)
+		assert.Equal(t, everything, auth.Query().Get("resource"), "the client sent the RFC 8707 resource")
+		assert.Equal(t, "S256", auth.Query().Get("code_challenge_method"))
+		assert.Contains(t, run.Tools, "echo")
+		require.NotEmpty(t, run.Result.Content)
+		assert.Equal(t, "Echo: hello through the gateway", run.Result.Content[0].Text)
+		assert.True(t, run.Refreshed, "the client refreshed its tokens (rotation)")
+	})
 
-	// A token for one MCP server is refused by another (RFC 8707 audience).
-	resp = mcpRequest(t, diagnostic, run.Tokens.AccessToken)
-	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
-	assert.Contains(t, resp.Header.Get("WWW-Authenticate"), `error="invalid_token"`)
-	assert.Equal(t, http.StatusOK, mcpRequest(t, everything, run.Tokens.AccessToken).StatusCode)
-	checkCORS(t, everything, run.Tokens.AccessToken)
+	t.Run("audience and CORS", func(t *testing.T) {
+		// A token for one MCP server is refused by another (RFC 8707 audience).
+		resp := mcpRequest(t, diagnostic, run.Tokens.AccessToken)
+		assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+		assert.Contains(t, resp.Header.Get("WWW-Authenticate"), `error="invalid_token"`)
+		assert.Equal(t, http.StatusOK, mcpRequest(t, everything, run.Tokens.AccessToken).StatusCode)
+		checkCORS(t, everything, run.Tokens.AccessToken)
+	})
 
-	// The backend sees the real identity, never a spoofed one, and never the token.
-	who := runClient(t, diagnostic, "whoami", "{}", "424242")
-	require.NotNil(t, who.Result.StructuredContent, "whoami result: %+v", who.Result)
-	assert.Equal(t, "1000001", who.Result.StructuredContent["userId"], "the plugin replaced the spoofed X-User-Id")
-	assert.Equal(t, "dev-user", who.Result.StructuredContent["userName"])
-	assert.Equal(t, false, who.Result.StructuredContent["authorizationReceived"], "the backend never receives the token")
+	t.Run("identity at the backend", func(t *testing.T) {
+		// The backend sees the real identity, never a spoofed one, and never the token.
+		who = runClient(t, diagnostic, "whoami", "{}", "424242")
+		require.NotNil(t, who.Result.StructuredContent, "whoami result: %+v", who.Result)
+		assert.Equal(t, "1000001", who.Result.StructuredContent["userId"], "the plugin replaced the spoofed X-User-Id")
+		assert.Equal(t, "dev-user", who.Result.StructuredContent["userName"])
+		assert.Equal(t, false, who.Result.StructuredContent["authorizationReceived"], "the backend never receives the token")
+	})
 
-	// Revocation reaches the edge within 10 s, with no call per request.
-	revoke, err := http.PostForm(s.Issuer+"/revoke", url.Values{"client_id": {run.ClientID}, "token": {run.Tokens.AccessToken}})
-	require.NoError(t, err)
-	revoke.Body.Close()
-	require.Equal(t, http.StatusOK, revoke.StatusCode)
-	revokedAt := time.Now()
-	require.Eventually(t, func() bool {
-		return mcpRequest(t, everything, run.Tokens.AccessToken).StatusCode == http.StatusUnauthorized
-	}, 15*time.Second, 250*time.Millisecond)
-	t.Logf("revoked token refused after %s", time.Since(revokedAt).Round(100*time.Millisecond))
-	// The plugin read that from the authserver's internal feed listener; the public origin has no feed (issue 13,
-	// item 1), and its root protected-resource metadata, which no one of several MCP servers owns, is 404, not 405
-	// (item 15).
-	assert.Equal(t, http.StatusForbidden, getStatus(t, s.Issuer+"/revocations?since=0"), "the feed is not public")
-	assert.Equal(t, http.StatusNotFound, getStatus(t, s.Issuer+"/.well-known/oauth-protected-resource"))
+	t.Run("revocation at the edge", func(t *testing.T) {
+		// Revocation reaches the edge within 10 s, with no call per request.
+		revoke, err := http.PostForm(s.Issuer+"/revoke", url.Values{"client_id": {run.ClientID}, "token": {run.Tokens.AccessToken}})
+		require.NoError(t, err)
+		revoke.Body.Close()
+		require.Equal(t, http.StatusOK, revoke.StatusCode)
+		revokedAt := time.Now()
+		require.Eventually(t, func() bool {
+			return mcpRequest(t, everything, run.Tokens.AccessToken).StatusCode == http.StatusUnauthorized
+		}, 15*time.Second, 250*time.Millisecond)
+		t.Logf("revoked token refused after %s", time.Since(revokedAt).Round(100*time.Millisecond))
+		// The plugin read that from the authserver's internal feed listener; the public origin has no feed (issue 13,
+		// item 1), and its root protected-resource metadata, which no one of several MCP servers owns, is 404, not 405
+		// (item 15).
+		assert.Equal(t, http.StatusForbidden, getStatus(t, s.Issuer+"/revocations?since=0"), "the feed is not public")
+		assert.Equal(t, http.StatusNotFound, getStatus(t, s.Issuer+"/.well-known/oauth-protected-resource"))
+	})
 
-	// The authserver's metrics saw the two clients' traffic, by endpoint and outcome.
-	as := scrapeMetrics(t, s.Metrics["authserver"])
-	assert.Equal(t, 2.0, as.value("authserver_tokens_issued_total", "grant_type", "authorization_code"), "%s", as)
-	assert.Equal(t, 2.0, as.value("authserver_tokens_issued_total", "grant_type", "refresh_token"))
-	assert.Equal(t, 2.0, as.value("authserver_client_registrations_total", "outcome", "registered"))
-	assert.Equal(t, 2.0, as.value("authserver_logins_total", "outcome", "allowed"))
-	assert.Equal(t, 1.0, as.value("authserver_revocations_total", "reason", "revoke_endpoint"))
-	assert.Equal(t, 4.0, as.value("authserver_http_request_duration_seconds", "route", "POST /token"))
-	assert.Equal(t, 2.0, as.value("authserver_http_requests_total", "route", "POST /register", "code", "201"))
-	firstScrape := as.labelValues()
+	t.Run("metrics", func(t *testing.T) {
+		// The authserver's metrics saw the two clients' traffic, by endpoint and outcome.
+		as = scrapeMetrics(t, s.Metrics["authserver"])
+		assert.Equal(t, 2.0, as.value("authserver_tokens_issued_total", "grant_type", "authorization_code"), "%s", as)
+		assert.Equal(t, 2.0, as.value("authserver_tokens_issued_total", "grant_type", "refresh_token"))
+		assert.Equal(t, 2.0, as.value("authserver_client_registrations_total", "outcome", "registered"))
+		assert.Equal(t, 2.0, as.value("authserver_logins_total", "outcome", "allowed"))
+		assert.Equal(t, 1.0, as.value("authserver_revocations_total", "reason", "revoke_endpoint"))
+		assert.Equal(t, 4.0, as.value("authserver_http_request_duration_seconds", "route", "POST /token"))
+		assert.Equal(t, 2.0, as.value("authserver_http_requests_total", "route", "POST /register", "code", "201"))
+		firstScrape = as.labelValues()
+	})
 
-	// Restarting the authorization server keeps issued tokens valid (keys and state are in Redis).
-	fresh := runClient(t, everything)
-	require.NoError(t, s.Restart(context.Background(), "authserver", "authserver listening"))
-	assert.Equal(t, http.StatusOK, mcpRequest(t, everything, fresh.Tokens.AccessToken).StatusCode)
-	form := url.Values{"grant_type": {"refresh_token"}, "client_id": {fresh.ClientID}, "refresh_token": {fresh.Tokens.RefreshToken}}
-	r, err := http.PostForm(s.Issuer+"/token", form)
-	require.NoError(t, err)
-	r.Body.Close()
-	assert.Equal(t, http.StatusOK, r.StatusCode, "the refresh token survived the restart")
-
-	// Restarting Redis in the middle of a session loses nothing: the edge keeps accepting the token it verified, and
-	// the authorization server finds its grants again once Redis is back.
-	again := runClient(t, everything)
-	s.redis.Restart(t)
-	assert.Equal(t, http.StatusOK, mcpRequest(t, everything, again.Tokens.AccessToken).StatusCode)
-	form = url.Values{"grant_type": {"refresh_token"}, "client_id": {again.ClientID}, "refresh_token": {again.Tokens.RefreshToken}}
-	require.Eventually(t, func() bool {
+	t.Run("authserver restart", func(t *testing.T) {
+		// Restarting the authorization server keeps issued tokens valid (keys and state are in Redis).
+		fresh = runClient(t, everything)
+		require.NoError(t, s.Restart(context.Background(), "authserver", "authserver listening"))
+		assert.Equal(t, http.StatusOK, mcpRequest(t, everything, fresh.Tokens.AccessToken).StatusCode)
+		form := url.Values{"grant_type": {"refresh_token"}, "client_id": {fresh.ClientID}, "refresh_token": {fresh.Tokens.RefreshToken}}
 		r, err := http.PostForm(s.Issuer+"/token", form)
-		if err != nil {
-			return false
-		}
+		require.NoError(t, err)
 		r.Body.Close()
-		// 503 while the store reconnects; anything else is final.
-		require.NotEqual(t, http.StatusBadRequest, r.StatusCode, "the refresh token was lost with the Redis restart")
-		return r.StatusCode == http.StatusOK
-	}, 15*time.Second, 250*time.Millisecond)
+		assert.Equal(t, http.StatusOK, r.StatusCode, "the refresh token survived the restart")
+	})
 
-	// A user taken off the allow list loses access at the next refresh.
-	removed := runClient(t, everything)
-	require.NoError(t, s.SetAllowedUsers(context.Background(), "someone-else"))
-	form = url.Values{"grant_type": {"refresh_token"}, "client_id": {removed.ClientID}, "refresh_token": {removed.Tokens.RefreshToken}}
-	r, err = http.PostForm(s.Issuer+"/token", form)
-	require.NoError(t, err)
-	var refused struct {
-		Error string `json:"error"`
-	}
-	require.NoError(t, json.NewDecoder(r.Body).Decode(&refused))
-	r.Body.Close()
-	assert.Equal(t, http.StatusBadRequest, r.StatusCode)
-	assert.Equal(t, "invalid_grant", refused.Error, "the refresh of a user no longer allowed is refused")
+	t.Run("Redis restart", func(t *testing.T) {
+		// Restarting Redis in the middle of a session loses nothing: the edge keeps accepting the token it verified, and
+		// the authorization server finds its grants again once Redis is back.
+		again = runClient(t, everything)
+		s.redis.Restart(t)
+		assert.Equal(t, http.StatusOK, mcpRequest(t, everything, again.Tokens.AccessToken).StatusCode)
+		form := url.Values{"grant_type": {"refresh_token"}, "client_id": {again.ClientID}, "refresh_token": {again.Tokens.RefreshToken}}
+		require.Eventually(t, func() bool {
+			r, err := http.PostForm(s.Issuer+"/token", form)
+			if err != nil {
+				return false
+			}
+			r.Body.Close()
+			// 503 while the store reconnects; anything else is final.
+			require.NotEqual(t, http.StatusBadRequest, r.StatusCode, "the refresh token was lost with the Redis restart")
+			return r.StatusCode == http.StatusOK
+		}, 15*time.Second, 250*time.Millisecond)
+	})
 
-	// The metrics saw the traffic, by endpoint and outcome, with no id or secret in a label. (The authserver was
-	// restarted since the first scrape: its counters start again.)
-	as = scrapeMetrics(t, s.Metrics["authserver"])
-	assert.Equal(t, 1.0, as.value("authserver_oauth_errors_total", "route", "POST /token", "error", "invalid_grant"),
-		"the refused refresh of the removed user")
-	sp := scrapeMetrics(t, s.Metrics["mcp-everything"])
-	assert.GreaterOrEqual(t, sp.value("streamproxy_children_started_total"), 8.0, "%s", sp)
-	assert.Equal(t, sp.value("streamproxy_children_started_total")-sp.value("streamproxy_children_exited_total"),
-		sp.value("streamproxy_children_running"), "running children = started - exited")
-	assert.Zero(t, sp.value("streamproxy_children_exited_total", "how", "crashed"))
-	assert.Greater(t, sp.value("streamproxy_messages_total", "direction", "to_server"), 20.0)
-	assert.Greater(t, sp.value("streamproxy_messages_total", "direction", "to_client"), 20.0)
-	assert.GreaterOrEqual(t, sp.value("streamproxy_http_requests_total", "route", "/mcp", "method", "POST", "code", "200"), 20.0)
-	checkDashboard(t, as, sp)
-	for _, lv := range slices.Concat(firstScrape, as.labelValues(), sp.labelValues()) {
-		assert.NotContains(t, lv, "1000001", "a metric label holds a user id")
-		for _, r := range []clientRun{run, who, fresh, again, removed} {
-			assert.NotContains(t, lv, r.ClientID, "a metric label holds a client id")
-			assert.NotContains(t, lv, r.Tokens.AccessToken)
+	t.Run("removal from the allow list", func(t *testing.T) {
+		// A user taken off the allow list loses access at the next refresh.
+		removed = runClient(t, everything)
+		require.NoError(t, s.SetAllowedUsers(context.Background(), "someone-else"))
+		form := url.Values{"grant_type": {"refresh_token"}, "client_id": {removed.ClientID}, "refresh_token": {removed.Tokens.RefreshToken}}
+		r, err := http.PostForm(s.Issuer+"/token", form)
+		require.NoError(t, err)
+		var refused struct {
+			Error string `json:"error"`
 		}
-	}
+		require.NoError(t, json.NewDecoder(r.Body).Decode(&refused))
+		r.Body.Close()
+		assert.Equal(t, http.StatusBadRequest, r.StatusCode)
+		assert.Equal(t, "invalid_grant", refused.Error, "the refresh of a user no longer allowed is refused")
+	})
 
-	// No component logged a token, code, verifier, cookie or secret; the access log covered the flow but kept the
-	// GitHub callback (its query carries GitHub's code) out.
-	logs := s.logs.String()
-	for _, run := range []clientRun{run, who, fresh, again, removed} {
-		for what, secret := range run.secrets() {
-			if secret != "" {
-				assert.NotContains(t, logs, secret, "a log line holds the %s", what)
+	t.Run("metrics without ids or secrets", func(t *testing.T) {
+		// The metrics saw the traffic, by endpoint and outcome, with no id or secret in a label. (The authserver was
+		// restarted since the first scrape: its counters start again.)
+		as = scrapeMetrics(t, s.Metrics["authserver"])
+		assert.Equal(t, 1.0, as.value("authserver_oauth_errors_total", "route", "POST /token", "error", "invalid_grant"),
+			"the refused refresh of the removed user")
+		sp := scrapeMetrics(t, s.Metrics["mcp-everything"])
+		assert.GreaterOrEqual(t, sp.value("streamproxy_children_started_total"), 8.0, "%s", sp)
+		assert.Equal(t, sp.value("streamproxy_children_started_total")-sp.value("streamproxy_children_exited_total"),
+			sp.value("streamproxy_children_running"), "running children = started - exited")
+		assert.Zero(t, sp.value("streamproxy_children_exited_total", "how", "crashed"))
+		assert.Greater(t, sp.value("streamproxy_messages_total", "direction", "to_server"), 20.0)
+		assert.Greater(t, sp.value("streamproxy_messages_total", "direction", "to_client"), 20.0)
+		assert.GreaterOrEqual(t, sp.value("streamproxy_http_requests_total", "route", "/mcp", "method", "POST", "code", "200"), 20.0)
+		checkDashboard(t, as, sp)
+		for _, lv := range slices.Concat(firstScrape, as.labelValues(), sp.labelValues()) {
+			assert.NotContains(t, lv, "1000001", "a metric label holds a user id")
+			for _, r := range []clientRun{run, who, fresh, again, removed} {
+				assert.NotContains(t, lv, r.ClientID, "a metric label holds a client id")
+				assert.NotContains(t, lv, r.Tokens.AccessToken)
 			}
 		}
-	}
-	assert.NotContains(t, logs, "fake-github-client-secret", "a log line holds the GitHub client secret")
-	assert.NotContains(t, strings.ToLower(logs), "bearer ", "a log line holds an Authorization header")
-	var tokenID string
-	mcpLogged := false
-	for _, e := range accessLog(logs) {
-		switch {
-		case e["RequestMethod"] == "POST" && e["RequestPath"] == "/token" && e["DownstreamStatus"] == 200.0:
-			tokenID, _ = e["downstream_X-Request-Id"].(string)
-		case e["RequestMethod"] == "POST" && e["RequestPath"] == "/everything/mcp" && e["DownstreamStatus"] == 200.0:
-			mcpLogged = true
-		}
-	}
-	require.NotEmpty(t, tokenID, "Traefik's access log recorded the token endpoint with the authserver's request id")
-	assert.Contains(t, logs, "request_id="+tokenID, "the access log line and the authserver's line share the id")
-	assert.True(t, mcpLogged, "Traefik's access log recorded MCP requests")
-	assert.NotContains(t, logs, "/github/callback?", "the GitHub callback's query reached a log")
+	})
 
-	// Every request the authserver and streamproxy answered is one log line, with a request id.
-	assert.Regexp(t, `authserver\s+time=\S+ level=INFO msg=request method=POST path=/token route="POST /token" status=200 duration_ms=\S+ request_id=\S+`, logs)
-	assert.Regexp(t, `mcp-everything\s+time=\S+ level=INFO msg=request method=POST path=/mcp route=/mcp status=200 duration_ms=\S+ session=\S{8} request_id=\S{16}`, logs)
+	t.Run("logs without secrets, joined by request id", func(t *testing.T) {
+		// No component logged a token, code, verifier, cookie or secret; the access log covered the flow but kept the
+		// GitHub callback (its query carries GitHub's code) out.
+		logs := s.logs.String()
+		for _, run := range []clientRun{run, who, fresh, again, removed} {
+			for what, secret := range run.secrets() {
+				if secret != "" {
+					assert.NotContains(t, logs, secret, "a log line holds the %s", what)
+				}
+			}
+		}
+		assert.NotContains(t, logs, "fake-github-client-secret", "a log line holds the GitHub client secret")
+		assert.NotContains(t, strings.ToLower(logs), "bearer ", "a log line holds an Authorization header")
+		var tokenID string
+		mcpLogged := false
+		for _, e := range accessLog(logs) {
+			switch {
+			case e["RequestMethod"] == "POST" && e["RequestPath"] == "/token" && e["DownstreamStatus"] == 200.0:
+				tokenID, _ = e["downstream_X-Request-Id"].(string)
+			case e["RequestMethod"] == "POST" && e["RequestPath"] == "/everything/mcp" && e["DownstreamStatus"] == 200.0:
+				mcpLogged = true
+			}
+		}
+		require.NotEmpty(t, tokenID, "Traefik's access log recorded the token endpoint with the authserver's request id")
+		assert.Contains(t, logs, "request_id="+tokenID, "the access log line and the authserver's line share the id")
+		assert.True(t, mcpLogged, "Traefik's access log recorded MCP requests")
+		assert.NotContains(t, logs, "/github/callback?", "the GitHub callback's query reached a log")
+
+		// Every request the authserver and streamproxy answered is one log line, with a request id.
+		assert.Regexp(t, `authserver\s+time=\S+ level=INFO msg=request method=POST path=/token route="POST /token" status=200 duration_ms=\S+ request_id=\S+`, logs)
+		assert.Regexp(t, `mcp-everything\s+time=\S+ level=INFO msg=request method=POST path=/mcp route=/mcp status=200 duration_ms=\S+ session=\S{8} request_id=\S{16}`, logs)
+	})
+
 }
 
 // The MCP conformance suites' server scenarios pass through Traefik and the plugin, for both generations of the
