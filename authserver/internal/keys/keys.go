@@ -126,18 +126,19 @@ func (m *Manager) Signer(ctx context.Context) (string, *ecdsa.PrivateKey, error)
 	return best.KID, m.priv[best.KID], nil
 }
 
-// PublicKey returns a published key by id, for checking tokens this server issued.
+// PublicKey returns a published key by id, for checking tokens this server issued: like the JWKS, never a retired
+// key.
 func (m *Manager) PublicKey(ctx context.Context, kid string) (*ecdsa.PublicKey, error) {
 	if err := m.refresh(ctx); err != nil {
 		return nil, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	p, ok := m.priv[kid]
-	if !ok {
+	i := slices.IndexFunc(m.set, func(k store.SigningKey) bool { return k.KID == kid })
+	if i < 0 || (!m.set[i].RetireAt.IsZero() && m.set[i].RetireAt.Before(time.Now())) {
 		return nil, fmt.Errorf("unknown key id %q", kid)
 	}
-	return &p.PublicKey, nil
+	return &m.priv[kid].PublicKey, nil
 }
 
 // JWK is one public key as RFC 7517 writes it.

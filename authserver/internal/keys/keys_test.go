@@ -55,3 +55,42 @@ func TestKeysPersistAndRotate(t *testing.T) {
 	_, err = first.PublicKey(ctx, kid1)
 	assert.NoError(t, err, "a retiring key still verifies the tokens it signed")
 }
+
+// A rotation made on one node reaches the others at their next refresh, and a retired key leaves the JWKS (and no
+// longer verifies) once the last token it signed has expired.
+func TestRotationReachesOtherNodesAndRetiredKeysLeave(t *testing.T) {
+	ctx := context.Background()
+	st, err := embedded.Open("", nil)
+	require.NoError(t, err)
+	defer st.Close()
+	const lifetime = 200 * time.Millisecond
+	node1 := &keys.Manager{Store: st, MaxTokenLifetime: lifetime, Refresh: 20 * time.Millisecond}
+	require.NoError(t, node1.Ensure(ctx))
+	node2 := &keys.Manager{Store: st, MaxTokenLifetime: lifetime, Refresh: 20 * time.Millisecond}
+	require.NoError(t, node2.Ensure(ctx))
+	old, _, err := node2.Signer(ctx)
+	require.NoError(t, err)
+
+	fresh, err := node1.Rotate(ctx, 0)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		kid, _, err := node2.Signer(ctx)
+		return err == nil && kid == fresh
+	}, 2*time.Second, 10*time.Millisecond, "the other node signs with the new key after its refresh")
+
+	kids := func(m *keys.Manager) []string {
+		set, err := m.JWKS(ctx)
+		require.NoError(t, err)
+		var out []string
+		for _, k := range set {
+			out = append(out, k.Kid)
+		}
+		return out
+	}
+	assert.ElementsMatch(t, []string{old, fresh}, kids(node2), "the old key stays published while its tokens live")
+	require.Eventually(t, func() bool { return len(kids(node2)) == 1 }, 2*time.Second, 20*time.Millisecond)
+	assert.Equal(t, []string{fresh}, kids(node2), "the retired key left the JWKS")
+	assert.Equal(t, []string{fresh}, kids(node1))
+	_, err = node1.PublicKey(ctx, old)
+	assert.Error(t, err, "a retired key no longer verifies")
+}
