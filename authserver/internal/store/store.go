@@ -234,6 +234,9 @@ type Store interface {
 	PutAuthRequest(ctx context.Context, r *AuthRequest) error // create or replace
 	GetAuthRequest(ctx context.Context, id string) (*AuthRequest, error)
 	DeleteAuthRequest(ctx context.Context, id string) error // absent: not an error
+	// PendingCount is how many authorization requests and device grants of a client are in flight (stored, not yet
+	// deleted or collected, not expired), so the server can cap what one client id costs the store.
+	PendingCount(ctx context.Context, clientID string) (int, error)
 
 	// Authorization codes. RedeemCode consumes the code atomically: the first call returns it; every later call
 	// returns the same record with ErrReused (until its expiry), and a code never issued gives ErrNotFound.

@@ -42,6 +42,9 @@ type Store struct {
 	seq         int64                     // last feed sequence number handed out
 	journalSize int64                     // bytes in the journal file
 	liveSize    int64                     // bytes of the last compacted file
+	// pending indexes the authorization requests and device grants in flight by client: client -> kind:id -> exp.
+	// apply keeps it; entries that expired without a journal line (purge) are dropped when counted.
+	pending map[string]map[string]time.Time
 }
 
 var _ store.Store = (*Store)(nil)
@@ -52,7 +55,7 @@ func Open(path string, logger *slog.Logger) (*Store, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	s := &Store{logger: logger, path: path, data: map[string]map[string]any{}}
+	s := &Store{logger: logger, path: path, data: map[string]map[string]any{}, pending: map[string]map[string]time.Time{}}
 	for _, k := range kinds {
 		s.data[k] = map[string]any{}
 	}
@@ -93,12 +96,61 @@ func (s *Store) apply(ops []op) {
 			continue
 		}
 		m := s.data[o.Kind]
+		if o.Kind == kindAuthReq || o.Kind == kindDevice {
+			s.indexPending(o, m[o.ID])
+		}
 		if o.Del {
 			delete(m, o.ID)
 		} else {
 			m[o.ID] = o.Val
 		}
 	}
+}
+
+// indexPending updates the index of requests in flight for op, given the record it replaces (nil: none).
+func (s *Store) indexPending(o op, old any) {
+	member := o.Kind + ":" + o.ID
+	if client, _ := pendingOf(old); client != "" {
+		delete(s.pending[client], member)
+		if len(s.pending[client]) == 0 {
+			delete(s.pending, client)
+		}
+	}
+	if o.Del {
+		return
+	}
+	if client, exp := pendingOf(o.Val); client != "" {
+		if s.pending[client] == nil {
+			s.pending[client] = map[string]time.Time{}
+		}
+		s.pending[client][member] = exp
+	}
+}
+
+// pendingOf is the client and expiry of an authorization request or device grant.
+func pendingOf(v any) (string, time.Time) {
+	switch r := v.(type) {
+	case *store.AuthRequest:
+		return r.ClientID, r.ExpiresAt
+	case *store.DeviceGrant:
+		return r.ClientID, r.ExpiresAt
+	}
+	return "", time.Time{}
+}
+
+func (s *Store) PendingCount(_ context.Context, clientID string) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return 0, err
+	}
+	now := time.Now()
+	for member, exp := range s.pending[clientID] {
+		if !now.Before(exp) {
+			delete(s.pending[clientID], member)
+		}
+	}
+	return len(s.pending[clientID]), nil
 }
 
 // commitLocked journals ops as one line, then applies them. Nothing changes in memory if the write fails.

@@ -244,7 +244,11 @@ func (s *Store) Restore(ctx context.Context, r io.Reader) error {
 		case store.DumpAuthRequest:
 			a := rec.AuthRequest
 			if ms := ttl(a.ExpiresAt); ms > 0 {
-				cmds = append(cmds, func(p redis.Pipeliner) { p.Set(ctx, s.k("authreq", a.ID), mustJSON(a), msDur(ms)) })
+				cmds = append(cmds, func(p redis.Pipeliner) {
+					p.Set(ctx, s.k("authreq", a.ID), mustJSON(a), msDur(ms))
+					p.ZAdd(ctx, s.pendingKey(a.ClientID), redis.Z{Score: float64(a.ExpiresAt.UnixMilli()), Member: "authreq:" + a.ID})
+				})
+				index(s.pendingKey(a.ClientID), ms)
 			}
 		case store.DumpCode:
 			c, used := rec.Code, rec.Used
@@ -299,7 +303,11 @@ func (s *Store) Restore(ctx context.Context, r io.Reader) error {
 		case store.DumpDevice:
 			g := rec.Device
 			if ms := ttl(g.ExpiresAt); ms > 0 {
-				cmds = append(cmds, func(p redis.Pipeliner) { p.Set(ctx, s.deviceKey(g.UserCode), mustJSON(g), msDur(ms)) })
+				cmds = append(cmds, func(p redis.Pipeliner) {
+					p.Set(ctx, s.deviceKey(g.UserCode), mustJSON(g), msDur(ms))
+					p.ZAdd(ctx, s.pendingKey(g.ClientID), redis.Z{Score: float64(g.ExpiresAt.UnixMilli()), Member: "device:" + g.UserCode})
+				})
+				index(s.pendingKey(g.ClientID), ms)
 			}
 		case store.DumpLoginPin:
 			pin := *rec.LoginPin

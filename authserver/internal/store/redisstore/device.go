@@ -26,8 +26,30 @@ func (s *Store) CreateDeviceGrant(ctx context.Context, g *store.DeviceGrant) err
 	if err != nil {
 		return err
 	}
-	if !ok && !expired(g.ExpiresAt) {
-		return fmt.Errorf("device grant: %w", store.ErrAlreadyExists)
+	if !ok {
+		if !expired(g.ExpiresAt) {
+			return fmt.Errorf("device grant: %w", store.ErrAlreadyExists)
+		}
+		return nil
+	}
+	if err := s.indexDevice(ctx, g); err != nil {
+		return err
+	}
+	return nil
+}
+
+// indexDevice adds a device grant to its client's index of requests in flight.
+func (s *Store) indexDevice(ctx context.Context, g *store.DeviceGrant) error {
+	key := s.pendingKey(g.ClientID)
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.ZAdd(ctx, key, redis.Z{Score: float64(g.ExpiresAt.UnixMilli()), Member: "device:" + g.UserCode})
+		return nil
+	})
+	if err == nil {
+		err = extendAll.Run(ctx, s.rdb, []string{key}, max(ttl(g.ExpiresAt), 1)).Err()
+	}
+	if err != nil {
+		return unavailable("index device grant", err)
 	}
 	return nil
 }
@@ -69,6 +91,7 @@ func (s *Store) updateDevice(ctx context.Context, userCode string, change func(g
 			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 				if next == nil {
 					p.Del(ctx, key)
+					p.ZRem(ctx, s.pendingKey(g.ClientID), "device:"+userCode)
 				} else {
 					p.Set(ctx, key, mustJSON(next), time.Until(next.ExpiresAt))
 				}

@@ -339,8 +339,27 @@ func (s *Store) PutAuthRequest(ctx context.Context, r *store.AuthRequest) error 
 	if err := store.RequireExpiry("authorization request", r.ExpiresAt); err != nil {
 		return err
 	}
-	_, err := s.set(ctx, s.k("authreq", r.ID), r, r.ExpiresAt, false, false, "authorization request")
-	return err
+	ms := ttl(r.ExpiresAt)
+	if ms == 0 {
+		return nil
+	}
+	err := putPending.Run(ctx, s.rdb, []string{s.k("authreq", r.ID), s.pendingKey(r.ClientID)},
+		mustJSON(r), ms, "authreq:"+r.ID, r.ExpiresAt.UnixMilli()).Err()
+	if err != nil {
+		return unavailable("put authorization request", err)
+	}
+	return nil
+}
+
+// pendingKey indexes a client's requests in flight: a sorted set of "authreq:<id>" and "device:<code>" by expiry.
+func (s *Store) pendingKey(clientID string) string { return s.k("pending", clientID) }
+
+func (s *Store) PendingCount(ctx context.Context, clientID string) (int, error) {
+	n, err := countPending.Run(ctx, s.rdb, []string{s.pendingKey(clientID)}, nowMS()).Int()
+	if err != nil {
+		return 0, unavailable("count pending requests", err)
+	}
+	return n, nil
 }
 
 func (s *Store) GetAuthRequest(ctx context.Context, id string) (*store.AuthRequest, error) {
@@ -355,7 +374,7 @@ func (s *Store) GetAuthRequest(ctx context.Context, id string) (*store.AuthReque
 }
 
 func (s *Store) DeleteAuthRequest(ctx context.Context, id string) error {
-	if err := s.rdb.Del(ctx, s.k("authreq", id)).Err(); err != nil {
+	if err := deleteAuthRequest.Run(ctx, s.rdb, []string{s.k("authreq", id)}, s.p, "authreq:"+id).Err(); err != nil {
 		return unavailable("delete authorization request", err)
 	}
 	return nil

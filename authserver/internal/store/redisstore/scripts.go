@@ -198,6 +198,32 @@ end
 return n
 `)
 
+// putPending stores a request in flight and indexes it by client. KEYS record, pending index; ARGV json, ttl ms,
+// index member, exp ms.
+var putPending = redis.NewScript(prelude + `
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+extend(KEYS[2], ARGV[2])
+return 1
+`)
+
+// deleteAuthRequest deletes an authorization request and its index entry. KEYS record; ARGV prefix, index member.
+var deleteAuthRequest = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v then
+  local ok, rec = pcall(cjson.decode, v)
+  if ok and rec['client_id'] then redis.call('ZREM', ARGV[1] .. 'pending:' .. rec['client_id'], ARGV[2]) end
+  redis.call('DEL', KEYS[1])
+end
+return 0
+`)
+
+// countPending drops expired entries of a client's index and counts the rest. KEYS index; ARGV now ms.
+var countPending = redis.NewScript(`
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+return redis.call('ZCARD', KEYS[1])
+`)
+
 // casKeys: KEYS keys; ARGV expected raw value ("" for none), new value. Returns 1 if replaced.
 var casKeys = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1]) or ''

@@ -123,6 +123,12 @@ func (p *populated) check(t *testing.T, s store.Store) {
 	keys, err := s.SigningKeys(ctx)
 	require.NoError(t, err)
 	sameJSON(t, p.keys, keys)
+	pending, err := s.PendingCount(ctx, p.client.ID)
+	require.NoError(t, err)
+	assert.Equal(t, 1, pending, "restored requests in flight count against their client")
+	pending, err = s.PendingCount(ctx, p.public.ID)
+	require.NoError(t, err)
+	assert.Equal(t, 1, pending, "restored device grants count against their client")
 	// A device mid-login survives a restore: the user's approval is still collected by the device's next poll.
 	g, err := s.GetDeviceGrant(ctx, p.device.UserCode)
 	require.NoError(t, err, "device grants are in the dump")

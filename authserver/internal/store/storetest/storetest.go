@@ -33,6 +33,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("UseJTI", func(t *testing.T) { testUseJTI(t, openClosed(t, open)) })
 	t.Run("UseJTIConcurrent", func(t *testing.T) { testUseJTIConcurrent(t, openClosed(t, open)) })
 	t.Run("AuthRequests", func(t *testing.T) { testAuthRequests(t, openClosed(t, open)) })
+	t.Run("PendingCount", func(t *testing.T) { testPendingCount(t, openClosed(t, open)) })
 	t.Run("Codes", func(t *testing.T) { testCodes(t, openClosed(t, open)) })
 	t.Run("CodesConcurrentRedeem", func(t *testing.T) { testCodesConcurrent(t, openClosed(t, open)) })
 	t.Run("Refresh", func(t *testing.T) { testRefresh(t, openClosed(t, open)) })
@@ -697,6 +698,44 @@ func testLoginPins(t *testing.T, s store.Store) {
 	for _, r := range results {
 		assert.Equal(t, results[0], r, "every caller sees the same pin")
 	}
+}
+
+// testPendingCount: the requests in flight of a client are counted, so the server can cap them (issue 13, item 2).
+func testPendingCount(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	client, other := id(), id()
+	count := func(c string) int {
+		t.Helper()
+		n, err := s.PendingCount(ctx, c)
+		require.NoError(t, err)
+		return n
+	}
+	assert.Zero(t, count(client))
+	req := func(c string, ttl time.Duration) *store.AuthRequest {
+		return &store.AuthRequest{ID: id(), ClientID: c, RedirectURI: "http://127.0.0.1/cb", CodeChallenge: "c", Scope: "mcp",
+			CreatedAt: now(), ExpiresAt: now().Add(ttl)}
+	}
+	a, b, short := req(client, time.Hour), req(client, time.Hour), req(client, shortTTL)
+	for _, r := range []*store.AuthRequest{a, b, short, req(other, time.Hour)} {
+		require.NoError(t, s.PutAuthRequest(ctx, r))
+	}
+	require.NoError(t, s.PutAuthRequest(ctx, a), "replacing a request (after login) does not count it twice")
+	g := newDeviceGrant()
+	g.ClientID = client
+	require.NoError(t, s.CreateDeviceGrant(ctx, g))
+	assert.Equal(t, 4, count(client), "three authorization requests and a device grant")
+	assert.Equal(t, 1, count(other))
+
+	require.NoError(t, s.DeleteAuthRequest(ctx, b.ID))
+	assert.Equal(t, 3, count(client), "a finished request no longer counts")
+	require.NoError(t, s.DecideDeviceGrant(ctx, g.UserCode, true, alice, id()))
+	_, _, err := s.PollDeviceGrant(ctx, g.UserCode, now())
+	require.NoError(t, err)
+	assert.Equal(t, 2, count(client), "a collected device grant no longer counts")
+	time.Sleep(waitPast)
+	assert.Equal(t, 1, count(client), "an expired request no longer counts")
+	require.NoError(t, s.DeleteAuthRequest(ctx, a.ID))
+	assert.Zero(t, count(client))
 }
 
 func testConsents(t *testing.T, s store.Store) {
