@@ -63,12 +63,26 @@ type Client struct {
 	AlsoAuthMethods []string `json:"-"`
 }
 
-// User is the identity the IdP (GitHub) vouched for.
+// User is the identity an identity provider vouched for.
 type User struct {
-	ID    string `json:"id"`    // GitHub numeric user id, as a string; the token's sub
-	Login string `json:"login"` // GitHub login
+	// ID is the token's sub: a GitHub user's numeric id as a string (as before there were other providers), or
+	// "<provider>:<sub>" for an OpenID provider's user (see package idp).
+	ID    string `json:"id"`
+	Login string `json:"login"` // the user's name at the provider (GitHub login, preferred_username, ...)
 	Name  string `json:"name,omitempty"`
-	Email string `json:"email,omitempty"`
+	Email string `json:"email,omitempty"` // only an address the provider verified
+	// Provider names the identity provider ("github", "google"); empty in records from before there were several:
+	// those are GitHub's.
+	Provider string `json:"provider,omitempty"`
+}
+
+// LoginAttempt is one round trip to an identity provider, kept with its authorization request until the provider
+// sends the browser back: which provider, the PKCE verifier whose challenge went with the request, and the nonce
+// (OpenID) that the ID token must carry. An attempt finishes once.
+type LoginAttempt struct {
+	Provider string `json:"provider"`
+	Verifier string `json:"verifier,omitempty"`
+	Nonce    string `json:"nonce,omitempty"`
 }
 
 // AuthRequest is an authorization request between /authorize and the redirect back to the client: it survives the
@@ -85,11 +99,13 @@ type AuthRequest struct {
 	IgnoredScope string `json:"ignored_scope,omitempty"`
 	Resource     string `json:"resource"`
 	// DeviceUserCode is set when the request approves a device grant (RFC 8628) instead of redirecting to a client.
-	DeviceUserCode string    `json:"device_user_code,omitempty"`
-	User           *User     `json:"user,omitempty"` // set after login
-	CSRFToken      string    `json:"csrf_token,omitempty"`
-	CreatedAt      time.Time `json:"created_at"`
-	ExpiresAt      time.Time `json:"expires_at"`
+	DeviceUserCode string `json:"device_user_code,omitempty"`
+	// Login is the round trip to the identity provider under way (zero before one is chosen and after it returned).
+	Login     LoginAttempt `json:"login,omitzero"`
+	User      *User        `json:"user,omitempty"` // set after login
+	CSRFToken string       `json:"csrf_token,omitempty"`
+	CreatedAt time.Time    `json:"created_at"`
+	ExpiresAt time.Time    `json:"expires_at"`
 }
 
 // AuthCode is an issued authorization code, stored under HashSecret(code). It is bound to everything the token

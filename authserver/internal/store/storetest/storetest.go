@@ -46,6 +46,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("FeedPages", func(t *testing.T) { testFeedPages(t, openClosed(t, open)) })
 	t.Run("Consents", func(t *testing.T) { testConsents(t, openClosed(t, open)) })
 	t.Run("LoginPins", func(t *testing.T) { testLoginPins(t, openClosed(t, open)) })
+	t.Run("LoginState", func(t *testing.T) { testLoginState(t, openClosed(t, open)) })
 	t.Run("DeviceGrants", func(t *testing.T) { testDeviceGrants(t, openClosed(t, open)) })
 	t.Run("DeviceGrantsConcurrentPoll", func(t *testing.T) { testDeviceGrantsConcurrent(t, openClosed(t, open)) })
 	t.Run("SigningKeys", func(t *testing.T) { testSigningKeys(t, openClosed(t, open)) })
