@@ -58,6 +58,8 @@ type settings struct {
 	codeTTL, accessTTL, refreshTTL, clientTTL, authTTL, consentTTL       time.Duration
 	grantMaxAge                                                          time.Duration
 	refreshLimit                                                         int
+	authorizePerMinute                                                   float64
+	maxPendingPerClient                                                  int
 	feedListen                                                           string
 	clientUnusedTTL                                                      time.Duration
 	deviceTTL, devicePoll                                                time.Duration
@@ -129,6 +131,10 @@ func flags(s *settings) *flag.FlagSet {
 		"UNSAFE, development only: fetch client documents from loopback and private addresses (reopens server-side request forgery)")
 	fs.Float64Var(&s.registerPerMinute, "register-rate", 10, "client registrations per minute per IP address (0: unlimited)")
 	fs.IntVar(&s.registerBurst, "register-burst", 20, "registrations an IP address may make at once")
+	fs.Float64Var(&s.authorizePerMinute, "authorize-rate", 30,
+		"authorization requests (/authorize, and /device_authorization apart) per minute per IP address (IPv6: per /64); 0: unlimited")
+	fs.IntVar(&s.maxPendingPerClient, "max-pending-per-client", 1000,
+		"authorization requests and device grants one client may have in flight at once (0: no cap)")
 	fs.StringVar(&s.trustedProxies, "trusted-proxies", "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16",
 		"comma-separated CIDRs whose X-Forwarded-For is believed (the reverse proxy in front)")
 	fs.DurationVar(&s.activateAfter, "activate-after", 10*time.Minute, "rotate-keys: how long a new key is published before it signs")
@@ -357,6 +363,7 @@ func serve(s *settings, log *slog.Logger) error {
 		CodeTTL: s.codeTTL, AccessTTL: s.accessTTL, RefreshTTL: s.refreshTTL, Clients: clientlife.Policy{Unused: s.clientUnusedTTL, Idle: s.clientTTL},
 		AuthRequestTTL: s.authTTL, ConsentTTL: s.consentTTL,
 		RegisterPerMinute: s.registerPerMinute, RegisterBurst: s.registerBurst, TrustedProxies: proxies,
+		AuthorizePerMinute: s.authorizePerMinute, MaxPendingPerClient: s.maxPendingPerClient,
 		FeedPollInterval: 5 * time.Second, SeparateFeed: s.feedListen != "", Metrics: m,
 		DeviceCodeTTL: s.deviceTTL, DevicePollInterval: s.devicePoll, DeviceAttemptsPerMinute: s.deviceAttempts,
 	}, st, km, gh, log)

@@ -1,25 +1,61 @@
 package oauth
 
 import (
+	"context"
 	"crypto/subtle"
 	"errors"
 	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientmeta"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/github"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/hostname"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
+	"github.com/mcp-oauth-gateway/gateway/internal/observe"
 )
 
-// authCookie binds an authorization request to the browser that started it, so a login or consent cannot be
+// authCookieName binds an authorization request to the browser that started it, so a login or consent cannot be
 // completed in someone else's browser (login CSRF).
-const authCookie = "mcpgw_auth"
+const authCookieName = "mcpgw_auth"
+
+// authCookie is the cookie's name. On an https issuer it has the __Host- prefix: the browser then accepts it only
+// from a secure origin, with Path=/ and no Domain, so no sibling subdomain can plant or overwrite it. A plain-http
+// issuer (the dev stack at http://localhost) keeps the bare name: a __Host- cookie must be Secure, and not every
+// browser stores a Secure cookie from http://localhost.
+func (s *Server) authCookie() string {
+	if s.secure {
+		return "__Host-" + authCookieName
+	}
+	return authCookieName
+}
+
+// Bounds of what an authorization request may make the server store (issue 13, item 2): the pending request lives
+// in the store until the user finishes or it expires, and anyone may send one.
+const (
+	maxAuthorizeQuery = 8 << 10 // the whole query string of /authorize
+	maxStateLen       = 1024    // state, which is stored and sent back as it is
+	maxScopeLen       = 1024    // scope, as sent
+	maxResourceLen    = 2048    // each resource, as sent
+)
 
 // authorize is GET /authorize (OAuth 2.1 §4.1.1).
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
+	if len(r.URL.RawQuery) > maxAuthorizeQuery {
+		s.errorPage(w, http.StatusRequestURITooLong, "Request too long", "The application's authorization request is "+
+			"longer than this server accepts. Nothing was sent to it: tell its authors, or try again from the application.")
+		return
+	}
+	if !s.allowFrom(s.authorizeLimit, r) {
+		w.Header().Set("Retry-After", "60")
+		s.errorPage(w, http.StatusTooManyRequests, "Too many requests",
+			"Too many authorization requests came from your network. Wait a minute, then start again from your application.")
+		return
+	}
 	q := r.URL.Query()
 	// The client and its redirect URI are checked first: until both are known good, errors are shown here and
 	// never redirected (OAuth 2.1 §4.1.2.1), or this endpoint would be an open redirector.
@@ -52,8 +88,16 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 			"The application asked to return to an address it did not register. Nothing was sent to it.")
 		return
 	}
-	fail := func(code, desc string) { s.redirectError(w, r, redirectURI, q.Get("state"), code, desc) }
+	state := q.Get("state")
+	if len(state) > maxStateLen {
+		state = "" // not sent back: the client gets an error without it
+	}
+	fail := func(code, desc string) { s.failEarly(w, r, client, redirectURI, state, code, desc) }
 
+	if len(q.Get("state")) > maxStateLen {
+		fail("invalid_request", "state is longer than "+strconv.Itoa(maxStateLen)+" bytes")
+		return
+	}
 	if q.Get("response_type") != "code" {
 		fail("unsupported_response_type", "response_type must be code")
 		return
@@ -72,6 +116,14 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		fail("invalid_request", "code_challenge must be the base64url SHA-256 of the verifier (43 characters)")
 		return
 	}
+	if len(q.Get("scope")) > maxScopeLen {
+		fail("invalid_scope", "scope is longer than "+strconv.Itoa(maxScopeLen)+" bytes")
+		return
+	}
+	if slices.ContainsFunc(q["resource"], func(v string) bool { return len(v) > maxResourceLen }) {
+		fail("invalid_target", "resource is longer than "+strconv.Itoa(maxResourceLen)+" bytes")
+		return
+	}
 	scope, ignored := s.grantScope(q.Get("scope"), client)
 	resource, problem := s.resolveResource(q["resource"])
 	if problem != "" {
@@ -83,13 +135,65 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if full, err := s.pendingFull(r.Context(), client.ID); err != nil {
+		s.storeFailedPage(w, r, err)
+		return
+	} else if full {
+		fail("temporarily_unavailable", "too many logins to this application are in progress here; try again in a few minutes")
+		return
+	}
+
 	now := time.Now()
 	ar := &store.AuthRequest{
-		ID: randomToken(24), ClientID: client.ID, RedirectURI: redirectURI, State: q.Get("state"),
+		ID: randomToken(24), ClientID: client.ID, RedirectURI: redirectURI, State: state,
 		CodeChallenge: challenge, Scope: scope, IgnoredScope: ignored, Resource: resource, CSRFToken: randomToken(24),
 		CreatedAt: now, ExpiresAt: now.Add(s.cfg.AuthRequestTTL),
 	}
 	s.startLogin(w, r, ar)
+}
+
+// pendingFull reports whether a client has as many authorization requests and device grants in flight as it may
+// (Config.MaxPendingPerClient), so one client id cannot fill the store.
+func (s *Server) pendingFull(ctx context.Context, clientID string) (bool, error) {
+	if s.cfg.MaxPendingPerClient <= 0 {
+		return false, nil
+	}
+	n, err := s.store.PendingCount(ctx, clientID)
+	return n >= s.cfg.MaxPendingPerClient, err
+}
+
+// failEarly answers an error found before the user did anything. It goes back to the client (RFC 6749 §4.1.2.1)
+// only when the redirect URI cannot be a stranger's web page: a loopback address (a program on the user's own
+// machine) or a client the operator registered. A self-registered or metadata-document client's https redirect
+// URI is whatever anybody chose, and sending the browser there unasked would make this server an open redirector
+// (RFC 9700 §4.11.2): the error is shown here instead.
+func (s *Server) failEarly(w http.ResponseWriter, r *http.Request, c *store.Client, redirectURI, state, code, desc string) {
+	if isLoopbackURI(redirectURI) || operatorClient(c) {
+		s.redirectError(w, r, redirectURI, state, code, desc)
+		return
+	}
+	observe.Outcome(w, code)
+	s.errorPage(w, http.StatusBadRequest, "Request refused", "This server cannot serve the application's request: "+desc+
+		" ("+code+"). Nothing was sent back to the application: return to it and try again.")
+}
+
+// operatorClient reports whether a client was registered by the operator, not through open registration or a
+// metadata document (neither of which vouches for its redirect URIs).
+func operatorClient(c *store.Client) bool {
+	return c.RegistrationTokenHash == "" && !clientmeta.IsURL(c.ID)
+}
+
+func isLoopbackURI(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && u.Scheme == "http" && isLoopbackHost(u.Hostname())
+}
+
+// consentAlwaysAsked reports whether the consent page must be shown whatever the user approved before: for a device
+// (the page names the code on the device's screen), and for a public client returning to a loopback address, which
+// any program listening on the user's machine can claim to be, so a past approval says nothing about this one.
+func consentAlwaysAsked(c *store.Client, ar *store.AuthRequest) bool {
+	public := c.TokenEndpointAuth == "" || c.TokenEndpointAuth == "none"
+	return ar.DeviceUserCode != "" || (public && isLoopbackURI(ar.RedirectURI))
 }
 
 // startLogin stores an authorization request, binds it to this browser, and sends the browser to GitHub.
@@ -98,7 +202,7 @@ func (s *Server) startLogin(w http.ResponseWriter, r *http.Request, ar *store.Au
 		s.storeFailedPage(w, r, err)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: authCookie, Value: ar.ID, Path: "/", HttpOnly: true, Secure: s.secure,
+	http.SetCookie(w, &http.Cookie{Name: s.authCookie(), Value: ar.ID, Path: "/", HttpOnly: true, Secure: s.secure,
 		SameSite: http.SameSiteLaxMode, MaxAge: int(s.cfg.AuthRequestTTL.Seconds())})
 	http.Redirect(w, r, s.github.AuthCodeURL(ar.ID), http.StatusFound)
 }
@@ -154,8 +258,9 @@ func (s *Server) githubCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// A user who approved this client for these scopes and this resource before is not asked again; except for a
-	// device, where the consent page is what tells the user which device they are letting in (RFC 8628 §5.4).
-	if c, err := s.store.GetConsent(r.Context(), user.ID, client.ID); ar.DeviceUserCode == "" && err == nil &&
+	// device, where the consent page is what tells the user which device they are letting in (RFC 8628 §5.4), and
+	// for a public client on a loopback redirect, which any local program can pose as.
+	if c, err := s.store.GetConsent(r.Context(), user.ID, client.ID); !consentAlwaysAsked(client, ar) && err == nil &&
 		c.Resource == ar.Resource && covers(c.Scope, ar.Scope) {
 		s.issueCode(w, r, ar)
 		return
@@ -178,6 +283,7 @@ func (s *Server) showConsent(w http.ResponseWriter, ar *store.AuthRequest, c *st
 	if u, err := url.Parse(ar.RedirectURI); err == nil && u.Host != "" {
 		host = u.Host
 	}
+	var publishedHost hostname.Display
 	name := c.Name
 	if name == "" {
 		name = "An unnamed application"
@@ -187,11 +293,16 @@ func (s *Server) showConsent(w http.ResponseWriter, ar *store.AuthRequest, c *st
 		device = displayUserCode(ar.DeviceUserCode)
 	}
 	published := documentHost(c.ID)
+	if published != "" {
+		publishedHost = hostname.Of(published)
+	}
+	// Hosts are shown in their ASCII (punycode) form, which cannot pass for another name, and flagged when a label
+	// mixes writing systems (issue 13, item 10).
 	s.render(w, http.StatusOK, consentPage, map[string]any{
-		"Client": name, "ClientID": c.ID, "RedirectHost": host, "Resource": ar.Resource, "Device": device,
-		"Published": published, "LoopbackOnly": published != "" && loopbackOnly(c.RedirectURIs),
+		"Client": name, "ClientID": c.ID, "RedirectHost": hostname.Of(host), "Resource": ar.Resource, "Device": device,
+		"Published": publishedHost, "LoopbackOnly": published != "" && loopbackOnly(c.RedirectURIs),
 		"Scopes": scopeDescriptions(ar.Scope), "Ignored": strings.Fields(ar.IgnoredScope), "User": ar.User.Login, "RequestID": ar.ID, "CSRF": ar.CSRFToken,
-		"Remember": s.cfg.ConsentTTL > 0 && device == "", "Action": s.cfg.Issuer + "/consent",
+		"Remember": s.cfg.ConsentTTL > 0 && !consentAlwaysAsked(c, ar), "Action": s.cfg.Issuer + "/consent",
 	})
 }
 
@@ -232,7 +343,7 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
 
 // boundRequest loads the authorization request named by id, checking it belongs to this browser.
 func (s *Server) boundRequest(w http.ResponseWriter, r *http.Request, id string) (*store.AuthRequest, bool) {
-	cookie, err := r.Cookie(authCookie)
+	cookie, err := r.Cookie(s.authCookie())
 	if id == "" || err != nil || subtle.ConstantTimeCompare([]byte(cookie.Value), []byte(id)) != 1 {
 		s.errorPage(w, http.StatusBadRequest, "Login not started here",
 			"This login was not started in this browser, or it took too long. Start again from your application.")
@@ -263,7 +374,7 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, ar *store.Aut
 		return
 	}
 	_ = s.store.DeleteAuthRequest(r.Context(), ar.ID)
-	http.SetCookie(w, &http.Cookie{Name: authCookie, Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.secure})
+	http.SetCookie(w, &http.Cookie{Name: s.authCookie(), Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.secure})
 	s.log.InfoContext(r.Context(), "authorization granted", "client_id", ar.ClientID, "user", ar.User.Login, "resource", ar.Resource)
 	params := url.Values{"code": {code}, "iss": {s.cfg.Issuer}}
 	if ar.State != "" {
@@ -346,12 +457,18 @@ var consentPage = template.Must(template.New("consent").Parse(`<!doctype html><h
 <h1>Authorize access to an MCP server</h1>
 <div class="box">
 <p><b>{{.Client}}</b> wants to use an MCP server as GitHub user <b>{{.User}}</b>.</p>
-{{if .Published}}<p>This application is described by <span class="host">{{.Published}}</span>; its name is what that site claims.</p>
+{{if .Published.ASCII}}<p>This application is described by <span class="host">{{.Published.ASCII}}</span>{{if .Published.Unicode}}
+(an international name, written {{.Published.Unicode}}){{end}}; its name is what that site claims.</p>
+{{if .Published.Mixed}}<p style="color:#b00">That address mixes alphabets ({{range $i, $s := .Published.Scripts}}{{if $i}}, {{end}}{{$s}}{{end}}), a
+common way to imitate a familiar name: do not approve unless you are sure whose it is.</p>{{end}}
 {{if .LoopbackOnly}}<p style="color:#b00">It only returns to programs on your own computer (localhost). Anyone can publish
 such a description under any name: approve only if you just started this from a program you trust.</p>{{end}}{{end}}
 {{if .Device}}<p>The device or terminal showing the code <span class="host">{{.Device}}</span> will get this access.
 Only approve if that code is on a screen in front of you right now.</p>
-{{else}}<p>After you approve, you will be sent to:<br><span class="host">{{.RedirectHost}}</span></p>{{end}}
+{{else}}<p>After you approve, you will be sent to:<br><span class="host">{{.RedirectHost.ASCII}}</span>{{if .RedirectHost.Unicode}}
+(an international name, written {{.RedirectHost.Unicode}}){{end}}</p>
+{{if .RedirectHost.Mixed}}<p style="color:#b00">That address mixes alphabets ({{range $i, $s := .RedirectHost.Scripts}}{{if $i}}, {{end}}{{$s}}{{end}}), a
+common way to imitate a familiar name: do not approve unless you are sure whose it is.</p>{{end}}{{end}}
 <p>MCP server: <code>{{.Resource}}</code></p>
 <p>It will be allowed to:</p>
 <ul>{{range .Scopes}}<li><code>{{.Name}}</code>{{if .Text}}: {{.Text}}{{end}}</li>{{end}}</ul>

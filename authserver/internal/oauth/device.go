@@ -7,6 +7,7 @@ import (
 	"html/template"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -50,12 +51,35 @@ func displayUserCode(code string) string { return code[:4] + "-" + code[4:] }
 // deviceAuthorization is POST /device_authorization (RFC 8628 §3.1-3.2).
 func (s *Server) deviceAuthorization(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
+	if !s.allowFrom(s.deviceAuthLimit, r) {
+		w.Header().Set("Retry-After", "60")
+		oauthError(w, http.StatusTooManyRequests, "slow_down", "too many device authorization requests from this address; wait a minute")
+		return
+	}
 	c := s.clientForm(w, r)
 	if c == nil {
 		return
 	}
 	if !slices.Contains(c.GrantTypes, DeviceGrantType) {
 		oauthError(w, http.StatusBadRequest, "unauthorized_client", "this client did not register the grant type "+DeviceGrantType)
+		return
+	}
+	// What a device request makes the server store is bounded like an authorization request's (issue 13, item 2).
+	if len(r.PostForm.Get("scope")) > maxScopeLen {
+		oauthError(w, http.StatusBadRequest, "invalid_scope", "scope is longer than "+strconv.Itoa(maxScopeLen)+" bytes")
+		return
+	}
+	if slices.ContainsFunc(r.PostForm["resource"], func(v string) bool { return len(v) > maxResourceLen }) {
+		oauthError(w, http.StatusBadRequest, "invalid_target", "resource is longer than "+strconv.Itoa(maxResourceLen)+" bytes")
+		return
+	}
+	if full, err := s.pendingFull(r.Context(), c.ID); err != nil {
+		s.storeFailed(w, r, "count pending device grants", err)
+		return
+	} else if full {
+		w.Header().Set("Retry-After", "60")
+		oauthError(w, http.StatusTooManyRequests, "temporarily_unavailable",
+			"too many device authorizations of this client are in progress; try again in a few minutes")
 		return
 	}
 	scope, _ := s.grantScope(r.PostForm.Get("scope"), c)
@@ -197,7 +221,7 @@ func (s *Server) finishDevice(w http.ResponseWriter, r *http.Request, ar *store.
 	}
 	err := s.store.DecideDeviceGrant(r.Context(), ar.DeviceUserCode, approved, user, randomToken(16))
 	_ = s.store.DeleteAuthRequest(r.Context(), ar.ID)
-	http.SetCookie(w, &http.Cookie{Name: authCookie, Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.secure})
+	http.SetCookie(w, &http.Cookie{Name: s.authCookie(), Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.secure})
 	switch {
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrReused):
 		s.errorPage(w, http.StatusBadRequest, "Code no longer valid",

@@ -51,8 +51,13 @@ type Config struct {
 
 	RegisterPerMinute float64 // registrations per client IP
 	RegisterBurst     int
-	TrustedProxies    []netip.Prefix // X-Forwarded-For is read only from these peers
-	FeedPollInterval  time.Duration
+	// AuthorizePerMinute bounds /authorize and /device_authorization requests per address (each endpoint on its own;
+	// burst the same, at least 10; 0: unlimited). Each such request stores a pending request until it expires.
+	AuthorizePerMinute float64
+	// MaxPendingPerClient caps one client's authorization requests and device grants in flight (0: no cap).
+	MaxPendingPerClient int
+	TrustedProxies      []netip.Prefix // X-Forwarded-For is read only from these peers
+	FeedPollInterval    time.Duration
 	// SeparateFeed: the revocation feed is served by FeedHandler on a listener of its own (an internal address), and
 	// neither served by Handler nor advertised in the metadata.
 	SeparateFeed bool
@@ -82,8 +87,10 @@ type Server struct {
 	assertions *clientauth.Verifier
 
 	// Per-address limits (ratelimit.AddressKey: IPv6 by /64), each bounded in memory.
-	registerLimit *ratelimit.Limiter // POST /register
-	deviceLimit   *ratelimit.Limiter // user codes typed at /device
+	registerLimit   *ratelimit.Limiter // POST /register
+	deviceLimit     *ratelimit.Limiter // user codes typed at /device
+	authorizeLimit  *ratelimit.Limiter // GET /authorize
+	deviceAuthLimit *ratelimit.Limiter // POST /device_authorization
 }
 
 // New checks the configuration and returns the server.
@@ -111,9 +118,11 @@ func New(cfg Config, st store.Store, km *keys.Manager, gh *github.Provider, log 
 		cfg.Grants.Window = cfg.AccessTTL
 	}
 	return &Server{cfg: cfg, store: st, keys: km, github: gh, log: log, secure: u.Scheme == "https",
-		assertions:    &clientauth.Verifier{JTIs: st, MaxLifetime: cfg.AssertionMaxLifetime},
-		registerLimit: ratelimit.New(cfg.RegisterPerMinute, cfg.RegisterBurst),
-		deviceLimit:   ratelimit.New(cfg.DeviceAttemptsPerMinute, 10)}, nil
+		assertions:      &clientauth.Verifier{JTIs: st, MaxLifetime: cfg.AssertionMaxLifetime},
+		registerLimit:   ratelimit.New(cfg.RegisterPerMinute, cfg.RegisterBurst),
+		deviceLimit:     ratelimit.New(cfg.DeviceAttemptsPerMinute, 10),
+		authorizeLimit:  ratelimit.New(cfg.AuthorizePerMinute, max(10, int(cfg.AuthorizePerMinute))),
+		deviceAuthLimit: ratelimit.New(cfg.AuthorizePerMinute, max(10, int(cfg.AuthorizePerMinute)))}, nil
 }
 
 // Handler returns the routes.
