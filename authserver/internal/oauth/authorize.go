@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/oauth2"
+
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientmeta"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/github"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/hostname"
@@ -196,15 +198,18 @@ func consentAlwaysAsked(c *store.Client, ar *store.AuthRequest) bool {
 	return ar.DeviceUserCode != "" || (public && isLoopbackURI(ar.RedirectURI))
 }
 
-// startLogin stores an authorization request, binds it to this browser, and sends the browser to GitHub.
+// startLogin stores an authorization request, binds it to this browser, and sends the browser to GitHub with a PKCE
+// challenge (RFC 7636) whose verifier stays with the request, so a GitHub code that leaks on its way back cannot be
+// redeemed by anyone else (issue 13, item 15).
 func (s *Server) startLogin(w http.ResponseWriter, r *http.Request, ar *store.AuthRequest) {
+	ar.Login = store.LoginAttempt{Provider: "github", Verifier: oauth2.GenerateVerifier()}
 	if err := s.store.PutAuthRequest(r.Context(), ar); err != nil {
 		s.storeFailedPage(w, r, err)
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: s.authCookie(), Value: ar.ID, Path: "/", HttpOnly: true, Secure: s.secure,
 		SameSite: http.SameSiteLaxMode, MaxAge: int(s.cfg.AuthRequestTTL.Seconds())})
-	http.Redirect(w, r, s.github.AuthCodeURL(ar.ID), http.StatusFound)
+	http.Redirect(w, r, s.github.AuthCodeURLWithPKCE(ar.ID, ar.Login.Verifier), http.StatusFound)
 }
 
 // githubCallback is where GitHub returns the user.
@@ -223,7 +228,13 @@ func (s *Server) githubCallback(w http.ResponseWriter, r *http.Request) {
 		s.finishWithError(w, r, ar, "access_denied", "the user did not authorize the login at GitHub")
 		return
 	}
-	user, err := s.github.Login(r.Context(), q.Get("code"))
+	var user *store.User
+	var err error
+	if ar.Login.Verifier != "" {
+		user, err = s.github.LoginWithPKCE(r.Context(), q.Get("code"), ar.Login.Verifier)
+	} else { // a request stored before logins used PKCE
+		user, err = s.github.Login(r.Context(), q.Get("code"))
+	}
 	var denied *github.AccessDeniedError
 	switch {
 	case errors.As(err, &denied):
@@ -246,8 +257,8 @@ func (s *Server) githubCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.cfg.Metrics.Login("allowed")
-	ar.User = user
-	ar.CSRFToken = randomToken(24) // a fresh token for the consent form, now bound to this user
+	ar.User, ar.Login = user, store.LoginAttempt{} // the round trip is over
+	ar.CSRFToken = randomToken(24)                 // a fresh token for the consent form, now bound to this user
 	if err := s.store.PutAuthRequest(r.Context(), ar); err != nil {
 		s.storeFailedPage(w, r, err)
 		return

@@ -247,3 +247,22 @@ func TestAuthCookieHasHostPrefixOnHTTPS(t *testing.T) {
 	assert.Contains(t, cookie, "; Secure")
 	assert.NotContains(t, strings.ToLower(cookie), "domain=")
 }
+
+// Issue 13, item 15: the GitHub login is made with PKCE (S256); the verifier stays with the pending request, and
+// the whole flow still ends in a code.
+func TestGitHubLoginUsesPKCE(t *testing.T) {
+	e := newEnv(t, backends[0], "octo")
+	client := e.publicClient()
+	resp := e.startAuthorize(authQuery(client, newPKCE()))
+	require.Equal(t, http.StatusFound, resp.StatusCode)
+	gh, err := url.Parse(resp.Header.Get("Location"))
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(gh.String(), e.gh.URL), gh.String())
+	assert.Equal(t, "S256", gh.Query().Get("code_challenge_method"))
+	assert.Len(t, gh.Query().Get("code_challenge"), 43)
+	ar, err := e.store.GetAuthRequest(context.Background(), gh.Query().Get("state"))
+	require.NoError(t, err)
+	assert.NotEmpty(t, ar.Login.Verifier, "the verifier is kept with the request, never sent")
+	assert.NotContains(t, gh.String(), ar.Login.Verifier)
+	assert.NotEmpty(t, e.code(client, newPKCE()), "GitHub (the fake checks PKCE) accepts the login")
+}
