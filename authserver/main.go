@@ -1,4 +1,5 @@
-// Command authserver is the gateway's OAuth 2.1 authorization server, with GitHub as identity provider.
+// Command authserver is the gateway's OAuth 2.1 authorization server; users log in through GitHub or OpenID Connect
+// providers (Google, Entra ID, Okta, Keycloak, ...), or several of them.
 //
 //	authserver [serve] [flags]        serve the endpoints (the default)
 //	authserver rotate-keys [flags]    publish a new signing key; it signs after --activate-after
@@ -35,7 +36,9 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientmeta"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/github"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/grant"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/idp"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/metrics"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/oauth"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
@@ -75,6 +78,9 @@ type settings struct {
 	store                                                                backend.Config
 	redisAddrs                                                           string
 	adminSocket                                                          string
+	oidcProviders                                                        string                   // --oidc-providers as given
+	oidcOrder                                                            []string                 // its names, in order (read before parsing)
+	oidc                                                                 map[string]*oidcSettings // each one's --oidc-<name>-* flags
 }
 
 // aliases are environment names kept from the reference gateway, read when AUTHSERVER_<FLAG> is not set.
@@ -150,6 +156,10 @@ func flags(s *settings) *flag.FlagSet {
 	fs.BoolVar(&s.store.RedisCluster, "redis-cluster", false, "the Redis nodes form a Cluster")
 	fs.StringVar(&s.store.RedisPrefix, "redis-prefix", "mcpgw:", "prefix of every Redis key")
 	fs.StringVar(&s.store.DataFile, "data-file", "data/authserver.jsonl", "the embedded store's file (used without Redis)")
+	fs.StringVar(&s.oidcProviders, oidcProvidersFlag, "", "comma-separated names of OpenID Connect providers users may log in with "+
+		"(e.g. google,okta), each set by its own flags: --oidc-<name>-issuer, -client-id, -client-secret, -display-name, -scopes, "+
+		"-userinfo, -username-claim, -groups-claim, -allowed-subjects, -allowed-emails, -allowed-email-domains, -allowed-groups "+
+		"(environment AUTHSERVER_OIDC_<NAME>_ISSUER, ...); see docs/idp.md")
 	fs.StringVar(&s.adminSocket, "admin-socket", "", "embedded store: the Unix socket (owner only) on which the server runs the operator "+
 		"commands while it holds the store's file (default <data-file>.sock)")
 	return fs
@@ -162,6 +172,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	var s settings
 	fs := flags(&s)
+	names, err := oidcProviderNames(args) // the providers' flags are named after them
+	if err != nil {
+		return err
+	}
+	addOIDCFlags(fs, &s, names)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { usage(fs, stderr) }
 	if _, ok := admin.Commands[cmd]; ok {
@@ -285,10 +300,7 @@ func serve(s *settings, log *slog.Logger) error {
 	if s.refreshLimit < 0 {
 		return errors.New("--refresh-limit must be 0 (unlimited) or more")
 	}
-	if s.ghClientID == "" || s.ghClientSecret == "" {
-		return errors.New("--github-client-id and --github-client-secret are required (a GitHub OAuth app; see docs/github.md)")
-	}
-	policy, err := github.ParsePolicy(s.allowedUsers, s.allowedOrgs, s.allowedTeams)
+	ghConfig, policy, err := checkGitHub(s, log)
 	if err != nil {
 		return err
 	}
@@ -304,9 +316,6 @@ func serve(s *settings, log *slog.Logger) error {
 	if s.cimdAllowPrivate {
 		log.Warn("client documents and keys may come from private and loopback addresses (--cimd-allow-private-addresses): development only")
 	}
-	if policy.Empty() {
-		log.Warn("no GitHub user, organization or team is allowed: every login will be refused; set --allowed-github-users")
-	}
 	var proxies []netip.Prefix
 	for _, p := range split(s.trustedProxies) {
 		pfx, err := netip.ParsePrefix(p)
@@ -315,21 +324,28 @@ func serve(s *settings, log *slog.Logger) error {
 		}
 		proxies = append(proxies, pfx)
 	}
-	ghConfig := github.Config{ClientID: s.ghClientID, ClientSecret: s.ghClientSecret, WebURL: s.ghWebURL,
-		APIURL: s.ghAPIURL, RedirectURL: oauth.CallbackURL(s.issuer)}
-	if _, err := github.New(ghConfig, policy, nil); err != nil { // the settings, checked before the store is opened
-		return err
-	}
-
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	openID, access, err := oidcProviders(ctx, s, log) // discovered before the store is opened
+	if err != nil {
+		return err
+	}
 	st, err := openStore(ctx, s, log)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	ghConfig.Pins = st // each allowed login keeps the account it was first seen with
-	gh, err := github.New(ghConfig, policy, &http.Client{Timeout: 15 * time.Second})
+	var providers []idp.Provider
+	if githubConfigured(s) {
+		ghConfig.Pins = st // each allowed login keeps the account it was first seen with
+		gh, err := github.New(ghConfig, policy, &http.Client{Timeout: 15 * time.Second})
+		if err != nil {
+			return err
+		}
+		providers = append(providers, gh.IdP())
+		access = append([]string{"github: " + policy.String()}, access...)
+	}
+	logins, err := login.New(st, append(providers, openID...)...)
 	if err != nil {
 		return err
 	}
@@ -366,7 +382,7 @@ func serve(s *settings, log *slog.Logger) error {
 		AuthorizePerMinute: s.authorizePerMinute, MaxPendingPerClient: s.maxPendingPerClient,
 		FeedPollInterval: 5 * time.Second, SeparateFeed: s.feedListen != "", Metrics: m,
 		DeviceCodeTTL: s.deviceTTL, DevicePollInterval: s.devicePoll, DeviceAttemptsPerMinute: s.deviceAttempts,
-	}, st, km, gh, log)
+	}, st, km, logins, log)
 	if err != nil {
 		return err
 	}
@@ -395,7 +411,7 @@ func serve(s *settings, log *slog.Logger) error {
 		_ = hs.Shutdown(shutdown)
 	}()
 	log.Info("authserver listening", "addr", ln.Addr().String(), "issuer", s.issuer,
-		"resources", slices.Concat(resources, patterns), "access", policy.String())
+		"resources", slices.Concat(resources, patterns), "access", strings.Join(access, "; "))
 	if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

@@ -12,10 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/oauth2"
-
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientmeta"
-	"github.com/mcp-oauth-gateway/gateway/authserver/internal/github"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/hostname"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 	"github.com/mcp-oauth-gateway/gateway/internal/observe"
@@ -198,87 +195,6 @@ func consentAlwaysAsked(c *store.Client, ar *store.AuthRequest) bool {
 	return ar.DeviceUserCode != "" || (public && isLoopbackURI(ar.RedirectURI))
 }
 
-// startLogin stores an authorization request, binds it to this browser, and sends the browser to GitHub with a PKCE
-// challenge (RFC 7636) whose verifier stays with the request, so a GitHub code that leaks on its way back cannot be
-// redeemed by anyone else (issue 13, item 15).
-func (s *Server) startLogin(w http.ResponseWriter, r *http.Request, ar *store.AuthRequest) {
-	ar.Login = store.LoginAttempt{Provider: "github", Verifier: oauth2.GenerateVerifier()}
-	if err := s.store.PutAuthRequest(r.Context(), ar); err != nil {
-		s.storeFailedPage(w, r, err)
-		return
-	}
-	http.SetCookie(w, &http.Cookie{Name: s.authCookie(), Value: ar.ID, Path: "/", HttpOnly: true, Secure: s.secure,
-		SameSite: http.SameSiteLaxMode, MaxAge: int(s.cfg.AuthRequestTTL.Seconds())})
-	http.Redirect(w, r, s.github.AuthCodeURLWithPKCE(ar.ID, ar.Login.Verifier), http.StatusFound)
-}
-
-// githubCallback is where GitHub returns the user.
-func (s *Server) githubCallback(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	ar, ok := s.boundRequest(w, r, q.Get("state"))
-	if !ok {
-		return
-	}
-	if e := q.Get("error"); e != "" {
-		if ar.DeviceUserCode != "" {
-			_ = s.store.DeleteAuthRequest(r.Context(), ar.ID)
-			s.errorPage(w, http.StatusForbidden, "Login cancelled", "The GitHub login was cancelled. Enter the code again to retry.")
-			return
-		}
-		s.finishWithError(w, r, ar, "access_denied", "the user did not authorize the login at GitHub")
-		return
-	}
-	var user *store.User
-	var err error
-	if ar.Login.Verifier != "" {
-		user, err = s.github.LoginWithPKCE(r.Context(), q.Get("code"), ar.Login.Verifier)
-	} else { // a request stored before logins used PKCE
-		user, err = s.github.Login(r.Context(), q.Get("code"))
-	}
-	var denied *github.AccessDeniedError
-	switch {
-	case errors.As(err, &denied):
-		s.log.InfoContext(r.Context(), "login refused", "login", denied.Login, "reason", denied.Reason)
-		s.cfg.Metrics.Login("denied")
-		if ar.DeviceUserCode != "" {
-			s.finishDevice(w, r, ar, false)
-			return
-		}
-		_ = s.store.DeleteAuthRequest(r.Context(), ar.ID)
-		s.render(w, http.StatusForbidden, deniedPage, map[string]any{
-			"Reason": denied.Reason,
-			"Back":   template.URL(withParams(ar.RedirectURI, s.errorParams(ar.State, "access_denied", "the user is not allowed to use this server"))),
-		})
-		return
-	case err != nil:
-		s.log.WarnContext(r.Context(), "GitHub login failed", "err", err)
-		s.cfg.Metrics.Login("failed")
-		s.errorPage(w, http.StatusBadGateway, "GitHub login failed", "GitHub did not confirm the login. Go back to your application and try again.")
-		return
-	}
-	s.cfg.Metrics.Login("allowed")
-	ar.User, ar.Login = user, store.LoginAttempt{} // the round trip is over
-	ar.CSRFToken = randomToken(24)                 // a fresh token for the consent form, now bound to this user
-	if err := s.store.PutAuthRequest(r.Context(), ar); err != nil {
-		s.storeFailedPage(w, r, err)
-		return
-	}
-	client, err := s.lookupClient(r.Context(), ar.ClientID)
-	if err != nil {
-		s.errorPage(w, http.StatusBadRequest, "Unknown application", "The application's registration is gone. Add the server to your application again.")
-		return
-	}
-	// A user who approved this client for these scopes and this resource before is not asked again; except for a
-	// device, where the consent page is what tells the user which device they are letting in (RFC 8628 §5.4), and
-	// for a public client on a loopback redirect, which any local program can pose as.
-	if c, err := s.store.GetConsent(r.Context(), user.ID, client.ID); !consentAlwaysAsked(client, ar) && err == nil &&
-		c.Resource == ar.Resource && covers(c.Scope, ar.Scope) {
-		s.issueCode(w, r, ar)
-		return
-	}
-	s.showConsent(w, ar, client)
-}
-
 func covers(granted, wanted string) bool {
 	g := strings.Fields(granted)
 	for _, w := range strings.Fields(wanted) {
@@ -312,7 +228,7 @@ func (s *Server) showConsent(w http.ResponseWriter, ar *store.AuthRequest, c *st
 	s.render(w, http.StatusOK, consentPage, map[string]any{
 		"Client": name, "ClientID": c.ID, "RedirectHost": hostname.Of(host), "Resource": ar.Resource, "Device": device,
 		"Published": publishedHost, "LoopbackOnly": published != "" && loopbackOnly(c.RedirectURIs),
-		"Scopes": scopeDescriptions(ar.Scope), "Ignored": strings.Fields(ar.IgnoredScope), "User": ar.User.Login, "RequestID": ar.ID, "CSRF": ar.CSRFToken,
+		"Scopes": scopeDescriptions(ar.Scope), "Ignored": strings.Fields(ar.IgnoredScope), "User": ar.User.Login, "Provider": s.providerName(*ar.User), "RequestID": ar.ID, "CSRF": ar.CSRFToken,
 		"Remember": s.cfg.ConsentTTL > 0 && !consentAlwaysAsked(c, ar), "Action": s.cfg.Issuer + "/consent",
 	})
 }
@@ -461,13 +377,13 @@ var errorPage = template.Must(template.New("error").Parse(`<!doctype html><html 
 
 var deniedPage = template.Must(template.New("denied").Parse(`<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>Access refused</title>` + pageStyle + `</head><body><h1>Access refused</h1><p>{{.Reason}}</p>
-<p>Ask the gateway's operator to allow your GitHub account.</p><p><a href="{{.Back}}">Return to the application</a></p></body></html>`))
+<p>Ask the gateway's operator to allow your {{.Provider}} account.</p><p><a href="{{.Back}}">Return to the application</a></p></body></html>`))
 
 var consentPage = template.Must(template.New("consent").Parse(`<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>Authorize {{.Client}}</title>` + pageStyle + `</head><body>
 <h1>Authorize access to an MCP server</h1>
 <div class="box">
-<p><b>{{.Client}}</b> wants to use an MCP server as GitHub user <b>{{.User}}</b>.</p>
+<p><b>{{.Client}}</b> wants to use an MCP server as {{.Provider}} user <b>{{.User}}</b>.</p>
 {{if .Published.ASCII}}<p>This application is described by <span class="host">{{.Published.ASCII}}</span>{{if .Published.Unicode}}
 (an international name, written {{.Published.Unicode}}){{end}}; its name is what that site claims.</p>
 {{if .Published.Mixed}}<p style="color:#b00">That address mixes alphabets ({{range $i, $s := .Published.Scripts}}{{if $i}}, {{end}}{{$s}}{{end}}), a

@@ -16,7 +16,8 @@ import (
 
 // The device authorization grant (RFC 8628) lets a client without a browser (a script, a CLI on a server) get
 // tokens: it asks for a device code, the user opens the verification page anywhere, enters the user code, logs in
-// through GitHub and approves on the same consent page, and the client polls /token meanwhile.
+// through an identity provider (GitHub, OpenID Connect) and approves on the same consent page, and the client polls
+// /token meanwhile.
 
 // DeviceGrantType is the grant type of RFC 8628 §3.4.
 const DeviceGrantType = "urn:ietf:params:oauth:grant-type:device_code"
@@ -169,10 +170,11 @@ func (s *Server) deviceToken(w http.ResponseWriter, r *http.Request, c *store.Cl
 // devicePage is GET /device: the form where the user enters the code shown by the device (prefilled from
 // verification_uri_complete, but always confirmed by a click, so a link alone cannot approve anything).
 func (s *Server) devicePage(w http.ResponseWriter, r *http.Request) {
-	s.render(w, http.StatusOK, devicePage, map[string]any{"Code": r.URL.Query().Get("user_code"), "Action": s.cfg.Issuer + "/device"})
+	s.render(w, http.StatusOK, devicePage, map[string]any{"Code": r.URL.Query().Get("user_code"), "Action": s.cfg.Issuer + "/device",
+		"SignIn": s.signInWith()})
 }
 
-// deviceSubmit is the form's POST: a known pending code starts the GitHub login, like /authorize does.
+// deviceSubmit is the form's POST: a known pending code starts the login, like /authorize does.
 func (s *Server) deviceSubmit(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
 	if err := r.ParseForm(); err != nil {
@@ -181,7 +183,7 @@ func (s *Server) deviceSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	typed := r.PostForm.Get("user_code")
 	retry := func(status int, msg string) {
-		s.render(w, status, devicePage, map[string]any{"Code": typed, "Error": msg, "Action": s.cfg.Issuer + "/device"})
+		s.render(w, status, devicePage, map[string]any{"Code": typed, "Error": msg, "Action": s.cfg.Issuer + "/device", "SignIn": s.signInWith()})
 	}
 	// Every attempt counts against the address, so user codes cannot be enumerated (RFC 8628 §5.1).
 	if !s.allowFrom(s.deviceLimit, r) {
@@ -247,6 +249,6 @@ var devicePage = template.Must(template.New("device").Parse(`<!doctype html><htm
 <p><input name="user_code" value="{{.Code}}" autocomplete="off" autocapitalize="characters" spellcheck="false"
  style="font-size:1.4rem;letter-spacing:.15rem;width:12rem;text-transform:uppercase" placeholder="BCDF-GHJK" required></p>
 <p><button class="primary" type="submit">Continue</button></p>
-<p style="color:#666;font-size:.9rem">Next you log in with GitHub and see what the device asks for. Only continue if you
+<p style="color:#666;font-size:.9rem">Next you log in with {{.SignIn}} and see what the device asks for. Only continue if you
 started this on a device you are using right now.</p>
 </form></body></html>`))

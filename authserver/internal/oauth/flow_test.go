@@ -26,6 +26,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientmeta"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/github"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/oauth"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/embedded"
@@ -119,7 +120,9 @@ func (e *env) start(allowed string) {
 	if e.tweak != nil {
 		e.tweak(&cfg)
 	}
-	srv, err := oauth.New(cfg, e.store, km, gh, quiet)
+	logins, err := login.New(e.store, gh.IdP())
+	require.NoError(t, err)
+	srv, err := oauth.New(cfg, e.store, km, logins, quiet)
 	require.NoError(t, err)
 	ts.Config.Handler = srv.Handler()
 	e.srv = srv

@@ -1,5 +1,6 @@
 // Package oauth is the authorization server's HTTP side: RFC 8414 metadata, JWKS, dynamic client registration
-// (RFC 7591/7592), the authorization code flow with PKCE through GitHub and a consent page, the token endpoint with
+// (RFC 7591/7592), the authorization code flow with PKCE through an identity provider (GitHub, OpenID Connect; package
+// login) and a consent page, the token endpoint with
 // refresh-token rotation, revocation (RFC 7009), introspection (RFC 7662), the revocation feed the plugin follows,
 // and a ForwardAuth check. Each rule sits beside the check that enforces it.
 package oauth
@@ -23,10 +24,10 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientauth"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientlife"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientmeta"
-	"github.com/mcp-oauth-gateway/gateway/authserver/internal/github"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/grant"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/jwk"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/metrics"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/ratelimit"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
@@ -81,7 +82,7 @@ type Server struct {
 	cfg        Config
 	store      store.Store
 	keys       *keys.Manager
-	github     *github.Provider
+	login      *login.Service // the identity providers users log in with
 	log        *slog.Logger
 	secure     bool // issuer is https: cookies are Secure
 	assertions *clientauth.Verifier
@@ -93,8 +94,11 @@ type Server struct {
 	deviceAuthLimit *ratelimit.Limiter // POST /device_authorization
 }
 
-// New checks the configuration and returns the server.
-func New(cfg Config, st store.Store, km *keys.Manager, gh *github.Provider, log *slog.Logger) (*Server, error) {
+// New checks the configuration and returns the server; users log in through logins' identity providers.
+func New(cfg Config, st store.Store, km *keys.Manager, logins *login.Service, log *slog.Logger) (*Server, error) {
+	if logins == nil {
+		return nil, errors.New("no identity provider configured: users could not log in")
+	}
 	u, err := url.Parse(cfg.Issuer)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" ||
 		strings.HasSuffix(cfg.Issuer, "/") {
@@ -117,7 +121,7 @@ func New(cfg Config, st store.Store, km *keys.Manager, gh *github.Provider, log 
 	if cfg.Grants.Window <= 0 {
 		cfg.Grants.Window = cfg.AccessTTL
 	}
-	return &Server{cfg: cfg, store: st, keys: km, github: gh, log: log, secure: u.Scheme == "https",
+	return &Server{cfg: cfg, store: st, keys: km, login: logins, log: log, secure: u.Scheme == "https",
 		assertions:      &clientauth.Verifier{JTIs: st, MaxLifetime: cfg.AssertionMaxLifetime},
 		registerLimit:   ratelimit.New(cfg.RegisterPerMinute, cfg.RegisterBurst),
 		deviceLimit:     ratelimit.New(cfg.DeviceAttemptsPerMinute, 10),
@@ -140,7 +144,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("PUT /register/{id}", s.cors(s.updateClient))
 	mux.HandleFunc("DELETE /register/{id}", s.cors(s.deleteClient))
 	mux.HandleFunc("GET /authorize", s.authorize)
-	mux.HandleFunc("GET /github/callback", s.githubCallback)
+	mux.HandleFunc("GET /login", s.chooseLogin)
+	for _, p := range s.login.Providers() {
+		mux.HandleFunc("GET "+p.CallbackPath(), s.loginCallback(p.Name()))
+	}
 	mux.HandleFunc("POST /consent", s.consent)
 	mux.HandleFunc("POST /token", s.cors(s.token))
 	mux.HandleFunc("POST /device_authorization", s.cors(s.deviceAuthorization))

@@ -156,13 +156,13 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, c *store.Client
 		return
 	}
 	// The allow rules may have changed since login: a user no longer allowed loses the whole grant.
-	if !s.github.Policy().MayRefresh(old.User.ID, old.User.Login) {
-		s.log.InfoContext(r.Context(), "refresh refused: user no longer allowed", "login", old.User.Login)
+	if ok, reason := s.login.MayRefresh(old.User); !ok {
+		s.log.InfoContext(r.Context(), "refresh refused: user no longer allowed", "login", old.User.Login, "reason", reason)
 		if err := s.store.RevokeFamily(r.Context(), old.FamilyID); err != nil {
 			s.storeFailed(w, r, "revoke family", err)
 			return
 		}
-		oauthError(w, http.StatusBadRequest, "invalid_grant", "GitHub user "+old.User.Login+" is no longer allowed to use this server")
+		oauthError(w, http.StatusBadRequest, "invalid_grant", reason)
 		return
 	}
 	// A grant ends at its maximum age, counted from its login, and may refresh only so often (package grant).

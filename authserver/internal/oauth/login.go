@@ -1,0 +1,188 @@
+package oauth
+
+import (
+	"errors"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/idp"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
+)
+
+// startLogin stores an authorization (or device) request, binds it to this browser, and starts the login: straight
+// to the identity provider when there is one, else to a page where the user chooses.
+func (s *Server) startLogin(w http.ResponseWriter, r *http.Request, ar *store.AuthRequest) {
+	providers := s.login.Providers()
+	var to string
+	if len(providers) == 1 {
+		var err error
+		if to, err = s.login.Begin(ar, providers[0].Name()); err != nil {
+			s.log.ErrorContext(r.Context(), "start the login", "err", err)
+			s.errorPage(w, http.StatusInternalServerError, "Login unavailable", "The login could not be started. Try again from your application.")
+			return
+		}
+	}
+	if err := s.store.PutAuthRequest(r.Context(), ar); err != nil {
+		s.storeFailedPage(w, r, err)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: s.authCookie(), Value: ar.ID, Path: "/", HttpOnly: true, Secure: s.secure,
+		SameSite: http.SameSiteLaxMode, MaxAge: int(s.cfg.AuthRequestTTL.Seconds())})
+	if to != "" {
+		http.Redirect(w, r, to, http.StatusFound)
+		return
+	}
+	s.showChooser(w, ar)
+}
+
+// showChooser is the plain page that lists the identity providers, each a link to GET /login.
+func (s *Server) showChooser(w http.ResponseWriter, ar *store.AuthRequest) {
+	type option struct{ Name, Link string }
+	var options []option
+	for _, p := range s.login.Providers() {
+		q := url.Values{"request": {ar.ID}, "provider": {p.Name()}}
+		options = append(options, option{Name: p.DisplayName(), Link: s.cfg.Issuer + "/login?" + q.Encode()})
+	}
+	device := ""
+	if ar.DeviceUserCode != "" {
+		device = displayUserCode(ar.DeviceUserCode)
+	}
+	s.render(w, http.StatusOK, chooserPage, map[string]any{"Providers": options, "Device": device})
+}
+
+// chooseLogin is GET /login?request=...&provider=...: the chooser's links. It starts a round trip to the provider
+// for a request bound to this browser; choosing again replaces the earlier attempt.
+func (s *Server) chooseLogin(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	ar, ok := s.boundRequest(w, r, q.Get("request"))
+	if !ok {
+		return
+	}
+	if _, known := s.login.Provider(q.Get("provider")); !known {
+		s.errorPage(w, http.StatusBadRequest, "Unknown sign-in option", "This server offers no such way to sign in. Go back and choose one of the options listed.")
+		return
+	}
+	to, err := s.login.Begin(ar, q.Get("provider"))
+	if err != nil {
+		s.log.ErrorContext(r.Context(), "start the login", "err", err)
+		s.errorPage(w, http.StatusInternalServerError, "Login unavailable", "The login could not be started. Try again from your application.")
+		return
+	}
+	if err := s.store.PutAuthRequest(r.Context(), ar); err != nil {
+		s.storeFailedPage(w, r, err)
+		return
+	}
+	http.Redirect(w, r, to, http.StatusFound)
+}
+
+// loginCallback is where provider name returns the user (its CallbackPath).
+func (s *Server) loginCallback(name string) http.HandlerFunc {
+	p, _ := s.login.Provider(name)
+	display := p.DisplayName()
+	return func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		ar, ok := s.boundRequest(w, r, q.Get("state"))
+		if !ok {
+			return
+		}
+		if e := q.Get("error"); e != "" {
+			if ar.DeviceUserCode != "" {
+				_ = s.store.DeleteAuthRequest(r.Context(), ar.ID)
+				s.errorPage(w, http.StatusForbidden, "Login cancelled", "The "+display+" login was cancelled. Enter the code again to retry.")
+				return
+			}
+			s.finishWithError(w, r, ar, "access_denied", "the user did not authorize the login at "+display)
+			return
+		}
+		user, err := s.login.Finish(r.Context(), name, q, ar)
+		var denied *idp.DeniedError
+		switch {
+		case errors.As(err, &denied):
+			s.log.InfoContext(r.Context(), "login refused", "provider", name, "login", denied.Login, "reason", denied.Reason)
+			s.cfg.Metrics.Login("denied")
+			if ar.DeviceUserCode != "" {
+				s.finishDevice(w, r, ar, false)
+				return
+			}
+			_ = s.store.DeleteAuthRequest(r.Context(), ar.ID)
+			s.render(w, http.StatusForbidden, deniedPage, map[string]any{
+				"Reason": denied.Reason, "Provider": display,
+				"Back": template.URL(withParams(ar.RedirectURI, s.errorParams(ar.State, "access_denied", "the user is not allowed to use this server"))),
+			})
+			return
+		case errors.Is(err, login.ErrReplayed):
+			// The same attempt came back twice: a reloaded or replayed callback, or an ID token whose nonce was used.
+			s.log.WarnContext(r.Context(), "login refused: the attempt was already finished", "provider", name)
+			s.cfg.Metrics.Login("failed")
+			s.errorPage(w, http.StatusBadRequest, "Login already used", "This "+display+" login was already completed once and "+
+				"cannot be used again. Start again from your application.")
+			return
+		case errors.Is(err, login.ErrNotStarted), errors.Is(err, login.ErrWrongProvider):
+			s.log.WarnContext(r.Context(), "login refused: no login to this provider is under way", "provider", name, "err", err)
+			s.errorPage(w, http.StatusBadRequest, "Login not started here", "This browser did not start a "+display+
+				" login for this request, or chose another way to sign in since. Start again from your application.")
+			return
+		case errors.Is(err, store.ErrUnavailable):
+			s.storeFailedPage(w, r, err)
+			return
+		case err != nil:
+			s.log.WarnContext(r.Context(), "login failed", "provider", name, "err", err)
+			s.cfg.Metrics.Login("failed")
+			s.errorPage(w, http.StatusBadGateway, display+" login failed", display+" did not confirm the login. Go back to your application and try again.")
+			return
+		}
+		s.cfg.Metrics.Login("allowed")
+		ar.User = user
+		ar.CSRFToken = randomToken(24) // a fresh token for the consent form, now bound to this user
+		if err := s.store.PutAuthRequest(r.Context(), ar); err != nil {
+			s.storeFailedPage(w, r, err)
+			return
+		}
+		client, err := s.lookupClient(r.Context(), ar.ClientID)
+		if err != nil {
+			s.errorPage(w, http.StatusBadRequest, "Unknown application", "The application's registration is gone. Add the server to your application again.")
+			return
+		}
+		// A user who approved this client for these scopes and this resource before is not asked again; except for a
+		// device, where the consent page is what tells the user which device they are letting in (RFC 8628 §5.4), and
+		// for a public client on a loopback redirect, which any local program can pose as.
+		if c, err := s.store.GetConsent(r.Context(), user.ID, client.ID); !consentAlwaysAsked(client, ar) && err == nil &&
+			c.Resource == ar.Resource && covers(c.Scope, ar.Scope) {
+			s.issueCode(w, r, ar)
+			return
+		}
+		s.showConsent(w, ar, client)
+	}
+}
+
+// signInWith names the ways to sign in for the device page: "GitHub", "GitHub or Google".
+func (s *Server) signInWith() string {
+	var names []string
+	for _, p := range s.login.Providers() {
+		names = append(names, p.DisplayName())
+	}
+	if len(names) <= 2 {
+		return strings.Join(names, " or ")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
+// providerName is what users read for the provider a user logged in with.
+func (s *Server) providerName(u store.User) string {
+	if p, ok := s.login.Provider(idp.ProviderOf(u)); ok {
+		return p.DisplayName()
+	}
+	return idp.ProviderOf(u)
+}
+
+var chooserPage = template.Must(template.New("chooser").Parse(`<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>Sign in</title>` + pageStyle + `<style>a.provider{display:block;margin:.5rem 0;padding:.6rem 1rem;border:1px solid #888;
+border-radius:6px;text-decoration:none;color:#222}a.provider:hover{background:#f3f3f3}</style></head><body>
+<h1>Sign in to use an MCP server</h1>
+{{if .Device}}<p>To approve the device showing the code <span class="host">{{.Device}}</span>, first sign in.</p>{{end}}
+<div class="box"><p>Choose how to sign in:</p>
+{{range .Providers}}<a class="provider" href="{{.Link}}">Continue with {{.Name}}</a>
+{{end}}</div></body></html>`))
