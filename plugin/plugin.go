@@ -110,9 +110,9 @@ func (m *Middleware) serveSlow(w http.ResponseWriter, r *http.Request) {
 		m.cache.put(auth[0], e, now.Unix())
 		// A revocation or key removal that landed while this token was being checked may have purged the cache
 		// before the put: look again so the entry cannot outlive it.
-		if !m.st.stillValid(e.jti, e.kid) {
+		if err := m.st.recheck(e.jti, e.kid); err != nil {
 			m.cache.remove(auth[0])
-			m.reject(w, r, errRevokedOrRetired)
+			m.reject(w, r, err)
 			return
 		}
 	}
@@ -273,14 +273,21 @@ func (m *Middleware) denyScopes(e *cacheEntry, scope string) {
 		m.s.metadataURL + "\", error_description=\"" + e.desc + "\""
 }
 
-// stillValid reports whether jti is unrevoked, kid still in the key set and the revocation feed not stale.
-func (st *issuerState) stillValid(jti, kid string) bool {
+// recheck reports whether a verdict just cached still holds: errFeedStale when the revocation feed went stale
+// meanwhile (503), errRevokedOrRetired when jti was revoked or kid left the key set (401), else nil.
+func (st *issuerState) recheck(jti, kid string) error {
 	st.mu.RLock()
 	_, revoked := st.revoked[jti]
 	_, known := st.keys[kid]
 	stale := st.feedStale
 	st.mu.RUnlock()
-	return known && !revoked && !stale
+	if stale {
+		return errFeedStale
+	}
+	if revoked || !known {
+		return errRevokedOrRetired
+	}
+	return nil
 }
 
 // errorChallenge is the WWW-Authenticate value for an error (RFC 6750 §3), with the metadata URL and scope so a
