@@ -105,6 +105,9 @@ func (s *Service) Finish(ctx context.Context, name string, q url.Values, ar *sto
 		once = "request\x00" + ar.ID
 	}
 	if a.Provider == "" {
+		if ar.User != nil {
+			return nil, ErrReplayed // the round trip is over: this is a second answer to it
+		}
 		return nil, ErrNotStarted
 	}
 	if a.Provider != name {

@@ -25,6 +25,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientlife"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientmeta"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/github"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/idp"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/oauth"
@@ -58,6 +59,8 @@ type env struct {
 	life   clientlife.Policy   // registered clients' lifetimes; zero: the default below
 	tweak  func(*oauth.Config) // changes the configuration before the server starts; nil: none
 	srv    *oauth.Server       // the server start made last
+	// idps are the identity providers users log in with, given the issuer and the GitHub provider; nil: GitHub only.
+	idps func(issuer string, gh *github.Provider) []idp.Provider
 }
 
 type backendCase struct {
@@ -120,7 +123,11 @@ func (e *env) start(allowed string) {
 	if e.tweak != nil {
 		e.tweak(&cfg)
 	}
-	logins, err := login.New(e.store, gh.IdP())
+	providers := []idp.Provider{gh.IdP()}
+	if e.idps != nil {
+		providers = e.idps(issuer, gh)
+	}
+	logins, err := login.New(e.store, providers...)
 	require.NoError(t, err)
 	srv, err := oauth.New(cfg, e.store, km, logins, quiet)
 	require.NoError(t, err)
