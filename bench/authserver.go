@@ -79,6 +79,9 @@ func authserverArgs(e *env, port int, issuer string, gh *fakegithub.Server, stor
 		// Refresh rotation is measured as throughput, each client rotating its chain back to back: the per-grant limit
 		// that stops a runaway client (--refresh-limit, 30 per access-token lifetime) would answer slow_down.
 		"--refresh-limit", "0",
+		// Codes are prepared by thousands of browser flows from one address: the per-address limit on /authorize that
+		// bounds what anonymous callers can make the store hold (--authorize-rate, 30 a minute) would refuse them.
+		"--authorize-rate", "0",
 	}
 	switch store {
 	case "redis":
