@@ -117,6 +117,9 @@ func TestComposeDeployment(t *testing.T) {
 	assert.Contains(t, labels["traefik.http.middlewares.mcp-cors.headers.accesscontrolexposeheaders"], "Mcp-Session-Id")
 	assert.Equal(t, "*", labels["traefik.http.middlewares.mcp-cors.headers.accesscontrolalloworiginlist"])
 	assert.Contains(t, labels["traefik.http.routers.authserver-private.rule"], "Path(`/github/callback`)")
+	assert.Contains(t, labels["traefik.http.routers.authserver-private.rule"], "PathRegexp(`^/oidc/[^/]+/callback$`)",
+		"every OpenID provider's callback too (the compose file escapes the $)")
+	assert.Contains(t, labels["traefik.http.routers.authserver-private.rule"], "Path(`/login`)")
 	assert.Equal(t, "false", labels["traefik.http.routers.authserver-private.observability.accesslogs"])
 	// The revocation feed is refused on the public host (issue 13, item 1).
 	assert.Equal(t, "Host(`auth.example.com`) && Path(`/revocations`)", labels["traefik.http.routers.authserver-feed.rule"])
@@ -137,11 +140,36 @@ func TestComposeProfiles(t *testing.T) {
 	assert.ElementsMatch(t, []string{"traefik", "redis", "authserver", "mcp-memory"}, p.ServiceNames())
 }
 
-// A deployment without its GitHub credentials does not start half-configured.
+// A deployment without an identity provider (GitHub's credentials, or OpenID providers) does not start half-configured.
 func TestComposeRequiresSecrets(t *testing.T) {
 	_, err := loadCompose(t, []string{"everything"}, nil)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "GITHUB_CLIENT_ID")
+	assert.Contains(t, err.Error(), "or AUTHSERVER_OIDC_PROVIDERS", "the message names both ways")
+}
+
+// GitHub is no longer required when OpenID providers are set; their settings (named after them) reach the
+// authserver from .env whole; the label says who users log in with.
+func TestComposeIdentityProviders(t *testing.T) {
+	p, err := loadCompose(t, []string{"everything"}, []string{"AUTHSERVER_OIDC_PROVIDERS=google"})
+	require.NoError(t, err, "OpenID providers alone are enough")
+	auth := p.Services["authserver"]
+	assert.Equal(t, "oidc: google", auth.Labels["mcp-gateway.identity-providers"])
+	assert.Empty(t, auth.Environment["GITHUB_CLIENT_ID"])
+	require.Len(t, auth.EnvFiles, 1)
+	assert.Equal(t, filepath.Join(testenv.RepoRoot(t), ".env"), auth.EnvFiles[0].Path)
+	assert.False(t, bool(auth.EnvFiles[0].Required), "a deployment configured through the environment has no .env")
+
+	p, err = loadCompose(t, []string{"everything"}, append(slices.Clone(secrets), "AUTHSERVER_OIDC_PROVIDERS=okta"))
+	require.NoError(t, err)
+	assert.Equal(t, "github, oidc: okta", p.Services["authserver"].Labels["mcp-gateway.identity-providers"])
+	p, err = loadCompose(t, []string{"everything"}, secrets)
+	require.NoError(t, err)
+	assert.Equal(t, "github: app-id", p.Services["authserver"].Labels["mcp-gateway.identity-providers"])
+
+	// The local stack keeps to its fake GitHub whatever a filled-in .env says.
+	local := loadLocal(t)
+	assert.Equal(t, "", *local.Services["authserver"].Environment["AUTHSERVER_OIDC_PROVIDERS"])
 }
 
 // loadLocal loads the local stack as its README command does: docker compose --env-file compose.local.env -f

@@ -43,6 +43,7 @@ type clientRun struct {
 	} `json:"tokens"`
 	Secrets struct {
 		GitHubCodes       []string `json:"githubCodes"`
+		OIDCCodes         []string `json:"oidcCodes"`
 		Codes             []string `json:"codes"`
 		Cookies           []string `json:"cookies"`
 		CodeVerifier      string   `json:"codeVerifier"`
@@ -59,6 +60,9 @@ func (r clientRun) secrets() map[string]string {
 	}
 	for i, c := range r.Secrets.GitHubCodes {
 		m["GitHub code "+strconv.Itoa(i)] = c
+	}
+	for i, c := range r.Secrets.OIDCCodes {
+		m["OpenID provider code "+strconv.Itoa(i)] = c
 	}
 	for i, c := range r.Secrets.Codes {
 		m["authorization code "+strconv.Itoa(i)] = c

@@ -2,12 +2,17 @@
 // server on its embedded store, a fake GitHub that logs in a dev user, and MCP servers behind streamproxy, at
 // http://localhost:8080/<service>/mcp (or http://<service>.localhost:8080/mcp with -layout subdomain).
 // `go tool task dev` runs it; Ctrl-C stops everything.
+//
+// -oidc-issuer points it at a real OpenID provider instead of the fake GitHub (the client id and secret registered
+// there come from DEVSTACK_OIDC_CLIENT_ID and DEVSTACK_OIDC_CLIENT_SECRET): `go tool task dev -- -oidc-issuer
+// https://accounts.google.com`.
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -21,6 +26,12 @@ func main() {
 	port := flag.Int("port", envInt("DEVSTACK_PORT", 8080), "public port of the gateway (env DEVSTACK_PORT)")
 	layout := flag.String("layout", envString("DEVSTACK_LAYOUT", "path"),
 		"routing layout: path (localhost:PORT/<service>/mcp) or subdomain (<service>.localhost:PORT/mcp) (env DEVSTACK_LAYOUT)")
+	oidcIssuer := flag.String("oidc-issuer", envString("DEVSTACK_OIDC_ISSUER", ""),
+		"log in through this OpenID provider instead of the fake GitHub (env DEVSTACK_OIDC_ISSUER); its client id and secret come "+
+			"from -oidc-client-id and DEVSTACK_OIDC_CLIENT_SECRET")
+	oidcClientID := flag.String("oidc-client-id", envString("DEVSTACK_OIDC_CLIENT_ID", ""), "the client id registered at the OpenID provider (env DEVSTACK_OIDC_CLIENT_ID)")
+	oidcName := flag.String("oidc-name", envString("DEVSTACK_OIDC_NAME", "sso"), "the OpenID provider's name in the callback path (env DEVSTACK_OIDC_NAME)")
+	withGitHub := flag.Bool("with-github", false, "with -oidc-issuer: keep the fake GitHub too, behind a chooser")
 	flag.Parse()
 	root, err := os.Getwd()
 	if err != nil {
@@ -40,9 +51,28 @@ func main() {
 		}
 	}
 	data := filepath.Join(root, ".cache", "dev")
+	var sso *devstack.OIDC
+	who := "dev-user (fake GitHub: every login succeeds, development only)"
+	if *oidcIssuer != "" {
+		secret := os.Getenv("DEVSTACK_OIDC_CLIENT_SECRET")
+		if *oidcClientID == "" || secret == "" {
+			fail(fmt.Errorf("-oidc-issuer needs the client registered at the provider: set DEVSTACK_OIDC_CLIENT_ID and "+
+				"DEVSTACK_OIDC_CLIENT_SECRET (its redirect URI: %s)", devstack.OIDCCallbackURL(*layout, *port, *oidcName)))
+		}
+		display := *oidcIssuer
+		if u, err := url.Parse(*oidcIssuer); err == nil && u.Host != "" {
+			display = u.Host
+		}
+		sso = &devstack.OIDC{Name: *oidcName, DisplayName: display, Issuer: *oidcIssuer, ClientID: *oidcClientID, ClientSecret: secret,
+			WithGitHub: *withGitHub}
+		who = "anyone " + *oidcIssuer + " authenticates (this stack listens on loopback only)"
+		if *withGitHub {
+			who += ", or dev-user through the fake GitHub"
+		}
+	}
 	fmt.Println("Starting the MCP OAuth Gateway dev stack (first start builds the binaries)...")
 	s, err := devstack.Start(ctx, devstack.Options{
-		Root: root, Port: *port, DataDir: data, Log: os.Stderr, Layout: *layout,
+		Root: root, Port: *port, DataDir: data, Log: os.Stderr, Layout: *layout, OIDC: sso,
 		Services: []devstack.Service{
 			{Name: "everything", Command: []string{"node", everything}},
 			// A stateful server keeps each user's graph in a file of their own.
@@ -61,7 +91,7 @@ MCP OAuth Gateway (development) is running.
   MCP server (server-everything):  %s
   MCP server (server-memory):      %s   (each user's graph is their own)
   Authorization server (issuer):   %s
-  Logged-in user:                  dev-user (fake GitHub: every login succeeds, development only)
+  Who may log in:                  %s
 
 Connect a client:
   Claude Code:    claude mcp add --transport http everything %s
@@ -72,7 +102,10 @@ Operator commands work while it runs (through the authserver's admin socket), e.
   AUTHSERVER_DATA_FILE=.cache/dev/authserver.jsonl go run ./authserver clients list
 
 State is kept in .cache/dev. Press Ctrl-C to stop.
-`, u, s.URLs["memory"], s.Issuer, u, u, u)
+`, u, s.URLs["memory"], s.Issuer, who, u, u, u)
+	if sso != nil {
+		fmt.Printf("OpenID provider %s: its client's redirect URI must be %s\n", sso.Issuer, devstack.OIDCCallbackURL(*layout, *port, sso.ProviderName()))
+	}
 	if *layout == "subdomain" {
 		fmt.Println("Subdomain layout: browsers resolve *.localhost to this machine; other programs may need /etc/hosts entries for" +
 			" auth.localhost, everything.localhost and memory.localhost.")

@@ -1,6 +1,6 @@
 // Package devstack runs the whole gateway on one machine, on loopback, without Docker: Traefik with the plugin as a
-// local plugin, the authorization server (embedded store or Redis), the fake GitHub, and one streamproxy per MCP
-// server, in either routing layout of traefik/dynamic/gateway.yml (the dynamic configuration users deploy).
+// local plugin, the authorization server (embedded store or Redis), the fake GitHub (or an OpenID provider, Options.OIDC),
+// and one streamproxy per MCP server, in either routing layout of traefik/dynamic/gateway.yml (the dynamic configuration users deploy).
 // cmd/devstack and the end-to-end tests use it.
 package devstack
 
@@ -43,10 +43,46 @@ type Options struct {
 	// "subdomain" (http://<service>.localhost:PORT/mcp, the authserver at http://auth.localhost:PORT). Browsers
 	// resolve *.localhost to loopback by themselves; other clients need Client() or a resolver that does.
 	Layout string
+	// OIDC, when set, logs users in through an OpenID provider: instead of the fake GitHub, or beside it (a chooser)
+	// with OIDC.WithGitHub.
+	OIDC *OIDC
 	// AuthserverFlags are added to the authorization server\'s command line.
 	AuthserverFlags []string
 	Services        []Service
 	Log             io.Writer // where the processes' output goes
+}
+
+// OIDC is an OpenID provider the stack logs users in with, and the client registered with it, whose redirect URI
+// is the stack's issuer followed by /oidc/<Name>/callback (Stack.OIDCCallbackURL).
+type OIDC struct {
+	Name        string // the provider's name in the authserver's settings and callback path; default "sso"
+	DisplayName string // what users read; default the authserver's (the name, capitalized)
+	Issuer      string
+	ClientID    string
+	// ClientSecret, sent to the authserver in its environment (never on a command line).
+	ClientSecret string
+	// Flags are more authserver flags for the provider, e.g. its allow rules (--oidc-<name>-allowed-email-domains ...).
+	// Without an allow rule anyone the provider authenticates is let in (--oidc-<name>-allowed-subjects '*'): the stack
+	// listens on loopback only.
+	Flags []string
+	// WithGitHub keeps the fake GitHub beside the provider: the login starts with a chooser.
+	WithGitHub bool
+}
+
+// ProviderName is the provider's name, "sso" unless set.
+func (o *OIDC) ProviderName() string {
+	if o.Name == "" {
+		return "sso"
+	}
+	return o.Name
+}
+
+// OIDCCallbackURL is the redirect URI to register at the OpenID provider for a stack on this port and layout.
+func OIDCCallbackURL(layout string, port int, name string) string {
+	if layout == "subdomain" {
+		return fmt.Sprintf("http://auth.localhost:%d/oidc/%s/callback", port, name)
+	}
+	return fmt.Sprintf("http://localhost:%d/oidc/%s/callback", port, name)
 }
 
 // Stack is a running gateway.
@@ -124,10 +160,13 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 func (s *Stack) startAll(ctx context.Context) error {
 	o := s.opts
 	gh := fmt.Sprintf("http://127.0.0.1:%d", s.internal["fakegithub"])
-	if err := s.run(ctx, "fakegithub", []string{filepath.Join(s.bin, "fakegithub"),
-		"-listen", fmt.Sprintf("127.0.0.1:%d", s.internal["fakegithub"]), "-callback-url", s.Issuer + "/github/callback"},
-		nil, "fake GitHub listening"); err != nil {
-		return err
+	withGitHub := o.OIDC == nil || o.OIDC.WithGitHub
+	if withGitHub {
+		if err := s.run(ctx, "fakegithub", []string{filepath.Join(s.bin, "fakegithub"),
+			"-listen", fmt.Sprintf("127.0.0.1:%d", s.internal["fakegithub"]), "-callback-url", s.Issuer + "/github/callback"},
+			nil, "fake GitHub listening"); err != nil {
+			return err
+		}
 	}
 	var resources []string
 	for _, svc := range o.Services {
@@ -140,8 +179,6 @@ func (s *Stack) startAll(ctx context.Context) error {
 	}
 	as := []string{filepath.Join(s.bin, "authserver"), "--listen", fmt.Sprintf("127.0.0.1:%d", s.internal["authserver"]),
 		"--issuer", s.Issuer, "--resources", strings.Join(resources, ","),
-		"--github-client-id", "fake-github-client-id", "--github-client-secret", "fake-github-client-secret",
-		"--github-web-url", gh + "/", "--github-api-url", gh + "/api/v3/", "--allowed-github-users", o.AllowedUsers,
 		"--data-file", filepath.Join(o.DataDir, "authserver.jsonl"), "--log-format", "text",
 		"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", s.internal["authserver-metrics"]),
 		// The revocation feed on an internal listener of its own, as in compose.yaml: the plugin polls it there.
@@ -151,8 +188,26 @@ func (s *Stack) startAll(ctx context.Context) error {
 	if o.RedisURL != "" {
 		as = append(as, "--redis-url", o.RedisURL)
 	}
+	if withGitHub {
+		as = append(as, "--github-client-id", "fake-github-client-id", "--github-client-secret", "fake-github-client-secret",
+			"--github-web-url", gh+"/", "--github-api-url", gh+"/api/v3/", "--allowed-github-users", o.AllowedUsers)
+	}
+	var asEnv []string
+	if p := o.OIDC; p != nil {
+		name := p.ProviderName()
+		flag := func(setting string) string { return "--oidc-" + name + "-" + setting }
+		as = append(as, "--oidc-providers", name, flag("issuer"), p.Issuer, flag("client-id"), p.ClientID)
+		if p.DisplayName != "" {
+			as = append(as, flag("display-name"), p.DisplayName)
+		}
+		if !slices.ContainsFunc(p.Flags, func(f string) bool { return strings.HasPrefix(f, flag("allowed-")) }) {
+			as = append(as, flag("allowed-subjects"), "*")
+		}
+		as = append(as, p.Flags...)
+		asEnv = append(asEnv, "AUTHSERVER_OIDC_"+strings.ToUpper(strings.ReplaceAll(name, "-", "_"))+"_CLIENT_SECRET="+p.ClientSecret)
+	}
 	as = append(as, o.AuthserverFlags...)
-	if err := s.run(ctx, "authserver", as, nil, "authserver listening"); err != nil {
+	if err := s.run(ctx, "authserver", as, asEnv, "authserver listening"); err != nil {
 		return err
 	}
 	backends := map[string]string{}

@@ -1,7 +1,9 @@
 // A real OAuth-capable MCP client (the TypeScript SDK) that starts from nothing but an MCP URL: it gets a 401,
-// discovers the metadata, registers, authorizes with PKCE and resource, logs in through the (fake) GitHub, approves
-// the consent page, gets tokens, initializes, lists and calls tools, and refreshes. The browser part is driven
+// discovers the metadata, registers, authorizes with PKCE and resource, logs in through the identity provider (the
+// fake GitHub, or an OpenID provider such as Hydra, whose login and consent app redirects straight on), approves the
+// consent page, gets tokens, initializes, lists and calls tools, and refreshes. The browser part is driven
 // headlessly with fetch. Usage: node e2e-client.mjs <mcp-url> [tool] [json-args] [spoofed-user-id]
+// When the server offers several ways to sign in, LOGIN_PROVIDER names the one to choose ("Continue with <name>").
 // With CLIENT_METADATA_URL set, the client identifies itself by that Client ID Metadata Document instead of
 // registering (the SDK does so when the authorization server advertises client_id_metadata_document_supported).
 // Prints one JSON object: the tool result, the tools listed, the tokens (for the test to revoke), and every secret
@@ -33,15 +35,16 @@ class Provider {
   codeVerifier() { return this.verifier; }
 }
 
-// Secrets the browser part handles besides the tokens: the GitHub code, the authorization code, cookie values.
-const seen = { githubCodes: [], codes: [], cookies: [] };
+// Secrets the browser part handles besides the tokens: the identity provider's codes (GitHub's, an OpenID
+// provider's), the authorization code, cookie values.
+const seen = { githubCodes: [], oidcCodes: [], codes: [], cookies: [] };
 
 // browse follows the authorization URL like a browser: redirects, cookies, and the consent form (approved).
 async function browse(start, state) {
   const cookies = new Map();
   let url = start.toString();
   let init = {};
-  for (let step = 0; step < 12; step++) {
+  for (let step = 0; step < 16; step++) {
     const headers = { ...(init.headers ?? {}) };
     const host = new URL(url).host;
     if (cookies.has(host)) headers.cookie = [...cookies.get(host)].map(([k, v]) => `${k}=${v}`).join('; ');
@@ -56,6 +59,7 @@ async function browse(start, state) {
     if (res.status >= 300 && res.status < 400) {
       const next = new URL(res.headers.get('location'), url);
       if (next.pathname === '/github/callback' && next.searchParams.get('code')) seen.githubCodes.push(next.searchParams.get('code'));
+      if (/^\/oidc\/[^/]+\/callback$/.test(next.pathname) && next.searchParams.get('code')) seen.oidcCodes.push(next.searchParams.get('code'));
       if (next.toString().startsWith(redirectUrl)) {
         if (next.searchParams.get('code')) seen.codes.push(next.searchParams.get('code'));
         if (next.searchParams.get('error')) throw new Error(`authorization failed: ${next.searchParams.get('error_description')}`);
@@ -67,7 +71,19 @@ async function browse(start, state) {
       continue;
     }
     const page = await res.text();
-    if (res.status !== 200) throw new Error(`authorization stopped at ${url}: HTTP ${res.status}: ${page.slice(0, 300)}`);
+    if (res.status !== 200) {
+      const text = page.replace(/<(style|title)>[\s\S]*?<\/\1>/g, '').replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').trim();
+      throw new Error(`authorization stopped at ${url}: HTTP ${res.status}: ${text.slice(0, 600)}`);
+    }
+    const choices = [...page.matchAll(/<a class="provider" href="([^"]+)">Continue with ([^<]+)<\/a>/g)];
+    if (choices.length > 0) { // several ways to sign in: the one LOGIN_PROVIDER names, else the first
+      const want = process.env.LOGIN_PROVIDER;
+      const choice = want ? choices.find((c) => c[2] === want) : choices[0];
+      if (!choice) throw new Error(`no sign-in option ${want} at ${url}`);
+      url = new URL(choice[1].replaceAll('&amp;', '&'), url).toString();
+      init = {};
+      continue;
+    }
     const action = page.match(/<form method="post" action="([^"]+)"/);
     if (!action) throw new Error(`no consent form at ${url}`);
     const form = new URLSearchParams();
