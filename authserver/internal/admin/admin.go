@@ -110,7 +110,7 @@ func (a *Admin) confirmClient(ctx context.Context, id string, yes bool, what str
 	return fmt.Errorf("%s: %w", what, ErrNotConfirmed)
 }
 
-// RevokeUserTokens revokes every grant a user holds, across all clients. userID is the GitHub numeric user id.
+// RevokeUserTokens revokes every grant a user holds, across all clients. userID is the tokens' sub (a GitHub numeric id, or <provider>:<sub>).
 func (a *Admin) RevokeUserTokens(ctx context.Context, userID string, yes bool) error {
 	if !yes {
 		return fmt.Errorf("revoke every token of user %s: %w", userID, ErrNotConfirmed)

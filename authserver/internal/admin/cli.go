@@ -37,7 +37,7 @@ func Run(ctx context.Context, args []string, open Opener, stdout io.Writer) erro
 	fs.SetOutput(stdout)
 	jsonOut := fs.Bool("json", false, "print JSON instead of a table")
 	yes := fs.Bool("yes", false, "confirm a destructive action")
-	user := fs.String("user", "", "GitHub numeric user id (tokens revoke)")
+	user := fs.String("user", "", "user id, the tokens' sub: a GitHub numeric id, or <provider>:<sub> (tokens list, tokens revoke)")
 	client := fs.String("client", "", "client id (tokens revoke)")
 	out := fs.String("out", "", "backup file to write (default stdout)")
 	in := fs.String("in", "", "backup file to read (restore)")

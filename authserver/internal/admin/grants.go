@@ -8,7 +8,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/admin/service"
 )
 
-// ListGrants prints the live grants of a user (GitHub numeric id) or of a client.
+// ListGrants prints the live grants of a user (the tokens' sub: a GitHub numeric id, or <provider>:<sub>) or of a client.
 func (a *Admin) ListGrants(ctx context.Context, userID, clientID string) error {
 	views, err := a.Service.ListGrants(ctx, service.GrantFilter{UserID: userID, ClientID: clientID})
 	if err != nil {

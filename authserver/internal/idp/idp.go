@@ -80,6 +80,20 @@ func UserID(name, sub string) string {
 	return name + ":" + sub
 }
 
+// ValidUserID reports whether id can be a user's id: a GitHub numeric id, or "<provider>:<sub>" with a provider name
+// and a sub of at most 255 bytes without control characters.
+func ValidUserID(id string) bool {
+	if id != "" && strings.Trim(id, "0123456789") == "" {
+		return true
+	}
+	name, sub, ok := strings.Cut(id, ":")
+	if !ok || CheckName(name) != nil {
+		return false
+	}
+	clean, err := CleanText("sub", sub, 255)
+	return err == nil && clean == sub
+}
+
 // ProviderOf names the provider of a user record (GitHub for records from before there were several providers).
 func ProviderOf(u store.User) string {
 	if u.Provider == "" {
@@ -89,7 +103,8 @@ func ProviderOf(u store.User) string {
 }
 
 // CleanText checks a value a provider gave (an id, a login, a name) before it goes into tokens, headers, logs and
-// file names: non-empty after trimming, at most max bytes, and free of control characters.
+// file names: non-empty after trimming, at most max bytes, and free of control characters (including the
+// bidirectional ones that make text read otherwise than it is).
 func CleanText(what, s string, max int) (string, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
@@ -98,8 +113,11 @@ func CleanText(what, s string, max int) (string, error) {
 	if len(s) > max {
 		return "", fmt.Errorf("the provider sent a %s of %d bytes (at most %d)", what, len(s), max)
 	}
-	if strings.IndexFunc(s, unicode.IsControl) >= 0 {
+	if strings.IndexFunc(s, Unprintable) >= 0 {
 		return "", fmt.Errorf("the provider sent a %s with control characters", what)
 	}
 	return s, nil
 }
+
+// Unprintable reports the runes a provider's values must not carry: control characters and bidirectional controls.
+func Unprintable(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) }

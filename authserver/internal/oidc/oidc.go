@@ -18,7 +18,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
@@ -288,7 +287,7 @@ func (p *Provider) user(subject string, claims map[string]any) (*store.User, err
 	email, _ := claims["email"].(string)
 	email = strings.TrimSpace(email)
 	verified := isTrue(claims["email_verified"])
-	if len(email) > 254 || strings.IndexFunc(email, unicode.IsControl) >= 0 || !strings.Contains(email, "@") {
+	if len(email) > 254 || strings.IndexFunc(email, idp.Unprintable) >= 0 || !strings.Contains(email, "@") {
 		email, verified = "", false
 	}
 	verifiedEmail := ""
@@ -389,7 +388,7 @@ func displayName(claims map[string]any) string {
 		name = given + " " + family
 	}
 	name = strings.TrimSpace(strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
+		if idp.Unprintable(r) {
 			return -1
 		}
 		return r

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strings"
 	"time"
 
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/idp"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 )
@@ -93,8 +93,9 @@ func (l *Local) RevokeClient(ctx context.Context, id string) (int, error) {
 
 // RevokeUser implements Service.
 func (l *Local) RevokeUser(ctx context.Context, userID string) (int, error) {
-	if strings.TrimSpace(userID) == "" || strings.Trim(userID, "0123456789") != "" {
-		return 0, failure(ErrInvalid, "revoke user tokens: %q is not a GitHub numeric user id (the token's sub, X-User-Id)", userID)
+	if !idp.ValidUserID(userID) {
+		return 0, failure(ErrInvalid, "revoke user tokens: %q is not a user id (the token's sub, X-User-Id): a GitHub numeric "+
+			"user id, or <provider>:<sub> for an OpenID provider's user", userID)
 	}
 	n, err := l.store.RevokeUser(ctx, userID)
 	if err != nil {
