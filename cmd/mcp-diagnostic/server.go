@@ -28,8 +28,8 @@ type EchoOutput struct {
 // WhoamiOutput lists the identity the gateway passed to this backend. It never holds a token: only whether an
 // Authorization header reached the backend at all (behind the gateway it must not).
 type WhoamiOutput struct {
-	UserID                string `json:"userId" jsonschema:"X-User-Id: the user's GitHub numeric id"`
-	UserName              string `json:"userName" jsonschema:"X-User-Name: the user's GitHub login"`
+	UserID                string `json:"userId" jsonschema:"X-User-Id: the user's id (a GitHub numeric id, or provider:sub for an OpenID provider's user)"`
+	UserName              string `json:"userName" jsonschema:"X-User-Name: the user's name at their identity provider (GitHub login, preferred_username, ...)"`
 	UserEmail             string `json:"userEmail" jsonschema:"X-User-Email, when known"`
 	ClientID              string `json:"clientId" jsonschema:"X-Client-Id: the OAuth client"`
 	Scopes                string `json:"scopes" jsonschema:"X-Scopes: the token's scopes"`
