@@ -89,6 +89,12 @@ func (s *Server) loginCallback(name string) http.HandlerFunc {
 			return
 		}
 		if e := q.Get("error"); e != "" {
+			if ar.Login.Provider != "" && ar.Login.Provider != name {
+				// Only the provider this login went to may cancel it.
+				s.errorPage(w, http.StatusBadRequest, "Login not started here", "This browser did not start a "+display+
+					" login for this request, or chose another way to sign in since. Start again from your application.")
+				return
+			}
 			if ar.DeviceUserCode != "" {
 				_ = s.store.DeleteAuthRequest(r.Context(), ar.ID)
 				s.errorPage(w, http.StatusForbidden, "Login cancelled", "The "+display+" login was cancelled. Enter the code again to retry.")

@@ -361,6 +361,9 @@ func testOIDCRefusals(t *testing.T, e *oidcEnv) {
 		resp, page := b.get(e.issuer + "/github/callback?" + back.location.RawQuery)
 		assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
 		assert.Contains(t, page, "did not start a GitHub login for this request")
+		resp, _ = b.get(e.issuer + "/github/callback?" + url.Values{"state": {back.location.Query().Get("state")},
+			"error": {"access_denied"}}.Encode())
+		assert.Equal(t, http.StatusBadRequest, resp.StatusCode, "nor can another provider's address cancel it")
 		resp, _ = b.get(back.location.String())
 		assert.Equal(t, http.StatusOK, resp.StatusCode, "the right callback still finishes the login")
 	})
