@@ -487,19 +487,6 @@ func (s *Store) RecordAccess(_ context.Context, t *store.AccessToken) error {
 	return s.commitLocked(ops...)
 }
 
-func (s *Store) GetAccess(_ context.Context, jti string) (*store.AccessToken, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.checkOpen(); err != nil {
-		return nil, err
-	}
-	v, ok := s.getLocked(kindAccess, jti)
-	if !ok {
-		return nil, fmt.Errorf("access token: %w", store.ErrNotFound)
-	}
-	return clone(v.(*store.AccessToken)), nil
-}
-
 // publishLocked returns the ops that add jti to the feed, numbering it from *seq; nothing if it is listed already or
 // has expired.
 func (s *Store) publishLocked(seq *int64, jti string, exp time.Time) []op {

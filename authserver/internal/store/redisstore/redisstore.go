@@ -544,17 +544,6 @@ func (s *Store) RecordAccess(ctx context.Context, t *store.AccessToken) error {
 	return nil
 }
 
-func (s *Store) GetAccess(ctx context.Context, jti string) (*store.AccessToken, error) {
-	t, err := getJSON[store.AccessToken](ctx, s, s.k("at", jti), "access token")
-	if err != nil {
-		return nil, err
-	}
-	if expired(t.ExpiresAt) {
-		return nil, fmt.Errorf("access token: %w", store.ErrNotFound)
-	}
-	return t, nil
-}
-
 func (s *Store) RevokeFamily(ctx context.Context, familyID string) error {
 	err := revokeFamily.Run(ctx, s.rdb, s.feedKeys(), s.p, familyID, nowMS(), familyTombTTL.Milliseconds()).Err()
 	if err != nil {

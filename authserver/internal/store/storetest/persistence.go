@@ -84,7 +84,7 @@ func RunPersistence(t *testing.T, open func(t *testing.T) store.Store, reopen fu
 	require.NoError(t, err)
 	sameJSON(t, r2, gotRefresh)
 
-	gotAccess, err := s.GetAccess(ctx, access.JTI)
+	gotAccess, err := storedAccess(t, s, access.JTI)
 	require.NoError(t, err)
 	sameJSON(t, access, gotAccess)
 
