@@ -8,14 +8,15 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/bench/internal/oauthflow"
 )
 
-// forwardAuth is the authserver running for the ForwardAuth baseline, with a token it accepts.
+// forwardAuth is the ForwardAuth baseline (forwardAuthVerifier) and a token it accepts, issued by the authserver.
 type forwardAuth struct {
 	verifyURL string
 	token     string
 }
 
-// startForwardAuth starts the authserver (embedded store) protecting resource and obtains a real access token for
-// it through the browser flow. It returns nil, with a note, when that fails: the rest of the edge section still runs.
+// startForwardAuth starts the authserver (embedded store) protecting resource, obtains a real access token for it
+// through the browser flow, and starts the verifier that checks it against the authserver's keys. It returns nil,
+// with a note, when that fails: the rest of the edge section still runs.
 func startForwardAuth(e *env, s *Section, resource string) (fa *forwardAuth) {
 	defer func() {
 		switch r := recover().(type) {
@@ -32,7 +33,7 @@ func startForwardAuth(e *env, s *Section, resource string) (fa *forwardAuth) {
 	}()
 	ctx := context.Background()
 	as := startAuthserver(e, s, "embedded", []string{resource})
-	s.Commands = append(s.Commands, relPath(as.command)+"   # ForwardAuth target: Traefik forwardAuth.address = <issuer>/verify")
+	s.Commands = append(s.Commands, relPath(as.command)+"   # issues the ForwardAuth baseline's token; the baseline itself (bench/forwardauth_baseline.go) runs in the bench process")
 	flow := &oauthflow.AS{Issuer: as.issuer, Resource: resource, Scope: "mcp", HTTP: &http.Client{Transport: mcpclient.NewHTTPTransport()}}
 	c, err := flow.Register(ctx, "bench-forwardauth")
 	e.check(err, "register")
@@ -40,5 +41,5 @@ func startForwardAuth(e *env, s *Section, resource string) (fa *forwardAuth) {
 	e.check(err, "authorize")
 	t, err := flow.Exchange(ctx, code)
 	e.check(err, "exchange")
-	return &forwardAuth{verifyURL: as.issuer + "/verify", token: t.AccessToken}
+	return &forwardAuth{verifyURL: startForwardAuthVerifier(e, as.issuer, resource, "mcp"), token: t.AccessToken}
 }

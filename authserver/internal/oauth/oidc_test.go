@@ -5,10 +5,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -19,6 +21,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/oidc"
 	"github.com/mcp-oauth-gateway/gateway/internal/fakegithub"
 	"github.com/mcp-oauth-gateway/gateway/internal/hydratest"
+	"github.com/mcp-oauth-gateway/gateway/plugin"
 )
 
 // Logins through a real OpenID provider (ORY Hydra, internal/hydratest) on both stores: the claim rules, the
@@ -152,18 +155,26 @@ func (e *oidcEnv) codeVia(client string, p pkce, choose string) string {
 	return o.location.Query().Get("code")
 }
 
-// verify asks the ForwardAuth endpoint about a token, as Traefik would for the MCP server: the identity headers.
+// verify asks the plugin about a token, as Traefik would for the MCP server: the status, and the identity headers
+// the backend gets.
 func (e *oidcEnv) verify(token string) (int, http.Header) {
-	req, _ := http.NewRequest(http.MethodGet, e.issuer+"/verify", nil)
-	u, _ := url.Parse(resource)
-	req.Header.Set("X-Forwarded-Proto", u.Scheme)
-	req.Header.Set("X-Forwarded-Host", u.Host)
-	req.Header.Set("X-Forwarded-Uri", u.Path)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := e.http.Do(req)
+	e.t.Helper()
+	cfg := plugin.CreateConfig()
+	cfg.Issuer, cfg.Resource, cfg.Scopes = e.issuer, resource, []string{"mcp"}
+	var seen http.Header
+	mw, err := plugin.New(context.Background(), http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		seen = r.Header.Clone()
+	}), cfg, "oidc-test")
 	require.NoError(e.t, err)
-	resp.Body.Close()
-	return resp.StatusCode, resp.Header
+	var rec *httptest.ResponseRecorder
+	require.Eventually(e.t, func() bool { // 503 until the plugin has read the keys, in the background
+		rec = httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodGet, resource, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		mw.ServeHTTP(rec, req)
+		return rec.Code != http.StatusServiceUnavailable
+	}, 10*time.Second, 20*time.Millisecond, "the plugin never read the issuer's keys")
+	return rec.Code, seen
 }
 
 func TestOIDCLogin(t *testing.T) {

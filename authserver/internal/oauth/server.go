@@ -1,8 +1,8 @@
 // Package oauth is the authorization server's HTTP side: RFC 8414 metadata, JWKS, dynamic client registration
 // (RFC 7591/7592), the authorization code flow with PKCE through an identity provider (GitHub, OpenID Connect; package
 // login) and a consent page, the token endpoint with
-// refresh-token rotation, revocation (RFC 7009), introspection (RFC 7662), the revocation feed the plugin follows,
-// and a ForwardAuth check. Each rule sits beside the check that enforces it.
+// refresh-token rotation, revocation (RFC 7009), introspection (RFC 7662) and the revocation feed the plugin follows.
+// Each rule sits beside the check that enforces it.
 package oauth
 
 import (
@@ -158,8 +158,6 @@ func (s *Server) Handler() http.Handler {
 	if !s.cfg.SeparateFeed {
 		mux.HandleFunc("GET /revocations", s.cors(s.feed))
 	}
-	mux.HandleFunc("GET /verify", s.verify)
-	mux.HandleFunc("POST /verify", s.verify)
 	mux.HandleFunc("GET /health", s.health)
 	mux.HandleFunc("OPTIONS /", s.cors(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
 	// Anything else is not here: 404, not the 405 (Allow: OPTIONS) that the preflight route alone would give. In the
