@@ -5,11 +5,8 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"net/http/cookiejar"
-	"net/url"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -118,7 +115,7 @@ func TestOIDCEndToEnd(t *testing.T) {
 		}
 		require.NotEmpty(t, link, "mcp-token printed no verification URL")
 		go func() { _, _ = io.Copy(io.Discard, stderr) }()
-		approveWith(t, link, "Corp SSO")
+		approveInBrowser(t, link, "Corp SSO")
 		done := make(chan error, 1)
 		go func() { done <- get.Wait() }()
 		select {
@@ -160,44 +157,4 @@ func runClientFailing(t *testing.T, env []string, mcpURL string) string {
 	out, err := cmd.CombinedOutput()
 	require.Error(t, err, "the client should have been refused:\n%s", out)
 	return string(out)
-}
-
-var chooserLink = regexp.MustCompile(`<a class="provider" href="([^"]+)">Continue with ([^<]+)</a>`)
-
-// approveWith plays the user of a device: opens the link, confirms the code, chooses the provider on the sign-in
-// page, logs in there (Hydra's login app lets the configured user in) and approves the consent page.
-func approveWith(t *testing.T, link, provider string) {
-	t.Helper()
-	jar, _ := cookiejar.New(nil)
-	browser := devstack.Client()
-	browser.Jar = jar
-	u, err := url.Parse(link)
-	require.NoError(t, err)
-	resp, err := browser.Get(link)
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	resp, err = browser.PostForm(u.Scheme+"://"+u.Host+"/device", url.Values{"user_code": {u.Query().Get("user_code")}})
-	require.NoError(t, err)
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	var choice string
-	for _, m := range chooserLink.FindAllStringSubmatch(string(page), -1) {
-		if m[2] == provider {
-			choice = strings.ReplaceAll(m[1], "&amp;", "&")
-		}
-	}
-	require.NotEmpty(t, choice, "no %q on the sign-in page: HTTP %d %s", provider, resp.StatusCode, page)
-	resp, err = browser.Get(choice) // the provider's login follows by redirects
-	require.NoError(t, err)
-	page, _ = io.ReadAll(resp.Body)
-	resp.Body.Close()
-	m := hiddenInput.FindAllStringSubmatch(string(page), -1)
-	require.Len(t, m, 2, "consent page expected: HTTP %d %s", resp.StatusCode, page)
-	assert.Contains(t, string(page), "as "+provider+" user")
-	resp, err = browser.PostForm(u.Scheme+"://"+u.Host+"/consent", url.Values{m[0][1]: {m[0][2]}, m[1][1]: {m[1][2]}, "action": {"approve"}})
-	require.NoError(t, err)
-	page, _ = io.ReadAll(resp.Body)
-	resp.Body.Close()
-	require.Contains(t, string(page), "Device approved")
 }

@@ -2,11 +2,10 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/cookiejar"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,14 +17,12 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mcp-oauth-gateway/gateway/internal/browser"
 	"github.com/mcp-oauth-gateway/gateway/internal/devstack"
 	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
 )
 
-var (
-	verificationURL = regexp.MustCompile(`https?://\S+/device\?user_code=\S+`)
-	hiddenInput     = regexp.MustCompile(`name="(request|csrf)" value="([^"]*)"`)
-)
+var verificationURL = regexp.MustCompile(`https?://\S+/device\?user_code=\S+`)
 
 // A script gets a token for one MCP server by the device flow, with the user approving in a browser elsewhere, and
 // uses it through the gateway; the file holding it is readable by its owner only.
@@ -48,7 +45,7 @@ func TestTokenCommand(t *testing.T) {
 	require.NotEmpty(t, link, "mcp-token printed no verification URL")
 	go func() { _, _ = io.Copy(io.Discard, stderr) }()
 
-	approveInBrowser(t, link)
+	approveInBrowser(t, link, "")
 	done := make(chan error, 1)
 	go func() { done <- get.Wait() }()
 	select {
@@ -93,28 +90,19 @@ func TestTokenCommand(t *testing.T) {
 	assert.NotContains(t, s.logs.String(), "user_code=", "the device page's query stays out of the access log")
 }
 
-// approveInBrowser plays the user: opens the link, confirms the code, logs in (the fake GitHub logs in dev-user)
-// and approves the consent page.
-func approveInBrowser(t *testing.T, link string) {
+// approveInBrowser plays the user of a device (internal/browser): opens the link, confirms the code, picks provider
+// on the sign-in page ("": there is none), logs in (the fake GitHub lets dev-user in, Hydra's login app the
+// configured user) and approves the consent page.
+func approveInBrowser(t *testing.T, link, provider string) {
 	t.Helper()
-	jar, _ := cookiejar.New(nil)
-	browser := devstack.Client()
-	browser.Jar = jar
-	u, err := url.Parse(link)
+	b := browser.New(devstack.Client())
+	b.Choose, b.Action = provider, "approve"
+	res, err := b.Run(context.Background(), link)
 	require.NoError(t, err)
-	resp, err := browser.Get(link)
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	resp, err = browser.PostForm(u.Scheme+"://"+u.Host+"/device", url.Values{"user_code": {u.Query().Get("user_code")}})
-	require.NoError(t, err)
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	m := hiddenInput.FindAllStringSubmatch(string(page), -1)
-	require.Len(t, m, 2, "consent page expected: HTTP %d %s", resp.StatusCode, page)
-	resp, err = browser.PostForm(u.Scheme+"://"+u.Host+"/consent", url.Values{m[0][1]: {m[0][2]}, m[1][1]: {m[1][2]}, "action": {"approve"}})
-	require.NoError(t, err)
-	page, _ = io.ReadAll(resp.Body)
-	resp.Body.Close()
-	require.Contains(t, string(page), "Device approved")
+	require.Equal(t, http.StatusOK, res.Visits[0].Status)
+	require.NotEmpty(t, res.Consent, "consent page expected: HTTP %d %s", res.Status, res.Page)
+	if provider != "" {
+		assert.Contains(t, res.Consent, "as "+provider+" user")
+	}
+	require.Contains(t, res.Page, "Device approved")
 }

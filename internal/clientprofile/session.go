@@ -13,15 +13,15 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"regexp"
 	"slices"
-
 	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/mcp-oauth-gateway/gateway/internal/browser"
 )
 
 // Env is where a profile runs.
@@ -347,61 +347,37 @@ func (s *Session) assertion(audience string) (string, error) {
 	return t.SignedString(s.p.Signer)
 }
 
-var hiddenInput = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)"`)
-var formAction = regexp.MustCompile(`<form method="post" action="([^"]+)"`)
 var tags = regexp.MustCompile(`<[^>]+>`)
 
 // browse plays the user's browser from the authorization request to the redirect back to the client: the fake
 // GitHub login, then the consent page, approved. The redirect itself is not followed (it goes to claude.ai, a
 // custom scheme or a loopback port nobody listens on); its code is returned.
 func (s *Session) browse(ctx context.Context, start, redirect, state string) (string, error) {
-	jar, _ := cookiejar.New(nil)
-	browser := &http.Client{Transport: s.env.HTTP.Transport, Jar: jar,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, start, nil)
-	for range 12 {
-		resp, err := browser.Do(req)
-		if err != nil {
-			return "", err
-		}
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		resp.Body.Close()
-		if resp.StatusCode >= 300 && resp.StatusCode < 400 {
-			next, err := req.URL.Parse(resp.Header.Get("Location"))
-			if err != nil {
-				return "", err
-			}
-			if strings.HasPrefix(next.String(), redirect) {
-				q := next.Query()
-				if e := q.Get("error"); e != "" {
-					return "", fmt.Errorf("%s: %s", e, q.Get("error_description"))
-				}
-				if q.Get("state") != state {
-					return "", errors.New("state did not come back")
-				}
-				if q.Get("iss") != s.meta.str("issuer") {
-					return "", fmt.Errorf("iss %q is not the issuer (RFC 9207)", q.Get("iss"))
-				}
-				s.Res.Secrets = append(s.Res.Secrets, q.Get("code"))
-				return q.Get("code"), nil
-			}
-			req, _ = http.NewRequestWithContext(ctx, http.MethodGet, next.String(), nil)
-			continue
-		}
-		page := string(body)
-		action := formAction.FindStringSubmatch(page)
-		if resp.StatusCode != http.StatusOK || action == nil {
-			return "", fmt.Errorf("stopped at %s: HTTP %d: %.300s", req.URL.Redacted(), resp.StatusCode, tags.ReplaceAllString(page, " "))
-		}
-		s.Res.ConsentPage = strings.Join(strings.Fields(tags.ReplaceAllString(page, " ")), " ")
-		form := url.Values{"action": {"approve"}}
-		for _, m := range hiddenInput.FindAllStringSubmatch(page, -1) {
-			form.Set(m[1], m[2])
-		}
-		req, _ = http.NewRequestWithContext(ctx, http.MethodPost, action[1], strings.NewReader(form.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	b := browser.New(&http.Client{Transport: s.env.HTTP.Transport})
+	b.Action, b.StopAt = "approve", []string{redirect}
+	res, err := b.Run(ctx, start)
+	if err != nil {
+		return "", err
 	}
-	return "", errors.New("the authorization did not finish")
+	if res.Consent != "" {
+		s.Res.ConsentPage = strings.Join(strings.Fields(tags.ReplaceAllString(res.Consent, " ")), " ")
+	}
+	if res.Location == nil {
+		last := res.Visits[len(res.Visits)-1]
+		return "", fmt.Errorf("stopped at %s: HTTP %d: %.300s", last.URL, res.Status, tags.ReplaceAllString(res.Page, " "))
+	}
+	q := res.Location.Query()
+	if e := q.Get("error"); e != "" {
+		return "", fmt.Errorf("%s: %s", e, q.Get("error_description"))
+	}
+	if q.Get("state") != state {
+		return "", errors.New("state did not come back")
+	}
+	if q.Get("iss") != s.meta.str("issuer") {
+		return "", fmt.Errorf("iss %q is not the issuer (RFC 9207)", q.Get("iss"))
+	}
+	s.Res.Secrets = append(s.Res.Secrets, q.Get("code"))
+	return q.Get("code"), nil
 }
 
 // ---- MCP over Streamable HTTP (the handshake revisions, which these clients speak)

@@ -1,21 +1,19 @@
 package oauth_test
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
-	"regexp"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/oauth"
+	webbrowser "github.com/mcp-oauth-gateway/gateway/internal/browser"
 )
-
-var regexpValue = regexp.MustCompile(`name="user_code" value="([^"]*)"`)
 
 func jsonDecode(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }
 
@@ -35,35 +33,19 @@ func (e *env) deviceAuthorize(form url.Values) (int, map[string]any) {
 	return resp.StatusCode, out
 }
 
-// approveDevice plays the user: opens the verification URI, confirms the code, logs in at GitHub and answers the
-// consent page with action. It returns the last page's status and text.
+// approveDevice plays the user (internal/browser): opens the verification URI, confirms the code, logs in at GitHub
+// and answers the consent page with action. It returns the last page's status and text.
 func (e *env) approveDevice(verificationURIComplete, action string) (int, string) {
-	jar, _ := cookiejar.New(nil)
-	b := &http.Client{Jar: jar}
-	resp, err := b.Get(verificationURIComplete)
+	e.t.Helper()
+	b := webbrowser.New(nil)
+	b.Action = action
+	res, err := b.Run(context.Background(), verificationURIComplete)
 	require.NoError(e.t, err)
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	require.Equal(e.t, http.StatusOK, resp.StatusCode)
-	code := url.Values{}
-	if m := regexpValue.FindStringSubmatch(string(page)); m != nil {
-		code.Set("user_code", m[1])
+	require.Equal(e.t, http.StatusOK, res.Visits[0].Status)
+	if res.Consent != "" {
+		assert.Contains(e.t, res.Consent, res.UserCode, "the consent page names the device's code")
 	}
-	resp, err = b.PostForm(e.issuer+"/device", code) // GitHub login follows by redirects
-	require.NoError(e.t, err)
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	m := hidden.FindAllStringSubmatch(string(body), -1)
-	if resp.StatusCode != http.StatusOK || len(m) != 2 {
-		return resp.StatusCode, string(body)
-	}
-	assert.Contains(e.t, string(body), code.Get("user_code"), "the consent page names the device's code")
-	form := url.Values{m[0][1]: {m[0][2]}, m[1][1]: {m[1][2]}, "action": {action}}
-	resp, err = b.PostForm(e.issuer+"/consent", form)
-	require.NoError(e.t, err)
-	body, _ = io.ReadAll(resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode, string(body)
+	return res.Status, res.Page
 }
 
 func devicePoll(client, deviceCode string) url.Values {

@@ -10,10 +10,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -32,6 +30,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/embedded"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/redisstore"
+	webbrowser "github.com/mcp-oauth-gateway/gateway/internal/browser"
 	"github.com/mcp-oauth-gateway/gateway/internal/fakegithub"
 	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
 )
@@ -170,45 +169,28 @@ func newPKCE() pkce {
 	return pkce{v, base64.RawURLEncoding.EncodeToString(sum[:])}
 }
 
-// browser follows the authorization flow like a user's browser, approving consent, and returns where it ended:
-// the final redirect to the client (or the last page when it stopped on one).
+// outcome is where a browser's run ended: the redirect to the client, or the last page when it stopped on one.
 type outcome struct {
 	status   int
 	location *url.URL
 	page     string
 }
 
-var hidden = regexp.MustCompile(`name="(request|csrf)" value="([^"]*)"`)
-
+// browse follows the authorization flow like a user's browser (internal/browser), answering the consent page with
+// approve ("" stops there), and returns where it ended. It stops at the first redirect that leaves the authorization
+// server and the fake GitHub.
 func (e *env) browse(query url.Values, approve string) outcome {
-	jar, _ := cookiejar.New(nil)
-	b := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	req, _ := http.NewRequest(http.MethodGet, e.issuer+"/authorize?"+query.Encode(), nil)
-	for range 10 {
-		resp, err := b.Do(req)
-		require.NoError(e.t, err)
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusFound {
-			loc, err := req.URL.Parse(resp.Header.Get("Location"))
-			require.NoError(e.t, err)
-			if !strings.HasPrefix(loc.String(), e.issuer+"/") && !strings.HasPrefix(loc.String(), e.gh.URL+"/") {
-				return outcome{status: resp.StatusCode, location: loc}
-			}
-			req, _ = http.NewRequest(http.MethodGet, loc.String(), nil)
-			continue
-		}
-		page := string(body)
-		m := hidden.FindAllStringSubmatch(page, -1)
-		if resp.StatusCode != http.StatusOK || len(m) != 2 || approve == "" {
-			return outcome{status: resp.StatusCode, page: page}
-		}
-		form := url.Values{m[0][1]: {m[0][2]}, m[1][1]: {m[1][2]}, "action": {approve}}
-		req, _ = http.NewRequest(http.MethodPost, e.issuer+"/consent", strings.NewReader(form.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	e.t.Fatal("authorization flow did not finish")
-	return outcome{}
+	return e.browseAnswering(query, approve, false)
+}
+
+// browseAnswering is browse, with the consent's "remember" box ticked when remember.
+func (e *env) browseAnswering(query url.Values, approve string, remember bool) outcome {
+	e.t.Helper()
+	b := webbrowser.New(nil)
+	b.Action, b.Remember, b.Within = approve, remember, []string{e.issuer + "/", e.gh.URL + "/"}
+	res, err := b.Run(context.Background(), e.issuer+"/authorize?"+query.Encode())
+	require.NoError(e.t, err)
+	return outcome{status: res.Status, location: res.Location, page: res.Page}
 }
 
 func authQuery(clientID string, p pkce, extra ...string) url.Values {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"strings"
@@ -154,33 +153,7 @@ func TestNoOpenRedirectBeforeUserInteraction(t *testing.T) {
 
 // browseRemember is browse with the consent's "remember" box ticked.
 func (e *env) browseRemember(query url.Values) outcome {
-	jar, _ := cookiejar.New(nil)
-	b := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	req, _ := http.NewRequest(http.MethodGet, e.issuer+"/authorize?"+query.Encode(), nil)
-	for range 10 {
-		resp, err := b.Do(req)
-		require.NoError(e.t, err)
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusFound {
-			loc, _ := req.URL.Parse(resp.Header.Get("Location"))
-			if !strings.HasPrefix(loc.String(), e.issuer+"/") && !strings.HasPrefix(loc.String(), e.gh.URL+"/") {
-				return outcome{status: resp.StatusCode, location: loc}
-			}
-			req, _ = http.NewRequest(http.MethodGet, loc.String(), nil)
-			continue
-		}
-		page := string(body)
-		m := hidden.FindAllStringSubmatch(page, -1)
-		if resp.StatusCode != http.StatusOK || len(m) != 2 {
-			return outcome{status: resp.StatusCode, page: page}
-		}
-		form := url.Values{m[0][1]: {m[0][2]}, m[1][1]: {m[1][2]}, "action": {"approve"}, "remember": {"1"}}
-		req, _ = http.NewRequest(http.MethodPost, e.issuer+"/consent", strings.NewReader(form.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	e.t.Fatal("authorization flow did not finish")
-	return outcome{}
+	return e.browseAnswering(query, "approve", true)
 }
 
 // Issue 13, item 13: a public client returning to a loopback address is asked for consent every time (any program

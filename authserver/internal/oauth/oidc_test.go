@@ -19,6 +19,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/github"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/idp"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/oidc"
+	webbrowser "github.com/mcp-oauth-gateway/gateway/internal/browser"
 	"github.com/mcp-oauth-gateway/gateway/internal/fakegithub"
 	"github.com/mcp-oauth-gateway/gateway/internal/hydratest"
 	"github.com/mcp-oauth-gateway/gateway/plugin"
@@ -99,52 +100,23 @@ func (b *browser) get(u string) (*http.Response, string) {
 
 var providerLink = regexp.MustCompile(`<a class="provider" href="([^"]+)">Continue with ([^<]+)</a>`)
 
-// run follows the flow from u like a user: redirects through the authorization server, Hydra and its login app;
-// on the chooser it picks choose; on the consent page it answers approve. It stops at the redirect to the client,
-// at a redirect whose URL starts with stopAt (not followed), or on any other page.
+// hidden finds the consent form's hidden fields.
+var hidden = regexp.MustCompile(`name="(request|csrf)" value="([^"]*)"`)
+
+// run follows the flow from u like a user (internal/browser, with this browser's cookies): redirects through the
+// authorization server, Hydra and its login app; on the chooser it picks choose; on the consent page it answers
+// approve. It stops at the redirect to the client, at a redirect whose URL starts with stopAt (not followed), or on
+// any other page.
 func (b *browser) run(u, choose, approve, stopAt string) outcome {
 	b.t.Helper()
-	for range 20 {
-		resp, page := b.get(u)
-		if resp.StatusCode == http.StatusFound || resp.StatusCode == http.StatusSeeOther {
-			loc, err := resp.Request.URL.Parse(resp.Header.Get("Location"))
-			require.NoError(b.t, err)
-			if strings.HasPrefix(loc.String(), redirectURI) || (stopAt != "" && strings.HasPrefix(loc.String(), stopAt)) {
-				return outcome{status: resp.StatusCode, location: loc}
-			}
-			u = loc.String()
-			continue
-		}
-		if links := providerLink.FindAllStringSubmatch(page, -1); resp.StatusCode == http.StatusOK && len(links) > 0 && choose != "" {
-			found := false
-			for _, l := range links {
-				if l[2] == choose {
-					u, found = strings.ReplaceAll(l[1], "&amp;", "&"), true
-				}
-			}
-			require.True(b.t, found, "no %q on the chooser: %s", choose, page)
-			continue
-		}
-		m := hidden.FindAllStringSubmatch(page, -1)
-		if resp.StatusCode != http.StatusOK || len(m) != 2 || approve == "" {
-			return outcome{status: resp.StatusCode, page: page}
-		}
-		form := url.Values{m[0][1]: {m[0][2]}, m[1][1]: {m[1][2]}, "action": {approve}}
-		action := regexp.MustCompile(`<form method="post" action="([^"]+)"`).FindStringSubmatch(page)
-		require.NotNil(b.t, action, page)
-		resp, err := b.c.PostForm(action[1], form)
-		require.NoError(b.t, err)
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusFound {
-			return outcome{status: resp.StatusCode, page: string(body)} // a device's approval ends on a page
-		}
-		loc, err := resp.Request.URL.Parse(resp.Header.Get("Location"))
-		require.NoError(b.t, err)
-		return outcome{status: resp.StatusCode, location: loc}
+	wb := webbrowser.New(b.c)
+	wb.Choose, wb.Action, wb.StopAt = choose, approve, []string{redirectURI}
+	if stopAt != "" {
+		wb.StopAt = append(wb.StopAt, stopAt)
 	}
-	b.t.Fatal("the flow did not finish")
-	return outcome{}
+	res, err := wb.Run(context.Background(), u)
+	require.NoError(b.t, err)
+	return outcome{status: res.Status, location: res.Location, page: res.Page}
 }
 
 // codeVia runs a whole authorization through the chosen provider and returns the client's code.

@@ -15,12 +15,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
-	"regexp"
 	"strings"
 
-	"golang.org/x/net/html"
+	"github.com/mcp-oauth-gateway/gateway/internal/browser"
 )
 
 // RedirectURI is the loopback redirect URI every benchmark client registers (nothing listens there: the flow stops
@@ -102,157 +100,23 @@ func (a *AS) Authorize(ctx context.Context, c *Client) (*Code, error) {
 		"scope":                 {a.Scope},
 		"resource":              {a.Resource},
 	}
-	jar, _ := cookiejar.New(nil)
-	browser := &http.Client{
-		Transport: a.HTTP.Transport,
-		Jar:       jar,
-		CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
-		},
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.Issuer+"/authorize?"+q.Encode(), nil)
+	b := browser.New(&http.Client{Transport: a.HTTP.Transport})
+	b.Action, b.StopAt = "approve", []string{RedirectURI}
+	res, err := b.Run(ctx, a.Issuer+"/authorize?"+q.Encode())
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("authorize: %w", err)
 	}
-	for step := 0; step < 12; step++ {
-		resp, err := browser.Do(req)
-		if err != nil {
-			return nil, fmt.Errorf("authorize step %d (%s): %w", step, req.URL.Path, err)
-		}
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		resp.Body.Close()
-		switch {
-		case resp.StatusCode >= 300 && resp.StatusCode < 400:
-			loc, err := req.URL.Parse(resp.Header.Get("Location"))
-			if err != nil {
-				return nil, fmt.Errorf("authorize: bad Location: %w", err)
-			}
-			if strings.HasPrefix(loc.String(), RedirectURI) {
-				lq := loc.Query()
-				if e := lq.Get("error"); e != "" {
-					return nil, fmt.Errorf("authorize: redirected with error %s: %s", e, lq.Get("error_description"))
-				}
-				if lq.Get("state") != state {
-					return nil, errors.New("authorize: state not carried through")
-				}
-				return &Code{Client: c, Code: lq.Get("code"), Verifier: verifier}, nil
-			}
-			req, err = http.NewRequestWithContext(ctx, http.MethodGet, loc.String(), nil)
-			if err != nil {
-				return nil, err
-			}
-		case resp.StatusCode == http.StatusOK:
-			req, err = approveForm(ctx, req.URL, body)
-			if err != nil {
-				return nil, fmt.Errorf("authorize step %d (%s): %w", step, req.URL.Path, err)
-			}
-		default:
-			return nil, fmt.Errorf("authorize step %d (%s): HTTP %d: %.300s", step, req.URL.Path, resp.StatusCode, body)
-		}
+	if res.Location == nil {
+		return nil, fmt.Errorf("authorize: stopped on a page: HTTP %d: %.300s", res.Status, res.Page)
 	}
-	return nil, errors.New("authorize: too many steps without reaching the redirect URI")
-}
-
-var approveWords = regexp.MustCompile(`(?i)approve|allow|accept|authori[sz]e|consent|continue|yes`)
-
-// approveForm finds the form on a page (the consent page) and builds the request that submits it with its approve
-// button.
-func approveForm(ctx context.Context, base *url.URL, page []byte) (*http.Request, error) {
-	doc, err := html.Parse(bytes.NewReader(page))
-	if err != nil {
-		return nil, fmt.Errorf("parse page: %w", err)
+	lq := res.Location.Query()
+	if e := lq.Get("error"); e != "" {
+		return nil, fmt.Errorf("authorize: redirected with error %s: %s", e, lq.Get("error_description"))
 	}
-	var forms []*html.Node
-	var walk func(*html.Node)
-	walk = func(n *html.Node) {
-		if n.Type == html.ElementNode && n.Data == "form" {
-			forms = append(forms, n)
-		}
-		for c := n.FirstChild; c != nil; c = c.NextSibling {
-			walk(c)
-		}
+	if lq.Get("state") != state {
+		return nil, errors.New("authorize: state not carried through")
 	}
-	walk(doc)
-	for _, f := range forms {
-		vals := url.Values{}
-		var approve []string // name, value of the approving submit button
-		var fields func(*html.Node)
-		fields = func(n *html.Node) {
-			if n.Type == html.ElementNode && (n.Data == "input" || n.Data == "button") {
-				typ, name, value := attr(n, "type"), attr(n, "name"), attr(n, "value")
-				isSubmit := n.Data == "button" && (typ == "" || typ == "submit") || n.Data == "input" && typ == "submit"
-				switch {
-				case isSubmit:
-					label := value + " " + name + " " + text(n)
-					if approve == nil && approveWords.MatchString(label) && !regexp.MustCompile(`(?i)deny|cancel|reject`).MatchString(label) {
-						approve = []string{name, value}
-					}
-				case name != "" && typ != "checkbox" && typ != "radio" || (typ == "checkbox" || typ == "radio") && hasAttr(n, "checked"):
-					vals.Add(name, value)
-				}
-			}
-			for c := n.FirstChild; c != nil; c = c.NextSibling {
-				fields(c)
-			}
-		}
-		fields(f)
-		if approve == nil {
-			continue
-		}
-		if approve[0] != "" {
-			vals.Set(approve[0], approve[1])
-		}
-		action, err := base.Parse(attr(f, "action"))
-		if err != nil {
-			return nil, fmt.Errorf("form action: %w", err)
-		}
-		if strings.EqualFold(attr(f, "method"), "post") {
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, action.String(), strings.NewReader(vals.Encode()))
-			if err != nil {
-				return nil, err
-			}
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-			req.Header.Set("Origin", base.Scheme+"://"+base.Host)
-			req.Header.Set("Referer", base.String())
-			return req, nil
-		}
-		action.RawQuery = vals.Encode()
-		return http.NewRequestWithContext(ctx, http.MethodGet, action.String(), nil)
-	}
-	return nil, fmt.Errorf("no form with an approve button on the page: %.300s", page)
-}
-
-func attr(n *html.Node, key string) string {
-	for _, a := range n.Attr {
-		if a.Key == key {
-			return a.Val
-		}
-	}
-	return ""
-}
-
-func hasAttr(n *html.Node, key string) bool {
-	for _, a := range n.Attr {
-		if a.Key == key {
-			return true
-		}
-	}
-	return false
-}
-
-func text(n *html.Node) string {
-	var b strings.Builder
-	var f func(*html.Node)
-	f = func(n *html.Node) {
-		if n.Type == html.TextNode {
-			b.WriteString(n.Data)
-		}
-		for c := n.FirstChild; c != nil; c = c.NextSibling {
-			f(c)
-		}
-	}
-	f(n)
-	return b.String()
+	return &Code{Client: c, Code: lq.Get("code"), Verifier: verifier}, nil
 }
 
 // Exchange redeems a code at /token.
