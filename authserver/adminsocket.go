@@ -10,11 +10,12 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/admin/socket"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
+	"github.com/mcp-oauth-gateway/gateway/internal/flagenv"
 )
 
 // adminTarget is where the operator commands find the state: the server's store settings and admin socket.
 func adminTarget(s *settings, log *slog.Logger) admin.Target {
-	s.store.RedisAddrs = split(s.redisAddrs)
+	s.store.RedisAddrs = flagenv.Split(s.redisAddrs)
 	s.store.Logger = log
 	return admin.Target{Store: s.store, Socket: s.adminSocket, MaxTokenLifetime: s.accessTTL, Logger: log}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/idp"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/oauth"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/oidc"
+	"github.com/mcp-oauth-gateway/gateway/internal/flagenv"
 )
 
 // The identity providers users log in with: GitHub when its OAuth app is configured (the --github-* flags), and the
@@ -54,7 +55,7 @@ func oidcProviderNames(args []string) ([]string, error) {
 		value = os.Getenv("AUTHSERVER_OIDC_PROVIDERS")
 	}
 	var names []string
-	for _, n := range split(value) {
+	for _, n := range flagenv.Split(value) {
 		n = strings.ToLower(n)
 		if err := idp.CheckName(n); err != nil {
 			return nil, fmt.Errorf("--%s: %w", oidcProvidersFlag, err)

@@ -43,6 +43,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/oauth"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/backend"
+	"github.com/mcp-oauth-gateway/gateway/internal/flagenv"
 	"github.com/mcp-oauth-gateway/gateway/internal/observe"
 )
 
@@ -181,7 +182,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.Usage = func() { usage(fs, stderr) }
 	if _, ok := admin.Commands[cmd]; ok {
 		// Operator commands take their own arguments; the store settings come from the environment.
-		if err := fromEnv(fs); err != nil {
+		if err := flagenv.Apply(fs, "AUTHSERVER", aliases); err != nil {
 			return err
 		}
 		log, err := observe.NewLogger("text", stderr)
@@ -198,7 +199,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		return err
 	}
-	if err := fromEnv(fs); err != nil {
+	if err := flagenv.Apply(fs, "AUTHSERVER", aliases); err != nil {
 		return err
 	}
 	log, err := observe.NewLogger(s.logFormat, stderr)
@@ -229,44 +230,10 @@ func usage(fs *flag.FlagSet, w io.Writer) {
 	fs.PrintDefaults()
 }
 
-// fromEnv sets every flag not given on the command line from AUTHSERVER_<FLAG>, or from its reference-gateway alias.
-func fromEnv(fs *flag.FlagSet) error {
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	var err error
-	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] || err != nil {
-			return
-		}
-		name := "AUTHSERVER_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		v, ok := os.LookupEnv(name)
-		if !ok && aliases[f.Name] != "" {
-			name = aliases[f.Name]
-			v, ok = os.LookupEnv(name)
-		}
-		if ok {
-			if e := f.Value.Set(v); e != nil {
-				err = fmt.Errorf("%s: %w", name, e)
-			}
-		}
-	})
-	return err
-}
-
 func openStore(ctx context.Context, s *settings, log *slog.Logger) (store.Store, error) {
-	s.store.RedisAddrs = split(s.redisAddrs)
+	s.store.RedisAddrs = flagenv.Split(s.redisAddrs)
 	s.store.Logger = log
 	return backend.Open(ctx, s.store)
-}
-
-func split(v string) []string {
-	var out []string
-	for _, p := range strings.Split(v, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 func keyManager(st store.Store, s *settings) *keys.Manager {
@@ -317,7 +284,7 @@ func serve(s *settings, log *slog.Logger) error {
 		log.Warn("client documents and keys may come from private and loopback addresses (--cimd-allow-private-addresses): development only")
 	}
 	var proxies []netip.Prefix
-	for _, p := range split(s.trustedProxies) {
+	for _, p := range flagenv.Split(s.trustedProxies) {
 		pfx, err := netip.ParsePrefix(p)
 		if err != nil {
 			return fmt.Errorf("--trusted-proxies: %w", err)
@@ -360,7 +327,7 @@ func serve(s *settings, log *slog.Logger) error {
 	defer adminDone() // before the store closes
 	reg := observe.NewRegistry()
 	m := metrics.New(reg)
-	resources, patterns := split(s.resources), split(s.resourcePatterns)
+	resources, patterns := flagenv.Split(s.resources), flagenv.Split(s.resourcePatterns)
 	if len(resources) == 0 && len(patterns) == 0 {
 		// The path-based layout on the issuer's own origin: every /<service>/mcp there.
 		u, err := url.Parse(s.issuer)
@@ -374,7 +341,7 @@ func serve(s *settings, log *slog.Logger) error {
 	srv, err := oauth.New(oauth.Config{
 		ClientMetadata: documents, ClientKeys: fetcher,
 		Issuer: s.issuer, Resources: resources, ResourcePatterns: patterns,
-		DefaultResource: s.defaultResource, Scopes: split(s.scopes),
+		DefaultResource: s.defaultResource, Scopes: flagenv.Split(s.scopes),
 		Grants:  grant.Policy{MaxAge: s.grantMaxAge, RefreshLimit: s.refreshLimit, Window: s.accessTTL},
 		CodeTTL: s.codeTTL, AccessTTL: s.accessTTL, RefreshTTL: s.refreshTTL, Clients: clientlife.Policy{Unused: s.clientUnusedTTL, Idle: s.clientTTL},
 		AuthRequestTTL: s.authTTL, ConsentTTL: s.consentTTL,
@@ -443,7 +410,7 @@ func clientDocuments(s *settings) (*clientmeta.Fetcher, error) {
 	if s.cimdCacheMin <= 0 || s.cimdCacheMax < s.cimdCacheMin {
 		return nil, fmt.Errorf("--cimd-cache-min (%s) must be positive and at most --cimd-cache-max (%s)", s.cimdCacheMin, s.cimdCacheMax)
 	}
-	cfg := clientmeta.Config{Timeout: s.cimdTimeout, MinCache: s.cimdCacheMin, MaxCache: s.cimdCacheMax, AllowedHosts: split(s.cimdAllowed), DeniedHosts: split(s.cimdDenied),
+	cfg := clientmeta.Config{Timeout: s.cimdTimeout, MinCache: s.cimdCacheMin, MaxCache: s.cimdCacheMax, AllowedHosts: flagenv.Split(s.cimdAllowed), DeniedHosts: flagenv.Split(s.cimdDenied),
 		AllowPrivateAddresses: s.cimdAllowPrivate}
 	if s.cimdCAFile != "" {
 		pem, err := os.ReadFile(s.cimdCAFile)

@@ -18,12 +18,12 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mcp-oauth-gateway/gateway/internal/flagenv"
 	"github.com/mcp-oauth-gateway/gateway/internal/observe"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/affinity"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/metrics"
@@ -31,18 +31,6 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/transport"
 )
-
-type listFlag []string
-
-func (l *listFlag) String() string { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error {
-	for _, p := range strings.Split(v, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			*l = append(*l, p)
-		}
-	}
-	return nil
-}
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
@@ -57,7 +45,7 @@ func run(args []string) error {
 	path := fs.String("path", "/mcp", "the MCP endpoint's path")
 	userHeader := fs.String("user-header", "X-User-Id", "identity header set by the gateway, required on every request; sessions and per-user processes are bound to it (empty: serve without identities)")
 	secret := fs.String("secret", "", "secret Traefik adds to every request in "+transport.SecretHeader+"; requests without it are refused (set it through STREAMPROXY_SECRET, not on the command line)")
-	var origins, childEnv, passEnv, peers listFlag
+	var origins, childEnv, passEnv, peers flagenv.List
 	fs.Var(&origins, "allowed-origins", "browser origins allowed besides loopback ones, comma separated (\"*\": any)")
 	fs.Var(&childEnv, "env", "KEY=value added to the MCP server's environment (repeatable, comma separated); {user} in a value becomes the caller's id")
 	fs.Var(&passEnv, "pass-env", "names of the proxy's environment variables the MCP server also gets, beyond PATH, HOME, USER, LANG, LC_*, TZ, TMPDIR (comma separated)")
@@ -84,7 +72,7 @@ func run(args []string) error {
 		}
 		return err
 	}
-	if err := fromEnv(fs); err != nil {
+	if err := flagenv.Apply(fs, "STREAMPROXY", nil); err != nil {
 		return err
 	}
 	command := fs.Args()
@@ -161,20 +149,4 @@ func run(args []string) error {
 	}
 	mcp.Close()
 	return nil
-}
-
-// fromEnv sets every flag not given on the command line from STREAMPROXY_<FLAG>.
-func fromEnv(fs *flag.FlagSet) error {
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	var err error
-	fs.VisitAll(func(f *flag.Flag) {
-		name := "STREAMPROXY_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := os.LookupEnv(name); ok && !given[f.Name] && err == nil {
-			if e := f.Value.Set(v); e != nil {
-				err = fmt.Errorf("%s: %w", name, e)
-			}
-		}
-	})
-	return err
 }

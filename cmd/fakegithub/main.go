@@ -16,11 +16,11 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/mcp-oauth-gateway/gateway/internal/fakegithub"
+	"github.com/mcp-oauth-gateway/gateway/internal/flagenv"
 )
 
 func main() {
@@ -54,20 +54,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		fmt.Fprintln(fs.Output(), "fakegithub: a DEVELOPMENT fake of GitHub that logs a configured user in without a password.\n\nFlags (each also read from FAKEGITHUB_<FLAG>):")
 		fs.PrintDefaults()
 	}
-	// Environment first, so explicit flags win.
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		key := "FAKEGITHUB_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := os.LookupEnv(key); ok && envErr == nil {
-			if err := f.Value.Set(v); err != nil {
-				envErr = fmt.Errorf("%s=%q: %w", key, v, err)
-			}
-		}
-	})
-	if envErr != nil {
-		return o, envErr
-	}
 	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if err := flagenv.Apply(fs, "FAKEGITHUB", nil); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
@@ -77,7 +67,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 }
 
 func (o options) config(logger *slog.Logger) fakegithub.Config {
-	u := fakegithub.User{ID: o.userID, Login: o.login, Name: o.name, Orgs: list(o.orgs), Teams: list(o.teams)}
+	u := fakegithub.User{ID: o.userID, Login: o.login, Name: o.name, Orgs: flagenv.Split(o.orgs), Teams: flagenv.Split(o.teams)}
 	if o.email != "" {
 		u.Emails = []fakegithub.Email{{Email: o.email, Primary: true, Verified: true}}
 	}
@@ -86,16 +76,6 @@ func (o options) config(logger *slog.Logger) fakegithub.Config {
 		Apps:   []fakegithub.App{{ClientID: o.clientID, ClientSecret: o.clientSecret, CallbackURL: o.callbackURL}},
 		Logger: logger,
 	}
-}
-
-func list(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 func run(ctx context.Context, args []string, stderr io.Writer) error {

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/mcp-oauth-gateway/gateway/internal/flagenv"
 )
 
 type options struct {
@@ -70,15 +72,18 @@ func run(args []string) error {
 func parseFlags(args []string) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("mcp-diagnostic", flag.ContinueOnError)
-	fs.StringVar(&o.addr, "addr", envOr("ADDR", "127.0.0.1:8090"), "listen address (env MCP_DIAGNOSTIC_ADDR)")
-	fs.StringVar(&o.path, "path", envOr("PATH", "/mcp"), "path of the MCP endpoint (env MCP_DIAGNOSTIC_PATH)")
-	fs.StringVar(&o.allowedHosts, "allowed-hosts", envOr("ALLOWED_HOSTS", ""),
+	fs.StringVar(&o.addr, "addr", "127.0.0.1:8090", "listen address (env MCP_DIAGNOSTIC_ADDR)")
+	fs.StringVar(&o.path, "path", "/mcp", "path of the MCP endpoint (env MCP_DIAGNOSTIC_PATH)")
+	fs.StringVar(&o.allowedHosts, "allowed-hosts", "",
 		"comma-separated Host header values accepted, e.g. 'diagnostic.example.com' or '*' for any; empty: the SDK's "+
 			"DNS-rebinding protection (on a loopback listener only loopback hosts) (env MCP_DIAGNOSTIC_ALLOWED_HOSTS)")
-	idle := envOr("SESSION_IDLE_TIMEOUT", "30m")
+	idle := "30m"
 	fs.Func("session-idle-timeout", "close sessions idle this long, 0 for never (env MCP_DIAGNOSTIC_SESSION_IDLE_TIMEOUT; default 30m)",
 		func(s string) error { idle = s; return nil })
 	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if err := flagenv.Apply(fs, "MCP_DIAGNOSTIC", nil); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
@@ -93,11 +98,4 @@ func parseFlags(args []string) (options, error) {
 		return o, fmt.Errorf("path: %q must start with / and not be /health", o.path)
 	}
 	return o, nil
-}
-
-func envOr(name, def string) string {
-	if v, ok := os.LookupEnv("MCP_DIAGNOSTIC_" + name); ok {
-		return v
-	}
-	return def
 }

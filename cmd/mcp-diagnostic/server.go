@@ -10,6 +10,8 @@ import (
 	"sync"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcp-oauth-gateway/gateway/internal/flagenv"
 )
 
 // version is reported in serverInfo.
@@ -134,7 +136,7 @@ func text(s string) *mcp.CallToolResult {
 // newHandler serves the MCP endpoint at opts.path and liveness at /health.
 func newHandler(opts options, logger *slog.Logger) (http.Handler, error) {
 	server := newServer(logger)
-	hosts := splitList(opts.allowedHosts)
+	hosts := flagenv.Split(opts.allowedHosts)
 	mcpHandler := http.Handler(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server },
 		&mcp.StreamableHTTPOptions{
 			SessionTimeout: opts.sessionIdle,
@@ -172,14 +174,4 @@ func hostCheck(hosts []string, next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }
