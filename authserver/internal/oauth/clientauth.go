@@ -179,3 +179,20 @@ func (s *Server) clientFailed(w http.ResponseWriter, basic bool, desc string) {
 	}
 	oauthError(w, http.StatusUnauthorized, "invalid_client", desc)
 }
+
+// clientForm reads a form-encoded request from an authenticated client (token, revoke, introspect). On failure it
+// has answered and returns nil.
+func (s *Server) clientForm(w http.ResponseWriter, r *http.Request) *store.Client {
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	if err := r.ParseForm(); err != nil || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "send the request as application/x-www-form-urlencoded")
+		return nil
+	}
+	for k, v := range r.PostForm {
+		if len(v) > 1 && k != "resource" {
+			oauthError(w, http.StatusBadRequest, "invalid_request", "parameter "+k+" is repeated")
+			return nil
+		}
+	}
+	return s.authenticateClient(w, r)
+}
