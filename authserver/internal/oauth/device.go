@@ -1,11 +1,13 @@
 package oauth
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"errors"
 	"html/template"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -116,54 +118,46 @@ func (s *Server) deviceAuthorization(w http.ResponseWriter, r *http.Request) {
 }
 
 // deviceToken is the device grant at /token (RFC 8628 §3.4-3.5).
-func (s *Server) deviceToken(w http.ResponseWriter, r *http.Request, c *store.Client) {
+func (s *Server) deviceToken(ctx context.Context, f url.Values, c *store.Client) (*issued, error) {
 	if !slices.Contains(c.GrantTypes, DeviceGrantType) {
-		oauthError(w, http.StatusBadRequest, "unauthorized_client", "this client did not register the grant type "+DeviceGrantType)
-		return
+		return nil, badRequest("unauthorized_client", "this client did not register the grant type "+DeviceGrantType)
 	}
-	userCode, secret, _ := strings.Cut(r.PostForm.Get("device_code"), ".")
+	userCode, secret, _ := strings.Cut(f.Get("device_code"), ".")
 	if userCode == "" || secret == "" {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "device_code is required: the one /device_authorization returned")
-		return
+		return nil, badRequest("invalid_request", "device_code is required: the one /device_authorization returned")
 	}
 	// Check the secret before polling, so a guessed user code cannot disturb someone else's grant.
-	g, err := s.store.GetDeviceGrant(r.Context(), userCode)
+	g, err := s.store.GetDeviceGrant(ctx, userCode)
 	if errors.Is(err, store.ErrNotFound) {
-		oauthError(w, http.StatusBadRequest, "expired_token", "the device code expired or was already used: start again")
-		return
+		return nil, badRequest("expired_token", "the device code expired or was already used: start again")
 	}
 	if err != nil {
-		s.storeFailed(w, r, "read device grant", err)
-		return
+		return nil, storeFailure("read device grant", err)
 	}
 	if subtle.ConstantTimeCompare([]byte(g.SecretHash), []byte(store.HashSecret(secret))) != 1 {
-		oauthError(w, http.StatusBadRequest, "invalid_grant", "the device code is not valid")
-		return
+		return nil, badRequest("invalid_grant", "the device code is not valid")
 	}
 	if g.ClientID != c.ID {
-		oauthError(w, http.StatusBadRequest, "invalid_grant", "the device code was issued to another client")
-		return
+		return nil, badRequest("invalid_grant", "the device code was issued to another client")
 	}
-	g, tooEarly, err := s.store.PollDeviceGrant(r.Context(), userCode, time.Now())
+	g, tooEarly, err := s.store.PollDeviceGrant(ctx, userCode, time.Now())
 	if errors.Is(err, store.ErrNotFound) {
-		oauthError(w, http.StatusBadRequest, "expired_token", "the device code expired or was already used: start again")
-		return
+		return nil, badRequest("expired_token", "the device code expired or was already used: start again")
 	}
 	if err != nil {
-		s.storeFailed(w, r, "poll device grant", err)
-		return
+		return nil, storeFailure("poll device grant", err)
 	}
 	switch g.Status {
 	case store.DeviceApproved:
-		s.issueTokens(w, r, c, g.FamilyID, *g.User, g.Scope, g.Resource, nil)
+		return s.issueTokens(ctx, c, grantOf{name: "device_code", family: g.FamilyID, user: *g.User, scope: g.Scope,
+			resource: g.Resource})
 	case store.DeviceDenied:
-		oauthError(w, http.StatusBadRequest, "access_denied", "the user denied the request")
+		return nil, badRequest("access_denied", "the user denied the request")
 	default:
 		if tooEarly {
-			oauthError(w, http.StatusBadRequest, "slow_down", "polling too often: wait the interval, now 5 seconds longer")
-			return
+			return nil, badRequest("slow_down", "polling too often: wait the interval, now 5 seconds longer")
 		}
-		oauthError(w, http.StatusBadRequest, "authorization_pending", "the user has not finished yet: keep polling")
+		return nil, badRequest("authorization_pending", "the user has not finished yet: keep polling")
 	}
 }
 

@@ -265,6 +265,50 @@ func oauthError(w http.ResponseWriter, status int, code, description string) {
 	writeJSON(w, status, map[string]string{"error": code, "error_description": description})
 }
 
+// oauthErr is an OAuth error answer (RFC 6749 §5.2) that a handler returns instead of writing: the status, the error
+// code, its description, and Retry-After (seconds; empty: none).
+type oauthErr struct {
+	status     int
+	code, desc string
+	retryAfter string
+}
+
+func (e *oauthErr) Error() string { return e.code + ": " + e.desc }
+
+// badRequest is a 400 OAuth error.
+func badRequest(code, desc string) error {
+	return &oauthErr{status: http.StatusBadRequest, code: code, desc: desc}
+}
+
+// storeErr is a failure of the store (or of the signing keys it holds) during what.
+type storeErr struct {
+	what string
+	err  error
+}
+
+func (e *storeErr) Error() string { return e.what + ": " + e.err.Error() }
+func (e *storeErr) Unwrap() error { return e.err }
+
+func storeFailure(what string, err error) error { return &storeErr{what: what, err: err} }
+
+// answerError writes an error a handler returned: an OAuth error as it is, anything else as a failure of the store.
+func (s *Server) answerError(w http.ResponseWriter, r *http.Request, err error) {
+	var oe *oauthErr
+	if errors.As(err, &oe) {
+		if oe.retryAfter != "" {
+			w.Header().Set("Retry-After", oe.retryAfter)
+		}
+		oauthError(w, oe.status, oe.code, oe.desc)
+		return
+	}
+	var se *storeErr
+	if errors.As(err, &se) {
+		s.storeFailed(w, r, se.what, se.err)
+		return
+	}
+	s.storeFailed(w, r, "unknown", err)
+}
+
 // storeFailed answers a failure of the store: 503, so clients retry instead of starting over.
 func (s *Server) storeFailed(w http.ResponseWriter, r *http.Request, what string, err error) {
 	s.log.ErrorContext(r.Context(), "store failure", "op", what, "err", err)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,7 +19,9 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 )
 
-// token is POST /token.
+// token is POST /token (RFC 6749 §3.2, OAuth 2.1 §3.2.3): the client is authenticated (clientForm), its grant
+// checked and the tokens issued (tokenGrant, which returns them or an error value), and then this one place
+// answers, counting the issue and noting the client's use.
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
@@ -26,69 +29,96 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	if c == nil {
 		return
 	}
-	switch gt := r.PostForm.Get("grant_type"); gt {
+	t, err := s.tokenGrant(r.Context(), r.PostForm, c)
+	if err != nil {
+		s.answerError(w, r, err)
+		return
+	}
+	s.cfg.Metrics.Issued(t.grant)
+	s.recordUse(r.Context(), c, t.at)
+	writeJSON(w, http.StatusOK, t.body)
+}
+
+// tokenGrant runs the grant the form names for client c.
+func (s *Server) tokenGrant(ctx context.Context, f url.Values, c *store.Client) (*issued, error) {
+	switch gt := f.Get("grant_type"); gt {
 	case "authorization_code":
-		s.exchangeCode(w, r, c)
+		return s.exchangeCode(ctx, f, c)
 	case "refresh_token":
 		if !slices.Contains(c.GrantTypes, "refresh_token") {
-			oauthError(w, http.StatusBadRequest, "unauthorized_client", "this client did not register the refresh_token grant")
-			return
+			return nil, badRequest("unauthorized_client", "this client did not register the refresh_token grant")
 		}
-		s.refresh(w, r, c)
+		return s.refresh(ctx, f, c)
 	case DeviceGrantType:
-		s.deviceToken(w, r, c)
+		return s.deviceToken(ctx, f, c)
 	case "":
-		oauthError(w, http.StatusBadRequest, "invalid_request", "grant_type is required")
+		return nil, badRequest("invalid_request", "grant_type is required")
 	default:
-		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type "+gt+" is not supported")
+		return nil, badRequest("unsupported_grant_type", "grant_type "+gt+" is not supported")
 	}
 }
 
-func (s *Server) exchangeCode(w http.ResponseWriter, r *http.Request, c *store.Client) {
-	f := r.PostForm
+// issued is what a grant obtained: the token response, when, and the grant's name for the metrics.
+type issued struct {
+	body  map[string]any
+	at    time.Time
+	grant string
+}
+
+// grantOf is what a grant hands to issueTokens: the grant's name (for the metrics), its family, whose tokens and for
+// what; prev is the refresh token presented, to rotate (nil: the grant starts).
+type grantOf struct {
+	name            string
+	family          string
+	user            store.User
+	scope, resource string
+	prev            *store.RefreshToken
+}
+
+func (s *Server) exchangeCode(ctx context.Context, f url.Values, c *store.Client) (*issued, error) {
 	code, verifier := f.Get("code"), f.Get("code_verifier")
 	if code == "" || verifier == "" {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "code and code_verifier are required")
-		return
+		return nil, badRequest("invalid_request", "code and code_verifier are required")
 	}
-	rec, err := s.store.RedeemCode(r.Context(), store.HashSecret(code))
+	rec, err := s.store.RedeemCode(ctx, store.HashSecret(code))
 	switch {
 	case errors.Is(err, store.ErrReused):
 		// OAuth 2.1 §4.1.3: a code used twice may have been stolen; revoke what its first use issued.
-		s.log.WarnContext(r.Context(), "authorization code reused; revoking its grant", "client_id", rec.ClientID)
+		s.log.WarnContext(ctx, "authorization code reused; revoking its grant", "client_id", rec.ClientID)
 		s.cfg.Metrics.Revoked("code_reused")
-		if err := s.store.RevokeFamily(r.Context(), rec.FamilyID); err != nil {
-			s.storeFailed(w, r, "revoke family", err)
-			return
+		if err := s.store.RevokeFamily(ctx, rec.FamilyID); err != nil {
+			return nil, storeFailure("revoke family", err)
 		}
-		oauthError(w, http.StatusBadRequest, "invalid_grant", "the authorization code was already used; its tokens are revoked")
-		return
+		return nil, badRequest("invalid_grant", "the authorization code was already used; its tokens are revoked")
 	case errors.Is(err, store.ErrNotFound):
-		oauthError(w, http.StatusBadRequest, "invalid_grant", "the authorization code is invalid or expired")
-		return
+		return nil, badRequest("invalid_grant", "the authorization code is invalid or expired")
 	case err != nil:
-		s.storeFailed(w, r, "redeem code", err)
-		return
+		return nil, storeFailure("redeem code", err)
 	}
 	if rec.ClientID != c.ID {
-		oauthError(w, http.StatusBadRequest, "invalid_grant", "the authorization code was issued to another client")
-		return
+		return nil, badRequest("invalid_grant", "the authorization code was issued to another client")
 	}
 	if f.Get("redirect_uri") != "" && f.Get("redirect_uri") != rec.RedirectURI {
-		oauthError(w, http.StatusBadRequest, "invalid_grant", "redirect_uri differs from the authorization request's")
-		return
+		return nil, badRequest("invalid_grant", "redirect_uri differs from the authorization request's")
 	}
 	if !pkceMatches(verifier, rec.CodeChallenge) {
-		oauthError(w, http.StatusBadRequest, "invalid_grant", "code_verifier does not match the code_challenge (PKCE)")
-		return
+		return nil, badRequest("invalid_grant", "code_verifier does not match the code_challenge (PKCE)")
 	}
+	if err := s.sameResource(f, rec.Resource); err != nil {
+		return nil, err
+	}
+	return s.issueTokens(ctx, c, grantOf{name: "authorization_code", family: rec.FamilyID, user: rec.User,
+		scope: rec.Scope, resource: rec.Resource})
+}
+
+// sameResource checks the resource a token request names, if any, against the one authorized (RFC 8707 §2.2).
+func (s *Server) sameResource(f url.Values, authorized string) error {
 	if res := f["resource"]; len(res) > 0 {
-		if got, problem := s.resolveResource(res); problem != "" || got != rec.Resource {
-			oauthError(w, http.StatusBadRequest, "invalid_target", "resource differs from the one authorized")
-			return
+		if got, problem := s.resolveResource(res); problem != "" || got != authorized {
+			return badRequest("invalid_target", "resource differs from the one authorized")
 		}
 	}
-	s.issueTokens(w, r, c, rec.FamilyID, rec.User, rec.Scope, rec.Resource, nil)
+	return nil
 }
 
 // pkceMatches checks an S256 verifier (RFC 7636 §4.6): 43-128 unreserved characters whose SHA-256 is the challenge.
@@ -101,130 +131,104 @@ func pkceMatches(verifier, challenge string) bool {
 	return subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(challenge)) == 1
 }
 
-func (s *Server) refresh(w http.ResponseWriter, r *http.Request, c *store.Client) {
-	f := r.PostForm
+func (s *Server) refresh(ctx context.Context, f url.Values, c *store.Client) (*issued, error) {
 	presented := f.Get("refresh_token")
 	if presented == "" {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "refresh_token is required")
-		return
+		return nil, badRequest("invalid_request", "refresh_token is required")
 	}
-	old, err := s.store.GetRefresh(r.Context(), store.HashSecret(presented))
+	old, err := s.store.GetRefresh(ctx, store.HashSecret(presented))
 	if errors.Is(err, store.ErrReused) {
-		s.replayed(w, r, old)
-		return
+		return nil, s.replayed(ctx, old)
 	}
 	if errors.Is(err, store.ErrNotFound) {
-		oauthError(w, http.StatusBadRequest, "invalid_grant", "the refresh token is invalid, expired or revoked")
-		return
+		return nil, badRequest("invalid_grant", "the refresh token is invalid, expired or revoked")
 	}
 	if err != nil {
-		s.storeFailed(w, r, "read refresh token", err)
-		return
+		return nil, storeFailure("read refresh token", err)
 	}
 	if old.ClientID != c.ID {
-		oauthError(w, http.StatusBadRequest, "invalid_grant", "the refresh token was issued to another client")
-		return
+		return nil, badRequest("invalid_grant", "the refresh token was issued to another client")
 	}
 	// The allow rules may have changed since login: a user no longer allowed loses the whole grant.
 	if ok, reason := s.login.MayRefresh(old.User); !ok {
-		s.log.InfoContext(r.Context(), "refresh refused: user no longer allowed", "login", old.User.Login, "reason", reason)
-		if err := s.store.RevokeFamily(r.Context(), old.FamilyID); err != nil {
-			s.storeFailed(w, r, "revoke family", err)
-			return
+		s.log.InfoContext(ctx, "refresh refused: user no longer allowed", "login", old.User.Login, "reason", reason)
+		if err := s.store.RevokeFamily(ctx, old.FamilyID); err != nil {
+			return nil, storeFailure("revoke family", err)
 		}
-		oauthError(w, http.StatusBadRequest, "invalid_grant", reason)
-		return
+		return nil, badRequest("invalid_grant", reason)
 	}
 	// A grant ends at its maximum age, counted from its login, and may refresh only so often (package grant).
 	switch wait, err := s.cfg.Grants.Check(old, time.Now()); {
 	case errors.Is(err, grant.ErrEnded):
-		oauthError(w, http.StatusBadRequest, "invalid_grant", "this grant reached its maximum age, "+
+		return nil, badRequest("invalid_grant", "this grant reached its maximum age, "+
 			s.cfg.Grants.MaxAge.String()+" after the login that started it: authorize again")
-		return
 	case errors.Is(err, grant.ErrTooFrequent):
-		s.log.WarnContext(r.Context(), "refresh refused: the grant refreshes too often", "client_id", c.ID)
+		s.log.WarnContext(ctx, "refresh refused: the grant refreshes too often", "client_id", c.ID)
 		secs := int(wait.Round(time.Second).Seconds())
-		w.Header().Set("Retry-After", strconv.Itoa(secs))
-		oauthError(w, http.StatusTooManyRequests, "slow_down", fmt.Sprintf("this grant refreshed %d times within %s; "+
-			"the refresh token is still valid: retry in %d s", s.cfg.Grants.RefreshLimit, s.cfg.Grants.Window, secs))
-		return
+		return nil, &oauthErr{status: http.StatusTooManyRequests, code: "slow_down", retryAfter: strconv.Itoa(secs),
+			desc: fmt.Sprintf("this grant refreshed %d times within %s; the refresh token is still valid: retry in %d s",
+				s.cfg.Grants.RefreshLimit, s.cfg.Grants.Window, secs)}
 	}
 	// A refresh may narrow the grant (RFC 6749 §6); scopes it names that were not granted are ignored, never added.
 	scope := narrowScope(old.Scope, f.Get("scope"))
-	if res := f["resource"]; len(res) > 0 {
-		if got, problem := s.resolveResource(res); problem != "" || got != old.Resource {
-			oauthError(w, http.StatusBadRequest, "invalid_target", "resource differs from the one authorized")
-			return
-		}
+	if err := s.sameResource(f, old.Resource); err != nil {
+		return nil, err
 	}
-	s.issueTokens(w, r, c, old.FamilyID, old.User, scope, old.Resource, old)
+	return s.issueTokens(ctx, c, grantOf{name: "refresh_token", family: old.FamilyID, user: old.User, scope: scope,
+		resource: old.Resource, prev: old})
 }
 
-// replayed handles a refresh token presented after it was rotated: the family is revoked (OAuth 2.1 §4.3.1),
+// replayed answers a refresh token presented after it was rotated: the family is revoked (OAuth 2.1 §4.3.1),
 // since either the client or an attacker holds a stolen token.
-func (s *Server) replayed(w http.ResponseWriter, r *http.Request, old *store.RefreshToken) {
-	s.log.WarnContext(r.Context(), "refresh token replayed; revoking its grant", "client_id", old.ClientID)
+func (s *Server) replayed(ctx context.Context, old *store.RefreshToken) error {
+	s.log.WarnContext(ctx, "refresh token replayed; revoking its grant", "client_id", old.ClientID)
 	s.cfg.Metrics.Revoked("refresh_replayed")
-	if err := s.store.RevokeFamily(r.Context(), old.FamilyID); err != nil {
-		s.storeFailed(w, r, "revoke family", err)
-		return
+	if err := s.store.RevokeFamily(ctx, old.FamilyID); err != nil {
+		return storeFailure("revoke family", err)
 	}
-	oauthError(w, http.StatusBadRequest, "invalid_grant", "the refresh token was already used; the grant is revoked, authorize again")
+	return badRequest("invalid_grant", "the refresh token was already used; the grant is revoked, authorize again")
 }
 
-// issueTokens signs an access token, records it, and stores a new refresh token (rotating prev, the refresh token
-// presented, if any; nil starts a grant). Nothing is returned to the client before its state is stored.
-func (s *Server) issueTokens(w http.ResponseWriter, r *http.Request, c *store.Client, family string, user store.User,
-	scope, resource string, prev *store.RefreshToken) {
-	ctx := r.Context()
+// issueTokens signs an access token, records it, and stores a new refresh token (rotating g.prev, if any). Nothing
+// reaches the client before its state is stored.
+func (s *Server) issueTokens(ctx context.Context, c *store.Client, g grantOf) (*issued, error) {
 	now := time.Now()
-	gs := s.cfg.Grants.Next(prev, now) // the grant's end and refresh count, carried by the next refresh token
+	gs := s.cfg.Grants.Next(g.prev, now) // the grant's end and refresh count, carried by the next refresh token
 	exp := gs.Clamp(now.Add(s.cfg.AccessTTL))
-	access, jti, err := s.signAccess(ctx, c.ID, user, scope, resource, now, exp)
+	access, jti, err := s.signAccess(ctx, c.ID, g.user, g.scope, g.resource, now, exp)
 	if err != nil {
-		s.storeFailed(w, r, "sign access token", err)
-		return
+		return nil, storeFailure("sign access token", err)
 	}
 	resp := map[string]any{"access_token": access, "token_type": "Bearer",
-		"expires_in": int(exp.Sub(now).Seconds()), "scope": scope}
+		"expires_in": int(exp.Sub(now).Seconds()), "scope": g.scope}
 	if slices.Contains(c.GrantTypes, "refresh_token") {
 		refresh := randomToken(32)
-		next := &store.RefreshToken{Hash: store.HashSecret(refresh), FamilyID: family, ClientID: c.ID, User: user,
-			Scope: scope, Resource: resource, IssuedAt: now, ExpiresAt: gs.Clamp(now.Add(s.cfg.RefreshTTL)),
+		next := &store.RefreshToken{Hash: store.HashSecret(refresh), FamilyID: g.family, ClientID: c.ID, User: g.user,
+			Scope: g.scope, Resource: g.resource, IssuedAt: now, ExpiresAt: gs.Clamp(now.Add(s.cfg.RefreshTTL)),
 			GrantExpiresAt: gs.End, RefreshLoad: gs.Load, RefreshLoadAt: gs.LoadAt}
-		if prev == nil {
+		if g.prev == nil {
 			err = s.store.CreateRefresh(ctx, next)
 		} else {
 			var old *store.RefreshToken
-			old, err = s.store.RotateRefresh(ctx, prev.Hash, next)
+			old, err = s.store.RotateRefresh(ctx, g.prev.Hash, next)
 			if errors.Is(err, store.ErrReused) {
-				s.replayed(w, r, old) // lost a race with another use of the same token
-				return
+				return nil, s.replayed(ctx, old) // lost a race with another use of the same token
 			}
 			if errors.Is(err, store.ErrNotFound) {
-				oauthError(w, http.StatusBadRequest, "invalid_grant", "the refresh token is invalid, expired or revoked")
-				return
+				return nil, badRequest("invalid_grant", "the refresh token is invalid, expired or revoked")
 			}
 		}
 		if err != nil {
-			s.storeFailed(w, r, "store refresh token", err)
-			return
+			return nil, storeFailure("store refresh token", err)
 		}
 		resp["refresh_token"] = refresh
 	}
-	err = s.store.RecordAccess(ctx, &store.AccessToken{JTI: jti, FamilyID: family, ClientID: c.ID, UserID: user.ID,
-		Scope: scope, Resource: resource, IssuedAt: now, ExpiresAt: exp})
+	err = s.store.RecordAccess(ctx, &store.AccessToken{JTI: jti, FamilyID: g.family, ClientID: c.ID, UserID: g.user.ID,
+		Scope: g.scope, Resource: g.resource, IssuedAt: now, ExpiresAt: exp})
 	if err != nil {
-		s.storeFailed(w, r, "record access token", err)
-		return
+		return nil, storeFailure("record access token", err)
 	}
-	grant := r.PostForm.Get("grant_type") // one of the grant types the token endpoint accepted
-	if grant == DeviceGrantType {
-		grant = "device_code"
-	}
-	s.cfg.Metrics.Issued(grant)
-	s.recordUse(ctx, c, now)
-	writeJSON(w, http.StatusOK, resp)
+	return &issued{body: resp, at: now, grant: g.name}, nil
 }
 
 // recordUse notes that a registered client obtained tokens, which keeps its registration alive (clientlife). A
