@@ -192,7 +192,7 @@ func isLoopbackURI(raw string) bool {
 // any program listening on the user's machine can claim to be, so a past approval says nothing about this one.
 func consentAlwaysAsked(c *store.Client, ar *store.AuthRequest) bool {
 	public := c.TokenEndpointAuth == "" || c.TokenEndpointAuth == "none"
-	return ar.DeviceUserCode != "" || (public && isLoopbackURI(ar.RedirectURI))
+	return forDevice(ar) || (public && isLoopbackURI(ar.RedirectURI))
 }
 
 func covers(granted, wanted string) bool {
@@ -215,10 +215,6 @@ func (s *Server) showConsent(w http.ResponseWriter, ar *store.AuthRequest, c *st
 	if name == "" {
 		name = "An unnamed application"
 	}
-	device := ""
-	if ar.DeviceUserCode != "" {
-		device = displayUserCode(ar.DeviceUserCode)
-	}
 	published := documentHost(c.ID)
 	if published != "" {
 		publishedHost = hostname.Of(published)
@@ -226,7 +222,7 @@ func (s *Server) showConsent(w http.ResponseWriter, ar *store.AuthRequest, c *st
 	// Hosts are shown in their ASCII (punycode) form, which cannot pass for another name, and flagged when a label
 	// mixes writing systems (issue 13, item 10).
 	s.render(w, http.StatusOK, consentPage, map[string]any{
-		"Client": name, "ClientID": c.ID, "RedirectHost": hostname.Of(host), "Resource": ar.Resource, "Device": device,
+		"Client": name, "ClientID": c.ID, "RedirectHost": hostname.Of(host), "Resource": ar.Resource, "Device": shownUserCode(ar),
 		"Published": publishedHost, "LoopbackOnly": published != "" && loopbackOnly(c.RedirectURIs),
 		"Scopes": scopeDescriptions(ar.Scope), "Ignored": strings.Fields(ar.IgnoredScope), "User": ar.User.Login, "Provider": s.providerName(*ar.User), "RequestID": ar.ID, "CSRF": ar.CSRFToken,
 		"Remember": s.cfg.ConsentTTL > 0 && !consentAlwaysAsked(c, ar), "Action": s.cfg.Issuer + "/consent",
@@ -248,15 +244,12 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusForbidden, "Form expired", "This consent form is not valid any more. Start again from your application.")
 		return
 	}
-	if ar.DeviceUserCode != "" {
-		s.finishDevice(w, r, ar, r.PostForm.Get("action") == "approve")
-		return
-	}
+	end := s.endingOf(ar)
 	if r.PostForm.Get("action") != "approve" {
-		s.finishWithError(w, r, ar, "access_denied", "the user denied the request")
+		end.denied(w, r, ar)
 		return
 	}
-	if s.cfg.ConsentTTL > 0 && r.PostForm.Get("remember") != "" {
+	if s.cfg.ConsentTTL > 0 && r.PostForm.Get("remember") != "" && end.mayRemember() {
 		now := time.Now()
 		err := s.store.PutConsent(r.Context(), &store.Consent{UserID: ar.User.ID, ClientID: ar.ClientID, Scope: ar.Scope,
 			Resource: ar.Resource, GrantedAt: now, ExpiresAt: now.Add(s.cfg.ConsentTTL)})
@@ -265,7 +258,7 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	s.issueCode(w, r, ar)
+	end.approved(w, r, ar)
 }
 
 // boundRequest loads the authorization request named by id, checking it belongs to this browser.

@@ -209,6 +209,14 @@ func (s *Server) deviceSubmit(w http.ResponseWriter, r *http.Request) {
 	s.startLogin(w, r, ar)
 }
 
+// shownUserCode is the device's code as the pages show it ("" for a client's request).
+func shownUserCode(ar *store.AuthRequest) string {
+	if !forDevice(ar) {
+		return ""
+	}
+	return displayUserCode(ar.DeviceUserCode)
+}
+
 // finishDevice records the user's decision on the device grant behind ar and tells them what happens next.
 func (s *Server) finishDevice(w http.ResponseWriter, r *http.Request, ar *store.AuthRequest, approved bool) {
 	var user store.User

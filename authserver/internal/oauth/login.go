@@ -46,11 +46,7 @@ func (s *Server) showChooser(w http.ResponseWriter, ar *store.AuthRequest) {
 		q := url.Values{"request": {ar.ID}, "provider": {p.Name()}}
 		options = append(options, option{Name: p.DisplayName(), Link: s.cfg.Issuer + "/login?" + q.Encode()})
 	}
-	device := ""
-	if ar.DeviceUserCode != "" {
-		device = displayUserCode(ar.DeviceUserCode)
-	}
-	s.render(w, http.StatusOK, chooserPage, map[string]any{"Providers": options, "Device": device})
+	s.render(w, http.StatusOK, chooserPage, map[string]any{"Providers": options, "Device": shownUserCode(ar)})
 }
 
 // chooseLogin is GET /login?request=...&provider=...: the chooser's links. It starts a round trip to the provider
@@ -95,12 +91,7 @@ func (s *Server) loginCallback(name string) http.HandlerFunc {
 					" login for this request, or chose another way to sign in since. Start again from your application.")
 				return
 			}
-			if ar.DeviceUserCode != "" {
-				_ = s.store.DeleteAuthRequest(r.Context(), ar.ID)
-				s.errorPage(w, http.StatusForbidden, "Login cancelled", "The "+display+" login was cancelled. Enter the code again to retry.")
-				return
-			}
-			s.finishWithError(w, r, ar, "access_denied", "the user did not authorize the login at "+display)
+			s.endingOf(ar).cancelled(w, r, ar, display)
 			return
 		}
 		user, err := s.login.Finish(r.Context(), name, q, ar)
@@ -109,15 +100,7 @@ func (s *Server) loginCallback(name string) http.HandlerFunc {
 		case errors.As(err, &denied):
 			s.log.InfoContext(r.Context(), "login refused", "provider", name, "login", denied.Login, "reason", denied.Reason)
 			s.cfg.Metrics.Login("denied")
-			if ar.DeviceUserCode != "" {
-				s.finishDevice(w, r, ar, false)
-				return
-			}
-			_ = s.store.DeleteAuthRequest(r.Context(), ar.ID)
-			s.render(w, http.StatusForbidden, deniedPage, map[string]any{
-				"Reason": denied.Reason, "Provider": display,
-				"Back": template.URL(withParams(ar.RedirectURI, s.errorParams(ar.State, "access_denied", "the user is not allowed to use this server"))),
-			})
+			s.endingOf(ar).notAllowed(w, r, ar, display, denied.Reason)
 			return
 		case errors.Is(err, login.ErrReplayed):
 			// The same attempt came back twice: a reloaded or replayed callback, or an ID token whose nonce was used.
@@ -157,7 +140,7 @@ func (s *Server) loginCallback(name string) http.HandlerFunc {
 		// for a public client on a loopback redirect, which any local program can pose as.
 		if c, err := s.store.GetConsent(r.Context(), user.ID, client.ID); !consentAlwaysAsked(client, ar) && err == nil &&
 			c.Resource == ar.Resource && covers(c.Scope, ar.Scope) {
-			s.issueCode(w, r, ar)
+			s.endingOf(ar).approved(w, r, ar)
 			return
 		}
 		s.showConsent(w, ar, client)
