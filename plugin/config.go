@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -39,8 +40,12 @@ type Config struct {
 	ClockSkew string `json:"clockSkew,omitempty"`
 	// MaxTokenBytes is the largest accepted token (default 8192).
 	MaxTokenBytes int `json:"maxTokenBytes,omitempty"`
-	// CacheSize bounds the verified-token cache of this route (default 10000 entries).
+	// CacheSize, when set, bounds the verified-token cache of this route to that many entries (default 0: bounded
+	// by CacheMemory only).
 	CacheSize int `json:"cacheSize,omitempty"`
+	// CacheMemory bounds the memory of the verified-token cache of this route: "256MiB", "1GiB", "500MB" or a bare
+	// number of bytes (default: a 32nd of the memory Traefik may use, between 16 MiB and 512 MiB).
+	CacheMemory string `json:"cacheMemory,omitempty"`
 	// JWKSRefreshInterval is how often the key set is fetched again (default "5m").
 	JWKSRefreshInterval string `json:"jwksRefreshInterval,omitempty"`
 	// JWKSMinRefreshInterval is the least time between two fetches caused by unknown kids (default "30s").
@@ -78,7 +83,6 @@ func CreateConfig() *Config {
 	return &Config{
 		ClockSkew:              "30s",
 		MaxTokenBytes:          8192,
-		CacheSize:              10000,
 		JWKSRefreshInterval:    "5m",
 		JWKSMinRefreshInterval: "30s",
 		FetchTimeout:           "5s",
@@ -110,7 +114,8 @@ type settings struct {
 	skew             time.Duration
 	skewSec          float64
 	maxTokenBytes    int
-	cacheSize        int
+	cacheSize        int   // 0: no count limit
+	cacheMemory      int64 // bytes
 	jwksRefresh      time.Duration
 	jwksMinRefresh   time.Duration
 	revocationPoll   time.Duration // 0: follow the feed's poll_interval
@@ -238,11 +243,20 @@ func parseConfig(c *Config) (*settings, error) {
 		errs = append(errs, fmt.Sprintf("maxTokenBytes: %d is too small for any access token (minimum 256)", c.MaxTokenBytes))
 	}
 	s.cacheSize = c.CacheSize
-	if s.cacheSize == 0 {
-		s.cacheSize = 10000
-	}
 	if s.cacheSize < 0 {
 		errs = append(errs, fmt.Sprintf("cacheSize: %d must be positive", c.CacheSize))
+	}
+	s.cacheMemory = defaultCacheMemory
+	if c.CacheMemory != "" {
+		n, err := parseBytes(c.CacheMemory)
+		switch {
+		case err != nil:
+			errs = append(errs, "cacheMemory: "+err.Error())
+		case n < 1<<20:
+			errs = append(errs, fmt.Sprintf("cacheMemory: %s is below the minimum 1MiB", c.CacheMemory))
+		default:
+			s.cacheMemory = n
+		}
 	}
 
 	h := c.Headers
@@ -338,6 +352,73 @@ func parseDuration(v string, def time.Duration) (time.Duration, error) {
 	}
 	return d, nil
 }
+
+// defaultCacheMemory bounds each verified-token cache unless cacheMemory is set: a 32nd of the memory this process
+// may use (its cgroup's limit, else the machine's), between 16 MiB and 512 MiB. A cached token of the authserver's
+// format takes about 1.6 KiB (docs/plugin.md), so this holds ten thousand tokens on a 512 MiB container and three
+// hundred thousand from 16 GiB up; the cache only grows with the tokens actually presented.
+var defaultCacheMemory = cacheShare(memoryLimit())
+
+func cacheShare(limit int64) int64 {
+	n := limit / 32
+	if n < 16<<20 {
+		n = 16 << 20
+	}
+	if n > 512<<20 {
+		n = 512 << 20
+	}
+	return n
+}
+
+// memoryLimit is the cgroup memory limit (v2, then v1) when lower than the machine's memory, else the machine's
+// memory; 8 GiB where neither can be read.
+func memoryLimit() int64 {
+	total := int64(8 << 30)
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) >= 2 && f[0] == "MemTotal:" {
+				if kb, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+					total = kb << 10
+				}
+				break
+			}
+		}
+	}
+	for _, f := range []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		// "max" (v2) or a huge number (v1) mean no limit.
+		if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && n > 0 && n < total {
+			return n
+		}
+		break
+	}
+	return total
+}
+
+// parseBytes reads a size: a bare number of bytes, or a number with KB, MB, GB (powers of 1000) or KiB, MiB, GiB
+// (powers of 1024).
+func parseBytes(v string) (int64, error) {
+	v = strings.TrimSpace(v)
+	mult := 1.0
+	// Longest suffixes first. (Yaegi 0.16 drops the second target of "v, mult = ..." here: one assignment each.)
+	for _, u := range []string{"KiB", "MiB", "GiB", "KB", "MB", "GB", "B"} {
+		if strings.HasSuffix(v, u) {
+			mult = byteUnits[u]
+			v = strings.TrimSpace(strings.TrimSuffix(v, u))
+			break
+		}
+	}
+	n, err := strconv.ParseFloat(v, 64)
+	if err != nil || n < 0 {
+		return 0, errors.New("not a size (use e.g. \"256MiB\" or a number of bytes)")
+	}
+	return int64(n * mult), nil
+}
+
+var byteUnits = map[string]float64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "KB": 1e3, "MB": 1e6, "GB": 1e9, "B": 1}
 
 // cleanList trims entries and drops empty ones, and also splits space-separated entries, so "mcp tools" and
 // ["mcp", "tools"] mean the same.

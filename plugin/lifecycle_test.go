@@ -1,6 +1,8 @@
 package plugin
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -34,10 +36,10 @@ func TestReloadReusesCachedVerdicts(t *testing.T) {
 
 func TestCacheExpiresWithTheToken(t *testing.T) {
 	c := newTokenCache(100)
-	c.setMax(3)
-	c.put("a", &cacheEntry{deadline: 102}, 100)
-	c.put("b", &cacheEntry{deadline: 105}, 100)
-	c.put("d", &cacheEntry{deadline: 103, denied: true}, 100)
+	c.setLimits(1<<30, 3)
+	put(c, "a", &cacheEntry{deadline: 102})
+	put(c, "b", &cacheEntry{deadline: 105})
+	put(c, "d", &cacheEntry{deadline: 103, denied: true})
 	_, ok := c.hot.Load("d")
 	assert.False(t, ok, "403 verdicts stay off the hot map")
 	c.sweep(102)
@@ -45,13 +47,105 @@ func TestCacheExpiresWithTheToken(t *testing.T) {
 	assert.False(t, ok, "expired at its deadline")
 	_, ok = c.hot.Load("b")
 	assert.True(t, ok)
-	assert.NotNil(t, c.get("d", 102))
+	assert.NotNil(t, c.deniedEntry("d", 102))
 	// Full: the put makes room.
-	c.put("e", &cacheEntry{deadline: 200}, 102)
-	c.put("f", &cacheEntry{deadline: 200}, 102)
+	put(c, "e", &cacheEntry{deadline: 200})
+	put(c, "f", &cacheEntry{deadline: 200})
 	c.mu.Lock()
-	assert.LessOrEqual(t, len(c.all), 3)
+	assert.LessOrEqual(t, c.n, 3)
 	c.mu.Unlock()
 	_, ok = c.hot.Load("f")
 	assert.True(t, ok)
+}
+
+// TestFastPathTakesCommonTokens: the tokens the authserver issues take fastVerify, once a token with their header
+// was verified (a regression there fails no behaviour test, it only costs speed); other forms fall back to verify.
+func TestFastPathTakesCommonTokens(t *testing.T) {
+	t.Cleanup(compiled.StopAll)
+	f := plugintest.NewFixture(t, buildCompiled)
+	h, _ := f.Handler(nil) // its readiness check verifies an ES256 token, which teaches fastVerify the header
+	m := h.(*Middleware)
+	fast := func(key string) bool {
+		e, err := fastVerify(m, key)
+		require.NoError(t, err)
+		return e != nil
+	}
+	sign := func(kid string, edit func(c map[string]interface{})) string {
+		c := f.Iss.Claims(plugintest.Resource)
+		edit(c)
+		return f.Iss.Sign(kid, c)
+	}
+	assert.True(t, fast("Bearer "+sign("es", func(map[string]interface{}) {})))
+	assert.True(t, fast("Bearer "+sign("es", func(c map[string]interface{}) { c["scope"] = "mcp offline_access" })))
+	assert.True(t, fast("Bearer "+sign("es", func(c map[string]interface{}) { delete(c, "email"); delete(c, "nbf") })))
+	assert.False(t, fast("bearer "+sign("es", func(map[string]interface{}) {})), "another spelling of the scheme")
+	assert.False(t, fast("Bearer "+sign("es", func(c map[string]interface{}) { c["aud"] = []string{plugintest.Resource} })))
+	assert.False(t, fast("Bearer "+sign("es", func(c map[string]interface{}) { c["name"] = "A & B" })), "an escape in the claims")
+	assert.False(t, fast("Bearer "+sign("es", func(c map[string]interface{}) { c["scope"] = "profile" })), "a 403 is verify's")
+	rsa := "Bearer " + sign("rsa", func(map[string]interface{}) {})
+	assert.False(t, fast(rsa), "a header not seen yet")
+	code, _ := plugintest.Status(h, strings.TrimPrefix(rsa, "Bearer "))
+	require.Equal(t, 200, code)
+	assert.True(t, fast("Bearer "+sign("rsa", func(map[string]interface{}) {})), "RS256 once its header is known")
+}
+
+func TestCacheEvictsTheSoonestDeadlineFirst(t *testing.T) {
+	c := newTokenCache(100)
+	c.setLimits(1<<40, 4)
+	for i, d := range []int64{150, 120, 180, 130} {
+		put(c, fmt.Sprint("k", i), &cacheEntry{deadline: d, jti: fmt.Sprint("j", i)})
+	}
+	put(c, "k4", &cacheEntry{deadline: 200, jti: "j4"}) // over the count: back to 4 - 4/16
+	for k, want := range map[string]bool{"k0": true, "k1": false, "k2": true, "k3": true, "k4": true} {
+		_, ok := c.hot.Load(k)
+		assert.Equal(t, want, ok, k)
+	}
+
+	// The memory bound: room for three entries of these keys; a fourth evicts the soonest ones until the cache is
+	// a sixteenth under its bound.
+	c = newTokenCache(100)
+	c.setLimits(3*(entryOverhead+2), 0)
+	for i, d := range []int64{150, 120, 180, 130} {
+		put(c, fmt.Sprint("k", i), &cacheEntry{deadline: d, jti: fmt.Sprint("j", i)})
+	}
+	for k, want := range map[string]bool{"k0": true, "k1": false, "k2": true, "k3": false} {
+		_, ok := c.hot.Load(k)
+		assert.Equal(t, want, ok, k)
+	}
+	assert.Equal(t, 2, c.n)
+	assert.Equal(t, int64(2*(entryOverhead+2)), c.bytes)
+
+	// Everything expired: nothing left, nothing counted.
+	c.sweep(1000)
+	assert.Zero(t, c.n)
+	assert.Zero(t, c.bytes)
+	assert.Empty(t, c.byJti)
+	assert.Empty(t, c.byDeadline)
+}
+
+func TestCachePurgesEverySpellingOfARevokedJti(t *testing.T) {
+	c := newTokenCache(100)
+	a, b, other := &cacheEntry{deadline: 200, jti: "j"}, &cacheEntry{deadline: 200, jti: "j"}, &cacheEntry{deadline: 200, jti: "k"}
+	put(c, "Bearer x", a)
+	put(c, "bearer x", b)
+	put(c, "Bearer y", other)
+	dup := &cacheEntry{deadline: 200, jti: "k"}
+	put(c, "Bearer y", dup) // a second verification of the same token files nothing
+	c.remove(dup)           // and removing it leaves the one filed
+	c.purgeJtis(map[string]bool{"j": true})
+	for k, want := range map[string]bool{"Bearer x": false, "bearer x": false, "Bearer y": true} {
+		_, ok := c.hot.Load(k)
+		assert.Equal(t, want, ok, k)
+	}
+	assert.Equal(t, 1, c.n)
+	assert.Equal(t, int64(entryOverhead+len("Bearer y")), c.bytes)
+}
+
+// TestCacheMemoryPerToken holds the cache's memory estimate (entryOverhead plus the Authorization value) to what a
+// cached token really costs compiled; plugin/yaegitest does the same under Yaegi.
+func TestCacheMemoryPerToken(t *testing.T) {
+	t.Cleanup(compiled.StopAll)
+	per := plugintest.CacheMemoryPerToken(t, buildCompiled, 5000)
+	t.Logf("compiled: %.0f bytes per cached token beyond its Authorization value (entryOverhead %d)", per, entryOverhead)
+	assert.LessOrEqual(t, per, float64(entryOverhead))
 }

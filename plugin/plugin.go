@@ -1,9 +1,13 @@
 package plugin
 
 import (
+	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"math/big"
 	"net/http"
 	"strings"
 	"time"
@@ -20,9 +24,16 @@ type Middleware struct {
 	keepAuth  bool
 	challenge string          // WWW-Authenticate for a request without a token
 	scopeStr  string          // the required scopes as a token's scope claim would list them
+	scopeWord string          // " <scope> " when the route needs one scope (see prepare)
 	hdrNames  []string        // identity headers to strip from preflights
 	prm       []byte          // the protected-resource metadata document
 	prmPaths  map[string]bool // metadata paths served here, never forwarded even with a valid token
+	// The header writes of an allowed token: opsTemplate has the names (and Authorization, removed, unless
+	// keepAuthorization); allowed fills in the claims, opsClaim[i] being the index of the claim of opsTemplate[i]
+	// among sub, username, email, client_id, scope.
+	opsTemplate []headerOp
+	opsClaim    []int
+	maxKeyBytes int // the longest Authorization value fastVerify takes (maxTokenBytes after "Bearer ")
 }
 
 // New builds the middleware for one router. It never waits for the network: keys load in the background and
@@ -36,24 +47,40 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 		return nil, err
 	}
 	st := registry.issuerFor(s)
-	m := &Middleware{
-		next:     next,
-		name:     name,
-		s:        s,
-		st:       st,
-		cache:    st.cacheFor(s),
-		keepAuth: s.keepAuth,
+	m := &Middleware{next: next, name: name, s: s, st: st, cache: st.cacheFor(s)}
+	if err := m.prepare(); err != nil {
+		return nil, err
 	}
+	return m, nil
+}
+
+// prepare computes from m.s what the request path needs.
+func (m *Middleware) prepare() error {
+	s := m.s
+	m.keepAuth = s.keepAuth
 	m.scopeStr = strings.Join(s.scopes, " ")
+	// One required scope is found in any scope claim by a substring search; with several, only a claim of exactly
+	// them takes fastVerify ("\n" is in no claim it takes).
+	m.scopeWord = "\n"
+	if len(s.scopes) == 1 {
+		m.scopeWord = " " + s.scopes[0] + " "
+	}
 	m.challenge = "Bearer resource_metadata=\"" + s.metadataURL + "\""
 	if len(s.scopes) > 0 {
 		m.challenge += ", scope=\"" + strings.Join(s.scopes, " ") + "\""
 	}
-	for _, h := range s.headers {
+	for i, h := range s.headers {
 		if h != "" {
 			m.hdrNames = append(m.hdrNames, h)
+			m.opsTemplate = append(m.opsTemplate, headerOp{name: h})
+			m.opsClaim = append(m.opsClaim, i)
 		}
 	}
+	if !m.keepAuth {
+		// The backend must not get a token it could replay elsewhere (MCP: no token passthrough).
+		m.opsTemplate = append(m.opsTemplate, headerOp{name: "Authorization"})
+	}
+	m.maxKeyBytes = s.maxTokenBytes + len("Bearer ")
 	m.prmPaths = map[string]bool{wellKnownPRM: true, wellKnownPRM + "/": true}
 	if s.prmPath != "" {
 		m.prmPaths[s.prmPath] = true
@@ -63,6 +90,7 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 		resourceName = s.resource
 	}
 	// RFC 9728 §2; authorization_servers must be string-identical to the AS metadata's issuer.
+	var err error
 	m.prm, err = json.Marshal(map[string]interface{}{
 		"resource":                 s.resource,
 		"authorization_servers":    []string{s.issuer},
@@ -70,15 +98,15 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 		"bearer_methods_supported": []string{"header"},
 		"resource_name":            resourceName,
 	})
-	if err != nil {
-		return nil, err
-	}
-	return m, nil
+	return err
 }
 
 // ServeHTTP is the request path. Under Traefik each expression here runs interpreted and Yaegi allocates a slot
 // for every one of them on every call, taken branch or not; so a token seen before costs one sync.Map lookup and
 // the precomputed header writes, and everything else lives in serveSlow.
+//
+// The functions a request goes through are plain functions, not methods: under Yaegi a call to an interpreted
+// method costs about four times a function call (docs/plugin.md, Performance).
 func (m *Middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := r.Header
 	if a := h["Authorization"]; len(a) == 1 {
@@ -90,34 +118,73 @@ func (m *Middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	m.serveSlow(w, r)
+	serveSlow(m, w, r)
 }
 
-func (m *Middleware) serveSlow(w http.ResponseWriter, r *http.Request) {
+// serveSlow serves a request whose token is not in the hot cache: a first-seen token through fastVerify, and
+// anything else through serveUncommon.
+func serveSlow(m *Middleware, w http.ResponseWriter, r *http.Request) {
 	auth := r.Header["Authorization"]
-	if len(auth) != 1 || len(auth[0]) < 8 || !strings.EqualFold(auth[0][:7], "Bearer ") || m.prmPaths[r.URL.Path] {
+	if len(auth) != 1 || m.prmPaths[r.URL.Path] {
 		m.serveOther(w, r)
 		return
 	}
-	now := time.Now()
-	e := m.cache.get(auth[0], now.Unix())
+	e, err := fastVerify(m, auth[0])
 	if e == nil {
-		var err error
-		if e, err = m.verify(strings.TrimLeft(auth[0][7:], " "), now); err != nil {
-			m.reject(w, r, err)
-			return
-		}
-		m.cache.put(auth[0], e, now.Unix())
-		// A revocation or key removal that landed while this token was being checked may have purged the cache
-		// before the put: look again so the entry cannot outlive it.
-		if err := m.st.recheck(e.jti, e.kid); err != nil {
-			m.cache.remove(auth[0])
-			m.reject(w, r, err)
-			return
-		}
+		m.serveUncommon(w, r, auth[0], err)
+		return
 	}
-	m.pass(w, r, e)
+	h := r.Header
+	for _, op := range e.ops {
+		h[op.name] = op.vals
+	}
+	m.next.ServeHTTP(w, r)
 }
+
+// serveUncommon answers a single Authorization value that fastVerify did not take (err: its final refusal).
+func (m *Middleware) serveUncommon(w http.ResponseWriter, r *http.Request, key string, err error) {
+	var e *cacheEntry
+	if err == nil {
+		e, err = m.admit(key)
+	}
+	switch {
+	case err == errNotBearer:
+		m.serveOther(w, r)
+	case err != nil:
+		m.reject(w, r, err)
+	default:
+		m.pass(w, r, e)
+	}
+}
+
+// errNotBearer: the Authorization value is not a Bearer token; serveOther answers it.
+var errNotBearer = errors.New("not a Bearer token")
+
+// admit returns the verdict on the Authorization value key: the cached 403, or a fresh verdict, which it caches.
+func (m *Middleware) admit(key string) (*cacheEntry, error) {
+	now := time.Now()
+	if e := m.cache.deniedEntry(key, now.Unix()); e != nil {
+		return e, nil
+	}
+	if len(key) < 8 || !strings.EqualFold(key[:7], "Bearer ") {
+		return nil, errNotBearer
+	}
+	e, err := m.verify(strings.TrimLeft(key[7:], " "), now)
+	if err != nil {
+		return nil, err
+	}
+	put(m.cache, key, e)
+	// A revocation or key removal that landed while this token was being checked may have purged the cache
+	// before the put: look again so the entry cannot outlive it.
+	if err := m.st.recheck(e.jti, e.kid); err != nil {
+		m.cache.remove(e)
+		return nil, err
+	}
+	return e, nil
+}
+
+// unixEpoch makes time.Since a clock read in one native call.
+var unixEpoch = time.Unix(0, 0)
 
 var errRevokedOrRetired = errors.New("token has been revoked or its signing key was retired")
 
@@ -192,7 +259,7 @@ func (m *Middleware) pass(w http.ResponseWriter, r *http.Request, e *cacheEntry)
 }
 
 // verify checks a token fully and returns the verdict to cache. Its errors are token errors (401), or
-// errKeysNotReady (503).
+// errKeysNotReady (503). It remembers the header of a valid token, so that fastVerify can take later ones.
 func (m *Middleware) verify(tok string, now time.Time) (*cacheEntry, error) {
 	pt, err := parseToken(tok, m.s.maxTokenBytes, m.s.algorithms)
 	if err != nil {
@@ -211,29 +278,94 @@ func (m *Middleware) verify(tok string, now time.Time) (*cacheEntry, error) {
 	if m.st.isRevoked(pt.claims.Jti) {
 		return nil, errRevoked
 	}
-	return m.verdict(&pt.claims, pt.kid), nil
+	m.cache.learnHeader(pt.headerSeg, pt.alg, pt.kid, key, pt.sigLen)
+	return verdict(m, &pt.claims, pt.kid), nil
+}
+
+// fastVerify is verify and the caching of its verdict for the common case, in as few interpreted steps as Yaegi
+// allows (docs/plugin.md, Performance): a token after exactly "Bearer ", whose header segment a valid token already
+// had (so its checks are done and its key known), with claims without escapes, one audience and the route's scopes
+// (a 403 is verify's). Any other token, or one refused for a reason verify words more precisely, gets neither
+// verdict nor error: admit then judges it from the start. A bad signature is final, so that a forged token costs
+// one signature check, not two.
+func fastVerify(m *Middleware, key string) (*cacheEntry, error) {
+	p := strings.Split(key, ".")
+	if len(p) != 3 || len(key) > m.maxKeyBytes {
+		return nil, nil
+	}
+	kh, known := m.cache.headers.Load(p[0])
+	cb, err := strictB64.DecodeString(p[1])
+	sig, err2 := strictB64.DecodeString(p[2])
+	// JSON strings hold control characters only as escapes: without a backslash (or DEL) every claim is fit for a
+	// header value.
+	if !known || err != nil || err2 != nil || bytes.ContainsAny(cb, "\\\x7f") {
+		return nil, nil
+	}
+	h, c, s := kh.(*knownHeader), blankClaims, m.s
+	now := float64(time.Since(unixEpoch)) / 1e9
+	lo, hi := now-s.skewSec, now+s.skewSec
+	// A missing exp or iat is NaN, which fails every comparison. The signature segment must have the length of a
+	// valid one: the decoder skips line breaks.
+	if json.Unmarshal(cb, &c) != nil || !(lo < c.Exp && c.Iat <= hi && c.Nbf <= hi) || c.Iss != s.issuer ||
+		c.Aud != s.resource || c.Sub == "" || c.ClientID == "" || c.Jti == "" || len(p[2]) != h.sigLen ||
+		(c.Scope != m.scopeStr && !strings.Contains(" "+c.Scope+" ", m.scopeWord)) {
+		return nil, nil
+	}
+	input := key[7 : len(p[0])+1+len(p[1])]
+	if h.es256 != nil {
+		// verifyKey.verify's common case, inline.
+		d := sha256.Sum256([]byte(input))
+		if len(sig) != 64 || !ecdsa.Verify(h.es256, d[:], new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])) {
+			err = errSignature
+		}
+	} else {
+		err = h.key.verify(h.alg, input, sig)
+	}
+	if err != nil {
+		if strings.ContainsAny(key, "\r\n") {
+			return nil, nil // verify names the line break
+		}
+		return nil, err
+	}
+	e, st := allowed(m, &c, h.kid), m.st
+	// Under the issuer's read lock: a revocation, key change or stale feed either came first and is seen here, or
+	// waits for the entry to be in the cache and then purges it.
+	st.mu.RLock()
+	_, revoked := st.revoked[c.Jti]
+	current := st.keys[h.kid] == h.key && !st.feedStale
+	if current && !revoked {
+		put(m.cache, key, e)
+	}
+	st.mu.RUnlock()
+	if revoked {
+		return nil, errRevoked
+	}
+	if !current {
+		return nil, nil
+	}
+	return e, nil
 }
 
 // verdict is the cache entry of a valid token: the headers to set, or a 403 when scopes are missing.
-func (m *Middleware) verdict(c *tokenClaims, kid string) *cacheEntry {
-	e := &cacheEntry{deadline: int64(*c.Exp + m.s.skewSec), jti: c.Jti, kid: kid}
+func verdict(m *Middleware, c *tokenClaims, kid string) *cacheEntry {
 	if c.Scope != m.scopeStr && !hasScopes(c.Scope, m.s.scopes) {
+		e := &cacheEntry{deadline: int64(c.Exp + m.s.skewSec), jti: c.Jti, kid: kid}
 		m.denyScopes(e, c.Scope)
 		return e
 	}
-	values := [5]string{c.Sub, c.Username, c.Email, c.ClientID, c.Scope}
-	for i, name := range m.s.headers {
-		if name != "" {
-			if values[i] == "" {
-				e.ops = append(e.ops, headerOp{name: name})
-			} else {
-				e.ops = append(e.ops, headerOp{name: name, vals: []string{values[i]}})
-			}
+	return allowed(m, c, kid)
+}
+
+// allowed is the verdict on a valid token with the route's scopes.
+func allowed(m *Middleware, c *tokenClaims, kid string) *cacheEntry {
+	e := &cacheEntry{deadline: int64(c.Exp + m.s.skewSec), jti: c.Jti, kid: kid}
+	// One array for the values, a header slicing one each; an empty claim leaves its header nil (removed).
+	vals := []string{c.Sub, c.Username, c.Email, c.ClientID, c.Scope}
+	e.ops = append([]headerOp(nil), m.opsTemplate...)
+	for i, ci := range m.opsClaim {
+		if vals[ci] != "" {
+			e.ops[i].vals = vals[ci : ci+1 : ci+1]
 		}
-	}
-	if !m.keepAuth {
-		// The backend must not get a token it could replay elsewhere (MCP: no token passthrough).
-		e.ops = append(e.ops, headerOp{name: "Authorization"})
 	}
 	return e
 }

@@ -129,10 +129,17 @@ func (st *issuerState) setTiming(s *settings) {
 }
 
 // cacheFor returns the verified-token cache of one route policy. Routes whose policy (resource, scopes, header
-// names, skew, keepAuthorization) is the same share a cache, which is what keeps it warm across reloads.
+// names, skew, keepAuthorization, algorithms, maxTokenBytes) is the same share a cache, which is what keeps it warm
+// across reloads.
 func (st *issuerState) cacheFor(s *settings) *tokenCache {
+	var algs []string
+	for _, a := range []string{"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"} {
+		if s.algorithms[a] {
+			algs = append(algs, a)
+		}
+	}
 	key := s.resource + "\n" + strings.Join(s.scopes, " ") + "\n" + strings.Join(s.headers, ",") + "\n" + s.skew.String() +
-		"\n" + strconv.FormatBool(s.keepAuth)
+		"\n" + strconv.FormatBool(s.keepAuth) + "\n" + strings.Join(algs, ",") + "\n" + strconv.Itoa(s.maxTokenBytes)
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	c := st.caches[key]
@@ -140,7 +147,7 @@ func (st *issuerState) cacheFor(s *settings) *tokenCache {
 		c = newTokenCache(time.Now().Unix())
 		st.caches[key] = c
 	}
-	c.setMax(s.cacheSize)
+	c.setLimits(s.cacheMemory, s.cacheSize)
 	return c
 }
 
@@ -538,7 +545,9 @@ func (st *issuerState) applyFeed(entries []feedEntry, cursor int64, replace bool
 	st.cursor = cursor
 	st.mu.Unlock()
 	if len(fresh) > 0 {
-		st.purge(func(e *cacheEntry) bool { return fresh[e.jti] })
+		for _, c := range st.allCaches() {
+			c.purgeJtis(fresh)
+		}
 	}
 }
 

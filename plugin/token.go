@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 )
@@ -17,25 +18,30 @@ type tokenHeader struct {
 }
 
 // tokenClaims are the RFC 9068 claims the middleware reads. Numeric dates are float64 because RFC 7519 allows
-// fractions; pointers tell a missing claim from zero.
+// fractions. They are decoded over blankClaims, whose values no JSON number has, to tell a missing date: NaN for
+// exp and iat, -Inf for nbf (which may be missing); cheaper under Yaegi than pointers.
 type tokenClaims struct {
 	Iss      string      `json:"iss"`
 	Sub      string      `json:"sub"`
 	Aud      interface{} `json:"aud"`
 	ClientID string      `json:"client_id"`
 	Scope    string      `json:"scope"`
-	Iat      *float64    `json:"iat"`
-	Nbf      *float64    `json:"nbf"`
-	Exp      *float64    `json:"exp"`
+	Iat      float64     `json:"iat"`
+	Nbf      float64     `json:"nbf"`
+	Exp      float64     `json:"exp"`
 	Jti      string      `json:"jti"`
 	Username string      `json:"username"`
 	Email    string      `json:"email"`
 }
 
+var blankClaims = tokenClaims{Iat: math.NaN(), Nbf: math.Inf(-1), Exp: math.NaN()}
+
 // parsedToken is a structurally valid JWS whose signature is not checked yet.
 type parsedToken struct {
 	alg          string
 	kid          string
+	headerSeg    string // the header as it was encoded
+	sigLen       int    // the length of the signature segment
 	signingInput string
 	sig          []byte
 	claims       tokenClaims
@@ -116,14 +122,16 @@ func parseToken(tok string, maxBytes int, algs map[string]bool) (*parsedToken, e
 	if h.Kid == "" {
 		return nil, errNoKid
 	}
-	pt := &parsedToken{alg: h.Alg, kid: h.Kid, signingInput: tok[:len(parts[0])+1+len(parts[1])]}
+	pt := &parsedToken{alg: h.Alg, kid: h.Kid, headerSeg: parts[0], signingInput: tok[:len(parts[0])+1+len(parts[1])]}
 	if pt.sig, err = strictB64.DecodeString(parts[2]); err != nil || len(pt.sig) == 0 {
 		return nil, errSigB64
 	}
+	pt.sigLen = len(parts[2])
 	cb, err := strictB64.DecodeString(parts[1])
 	if err != nil {
 		return nil, errPayloadB64
 	}
+	pt.claims = blankClaims
 	if json.Unmarshal(cb, &pt.claims) != nil {
 		return nil, errClaimsJSON
 	}
@@ -139,19 +147,19 @@ func checkClaims(c *tokenClaims, s *settings, now time.Time) error {
 		return s.errAudience
 	}
 	t := float64(now.UnixNano()) / 1e9
-	if c.Exp == nil {
+	if math.IsNaN(c.Exp) {
 		return errNoExp
 	}
-	if t >= *c.Exp+s.skewSec {
+	if t >= c.Exp+s.skewSec {
 		return errExpired
 	}
-	if c.Nbf != nil && t < *c.Nbf-s.skewSec {
+	if t < c.Nbf-s.skewSec {
 		return errNotYet
 	}
-	if c.Iat == nil {
+	if math.IsNaN(c.Iat) {
 		return errNoIat
 	}
-	if *c.Iat > t+s.skewSec {
+	if c.Iat > t+s.skewSec {
 		return errFutureIat
 	}
 	if c.Sub == "" || c.ClientID == "" || c.Jti == "" {

@@ -196,6 +196,8 @@ func configErrors(t *testing.T, f *Fixture) {
 		{map[string]interface{}{"issuer": "https://auth.example.com", "resource": Resource, "headers": map[string]interface{}{"userId": "X User"}}, "not a valid header name"},
 		{map[string]interface{}{"issuer": "https://auth.example.com", "resource": Resource, "scopes": `mcp "x"`}, "not a valid scope"},
 		{map[string]interface{}{"issuer": "https://auth.example.com", "resource": Resource, "cacheSize": "many"}, "cannot parse 'CacheSize' as int"},
+		{map[string]interface{}{"issuer": "https://auth.example.com", "resource": Resource, "cacheMemory": "lots"}, "cacheMemory: not a size"},
+		{map[string]interface{}{"issuer": "https://auth.example.com", "resource": Resource, "cacheMemory": "512KiB"}, "below the minimum 1MiB"},
 		{map[string]interface{}{"issuer": "https://auth.example.com", "resource": Resource, "revocationMaxLag": "later"}, "revocationMaxLag"},
 		{map[string]interface{}{"issuer": "https://auth.example.com", "resource": Resource, "revocationFeedUrl": "off", "revocationMaxLag": "1m"}, "feed is off"},
 	}
@@ -210,7 +212,7 @@ func configErrors(t *testing.T, f *Fixture) {
 // only (lists comma-separated), YAML gives typed values.
 func configDecoding(t *testing.T, f *Fixture) {
 	labels := map[string]interface{}{
-		"scopes": "mcp,tools", "clockSkew": "45s", "cacheSize": "500", "keepAuthorization": "true",
+		"scopes": "mcp,tools", "clockSkew": "45s", "cacheSize": "500", "cacheMemory": "2MiB", "keepAuthorization": "true",
 		"algorithms": "ES256", "maxTokenBytes": "4096", "revocationPollInterval": "1",
 		"headers": map[string]interface{}{"userId": "X-Github-Id"},
 	}
@@ -230,7 +232,7 @@ func configDecoding(t *testing.T, f *Fixture) {
 	assert.Contains(t, ch, "alg RS256 is not accepted", "algorithms came from a string")
 
 	yamlTyped := map[string]interface{}{
-		"scopes": []interface{}{"mcp"}, "clockSkew": 45, "cacheSize": 500, "keepAuthorization": false,
+		"scopes": []interface{}{"mcp"}, "clockSkew": 45, "cacheSize": 500, "cacheMemory": 4194304, "keepAuthorization": false,
 		"algorithms": []interface{}{"RS256"}, "scopesSupported": []interface{}{"mcp", "tools"},
 	}
 	h, _ = f.Handler(yamlTyped)

@@ -123,3 +123,15 @@ func TestYaegi(t *testing.T) {
 func BenchmarkCachedToken(b *testing.B) { plugintest.BenchCachedToken(b, interpreted) }
 
 func BenchmarkFirstSeenToken(b *testing.B) { plugintest.BenchFirstSeenToken(b, interpreted) }
+
+// TestYaegiCacheMemoryPerToken holds the cache's memory estimate (the plugin's entryOverhead plus the Authorization
+// value) to what a cached token really costs under Yaegi.
+func TestYaegiCacheMemoryPerToken(t *testing.T) {
+	t.Cleanup(stopAll)
+	per := plugintest.CacheMemoryPerToken(t, buildYaegi, 5000)
+	v, err := yaegiInterp.Eval("plugin.entryOverhead")
+	require.NoError(t, err)
+	overhead := v.Int()
+	t.Logf("yaegi: %.0f bytes per cached token beyond its Authorization value (entryOverhead %d)", per, overhead)
+	require.LessOrEqual(t, per, float64(overhead))
+}
