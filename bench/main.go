@@ -109,7 +109,7 @@ type Config struct {
 func fullConfig() Config {
 	return Config{
 		Reps: 3, EdgeReps: 5, Warmup: 2 * time.Second,
-		EdgeRun: 5 * time.Second, EdgeGrowth: []int{16, 64, 256}, TokenSets: []int{1000, 4000, 16000},
+		EdgeRun: 5 * time.Second, EdgeGrowth: []int{16, 64, 256}, TokenSets: []int{10000, 40000, 160000},
 		GrowthRun: 3 * time.Second,
 		IssueRun:  3 * time.Second, IssueCodes: 4000, Clients: 16,
 		Calls: 2000, CallsMax: 15 * time.Second, Sessions: []int{1, 4, 16, 64}, SessionRun: 2 * time.Second, StartCount: 10, MemSessions: 16,

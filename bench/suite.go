@@ -153,9 +153,15 @@ func (st *Suite) Markdown() string {
 	d.P("Settings: %d repetitions, %s warm-up before measuring, %s per edge run, %s per calls/s run, %d sequential calls for per-call latency.",
 		st.Cfg.Reps, st.Cfg.Warmup, st.Cfg.EdgeRun, st.Cfg.SessionRun, st.Cfg.Calls)
 
+	// The edge section's summary is the plugin's (issue 17); the others' are streamproxy's.
 	var summary strings.Builder
 	for _, s := range st.Sections {
-		summary.WriteString(s.Summary.String())
+		if s.Name != "edge" {
+			summary.WriteString(s.Summary.String())
+		} else if sum := s.Summary.String(); sum != "" {
+			d.H2("Summary: the plugin at the edge (issue 17)")
+			d.Raw(sum)
+		}
 	}
 	if summary.Len() > 0 {
 		d.H2("Summary: protocol version " + mcpclient.ModernProtocolVersion + " through streamproxy")
@@ -187,7 +193,7 @@ func (st *Suite) Markdown() string {
 			rows = append(rows, []string{s.Title, "not measured", "**not run**", s.Err.Error()})
 		}
 	}
-	d.Table([]string{"target (issues 6 and 12)", "measured", "result", "why / notes"}, rows)
+	d.Table([]string{"target (issues 6, 12 and 17)", "measured", "result", "why / notes"}, rows)
 
 	for _, s := range st.Sections {
 		d.H2(s.Title)

@@ -36,7 +36,7 @@ type traefikRoute struct {
 
 // startTraefik runs Traefik 3.6 on a free port with the plugin loaded as a local plugin (the way the dev stack
 // loads it, from plugins-local/src/<module>) and one router per route, all to the same backend.
-func startTraefik(e *env, port, backendPort int, routes func(port int) []traefikRoute) {
+func startTraefik(e *env, port, backendPort int, routes func(port int) []traefikRoute) *testenv.Process {
 	bin := testenv.TraefikBin(e)
 	dir := e.TempDir()
 
@@ -64,11 +64,15 @@ func startTraefik(e *env, port, backendPort int, routes func(port int) []traefik
 		e.Fatalf("no plugin sources in HEAD:plugin/")
 	}
 
-	// A do-nothing Yaegi plugin: what any interpreted middleware costs in Traefik, the floor under the plugin's cost.
-	noopDir := filepath.Join(dir, "plugins-local", "src", "example.test", "noop")
-	e.check(os.MkdirAll(noopDir, 0o755), "noop plugin dir")
-	e.check(os.WriteFile(filepath.Join(noopDir, ".traefik.yml"), []byte(noopManifest), 0o644), "noop manifest")
-	e.check(os.WriteFile(filepath.Join(noopDir, "noop.go"), []byte(noopSource), 0o644), "noop source")
+	// Two reference Yaegi plugins: one that does nothing (what any interpreted middleware costs in Traefik, the floor
+	// under the plugin's cost) and one that only writes the identity headers (the floor of a plugin that must).
+	for _, ref := range []struct{ name, source string }{{"noop", noopSource}, {"headers", headersSource}} {
+		refDir := filepath.Join(dir, "plugins-local", "src", "example.test", ref.name)
+		e.check(os.MkdirAll(refDir, 0o755), ref.name+" plugin dir")
+		manifest := strings.ReplaceAll(referenceManifest, "NAME", ref.name)
+		e.check(os.WriteFile(filepath.Join(refDir, ".traefik.yml"), []byte(manifest), 0o644), ref.name+" manifest")
+		e.check(os.WriteFile(filepath.Join(refDir, ref.name+".go"), []byte(ref.source), 0o644), ref.name+" source")
+	}
 
 	var dyn strings.Builder
 	dyn.WriteString("http:\n  routers:\n")
@@ -105,6 +109,8 @@ experimental:
       moduleName: %s
     noop:
       moduleName: example.test/noop
+    headers:
+      moduleName: example.test/headers
 `, port, dynPath, pluginModule)
 	staticPath := filepath.Join(dir, "traefik.yml")
 	e.check(os.WriteFile(staticPath, []byte(static), 0o644), "write static config")
@@ -131,6 +137,7 @@ experimental:
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
+	return p
 }
 
 // gitShow reads a file as committed at HEAD.
@@ -155,10 +162,13 @@ func forwardAuthMiddleware(verifyURL string) string {
 // noopMiddleware is the dynamic configuration of the do-nothing plugin.
 const noopMiddleware = "      plugin:\n        noop: {}\n"
 
-const noopManifest = `displayName: noop
+// headersMiddleware is the dynamic configuration of the reference plugin that writes the identity headers.
+const headersMiddleware = "      plugin:\n        headers: {}\n"
+
+const referenceManifest = `displayName: NAME
 type: middleware
-import: example.test/noop
-summary: does nothing (benchmark reference)
+import: example.test/NAME
+summary: benchmark reference
 testData: {}
 `
 
@@ -180,4 +190,42 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 }
 
 func (n *noop) ServeHTTP(w http.ResponseWriter, r *http.Request) { n.next.ServeHTTP(w, r) }
+`
+
+// headersSource writes the identity headers of one user and removes Authorization on every request, as the plugin
+// does on a cached token (precomputed values, one map assignment each), and looks nothing up.
+const headersSource = `package headers
+
+import (
+	"context"
+	"net/http"
+)
+
+type Config struct{}
+
+func CreateConfig() *Config { return &Config{} }
+
+type headerOp struct {
+	name string
+	vals []string
+}
+
+type headers struct {
+	next http.Handler
+	ops  []headerOp
+}
+
+func New(ctx context.Context, next http.Handler, config *Config, name string) (http.Handler, error) {
+	return &headers{next: next, ops: []headerOp{{"X-User-Id", []string{"1"}}, {"X-User-Name", []string{"bench-user-1"}},
+		{"X-User-Email", []string{"bench@example.com"}}, {"X-Client-Id", []string{"bench-client"}}, {"X-Scopes", []string{"mcp"}},
+		{"Authorization", nil}}}, nil
+}
+
+func (m *headers) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := r.Header
+	for _, op := range m.ops {
+		h[op.name] = op.vals
+	}
+	m.next.ServeHTTP(w, r)
+}
 `
