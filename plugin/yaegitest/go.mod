@@ -8,6 +8,7 @@ go 1.26.0
 require (
 	github.com/mcp-oauth-gateway/gateway v0.0.0
 	github.com/stretchr/testify v1.12.1
+	github.com/tetratelabs/wazero v1.8.0
 	github.com/traefik/paerser v0.2.0
 	github.com/traefik/yaegi v0.16.1
 	go.yaml.in/yaml/v3 v3.0.5
