@@ -354,9 +354,10 @@ func parseDuration(v string, def time.Duration) (time.Duration, error) {
 }
 
 // defaultCacheMemory bounds each verified-token cache unless cacheMemory is set: a 32nd of the memory this process
-// may use (its cgroup's limit, else the machine's), between 16 MiB and 512 MiB. A cached token of the authserver's
-// format takes about 1.6 KiB (docs/plugin.md), so this holds ten thousand tokens on a 512 MiB container and three
-// hundred thousand from 16 GiB up; the cache only grows with the tokens actually presented.
+// may use (its cgroup's limit, else the machine's), between 16 MiB and 512 MiB. The cache counts a token of the
+// authserver's format as about 1.6 KiB (entryOverhead and the token; docs/plugin.md, Cache), so this holds ten
+// thousand tokens on a 512 MiB container and over three hundred thousand from 16 GiB up; the cache only grows with
+// the tokens actually presented.
 var defaultCacheMemory = cacheShare(memoryLimit())
 
 func cacheShare(limit int64) int64 {
