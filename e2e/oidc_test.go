@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"io"
 	"net/http"
@@ -103,27 +102,7 @@ func TestOIDCEndToEnd(t *testing.T) {
 	t.Run("mcp-token through the OpenID provider", func(t *testing.T) {
 		bin := testenv.BuildBinary(t, "./cmd/mcp-token")
 		file := filepath.Join(t.TempDir(), "everything.json")
-		get := exec.Command(bin, "get", everything, "--file", file)
-		stderr, err := get.StderrPipe()
-		require.NoError(t, err)
-		require.NoError(t, get.Start())
-		t.Cleanup(func() { _ = get.Process.Kill() })
-		lines := bufio.NewScanner(stderr)
-		var link string
-		for link == "" && lines.Scan() {
-			link = verificationURL.FindString(lines.Text())
-		}
-		require.NotEmpty(t, link, "mcp-token printed no verification URL")
-		go func() { _, _ = io.Copy(io.Discard, stderr) }()
-		approveInBrowser(t, link, "Corp SSO")
-		done := make(chan error, 1)
-		go func() { done <- get.Wait() }()
-		select {
-		case err := <-done:
-			require.NoError(t, err)
-		case <-time.After(60 * time.Second):
-			t.Fatal("mcp-token did not finish after the approval")
-		}
+		tokenGet(t, bin, everything, file, "Corp SSO")
 		out, err := exec.Command(bin, "print", "--file", file).Output()
 		require.NoError(t, err)
 		token := strings.TrimSpace(string(out))

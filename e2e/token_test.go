@@ -32,28 +32,7 @@ func TestTokenCommand(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "tokens", "everything.json")
 	everything := s.URLs["everything"]
 
-	get := exec.Command(bin, "get", everything, "--file", file)
-	stderr, err := get.StderrPipe()
-	require.NoError(t, err)
-	require.NoError(t, get.Start())
-	t.Cleanup(func() { _ = get.Process.Kill() })
-	lines := bufio.NewScanner(stderr)
-	var link string
-	for link == "" && lines.Scan() {
-		link = verificationURL.FindString(lines.Text())
-	}
-	require.NotEmpty(t, link, "mcp-token printed no verification URL")
-	go func() { _, _ = io.Copy(io.Discard, stderr) }()
-
-	approveInBrowser(t, link, "")
-	done := make(chan error, 1)
-	go func() { done <- get.Wait() }()
-	select {
-	case err := <-done:
-		require.NoError(t, err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("mcp-token did not finish after the approval")
-	}
+	tokenGet(t, bin, everything, file, "")
 
 	info, err := os.Stat(file)
 	require.NoError(t, err)
@@ -105,4 +84,32 @@ func approveInBrowser(t *testing.T, link, provider string) {
 		assert.Contains(t, res.Consent, "as "+provider+" user")
 	}
 	require.Contains(t, res.Page, "Device approved")
+}
+
+// tokenGet runs `mcp-token get` for an MCP URL and approves its device code in the browser, at the named identity
+// provider when the login shows a chooser ("" when it does not); it returns once mcp-token has its token.
+func tokenGet(t *testing.T, bin, mcpURL, file, provider string) {
+	t.Helper()
+	get := exec.Command(bin, "get", mcpURL, "--file", file)
+	stderr, err := get.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, get.Start())
+	t.Cleanup(func() { _ = get.Process.Kill() })
+	lines := bufio.NewScanner(stderr)
+	var link string
+	for link == "" && lines.Scan() {
+		link = verificationURL.FindString(lines.Text())
+	}
+	require.NotEmpty(t, link, "mcp-token printed no verification URL")
+	go func() { _, _ = io.Copy(io.Discard, stderr) }()
+
+	approveInBrowser(t, link, provider)
+	done := make(chan error, 1)
+	go func() { done <- get.Wait() }()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("mcp-token did not finish after the approval")
+	}
 }
