@@ -127,10 +127,7 @@ func (h *Handler) park(p *parked) {
 		if h.unpark(p.token) != nil {
 			// Nobody came back: the child's question gets an error, and its call is cancelled.
 			p.wk.refuse(p.childReq, -32603, "the client did not answer in time")
-			p.call.End()
-			raw, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "method": "notifications/cancelled",
-				"params": map[string]any{"requestId": p.key, "reason": "the client did not answer the input request"}})
-			_ = p.wk.s.Send(raw)
+			p.wk.cancel(p.call, p.key, "the client did not answer the input request")
 		}
 	})
 }

@@ -253,15 +253,12 @@ func (x *exchange) wait() {
 // cancel ends a call its client gave up on: closing the response stream is 2026-07-28's cancellation, which a
 // stdio child learns as notifications/cancelled.
 func (x *exchange) cancel(why error) {
-	x.call.End()
 	reason := "the client closed the response stream"
 	if why == context.DeadlineExceeded {
 		reason = "the request timed out in the proxy"
 		x.respondError(-32001, "request timed out in the proxy")
 	}
-	raw, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "method": "notifications/cancelled",
-		"params": map[string]any{"requestId": x.key, "reason": reason}})
-	_ = x.wk.s.Send(raw)
+	x.wk.cancel(x.call, x.key, reason)
 }
 
 // relay passes one message of the call's on to the client; it reports whether the call is now parked (bridge.go).

@@ -290,6 +290,14 @@ func (wk *worker) request(ctx context.Context, method string, params any) (json.
 	return resp.Result, resp.Error, nil
 }
 
+// cancel forgets a call and tells the child to stop working on it (stdio's cancellation).
+func (wk *worker) cancel(c *session.Call, key json.RawMessage, reason string) {
+	c.End()
+	raw, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "method": "notifications/cancelled",
+		"params": map[string]any{"requestId": key, "reason": reason}})
+	_ = wk.s.Send(raw)
+}
+
 // refuse answers a request of the child's with an error.
 func (wk *worker) refuse(id json.RawMessage, code int, message string) {
 	raw, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "error": rpcErr{Code: code, Message: message}})
