@@ -84,49 +84,41 @@ func presentedAuth(r *http.Request) (m authMethod, code, problem string) {
 	return m, "", ""
 }
 
-// authenticateClient checks the client's credentials. On failure it has answered and returns nil.
-func (s *Server) authenticateClient(w http.ResponseWriter, r *http.Request) *store.Client {
+// authenticateClient checks the client's credentials: it returns the client, or the error to answer (an *oauthErr,
+// or a store failure).
+func (s *Server) authenticateClient(r *http.Request) (*store.Client, error) {
 	m, code, problem := presentedAuth(r)
 	_, _, basic := r.BasicAuth()
 	switch code {
 	case "invalid_request":
-		oauthError(w, http.StatusBadRequest, code, problem)
-		return nil
+		return nil, badRequest(code, problem)
 	case "invalid_client":
-		s.clientFailed(w, basic, problem)
-		return nil
+		return nil, clientFailure(basic, problem)
 	}
 	if m.clientID == "" {
-		s.clientFailed(w, basic, "client authentication is required: send client_id (and the secret or client assertion, for confidential clients)")
-		return nil
+		return nil, clientFailure(basic, "client authentication is required: send client_id (and the secret or client assertion, for confidential clients)")
 	}
 	c, err := s.lookupClient(r.Context(), m.clientID)
 	if me, ok := asDocumentError(err); ok {
-		s.clientFailed(w, basic, me.Error())
-		return nil
+		return nil, clientFailure(basic, me.Error())
 	}
 	if errors.Is(err, store.ErrNotFound) {
-		s.clientFailed(w, basic, "unknown client: register again")
-		return nil
+		return nil, clientFailure(basic, "unknown client: register again")
 	}
 	if err != nil {
-		s.storeFailed(w, r, "read client", err)
-		return nil
+		return nil, storeFailure("read client", err)
 	}
 	if !c.ExpiresAt.IsZero() && time.Now().After(c.ExpiresAt) {
-		s.clientFailed(w, basic, "the client's registration has expired: register again")
-		return nil
+		return nil, clientFailure(basic, "the client's registration has expired: register again")
 	}
 	accepted := append([]string{c.TokenEndpointAuth}, c.AlsoAuthMethods...)
 	if !slices.Contains(accepted, m.name) {
-		s.clientFailed(w, basic, fmt.Sprintf("this client authenticates with %s, not %s", strings.Join(accepted, " or "), m.name))
-		return nil
+		return nil, clientFailure(basic, fmt.Sprintf("this client authenticates with %s, not %s", strings.Join(accepted, " or "), m.name))
 	}
 	switch m.name {
 	case "client_secret_basic", "client_secret_post":
 		if c.SecretHash == "" || subtle.ConstantTimeCompare([]byte(c.SecretHash), []byte(store.HashSecret(m.secret))) != 1 {
-			s.clientFailed(w, basic, "wrong client secret")
-			return nil
+			return nil, clientFailure(basic, "wrong client secret")
 		}
 	case clientmeta.AuthPrivateKeyJWT:
 		err := s.assertions.Verify(r.Context(), clientauth.Request{
@@ -139,18 +131,15 @@ func (s *Server) authenticateClient(w http.ResponseWriter, r *http.Request) *sto
 		switch {
 		case errors.As(err, &ae):
 			s.log.InfoContext(r.Context(), "client assertion refused", "client_id", c.ID, "reason", ae.Reason)
-			s.clientFailed(w, false, ae.Error())
-			return nil
+			return nil, clientFailure(false, ae.Error())
 		case isDoc:
 			s.log.InfoContext(r.Context(), "client keys unusable", "client_id", c.ID, "reason", me.Reason)
-			s.clientFailed(w, false, "the client's keys cannot be used: "+me.Reason)
-			return nil
+			return nil, clientFailure(false, "the client's keys cannot be used: "+me.Reason)
 		case err != nil:
-			s.storeFailed(w, r, "check client assertion", err)
-			return nil
+			return nil, storeFailure("check client assertion", err)
 		}
 	}
-	return c
+	return c, nil
 }
 
 // clientKeys is where a private_key_jwt client's public keys come from: its inline set, or its jwks_uri through the
@@ -171,28 +160,27 @@ func (s *Server) clientKeys(c *store.Client) clientauth.Keys {
 	}
 }
 
-// clientFailed answers a failed client authentication: 401 invalid_client (RFC 6749 §5.2), which tells clients such
-// as Claude.ai and the MCP SDKs to register again.
-func (s *Server) clientFailed(w http.ResponseWriter, basic bool, desc string) {
+// clientFailure is a failed client authentication: 401 invalid_client (RFC 6749 §5.2), which tells clients such as
+// Claude.ai and the MCP SDKs to register again. A client that used Basic is challenged for Basic.
+func clientFailure(basic bool, desc string) error {
+	e := &oauthErr{status: http.StatusUnauthorized, code: "invalid_client", desc: desc}
 	if basic {
-		w.Header().Set("WWW-Authenticate", `Basic realm="token"`)
+		e.challenge = `Basic realm="token"`
 	}
-	oauthError(w, http.StatusUnauthorized, "invalid_client", desc)
+	return e
 }
 
-// clientForm reads a form-encoded request from an authenticated client (token, revoke, introspect). On failure it
-// has answered and returns nil.
-func (s *Server) clientForm(w http.ResponseWriter, r *http.Request) *store.Client {
+// clientForm reads a form-encoded request from an authenticated client (token, revoke, introspect, device
+// authorization): it returns the client, or the error to answer.
+func (s *Server) clientForm(w http.ResponseWriter, r *http.Request) (*store.Client, error) {
 	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
 	if err := r.ParseForm(); err != nil || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "send the request as application/x-www-form-urlencoded")
-		return nil
+		return nil, badRequest("invalid_request", "send the request as application/x-www-form-urlencoded")
 	}
 	for k, v := range r.PostForm {
 		if len(v) > 1 && k != "resource" {
-			oauthError(w, http.StatusBadRequest, "invalid_request", "parameter "+k+" is repeated")
-			return nil
+			return nil, badRequest("invalid_request", "parameter "+k+" is repeated")
 		}
 	}
-	return s.authenticateClient(w, r)
+	return s.authenticateClient(r)
 }

@@ -51,45 +51,52 @@ func normalizeUserCode(s string) string {
 // displayUserCode is how the code is shown: XXXX-XXXX.
 func displayUserCode(code string) string { return code[:4] + "-" + code[4:] }
 
-// deviceAuthorization is POST /device_authorization (RFC 8628 §3.1-3.2).
+// deviceAuthorization is POST /device_authorization (RFC 8628 §3.1-3.2): the caller is rate-limited, the client
+// authenticated (clientForm), the device grant started (startDevice, which returns the answer or an error value)
+// and this one place answers.
 func (s *Server) deviceAuthorization(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
+	var (
+		body map[string]any
+		err  error
+	)
 	if !s.allowFrom(s.deviceAuthLimit, r) {
-		w.Header().Set("Retry-After", "60")
-		oauthError(w, http.StatusTooManyRequests, "slow_down", "too many device authorization requests from this address; wait a minute")
+		err = &oauthErr{status: http.StatusTooManyRequests, code: "slow_down", retryAfter: "60",
+			desc: "too many device authorization requests from this address; wait a minute"}
+	} else if c, cerr := s.clientForm(w, r); cerr != nil {
+		err = cerr
+	} else {
+		body, err = s.startDevice(r.Context(), r.PostForm, c)
+	}
+	if err != nil {
+		s.answerError(w, r, err)
 		return
 	}
-	c := s.clientForm(w, r)
-	if c == nil {
-		return
-	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+// startDevice stores a pending device grant for client c and returns the device authorization response.
+func (s *Server) startDevice(ctx context.Context, f url.Values, c *store.Client) (map[string]any, error) {
 	if !slices.Contains(c.GrantTypes, DeviceGrantType) {
-		oauthError(w, http.StatusBadRequest, "unauthorized_client", "this client did not register the grant type "+DeviceGrantType)
-		return
+		return nil, badRequest("unauthorized_client", "this client did not register the grant type "+DeviceGrantType)
 	}
 	// What a device request makes the server store is bounded like an authorization request's (issue 13, item 2).
-	if len(r.PostForm.Get("scope")) > maxScopeLen {
-		oauthError(w, http.StatusBadRequest, "invalid_scope", "scope is longer than "+strconv.Itoa(maxScopeLen)+" bytes")
-		return
+	if len(f.Get("scope")) > maxScopeLen {
+		return nil, badRequest("invalid_scope", "scope is longer than "+strconv.Itoa(maxScopeLen)+" bytes")
 	}
-	if slices.ContainsFunc(r.PostForm["resource"], func(v string) bool { return len(v) > maxResourceLen }) {
-		oauthError(w, http.StatusBadRequest, "invalid_target", "resource is longer than "+strconv.Itoa(maxResourceLen)+" bytes")
-		return
+	if slices.ContainsFunc(f["resource"], func(v string) bool { return len(v) > maxResourceLen }) {
+		return nil, badRequest("invalid_target", "resource is longer than "+strconv.Itoa(maxResourceLen)+" bytes")
 	}
-	if full, err := s.pendingFull(r.Context(), c.ID); err != nil {
-		s.storeFailed(w, r, "count pending device grants", err)
-		return
+	if full, err := s.pendingFull(ctx, c.ID); err != nil {
+		return nil, storeFailure("count pending device grants", err)
 	} else if full {
-		w.Header().Set("Retry-After", "60")
-		oauthError(w, http.StatusTooManyRequests, "temporarily_unavailable",
-			"too many device authorizations of this client are in progress; try again in a few minutes")
-		return
+		return nil, &oauthErr{status: http.StatusTooManyRequests, code: "temporarily_unavailable", retryAfter: "60",
+			desc: "too many device authorizations of this client are in progress; try again in a few minutes"}
 	}
-	scope, _ := s.grantScope(r.PostForm.Get("scope"), c)
-	resource, problem := s.resolveResource(r.PostForm["resource"])
+	scope, _ := s.grantScope(f.Get("scope"), c)
+	resource, problem := s.resolveResource(f["resource"])
 	if problem != "" {
-		oauthError(w, http.StatusBadRequest, "invalid_target", problem)
-		return
+		return nil, badRequest("invalid_target", problem)
 	}
 	secret := randomToken(32)
 	g := &store.DeviceGrant{SecretHash: store.HashSecret(secret), ClientID: c.ID, Scope: scope, Resource: resource,
@@ -97,16 +104,15 @@ func (s *Server) deviceAuthorization(w http.ResponseWriter, r *http.Request) {
 	var err error
 	for range 5 { // a collision with a live code is rare; try another
 		g.UserCode = newUserCode()
-		if err = s.store.CreateDeviceGrant(r.Context(), g); !errors.Is(err, store.ErrAlreadyExists) {
+		if err = s.store.CreateDeviceGrant(ctx, g); !errors.Is(err, store.ErrAlreadyExists) {
 			break
 		}
 	}
 	if err != nil {
-		s.storeFailed(w, r, "create device grant", err)
-		return
+		return nil, storeFailure("create device grant", err)
 	}
 	verify := s.cfg.Issuer + "/device"
-	writeJSON(w, http.StatusOK, map[string]any{
+	return map[string]any{
 		// The device code names its grant by user code; only the secret part's hash is stored.
 		"device_code":               g.UserCode + "." + secret,
 		"user_code":                 displayUserCode(g.UserCode),
@@ -114,7 +120,7 @@ func (s *Server) deviceAuthorization(w http.ResponseWriter, r *http.Request) {
 		"verification_uri_complete": verify + "?user_code=" + displayUserCode(g.UserCode),
 		"expires_in":                int(s.cfg.DeviceCodeTTL.Seconds()),
 		"interval":                  int(s.cfg.DevicePollInterval.Seconds()),
-	})
+	}, nil
 }
 
 // deviceToken is the device grant at /token (RFC 8628 §3.4-3.5).

@@ -1,42 +1,53 @@
 package oauth
 
 import (
+	"context"
 	"errors"
 	"net/http"
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 )
 
-// revoke is POST /revoke (RFC 7009): refresh tokens revoke their whole grant, access tokens go to the feed.
-// The answer is 200 whether or not the token was known, so the endpoint reveals nothing.
+// revoke is POST /revoke (RFC 7009): the client is authenticated (clientForm), the token revoked (revokeToken,
+// which returns an error value) and this one place answers. The answer is 200 whether or not the token was known,
+// so the endpoint reveals nothing.
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
-	c := s.clientForm(w, r)
-	if c == nil {
-		return
+	c, err := s.clientForm(w, r)
+	if err == nil {
+		err = s.revokeToken(r.Context(), c, r.PostForm.Get("token"))
 	}
-	tok := r.PostForm.Get("token")
-	if tok == "" {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "token is required")
+	if err != nil {
+		s.answerError(w, r, err)
 		return
-	}
-	ctx := r.Context()
-	if rt, err := s.store.GetRefresh(ctx, store.HashSecret(tok)); err == nil || errors.Is(err, store.ErrReused) {
-		if rt.ClientID == c.ID {
-			if err := s.store.RevokeFamily(ctx, rt.FamilyID); err != nil {
-				s.storeFailed(w, r, "revoke family", err)
-				return
-			}
-			s.cfg.Metrics.Revoked("revoke_endpoint")
-		}
-	} else if !errors.Is(err, store.ErrNotFound) {
-		s.storeFailed(w, r, "read refresh token", err)
-		return
-	} else if claims, err := s.parseAccess(ctx, tok); err == nil && claims.ClientID == c.ID {
-		if err := s.store.RevokeAccess(ctx, claims.ID, claims.ExpiresAt.Time); err != nil {
-			s.storeFailed(w, r, "revoke access token", err)
-			return
-		}
-		s.cfg.Metrics.Revoked("revoke_endpoint")
 	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// revokeToken revokes tok if client c holds it: a refresh token's whole grant, or an access token (to the feed).
+func (s *Server) revokeToken(ctx context.Context, c *store.Client, tok string) error {
+	if tok == "" {
+		return badRequest("invalid_request", "token is required")
+	}
+	rt, err := s.store.GetRefresh(ctx, store.HashSecret(tok))
+	switch {
+	case err == nil || errors.Is(err, store.ErrReused):
+		if rt.ClientID != c.ID {
+			return nil
+		}
+		if err := s.store.RevokeFamily(ctx, rt.FamilyID); err != nil {
+			return storeFailure("revoke family", err)
+		}
+	case !errors.Is(err, store.ErrNotFound):
+		return storeFailure("read refresh token", err)
+	default:
+		claims, err := s.parseAccess(ctx, tok)
+		if err != nil || claims.ClientID != c.ID {
+			return nil
+		}
+		if err := s.store.RevokeAccess(ctx, claims.ID, claims.ExpiresAt.Time); err != nil {
+			return storeFailure("revoke access token", err)
+		}
+	}
+	s.cfg.Metrics.Revoked("revoke_endpoint")
+	return nil
 }

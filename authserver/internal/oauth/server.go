@@ -266,11 +266,12 @@ func oauthError(w http.ResponseWriter, status int, code, description string) {
 }
 
 // oauthErr is an OAuth error answer (RFC 6749 §5.2) that a handler returns instead of writing: the status, the error
-// code, its description, and Retry-After (seconds; empty: none).
+// code, its description, Retry-After (seconds; empty: none) and WWW-Authenticate (empty: none).
 type oauthErr struct {
 	status     int
 	code, desc string
 	retryAfter string
+	challenge  string
 }
 
 func (e *oauthErr) Error() string { return e.code + ": " + e.desc }
@@ -297,6 +298,9 @@ func (s *Server) answerError(w http.ResponseWriter, r *http.Request, err error) 
 	if errors.As(err, &oe) {
 		if oe.retryAfter != "" {
 			w.Header().Set("Retry-After", oe.retryAfter)
+		}
+		if oe.challenge != "" {
+			w.Header().Set("WWW-Authenticate", oe.challenge)
 		}
 		oauthError(w, oe.status, oe.code, oe.desc)
 		return

@@ -25,11 +25,11 @@ import (
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
-	c := s.clientForm(w, r)
-	if c == nil {
-		return
+	c, err := s.clientForm(w, r)
+	var t *issued
+	if err == nil {
+		t, err = s.tokenGrant(r.Context(), r.PostForm, c)
 	}
-	t, err := s.tokenGrant(r.Context(), r.PostForm, c)
 	if err != nil {
 		s.answerError(w, r, err)
 		return
