@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/mcp-oauth-gateway/gateway/internal/flagenv"
 )
 
 // Policy is who may log in: listed users (or "*"), members of listed organizations, members of listed teams
@@ -30,7 +32,7 @@ const maxNameLen = 100
 // All three empty is valid and admits nobody (see Policy.Empty).
 func ParsePolicy(users, orgs, teams string) (Policy, error) {
 	var p Policy
-	for _, u := range splitList(users) {
+	for _, u := range flagenv.Split(strings.ToLower(users)) {
 		if u == "*" {
 			p.Users = []string{"*"}
 			continue
@@ -51,7 +53,7 @@ func ParsePolicy(users, orgs, teams string) (Policy, error) {
 			p.Users = append(p.Users, u)
 		}
 	}
-	for _, o := range splitList(orgs) {
+	for _, o := range flagenv.Split(strings.ToLower(orgs)) {
 		if !validName(o) {
 			return Policy{}, fmt.Errorf("allowed GitHub organizations: %q is not a GitHub organization name", o)
 		}
@@ -59,7 +61,7 @@ func ParsePolicy(users, orgs, teams string) (Policy, error) {
 			p.Orgs = append(p.Orgs, o)
 		}
 	}
-	for _, t := range splitList(teams) {
+	for _, t := range flagenv.Split(strings.ToLower(teams)) {
 		org, slug, ok := strings.Cut(t, "/")
 		if !ok || !validName(org) || len(slug) > maxNameLen || !slugPattern.MatchString(slug) {
 			return Policy{}, fmt.Errorf("allowed GitHub teams: %q is not of the form org/team-slug (e.g. my-org/platform-team)", t)
@@ -69,16 +71,6 @@ func ParsePolicy(users, orgs, teams string) (Policy, error) {
 		}
 	}
 	return p, nil
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, part := range strings.Split(s, ",") {
-		if part = strings.ToLower(strings.TrimSpace(part)); part != "" {
-			out = append(out, part)
-		}
-	}
-	return out
 }
 
 func validName(s string) bool { return len(s) <= maxNameLen && namePattern.MatchString(s) }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/mcp-oauth-gateway/gateway/internal/flagenv"
 )
 
 // Policy is who may log in through one OpenID provider. A user is allowed by any one rule; the zero Policy allows
@@ -21,7 +23,7 @@ type Policy struct{ Subjects, Emails, Domains, Groups []string }
 // A malformed entry is an error naming it.
 func ParsePolicy(subjects, emails, domains, groups string) (Policy, error) {
 	var p Policy
-	for _, s := range list(subjects) {
+	for _, s := range flagenv.Split(subjects) {
 		if s == "*" {
 			p.Subjects = []string{"*"}
 			continue
@@ -33,7 +35,7 @@ func ParsePolicy(subjects, emails, domains, groups string) (Policy, error) {
 			p.Subjects = appendNew(p.Subjects, s)
 		}
 	}
-	for _, e := range list(emails) {
+	for _, e := range flagenv.Split(emails) {
 		e = strings.ToLower(e)
 		local, domain, ok := strings.Cut(e, "@")
 		if !ok || local == "" || !validDomain(domain) {
@@ -41,27 +43,17 @@ func ParsePolicy(subjects, emails, domains, groups string) (Policy, error) {
 		}
 		p.Emails = appendNew(p.Emails, e)
 	}
-	for _, d := range list(domains) {
+	for _, d := range flagenv.Split(domains) {
 		d = strings.ToLower(strings.TrimPrefix(d, "@"))
 		if !validDomain(d) {
 			return Policy{}, fmt.Errorf("allowed email domains: %q is not a domain name (example.com)", d)
 		}
 		p.Domains = appendNew(p.Domains, d)
 	}
-	for _, g := range list(groups) {
+	for _, g := range flagenv.Split(groups) {
 		p.Groups = appendNew(p.Groups, g)
 	}
 	return p, nil
-}
-
-func list(s string) []string {
-	var out []string
-	for _, part := range strings.Split(s, ",") {
-		if part = strings.TrimSpace(part); part != "" {
-			out = append(out, part)
-		}
-	}
-	return out
 }
 
 func appendNew(l []string, s string) []string {
