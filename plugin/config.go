@@ -77,15 +77,28 @@ type HeadersConfig struct {
 	Scopes string `json:"scopes,omitempty"`
 }
 
-// CreateConfig returns the default configuration. Slices stay nil here: mapstructure decodes a list into an existing
-// slice element by element, so a longer default would leave stale entries behind a shorter configured list.
+// The defaults, stated once: parseConfig falls back to them for an option left empty (docs/plugin.md's table is held
+// to them by TestDocumentedDefaults).
+const (
+	defaultClockSkew      = 30 * time.Second
+	defaultMaxTokenBytes  = 8192
+	defaultJWKSRefresh    = 5 * time.Minute
+	defaultJWKSMinRefresh = 30 * time.Second
+	defaultFetchTimeout   = 5 * time.Second
+	// defaultFeedPoll paces the revocation feed when neither revocationPollInterval nor the feed's poll_interval does.
+	defaultFeedPoll = 5 * time.Second
+	defaultScope    = "mcp"
+)
+
+// defaultAlgorithms are accepted when algorithms is empty.
+var defaultAlgorithms = []string{"ES256", "RS256"}
+
+// CreateConfig returns the configuration Traefik decodes the route's options into. It sets only the header names (an
+// empty name disables a header, so their defaults cannot wait for parseConfig); every other option is empty and
+// takes its default in parseConfig. Slices stay nil: mapstructure decodes a list into an existing slice element by
+// element, so a longer default would leave stale entries behind a shorter configured list.
 func CreateConfig() *Config {
 	return &Config{
-		ClockSkew:              "30s",
-		MaxTokenBytes:          8192,
-		JWKSRefreshInterval:    "5m",
-		JWKSMinRefreshInterval: "30s",
-		FetchTimeout:           "5s",
 		Headers: HeadersConfig{
 			UserID:    "X-User-Id",
 			UserName:  "X-User-Name",
@@ -166,7 +179,7 @@ func parseConfig(c *Config) (*settings, error) {
 
 	s.scopes = cleanList(c.Scopes)
 	if c.Scopes == nil {
-		s.scopes = []string{"mcp"}
+		s.scopes = []string{defaultScope}
 	}
 	for _, sc := range s.scopes {
 		if !validScopeToken(sc) {
@@ -180,7 +193,7 @@ func parseConfig(c *Config) (*settings, error) {
 
 	algs := cleanList(c.Algorithms)
 	if len(algs) == 0 {
-		algs = []string{"ES256", "RS256"}
+		algs = defaultAlgorithms
 	}
 	s.algorithms = map[string]bool{}
 	for _, a := range algs {
@@ -211,11 +224,11 @@ func parseConfig(c *Config) (*settings, error) {
 		min  time.Duration
 		dst  *time.Duration
 	}{
-		{"clockSkew", c.ClockSkew, 30 * time.Second, 0, &s.skew},
-		{"jwksRefreshInterval", c.JWKSRefreshInterval, 5 * time.Minute, time.Second, &s.jwksRefresh},
-		{"jwksMinRefreshInterval", c.JWKSMinRefreshInterval, 30 * time.Second, 0, &s.jwksMinRefresh},
+		{"clockSkew", c.ClockSkew, defaultClockSkew, 0, &s.skew},
+		{"jwksRefreshInterval", c.JWKSRefreshInterval, defaultJWKSRefresh, time.Second, &s.jwksRefresh},
+		{"jwksMinRefreshInterval", c.JWKSMinRefreshInterval, defaultJWKSMinRefresh, 0, &s.jwksMinRefresh},
 		{"revocationPollInterval", c.RevocationPollInterval, 0, 100 * time.Millisecond, &s.revocationPoll},
-		{"fetchTimeout", c.FetchTimeout, 5 * time.Second, 100 * time.Millisecond, &s.fetchTimeout},
+		{"fetchTimeout", c.FetchTimeout, defaultFetchTimeout, 100 * time.Millisecond, &s.fetchTimeout},
 		{"revocationMaxLag", c.RevocationMaxLag, 0, time.Second, &s.revocationMaxLag},
 	}
 	for _, d := range durations {
@@ -237,7 +250,7 @@ func parseConfig(c *Config) (*settings, error) {
 
 	s.maxTokenBytes = c.MaxTokenBytes
 	if s.maxTokenBytes == 0 {
-		s.maxTokenBytes = 8192
+		s.maxTokenBytes = defaultMaxTokenBytes
 	}
 	if s.maxTokenBytes < 256 {
 		errs = append(errs, fmt.Sprintf("maxTokenBytes: %d is too small for any access token (minimum 256)", c.MaxTokenBytes))
@@ -303,6 +316,9 @@ func canonicalResource(v string) (string, error) {
 		return "", fmt.Errorf("resource: %w", err)
 	}
 	u, _ := url.Parse(v)
+	if u.User != nil {
+		return "", fmt.Errorf("resource %q must not have user information", v)
+	}
 	if u.Fragment != "" || strings.Contains(v, "#") {
 		return "", fmt.Errorf("resource %q must not have a fragment (RFC 8707)", v)
 	}
