@@ -387,7 +387,8 @@ func canonicalResource(raw string) (string, error) {
 	if err != nil || !u.IsAbs() || u.Host == "" || u.User != nil {
 		return "", fmt.Errorf("resource %q is not an absolute URL", raw)
 	}
-	if u.Fragment != "" || u.RawQuery != "" {
+	// An empty query or fragment ("?", "#") counts too: the URL would otherwise have two spellings.
+	if u.Fragment != "" || u.RawQuery != "" || u.ForceQuery || strings.Contains(raw, "#") {
 		return "", fmt.Errorf("resource %q must not have a query or fragment", raw)
 	}
 	u.Scheme = strings.ToLower(u.Scheme)
@@ -395,7 +396,7 @@ func canonicalResource(raw string) (string, error) {
 	if u.Scheme != "https" && u.Scheme != "http" {
 		return "", fmt.Errorf("resource %q must be an http(s) URL", raw)
 	}
-	u.Path = strings.TrimSuffix(u.Path, "/")
+	u.Path = strings.TrimRight(u.Path, "/")
 	u.RawPath = ""
 	return u.String(), nil
 }
