@@ -363,14 +363,9 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusNotAcceptable, "Accept must allow text/event-stream")
 		return
 	}
-	sid := r.Header.Get("Mcp-Session-Id")
-	if sid == "" {
-		httpError(w, http.StatusBadRequest, "missing Mcp-Session-Id")
-		return
-	}
-	s := h.lookup(sid, r)
+	s, status, msg := h.requestSession(r)
 	if s == nil {
-		httpError(w, http.StatusNotFound, "session not found")
+		httpError(w, status, "%s", msg)
 		return
 	}
 	var last uint64
@@ -415,20 +410,27 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
-	sid := r.Header.Get("Mcp-Session-Id")
-	if sid == "" {
-		httpError(w, http.StatusBadRequest, "missing Mcp-Session-Id")
-		return
-	}
-	s := h.lookup(sid, r)
+	s, status, msg := h.requestSession(r)
 	if s == nil {
-		httpError(w, http.StatusNotFound, "session not found")
+		httpError(w, status, "%s", msg)
 		return
 	}
 	// The session is gone for clients at once; its child is reaped in the background.
 	h.forget(s)
 	go s.Close(childGrace)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// requestSession is the session a GET or DELETE names in Mcp-Session-Id, or the status and message of its absence.
+func (h *Handler) requestSession(r *http.Request) (*session.Session, int, string) {
+	sid := r.Header.Get("Mcp-Session-Id")
+	if sid == "" {
+		return nil, http.StatusBadRequest, "missing Mcp-Session-Id"
+	}
+	if s := h.lookup(sid, r); s != nil {
+		return s, 0, ""
+	}
+	return nil, http.StatusNotFound, "session not found"
 }
 
 // lookup finds a session that belongs to the requesting user. Another user's session is reported as missing, so
