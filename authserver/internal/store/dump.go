@@ -2,11 +2,13 @@ package store
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 )
 
@@ -140,6 +142,41 @@ func ReadDump(r io.Reader, fn func(DumpRecord) error) error {
 		return fmt.Errorf("empty dump: no %s header", DumpFormat)
 	}
 	return nil
+}
+
+// DumpContents is a dump read for Restore: the state records (clients, tokens, grants, ...) in file order, and apart
+// from them the feed, its counter and the signing keys, which a backend restores after the records.
+type DumpContents struct {
+	Records     []DumpRecord // every record but revocation, feed_seq and signing_keys
+	Feed        []Revocation // sorted by Seq
+	Seq         int64        // the highest feed counter in the dump
+	SigningKeys []SigningKey // none: the store's keys stay as they are
+}
+
+// ReadForRestore reads a whole dump, checking every record (CheckDumpRecord), before Restore changes anything.
+func ReadForRestore(r io.Reader) (*DumpContents, error) {
+	var d DumpContents
+	err := ReadDump(r, func(rec DumpRecord) error {
+		if err := CheckDumpRecord(rec); err != nil {
+			return err
+		}
+		switch rec.Kind {
+		case DumpRevocation:
+			d.Feed = append(d.Feed, *rec.Revocation)
+		case DumpFeedSeq:
+			d.Seq = max(d.Seq, rec.Seq)
+		case DumpSigningKeys:
+			d.SigningKeys = append(d.SigningKeys, rec.SigningKeys...)
+		default:
+			d.Records = append(d.Records, rec)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	slices.SortFunc(d.Feed, func(a, b Revocation) int { return cmp.Compare(a.Seq, b.Seq) })
+	return &d, nil
 }
 
 // MergeSigningKeys returns the dumped keys followed by the current keys the dump lacks (by KID).

@@ -1,9 +1,7 @@
 package embedded
 
 import (
-	"cmp"
 	"context"
-	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -84,16 +82,9 @@ func (s *Store) snapshot() ([]store.DumpRecord, error) {
 
 // Restore loads a dump (see store.Backup) as one journal line, so a crash leaves all of it or none.
 func (s *Store) Restore(_ context.Context, r io.Reader) error {
-	var recs []store.DumpRecord
-	err := store.ReadDump(r, func(rec store.DumpRecord) error {
-		if err := store.CheckDumpRecord(rec); err != nil {
-			return err
-		}
-		recs = append(recs, rec)
-		return nil
-	})
+	d, err := store.ReadForRestore(r)
 	if err != nil {
-		return fmt.Errorf("restore: %w", err)
+		return err
 	}
 
 	s.mu.Lock()
@@ -102,19 +93,13 @@ func (s *Store) Restore(_ context.Context, r io.Reader) error {
 		return err
 	}
 	now := time.Now()
-	var (
-		ops       []op
-		feed      []store.Revocation
-		dumpedSeq int64
-		keys      []store.SigningKey
-		haveKeys  bool
-	)
+	var ops []op
 	putLive := func(kind, id string, v any) {
 		if !expired(v, now) {
 			ops = append(ops, put(kind, id, v))
 		}
 	}
-	for _, rec := range recs {
+	for _, rec := range d.Records {
 		switch rec.Kind {
 		case store.DumpClient:
 			putLive(kindClient, rec.Client.ID, cloneClient(rec.Client))
@@ -136,32 +121,25 @@ func (s *Store) Restore(_ context.Context, r io.Reader) error {
 			pin := clone(rec.LoginPin)
 			pin.Login = strings.ToLower(pin.Login)
 			ops = append(ops, put(kindPin, pin.Login, pin))
-		case store.DumpRevocation:
-			feed = append(feed, *rec.Revocation)
-		case store.DumpFeedSeq:
-			dumpedSeq = max(dumpedSeq, rec.Seq)
-		case store.DumpSigningKeys:
-			keys, haveKeys = append(keys, rec.SigningKeys...), true
 		}
 	}
 
-	slices.SortFunc(feed, func(a, b store.Revocation) int { return cmp.Compare(a.Seq, b.Seq) })
 	seq := s.seq
 	if seq == 0 {
 		// A fresh store takes the dump's numbering, so feed readers continue with their cursors.
-		for _, r := range feed {
+		for _, r := range d.Feed {
 			seq = max(seq, r.Seq)
 			putLive(kindRevoked, r.JTI, clone(&r))
 		}
-		seq = max(seq, dumpedSeq)
+		seq = max(seq, d.Seq)
 	} else {
-		for _, r := range feed {
+		for _, r := range d.Feed {
 			ops = append(ops, s.publishLocked(&seq, r.JTI, r.ExpiresAt)...)
 		}
 	}
 	ops = append(ops, put(kindSeq, "", &seq))
-	if haveKeys {
-		merged := store.MergeSigningKeys(keys, s.keysLocked())
+	if len(d.SigningKeys) > 0 {
+		merged := store.MergeSigningKeys(d.SigningKeys, s.keysLocked())
 		ops = append(ops, put(kindKeys, "", &merged))
 	}
 	return s.commitLocked(ops...)

@@ -1,7 +1,6 @@
 package redisstore
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -210,28 +209,15 @@ func globEscape(p string) string {
 // Restore loads a dump (see store.Backup). It is not one atomic step: a failure half-way leaves part of the dump
 // restored, and running Restore again completes it.
 func (s *Store) Restore(ctx context.Context, r io.Reader) error {
-	var recs []store.DumpRecord
-	err := store.ReadDump(r, func(rec store.DumpRecord) error {
-		if err := store.CheckDumpRecord(rec); err != nil {
-			return err
-		}
-		recs = append(recs, rec)
-		return nil
-	})
+	d, err := store.ReadForRestore(r)
 	if err != nil {
-		return fmt.Errorf("restore: %w", err)
+		return err
 	}
 
-	var (
-		feed      []store.Revocation
-		dumpedSeq int64
-		keys      []store.SigningKey
-		haveKeys  bool
-		indexTTL  = map[string]int64{} // index key -> longest member TTL in ms
-	)
+	indexTTL := map[string]int64{} // index key -> longest member TTL in ms
 	index := func(key string, ms int64) { indexTTL[key] = max(indexTTL[key], ms) }
 	var cmds []func(p redis.Pipeliner)
-	for _, rec := range recs {
+	for _, rec := range d.Records {
 		switch rec.Kind {
 		case store.DumpClient:
 			c := rec.Client
@@ -318,12 +304,6 @@ func (s *Store) Restore(ctx context.Context, r io.Reader) error {
 			if ms := ttl(exp); ms > 0 {
 				cmds = append(cmds, func(p redis.Pipeliner) { p.Set(ctx, s.k("fam-revoked", fam), "1", msDur(ms)) })
 			}
-		case store.DumpRevocation:
-			feed = append(feed, *rec.Revocation)
-		case store.DumpFeedSeq:
-			dumpedSeq = max(dumpedSeq, rec.Seq)
-		case store.DumpSigningKeys:
-			keys, haveKeys = append(keys, rec.SigningKeys...), true
 		}
 	}
 
@@ -352,23 +332,22 @@ func (s *Store) Restore(ctx context.Context, r io.Reader) error {
 		}
 	}
 
-	slices.SortFunc(feed, func(a, b store.Revocation) int { return cmp.Compare(a.Seq, b.Seq) })
-	args := []any{nowMS(), dumpedSeq}
-	for _, r := range feed {
+	args := []any{nowMS(), d.Seq}
+	for _, r := range d.Feed {
 		args = append(args, r.JTI, r.ExpiresAt.UnixMilli(), r.Seq)
 	}
 	if err := restoreFeed.Run(ctx, s.rdb, s.feedKeys(), args...).Err(); err != nil {
 		return unavailable("restore feed", err)
 	}
 
-	if haveKeys {
+	if len(d.SigningKeys) > 0 {
 		// Merge with whatever a running node may have written meanwhile; retry if it changes under us.
 		for attempt := 0; ; attempt++ {
 			raw, cur, err := s.rawKeys(ctx)
 			if err != nil {
 				return err
 			}
-			n, err := casKeys.Run(ctx, s.rdb, []string{s.k("keys")}, raw, mustJSON(store.MergeSigningKeys(keys, cur))).Int()
+			n, err := casKeys.Run(ctx, s.rdb, []string{s.k("keys")}, raw, mustJSON(store.MergeSigningKeys(d.SigningKeys, cur))).Int()
 			if err != nil {
 				return unavailable("restore signing keys", err)
 			}
