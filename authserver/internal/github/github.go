@@ -260,32 +260,23 @@ func (p *Provider) authorize(ctx context.Context, api *gh.Client, id, login stri
 	var hidden []string // organizations that would not tell us
 	for _, org := range p.policy.Orgs {
 		m, _, err := api.Organizations.GetOrgMembership(ctx, "", org)
-		switch {
-		case err == nil:
-			if m.GetState() == "active" {
-				return nil
-			}
-		case isStatus(err, http.StatusNotFound):
-		case isStatus(err, http.StatusForbidden):
-			// An organization that restricts OAuth app access hides membership until an owner approves the app.
-			hidden = appendNew(hidden, org)
-		default:
+		active, err := isMember(m, err, org, &hidden)
+		if err != nil {
 			return fmt.Errorf("github: check membership of organization %s: %w", org, err)
+		}
+		if active {
+			return nil
 		}
 	}
 	for _, team := range p.policy.Teams {
 		org, slug, _ := strings.Cut(team, "/")
 		m, _, err := api.Teams.GetTeamMembershipBySlug(ctx, org, slug, login)
-		switch {
-		case err == nil:
-			if m.GetState() == "active" {
-				return nil
-			}
-		case isStatus(err, http.StatusNotFound):
-		case isStatus(err, http.StatusForbidden):
-			hidden = appendNew(hidden, org)
-		default:
+		active, err := isMember(m, err, org, &hidden)
+		if err != nil {
 			return fmt.Errorf("github: check membership of team %s: %w", team, err)
+		}
+		if active {
+			return nil
 		}
 	}
 	reason := fmt.Sprintf("GitHub user %s is not a member of any allowed organization or team", login)
@@ -297,6 +288,22 @@ func (p *Provider) authorize(ctx context.Context, api *gh.Client, id, login stri
 			"until an owner approves this app)", strings.Join(hidden, ", "))
 	}
 	return &AccessDeniedError{Login: login, Reason: reason}
+}
+
+// isMember reads GitHub's answer to a membership request (of an organization, or of a team in org): active or not,
+// or the request's error. A 404 means no member; a 403 too, and org joins hidden.
+func isMember(m *gh.Membership, err error, org string, hidden *[]string) (bool, error) {
+	switch {
+	case err == nil:
+		return m.GetState() == "active", nil
+	case isStatus(err, http.StatusNotFound):
+		return false, nil
+	case isStatus(err, http.StatusForbidden):
+		// An organization that restricts OAuth app access hides membership until an owner approves the app.
+		*hidden = appendNew(*hidden, org)
+		return false, nil
+	}
+	return false, err
 }
 
 func appendNew(list []string, s string) []string {
