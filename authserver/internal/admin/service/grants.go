@@ -11,18 +11,11 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 )
 
-// ListGrants implements Service. It reads the store through its backup stream, so it works the same on every
-// backend without an index of its own.
+// ListGrants implements Service. It reads the store through its backup stream (readRecords).
 func (l *Local) ListGrants(ctx context.Context, f GrantFilter) ([]Grant, error) {
 	if (f.UserID == "") == (f.ClientID == "") {
 		return nil, failure(ErrInvalid, "tokens list: name a user (--user) or a client (--client)")
 	}
-	b, ok := l.store.(store.Backup)
-	if !ok {
-		return nil, errors.New("tokens list: this store backend cannot list its records")
-	}
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(b.Dump(ctx, pw)) }()
 	grants := map[string]*Grant{}
 	var access []*store.AccessToken
 	revoked := map[string]bool{}
@@ -30,7 +23,7 @@ func (l *Local) ListGrants(ctx context.Context, f GrantFilter) ([]Grant, error) 
 	match := func(uid, cid string) bool {
 		return (f.UserID != "" && uid == f.UserID) || (f.ClientID != "" && cid == f.ClientID)
 	}
-	err := store.ReadDump(pr, func(r store.DumpRecord) error {
+	err := l.readRecords(ctx, func(r store.DumpRecord) error {
 		switch {
 		case r.Kind == store.DumpRefresh && !r.Used && r.Refresh.ExpiresAt.After(now) && match(r.Refresh.User.ID, r.Refresh.ClientID):
 			t := r.Refresh
@@ -43,7 +36,6 @@ func (l *Local) ListGrants(ctx context.Context, f GrantFilter) ([]Grant, error) 
 		}
 		return nil
 	})
-	_ = pr.Close()
 	if err != nil {
 		return nil, fmt.Errorf("tokens list: %w", err)
 	}
@@ -65,4 +57,18 @@ func (l *Local) ListGrants(ctx context.Context, f GrantFilter) ([]Grant, error) 
 	}
 	slices.SortFunc(views, func(x, y Grant) int { return y.IssuedAt.Compare(x.IssuedAt) })
 	return views, nil
+}
+
+// readRecords hands every record of the store to fn, read through its backup stream, so that a listing works the
+// same on every backend without an index of its own.
+func (l *Local) readRecords(ctx context.Context, fn func(store.DumpRecord) error) error {
+	b, ok := l.store.(store.Backup)
+	if !ok {
+		return errors.New("this store backend cannot list its records")
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(b.Dump(ctx, pw)) }()
+	err := store.ReadDump(pr, fn)
+	_ = pr.Close() // ends the dump if fn stopped the reading early
+	return err
 }

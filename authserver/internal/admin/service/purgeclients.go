@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientlife"
@@ -88,19 +87,13 @@ func (l *Local) PurgeClients(ctx context.Context, o PurgeClientsOptions) (Purged
 }
 
 // clientsWithGrants is the set of client ids that hold a live refresh token or unrevoked access token, read through
-// the backup stream like ListGrants.
+// the backup stream (readRecords).
 func (l *Local) clientsWithGrants(ctx context.Context) (map[string]bool, error) {
-	b, ok := l.store.(store.Backup)
-	if !ok {
-		return nil, errors.New("clients purge: this store backend cannot list its records")
-	}
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(b.Dump(ctx, pw)) }()
 	now := time.Now()
 	inUse := map[string]bool{}
 	accessOf := map[string]string{} // jti -> client
 	revoked := map[string]bool{}
-	err := store.ReadDump(pr, func(r store.DumpRecord) error {
+	err := l.readRecords(ctx, func(r store.DumpRecord) error {
 		switch {
 		case r.Kind == store.DumpRefresh && !r.Used && r.Refresh.ExpiresAt.After(now):
 			inUse[r.Refresh.ClientID] = true
@@ -111,7 +104,6 @@ func (l *Local) clientsWithGrants(ctx context.Context) (map[string]bool, error) 
 		}
 		return nil
 	})
-	_ = pr.Close()
 	if err != nil {
 		return nil, fmt.Errorf("clients purge: %w", err)
 	}
