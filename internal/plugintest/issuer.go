@@ -8,7 +8,9 @@ import (
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -22,9 +24,10 @@ import (
 )
 
 // Issuer is a stand-in authorization server: metadata, JWKS and revocation feed as docs/architecture.md fixes
-// them, with keys generated in the test.
+// them, with keys generated in the process. The plugin's tests use it, and so does the benchmark suite: the plugin's
+// cost depends only on the token and key format, and minting thousands of tokens through the real authserver's
+// browser flow would dominate a run.
 type Issuer struct {
-	t      testing.TB
 	srv    *httptest.Server
 	URL    string
 	mu     sync.Mutex
@@ -46,10 +49,22 @@ type feedItem struct {
 	exp int64
 }
 
-// NewIssuer starts an issuer with no keys; it stops when the test ends.
+// NewIssuer is StartIssuer for a test: it stops when the test ends.
 func NewIssuer(t testing.TB) *Issuer {
 	t.Helper()
-	ti := &Issuer{t: t, keys: map[string]crypto.Signer{}}
+	ti, err := StartIssuer()
+	require.NoError(t, err)
+	t.Cleanup(ti.Close)
+	return ti
+}
+
+// StartIssuer serves an issuer with no keys on a loopback port until Close.
+func StartIssuer() (*Issuer, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("issuer: listen: %w", err)
+	}
+	ti := &Issuer{keys: map[string]crypto.Signer{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/.well-known/oauth-authorization-server", func(w http.ResponseWriter, r *http.Request) {
 		atomic.AddInt64(&ti.meta, 1)
@@ -103,16 +118,22 @@ func NewIssuer(t testing.TB) *Issuer {
 		}
 		_ = json.NewEncoder(w).Encode(body)
 	})
-	ti.srv = httptest.NewServer(mux)
+	ti.srv = &httptest.Server{Listener: l, Config: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
+	ti.srv.Start()
 	ti.URL = ti.srv.URL
-	t.Cleanup(ti.srv.Close)
-	return ti
+	return ti, nil
 }
+
+// Close stops the server.
+func (ti *Issuer) Close() { ti.srv.Close() }
 
 // AddES256 publishes a new P-256 key as kid.
 func (ti *Issuer) AddES256(kid string) {
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(ti.t, err)
+	if err != nil {
+		// Only an unsupported curve fails (crypto/rand never returns an error), so this is unreachable.
+		panic(fmt.Sprintf("generate a P-256 key: %v", err))
+	}
 	ti.addKey(kid, k)
 }
 
@@ -179,11 +200,12 @@ func (ti *Issuer) Claims(resource string) jwt.MapClaims {
 	}
 }
 
-// Sign signs claims with the key kid, with the RFC 9068 header; mutate may change the header first.
-func (ti *Issuer) Sign(kid string, claims jwt.MapClaims, mutate ...func(*jwt.Token)) string {
-	ti.t.Helper()
+// Token signs claims with the key kid, with the RFC 9068 header; mutate may change the header first.
+func (ti *Issuer) Token(kid string, claims jwt.MapClaims, mutate ...func(*jwt.Token)) (string, error) {
 	k := ti.key(kid)
-	require.NotNil(ti.t, k, "no key %s", kid)
+	if k == nil {
+		return "", fmt.Errorf("issuer: no key %q", kid)
+	}
 	var m jwt.SigningMethod = jwt.SigningMethodES256
 	if _, ok := k.(*rsa.PrivateKey); ok {
 		m = jwt.SigningMethodRS256
@@ -195,7 +217,19 @@ func (ti *Issuer) Sign(kid string, claims jwt.MapClaims, mutate ...func(*jwt.Tok
 		f(tok)
 	}
 	s, err := tok.SignedString(k)
-	require.NoError(ti.t, err)
+	if err != nil {
+		return "", fmt.Errorf("issuer: sign with %q: %w", kid, err)
+	}
+	return s, nil
+}
+
+// Sign is Token for tests, which sign with the keys they added: it panics where Token fails, on a test's mistake
+// (an unknown kid).
+func (ti *Issuer) Sign(kid string, claims jwt.MapClaims, mutate ...func(*jwt.Token)) string {
+	s, err := ti.Token(kid, claims, mutate...)
+	if err != nil {
+		panic(err)
+	}
 	return s
 }
 
