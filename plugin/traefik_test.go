@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/mcp-oauth-gateway/gateway/internal/localplugin"
 	"github.com/mcp-oauth-gateway/gateway/internal/plugintest"
 	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
 )
@@ -60,43 +61,17 @@ func manifest(t testing.TB) map[string]interface{} {
 	return m
 }
 
-// startTraefik assembles plugins-local/src/<module> (manifest, go.mod and the plugin's non-test sources, as a
-// published plugin has them) in a temporary directory and runs Traefik there with a file provider. The middleware
-// mcp-auth gets its configuration as strings only, the way docker labels deliver it.
+// startTraefik lays out the plugin from the working tree as a local plugin (internal/localplugin) in a temporary
+// directory and runs Traefik there with a file provider. The middleware mcp-auth gets its configuration as strings
+// only, the way docker labels deliver it.
 func startTraefik(t testing.TB) *traefikEnv {
 	bin := testenv.TraefikBin(t)
-	root := testenv.RepoRoot(t)
 	dir := t.TempDir()
-	mod := filepath.Join(dir, "plugins-local", "src", "github.com", "mcp-oauth-gateway", "gateway")
-	plugintest.CopySources(t, filepath.Join(mod, "plugin"))
-	for _, f := range []string{".traefik.yml", "go.mod"} {
-		b, err := os.ReadFile(filepath.Join(root, f))
-		require.NoError(t, err)
-		require.NoError(t, os.WriteFile(filepath.Join(mod, f), b, 0o644))
-	}
-	// A do-nothing Yaegi plugin, the benchmark's measure of what any interpreted middleware costs in Traefik.
-	noop := filepath.Join(dir, "plugins-local", "src", "example.test", "noop")
-	require.NoError(t, os.MkdirAll(noop, 0o755))
-	require.NoError(t, os.WriteFile(filepath.Join(noop, ".traefik.yml"), []byte(noopManifest), 0o644))
-	require.NoError(t, os.WriteFile(filepath.Join(noop, "noop.go"), []byte(noopSource), 0o644))
-
 	env := &traefikEnv{port: testenv.FreePort(t), iss: plugintest.NewIssuer(t)}
 	env.iss.AddES256("es")
 	env.resource = fmt.Sprintf("http://127.0.0.1:%d/everything/mcp", env.port)
 	be := echoBackend(t)
 
-	// YAML is a superset of JSON, so the configuration files are written with encoding/json.
-	static := map[string]interface{}{
-		"global":      map[string]interface{}{"checkNewVersion": false, "sendAnonymousUsage": false},
-		"entryPoints": map[string]interface{}{"web": map[string]interface{}{"address": fmt.Sprintf("127.0.0.1:%d", env.port)}},
-		"ping":        map[string]interface{}{"entryPoint": "web"},
-		"log":         map[string]interface{}{"level": "INFO"},
-		"experimental": map[string]interface{}{"localPlugins": map[string]interface{}{
-			"mcpoauth": map[string]interface{}{"moduleName": "github.com/mcp-oauth-gateway/gateway"},
-			"noop":     map[string]interface{}{"moduleName": "example.test/noop"},
-		}},
-		"providers": map[string]interface{}{"file": map[string]interface{}{"filename": filepath.Join(dir, "dynamic.yml")}},
-	}
 	labelsStyle := map[string]interface{}{
 		"issuer":                 env.iss.URL,
 		"resource":               env.resource,
@@ -143,13 +118,21 @@ func startTraefik(t testing.TB) *traefikEnv {
 		}},
 	}}
 	env.dir, env.dynamic = dir, dynamic
-	for name, v := range map[string]interface{}{"static.yml": static, "dynamic.yml": dynamic} {
-		b, err := json.MarshalIndent(v, "", "  ")
-		require.NoError(t, err)
-		require.NoError(t, os.WriteFile(filepath.Join(dir, name), b, 0o644))
-	}
+	// YAML is a superset of JSON, so the dynamic configuration is written with encoding/json.
+	b, err := json.MarshalIndent(dynamic, "", "  ")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "dynamic.yml"), b, 0o644))
+	// The do-nothing Yaegi plugin is the benchmark's measure of what any interpreted middleware costs in Traefik.
+	static, err := localplugin.Setup(dir, localplugin.Static{
+		Address:     fmt.Sprintf("127.0.0.1:%d", env.port),
+		DynamicFile: filepath.Join(dir, "dynamic.yml"),
+		LogLevel:    "INFO",
+		Plugins:     []localplugin.Plugin{localplugin.Gateway(testenv.RepoRoot(t)), localplugin.Noop()},
+		Extra:       map[string]any{"ping": map[string]any{"entryPoint": "web"}},
+	})
+	require.NoError(t, err)
 
-	cmd := exec.Command(bin, "--configFile="+filepath.Join(dir, "static.yml"))
+	cmd := exec.Command(bin, "--configFile="+static)
 	cmd.Dir = dir // local plugins are read from ./plugins-local
 	env.proc = testenv.Start(t, "traefik", cmd)
 	testenv.WaitTCP(t, fmt.Sprintf("127.0.0.1:%d", env.port), 30*time.Second)
@@ -272,33 +255,6 @@ func TestTraefikLoadsPlugin(t *testing.T) {
 		assert.NotEmpty(t, resp.Header.Get("Retry-After"))
 	})
 }
-
-const noopManifest = `displayName: noop
-type: middleware
-import: example.test/noop
-summary: does nothing
-testData: {}
-`
-
-const noopSource = `package noop
-
-import (
-	"context"
-	"net/http"
-)
-
-type Config struct{}
-
-func CreateConfig() *Config { return &Config{} }
-
-type noop struct{ next http.Handler }
-
-func New(ctx context.Context, next http.Handler, config *Config, name string) (http.Handler, error) {
-	return &noop{next: next}, nil
-}
-
-func (n *noop) ServeHTTP(w http.ResponseWriter, r *http.Request) { n.next.ServeHTTP(w, r) }
-`
 
 var reqPerSec = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
 

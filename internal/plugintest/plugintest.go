@@ -7,16 +7,11 @@ package plugintest
 import (
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/mitchellh/mapstructure"
 	"github.com/stretchr/testify/require"
-
-	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
 )
 
 const (
@@ -155,23 +150,4 @@ func bearer(tok string) map[string][]string {
 func Status(h http.Handler, tok string) (int, string) {
 	rec := do(h, http.MethodPost, mcpPath, bearer(tok))
 	return rec.Code, rec.Header().Get("WWW-Authenticate")
-}
-
-// CopySources copies the plugin's non-test Go files into dst, as Traefik finds them in plugins-local/src/<module>.
-func CopySources(t testing.TB, dst string) {
-	t.Helper()
-	require.NoError(t, os.MkdirAll(dst, 0o755))
-	files, err := filepath.Glob(filepath.Join(testenv.RepoRoot(t), "plugin", "*.go"))
-	require.NoError(t, err)
-	n := 0
-	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") {
-			continue
-		}
-		b, err := os.ReadFile(f)
-		require.NoError(t, err)
-		require.NoError(t, os.WriteFile(filepath.Join(dst, filepath.Base(f)), b, 0o644))
-		n++
-	}
-	require.NotZero(t, n, "no plugin sources found")
 }

@@ -14,7 +14,9 @@ import (
 	"github.com/traefik/yaegi/interp"
 	"github.com/traefik/yaegi/stdlib"
 
+	"github.com/mcp-oauth-gateway/gateway/internal/localplugin"
 	"github.com/mcp-oauth-gateway/gateway/internal/plugintest"
+	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
 )
 
 const importPath = "github.com/mcp-oauth-gateway/gateway/plugin"
@@ -53,7 +55,14 @@ func loadYaegi(t testing.TB) (reflect.Value, reflect.Value) {
 			return
 		}
 		yp.gopath = gopath
-		plugintest.CopySources(t, filepath.Join(gopath, "src", filepath.FromSlash(importPath)))
+		root, err := testenv.Root()
+		if err == nil {
+			err = localplugin.CopySources(root, filepath.Join(gopath, "src", filepath.FromSlash(importPath)))
+		}
+		if err != nil {
+			yp.err = err
+			return
+		}
 		env := os.Environ()
 		if os.Getenv("MCP_OAUTH_TEST_LOGS") == "" {
 			env = append(env, "MCP_OAUTH_PLUGIN_LOGS=off")
