@@ -1,7 +1,10 @@
 package main
 
 import (
+	"fmt"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,23 +29,35 @@ const (
 
 // startAuthserver starts the authserver as its own process on the given store ("redis": a private redis-server;
 // "embedded": a data file), protecting resources, with the fake GitHub (in this process) as identity provider.
-func startAuthserver(e *env, s *Section, store string, resources []string) *authserverProc {
+func startAuthserver(e *env, store string, resources []string) (*authserverProc, error) {
 	if _, err := os.Stat(filepath.Join("authserver", "main.go")); err != nil {
-		e.Skipf("the authserver has not landed in this checkout (no authserver/main.go)")
+		return nil, fmt.Errorf("%w: the authserver has not landed in this checkout (no authserver/main.go)", errSkipped)
 	}
-	bin := testenv.BuildBinary(e, "./authserver")
-	gh := fakegithub.Start(e, fakegithub.Config{
-		Users: []fakegithub.User{{ID: 4242, Login: "bench-user", Name: "Bench User",
-			Emails: []fakegithub.Email{{Email: "bench@example.test", Primary: true, Verified: true}}}},
-		Apps: []fakegithub.App{{ClientID: fakeClientID, ClientSecret: fakeClientSecret}},
-	})
-	port := testenv.FreePort(e)
+	bin, err := testenv.Build("./authserver")
+	if err != nil {
+		return nil, err
+	}
+	gh, err := startFakeGitHub(e)
+	if err != nil {
+		return nil, err
+	}
+	port, err := testenv.PickFreePort()
+	if err != nil {
+		return nil, err
+	}
 	issuer := testenv.URL(port, "")
-	args := authserverArgs(e, port, issuer, gh, store, resources)
+	args, err := authserverArgs(e, port, issuer, gh, store, resources)
+	if err != nil {
+		return nil, err
+	}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = testenv.Env()
-	testenv.Start(e, "authserver-"+store, cmd)
-	testenv.WaitTCP(e, "127.0.0.1:"+strconv.Itoa(port), 30*time.Second)
+	if _, err := e.start("authserver-"+store, cmd); err != nil {
+		return nil, err
+	}
+	if err := testenv.AwaitTCP("127.0.0.1:"+strconv.Itoa(port), 30*time.Second); err != nil {
+		return nil, fmt.Errorf("authserver: %w", err)
+	}
 	// Ready when the metadata answers (keys are created on first start).
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -54,15 +69,36 @@ func startAuthserver(e *env, s *Section, store string, resources []string) *auth
 			}
 		}
 		if time.Now().After(deadline) {
-			e.Fatalf("authserver metadata never answered 200 (last error %v)", err)
+			return nil, fmt.Errorf("authserver metadata never answered 200 (last error %v)", err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return &authserverProc{issuer: issuer, command: "go build -o authserver ./authserver && ./authserver " + strings.Join(redactArgs(args), " ")}
+	return &authserverProc{issuer: issuer, command: "go build -o authserver ./authserver && ./authserver " + strings.Join(redactArgs(args), " ")}, nil
+}
+
+// startFakeGitHub serves the fake GitHub, with the bench's user and app, on a loopback port until the section ends.
+func startFakeGitHub(e *env) (*fakegithub.Server, error) {
+	gh, err := fakegithub.New(fakegithub.Config{
+		Users: []fakegithub.User{{ID: 4242, Login: "bench-user", Name: "Bench User",
+			Emails: []fakegithub.Email{{Email: "bench@example.test", Primary: true, Verified: true}}}},
+		Apps: []fakegithub.App{{ClientID: fakeClientID, ClientSecret: fakeClientSecret}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("fake GitHub: listen: %w", err)
+	}
+	srv := &httptest.Server{Listener: l, Config: &http.Server{Handler: gh, ReadHeaderTimeout: 5 * time.Second}}
+	srv.Start()
+	e.onEnd(srv.Close)
+	gh.URL = srv.URL
+	return gh, nil
 }
 
 // authserverArgs is the authserver's command line for the benchmark.
-func authserverArgs(e *env, port int, issuer string, gh *fakegithub.Server, store string, resources []string) []string {
+func authserverArgs(e *env, port int, issuer string, gh *fakegithub.Server, store string, resources []string) ([]string, error) {
 	args := []string{
 		"--listen", "127.0.0.1:" + strconv.Itoa(port),
 		"--issuer", issuer,
@@ -85,12 +121,19 @@ func authserverArgs(e *env, port int, issuer string, gh *fakegithub.Server, stor
 	}
 	switch store {
 	case "redis":
-		r := testenv.StartRedis(e)
+		r, err := e.startRedis()
+		if err != nil {
+			return nil, err
+		}
 		args = append(args, "--redis-url", r.URL)
 	default:
-		args = append(args, "--data-file", filepath.Join(e.TempDir(), "authserver.db"))
+		dir, err := e.tempDir()
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, "--data-file", filepath.Join(dir, "authserver.db"))
 	}
-	return args
+	return args, nil
 }
 
 // redactArgs hides secrets in a command line written to the report.

@@ -10,12 +10,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mcp-oauth-gateway/gateway/bench/internal/issuer"
 	"github.com/mcp-oauth-gateway/gateway/bench/internal/load"
 	"github.com/mcp-oauth-gateway/gateway/bench/internal/mcpclient"
 	"github.com/mcp-oauth-gateway/gateway/bench/internal/report"
 	"github.com/mcp-oauth-gateway/gateway/bench/internal/stats"
 	"github.com/mcp-oauth-gateway/gateway/bench/internal/wrk"
+	"github.com/mcp-oauth-gateway/gateway/internal/plugintest"
 	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
 )
 
@@ -70,33 +70,57 @@ type edgeResult struct {
 	setsCached int // tokens of the largest set
 }
 
-func edgeSection(e *env, cfg Config, s *Section) {
+func edgeSection(e *env, cfg Config, s *Section) error {
 	ctx := context.Background()
-	backendPort := startBackend(e)
-	is, err := issuer.Start()
-	e.check(err, "start the stand-in issuer")
-	e.Cleanup(func() { _ = is.Close() })
-
-	port := testenv.FreePort(e)
-	fa := startForwardAuth(e, s, testenv.URL(port, "/fwd/mcp"))
-	routes := func(port int) []traefikRoute {
-		rs := []traefikRoute{
-			{Name: "noauth", Prefix: "/noauth"},
-			{Name: "noop", Prefix: "/noop", Middleware: noopMiddleware},
-			{Name: "headers", Prefix: "/headers", Middleware: headersMiddleware},
-			{Name: "plugin", Prefix: "/plugin", Middleware: pluginMiddleware(is.URL, testenv.URL(port, "/plugin/mcp"))},
-		}
-		if fa != nil {
-			rs = append(rs, traefikRoute{Name: "fwd", Prefix: "/fwd", Middleware: forwardAuthMiddleware(fa.verifyURL)})
-		}
-		return rs
+	backendPort, err := startBackend(e)
+	if err != nil {
+		return err
 	}
-	traefik := startTraefik(e, port, backendPort, routes)
+	is, err := plugintest.StartIssuer()
+	if err != nil {
+		return fmt.Errorf("start the stand-in issuer: %w", err)
+	}
+	e.onEnd(is.Close)
+	is.AddES256(benchKid)
+
+	port, err := testenv.PickFreePort()
+	if err != nil {
+		return err
+	}
 	resource := testenv.URL(port, "/plugin/mcp")
-	warm, err := is.Mint(resource, 1)
-	e.check(err, "mint token")
-	checkEdgeRoute(e, testenv.URL(port, "/plugin/mcp"), warm, "1", true, true)
-	checkEdgeRoute(e, testenv.URL(port, "/headers/mcp"), warm, "1", false, true)
+	fa, err := startForwardAuth(e, s, testenv.URL(port, "/fwd/mcp"))
+	if err != nil {
+		// The rest of the section runs without the baseline.
+		s.note("ForwardAuth baseline not measured: %v", err)
+		fa = nil
+	}
+	routes := []traefikRoute{
+		{Name: "noauth", Prefix: "/noauth"},
+		{Name: "noop", Prefix: "/noop", Middleware: noopMiddleware},
+		{Name: "headers", Prefix: "/headers", Middleware: headersMiddleware},
+		{Name: "plugin", Prefix: "/plugin", Middleware: pluginMiddleware(is.URL, resource)},
+	}
+	if fa != nil {
+		routes = append(routes, traefikRoute{Name: "fwd", Prefix: "/fwd", Middleware: forwardAuthMiddleware(fa.verifyURL)})
+	}
+	traefik, err := startTraefik(e, port, backendPort, routes)
+	if err != nil {
+		return err
+	}
+	warm, err := mint(is, resource, 1)
+	if err != nil {
+		return err
+	}
+	other, err := mint(is, resource, 2)
+	if err != nil {
+		return err
+	}
+	if err := checkEdgeRoute(s, "plugin", testenv.URL(port, "/plugin/mcp"), warm, forge(warm, other), "1", true); err != nil {
+		return err
+	}
+	if err := checkEdgeRoute(s, "headers", testenv.URL(port, "/headers/mcp"), warm, "", "1", true); err != nil {
+		return err
+	}
 
 	// Every target gets the same request, a token of the plugin's format included, so that a ratio measures the
 	// middleware and not the size of the request; one row keeps the do-nothing plugin without it, as before.
@@ -110,7 +134,9 @@ func edgeSection(e *env, cfg Config, s *Section) {
 	}
 	res := &edgeResult{hasFwd: fa != nil}
 	if fa != nil {
-		checkEdgeRoute(e, testenv.URL(port, "/fwd/mcp"), fa.token, "", true, false)
+		if err := checkEdgeRoute(s, "fwd", testenv.URL(port, "/fwd/mcp"), fa.token, forge(fa.token, warm), "", false); err != nil {
+			return err
+		}
 		targets = append(targets, edgeTarget{"ForwardAuth (ES256 check per request)", testenv.URL(port, "/fwd/mcp"), "Authorization: Bearer " + fa.token})
 	}
 
@@ -123,14 +149,17 @@ func edgeSection(e *env, cfg Config, s *Section) {
 		return o
 	}
 	for _, t := range targets {
-		_, err := wrk.Run(ctx, wrkOpts(t, 16, cfg.Warmup))
-		e.check(err, "warm-up of "+t.name)
+		if _, err := wrk.Run(ctx, wrkOpts(t, 16, cfg.Warmup)); err != nil {
+			return fmt.Errorf("warm-up of %s: %w", t.name, err)
+		}
 	}
 	res.wrk = make([]repRuns, len(targets))
 	for range cfg.EdgeReps {
 		for i, t := range targets {
 			r, err := wrk.Run(ctx, wrkOpts(t, 16, cfg.EdgeRun))
-			e.check(err, t.name)
+			if err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
 			res.wrk[i].add(r.RequestsPerSec, stats.Ms(r.P50), stats.Ms(r.P99))
 		}
 	}
@@ -144,10 +173,10 @@ func edgeSection(e *env, cfg Config, s *Section) {
 		s.Commands = append(s.Commands, "wrk "+strings.Join(args, " "))
 	}
 	s.Doc.P("All targets run through one Traefik %s process to the same trivial Go backend (its own process, answers "+
-		"`200 ok`). The plugin runs as a local plugin under Yaegi, exactly as in the dev stack (the sources committed at HEAD); its issuer is a stand-in "+
+		"`200 ok`). The plugin runs as a local plugin under Yaegi, exactly as in the dev stack (the sources of the working tree); its issuer is a stand-in "+
 		"that serves the JWKS and revocation feed of docs/architecture.md and signs ES256 tokens in the contract's format "+
 		"(the plugin's cost depends only on that format). Tokens are checked in setup: the backend must see `X-User-Id` "+
-		"and no `Authorization`. Every target gets the same request, with an `Authorization` header of the plugin's format "+
+		"and no `Authorization`, and a request without a token or with a forged signature must be refused. Every target gets the same request, with an `Authorization` header of the plugin's format "+
 		"(the target ignores it, or passes it on), so that the ratios measure the middleware, not the size of the request; "+
 		"one row keeps the do-nothing plugin without the header, which is what runs before issue 17 compared the plugin with. "+
 		"Two references bound what any plugin can reach: the do-nothing Yaegi plugin (the floor of Yaegi) and a Yaegi plugin "+
@@ -163,6 +192,7 @@ func edgeSection(e *env, cfg Config, s *Section) {
 	}
 	s.Doc.Table([]string{"target", "req/s", "spread", "p50", "p99", "vs no auth", "vs do-nothing plugin"}, rows)
 	s.set("edge.noauth.rps", stats.Of(res.wrk[tNoAuth].rps).Median)
+	s.set("edge.noop.rps", stats.Of(res.wrk[tNoop].rps).Median)
 	s.set("edge.plugin.rps", stats.Of(res.wrk[tPlugin].rps).Median)
 	if fa != nil {
 		s.set("edge.forwardauth.rps", stats.Of(res.wrk[tFwd].rps).Median)
@@ -170,47 +200,100 @@ func edgeSection(e *env, cfg Config, s *Section) {
 
 	// 2. First-seen tokens: every request carries a token the plugin has never verified (Go load generator, since
 	// wrk sends one fixed header). The same generator measures no auth and the warm plugin for the ratio.
-	edgeFirstSeen(e, ctx, cfg, s, res, is, targets, resource, warm)
+	if err := edgeFirstSeen(ctx, cfg, s, res, is, targets, resource, warm); err != nil {
+		return err
+	}
 
 	// 3. Growth: connections 1x, 4x, 16x (wrk), and distinct tokens 1x, 4x, 16x.
 	growthTargets := []int{tNoAuth, tNoop, tHeaders, tPlugin}
 	if fa != nil {
 		growthTargets = append(growthTargets, tFwd)
 	}
-	edgeGrowth(e, ctx, cfg, s, res, targets, growthTargets, wrkOpts)
-	edgeTokenSets(e, ctx, cfg, s, res, is, traefik, port, resource)
-
+	if err := edgeGrowth(ctx, cfg, s, res, targets, growthTargets, wrkOpts); err != nil {
+		return err
+	}
+	if err := edgeTokenSets(ctx, cfg, s, res, is, traefik, port, resource); err != nil {
+		return err
+	}
 	edgeVerdicts(cfg, s, res)
+	return nil
+}
+
+// benchKid is the stand-in issuer's key.
+const benchKid = "bench"
+
+// mint signs an access token of user for resource. Its identity has the sizes of the one the headers reference
+// plugin writes (headersSource), so that both send the backend requests of the same size.
+func mint(is *plugintest.Issuer, resource string, user int) (string, error) {
+	c := is.Claims(resource)
+	c["sub"], c["username"], c["name"] = strconv.Itoa(user), "bench-user-"+strconv.Itoa(user), "Bench User"
+	c["email"], c["client_id"] = "bench@example.com", "bench-client"
+	return is.Token(benchKid, c)
+}
+
+// mintN mints n distinct tokens (distinct jti and sub) for resource.
+func mintN(is *plugintest.Issuer, resource string, n int) ([]string, error) {
+	out := make([]string, n)
+	for i := range out {
+		t, err := mint(is, resource, 1000+i)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = t
+	}
+	return out, nil
+}
+
+// forge is token with the signature of another: well formed, signed by a key the verifier knows, and false.
+func forge(token, other string) string {
+	return token[:strings.LastIndex(token, ".")] + other[strings.LastIndex(other, "."):]
 }
 
 // checkEdgeRoute fails the section unless a request with token passes with the identity header wantUser (any when
-// empty) at the backend, without Authorization when strips is set; and, when refuses is set, unless one without a
-// token is refused.
-func checkEdgeRoute(e *env, url, token, wantUser string, refuses, strips bool) {
+// empty) at the backend, without Authorization when strips is set; and, when forged is set, unless a request
+// without a token and one with the forged token are refused. It records the check in s.Checks.
+func checkEdgeRoute(s *Section, route, url, token, forged, wantUser string, strips bool) error {
 	req, _ := http.NewRequest(http.MethodGet, url, nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
-	e.check(err, "request to "+url)
+	if err != nil {
+		return fmt.Errorf("check route %s: %w", route, err)
+	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		e.Fatalf("%s refused a valid token: HTTP %d %s (header %q)", url, resp.StatusCode, b, resp.Header.Get("Www-Authenticate"))
+		return fmt.Errorf("%s refused a valid token: HTTP %d %s (header %q)", url, resp.StatusCode, b, resp.Header.Get("Www-Authenticate"))
 	}
-	if got := resp.Header.Get("X-Seen-User-Id"); got == "" || (wantUser != "" && got != wantUser) {
-		e.Fatalf("%s: the backend saw X-User-Id %q, want %q", url, got, wantUser)
+	got := resp.Header.Get("X-Seen-User-Id")
+	if got == "" || (wantUser != "" && got != wantUser) {
+		return fmt.Errorf("%s: the backend saw X-User-Id %q, want %q", url, got, wantUser)
 	}
-	if strips && resp.Header.Get("X-Seen-Authorization") != "" {
-		e.Fatalf("%s: the backend got the Authorization header", url)
+	check := fmt.Sprintf("%s: a valid token reaches the backend as X-User-Id %s", route, got)
+	if strips {
+		if resp.Header.Get("X-Seen-Authorization") != "" {
+			return fmt.Errorf("%s: the backend got the Authorization header", url)
+		}
+		check += " without Authorization"
 	}
-	if !refuses {
-		return
+	if forged != "" {
+		for _, bad := range []struct{ what, token string }{{"no token", ""}, {"a forged signature", forged}} {
+			req, _ := http.NewRequest(http.MethodGet, url, nil)
+			if bad.token != "" {
+				req.Header.Set("Authorization", "Bearer "+bad.token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return fmt.Errorf("check route %s: %w", route, err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized {
+				return fmt.Errorf("%s let a request with %s through: HTTP %d", url, bad.what, resp.StatusCode)
+			}
+		}
+		check += "; no token and a forged signature get 401"
 	}
-	resp, err = http.Get(url)
-	e.check(err, "request to "+url)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusUnauthorized {
-		e.Fatalf("%s let a request without a token through: HTTP %d", url, resp.StatusCode)
-	}
+	s.Checks = append(s.Checks, check)
+	return nil
 }
 
 // edgeClient is the Go load generator's HTTP client.
@@ -236,30 +319,31 @@ func getOK(ctx context.Context, c *http.Client, url, token string) error {
 	return nil
 }
 
-func edgeFirstSeen(e *env, ctx context.Context, cfg Config, s *Section, res *edgeResult, is *issuer.Issuer, targets []edgeTarget, resource, warm string) {
+func edgeFirstSeen(ctx context.Context, cfg Config, s *Section, res *edgeResult, is *plugintest.Issuer, targets []edgeTarget, resource, warm string) error {
 	c := edgeClient()
 	// Enough fresh tokens for a run: generous for this machine's plugin throughput, and a run also ends at EdgeRun.
 	perRun := int(cfg.EdgeRun.Seconds() * 8000)
 	type gTarget struct {
 		name   string
 		url    string
-		tokens func() []string
+		tokens func() ([]string, error)
 	}
-	fixed := func(tok string) func() []string { return func() []string { return []string{tok} } }
+	fixed := func(tok string) func() ([]string, error) {
+		return func() ([]string, error) { return []string{tok}, nil }
+	}
 	gts := []gTarget{
 		{"no auth", targets[tNoAuth].url, fixed(warm)},
 		{"plugin, warm cache", targets[tPlugin].url, fixed(warm)},
-		{"plugin, first-seen tokens", targets[tPlugin].url, func() []string {
-			toks, err := is.MintN(resource, perRun)
-			e.check(err, "mint tokens")
-			return toks
-		}},
+		{"plugin, first-seen tokens", targets[tPlugin].url, func() ([]string, error) { return mintN(is, resource, perRun) }},
 	}
 	if res.hasFwd {
 		gts = append(gts, gTarget{targets[tFwd].name, targets[tFwd].url, fixed(strings.TrimPrefix(targets[tFwd].header, "Authorization: Bearer "))})
 	}
-	runOne := func(g gTarget, d time.Duration) load.Result {
-		toks := g.tokens()
+	runOne := func(g gTarget, d time.Duration) (load.Result, error) {
+		toks, err := g.tokens()
+		if err != nil {
+			return load.Result{}, err
+		}
 		opts := load.Options{Workers: 16, Duration: d}
 		if len(toks) > 1 {
 			opts.Total = int64(len(toks))
@@ -267,19 +351,26 @@ func edgeFirstSeen(e *env, ctx context.Context, cfg Config, s *Section, res *edg
 		r, err := load.Run(ctx, opts, func(ctx context.Context, _ int, seq int64) error {
 			return getOK(ctx, c, g.url, toks[seq%int64(len(toks))])
 		})
-		e.check(err, g.name)
-		if r.Errors > 0 {
-			e.Fatalf("%s: %d of %d requests failed, first: %v", g.name, r.Errors, r.Errors+r.Ops, r.FirstErr)
+		if err != nil {
+			return r, fmt.Errorf("%s: %w", g.name, err)
 		}
-		return r
+		if r.Errors > 0 {
+			return r, fmt.Errorf("%s: %d of %d requests failed, first: %w", g.name, r.Errors, r.Errors+r.Ops, r.FirstErr)
+		}
+		return r, nil
 	}
 	for _, g := range gts[:2] {
-		runOne(g, cfg.Warmup)
+		if _, err := runOne(g, cfg.Warmup); err != nil {
+			return err
+		}
 	}
 	res.first = make([]repRuns, len(gts))
 	for range cfg.Reps {
 		for i, g := range gts {
-			r := runOne(g, cfg.EdgeRun)
+			r, err := runOne(g, cfg.EdgeRun)
+			if err != nil {
+				return err
+			}
 			l := stats.Summarize(r.Latencies)
 			res.first[i].add(r.PerSecond(), stats.Ms(l.P50), stats.Ms(l.P99))
 		}
@@ -301,9 +392,10 @@ func edgeFirstSeen(e *env, ctx context.Context, cfg Config, s *Section, res *edg
 		s.Doc.P("First-seen plugin vs ForwardAuth: %s (ForwardAuth has no cache to warm: every request is a call to its verifier, which checks the signature).",
 			report.Ratio(res.first[2].ratioTo(&res.first[3])))
 	}
+	return nil
 }
 
-func edgeGrowth(e *env, ctx context.Context, cfg Config, s *Section, res *edgeResult, targets []edgeTarget, which []int, opts func(edgeTarget, int, time.Duration) wrk.Options) {
+func edgeGrowth(ctx context.Context, cfg Config, s *Section, res *edgeResult, targets []edgeTarget, which []int, opts func(edgeTarget, int, time.Duration) wrk.Options) error {
 	res.growth = map[int][]repRuns{}
 	for _, conns := range cfg.EdgeGrowth {
 		res.growth[conns] = make([]repRuns, len(targets))
@@ -312,7 +404,9 @@ func edgeGrowth(e *env, ctx context.Context, cfg Config, s *Section, res *edgeRe
 		for _, conns := range cfg.EdgeGrowth {
 			for _, ti := range which {
 				r, err := wrk.Run(ctx, opts(targets[ti], conns, cfg.GrowthRun))
-				e.check(err, fmt.Sprintf("%s at %d connections", targets[ti].name, conns))
+				if err != nil {
+					return fmt.Errorf("%s at %d connections: %w", targets[ti].name, conns, err)
+				}
 				res.growth[conns][ti].add(r.RequestsPerSec, stats.Ms(r.P50), stats.Ms(r.P99))
 			}
 		}
@@ -336,27 +430,32 @@ func edgeGrowth(e *env, ctx context.Context, cfg Config, s *Section, res *edgeRe
 		rows = append(rows, append(row, strings.Join(ratios, " / ")))
 	}
 	s.Doc.Table(header, rows)
+	return nil
 }
 
-func edgeTokenSets(e *env, ctx context.Context, cfg Config, s *Section, res *edgeResult, is *issuer.Issuer, traefik *testenv.Process, port int, resource string) {
+func edgeTokenSets(ctx context.Context, cfg Config, s *Section, res *edgeResult, is *plugintest.Issuer, traefik *testenv.Process, port int, resource string) error {
 	c := edgeClient()
 	url := testenv.URL(port, "/plugin/mcp")
 	res.sets = make([]repRuns, len(cfg.TokenSets))
 	sets := make([][]string, len(cfg.TokenSets))
 	for i, n := range cfg.TokenSets {
-		toks, err := is.MintN(resource, n)
-		e.check(err, "mint tokens")
+		toks, err := mintN(is, resource, n)
+		if err != nil {
+			return err
+		}
 		sets[i] = toks
 	}
-	cycle := func(toks []string, o load.Options) load.Result {
+	cycle := func(toks []string, o load.Options) (load.Result, error) {
 		r, err := load.Run(ctx, o, func(ctx context.Context, _ int, seq int64) error {
 			return getOK(ctx, c, url, toks[seq%int64(len(toks))])
 		})
-		e.check(err, "token set")
-		if r.Errors > 0 {
-			e.Fatalf("token set of %d: %d requests failed, first: %v", len(toks), r.Errors, r.FirstErr)
+		if err != nil {
+			return r, fmt.Errorf("token set of %d: %w", len(toks), err)
 		}
-		return r
+		if r.Errors > 0 {
+			return r, fmt.Errorf("token set of %d: %d requests failed, first: %w", len(toks), r.Errors, r.FirstErr)
+		}
+		return r, nil
 	}
 	// One untimed pass over each set first, so the measured passes show the cache at that working set: all hits
 	// while it fits in the plugin's cache, evictions and re-verification once it does not. Traefik's memory is read
@@ -367,14 +466,19 @@ func edgeTokenSets(e *env, ctx context.Context, cfg Config, s *Section, res *edg
 		if last {
 			res.rssBefore = vmRSS(pid)
 		}
-		cycle(toks, load.Options{Workers: 16, Total: int64(len(toks))})
+		if _, err := cycle(toks, load.Options{Workers: 16, Total: int64(len(toks))}); err != nil {
+			return err
+		}
 		if last {
 			res.rssAfter, res.setsCached = vmRSS(pid), len(toks)
 		}
 	}
 	for range cfg.Reps {
 		for i, toks := range sets {
-			r := cycle(toks, load.Options{Workers: 16, Duration: cfg.GrowthRun})
+			r, err := cycle(toks, load.Options{Workers: 16, Duration: cfg.GrowthRun})
+			if err != nil {
+				return err
+			}
 			l := stats.Summarize(r.Latencies)
 			res.sets[i].add(r.PerSecond(), stats.Ms(l.P50), stats.Ms(l.P99))
 		}
@@ -397,6 +501,7 @@ func edgeTokenSets(e *env, ctx context.Context, cfg Config, s *Section, res *edg
 			"its `Authorization` value; docs/plugin.md).", report.MiB(res.rssBefore), report.MiB(res.rssAfter), res.setsCached,
 			bytesPerToken(res.rssAfter-res.rssBefore, res.setsCached))
 	}
+	return nil
 }
 
 // vmRSS is the resident memory of process pid in bytes (0 when unknown).

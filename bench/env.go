@@ -5,80 +5,75 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"slices"
-	"testing"
+
+	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
 )
 
-// env lets the suite use internal/testenv (written for tests) from a program: it implements the few testing.TB
-// methods testenv calls. Fatalf and Skipf end the current benchmark section by panicking with errAbort or errSkip,
-// which runSection recovers. The embedded testing.TB is nil; calling any other method would panic, which would be
-// a bug in this file.
+// env is what one benchmark section started: the cleanups that stop it when the section ends, last first.
 type env struct {
-	testing.TB
 	name     string
 	cleanups []func()
-	failed   bool
+	failed   bool // the section ended with an error: the processes it started log their output
 }
 
-type abortError struct{ err error }
-type skipError struct{ reason string }
+// onEnd runs f when the section ends.
+func (e *env) onEnd(f func()) { e.cleanups = append(e.cleanups, f) }
 
-func (e *env) Helper()      {}
-func (e *env) Name() string { return e.name }
-func (e *env) Failed() bool { return e.failed }
-func (e *env) Fatalf(format string, args ...any) {
-	e.failed = true
-	panic(abortError{fmt.Errorf(format, args...)})
-}
-func (e *env) Fatal(args ...any) { e.Fatalf("%s", fmt.Sprint(args...)) }
-func (e *env) Skipf(format string, args ...any) {
-	panic(skipError{fmt.Sprintf(format, args...)})
-}
-func (e *env) Logf(format string, args ...any) {
-	slog.Info(fmt.Sprintf(format, args...), "section", e.name)
-}
-func (e *env) Cleanup(f func()) { e.cleanups = append(e.cleanups, f) }
-func (e *env) TempDir() string {
+// tempDir is a directory removed when the section ends.
+func (e *env) tempDir() (string, error) {
 	d, err := os.MkdirTemp("", "gateway-bench-")
 	if err != nil {
-		e.Fatalf("temp dir: %v", err)
+		return "", fmt.Errorf("temp dir: %w", err)
 	}
-	e.Cleanup(func() { _ = os.RemoveAll(d) })
-	return d
+	e.onEnd(func() { _ = os.RemoveAll(d) })
+	return d, nil
 }
 
-// check ends the section with err (wrapped with what) when err is not nil.
-func (e *env) check(err error, what string) {
+// start runs a program until the section ends.
+func (e *env) start(name string, cmd *exec.Cmd) (*testenv.Process, error) {
+	p, err := testenv.StartProcess(name, cmd)
 	if err != nil {
-		e.Fatalf("%s: %v", what, err)
+		return nil, err
 	}
+	e.onEnd(func() {
+		p.Stop()
+		if e.failed {
+			slog.Info("output of "+name, "section", e.name, "output", p.Output())
+		}
+	})
+	return p, nil
 }
 
-func (e *env) close() {
-	for _, f := range slices.Backward(e.cleanups) {
-		f()
+// startRedis starts a private redis-server until the section ends.
+func (e *env) startRedis() (*testenv.Redis, error) {
+	dir, err := e.tempDir()
+	if err != nil {
+		return nil, err
 	}
-	e.cleanups = nil
+	r, err := testenv.StartRedisIn(dir)
+	if err != nil {
+		return nil, err
+	}
+	e.onEnd(r.Stop)
+	return r, nil
 }
 
 // errSkipped marks a section that could not run because a prerequisite is missing.
 var errSkipped = errors.New("skipped")
 
-// runSection runs fn with a fresh env, turning Fatalf and Skipf into an error and running every cleanup.
-func runSection(name string, fn func(e *env)) (err error) {
+// runSection runs fn with a fresh env and then every cleanup it registered. A missing prerequisite (testenv's
+// ErrMissing) skips the section.
+func runSection(name string, fn func(e *env) error) error {
 	e := &env{name: name}
-	defer e.close()
-	defer func() {
-		switch r := recover().(type) {
-		case nil:
-		case abortError:
-			err = r.err
-		case skipError:
-			err = fmt.Errorf("%w: %s", errSkipped, r.reason)
-		default:
-			panic(r)
-		}
-	}()
-	fn(e)
-	return nil
+	err := fn(e)
+	if errors.Is(err, testenv.ErrMissing) && !errors.Is(err, errSkipped) {
+		err = fmt.Errorf("%w: %w", errSkipped, err)
+	}
+	e.failed = err != nil && !errors.Is(err, errSkipped)
+	for _, f := range slices.Backward(e.cleanups) {
+		f()
+	}
+	return err
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 
 	"github.com/mcp-oauth-gateway/gateway/bench/internal/mcpclient"
@@ -15,31 +16,30 @@ type forwardAuth struct {
 }
 
 // startForwardAuth starts the authserver (embedded store) protecting resource, obtains a real access token for it
-// through the browser flow, and starts the verifier that checks it against the authserver's keys. It returns nil,
-// with a note, when that fails: the rest of the edge section still runs.
-func startForwardAuth(e *env, s *Section, resource string) (fa *forwardAuth) {
-	defer func() {
-		switch r := recover().(type) {
-		case nil:
-		case abortError:
-			s.note("ForwardAuth baseline not measured: %v", r.err)
-			fa = nil
-		case skipError:
-			s.note("ForwardAuth baseline not measured: %s", r.reason)
-			fa = nil
-		default:
-			panic(r)
-		}
-	}()
+// through the browser flow, and starts the verifier that checks it against the authserver's keys.
+func startForwardAuth(e *env, s *Section, resource string) (*forwardAuth, error) {
 	ctx := context.Background()
-	as := startAuthserver(e, s, "embedded", []string{resource})
+	as, err := startAuthserver(e, "embedded", []string{resource})
+	if err != nil {
+		return nil, err
+	}
 	s.Commands = append(s.Commands, relPath(as.command)+"   # issues the ForwardAuth baseline's token; the baseline itself (bench/forwardauth_baseline.go) runs in the bench process")
 	flow := &oauthflow.AS{Issuer: as.issuer, Resource: resource, Scope: "mcp", HTTP: &http.Client{Transport: mcpclient.NewHTTPTransport()}}
 	c, err := flow.Register(ctx, "bench-forwardauth")
-	e.check(err, "register")
+	if err != nil {
+		return nil, fmt.Errorf("register: %w", err)
+	}
 	code, err := flow.Authorize(ctx, c)
-	e.check(err, "authorize")
+	if err != nil {
+		return nil, fmt.Errorf("authorize: %w", err)
+	}
 	t, err := flow.Exchange(ctx, code)
-	e.check(err, "exchange")
-	return &forwardAuth{verifyURL: startForwardAuthVerifier(e, as.issuer, resource, "mcp"), token: t.AccessToken}
+	if err != nil {
+		return nil, fmt.Errorf("exchange: %w", err)
+	}
+	verifyURL, err := startForwardAuthVerifier(e, as.issuer, resource, "mcp")
+	if err != nil {
+		return nil, err
+	}
+	return &forwardAuth{verifyURL: verifyURL, token: t.AccessToken}, nil
 }

@@ -39,18 +39,22 @@ type verifyClaims struct {
 
 // startForwardAuthVerifier loads the issuer's keys and serves the verifier at <url>/verify on a loopback port until
 // the section ends; it returns that URL.
-func startForwardAuthVerifier(e *env, issuer, resource, scope string) string {
+func startForwardAuthVerifier(e *env, issuer, resource, scope string) (string, error) {
 	keys, err := fetchJWKS(issuer + "/.well-known/jwks.json")
-	e.check(err, "read the authserver's JWKS")
+	if err != nil {
+		return "", fmt.Errorf("read the authserver's JWKS: %w", err)
+	}
 	v := &forwardAuthVerifier{issuer: issuer, resource: strings.ToLower(resource), scope: scope, keys: keys}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
-	e.check(err, "listen for the ForwardAuth verifier")
+	if err != nil {
+		return "", fmt.Errorf("listen for the ForwardAuth verifier: %w", err)
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/verify", v)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(l) }()
-	e.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	return "http://" + l.Addr().String() + "/verify"
+	e.onEnd(func() { _ = srv.Shutdown(context.Background()) })
+	return "http://" + l.Addr().String() + "/verify", nil
 }
 
 func (v *forwardAuthVerifier) ServeHTTP(w http.ResponseWriter, r *http.Request) {

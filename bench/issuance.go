@@ -17,26 +17,34 @@ import (
 // authserver's configuration and the token's aud name it).
 const issueResource = "http://127.0.0.1:9/bench/mcp"
 
-func issuanceSection(e *env, cfg Config, s *Section) {
+func issuanceSection(e *env, cfg Config, s *Section) error {
 	ctx := context.Background()
 	stores := []string{"redis", "embedded"}
 	ops := []string{"register", "code exchange", "refresh rotation"}
 	type key struct{ store, op string }
 	runs := map[key]*repRuns{}
 	for _, st := range stores {
-		as := startAuthserver(e, s, st, []string{issueResource})
+		as, err := startAuthserver(e, st, []string{issueResource})
+		if err != nil {
+			return err
+		}
 		s.Commands = append(s.Commands, relPath(as.command))
 		flow := &oauthflow.AS{Issuer: as.issuer, Resource: issueResource, Scope: "mcp",
 			HTTP: &http.Client{Transport: mcpclient.NewHTTPTransport()}}
 		clients := make([]*oauthflow.Client, cfg.Clients)
 		for i := range clients {
 			c, err := flow.Register(ctx, "bench-"+strconv.Itoa(i))
-			e.check(err, "register a client ("+st+")")
+			if err != nil {
+				return fmt.Errorf("register a client (%s): %w", st, err)
+			}
 			clients[i] = c
 		}
-		record := func(op string, r load.Result) {
+		record := func(op string, r load.Result, err error) error {
+			if err != nil {
+				return fmt.Errorf("%s on %s: %w", op, st, err)
+			}
 			if r.Errors > 0 {
-				e.Fatalf("%s on %s: %d of %d failed, first: %v", op, st, r.Errors, r.Errors+r.Ops, r.FirstErr)
+				return fmt.Errorf("%s on %s: %d of %d failed, first: %w", op, st, r.Errors, r.Errors+r.Ops, r.FirstErr)
 			}
 			k := key{st, op}
 			if runs[k] == nil {
@@ -44,16 +52,24 @@ func issuanceSection(e *env, cfg Config, s *Section) {
 			}
 			l := stats.Summarize(r.Latencies)
 			runs[k].add(r.PerSecond(), stats.Ms(l.P50), stats.Ms(l.P99))
+			return nil
 		}
 		// Warm-up: registrations and a few exchanges, not recorded.
-		_, err := load.Run(ctx, load.Options{Workers: cfg.Clients, Duration: cfg.Warmup}, func(ctx context.Context, _ int, seq int64) error {
+		_, err = load.Run(ctx, load.Options{Workers: cfg.Clients, Duration: cfg.Warmup}, func(ctx context.Context, _ int, seq int64) error {
 			_, err := flow.Register(ctx, "bench-warm-"+strconv.FormatInt(seq, 10))
 			return err
 		})
-		e.check(err, "warm-up")
-		for _, c := range prepareCodes(e, ctx, flow, clients, 2*cfg.Clients) {
-			_, err := flow.Exchange(ctx, c)
-			e.check(err, "warm-up exchange")
+		if err != nil {
+			return fmt.Errorf("warm-up on %s: %w", st, err)
+		}
+		warmCodes, err := prepareCodes(ctx, flow, clients, 2*cfg.Clients)
+		if err != nil {
+			return err
+		}
+		for _, c := range warmCodes {
+			if _, err := flow.Exchange(ctx, c); err != nil {
+				return fmt.Errorf("warm-up exchange on %s: %w", st, err)
+			}
 		}
 		for range cfg.Reps {
 			// Registration.
@@ -61,12 +77,16 @@ func issuanceSection(e *env, cfg Config, s *Section) {
 				_, err := flow.Register(ctx, "bench-reg-"+strconv.FormatInt(seq, 10))
 				return err
 			})
-			e.check(err, "register")
-			record("register", r)
+			if err := record("register", r, err); err != nil {
+				return err
+			}
 
 			// Code exchange: codes come from the real browser flow, outside the timed part. The first Clients
 			// exchanges start the refresh chains.
-			codes := prepareCodes(e, ctx, flow, clients, max(cfg.IssueCodes, cfg.Clients))
+			codes, err := prepareCodes(ctx, flow, clients, max(cfg.IssueCodes, cfg.Clients))
+			if err != nil {
+				return err
+			}
 			chains := make([]string, cfg.Clients)
 			r, err = load.Run(ctx, load.Options{Workers: cfg.Clients, Total: int64(len(codes))}, func(ctx context.Context, _ int, seq int64) error {
 				t, err := flow.Exchange(ctx, codes[seq])
@@ -75,13 +95,14 @@ func issuanceSection(e *env, cfg Config, s *Section) {
 				}
 				return err
 			})
-			e.check(err, "code exchange")
-			record("code exchange", r)
+			if err := record("code exchange", r, err); err != nil {
+				return err
+			}
 
 			// Refresh rotation: worker w rotates chain w (its client is the one of codes[w]) back to back.
 			for i, c := range chains {
 				if c == "" {
-					e.Fatalf("exchange %d returned no refresh token", i)
+					return fmt.Errorf("exchange %d on %s returned no refresh token", i, st)
 				}
 			}
 			r, err = load.Run(ctx, load.Options{Workers: cfg.Clients, Duration: cfg.IssueRun}, func(ctx context.Context, w int, _ int64) error {
@@ -92,8 +113,9 @@ func issuanceSection(e *env, cfg Config, s *Section) {
 				chains[w] = t.RefreshToken
 				return nil
 			})
-			e.check(err, "refresh")
-			record("refresh rotation", r)
+			if err := record("refresh rotation", r, err); err != nil {
+				return err
+			}
 		}
 	}
 	s.Doc.P("The authserver runs as its own process, once on a real redis-server and once on the embedded store; %d "+
@@ -124,19 +146,22 @@ func issuanceSection(e *env, cfg Config, s *Section) {
 	reg := stats.Of(runs[key{"redis", "register"}].rps).Median
 	s.verdict("registration not bottlenecked by password hashing (Hydra with BCrypt: 60/s)", fmt.Sprintf("%s registrations/s on Redis", report.Num(reg)),
 		reg > 600, whyIf(reg <= 600, "registration rate is within 10x of a BCrypt-bound server"))
+	return nil
 }
 
 // prepareCodes runs the browser flow n times, spread over the clients, with as many flows in flight as clients.
-func prepareCodes(e *env, ctx context.Context, flow *oauthflow.AS, clients []*oauthflow.Client, n int) []*oauthflow.Code {
+func prepareCodes(ctx context.Context, flow *oauthflow.AS, clients []*oauthflow.Client, n int) ([]*oauthflow.Code, error) {
 	codes := make([]*oauthflow.Code, n)
 	r, err := load.Run(ctx, load.Options{Workers: len(clients), Total: int64(n)}, func(ctx context.Context, w int, seq int64) error {
 		c, err := flow.Authorize(ctx, clients[seq%int64(len(clients))])
 		codes[seq] = c
 		return err
 	})
-	e.check(err, "prepare codes")
-	if r.Errors > 0 {
-		e.Fatalf("browser flow: %d of %d failed, first: %v", r.Errors, n, r.FirstErr)
+	if err != nil {
+		return nil, fmt.Errorf("prepare codes: %w", err)
 	}
-	return codes
+	if r.Errors > 0 {
+		return nil, fmt.Errorf("browser flow: %d of %d failed, first: %w", r.Errors, n, r.FirstErr)
+	}
+	return codes, nil
 }

@@ -43,7 +43,7 @@ type launched struct {
 // streamTarget knows how to run one way of serving an MCP server.
 type streamTarget struct {
 	name   string
-	launch func(e *env, srv mcpServer) *launched
+	launch func(e *env, srv mcpServer) (*launched, error)
 }
 
 // Target names the verdicts and the summary look up.
@@ -62,9 +62,19 @@ const (
 // sessions are too, which keeps the two paths alike and clear of any per-user limit.
 const userHeader = "X-User-Id"
 
-func streamingSection(e *env, cfg Config, s *Section) {
-	nm := testenv.NodeModules(e)
-	node := testenv.NodeBin(e)
+func streamingSection(e *env, cfg Config, s *Section) error {
+	nm, err := testenv.FindNodeModules()
+	if err != nil {
+		return err
+	}
+	node, err := testenv.FindNode()
+	if err != nil {
+		return err
+	}
+	fixture, err := buildEverythingServer(e)
+	if err != nil {
+		return err
+	}
 	servers := []mcpServer{
 		{
 			name: "server-everything (Node)",
@@ -76,17 +86,24 @@ func streamingSection(e *env, cfg Config, s *Section) {
 		},
 		{
 			name: "Go SDK conformance fixture",
-			argv: []string{buildEverythingServer(e)},
+			argv: []string{fixture},
 			tool: "`test_simple_text` (the fixture has no `echo`)",
 			call: func(ctx context.Context, sess mcpclient.Session, _ int64) error {
-				_, err := mcpclient.CallTool(ctx, sess, "test_simple_text", nil)
+				text, err := mcpclient.CallTool(ctx, sess, "test_simple_text", nil)
+				if err == nil && !strings.Contains(text, "simple text response") {
+					err = fmt.Errorf("test_simple_text answered %q, not the fixture's text", text)
+				}
 				return err
 			},
 		},
 	}
 	s.Commands = append(s.Commands, "go build -o $TMP/everything-server github.com/modelcontextprotocol/go-sdk/conformance/everything-server")
 	targets := []streamTarget{{targetStdio, launchStdio}}
-	targets = append(targets, streamproxyTargets(e, s)...)
+	sp, err := streamproxyTargets(s)
+	if err != nil {
+		return err
+	}
+	targets = append(targets, sp...)
 	supergateway := func(srv mcpServer, port int, mode ...string) []string {
 		args := []string{node, filepath.Join(nm, "supergateway/dist/index.js"), "--stdio", shellJoin(srv.argv),
 			"--outputTransport", "streamableHttp"}
@@ -94,17 +111,17 @@ func streamingSection(e *env, cfg Config, s *Section) {
 		return append(args, "--port", strconv.Itoa(port), "--logLevel", "none")
 	}
 	targets = append(targets,
-		streamTarget{targetSGStateful, func(e *env, srv mcpServer) *launched {
+		streamTarget{targetSGStateful, func(e *env, srv mcpServer) (*launched, error) {
 			return launchHTTP(e, "supergateway", legacyClient, func(port int) []string { return supergateway(srv, port, "--stateful") })
 		}},
 		// Without --stateful, supergateway serves the stateless Streamable HTTP mode: a child per POST, initialized
 		// by supergateway before the request. (Its 2026-07-28 handler also spawns a child per request and passes
 		// the request on as it is, which a handshake-era child such as server-everything cannot answer; the
 		// 2025-06-18 client drives it on both servers.)
-		streamTarget{targetSGStateless, func(e *env, srv mcpServer) *launched {
+		streamTarget{targetSGStateless, func(e *env, srv mcpServer) (*launched, error) {
 			return launchHTTP(e, "supergateway", legacyClient, func(port int) []string { return supergateway(srv, port) })
 		}},
-		streamTarget{targetMCPProxy, func(e *env, srv mcpServer) *launched {
+		streamTarget{targetMCPProxy, func(e *env, srv mcpServer) (*launched, error) {
 			return launchHTTP(e, "mcp-proxy", legacyClient, func(port int) []string {
 				return append([]string{node, filepath.Join(nm, "mcp-proxy/dist/bin/mcp-proxy.mjs"), "--port", strconv.Itoa(port),
 					"--host", "127.0.0.1", "--server", "stream", "--"}, srv.argv...)
@@ -141,6 +158,7 @@ func streamingSection(e *env, cfg Config, s *Section) {
 		}
 		writeStreamTables(cfg, s, srv, targets, results)
 	}
+	return nil
 }
 
 func warmCalls(cfg Config) int { return min(200, cfg.Calls/2) }
@@ -172,42 +190,25 @@ type streamResult struct {
 	command  string
 }
 
-func measureStream(e *env, cfg Config, srv mcpServer, t streamTarget, s *Section) (res *streamResult) {
-	res = &streamResult{rate: map[int][]float64{}, ratep99: map[int][]float64{}, memPer: math.NaN()}
-	// A failing target is reported in its row; it does not stop the other targets.
-	defer func() {
-		if r := recover(); r != nil {
-			ae, ok := r.(abortError)
-			if !ok {
-				panic(r)
-			}
-			res.err = ae.err
-			s.note("%s on %s: %v", t.name, srv.name, ae.err)
-		}
-	}()
+// measureStream measures one target; a target that fails keeps what it measured before, with the error, and does
+// not stop the other targets.
+func measureStream(e *env, cfg Config, srv mcpServer, t streamTarget, s *Section) *streamResult {
+	res := &streamResult{rate: map[int][]float64{}, ratep99: map[int][]float64{}, memPer: math.NaN()}
+	if err := measureInto(e, cfg, srv, t, res); err != nil {
+		res.err = err
+		s.note("%s on %s: %v", t.name, srv.name, err)
+	}
+	return res
+}
+
+func measureInto(e *env, cfg Config, srv mcpServer, t streamTarget, res *streamResult) error {
 	ctx := context.Background()
-	l := t.launch(e, srv)
+	l, err := t.launch(e, srv)
+	if err != nil {
+		return err
+	}
 	defer l.stop()
 	res.command = l.command
-	openN := func(n int) []mcpclient.Session {
-		// Opened a few at a time: per-session children take a while to spawn, and this part is not timed.
-		out := make([]mcpclient.Session, n)
-		r, err := load.Run(ctx, load.Options{Workers: min(n, 4), Total: int64(n)}, func(ctx context.Context, _ int, seq int64) error {
-			sess, err := l.open(ctx)
-			out[seq] = sess
-			return err
-		})
-		e.check(err, "open sessions")
-		if r.Errors > 0 {
-			for _, sess := range out {
-				if sess != nil {
-					_ = sess.Close()
-				}
-			}
-			e.Fatalf("opening %d sessions: %d failed, first: %v", n, r.Errors, r.FirstErr)
-		}
-		return out
-	}
 	closeAll := func(ss []mcpclient.Session) {
 		for _, sess := range ss {
 			if sess != nil {
@@ -215,83 +216,151 @@ func measureStream(e *env, cfg Config, srv mcpServer, t streamTarget, s *Section
 			}
 		}
 	}
+	openN := func(n int) ([]mcpclient.Session, error) {
+		// Opened a few at a time: per-session children take a while to spawn, and this part is not timed.
+		out := make([]mcpclient.Session, n)
+		r, err := load.Run(ctx, load.Options{Workers: min(n, 4), Total: int64(n)}, func(ctx context.Context, _ int, seq int64) error {
+			sess, err := l.open(ctx)
+			out[seq] = sess
+			return err
+		})
+		if err != nil {
+			closeAll(out)
+			return nil, fmt.Errorf("open sessions: %w", err)
+		}
+		if r.Errors > 0 {
+			closeAll(out)
+			return nil, fmt.Errorf("opening %d sessions: %d failed, first: %w", n, r.Errors, r.FirstErr)
+		}
+		return out, nil
+	}
 	// callN makes n sequential calls, or as many as fit in limit (at least one) on a slow target.
-	callN := func(sess mcpclient.Session, n int, limit time.Duration) []time.Duration {
+	callN := func(sess mcpclient.Session, n int, limit time.Duration) ([]time.Duration, error) {
 		lat := make([]time.Duration, 0, n)
 		start := time.Now()
 		for i := range n {
 			t0 := time.Now()
-			e.check(srv.call(ctx, sess, int64(i)), "tool call")
+			if err := srv.call(ctx, sess, int64(i)); err != nil {
+				return lat, fmt.Errorf("tool call: %w", err)
+			}
 			lat = append(lat, time.Since(t0))
 			if time.Since(start) > limit {
 				break
 			}
 		}
-		return lat
+		return lat, nil
 	}
 
 	// Warm up the proxy, then measure its memory per session on a fresh heap.
-	w := openN(1)
-	callN(w[0], warmCalls(cfg), cfg.Warmup)
+	w, err := openN(1)
+	if err != nil {
+		return err
+	}
+	_, err = callN(w[0], warmCalls(cfg), cfg.Warmup)
 	closeAll(w)
+	if err != nil {
+		return err
+	}
 	if l.pid != 0 {
 		rss0, err := proc.RSS(l.pid)
-		e.check(err, "proxy memory")
-		ss := openN(cfg.MemSessions)
+		if err != nil {
+			return fmt.Errorf("proxy memory: %w", err)
+		}
+		ss, err := openN(cfg.MemSessions)
+		if err != nil {
+			return err
+		}
 		for _, sess := range ss {
-			callN(sess, 10, cfg.Warmup/4)
+			if _, err := callN(sess, 10, cfg.Warmup/4); err != nil {
+				closeAll(ss)
+				return err
+			}
 		}
 		time.Sleep(200 * time.Millisecond) // let lazily allocated buffers settle
 		rss1, err := proc.RSS(l.pid)
-		e.check(err, "proxy memory")
-		res.memPer = float64(rss1-rss0) / float64(cfg.MemSessions)
 		closeAll(ss)
+		if err != nil {
+			return fmt.Errorf("proxy memory: %w", err)
+		}
+		res.memPer = float64(rss1-rss0) / float64(cfg.MemSessions)
 	}
 
 	// Session start.
 	for range cfg.StartCount {
-		ss := openN(1)
+		ss, err := openN(1)
+		if err != nil {
+			return err
+		}
 		res.start = append(res.start, mcpclient.InitTime(ss[0]))
 		closeAll(ss)
 	}
 
 	// Per-call latency over one session.
-	one := openN(1)
-	callN(one[0], warmCalls(cfg), cfg.Warmup)
-	for range cfg.Reps {
-		calls := callN(one[0], cfg.Calls, cfg.CallsMax)
-		res.calls = append(res.calls, len(calls))
-		lat := stats.Summarize(calls)
-		res.p50 = append(res.p50, stats.Ms(lat.P50))
-		res.p99 = append(res.p99, stats.Ms(lat.P99))
+	one, err := openN(1)
+	if err != nil {
+		return err
 	}
+	err = func() error {
+		if _, err := callN(one[0], warmCalls(cfg), cfg.Warmup); err != nil {
+			return err
+		}
+		for range cfg.Reps {
+			calls, err := callN(one[0], cfg.Calls, cfg.CallsMax)
+			if err != nil {
+				return err
+			}
+			res.calls = append(res.calls, len(calls))
+			lat := stats.Summarize(calls)
+			res.p50 = append(res.p50, stats.Ms(lat.P50))
+			res.p99 = append(res.p99, stats.Ms(lat.P99))
+		}
+		return nil
+	}()
 	closeAll(one)
+	if err != nil {
+		return err
+	}
 
 	// Calls/s at each number of concurrent sessions.
 	for _, n := range cfg.Sessions {
-		ss := openN(n)
-		// The call gets the measurement's context, not the run's: a call in flight when the window closes runs to
-		// its end and counts (load.Run's Elapsed waits for it) instead of being cancelled, which matters for a
-		// target whose calls take longer than the window.
-		op := func(_ context.Context, worker int, seq int64) error { return srv.call(ctx, ss[worker], seq) }
-		_, err := load.Run(ctx, load.Options{Workers: n, Duration: cfg.Warmup / 2}, op)
-		e.check(err, "warm-up")
-		for range cfg.Reps {
-			r, err := load.Run(ctx, load.Options{Workers: n, Duration: cfg.SessionRun}, op)
-			e.check(err, "calls/s")
-			if r.Errors > 0 {
-				e.Fatalf("%d sessions: %d of %d calls failed, first: %v", n, r.Errors, r.Errors+r.Ops, r.FirstErr)
-			}
-			res.rate[n] = append(res.rate[n], r.PerSecond())
-			res.ratep99[n] = append(res.ratep99[n], stats.Ms(stats.Summarize(r.Latencies).P99))
+		if err := measureRate(ctx, cfg, srv, n, openN, closeAll, res); err != nil {
+			return err
 		}
-		closeAll(ss)
 	}
-	return res
+	return nil
+}
+
+// measureRate measures calls/s with n concurrent sessions.
+func measureRate(ctx context.Context, cfg Config, srv mcpServer, n int, openN func(int) ([]mcpclient.Session, error),
+	closeAll func([]mcpclient.Session), res *streamResult) error {
+	ss, err := openN(n)
+	if err != nil {
+		return err
+	}
+	defer closeAll(ss)
+	// The call gets the measurement's context, not the run's: a call in flight when the window closes runs to its
+	// end and counts (load.Run's Elapsed waits for it) instead of being cancelled, which matters for a target whose
+	// calls take longer than the window.
+	op := func(_ context.Context, worker int, seq int64) error { return srv.call(ctx, ss[worker], seq) }
+	if _, err := load.Run(ctx, load.Options{Workers: n, Duration: cfg.Warmup / 2}, op); err != nil {
+		return fmt.Errorf("warm-up at %d sessions: %w", n, err)
+	}
+	for range cfg.Reps {
+		r, err := load.Run(ctx, load.Options{Workers: n, Duration: cfg.SessionRun}, op)
+		if err != nil {
+			return fmt.Errorf("calls/s at %d sessions: %w", n, err)
+		}
+		if r.Errors > 0 {
+			return fmt.Errorf("%d sessions: %d of %d calls failed, first: %w", n, r.Errors, r.Errors+r.Ops, r.FirstErr)
+		}
+		res.rate[n] = append(res.rate[n], r.PerSecond())
+		res.ratep99[n] = append(res.ratep99[n], stats.Ms(stats.Summarize(r.Latencies).P99))
+	}
+	return nil
 }
 
 // launchStdio runs the server directly: one process per session, no proxy.
-func launchStdio(e *env, srv mcpServer) *launched {
+func launchStdio(_ *env, srv mcpServer) (*launched, error) {
 	return &launched{
 		command: shellJoin(srv.argv) + "   # one process per session, JSON-RPC on stdin/stdout",
 		open: func(ctx context.Context) (mcpclient.Session, error) {
@@ -300,7 +369,7 @@ func launchStdio(e *env, srv mcpServer) *launched {
 			return mcpclient.OpenStdio(ctx, cmd)
 		},
 		stop: func() {},
-	}
+	}, nil
 }
 
 // legacyClient opens sessions in protocol version mcpclient.ProtocolVersion (initialize), each as a user of its own.
@@ -320,12 +389,20 @@ func modernClient(url string) *mcpclient.HTTPClient {
 }
 
 // launchHTTP starts a Streamable HTTP proxy (argv built for a free port) serving /mcp, driven by client.
-func launchHTTP(e *env, name string, client func(url string) *mcpclient.HTTPClient, argv func(port int) []string) *launched {
-	port := testenv.FreePort(e)
+func launchHTTP(e *env, name string, client func(url string) *mcpclient.HTTPClient, argv func(port int) []string) (*launched, error) {
+	port, err := testenv.PickFreePort()
+	if err != nil {
+		return nil, err
+	}
 	args := argv(port)
 	cmd := exec.Command(args[0], args[1:]...)
-	p := testenv.Start(e, name, cmd)
-	testenv.WaitTCP(e, "127.0.0.1:"+strconv.Itoa(port), 30*time.Second)
+	p, err := e.start(name, cmd)
+	if err != nil {
+		return nil, err
+	}
+	if err := testenv.AwaitTCP("127.0.0.1:"+strconv.Itoa(port), 30*time.Second); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
 	c := client(testenv.URL(port, "/mcp"))
 	return &launched{
 		command: shellJoin(args),
@@ -339,18 +416,21 @@ func launchHTTP(e *env, name string, client func(url string) *mcpclient.HTTPClie
 				_ = syscall.Kill(k, syscall.SIGKILL)
 			}
 		},
-	}
+	}, nil
 }
 
 // buildEverythingServer builds the Go SDK's conformance fixture server (stdio when run without flags).
-func buildEverythingServer(e *env) string {
-	out := filepath.Join(e.TempDir(), "everything-server")
-	cmd := exec.Command("go", "build", "-o", out, "github.com/modelcontextprotocol/go-sdk/conformance/everything-server")
-	b, err := cmd.CombinedOutput()
+func buildEverythingServer(e *env) (string, error) {
+	dir, err := e.tempDir()
 	if err != nil {
-		e.Fatalf("go build the Go SDK conformance fixture: %v\n%s", err, b)
+		return "", err
 	}
-	return out
+	out := filepath.Join(dir, "everything-server")
+	cmd := exec.Command("go", "build", "-o", out, "github.com/modelcontextprotocol/go-sdk/conformance/everything-server")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build the Go SDK conformance fixture: %w\n%s", err, b)
+	}
+	return out, nil
 }
 
 // shellJoin quotes argv for a shell command line (supergateway takes one, and the report shows them).

