@@ -15,17 +15,13 @@ import (
 // startLogin stores an authorization (or device) request, binds it to this browser, and starts the login: straight
 // to the identity provider when there is one, else to a page where the user chooses.
 func (s *Server) startLogin(w http.ResponseWriter, r *http.Request, ar *store.AuthRequest) {
-	providers := s.login.Providers()
 	var to string
-	if len(providers) == 1 {
-		var err error
-		if to, err = s.login.Begin(ar, providers[0].Name()); err != nil {
-			s.log.ErrorContext(r.Context(), "start the login", "err", err)
-			s.errorPage(w, http.StatusInternalServerError, "Login unavailable", "The login could not be started. Try again from your application.")
+	if providers := s.login.Providers(); len(providers) == 1 {
+		var ok bool
+		if to, ok = s.beginLogin(w, r, ar, providers[0].Name()); !ok {
 			return
 		}
-	}
-	if err := s.store.PutAuthRequest(r.Context(), ar); err != nil {
+	} else if err := s.store.PutAuthRequest(r.Context(), ar); err != nil {
 		s.storeFailedPage(w, r, err)
 		return
 	}
@@ -61,17 +57,25 @@ func (s *Server) chooseLogin(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusBadRequest, "Unknown sign-in option", "This server offers no such way to sign in. Go back and choose one of the options listed.")
 		return
 	}
-	to, err := s.login.Begin(ar, q.Get("provider"))
+	if to, ok := s.beginLogin(w, r, ar, q.Get("provider")); ok {
+		http.Redirect(w, r, to, http.StatusFound)
+	}
+}
+
+// beginLogin starts ar's round trip to provider and stores ar with it. It returns where to send the browser, or
+// false when it has answered a failure.
+func (s *Server) beginLogin(w http.ResponseWriter, r *http.Request, ar *store.AuthRequest, provider string) (string, bool) {
+	to, err := s.login.Begin(ar, provider)
 	if err != nil {
-		s.log.ErrorContext(r.Context(), "start the login", "err", err)
+		s.log.ErrorContext(r.Context(), "start the login", "provider", provider, "err", err)
 		s.errorPage(w, http.StatusInternalServerError, "Login unavailable", "The login could not be started. Try again from your application.")
-		return
+		return "", false
 	}
 	if err := s.store.PutAuthRequest(r.Context(), ar); err != nil {
 		s.storeFailedPage(w, r, err)
-		return
+		return "", false
 	}
-	http.Redirect(w, r, to, http.StatusFound)
+	return to, true
 }
 
 // loginCallback is where provider name returns the user (its CallbackPath).
