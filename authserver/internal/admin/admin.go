@@ -152,11 +152,7 @@ func (a *Admin) Restore(ctx context.Context, r io.Reader, yes bool) error {
 func (a *Admin) GenerateSecrets() error {
 	secrets := map[string]string{}
 	for _, name := range []string{"REDIS_PASSWORD", "STREAMPROXY_SECRET"} {
-		v, err := randomSecret()
-		if err != nil {
-			return err
-		}
-		secrets[name] = v
+		secrets[name] = randomSecret()
 	}
 	if a.JSON {
 		return a.printJSON(secrets)
@@ -166,12 +162,12 @@ func (a *Admin) GenerateSecrets() error {
 	return err
 }
 
-func randomSecret() (string, error) {
+// randomSecret is 256 random bits, base64url. crypto/rand.Read does not return errors since Go 1.24 (a failure
+// ends the program).
+func randomSecret() string {
 	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("generate secret: %w", err)
-	}
-	return base64.RawURLEncoding.EncodeToString(b), nil
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 func (a *Admin) result(v any, text string) error {
