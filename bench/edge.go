@@ -37,6 +37,12 @@ func (r *repRuns) add(rps float64, p50, p99 float64) {
 	r.p99 = append(r.p99, p99)
 }
 
+// addLoad records a run of the Go load generator.
+func (r *repRuns) addLoad(res load.Result) {
+	l := stats.Summarize(res.Latencies)
+	r.add(res.PerSecond(), stats.Ms(l.P50), stats.Ms(l.P99))
+}
+
 // ratioTo is the median over repetitions of r's req/s divided by base's req/s in the same repetition.
 func (r *repRuns) ratioTo(base *repRuns) float64 {
 	var v []float64
@@ -299,6 +305,20 @@ func checkEdgeRoute(s *Section, route, url, token, forged, wantUser string, stri
 // edgeClient is the Go load generator's HTTP client.
 func edgeClient() *http.Client { return &http.Client{Transport: mcpclient.NewHTTPTransport()} }
 
+// getLoad runs the load generator on url, each request with the next of toks; a failed request fails the run.
+func getLoad(ctx context.Context, c *http.Client, url string, toks []string, o load.Options) (load.Result, error) {
+	r, err := load.Run(ctx, o, func(ctx context.Context, _ int, seq int64) error {
+		return getOK(ctx, c, url, toks[seq%int64(len(toks))])
+	})
+	if err != nil {
+		return r, err
+	}
+	if r.Errors > 0 {
+		return r, fmt.Errorf("%d of %d requests failed, first: %w", r.Errors, r.Errors+r.Ops, r.FirstErr)
+	}
+	return r, nil
+}
+
 func getOK(ctx context.Context, c *http.Client, url, token string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -348,14 +368,9 @@ func edgeFirstSeen(ctx context.Context, cfg Config, s *Section, res *edgeResult,
 		if len(toks) > 1 {
 			opts.Total = int64(len(toks))
 		}
-		r, err := load.Run(ctx, opts, func(ctx context.Context, _ int, seq int64) error {
-			return getOK(ctx, c, g.url, toks[seq%int64(len(toks))])
-		})
+		r, err := getLoad(ctx, c, g.url, toks, opts)
 		if err != nil {
 			return r, fmt.Errorf("%s: %w", g.name, err)
-		}
-		if r.Errors > 0 {
-			return r, fmt.Errorf("%s: %d of %d requests failed, first: %w", g.name, r.Errors, r.Errors+r.Ops, r.FirstErr)
 		}
 		return r, nil
 	}
@@ -371,8 +386,7 @@ func edgeFirstSeen(ctx context.Context, cfg Config, s *Section, res *edgeResult,
 			if err != nil {
 				return err
 			}
-			l := stats.Summarize(r.Latencies)
-			res.first[i].add(r.PerSecond(), stats.Ms(l.P50), stats.Ms(l.P99))
+			res.first[i].addLoad(r)
 		}
 	}
 	s.Doc.H3("First-seen tokens, Go load generator, 16 workers")
@@ -446,14 +460,9 @@ func edgeTokenSets(ctx context.Context, cfg Config, s *Section, res *edgeResult,
 		sets[i] = toks
 	}
 	cycle := func(toks []string, o load.Options) (load.Result, error) {
-		r, err := load.Run(ctx, o, func(ctx context.Context, _ int, seq int64) error {
-			return getOK(ctx, c, url, toks[seq%int64(len(toks))])
-		})
+		r, err := getLoad(ctx, c, url, toks, o)
 		if err != nil {
 			return r, fmt.Errorf("token set of %d: %w", len(toks), err)
-		}
-		if r.Errors > 0 {
-			return r, fmt.Errorf("token set of %d: %d requests failed, first: %w", len(toks), r.Errors, r.FirstErr)
 		}
 		return r, nil
 	}
@@ -479,8 +488,7 @@ func edgeTokenSets(ctx context.Context, cfg Config, s *Section, res *edgeResult,
 			if err != nil {
 				return err
 			}
-			l := stats.Summarize(r.Latencies)
-			res.sets[i].add(r.PerSecond(), stats.Ms(l.P50), stats.Ms(l.P99))
+			res.sets[i].addLoad(r)
 		}
 	}
 	s.Doc.H3("Growth with distinct tokens (users) cycled through the plugin, Go load generator, 16 workers")
