@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mcp-oauth-gateway/gateway/internal/fakegithub"
+	"github.com/mcp-oauth-gateway/gateway/internal/freeport"
 	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
 )
 
@@ -41,7 +42,7 @@ func startAuthserver(e *env, store string, resources []string) (*authserverProc,
 	if err != nil {
 		return nil, err
 	}
-	port, err := testenv.PickFreePort()
+	port, err := freeport.Pick()
 	if err != nil {
 		return nil, err
 	}

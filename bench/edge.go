@@ -15,6 +15,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/bench/internal/report"
 	"github.com/mcp-oauth-gateway/gateway/bench/internal/stats"
 	"github.com/mcp-oauth-gateway/gateway/bench/internal/wrk"
+	"github.com/mcp-oauth-gateway/gateway/internal/freeport"
 	"github.com/mcp-oauth-gateway/gateway/internal/plugintest"
 	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
 )
@@ -89,7 +90,7 @@ func edgeSection(e *env, cfg Config, s *Section) error {
 	e.onEnd(is.Close)
 	is.AddES256(benchKid)
 
-	port, err := testenv.PickFreePort()
+	port, err := freeport.Pick()
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/bench/internal/proc"
 	"github.com/mcp-oauth-gateway/gateway/bench/internal/report"
 	"github.com/mcp-oauth-gateway/gateway/bench/internal/stats"
+	"github.com/mcp-oauth-gateway/gateway/internal/freeport"
 	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
 )
 
@@ -390,7 +391,7 @@ func modernClient(url string) *mcpclient.HTTPClient {
 
 // launchHTTP starts a Streamable HTTP proxy (argv built for a free port) serving /mcp, driven by client.
 func launchHTTP(e *env, name string, client func(url string) *mcpclient.HTTPClient, argv func(port int) []string) (*launched, error) {
-	port, err := testenv.PickFreePort()
+	port, err := freeport.Pick()
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcp-oauth-gateway/gateway/internal/freeport"
 	"github.com/mcp-oauth-gateway/gateway/internal/localplugin"
 	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
 )
@@ -20,7 +21,7 @@ func startBackend(e *env) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("find own executable: %w", err)
 	}
-	port, err := testenv.PickFreePort()
+	port, err := freeport.Pick()
 	if err != nil {
 		return 0, err
 	}

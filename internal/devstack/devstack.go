@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mcp-oauth-gateway/gateway/internal/freeport"
 	"github.com/mcp-oauth-gateway/gateway/internal/localplugin"
 )
 
@@ -105,16 +106,6 @@ type proc struct {
 	out  *prefixWriter
 }
 
-// Ports of the internal components are picked free at start; only Traefik's is fixed.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // Start builds the binaries and starts every component, returning once the gateway answers.
 func Start(ctx context.Context, o Options) (*Stack, error) {
 	if o.Log == nil {
@@ -146,7 +137,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		return nil, fmt.Errorf("build the gateway: %w\n%s", err, out)
 	}
 	for _, name := range []string{"fakegithub", "authserver", "authserver-metrics", "authserver-feed"} {
-		p, err := freePort()
+		p, err := freeport.Pick()
 		if err != nil {
 			return nil, err
 		}
@@ -218,11 +209,11 @@ func (s *Stack) startAll(ctx context.Context) error {
 			backends[svc.Name] = "http://" + svc.Addr
 			continue
 		}
-		port, err := freePort()
+		port, err := freeport.Pick()
 		if err != nil {
 			return err
 		}
-		metricsPort, err := freePort()
+		metricsPort, err := freeport.Pick()
 		if err != nil {
 			return err
 		}

@@ -19,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mcp-oauth-gateway/gateway/internal/freeport"
 )
 
 // Each function that can fail comes twice: a form that returns an error, for programs (the benchmark suite), and a
@@ -134,20 +136,10 @@ func NodeBin(t testing.TB) string {
 	return p
 }
 
-// PickFreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func PickFreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// FreePort is PickFreePort for a test.
+// FreePort returns a loopback port for a server the test starts (internal/freeport).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	p, err := PickFreePort()
+	p, err := freeport.Pick()
 	check(t, err)
 	return p
 }
@@ -189,7 +181,7 @@ func StartRedisIn(dir string) (*Redis, error) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		return nil, missing("redis-server", "apt-get install redis-server")
 	}
-	port, err := PickFreePort()
+	port, err := freeport.Pick()
 	if err != nil {
 		return nil, err
 	}
