@@ -9,6 +9,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/admin/service"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/admin/socket"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/metrics"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 	"github.com/mcp-oauth-gateway/gateway/internal/flagenv"
 )
@@ -23,7 +24,7 @@ func adminTarget(s *settings, log *slog.Logger) admin.Target {
 // serveAdminSocket serves the operator commands on the admin socket while the server holds the embedded store's
 // file (on Redis the commands open Redis themselves, and an in-memory store has nothing to administer). The
 // returned function stops it and waits until it has, so it runs before the store is closed.
-func serveAdminSocket(ctx context.Context, s *settings, st store.Store, km *keys.Manager, log *slog.Logger) (stop func(), err error) {
+func serveAdminSocket(ctx context.Context, s *settings, st store.Store, km *keys.Manager, m *metrics.Metrics, log *slog.Logger) (stop func(), err error) {
 	if s.store.UsesRedis() || s.store.DataFile == "" {
 		return func() {}, nil
 	}
@@ -36,7 +37,7 @@ func serveAdminSocket(ctx context.Context, s *settings, st store.Store, km *keys
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := socket.Serve(ctx, ln, service.New(st, km, service.Options{InServer: true}), log); err != nil {
+		if err := socket.Serve(ctx, ln, service.New(st, km, service.Options{InServer: true, Metrics: m}), log); err != nil {
 			log.Error("admin socket stopped: operator commands need the server stopped until it restarts", "err", err)
 		}
 	}()

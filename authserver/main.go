@@ -320,13 +320,13 @@ func serve(s *settings, log *slog.Logger) error {
 	if err := km.Ensure(ctx); err != nil {
 		return err
 	}
-	adminDone, err := serveAdminSocket(ctx, s, st, km, log)
+	reg := observe.NewRegistry()
+	m := metrics.New(reg)
+	adminDone, err := serveAdminSocket(ctx, s, st, km, m, log)
 	if err != nil {
 		return err
 	}
 	defer adminDone() // before the store closes
-	reg := observe.NewRegistry()
-	m := metrics.New(reg)
 	resources, patterns := flagenv.Split(s.resources), flagenv.Split(s.resourcePatterns)
 	if len(resources) == 0 && len(patterns) == 0 {
 		// The path-based layout on the issuer's own origin: every /<service>/mcp there.

@@ -124,6 +124,9 @@ func TestOperatorCommandsWhileServerRuns(t *testing.T) {
 	refusedAtEdge(second.Tokens.AccessToken)
 	assert.NotContains(t, listClients(), second.ClientID)
 	assert.Contains(t, listClients(), first.ClientID, "revoke keeps the client")
+	as := scrapeMetrics(t, s.Metrics["authserver"])
+	assert.Equal(t, 2.0, as.value("authserver_revocations_total", "reason", "admin_client"),
+		"the server counts the revocations made through its socket (revoke, and delete's revocation): %s", as)
 
 	// The server ran every command and logged it, without a token.
 	logged := logs.String()

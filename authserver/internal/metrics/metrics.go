@@ -24,7 +24,8 @@ func New(reg prometheus.Registerer) *Metrics {
 		issued: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "authserver", Name: "tokens_issued_total",
 			Help: "Access tokens issued, by grant type: authorization_code, refresh_token, device_code."}, []string{"grant_type"}),
 		revoked: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "authserver", Name: "revocations_total",
-			Help: "Revocations, by reason: revoke_endpoint, code_reused, refresh_replayed, client_deleted."}, []string{"reason"}),
+			Help: "Revocations, by reason: revoke_endpoint, code_reused, refresh_replayed, client_deleted, admin_client, admin_user " +
+				"(an operator's revoke or delete through the running server)."}, []string{"reason"}),
 		storeErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "authserver", Name: "store_errors_total",
 			Help: "Requests that failed because the store was unavailable (the log line names the operation)."}),
 	}
@@ -39,7 +40,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	for _, g := range []string{"authorization_code", "refresh_token", "device_code"} {
 		m.issued.WithLabelValues(g)
 	}
-	for _, r := range []string{"revoke_endpoint", "code_reused", "refresh_replayed", "client_deleted"} {
+	for _, r := range []string{"revoke_endpoint", "code_reused", "refresh_replayed", "client_deleted", "admin_client", "admin_user"} {
 		m.revoked.WithLabelValues(r)
 	}
 	return m

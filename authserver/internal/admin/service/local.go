@@ -10,6 +10,7 @@ import (
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/idp"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/metrics"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 )
 
@@ -19,6 +20,9 @@ type Options struct {
 	// would put a whole state under a server that keeps working on its own (sessions in flight, cached signing keys,
 	// the edge's feed cursor), so it needs the server stopped.
 	InServer bool
+	// Metrics, in the server, counts the revocations made through its socket like those of its endpoints (a command
+	// that opens the store itself runs in another process, whose counts no one scrapes).
+	Metrics *metrics.Metrics
 }
 
 // Local runs the commands on a store this process has open.
@@ -88,6 +92,7 @@ func (l *Local) RevokeClient(ctx context.Context, id string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("revoke tokens of client %s: %w", id, err)
 	}
+	l.opts.Metrics.Revoked("admin_client")
 	return n, nil
 }
 
@@ -101,6 +106,7 @@ func (l *Local) RevokeUser(ctx context.Context, userID string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("revoke tokens of user %s: %w", userID, err)
 	}
+	l.opts.Metrics.Revoked("admin_user")
 	return n, nil
 }
 
