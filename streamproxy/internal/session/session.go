@@ -41,6 +41,9 @@ type Message struct {
 	Raw    []byte
 	ID     json.RawMessage // nil for notifications
 	Method string          // "" for responses
+	// Result and Error are a response's members as the child wrote them, read with the rest of the head so that
+	// a response can be passed on re-keyed without decoding it again.
+	Result, Error json.RawMessage
 }
 
 // IsResponse reports whether the message answers a request.
@@ -370,6 +373,8 @@ func (s *Session) route(line []byte) {
 	var head struct {
 		ID     json.RawMessage `json:"id"`
 		Method string          `json:"method"`
+		Result json.RawMessage `json:"result"`
+		Error  json.RawMessage `json:"error"`
 		Params struct {
 			ProgressToken json.RawMessage `json:"progressToken"`
 			Meta          struct {
@@ -385,7 +390,7 @@ func (s *Session) route(line []byte) {
 	if string(head.ID) == "null" {
 		head.ID = nil
 	}
-	m := &Message{Raw: line, ID: head.ID, Method: head.Method}
+	m := &Message{Raw: line, ID: head.ID, Method: head.Method, Result: head.Result, Error: head.Error}
 	s.mu.Lock()
 	var target *Call
 	switch {
@@ -411,10 +416,14 @@ func (s *Session) route(line []byte) {
 	if target != nil {
 		s.mu.Unlock()
 		select {
-		case target.msgs <- m:
-		case <-time.After(30 * time.Second):
-			// The request's client stopped reading; don't stall the whole session for it.
-			s.log.Warn("dropped a message for a request whose client does not read", "method", m.Method)
+		case target.msgs <- m: // the request is waiting for it: no timer needed
+		default:
+			select {
+			case target.msgs <- m:
+			case <-time.After(30 * time.Second):
+				// The request's client stopped reading; don't stall the whole session for it.
+				s.log.Warn("dropped a message for a request whose client does not read", "method", m.Method)
+			}
 		}
 		return
 	}

@@ -43,7 +43,7 @@ func isModernVersion(v string) bool { return slices.Contains(ModernVersions, v) 
 // header that is not one of the handshake revisions (an unknown version is the modern path's to refuse, with the
 // list of versions it serves).
 func isModern(r *http.Request, msg incoming) bool {
-	if msg.meta.ProtocolVersion != nil {
+	if _, ok := msg.meta[metaProtocolVersion]; ok {
 		return true
 	}
 	v := r.Header.Get("MCP-Protocol-Version")
@@ -66,7 +66,7 @@ func (q *modernRequest) stringParam(name string) string {
 }
 
 func (h *Handler) serveModern(w http.ResponseWriter, r *http.Request, msg incoming) {
-	q := modernRequest{ID: msg.ID, Method: msg.Method, RawParams: msg.Params}
+	q := modernRequest{ID: msg.ID, Method: msg.Method, RawParams: msg.Params, Meta: msg.meta}
 	if msg.Params != nil && json.Unmarshal(msg.Params, &q.Params) != nil {
 		rpcError(w, http.StatusBadRequest, q.ID, codeInvalidParams, "params must be an object")
 		return
@@ -83,9 +83,6 @@ func (h *Handler) serveModern(w http.ResponseWriter, r *http.Request, msg incomi
 	}
 	if q.Params == nil {
 		q.Params = map[string]json.RawMessage{}
-	}
-	if raw, ok := q.Params["_meta"]; ok {
-		_ = json.Unmarshal(raw, &q.Meta)
 	}
 	if status, code, msg, data := checkModern(r, &q); code != 0 {
 		rpcErrorData(w, status, q.ID, code, msg, data)
@@ -223,7 +220,7 @@ func (x *exchange) wait() {
 		case m := <-x.call.Messages():
 			if m.IsResponse() {
 				x.call.End()
-				x.respond(m.Raw)
+				x.respond(m)
 				return
 			}
 			if x.relay(m) {
@@ -239,7 +236,7 @@ func (x *exchange) wait() {
 			select {
 			case m := <-x.call.Messages():
 				if m.IsResponse() {
-					x.respond(m.Raw)
+					x.respond(m)
 					return
 				}
 			default:
@@ -277,7 +274,7 @@ func (x *exchange) relay(m *session.Message) bool {
 	if x.wk.legacy != nil && m.Method == "notifications/message" && !x.wantsLog(m.Raw) {
 		return false
 	}
-	raw, err := x.restore(m.Raw)
+	raw, err := x.restore(m)
 	if err != nil {
 		return false
 	}
@@ -287,12 +284,12 @@ func (x *exchange) relay(m *session.Message) bool {
 }
 
 // restore puts the client's own id, progress token and subscription id back into a message from the child.
-func (x *exchange) restore(raw []byte) ([]byte, error) {
-	if out, ok := x.restoreResponse(raw); ok {
+func (x *exchange) restore(m *session.Message) ([]byte, error) {
+	if out, ok := x.restoreResponse(m); ok {
 		return out, nil
 	}
 	var msg map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &msg); err != nil {
+	if err := json.Unmarshal(m.Raw, &msg); err != nil {
 		return nil, err
 	}
 	if _, ok := msg["id"]; ok {
@@ -317,22 +314,16 @@ func (x *exchange) restore(raw []byte) ([]byte, error) {
 }
 
 // restoreResponse is restore's common case, spliced rather than re-encoded: a response of a 2026-07-28 child whose
-// id alone changes (not a listen stream's, not a tools/list whose tools the proxy learns).
-func (x *exchange) restoreResponse(raw []byte) ([]byte, bool) {
-	if x.wk.legacy != nil || x.q.Method == "subscriptions/listen" || x.q.Method == "tools/list" {
+// id alone changes (not a listen stream's, not a tools/list whose tools the proxy learns). Its result or error was
+// read with the rest of the message's head (session.Message).
+func (x *exchange) restoreResponse(m *session.Message) ([]byte, bool) {
+	if x.wk.legacy != nil || x.q.Method == "subscriptions/listen" || x.q.Method == "tools/list" ||
+		!m.IsResponse() || (m.Result == nil) == (m.Error == nil) {
 		return nil, false
 	}
-	var resp struct {
-		Method *string         `json:"method"`
-		Result json.RawMessage `json:"result"`
-		Error  json.RawMessage `json:"error"`
-	}
-	if json.Unmarshal(raw, &resp) != nil || resp.Method != nil || (resp.Result == nil) == (resp.Error == nil) {
-		return nil, false
-	}
-	field, value := `,"result":`, resp.Result
-	if resp.Error != nil {
-		field, value = `,"error":`, resp.Error
+	field, value := `,"result":`, m.Result
+	if m.Error != nil {
+		field, value = `,"error":`, m.Error
 	}
 	out := make([]byte, 0, len(value)+len(x.q.ID)+32)
 	out = append(append(append(out, `{"jsonrpc":"2.0","id":`...), x.q.ID...), field...)
@@ -384,8 +375,8 @@ func withResultType(res json.RawMessage) json.RawMessage {
 
 // respond writes the call's response: on the stream if one is open, else as JSON with the HTTP status 2026-07-28
 // gives its error (404 for an unknown method, 400 for bad params, an unsupported version or a missing capability).
-func (x *exchange) respond(raw []byte) {
-	raw, err := x.restore(raw)
+func (x *exchange) respond(m *session.Message) {
+	raw, err := x.restore(m)
 	if err != nil {
 		x.respondError(-32603, "the MCP server sent a malformed response")
 		return

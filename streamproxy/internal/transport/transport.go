@@ -155,19 +155,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // incoming is the part of a client message the proxy reads; the rest passes through as bytes.
 type incoming struct {
-	ID     json.RawMessage `json:"id"`
-	Method string          `json:"method"`
-	Params json.RawMessage `json:"params"`
-	meta   requestMeta     // from params._meta
+	ID     json.RawMessage            `json:"id"`
+	Method string                     `json:"method"`
+	Params json.RawMessage            `json:"params"`
+	meta   map[string]json.RawMessage // params._meta's members, decoded once for both paths
 }
 
-// requestMeta is what routing reads of a request's _meta.
-type requestMeta struct {
-	ProgressToken   json.RawMessage `json:"progressToken"`
-	ProtocolVersion json.RawMessage `json:"io.modelcontextprotocol/protocolVersion"`
-}
-
-// decodeIncoming reads the envelope of one JSON-RPC message (Unmarshal checks that the whole body is valid JSON).
+// decodeIncoming reads the envelope of one JSON-RPC message and its params' _meta (Unmarshal checks that the whole
+// body is valid JSON; params and _meta must be objects when present).
 func decodeIncoming(body []byte) (incoming, error) {
 	var msg incoming
 	if err := json.Unmarshal(body, &msg); err != nil {
@@ -175,7 +170,7 @@ func decodeIncoming(body []byte) (incoming, error) {
 	}
 	if msg.Params != nil {
 		var p struct {
-			Meta requestMeta `json:"_meta"`
+			Meta map[string]json.RawMessage `json:"_meta"`
 		}
 		if err := json.Unmarshal(msg.Params, &p); err != nil {
 			return msg, err
@@ -306,7 +301,7 @@ func (h *Handler) call(w http.ResponseWriter, r *http.Request, s *session.Sessio
 		defer cancel()
 	}
 	var sse *sseWriter
-	resp, err := s.Do(ctx, msg.ID, msg.meta.ProgressToken, body, func(m *session.Message) {
+	resp, err := s.Do(ctx, msg.ID, msg.meta["progressToken"], body, func(m *session.Message) {
 		if sse == nil {
 			if newSession != "" {
 				w.Header().Set("Mcp-Session-Id", newSession)
