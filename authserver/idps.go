@@ -157,7 +157,12 @@ func oidcProviders(ctx context.Context, s *settings, log *slog.Logger) ([]idp.Pr
 		if err != nil {
 			return nil, nil, err
 		}
-		log.Info("OpenID provider ready", "provider", n, "issuer", p.Issuer(), "callback", s.issuer+p.CallbackPath())
+		if err := p.Ready(); err != nil {
+			log.Warn("OpenID provider unreachable: the server starts without it, and its logins get a page saying so until "+
+				"it answers (tried again at the next login, at most every 10 s)", "provider", n, "err", err)
+		} else {
+			log.Info("OpenID provider ready", "provider", n, "issuer", p.Issuer(), "callback", s.issuer+p.CallbackPath())
+		}
 		providers = append(providers, p)
 		access = append(access, n+": "+policy.String())
 	}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -39,10 +41,17 @@ func TestOIDCSettings(t *testing.T) {
 	assert.EqualError(t, err, "OpenID provider corp-sso: --oidc-corp-sso-issuer, --oidc-corp-sso-client-id and "+
 		"--oidc-corp-sso-client-secret are required (see docs/idp.md)")
 
+	// With the secret from the environment too, the settings are complete and the provider is asked for its
+	// discovery document, whose other issuer stops the start (a provider that cannot be reached would not).
 	t.Setenv("AUTHSERVER_OIDC_CORP_SSO_CLIENT_SECRET", "from-env")
+	idpSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"issuer":"https://other.example"}`)
+	}))
+	defer idpSrv.Close()
 	err = run([]string{"--issuer", "http://127.0.0.1:1", "--data-file", t.TempDir() + "/s.jsonl", "--oidc-providers", "corp-sso",
-		"--oidc-corp-sso-issuer", "http://127.0.0.1:1"}, io.Discard, io.Discard)
-	assert.ErrorContains(t, err, "oidc provider corp-sso: discovery at http://127.0.0.1:1/.well-known/openid-configuration failed",
+		"--oidc-corp-sso-issuer", idpSrv.URL}, io.Discard, io.Discard)
+	assert.ErrorContains(t, err, "oidc provider corp-sso: the provider's discovery document names the issuer \"https://other.example\"",
 		"the client id and secret came from the environment")
 
 	err = run([]string{"--issuer", "http://127.0.0.1:1", "--data-file", t.TempDir() + "/s.jsonl"}, io.Discard, io.Discard)

@@ -23,11 +23,11 @@ func (identity) Name() string         { return idp.GitHub }
 func (identity) DisplayName() string  { return "GitHub" }
 func (identity) CallbackPath() string { return CallbackPath }
 
-func (g identity) AuthCodeURL(state string, a store.LoginAttempt) string {
+func (g identity) AuthCodeURL(_ context.Context, state string, a store.LoginAttempt) (string, error) {
 	if a.Verifier == "" {
-		return g.p.AuthCodeURL(state)
+		return g.p.AuthCodeURL(state), nil
 	}
-	return g.p.AuthCodeURLWithPKCE(state, a.Verifier)
+	return g.p.AuthCodeURLWithPKCE(state, a.Verifier), nil
 }
 
 // Login redeems GitHub's code and applies the policy. GitHub documents no iss parameter (RFC 9207), so none is

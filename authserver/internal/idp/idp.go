@@ -29,8 +29,9 @@ type Provider interface {
 	// CallbackPath is where the provider returns the browser, relative to the issuer ("/github/callback").
 	CallbackPath() string
 	// AuthCodeURL is where the browser goes to log in. state comes back unchanged to the callback; the attempt's
-	// PKCE verifier (sent as its S256 challenge) and nonce are used as far as the provider supports them.
-	AuthCodeURL(state string, a store.LoginAttempt) string
+	// PKCE verifier (sent as its S256 challenge) and nonce are used as far as the provider supports them. An error
+	// wrapping ErrUnavailable: the provider cannot be reached for now.
+	AuthCodeURL(ctx context.Context, state string, a store.LoginAttempt) (string, error)
 	// Login finishes the round trip the provider answered with cb: it redeems the code, learns who the user is and
 	// applies the provider's access rules. A refused user gives a *DeniedError; other failures are wrapped errors.
 	Login(ctx context.Context, cb Callback, a store.LoginAttempt) (*store.User, error)
@@ -54,6 +55,10 @@ type DeniedError struct {
 }
 
 func (e *DeniedError) Error() string { return "access denied: " + e.Reason }
+
+// ErrUnavailable: the provider cannot be reached for now (an OpenID provider whose discovery document could not be
+// read); its logins wait until it answers, the other providers' go on.
+var ErrUnavailable = errors.New("the identity provider cannot be reached")
 
 // ErrCodeRejected: the provider refused the code (expired, already used, or not issued for this attempt). The user
 // should log in again; it is not a fault of this server.

@@ -78,7 +78,7 @@ func (s *Service) Provider(name string) (idp.Provider, bool) {
 
 // Begin starts a round trip to provider name for the request: it records a fresh attempt (PKCE verifier, nonce) in
 // ar, which the caller must store, and returns where to send the browser. The request's id is the OAuth state.
-func (s *Service) Begin(ar *store.AuthRequest, name string) (string, error) {
+func (s *Service) Begin(ctx context.Context, ar *store.AuthRequest, name string) (string, error) {
 	p, ok := s.byName[name]
 	if !ok {
 		return "", fmt.Errorf("login: no identity provider is named %q", name)
@@ -87,7 +87,7 @@ func (s *Service) Begin(ar *store.AuthRequest, name string) (string, error) {
 	// logs in now.
 	ar.Login = store.LoginAttempt{Provider: name, Verifier: oauth2.GenerateVerifier(), Nonce: random(32)}
 	ar.User = nil
-	return p.AuthCodeURL(ar.ID, ar.Login), nil
+	return p.AuthCodeURL(ctx, ar.ID, ar.Login)
 }
 
 // Finish completes the round trip the browser came back from, at provider name's callback with query q: the

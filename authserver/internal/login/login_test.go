@@ -26,8 +26,8 @@ type provider struct {
 func (p *provider) Name() string         { return p.name }
 func (p *provider) DisplayName() string  { return p.name }
 func (p *provider) CallbackPath() string { return p.path }
-func (p *provider) AuthCodeURL(state string, a store.LoginAttempt) string {
-	return "https://idp.example/auth?" + url.Values{"state": {state}, "nonce": {a.Nonce}}.Encode()
+func (p *provider) AuthCodeURL(_ context.Context, state string, a store.LoginAttempt) (string, error) {
+	return "https://idp.example/auth?" + url.Values{"state": {state}, "nonce": {a.Nonce}}.Encode(), nil
 }
 func (p *provider) Login(_ context.Context, cb idp.Callback, a store.LoginAttempt) (*store.User, error) {
 	p.got = append(p.got, a)
@@ -69,7 +69,7 @@ func TestBeginAndFinish(t *testing.T) {
 
 	ar := request()
 	ar.User = &store.User{ID: "someone-before"}
-	to, err := s.Begin(ar, "b")
+	to, err := s.Begin(context.Background(), ar, "b")
 	require.NoError(t, err)
 	u, _ := url.Parse(to)
 	assert.Equal(t, "req-1", u.Query().Get("state"), "the request's id is the state")
@@ -77,7 +77,7 @@ func TestBeginAndFinish(t *testing.T) {
 	assert.Equal(t, "b", ar.Login.Provider)
 	assert.Len(t, ar.Login.Verifier, 43, "a PKCE verifier of 32 random bytes")
 	assert.Nil(t, ar.User, "a new round trip forgets whoever came back from an earlier one")
-	_, err = s.Begin(ar, "c")
+	_, err = s.Begin(context.Background(), ar, "c")
 	assert.Error(t, err)
 
 	_, err = s.Finish(ctx, "a", url.Values{"code": {"1"}}, ar)
@@ -106,7 +106,7 @@ func TestAttemptFinishesOnce(t *testing.T) {
 	s, err := login.New(open(t), p)
 	require.NoError(t, err)
 	ar := request()
-	_, err = s.Begin(ar, "a")
+	_, err = s.Begin(context.Background(), ar, "a")
 	require.NoError(t, err)
 	first, second := *ar, *ar
 	_, err = s.Finish(ctx, "a", url.Values{"code": {"1"}}, &first)

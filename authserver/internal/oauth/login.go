@@ -65,7 +65,18 @@ func (s *Server) chooseLogin(w http.ResponseWriter, r *http.Request) {
 // beginLogin starts ar's round trip to provider and stores ar with it. It returns where to send the browser, or
 // false when it has answered a failure.
 func (s *Server) beginLogin(w http.ResponseWriter, r *http.Request, ar *store.AuthRequest, provider string) (string, bool) {
-	to, err := s.login.Begin(ar, provider)
+	to, err := s.login.Begin(r.Context(), ar, provider)
+	if errors.Is(err, idp.ErrUnavailable) {
+		s.log.WarnContext(r.Context(), "identity provider unreachable: login refused", "provider", provider, "err", err)
+		name := provider
+		if p, ok := s.login.Provider(provider); ok {
+			name = p.DisplayName()
+		}
+		w.Header().Set("Retry-After", "30")
+		s.errorPage(w, http.StatusServiceUnavailable, "Login unavailable", "Signing in with "+name+" is not possible right now: "+
+			"this server cannot reach it. Try again in a minute, or start over from your application and choose another way to sign in.")
+		return "", false
+	}
 	if err != nil {
 		s.log.ErrorContext(r.Context(), "start the login", "provider", provider, "err", err)
 		s.errorPage(w, http.StatusInternalServerError, "Login unavailable", "The login could not be started. Try again from your application.")

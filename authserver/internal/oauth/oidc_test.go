@@ -443,6 +443,24 @@ func testOIDCBesideGitHub(t *testing.T, e *oidcEnv) {
 	status, out, _ = e.tokenRequest(refreshForm(dc, devTok["refresh_token"].(string)), "", "")
 	assert.Equal(t, http.StatusBadRequest, status)
 	assert.Equal(t, "this server no longer accepts logins through corp, where user alice logged in", out["error_description"])
+
+	// A provider that cannot be reached when the server starts: the server starts all the same, choosing the provider
+	// gets a page that says so (503), and GitHub's logins go on.
+	e.idps = func(issuer string, g *github.Provider) []idp.Provider {
+		p, err := oidc.New(context.Background(), oidc.Config{Name: "corp", Issuer: "http://127.0.0.1:1", ClientID: "c", ClientSecret: "s",
+			RedirectURL: issuer + oidc.CallbackPath("corp")}, e.policy, nil)
+		require.NoError(t, err)
+		return []idp.Provider{g.IdP(), p}
+	}
+	e.start("octo")
+	b = newBrowser(t)
+	links = providerLink.FindAllStringSubmatch(mustBody(t, b, e.issuer+"/authorize?"+authQuery(client, newPKCE()).Encode()), -1)
+	require.Len(t, links, 2)
+	resp, page = b.get(strings.ReplaceAll(links[1][1], "&amp;", "&"))
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, page)
+	assert.Equal(t, "30", resp.Header.Get("Retry-After"))
+	assert.Contains(t, page, "Signing in with Corp is not possible right now")
+	assert.NotEmpty(t, e.codeVia(client, newPKCE(), "GitHub"), "GitHub's logins go on")
 }
 
 func mustBody(t *testing.T, b *browser, u string) string {

@@ -17,6 +17,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -67,18 +69,35 @@ type Config struct {
 
 // Provider is one OpenID provider with its access rules. Safe for concurrent use.
 type Provider struct {
-	cfg      Config
-	policy   Policy
+	cfg    Config
+	policy Policy
+	client *http.Client
+	ready  atomic.Pointer[discovered] // nil until the provider's discovery document has been read
+
+	mu      sync.Mutex // one discovery at a time
+	lastTry time.Time
+	lastErr error
+}
+
+// discovered is what the provider's discovery document gives.
+type discovered struct {
 	oauth    *oauth2.Config
 	oidc     *gooidc.Provider
 	verifier *gooidc.IDTokenVerifier
-	client   *http.Client
 	// issParam: the provider says it sends iss in its authorization responses (RFC 9207), so one without is refused.
 	issParam bool
 }
 
+// rediscoverAfter is the least time between two discovery attempts while the provider cannot be reached, so that
+// logins while it is down do not each wait for it (a variable for the tests).
+var rediscoverAfter = 10 * time.Second
+
 // New checks cfg, discovers the provider (its metadata at <Issuer>/.well-known/openid-configuration, whose issuer
 // must be exactly cfg.Issuer) and returns it. client makes every call to the provider (nil: a 15 s timeout).
+//
+// A provider that cannot be reached does not stop the server: New returns it all the same, with Ready telling why it
+// is not ready, and discovery is tried again at its next login (at most every rediscoverAfter). A discovery
+// document that contradicts cfg is a configuration error, returned by New.
 func New(ctx context.Context, cfg Config, policy Policy, client *http.Client) (*Provider, error) {
 	if err := idp.CheckName(cfg.Name); err != nil {
 		return nil, err
@@ -86,21 +105,18 @@ func New(ctx context.Context, cfg Config, policy Policy, client *http.Client) (*
 	if cfg.Name == idp.GitHub {
 		return nil, errors.New(`oidc: the name "github" belongs to the GitHub provider; give this provider another name`)
 	}
-	fail := func(format string, args ...any) error {
-		return fmt.Errorf("oidc provider %s: %s", cfg.Name, fmt.Sprintf(format, args...))
-	}
 	if cfg.DisplayName == "" {
 		cfg.DisplayName = strings.ToUpper(cfg.Name[:1]) + cfg.Name[1:]
 	}
 	u, err := url.Parse(cfg.Issuer)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return nil, fail("issuer %q must be the provider's absolute https URL, without query or fragment", cfg.Issuer)
+		return nil, failf(cfg, "issuer %q must be the provider's absolute https URL, without query or fragment", cfg.Issuer)
 	}
 	if cfg.ClientID == "" || cfg.ClientSecret == "" {
-		return nil, fail("the client id and client secret registered with the provider are required")
+		return nil, failf(cfg, "the client id and client secret registered with the provider are required")
 	}
 	if r, err := url.Parse(cfg.RedirectURL); err != nil || (r.Scheme != "https" && r.Scheme != "http") || r.Host == "" {
-		return nil, fail("redirect URL %q must be the absolute http(s) URL of the authserver's callback", cfg.RedirectURL)
+		return nil, failf(cfg, "redirect URL %q must be the absolute http(s) URL of the authserver's callback", cfg.RedirectURL)
 	}
 	if len(cfg.Scopes) == 0 {
 		cfg.Scopes = DefaultScopes
@@ -117,50 +133,97 @@ func New(ctx context.Context, cfg Config, policy Policy, client *http.Client) (*
 	if client == nil {
 		client = &http.Client{Timeout: 15 * time.Second}
 	}
-	discovered, err := gooidc.NewProvider(gooidc.ClientContext(ctx, client), cfg.Issuer)
+	p := &Provider{cfg: cfg, policy: policy, client: client}
+	if _, err := p.discover(ctx); err != nil && !errors.Is(err, idp.ErrUnavailable) {
+		return nil, err
+	}
+	return p, nil
+}
+
+func failf(cfg Config, format string, args ...any) error {
+	return fmt.Errorf("oidc provider %s: %s", cfg.Name, fmt.Sprintf(format, args...))
+}
+
+// Ready reports whether the provider's discovery document has been read, and if not, why (an idp.ErrUnavailable).
+func (p *Provider) Ready() error {
+	if p.ready.Load() != nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lastErr
+}
+
+// discover returns what the discovery document gives, reading it if no attempt was made in the last
+// rediscoverAfter. A provider that cannot be reached gives idp.ErrUnavailable; a document that contradicts the
+// configuration, a configuration error.
+func (p *Provider) discover(ctx context.Context) (*discovered, error) {
+	if d := p.ready.Load(); d != nil {
+		return d, nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if d := p.ready.Load(); d != nil {
+		return d, nil
+	}
+	if !p.lastTry.IsZero() && time.Since(p.lastTry) < rediscoverAfter {
+		return nil, p.lastErr
+	}
+	p.lastTry = time.Now()
+	d, err := p.read(ctx)
+	if err != nil {
+		p.lastErr = err
+		return nil, err
+	}
+	p.ready.Store(d)
+	return d, nil
+}
+
+// read fetches and checks the discovery document.
+func (p *Provider) read(ctx context.Context) (*discovered, error) {
+	cfg, client := p.cfg, p.client
+	doc, err := gooidc.NewProvider(gooidc.ClientContext(ctx, client), cfg.Issuer)
 	var mismatch *gooidc.IssuerMismatchError
 	switch {
 	case errors.As(err, &mismatch):
-		return nil, fail("the provider's discovery document names the issuer %q, not %q: set the issuer to exactly the provider's "+
+		return nil, failf(cfg, "the provider's discovery document names the issuer %q, not %q: set the issuer to exactly the provider's "+
 			"(tokens are checked against it; for Microsoft Entra ID use the tenant's own issuer, "+
 			"https://login.microsoftonline.com/<tenant id>/v2.0, never common or organizations)", mismatch.Discovered, mismatch.Provided)
 	case err != nil:
-		return nil, fail("discovery at %s/.well-known/openid-configuration failed: %v", strings.TrimSuffix(cfg.Issuer, "/"), err)
+		return nil, fmt.Errorf("oidc provider %s: discovery at %s/.well-known/openid-configuration failed: %w: %w",
+			cfg.Name, strings.TrimSuffix(cfg.Issuer, "/"), idp.ErrUnavailable, err)
 	}
 	var meta struct {
 		ResponseTypes []string `json:"response_types_supported"`
 		AuthMethods   []string `json:"token_endpoint_auth_methods_supported"`
 		IssParameter  bool     `json:"authorization_response_iss_parameter_supported"`
 	}
-	if err := discovered.Claims(&meta); err != nil {
-		return nil, fail("read the discovery document: %v", err)
+	if err := doc.Claims(&meta); err != nil {
+		return nil, failf(cfg, "read the discovery document: %v", err)
 	}
 	if len(meta.ResponseTypes) > 0 && !slices.Contains(meta.ResponseTypes, "code") {
-		return nil, fail("the provider does not offer the authorization code flow (response_types_supported lacks code)")
+		return nil, failf(cfg, "the provider does not offer the authorization code flow (response_types_supported lacks code)")
 	}
-	if cfg.UserInfo && discovered.UserInfoEndpoint() == "" {
-		return nil, fail("userinfo is on, but the provider's discovery document names no userinfo_endpoint")
+	if cfg.UserInfo && doc.UserInfoEndpoint() == "" {
+		return nil, failf(cfg, "userinfo is on, but the provider's discovery document names no userinfo_endpoint")
 	}
-	endpoint := discovered.Endpoint()
+	endpoint := doc.Endpoint()
 	switch {
 	case slices.Contains(meta.AuthMethods, "client_secret_basic") || len(meta.AuthMethods) == 0: // the default (OIDC Discovery §3)
 		endpoint.AuthStyle = oauth2.AuthStyleInHeader
 	case slices.Contains(meta.AuthMethods, "client_secret_post"):
 		endpoint.AuthStyle = oauth2.AuthStyleInParams
 	default:
-		return nil, fail("the provider's token endpoint takes neither client_secret_basic nor client_secret_post (it lists %s)",
+		return nil, failf(cfg, "the provider's token endpoint takes neither client_secret_basic nor client_secret_post (it lists %s)",
 			strings.Join(meta.AuthMethods, ", "))
 	}
 	// The key set lives as long as the provider: its context carries the HTTP client, never a cancellation.
 	keys := gooidc.ClientContext(context.Background(), client)
-	return &Provider{
-		cfg:    cfg,
-		policy: policy,
+	return &discovered{
 		oauth: &oauth2.Config{ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, RedirectURL: cfg.RedirectURL,
 			Scopes: cfg.Scopes, Endpoint: endpoint},
-		oidc:     discovered,
-		verifier: discovered.VerifierContext(keys, &gooidc.Config{ClientID: cfg.ClientID}),
-		client:   client,
+		oidc:     doc,
+		verifier: doc.VerifierContext(keys, &gooidc.Config{ClientID: cfg.ClientID}),
 		issParam: meta.IssParameter,
 	}, nil
 }
@@ -176,9 +239,14 @@ func (p *Provider) Issuer() string { return p.cfg.Issuer }
 // Policy returns the access rules.
 func (p *Provider) Policy() Policy { return p.policy }
 
-// AuthCodeURL sends the browser to the provider with the attempt's S256 PKCE challenge and nonce.
-func (p *Provider) AuthCodeURL(state string, a store.LoginAttempt) string {
-	return p.oauth.AuthCodeURL(state, oauth2.S256ChallengeOption(a.Verifier), gooidc.Nonce(a.Nonce))
+// AuthCodeURL sends the browser to the provider with the attempt's S256 PKCE challenge and nonce; idp.ErrUnavailable
+// while the provider's discovery document cannot be read.
+func (p *Provider) AuthCodeURL(ctx context.Context, state string, a store.LoginAttempt) (string, error) {
+	d, err := p.discover(ctx)
+	if err != nil {
+		return "", err
+	}
+	return d.oauth.AuthCodeURL(state, oauth2.S256ChallengeOption(a.Verifier), gooidc.Nonce(a.Nonce)), nil
 }
 
 // Login redeems the code (with the PKCE verifier), verifies the ID token, reads the claims (and userinfo when
@@ -189,7 +257,11 @@ func (p *Provider) Login(ctx context.Context, cb idp.Callback, a store.LoginAtte
 		return nil, fmt.Errorf("oidc %s: the authorization response names the issuer %q, not %q: it comes from another provider",
 			p.cfg.Name, cb.Issuer, p.cfg.Issuer)
 	}
-	if cb.Issuer == "" && p.issParam {
+	d, err := p.discover(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if cb.Issuer == "" && d.issParam {
 		return nil, fmt.Errorf("oidc %s: the authorization response has no iss parameter, which this provider always sends", p.cfg.Name)
 	}
 	if a.Verifier == "" || a.Nonce == "" {
@@ -199,7 +271,7 @@ func (p *Provider) Login(ctx context.Context, cb idp.Callback, a store.LoginAtte
 		return nil, fmt.Errorf("oidc %s: %w", p.cfg.Name, idp.ErrCodeRejected)
 	}
 	ctx = gooidc.ClientContext(ctx, p.client)
-	tok, err := p.oauth.Exchange(ctx, cb.Code, oauth2.VerifierOption(a.Verifier))
+	tok, err := d.oauth.Exchange(ctx, cb.Code, oauth2.VerifierOption(a.Verifier))
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && re.ErrorCode == "invalid_grant" {
@@ -212,13 +284,17 @@ func (p *Provider) Login(ctx context.Context, cb idp.Callback, a store.LoginAtte
 
 // identify verifies the token response's ID token against the nonce of the attempt and turns it into a user.
 func (p *Provider) identify(ctx context.Context, tok *oauth2.Token, nonce string) (*store.User, error) {
+	d, err := p.discover(ctx) // read already: the code was redeemed
+	if err != nil {
+		return nil, err
+	}
 	raw, _ := tok.Extra("id_token").(string)
 	if raw == "" {
 		return nil, fmt.Errorf("oidc %s: the token response has no ID token (is openid among the scopes, and is the client an OpenID client?)", p.cfg.Name)
 	}
 	// Issuer, audience (our client id), expiry and not-before, and the signature with a key the provider publishes,
 	// by an algorithm it advertises (never none).
-	idt, err := p.verifier.Verify(ctx, raw)
+	idt, err := d.verifier.Verify(ctx, raw)
 	if err != nil {
 		return nil, fmt.Errorf("oidc %s: the ID token is not valid: %w", p.cfg.Name, err)
 	}
@@ -242,7 +318,7 @@ func (p *Provider) identify(ctx context.Context, tok *oauth2.Token, nonce string
 		}
 	}
 	if p.cfg.UserInfo {
-		info, err := p.oidc.UserInfo(ctx, oauth2.StaticTokenSource(tok))
+		info, err := d.oidc.UserInfo(ctx, oauth2.StaticTokenSource(tok))
 		if err != nil {
 			return nil, fmt.Errorf("oidc %s: read userinfo: %w", p.cfg.Name, err)
 		}

@@ -3,10 +3,13 @@ package oidc
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -47,6 +50,14 @@ func newAttempt(provider string) store.LoginAttempt {
 	return store.LoginAttempt{Provider: provider, Verifier: oauth2.GenerateVerifier(), Nonce: rand.Text()}
 }
 
+// authURL is where p sends the browser for attempt a.
+func authURL(t *testing.T, p *Provider, state string, a store.LoginAttempt) string {
+	t.Helper()
+	u, err := p.AuthCodeURL(context.Background(), state, a)
+	require.NoError(t, err)
+	return u
+}
+
 // browse is the user's browser: from the provider's authorization URL through Hydra and its login and consent app
 // to the redirect back to us, whose query it returns.
 func browse(t *testing.T, authURL string) url.Values {
@@ -73,7 +84,7 @@ func browse(t *testing.T, authURL string) url.Values {
 // login is a whole login: the browser's round trip, then Login with what came back.
 func login(t *testing.T, p *Provider, a store.LoginAttempt) (*store.User, error) {
 	t.Helper()
-	q := browse(t, p.AuthCodeURL("state-"+rand.Text(), a))
+	q := browse(t, authURL(t, p, "state-"+rand.Text(), a))
 	require.Empty(t, q.Get("error"), q.Get("error_description"))
 	return p.Login(context.Background(), idp.Callback{Code: q.Get("code"), Issuer: q.Get("iss")}, a)
 }
@@ -192,7 +203,7 @@ func TestNonceAndPKCE(t *testing.T) {
 	h := hydratest.Start(t)
 	p := newProvider(t, h, Config{}, mustPolicy(t, "*", "", "", ""))
 	a := newAttempt("corp")
-	q := browse(t, p.AuthCodeURL("state-"+rand.Text(), a))
+	q := browse(t, authURL(t, p, "state-"+rand.Text(), a))
 
 	other := a
 	other.Nonce = rand.Text()
@@ -201,14 +212,14 @@ func TestNonceAndPKCE(t *testing.T) {
 	assert.Contains(t, err.Error(), "nonce is not this login's")
 
 	a2 := newAttempt("corp")
-	q = browse(t, p.AuthCodeURL("state-"+rand.Text(), a2))
+	q = browse(t, authURL(t, p, "state-"+rand.Text(), a2))
 	wrong := a2
 	wrong.Verifier = oauth2.GenerateVerifier()
 	_, err = p.Login(context.Background(), idp.Callback{Code: q.Get("code")}, wrong)
 	assert.ErrorIs(t, err, idp.ErrCodeRejected, "Hydra refuses a verifier that is not the challenge's")
 
 	a3 := newAttempt("corp")
-	q = browse(t, p.AuthCodeURL("state-"+rand.Text(), a3))
+	q = browse(t, authURL(t, p, "state-"+rand.Text(), a3))
 	_, err = p.Login(context.Background(), idp.Callback{Code: q.Get("code")}, a3)
 	require.NoError(t, err)
 	_, err = p.Login(context.Background(), idp.Callback{Code: q.Get("code")}, a3)
@@ -223,8 +234,8 @@ func TestNonceAndPKCE(t *testing.T) {
 // tokenFrom logs in at h through p's configuration and returns the raw token response, unverified.
 func tokenFrom(t *testing.T, p *Provider, a store.LoginAttempt) *oauth2.Token {
 	t.Helper()
-	q := browse(t, p.AuthCodeURL("state-"+rand.Text(), a))
-	tok, err := p.oauth.Exchange(context.Background(), q.Get("code"), oauth2.VerifierOption(a.Verifier))
+	q := browse(t, authURL(t, p, "state-"+rand.Text(), a))
+	tok, err := p.ready.Load().oauth.Exchange(context.Background(), q.Get("code"), oauth2.VerifierOption(a.Verifier))
 	require.NoError(t, err)
 	return tok
 }
@@ -257,7 +268,7 @@ func TestIDTokenChecks(t *testing.T) {
 		assert.ErrorContains(t, err, "issued by a different provider")
 
 		// RFC 9207: a response whose iss names another provider is refused before its code is used.
-		q := browse(t, pa.AuthCodeURL("state-"+rand.Text(), at))
+		q := browse(t, authURL(t, pa, "state-"+rand.Text(), at))
 		_, err = pa.Login(ctx, idp.Callback{Code: q.Get("code"), Issuer: b.Issuer}, at)
 		assert.ErrorContains(t, err, "it comes from another provider")
 	})
@@ -297,8 +308,8 @@ func TestIDTokenChecks(t *testing.T) {
 	})
 }
 
-// Discovery: the issuer configured must be exactly the one the provider states, and an unreachable provider stops
-// the start with where it looked.
+// Discovery: the issuer configured must be exactly the one the provider states; an unreachable provider does not
+// stop the start, and says where it looked.
 func TestDiscovery(t *testing.T) {
 	h := hydratest.Start(t)
 	id, secret := h.Client(t, redirectURL)
@@ -312,8 +323,10 @@ func TestDiscovery(t *testing.T) {
 	assert.ErrorContains(t, err, "set the issuer to exactly the provider's", "a trailing slash is another issuer")
 
 	cfg.Issuer = "http://127.0.0.1:1"
-	_, err = New(context.Background(), cfg, Policy{}, nil)
-	assert.ErrorContains(t, err, "discovery at http://127.0.0.1:1/.well-known/openid-configuration failed")
+	p, err := New(context.Background(), cfg, Policy{}, nil)
+	require.NoError(t, err, "an unreachable provider does not stop the start")
+	assert.ErrorIs(t, p.Ready(), idp.ErrUnavailable)
+	assert.ErrorContains(t, p.Ready(), "discovery at http://127.0.0.1:1/.well-known/openid-configuration failed")
 
 	for _, bad := range []Config{
 		{Name: "github", Issuer: h.Issuer, ClientID: id, ClientSecret: secret, RedirectURL: redirectURL},
@@ -326,12 +339,12 @@ func TestDiscovery(t *testing.T) {
 		assert.Error(t, err, "%+v", bad)
 	}
 
-	p, err := New(context.Background(), Config{Name: "corp", Issuer: h.Issuer, ClientID: id, ClientSecret: secret,
+	p, err = New(context.Background(), Config{Name: "corp", Issuer: h.Issuer, ClientID: id, ClientSecret: secret,
 		RedirectURL: redirectURL, Scopes: []string{"email"}}, Policy{}, nil)
 	require.NoError(t, err)
-	assert.Equal(t, []string{"openid", "email"}, p.oauth.Scopes, "openid is always asked for")
+	assert.Equal(t, []string{"openid", "email"}, p.ready.Load().oauth.Scopes, "openid is always asked for")
 	assert.Equal(t, "/oidc/corp/callback", p.CallbackPath())
-	u, err := url.Parse(p.AuthCodeURL("st", newAttempt("corp")))
+	u, err := url.Parse(authURL(t, p, "st", newAttempt("corp")))
 	require.NoError(t, err)
 	assert.Equal(t, "S256", u.Query().Get("code_challenge_method"))
 	assert.NotEmpty(t, u.Query().Get("nonce"))
@@ -389,4 +402,44 @@ func TestParsePolicy(t *testing.T) {
 		assert.Error(t, err, "%q", bad)
 	}
 	assert.Equal(t, "subjects=a domains=example.com", Policy{Subjects: []string{"a"}, Domains: []string{"example.com"}}.String())
+}
+
+// A provider down when the server starts: its logins get ErrUnavailable, without asking it again more often than
+// rediscoverAfter, and work once it answers.
+func TestProviderDownAtStart(t *testing.T) {
+	var up atomic.Bool
+	var fetches atomic.Int32
+	var srv *httptest.Server
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		if !up.Load() {
+			http.Error(w, "maintenance", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"issuer": srv.URL, "authorization_endpoint": srv.URL + "/auth",
+			"token_endpoint": srv.URL + "/token", "jwks_uri": srv.URL + "/jwks", "response_types_supported": []string{"code"},
+			"id_token_signing_alg_values_supported": []string{"RS256"}})
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	p, err := New(ctx, Config{Name: "corp", Issuer: srv.URL, ClientID: "c", ClientSecret: "s", RedirectURL: redirectURL}, Policy{}, nil)
+	require.NoError(t, err)
+	require.ErrorIs(t, p.Ready(), idp.ErrUnavailable)
+	assert.ErrorContains(t, p.Ready(), "503")
+
+	_, err = p.AuthCodeURL(ctx, "st", newAttempt("corp"))
+	require.ErrorIs(t, err, idp.ErrUnavailable)
+	_, err = p.Login(ctx, idp.Callback{Code: "x"}, newAttempt("corp"))
+	require.ErrorIs(t, err, idp.ErrUnavailable)
+	assert.Equal(t, int32(1), fetches.Load(), "no second attempt within rediscoverAfter")
+
+	up.Store(true)
+	defer func(d time.Duration) { rediscoverAfter = d }(rediscoverAfter)
+	rediscoverAfter = 0
+	u := authURL(t, p, "st", newAttempt("corp"))
+	assert.True(t, strings.HasPrefix(u, srv.URL+"/auth?"), u)
+	assert.NoError(t, p.Ready())
+	authURL(t, p, "st", newAttempt("corp"))
+	assert.Equal(t, int32(2), fetches.Load(), "read once it answered, then kept")
 }
