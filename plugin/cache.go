@@ -1,9 +1,6 @@
 package plugin
 
-import (
-	"crypto/ecdsa"
-	"sync"
-)
+import "sync"
 
 // tokenCache holds the verdicts on tokens seen before for one route policy, keyed by the whole Authorization header
 // value. Allowed tokens are also in hot, a sync.Map, so that under Yaegi a hit costs one native call and nothing
@@ -13,9 +10,8 @@ import (
 // entries closest to their deadline go first: they have the least use left, and the bookkeeping needs nothing on a
 // hit. A revoked jti finds its entries through byJti, so a revocation costs the same whatever the cache holds.
 type tokenCache struct {
-	hot     sync.Map // header value -> []headerOp of an allowed token
-	denied  sync.Map // header value -> *cacheEntry of a valid token without the route's scopes (403)
-	headers sync.Map // "Bearer " + header segment of a token found valid -> *knownHeader, for fastVerify
+	hot    sync.Map // header value -> []headerOp of an allowed token
+	denied sync.Map // header value -> *cacheEntry of a valid token without the route's scopes (403)
 
 	mu         sync.Mutex
 	byDeadline map[int64][]*cacheEntry // deadline second -> entries, so expiry and eviction touch only what they remove
@@ -26,37 +22,6 @@ type tokenCache struct {
 	bytes      int64                   // estimated memory of the entries: entryOverhead + key each
 	maxBytes   int64
 	maxEntries int
-	nHeaders   int // entries in headers
-}
-
-// knownHeader is the header of a token found valid: a later token with the same header segment has the same alg,
-// typ and kid, so fastVerify skips decoding and checking it again, as long as key is still the key set's kid.
-type knownHeader struct {
-	alg    string
-	kid    string
-	key    *verifyKey
-	es256  *ecdsa.PublicKey // key.ec when alg is ES256 on P-256, the case fastVerify checks inline
-	sigLen int              // the length of the signature segment (base64url of a signature of this key)
-}
-
-// maxKnownHeaders bounds the headers remembered per cache; an issuer signs with a handful.
-const maxKnownHeaders = 64
-
-// learnHeader remembers the header segment seg of a token just found valid with key and a signature segment of
-// sigLen characters.
-func (c *tokenCache) learnHeader(seg, alg, kid string, key *verifyKey, sigLen int) {
-	h := &knownHeader{alg: alg, kid: kid, key: key, sigLen: sigLen}
-	if alg == "ES256" && key.crv == "P-256" {
-		h.es256 = key.ec
-	}
-	c.mu.Lock()
-	if old, known := c.headers.Load("Bearer " + seg); known && old.(*knownHeader).key != key {
-		c.headers.Store("Bearer "+seg, h) // the key set changed since
-	} else if !known && c.nHeaders < maxKnownHeaders {
-		c.headers.Store("Bearer "+seg, h)
-		c.nHeaders++
-	}
-	c.mu.Unlock()
 }
 
 // cacheEntry is the verdict on one token for one policy, with the header writes precomputed.

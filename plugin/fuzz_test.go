@@ -88,29 +88,16 @@ func fuzzSeeds(t testing.TB) []string {
 }
 
 // FuzzParseToken feeds arbitrary strings through the whole token check (parse, key choice, signature, claims).
-// It must never panic, and whatever it accepts must satisfy the route's rules. The fast path must agree with it:
-// whatever fastVerify decides, verify decides the same. CI runs the seeds; explore with
+// It must never panic, and whatever it accepts must satisfy the route's rules. CI runs the seeds; explore with
 // go test -run XXX -fuzz FuzzParseToken ./plugin
 func FuzzParseToken(f *testing.F) {
 	for _, s := range fuzzSeeds(f) {
 		f.Add(s)
 	}
 	m := fuzzMiddleware(f, &rsa.PublicKey{N: new(big.Int).Lsh(big.NewInt(1), 2047), E: 65537})
-	_, err := m.verify(fuzzSeeds(f)[0], time.Now())
-	require.NoError(f, err, "the first seed is valid and teaches fastVerify its header")
 	f.Fuzz(func(t *testing.T, tok string) {
 		now := time.Now()
 		e, err := m.verify(tok, now)
-		fe, ferr := fastVerify(m, "Bearer "+tok)
-		switch {
-		case fe != nil:
-			require.NoError(t, err, "fastVerify accepted what verify refuses")
-			require.Equal(t, e.ops, fe.ops)
-			require.Equal(t, e.jti, fe.jti)
-		case ferr != nil:
-			require.Error(t, err, "fastVerify refused what verify accepts: %v", ferr)
-			require.Equal(t, err.Error(), ferr.Error())
-		}
 		if err != nil {
 			if len(err.Error()) > 300 || strings.ContainsAny(err.Error(), "\r\n") {
 				t.Fatalf("error description unfit for a header: %q", err)

@@ -20,7 +20,6 @@ type Middleware struct {
 	keepAuth  bool
 	challenge string          // WWW-Authenticate for a request without a token
 	scopeStr  string          // the required scopes as a token's scope claim would list them
-	scopeWord string          // " <scope> " when the route needs one scope (see prepare)
 	hdrNames  []string        // identity headers to strip from preflights
 	prm       []byte          // the protected-resource metadata document
 	prmPaths  map[string]bool // metadata paths served here, never forwarded even with a valid token
@@ -29,7 +28,6 @@ type Middleware struct {
 	// among sub, username, email, client_id, scope.
 	opsTemplate []headerOp
 	opsClaim    []int
-	maxKeyBytes int // the longest Authorization value fastVerify takes (maxTokenBytes after "Bearer ")
 }
 
 // New builds the middleware for one router. It never waits for the network: keys load in the background and
@@ -55,12 +53,6 @@ func (m *Middleware) prepare() error {
 	s := m.s
 	m.keepAuth = s.keepAuth
 	m.scopeStr = strings.Join(s.scopes, " ")
-	// One required scope is found in any scope claim by a substring search; with several, only a claim of exactly
-	// them takes fastVerify ("\n" is in no claim it takes).
-	m.scopeWord = "\n"
-	if len(s.scopes) == 1 {
-		m.scopeWord = " " + s.scopes[0] + " "
-	}
 	m.challenge = "Bearer resource_metadata=\"" + s.metadataURL + "\""
 	if len(s.scopes) > 0 {
 		m.challenge += ", scope=\"" + strings.Join(s.scopes, " ") + "\""
@@ -76,7 +68,6 @@ func (m *Middleware) prepare() error {
 		// The backend must not get a token it could replay elsewhere (MCP: no token passthrough).
 		m.opsTemplate = append(m.opsTemplate, headerOp{name: "Authorization"})
 	}
-	m.maxKeyBytes = s.maxTokenBytes + len("Bearer ")
 	m.prmPaths = map[string]bool{wellKnownPRM: true, wellKnownPRM + "/": true}
 	if s.prmPath != "" {
 		m.prmPaths[s.prmPath] = true
@@ -117,20 +108,15 @@ func (m *Middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	serveSlow(m, w, r)
 }
 
-// serveSlow serves a request whose token is not in the hot cache. The verdict on a single Authorization value comes
-// from verify.go: fastVerify's for the common first-seen token, else admit's (called here, not through a function
-// of its own, since under Yaegi each call level costs the first-seen path allocations); everything else, and every
-// refusal, is serveOther's, reject's or deny's.
+// serveSlow serves a request whose token is not in the hot cache. The verdict on a single Authorization value is
+// admit's (verify.go); everything else, and every refusal, is serveOther's, reject's or deny's.
 func serveSlow(m *Middleware, w http.ResponseWriter, r *http.Request) {
 	auth := r.Header["Authorization"]
 	if len(auth) != 1 || m.prmPaths[r.URL.Path] {
 		m.serveOther(w, r)
 		return
 	}
-	e, err := fastVerify(m, auth[0])
-	if e == nil && err == nil {
-		e, err = m.admit(auth[0])
-	}
+	e, err := m.admit(auth[0])
 	if err != nil || e.denied {
 		m.refuse(w, r, e, err)
 		return

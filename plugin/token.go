@@ -40,8 +40,6 @@ var blankClaims = tokenClaims{Iat: math.NaN(), Nbf: math.Inf(-1), Exp: math.NaN(
 type parsedToken struct {
 	alg          string
 	kid          string
-	headerSeg    string // the header as it was encoded
-	sigLen       int    // the length of the signature segment
 	signingInput string
 	sig          []byte
 	claims       tokenClaims
@@ -122,11 +120,10 @@ func parseToken(tok string, maxBytes int, algs map[string]bool) (*parsedToken, e
 	if h.Kid == "" {
 		return nil, errNoKid
 	}
-	pt := &parsedToken{alg: h.Alg, kid: h.Kid, headerSeg: parts[0], signingInput: tok[:len(parts[0])+1+len(parts[1])]}
+	pt := &parsedToken{alg: h.Alg, kid: h.Kid, signingInput: tok[:len(parts[0])+1+len(parts[1])]}
 	if pt.sig, err = strictB64.DecodeString(parts[2]); err != nil || len(pt.sig) == 0 {
 		return nil, errSigB64
 	}
-	pt.sigLen = len(parts[2])
 	cb, err := strictB64.DecodeString(parts[1])
 	if err != nil {
 		return nil, errPayloadB64

@@ -1,18 +1,12 @@
 package plugin
 
 // Verification: the verdict on an Authorization value, a cache entry (the header writes of an allowed token, or a
-// 403). fastVerify takes the common first-seen token in few interpreted steps; admit judges any Bearer value from
-// the start (the cached 403, else verify). Both cache the verdict and return it to the request path (plugin.go); the leaves they call are the token's
-// parsing and claims (token.go), its signature (keys.go), the issuer's key set (keyset.go) and revocations
-// (revocations.go).
+// 403). admit judges any Bearer value (the cached 403, else verify), caches the verdict and returns it to the
+// request path (plugin.go); the leaves it calls are the token's parsing and claims (token.go), its signature
+// (keys.go), the issuer's key set (keyset.go) and revocations (revocations.go).
 
 import (
-	"bytes"
-	"crypto/ecdsa"
-	"crypto/sha256"
-	"encoding/json"
 	"errors"
-	"math/big"
 	"strings"
 	"time"
 )
@@ -43,13 +37,10 @@ func (m *Middleware) admit(key string) (*cacheEntry, error) {
 	return e, nil
 }
 
-// unixEpoch makes time.Since a clock read in one native call.
-var unixEpoch = time.Unix(0, 0)
-
 var errRevokedOrRetired = errors.New("token has been revoked or its signing key was retired")
 
 // verify checks a token fully and returns the verdict to cache. Its errors are token errors (401), or
-// errKeysNotReady (503). It remembers the header of a valid token, so that fastVerify can take later ones.
+// errKeysNotReady (503).
 func (m *Middleware) verify(tok string, now time.Time) (*cacheEntry, error) {
 	pt, err := parseToken(tok, m.s.maxTokenBytes, m.s.algorithms)
 	if err != nil {
@@ -68,73 +59,7 @@ func (m *Middleware) verify(tok string, now time.Time) (*cacheEntry, error) {
 	if m.st.isRevoked(pt.claims.Jti) {
 		return nil, errRevoked
 	}
-	m.cache.learnHeader(pt.headerSeg, pt.alg, pt.kid, key, pt.sigLen)
 	return verdict(m, &pt.claims, pt.kid), nil
-}
-
-// fastVerify is verify and the caching of its verdict for the common case, in as few interpreted steps as Yaegi
-// allows (docs/plugin.md, Performance): a token after exactly "Bearer ", whose header segment a valid token already
-// had (so its checks are done and its key known), with claims without escapes, one audience and the route's scopes
-// (a 403 is verify's). Any other token, or one refused for a reason verify words more precisely, gets neither
-// verdict nor error: admit then judges it from the start. A bad signature is final, so that a forged token costs
-// one signature check, not two.
-func fastVerify(m *Middleware, key string) (*cacheEntry, error) {
-	// At most four parts, so that a long value full of dots costs no more than a token before its length is checked.
-	p := strings.SplitN(key, ".", 4)
-	if len(p) != 3 || len(key) > m.maxKeyBytes {
-		return nil, nil
-	}
-	kh, known := m.cache.headers.Load(p[0])
-	cb, err := strictB64.DecodeString(p[1])
-	sig, err2 := strictB64.DecodeString(p[2])
-	// JSON strings hold control characters only as escapes: without a backslash (or DEL) every claim is fit for a
-	// header value.
-	if !known || err != nil || err2 != nil || bytes.ContainsAny(cb, "\\\x7f") {
-		return nil, nil
-	}
-	h, c, s := kh.(*knownHeader), blankClaims, m.s
-	now := float64(time.Since(unixEpoch)) / 1e9
-	lo, hi := now-s.skewSec, now+s.skewSec
-	// A missing exp or iat is NaN, which fails every comparison. The signature segment must have the length of a
-	// valid one: the decoder skips line breaks.
-	if json.Unmarshal(cb, &c) != nil || !(lo < c.Exp && c.Iat <= hi && c.Nbf <= hi) || c.Iss != s.issuer ||
-		c.Aud != s.resource || c.Sub == "" || c.ClientID == "" || c.Jti == "" || len(p[2]) != h.sigLen ||
-		(c.Scope != m.scopeStr && !strings.Contains(" "+c.Scope+" ", m.scopeWord)) {
-		return nil, nil
-	}
-	input := key[7 : len(p[0])+1+len(p[1])]
-	if h.es256 != nil {
-		// verifyKey.verify's common case, inline.
-		d := sha256.Sum256([]byte(input))
-		if len(sig) != 64 || !ecdsa.Verify(h.es256, d[:], new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])) {
-			err = errSignature
-		}
-	} else {
-		err = h.key.verify(h.alg, input, sig)
-	}
-	if err != nil {
-		if strings.ContainsAny(key, "\r\n") {
-			return nil, nil // verify names the line break
-		}
-		return nil, err
-	}
-	e, st := allowed(m, &c, h.kid), m.st
-	// Under the issuer's read lock: a revocation, key change or stale feed either came first and is seen here, or
-	// waits for the entry to be in the cache and then purges it.
-	st.mu.RLock()
-	_, revoked := st.revoked[c.Jti]
-	current := st.keys[h.kid] == h.key && !st.feedStale
-	if current && !revoked {
-		put(m.cache, key, e)
-	}
-	st.mu.RUnlock()
-	if revoked {
-		return nil, errRevoked
-	}
-	if !current {
-		return nil, nil
-	}
-	return e, nil
 }
 
 // verdict is the cache entry of a valid token: the headers to set, or a 403 when scopes are missing.

@@ -12,8 +12,7 @@ import (
 
 // BenchmarkFirstSeenSteps splits a first-seen token's path under Yaegi into its steps, each run in an interpreted
 // loop the way the plugin runs it (docs/plugin.md, Performance): base64, JSON, the ES256 check, the verdict (header
-// writes), the cache insertion, fastVerify as a whole (all of these plus its own expressions), the full check
-// (verify) it spares, and whole requests, first-seen and cached.
+// writes), the cache insertion, the full check (verify), and whole requests, first-seen and cached.
 //
 //	(cd plugin/yaegitest && go test -run XXX -bench FirstSeenSteps -benchmem ./...)
 func BenchmarkFirstSeenSteps(b *testing.B) {
@@ -28,7 +27,7 @@ func BenchmarkFirstSeenSteps(b *testing.B) {
 	warm := iss.Sign("es", iss.Claims(plugintest.Resource))
 	out := setup.Call([]reflect.Value{reflect.ValueOf(iss.URL), reflect.ValueOf(plugintest.Resource), reflect.ValueOf("Bearer " + warm)})
 	require.Empty(b, out[0].String())
-	for _, step := range []string{"Base64", "JSON", "ES256", "Verdict", "CacheInsert", "FastVerify", "Verify", "FirstSeenRequest", "CachedRequest"} {
+	for _, step := range []string{"Base64", "JSON", "ES256", "Verdict", "CacheInsert", "Verify", "FirstSeenRequest", "CachedRequest"} {
 		b.Run(step, func(b *testing.B) {
 			toks := make([]string, b.N)
 			for i := range toks {
@@ -133,15 +132,6 @@ func stepCacheInsert(toks []string) string {
 	c, exp := stepMW.cache, time.Now().Unix()+3600
 	for _, t := range toks {
 		plugin.put(c, t, &plugin.cacheEntry{deadline: exp, jti: t[len(t)-20:]})
-	}
-	return ""
-}
-
-func stepFastVerify(toks []string) string {
-	for _, t := range toks {
-		if e, err := plugin.fastVerify(stepMW, t); e == nil || err != nil {
-			return "fastVerify did not take the token"
-		}
 	}
 	return ""
 }
