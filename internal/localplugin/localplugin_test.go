@@ -26,7 +26,7 @@ func TestSetup(t *testing.T) {
 	assert.NoDirExists(t, stale)
 
 	mod := filepath.Join(dir, "plugins-local", "src", "github.com", "mcp-oauth-gateway", "gateway")
-	for _, f := range []string{".traefik.yml", "go.mod", "plugin/plugin.go"} {
+	for _, f := range []string{".traefik.yml", "go.mod", "plugin/middleware.go"} {
 		assert.FileExists(t, filepath.Join(mod, f))
 	}
 	tests, err := filepath.Glob(filepath.Join(mod, "plugin", "*_test.go"))

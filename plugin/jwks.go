@@ -1,19 +1,20 @@
 package plugin
 
+// The issuer's key set: JWKS parsing (RFC 7517), loading at start and every jwksRefreshInterval, fetching again for
+// an unknown kid (at most once per jwksMinRefreshInterval), and dropping the cached verdicts of a key that left
+// the set. Signature checks with a key are verify.go's.
+
 import (
-	"crypto"
 	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
-	"crypto/sha256"
-	"crypto/sha512"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math/big"
 	"strings"
+	"time"
 )
 
 // verifyKey is one signing key from the issuer's JWKS (RFC 7517).
@@ -164,73 +165,6 @@ func algCurve(alg string) string {
 	return ""
 }
 
-// verify checks a JWS signature (RFC 7515/7518) over signingInput. The algorithm must fit the key's type and curve
-// and, when the JWK names an alg, equal it: this is what stops algorithm confusion.
-func (k *verifyKey) verify(alg, signingInput string, sig []byte) error {
-	if k.alg != "" && k.alg != alg {
-		return errKeyAlg(alg, k)
-	}
-	if alg == "ES256" && k.crv == "P-256" {
-		// The common case, kept short: under Yaegi every expression of the function costs on each call.
-		d := sha256.Sum256([]byte(signingInput))
-		if len(sig) != 64 || !ecdsa.Verify(k.ec, d[:], new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])) {
-			return errSignature
-		}
-		return nil
-	}
-	return k.verifyOther(alg, signingInput, sig)
-}
-
-// verifyOther covers ES384, ES512 and the RSA algorithms.
-func (k *verifyKey) verifyOther(alg, signingInput string, sig []byte) error {
-	var hash crypto.Hash
-	var digest []byte
-	switch alg {
-	case "ES256", "RS256", "PS256":
-		d := sha256.Sum256([]byte(signingInput))
-		hash, digest = crypto.SHA256, d[:]
-	case "ES384", "RS384", "PS384":
-		d := sha512.Sum384([]byte(signingInput))
-		hash, digest = crypto.SHA384, d[:]
-	default:
-		d := sha512.Sum512([]byte(signingInput))
-		hash, digest = crypto.SHA512, d[:]
-	}
-	if alg[0] == 'E' {
-		if k.ec == nil || k.crv != algCurve(alg) {
-			return errKeyAlg(alg, k)
-		}
-		size := len(sig) / 2
-		if len(sig) != 2*k.size || !ecdsa.Verify(k.ec, digest, new(big.Int).SetBytes(sig[:size]), new(big.Int).SetBytes(sig[size:])) {
-			return errSignature
-		}
-		return nil
-	}
-	if k.rsa == nil {
-		return errKeyAlg(alg, k)
-	}
-	var err error
-	if alg[0] == 'P' {
-		err = rsa.VerifyPSS(k.rsa, hash, digest, sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash})
-	} else {
-		err = rsa.VerifyPKCS1v15(k.rsa, hash, digest, sig)
-	}
-	if err != nil {
-		return errSignature
-	}
-	return nil
-}
-
-func errKeyAlg(alg string, k *verifyKey) error {
-	if k.alg != "" {
-		return fmt.Errorf("token alg %s differs from key alg %s", alg, k.alg)
-	}
-	return fmt.Errorf("alg %s needs a %s key, key '%s' is not one", alg, algCurve(alg), quoteSafe(k.kid))
-}
-
-// strictB64 rejects non-canonical encodings (stray bits in the last character), so each token has one spelling.
-var strictB64 = base64.RawURLEncoding.Strict()
-
 // b64 decodes base64url without padding. The decoder skips CR and LF, which the JOSE alphabet does not have.
 func b64(s string) ([]byte, error) {
 	if strings.ContainsAny(s, "\r\n") {
@@ -238,3 +172,114 @@ func b64(s string) ([]byte, error) {
 	}
 	return strictB64.DecodeString(s)
 }
+
+// refreshFor fetches the JWKS for an unknown kid, at most once per jwksMinRefresh, so a flood of made-up kids cannot
+// hammer the authorization server.
+func (st *issuerState) refreshFor(kid string, ready bool) (*verifyKey, error) {
+	if !ready {
+		return nil, errKeysNotReady
+	}
+	st.refreshMu.Lock()
+	defer st.refreshMu.Unlock()
+	st.mu.RLock()
+	k, minGap := st.keys[kid], st.jwksMinRefresh
+	st.mu.RUnlock()
+	if k != nil {
+		return k, nil
+	}
+	if time.Since(st.lastFetch) >= minGap {
+		if err := st.fetchKeysLocked(); err != nil {
+			st.errs.Warn("JWKS refresh for an unknown kid failed", "issuer", st.issuer, "error", err)
+		}
+		st.mu.RLock()
+		k = st.keys[kid]
+		st.mu.RUnlock()
+		if k != nil {
+			return k, nil
+		}
+	}
+	return nil, errUnknownKid(kid)
+}
+
+func errUnknownKid(kid string) error {
+	return fmt.Errorf("token kid '%s' is not in the issuer's key set", quoteSafe(kid))
+}
+
+func (st *issuerState) keysLoop() {
+	backoff := time.Second
+	failing := false
+	for {
+		st.refreshMu.Lock()
+		err := st.fetchKeysLocked()
+		st.refreshMu.Unlock()
+		st.mu.RLock()
+		wait, loaded := st.jwksRefresh, st.keys != nil
+		st.mu.RUnlock()
+		if err != nil {
+			if !failing {
+				st.errs.Error("cannot load the issuer's signing keys; retrying", "issuer", st.issuer, "error", err)
+			}
+			failing = true
+			if !loaded {
+				// Until keys arrive every request gets 503, so retry soon, backing off to 30 s.
+				wait = backoff
+				if backoff < 30*time.Second {
+					backoff *= 2
+				}
+			}
+		} else {
+			if failing {
+				st.info.Info("signing keys loaded", "issuer", st.issuer)
+			}
+			failing = false
+			backoff = time.Second
+		}
+		if !st.sleep(wait) {
+			return
+		}
+	}
+}
+
+// fetchKeysLocked fetches the JWKS and installs it; the caller holds refreshMu. Cached tokens signed by a key that
+// left the set are dropped, so a retired key stops working at once.
+func (st *issuerState) fetchKeysLocked() error {
+	st.lastFetch = time.Now()
+	u, err := st.jwksEndpoint()
+	if err != nil {
+		return err
+	}
+	body, err := st.get(u)
+	if err != nil {
+		return err
+	}
+	keys, skipped, err := parseJWKS(body)
+	if err != nil {
+		return fmt.Errorf("%s: %w", u, err)
+	}
+	if len(skipped) > 0 {
+		st.errs.Warn("JWKS has keys this middleware cannot use", "url", u, "skipped", strings.Join(skipped, "; "))
+	}
+	st.mu.Lock()
+	old := st.keys
+	st.keys = keys
+	st.mu.Unlock()
+	var gone []string
+	for kid := range old {
+		if keys[kid] == nil {
+			gone = append(gone, kid)
+		}
+	}
+	if len(gone) > 0 {
+		st.purge(func(e *cacheEntry) bool {
+			for _, kid := range gone {
+				if e.kid == kid {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	return nil
+}
+
+func (st *issuerState) jwksEndpoint() (string, error) { return st.endpoint(st.jwksConf, &st.jwksURL) }

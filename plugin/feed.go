@@ -1,19 +1,15 @@
 package plugin
 
-// The issuer's revocation set, kept from its revocation feed (docs/architecture.md, Revocation feed), and what
-// a verdict asks of it.
+// The issuer's revocation set, kept from its revocation feed (docs/architecture.md, Revocation feed). A verdict
+// asks it through issuer.go (isRevoked, recheck).
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 )
-
-// errFeedStale: the revocation feed has been unreadable for longer than revocationMaxLag, so no token is accepted.
-var errFeedStale = errors.New("the revocation feed has not been read for longer than revocationMaxLag")
 
 func (st *issuerState) feedEndpoint() (string, error) { return st.endpoint(st.feedConf, &st.feedURL) }
 
@@ -225,28 +221,4 @@ func (st *issuerState) readFeed(u string, since int64) (*feedPage, error) {
 		return nil, fmt.Errorf("revocation feed %s is not JSON: %w", u, err)
 	}
 	return &page, nil
-}
-
-func (st *issuerState) isRevoked(jti string) bool {
-	st.mu.RLock()
-	_, ok := st.revoked[jti]
-	st.mu.RUnlock()
-	return ok
-}
-
-// recheck reports whether a verdict just cached still holds: errFeedStale when the revocation feed went stale
-// meanwhile (503), errRevokedOrRetired when jti was revoked or kid left the key set (401), else nil.
-func (st *issuerState) recheck(jti, kid string) error {
-	st.mu.RLock()
-	_, revoked := st.revoked[jti]
-	_, known := st.keys[kid]
-	stale := st.feedStale
-	st.mu.RUnlock()
-	if stale {
-		return errFeedStale
-	}
-	if revoked || !known {
-		return errRevokedOrRetired
-	}
-	return nil
 }

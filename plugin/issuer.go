@@ -1,8 +1,13 @@
 package plugin
 
+// The issuer's shared state: one per issuer in the package's registry, shared by every route and reload, with what
+// a verdict asks of it (the key for a kid, whether a jti is revoked, whether a cached verdict still holds). Its
+// loops live beside what they keep: the key set in jwks.go, the revocation set in feed.go, the caches in cache.go.
+
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -278,3 +283,49 @@ func (st *issuerState) get(u string) ([]byte, error) {
 	}
 	return body, nil
 }
+
+var errKeysNotReady = errors.New("signing keys are not loaded yet")
+
+// keyFor returns the key for kid, or errKeysNotReady until keys are known and the revocation feed was read once (or
+// is off), so that no revoked token slips in at start. An unknown kid triggers a JWKS fetch (refreshFor).
+func (st *issuerState) keyFor(kid string) (*verifyKey, error) {
+	st.mu.RLock()
+	k, ready, stale := st.keys[kid], st.keys != nil && (st.feedTried || st.feedConf == feedOff), st.feedStale
+	st.mu.RUnlock()
+	if stale {
+		return nil, errFeedStale
+	}
+	if k == nil || !ready {
+		return st.refreshFor(kid, ready)
+	}
+	return k, nil
+}
+
+// errFeedStale: the revocation feed has been unreadable for longer than revocationMaxLag, so no token is accepted.
+var errFeedStale = errors.New("the revocation feed has not been read for longer than revocationMaxLag")
+
+func (st *issuerState) isRevoked(jti string) bool {
+	st.mu.RLock()
+	_, ok := st.revoked[jti]
+	st.mu.RUnlock()
+	return ok
+}
+
+// recheck reports whether a verdict just cached still holds: errFeedStale when the revocation feed went stale
+// meanwhile (503), errRevokedOrRetired when jti was revoked or kid left the key set (401), else nil.
+func (st *issuerState) recheck(jti, kid string) error {
+	st.mu.RLock()
+	_, revoked := st.revoked[jti]
+	_, known := st.keys[kid]
+	stale := st.feedStale
+	st.mu.RUnlock()
+	if stale {
+		return errFeedStale
+	}
+	if revoked || !known {
+		return errRevokedOrRetired
+	}
+	return nil
+}
+
+var errRevokedOrRetired = errors.New("token has been revoked or its signing key was retired")

@@ -1,5 +1,8 @@
 package plugin
 
+// The HTTP side: the cached path, the way a first-seen token takes to its verdict (verify.go), the refusals and
+// their challenges, and the protected-resource metadata.
+
 import (
 	"context"
 	"encoding/json"
