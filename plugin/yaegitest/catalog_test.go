@@ -318,6 +318,7 @@ func TestCatalogAnalyzer(t *testing.T) {
 	t.Run("Yaegi loads the module zip and New returns an http.Handler", func(t *testing.T) {
 		gopath, files := moduleGopath(t, root, modulePath)
 		assert.Contains(t, files, "plugin/middleware.go")
+		assert.Contains(t, files, "LICENSE", "a catalog plugin is public code: its licence travels with it")
 		for _, f := range files {
 			assert.False(t, strings.HasPrefix(f, "plugin/yaegitest/"), "nested modules are not in the zip: %s", f)
 		}
