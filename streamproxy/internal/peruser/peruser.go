@@ -4,7 +4,7 @@
 //
 // An identity becomes one path segment that cannot leave its parent: characters outside [A-Za-z0-9_-] (a dot that
 // starts the segment, "/", NUL, anything non-ASCII) are percent-escaped, so distinct ids stay distinct, and an id too
-// long for a file name is replaced by a hash of it.
+// long for a file name is replaced by a hash of it, under a name no escaped id can have.
 package peruser
 
 import (
@@ -25,6 +25,10 @@ var ErrNoIdentity = errors.New("this MCP server keeps per-user state and the req
 
 // maxSegment bounds the escaped identity, well under a file name's 255 bytes.
 const maxSegment = 128
+
+// hashedPrefix starts the name of an identity too long to escape. Segment escapes "@" wherever it occurs, so no
+// escaped identity starts with it: an id that is literally "sha256-<hex>" cannot take a long id's directory.
+const hashedPrefix = "@sha256-"
 
 // Settings are the per-user parts of a child's settings.
 type Settings struct {
@@ -113,7 +117,7 @@ func Segment(user string) string {
 	}
 	if b.Len() > maxSegment {
 		sum := sha256.Sum256([]byte(user))
-		return "sha256-" + hex.EncodeToString(sum[:])
+		return hashedPrefix + hex.EncodeToString(sum[:])
 	}
 	return b.String()
 }

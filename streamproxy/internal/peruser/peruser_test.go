@@ -23,6 +23,7 @@ func TestSegmentStaysOneSafeSegment(t *testing.T) {
 		"a%2Fb":        "a%252Fb", // the escape character is escaped: distinct ids stay distinct
 		"v1.2":         "v1.2",
 		"auth0|abc123": "auth0%7Cabc123",
+		"@sha256-00":   "%40sha256-00", // "@" starts only the hashed names of long ids
 	} {
 		got := Segment(in)
 		assert.Equal(t, want, got, "%q", in)
@@ -30,9 +31,18 @@ func TestSegmentStaysOneSafeSegment(t *testing.T) {
 		assert.NotEqual(t, "..", got)
 	}
 	long := Segment(strings.Repeat("x", 500))
-	assert.True(t, strings.HasPrefix(long, "sha256-"))
+	assert.True(t, strings.HasPrefix(long, "@sha256-"))
 	assert.LessOrEqual(t, len(long), maxSegment)
 	assert.NotEqual(t, long, Segment(strings.Repeat("x", 501)))
+}
+
+// A long id's hashed name is not the escaped form of any id: not of an id that is literally that name, nor of the
+// same name without its marker.
+func TestHashedSegmentCannotBeNamed(t *testing.T) {
+	long := Segment(strings.Repeat("x", 500))
+	for _, claimed := range []string{long, strings.TrimPrefix(long, "@")} {
+		assert.NotEqual(t, long, Segment(claimed), "an id of %q shares the long id's directory", claimed)
+	}
 }
 
 func TestForCreatesThePrivateUserDirectory(t *testing.T) {
