@@ -7,7 +7,9 @@ import (
 	"os"
 	osexec "os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -179,4 +181,37 @@ func TestHideClientRoots(t *testing.T) {
 	hidden := allowed(true)
 	assert.Contains(t, hidden, filepath.Join(base, "users", "1000001"))
 	assert.NotContains(t, strings.ReplaceAll(hidden, filepath.Join(base, "users", "1000001"), ""), base, "only the user's own directory")
+}
+
+// The proxy's secret (Traefik's, which lets a caller name any user) is in its environment, and its children, the MCP
+// servers, run as its own account: a child that reads /proc/<proxy pid>/environ must not find it there.
+func TestChildCannotReadTheProxy(t *testing.T) {
+	// Root reads any process (CAP_SYS_PTRACE): the proxy runs as an unprivileged account, as the container image runs it.
+	dir, err := os.MkdirTemp("", "streamproxy-unprivileged-")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	require.NoError(t, os.Chmod(dir, 0o777))
+	built, err := os.ReadFile(testenv.BuildBinary(t, "./streamproxy"))
+	require.NoError(t, err)
+	bin := filepath.Join(dir, "streamproxy")
+	require.NoError(t, os.WriteFile(bin, built, 0o755))
+
+	found := filepath.Join(dir, "found")
+	script := `cat /proc/$PPID/environ > "$FOUND" 2>&1; ` + recorder
+	port := testenv.FreePort(t)
+	cmd := osexec.Command(bin, "--listen", "127.0.0.1:"+strconv.Itoa(port), "--env", "FOUND="+found, "--env", "LOG=/dev/null",
+		"--", "sh", "-c", script)
+	const secret = "the-secret-only-traefik-knows"
+	cmd.Env = testenv.Env("STREAMPROXY_SECRET=" + secret)
+	if os.Geteuid() == 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	}
+	testenv.Start(t, "streamproxy", cmd).WaitLine(t, "streamproxy listening", 10*time.Second)
+	url := testenv.URL(port, "/mcp")
+	require.Equal(t, 200, postModern(t, url, "1", modernBody(1, "server/discover", nil, map[string]any{}),
+		"X-Streamproxy-Secret", secret).status)
+
+	got, err := os.ReadFile(found)
+	require.NoError(t, err, "the child ran and tried")
+	assert.NotContains(t, string(got), secret, "the child read the proxy's environment")
 }

@@ -40,6 +40,10 @@ func main() {
 }
 
 func run(args []string) error {
+	// Before any child starts: they run as this account and must not read the proxy's secrets.
+	if err := protectFromChildren(); err != nil {
+		return err
+	}
 	fs := flag.NewFlagSet("streamproxy", flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:8080", "address to serve on (loopback by default: only the gateway should reach it)")
 	path := fs.String("path", "/mcp", "the MCP endpoint's path")
@@ -89,6 +93,9 @@ func run(args []string) error {
 	log, err := observe.NewLogger(*logFormat, os.Stderr)
 	if err != nil {
 		return err
+	}
+	if os.Geteuid() == 0 {
+		log.Warn("running as root: the MCP servers run as root too, and a root process can read this one's memory and environment, the secret included; run streamproxy as an unprivileged account (the container image does)")
 	}
 	reg := observe.NewRegistry()
 
