@@ -55,7 +55,7 @@ func run(args []string) error {
 	fs.Var(&passEnv, "pass-env", "names of the proxy's environment variables the MCP server also gets, beyond PATH, HOME, USER, LANG, LC_*, TZ, TMPDIR (comma separated)")
 	workdir := fs.String("workdir", "", "working directory of the MCP server (default: the proxy's); {user} becomes the caller's id, the directory is created 0700")
 	maxSessions := fs.Int("max-sessions", 100, "most MCP server processes at once (sessions plus 2026-07-28 users); beyond it 503 with Retry-After")
-	hideRoots := fs.Bool("hide-client-roots", false, "never tell the MCP server that a client offers roots (for servers such as server-filesystem, which let a client's roots replace the directories they were started with)")
+	hideRoots := fs.Bool("hide-client-roots", false, "roots never reach the MCP server: it is not told that a client offers them, its roots/list gets no roots from the proxy, and clients' roots notifications and answers are kept from it (for servers such as server-filesystem, which replace the directories they were started with by a client's roots)")
 	maxPerUser := fs.Int("max-per-user", 20, "most MCP server processes of one user (sessions plus their 2026-07-28 process): a new one recycles the user's least recently used idle session, or gets 429 when all are busy (0: no limit)")
 	idle := fs.Duration("idle-timeout", 30*time.Minute, "end a session or a user's 2026-07-28 process after this long without activity (0: never)")
 	reqTimeout := fs.Duration("request-timeout", 0, "fail a request after this long (0: no limit; tools may run long)")

@@ -36,6 +36,13 @@ func proxyWithMetrics(t *testing.T, flags []string, command ...string) (string, 
 // proxyAt runs streamproxy on a given port.
 func proxyAt(t *testing.T, port int, flags []string, command ...string) (string, string) {
 	t.Helper()
+	_, url, metrics := proxyProcess(t, port, flags, command...)
+	return url, metrics
+}
+
+// proxyProcess is proxyAt that also returns the process, whose log carries the MCP server's stderr.
+func proxyProcess(t *testing.T, port int, flags []string, command ...string) (*testenv.Process, string, string) {
+	t.Helper()
 	bin := testenv.BuildBinary(t, "./streamproxy")
 	metricsPort := testenv.FreePort(t)
 	args := append([]string{"--listen", "127.0.0.1:" + strconv.Itoa(port),
@@ -43,7 +50,7 @@ func proxyAt(t *testing.T, port int, flags []string, command ...string) (string,
 	args = append(append(args, "--"), command...)
 	p := testenv.Start(t, "streamproxy", exec.Command(bin, args...))
 	p.WaitLine(t, "streamproxy listening", 10*time.Second)
-	return testenv.URL(port, "/mcp"), testenv.URL(metricsPort, "/metrics")
+	return p, testenv.URL(port, "/mcp"), testenv.URL(metricsPort, "/metrics")
 }
 
 // metric reads one sample from a metrics endpoint: the line that starts with series, e.g.

@@ -3,8 +3,9 @@
 // The child's stdout is read by one goroutine. A response goes to the HTTP request that waits for its id; a request
 // or notification from the server goes to the request it relates to (by subscription id, by progress token, else the
 // oldest request in flight), or, when none is in flight, to the session's standalone stream (the GET SSE stream),
-// whose recent events are kept for resumption, or to the Unrouted hook when one is set. Ids are the caller's: a
-// legacy session passes the client's ids through, a modern worker gives each request a key of its own.
+// whose recent events are kept for resumption, or to the Unrouted hook when one is set; a request the Answer hook
+// answers goes nowhere else. Ids are the caller's: a legacy session passes the client's ids through, a modern worker
+// gives each request a key of its own.
 package session
 
 import (
@@ -71,8 +72,11 @@ type Config struct {
 	// Unrouted, when set, takes every message that belongs to no request in flight instead of the standalone
 	// stream and its backlog (modern workers have no GET stream).
 	Unrouted func(*Message)
-	Log      *slog.Logger
-	Metrics  *metrics.Metrics
+	// Answer, when set, sees each request from the child first: a non-nil answer is sent back to the child, and the
+	// request goes no further (the proxy answers it in place of any client).
+	Answer  func(*Message) []byte
+	Log     *slog.Logger
+	Metrics *metrics.Metrics
 }
 
 // Session is one client's MCP session and its child process.
@@ -93,6 +97,7 @@ type Session struct {
 	backlog    []Event          // recent standalone events for resumption
 	backlogCap int
 	unrouted   func(*Message)
+	answer     func(*Message) []byte
 	seq        uint64
 	lastUsed   time.Time
 	closed     bool
@@ -158,6 +163,7 @@ func Start(cfg Config) (*Session, error) {
 		progress:   map[string]*Call{},
 		backlogCap: cfg.Backlog,
 		unrouted:   cfg.Unrouted,
+		answer:     cfg.Answer,
 		metrics:    m,
 		lastUsed:   time.Now(),
 		done:       make(chan struct{}),
@@ -391,6 +397,14 @@ func (s *Session) route(line []byte) {
 		head.ID = nil
 	}
 	m := &Message{Raw: line, ID: head.ID, Method: head.Method, Result: head.Result, Error: head.Error}
+	if s.answer != nil && m.ID != nil && m.Method != "" {
+		if reply := s.answer(m); reply != nil {
+			if err := s.Send(reply); err != nil {
+				s.log.Warn("answering the MCP server's request", "method", m.Method, "err", err)
+			}
+			return
+		}
+	}
 	s.mu.Lock()
 	var target *Call
 	switch {

@@ -93,6 +93,9 @@ func (h *Handler) serveModern(w http.ResponseWriter, r *http.Request, msg incomi
 			fmt.Sprintf("method %q is not part of protocol version 2026-07-28 (handshake-era clients send initialize without request metadata)", q.Method))
 		return
 	}
+	if h.cfg.HideRoots {
+		hideRootsInRequest(&q)
+	}
 	wk, err := h.worker(r.Context(), h.userOf(r))
 	if err != nil {
 		h.workerError(w, r, q.ID, err)
@@ -172,9 +175,6 @@ func (h *Handler) send(w http.ResponseWriter, r *http.Request, wk *worker, q *mo
 	if pt, ok := meta["progressToken"]; ok {
 		x.progress, progressKey, meta["progressToken"] = pt, x.key, x.key
 		rewritten = true
-	}
-	if caps, ok := meta[metaClientCapabilities]; ok && h.cfg.HideRoots {
-		meta[metaClientCapabilities], rewritten = withoutRoots(caps), true
 	}
 	if rewritten {
 		p := maps.Clone(q.Params)
@@ -417,22 +417,4 @@ func (x *exchange) stream() {
 	if x.sse == nil {
 		x.sse = startSSE(x.w)
 	}
-}
-
-// withoutRoots removes the roots capability from a client's capabilities, so that the server never asks for roots
-// (HideRoots: a server such as server-filesystem would let the client's roots replace its configured directories).
-func withoutRoots(caps json.RawMessage) json.RawMessage {
-	var m map[string]json.RawMessage
-	if json.Unmarshal(caps, &m) != nil {
-		return caps
-	}
-	if _, ok := m["roots"]; !ok {
-		return caps
-	}
-	delete(m, "roots")
-	out, err := json.Marshal(m)
-	if err != nil {
-		return caps
-	}
-	return out
 }

@@ -38,7 +38,7 @@ type Config struct {
 	AllowedOrigins []string      // browser origins allowed; "*" allows any; loopback origins are always allowed
 	MaxSessions    int           // processes in all, sessions and workers; beyond it: 503 with Retry-After
 	MaxPerUser     int           // processes of one user; beyond it: 429 with Retry-After
-	HideRoots      bool          // servers never learn that a client offers roots (see withoutRoots)
+	HideRoots      bool          // roots never reach a server, by any path (roots.go)
 	IdleTimeout    time.Duration // a session without activity this long ends; 0 keeps it
 	RequestTimeout time.Duration // 0: a request may run as long as the tool does
 	KeepAlive      time.Duration // SSE comment interval on idle streams
@@ -241,6 +241,12 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 	s.Touch()
 	if msg.Method == "" || msg.ID == nil {
 		// A notification, or the client's response to a server request: nothing comes back.
+		if h.cfg.HideRoots && aboutRoots(msg, body) {
+			h.log.InfoContext(r.Context(), "kept a client's message about roots from the MCP server (--hide-client-roots)",
+				"session", s.ID[:8], "method", msg.Method)
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
 		if err := s.Send(body); err != nil {
 			rpcError(w, http.StatusNotFound, nil, -32001, "session ended")
 			return
@@ -275,7 +281,7 @@ func (h *Handler) initialize(w http.ResponseWriter, r *http.Request, body []byte
 		return
 	}
 	s, err := session.Start(session.Config{Command: cmd, UserID: user, Backlog: h.cfg.Backlog,
-		Log: h.log, Metrics: h.cfg.Metrics})
+		Answer: h.answerer(), Log: h.log, Metrics: h.cfg.Metrics})
 	if err != nil {
 		h.mu.Unlock()
 		h.log.ErrorContext(r.Context(), "cannot start MCP server", "err", err)
@@ -589,24 +595,4 @@ func rpcErrorData(w http.ResponseWriter, status int, id json.RawMessage, code in
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]any{"jsonrpc": "2.0", "id": id, "error": e})
-}
-
-// hideRootsInInitialize removes the roots capability from an initialize request's client capabilities.
-func hideRootsInInitialize(body []byte) []byte {
-	var msg map[string]json.RawMessage
-	var params map[string]json.RawMessage
-	if json.Unmarshal(body, &msg) != nil || json.Unmarshal(msg["params"], &params) != nil {
-		return body
-	}
-	caps, ok := params["capabilities"]
-	if !ok {
-		return body
-	}
-	params["capabilities"] = withoutRoots(caps)
-	msg["params"], _ = json.Marshal(params)
-	out, err := json.Marshal(msg)
-	if err != nil {
-		return body
-	}
-	return out
 }

@@ -157,7 +157,7 @@ func (h *Handler) startWorker(ctx context.Context, wk *worker) error {
 		return err
 	}
 	s, err := session.Start(session.Config{Command: cmd, UserID: wk.user, Log: h.log.With("worker", true),
-		Metrics: h.cfg.Metrics, Unrouted: func(m *session.Message) { h.unrouted(wk, m) }})
+		Metrics: h.cfg.Metrics, Answer: h.answerer(), Unrouted: func(m *session.Message) { h.unrouted(wk, m) }})
 	if err != nil {
 		return err
 	}
