@@ -2,5 +2,6 @@
 
 package main
 
-// protectFromChildren has nothing to do where there is no /proc to read another process's environment from.
+// protectFromChildren does nothing outside Linux, where streamproxy is deployed: on a development machine its
+// children can read its environment.
 func protectFromChildren() error { return nil }
