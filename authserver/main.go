@@ -272,7 +272,7 @@ func serve(s *settings, log *slog.Logger) error {
 		return err
 	}
 	// One guarded fetcher for client documents (CIMD) and client key sets (private_key_jwt jwks_uri).
-	fetcher, err := clientDocuments(s)
+	fetcher, err := clientDocuments(s, log)
 	if err != nil {
 		return err
 	}
@@ -406,12 +406,18 @@ func serveFeed(ctx context.Context, addr string, srv *oauth.Server, log *slog.Lo
 }
 
 // clientDocuments builds the fetcher of Client ID Metadata Documents from the flags.
-func clientDocuments(s *settings) (*clientmeta.Fetcher, error) {
+func clientDocuments(s *settings, log *slog.Logger) (*clientmeta.Fetcher, error) {
 	if s.cimdCacheMin <= 0 || s.cimdCacheMax < s.cimdCacheMin {
 		return nil, fmt.Errorf("--cimd-cache-min (%s) must be positive and at most --cimd-cache-max (%s)", s.cimdCacheMin, s.cimdCacheMax)
 	}
 	cfg := clientmeta.Config{Timeout: s.cimdTimeout, MinCache: s.cimdCacheMin, MaxCache: s.cimdCacheMax, AllowedHosts: flagenv.Split(s.cimdAllowed), DeniedHosts: flagenv.Split(s.cimdDenied),
-		AllowPrivateAddresses: s.cimdAllowPrivate}
+		AllowPrivateAddresses: s.cimdAllowPrivate, Log: log}
+	if err := clientmeta.CheckHosts(cfg.AllowedHosts); err != nil {
+		return nil, fmt.Errorf("--cimd-allowed-hosts: %w", err)
+	}
+	if err := clientmeta.CheckHosts(cfg.DeniedHosts); err != nil {
+		return nil, fmt.Errorf("--cimd-denied-hosts: %w", err)
+	}
 	if s.cimdCAFile != "" {
 		pem, err := os.ReadFile(s.cimdCAFile)
 		if err != nil {

@@ -7,7 +7,10 @@
 // no redirect, refuses private, loopback, link-local and other non-public addresses on the address it actually
 // connects to (so DNS rebinding cannot slip past a check made beforehand), gives up after a short timeout, reads a
 // small body at most, and never uses an HTTP proxy from the environment. Documents are cached as their HTTP caching
-// headers say, within configured bounds.
+// headers say, within configured bounds; a document that could not be fetched is cached as a failure for the
+// minimum time, and concurrent look-ups of one URL share one fetch, so a flood of requests naming one URL makes one
+// request to its host. A caller is told that a document could not be used and what a usable one looks like, never
+// what the other host answered (its status, content type, address or timing): that goes to the log.
 package clientmeta
 
 import (
@@ -19,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"net"
 	"net/http"
@@ -31,6 +35,9 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/hostname"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/jwk"
 )
 
@@ -41,8 +48,11 @@ type Config struct {
 	MinCache     time.Duration // a document is kept at least this long (even with no-cache); default 1 min
 	MaxCache     time.Duration // and at most this long; default 24 h
 	CacheEntries int           // documents kept; default 1000
-	AllowedHosts []string      // if set, only these hosts ("example.com" or "*.example.com") may host documents
-	DeniedHosts  []string      // these hosts may not
+	// If set, only these hosts ("example.com" or "*.example.com") may host documents. Hosts are compared in
+	// canonical form (hostname.Canonical): "LOCALHOST.", "ｌｏｃａｌｈｏｓｔ" and "localhost" are one host.
+	AllowedHosts []string
+	DeniedHosts  []string     // these hosts may not
+	Log          *slog.Logger // why fetches failed; nil: not logged
 
 	// AllowPrivateAddresses lets documents come from loopback and private networks. Development and tests only:
 	// it reopens the SSRF hole this package closes.
@@ -90,21 +100,27 @@ func IsURL(clientID string) bool {
 
 // Fetcher fetches and caches documents. Safe for concurrent use.
 type Fetcher struct {
-	cfg    Config
-	client *http.Client
-
-	mu    sync.Mutex
-	cache map[string]*list.Element // of *entry, oldest use at the back
-	order *list.List
+	cfg             Config
+	allowed, denied []string // the host lists in canonical form
+	client          *http.Client
+	log             *slog.Logger
+	flight          singleflight.Group // one fetch per cache key at a time
+	mu              sync.Mutex
+	cache           map[string]*list.Element // of *entry, oldest use at the back
+	order           *list.List
 }
 
-// entry is one cached document or key set, by its URL (key sets under "jwks " + URL, so the two never mix).
+// entry is one cached document or key set, or the failure to get it, by its URL (key sets under keysKey(URL), so
+// the two never mix).
 type entry struct {
 	url     string
-	value   any // *Document or []jwk.Key
-	fetched time.Time
+	value   any       // *Document or []jwk.Key; nil when err is set
+	err     error     // *Error: the look-up failed, and answers the same until the entry expires
+	fetched time.Time // when it was last fetched, or a refetch of it tried
 	expires time.Time
 }
+
+func keysKey(uri string) string { return "jwks " + uri }
 
 // minRefetch is the least time between two fetches of one key set when a client presents a key id the cached set
 // does not have (key rotation), so made-up key ids cannot turn into a flood of fetches.
@@ -127,6 +143,10 @@ func New(cfg Config) *Fetcher {
 	if cfg.CacheEntries <= 0 {
 		cfg.CacheEntries = 1000
 	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	dialer := &net.Dialer{Timeout: cfg.Timeout}
 	if !cfg.AllowPrivateAddresses {
 		dialer.Control = publicOnly
@@ -141,25 +161,29 @@ func New(cfg Config) *Fetcher {
 		IdleConnTimeout:       30 * time.Second,
 		ForceAttemptHTTP2:     true,
 	}
-	return &Fetcher{cfg: cfg, cache: map[string]*list.Element{}, order: list.New(), client: &http.Client{
-		Transport: transport,
-		Timeout:   cfg.Timeout,
-		// A redirect could lead anywhere (an internal address on another host); the document must be where its
-		// client_id says.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return errRedirect },
-	}}
+	return &Fetcher{cfg: cfg, allowed: hostPatterns(cfg.AllowedHosts), denied: hostPatterns(cfg.DeniedHosts), log: log,
+		cache: map[string]*list.Element{}, order: list.New(), client: &http.Client{
+			Transport: transport,
+			Timeout:   cfg.Timeout,
+			// A redirect could lead anywhere (an internal address on another host); the document must be where its
+			// client_id says.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return errRedirect },
+		}}
 }
 
-var errRedirect = errors.New("redirected")
+var (
+	errRedirect  = errors.New("redirected")
+	errNotPublic = errors.New("non-public address")
+)
 
 // publicOnly runs on the address being connected to, after DNS resolution.
 func publicOnly(network, address string, _ syscall.RawConn) error {
 	ap, err := netip.ParseAddrPort(address)
 	if err != nil {
-		return refuse("cannot check the address %q", address)
+		return fmt.Errorf("cannot check the address %q: %w", address, errNotPublic)
 	}
 	if !public(ap.Addr()) {
-		return refuse("its host resolves to %s, a private, loopback or otherwise non-public address", ap.Addr())
+		return fmt.Errorf("the host resolves to %s, a private, loopback or otherwise %w", ap.Addr(), errNotPublic)
 	}
 	return nil
 }
@@ -213,10 +237,44 @@ func embeddedIPv4(a netip.Addr) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-func hostMatches(host string, patterns []string) bool {
-	host = strings.ToLower(host)
+// hostPattern is an allow or deny list entry in canonical form: a host, or "*." and a host (its subdomains).
+func hostPattern(p string) (string, error) {
+	p = strings.TrimSpace(p)
+	wild := strings.HasPrefix(p, "*.")
+	h, err := hostname.Canonical(strings.TrimPrefix(p, "*."))
+	if err != nil {
+		return "", fmt.Errorf("%q is not a host name or *.host: %w", p, err)
+	}
+	if wild {
+		return "*." + h, nil
+	}
+	return h, nil
+}
+
+// CheckHosts reports an entry of an allow or deny list that is not a host name or *.host, for a configuration
+// error at start (New would drop it, and a dropped deny entry refuses nothing).
+func CheckHosts(patterns []string) error {
 	for _, p := range patterns {
-		p = strings.ToLower(strings.TrimSpace(p))
+		if _, err := hostPattern(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func hostPatterns(list []string) []string {
+	var out []string
+	for _, p := range list {
+		if c, err := hostPattern(p); err == nil {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// hostMatches reports whether a canonical host is one of the canonical patterns.
+func hostMatches(host string, patterns []string) bool {
+	for _, p := range patterns {
 		if p == host || (strings.HasPrefix(p, "*.") && strings.HasSuffix(host, p[1:])) {
 			return true
 		}
@@ -225,7 +283,7 @@ func hostMatches(host string, patterns []string) bool {
 }
 
 // Fetch returns the document named by clientID, from the cache or the network. Its errors are *Error (the
-// document or its host is refused), or a fetch failure wrapped in *Error as well: either way the client is refused.
+// document or its host is refused, or it could not be fetched: either way the client is refused).
 func (f *Fetcher) Fetch(ctx context.Context, clientID string) (*Document, error) {
 	if !IsURL(clientID) {
 		return nil, refuse("client_id %q is not an https URL with a path", clientID)
@@ -233,22 +291,20 @@ func (f *Fetcher) Fetch(ctx context.Context, clientID string) (*Document, error)
 	if err := f.hostAllowed(clientID, "clients"); err != nil {
 		return nil, err
 	}
-	if v, _ := f.cached(clientID); v != nil {
-		return v.(*Document), nil
-	}
-	body, ttl, err := f.get(ctx, clientID, "the document", "serve the document at its client_id URL itself")
+	v, err := f.resolve(ctx, clientID, clientID, false, func(body []byte) (any, error) {
+		var doc Document
+		if err := json.Unmarshal(body, &doc); err != nil {
+			return nil, withDetail(err, "the document at %s is not a JSON object of client metadata", clientID)
+		}
+		if err := check(&doc, clientID); err != nil {
+			return nil, err
+		}
+		return &doc, nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	var doc Document
-	if err := json.Unmarshal(body, &doc); err != nil {
-		return nil, refuse("the document is not a JSON object of client metadata: %v", err)
-	}
-	if err := check(&doc, clientID); err != nil {
-		return nil, err
-	}
-	f.store(clientID, &doc, ttl)
-	return &doc, nil
+	return v.(*Document), nil
 }
 
 // JWKS returns the signing keys of the JSON Web Key Set at uri (a client's jwks_uri), cached as its HTTP headers
@@ -262,21 +318,88 @@ func (f *Fetcher) JWKS(ctx context.Context, uri string, fresh bool) ([]jwk.Key, 
 	if err := f.hostAllowed(uri, "client keys"); err != nil {
 		return nil, err
 	}
-	key := "jwks " + uri
-	v, fetched := f.cached(key)
-	if v != nil && (!fresh || time.Since(fetched) < minRefetch) {
-		return v.([]jwk.Key), nil
-	}
-	body, ttl, err := f.get(ctx, uri, "the key set", "serve the key set at its jwks_uri itself")
+	v, err := f.resolve(ctx, keysKey(uri), uri, fresh, func(body []byte) (any, error) {
+		keys, err := jwk.ParseSet(body)
+		if err != nil {
+			return nil, withDetail(err, "the key set at %s is not a usable JSON Web Key Set of public signing keys (RFC 7517)", uri)
+		}
+		return keys, nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	keys, err := jwk.ParseSet(body)
-	if err != nil {
-		return nil, refuse("the key set at %s cannot be used: %v", uri, err)
+	return v.([]jwk.Key), nil
+}
+
+// WouldFetch reports whether Fetch(clientID) would go to the network now: the id is a document URL on a host this
+// fetcher accepts and neither the document nor its failure is cached. Look-ups that fetch are the ones worth
+// limiting; the others are answered from memory.
+func (f *Fetcher) WouldFetch(clientID string) bool {
+	return IsURL(clientID) && f.hostAllowed(clientID, "") == nil && f.stale(clientID, false)
+}
+
+// WouldFetchKeys is WouldFetch for JWKS(uri, fresh).
+func (f *Fetcher) WouldFetchKeys(uri string, fresh bool) bool {
+	return CheckJWKSURI(uri) == nil && f.hostAllowed(uri, "") == nil && f.stale(keysKey(uri), fresh)
+}
+
+func (f *Fetcher) stale(key string, fresh bool) bool { return needsFetch(f.cached(key), fresh) }
+
+// needsFetch reports whether a cache entry (nil: none) must be fetched again: there is none, or fresh asks for a
+// newer copy of a key set last tried at least minRefetch ago. A cached failure stands until it expires.
+func needsFetch(e *entry, fresh bool) bool {
+	return e == nil || (fresh && e.err == nil && time.Since(e.fetched) >= minRefetch)
+}
+
+// fetchErr is a failure with two faces: what the caller is told, and what only the log says (what the other host
+// answered, or the parser's complaint about it).
+type fetchErr struct {
+	public *Error
+	detail error
+}
+
+func (e *fetchErr) Error() string { return e.public.Error() + ": " + e.detail.Error() }
+
+// withDetail is a refusal whose reason the caller is told, and whose detail only the log says.
+func withDetail(detail error, format string, a ...any) error {
+	return &fetchErr{public: &Error{Reason: fmt.Sprintf(format, a...)}, detail: detail}
+}
+
+// resolve returns what is cached under key, or fetches target, decodes it with parse and caches the outcome: the
+// value for as long as the headers say (within bounds), a failure for MinCache. Concurrent look-ups of one key share
+// one fetch, which runs apart from any one caller's context: a caller that goes away neither cancels the others'
+// fetch nor leaves a failure cached for them.
+func (f *Fetcher) resolve(ctx context.Context, key, target string, fresh bool, parse func([]byte) (any, error)) (any, error) {
+	if e := f.cached(key); !needsFetch(e, fresh) {
+		return e.value, e.err
 	}
-	f.store(key, keys, ttl)
-	return keys, nil
+	ch := f.flight.DoChan(key, func() (any, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.Timeout)
+		defer cancel()
+		body, ttl, err := f.get(fctx, target)
+		var v any
+		if err == nil {
+			v, err = parse(body)
+		}
+		if err != nil {
+			reason, detail := err.Error(), ""
+			var fe *fetchErr
+			if errors.As(err, &fe) {
+				reason, detail, err = fe.public.Reason, fe.detail.Error(), fe.public
+			}
+			// Info, not a warning: anyone can name a URL that fails.
+			f.log.InfoContext(fctx, "client document or key set refused", "url", target, "reason", reason, "detail", detail)
+			ttl = f.cfg.MinCache
+		}
+		f.store(key, v, err, ttl)
+		return v, err
+	})
+	select {
+	case res := <-ch:
+		return res.Val, res.Err
+	case <-ctx.Done():
+		return nil, refuse("the request ended before %s was fetched", target)
+	}
 }
 
 // CheckJWKSURI applies the rules for a jwks_uri: an absolute https URL without user information or fragment.
@@ -288,49 +411,54 @@ func CheckJWKSURI(uri string) error {
 	return nil
 }
 
+// hostAllowed applies the host lists to the URL's host in canonical form, so that no other spelling of a denied
+// host ("localhost.", upper case, an international form) passes; a host with no canonical form is refused.
 func (f *Fetcher) hostAllowed(raw, what string) error {
 	u, _ := url.Parse(raw)
-	host := u.Hostname()
-	if hostMatches(host, f.cfg.DeniedHosts) || (len(f.cfg.AllowedHosts) > 0 && !hostMatches(host, f.cfg.AllowedHosts)) {
-		return refuse("this server does not accept %s hosted at %s", what, host)
+	host, err := hostname.Canonical(u.Hostname())
+	if err != nil || hostMatches(host, f.denied) || (len(f.allowed) > 0 && !hostMatches(host, f.allowed)) {
+		return refuse("this server does not accept %s hosted at %s", what, hostname.Of(u.Hostname()).ASCII)
 	}
 	return nil
 }
 
 // get fetches a small JSON resource with every protection of the package and returns its body and how long it
-// may be cached. what and fix word the errors ("the document", "serve the document at ... itself").
-func (f *Fetcher) get(ctx context.Context, target, what, fix string) ([]byte, time.Duration, error) {
+// may be cached. Its errors are *fetchErr: the caller learns only that the resource could not be fetched, and what
+// a usable one looks like.
+func (f *Fetcher) get(ctx context.Context, target string) ([]byte, time.Duration, error) {
+	fail := func(format string, a ...any) error {
+		return withDetail(fmt.Errorf(format, a...), "%s could not be fetched: it must be served at that very URL (no redirect), "+
+			"from a public address, over https, answering 200 with application/json of at most %d bytes within %s (the "+
+			"authorization server's log says what went wrong)", target, f.cfg.MaxBytes, f.cfg.Timeout)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
-		return nil, 0, refuse("bad URL: %v", err)
+		return nil, 0, fail("bad URL: %w", err)
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := f.client.Do(req)
 	if err != nil {
-		var me *Error
 		switch {
-		case errors.As(err, &me):
-			return nil, 0, me
 		case errors.Is(err, errRedirect):
-			return nil, 0, refuse("%s redirects; %s", target, fix)
+			return nil, 0, fail("redirected")
 		case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
-			return nil, 0, refuse("%s did not answer within %s", target, f.cfg.Timeout)
+			return nil, 0, fail("no answer within %s", f.cfg.Timeout)
 		}
-		return nil, 0, refuse("cannot fetch %s: %v", target, err)
+		return nil, 0, fail("%w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, 0, refuse("%s answered HTTP %d, not 200", target, resp.StatusCode)
+		return nil, 0, fail("answered HTTP %d, not 200", resp.StatusCode)
 	}
 	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "application/json" && !strings.HasSuffix(mt, "+json") {
-		return nil, 0, refuse("%s is served as %q, not application/json", target, mt)
+		return nil, 0, fail("served as %q, not application/json", mt)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, f.cfg.MaxBytes+1))
 	if err != nil {
-		return nil, 0, refuse("reading %s failed: %v", target, err)
+		return nil, 0, fail("reading the body: %w", err)
 	}
 	if int64(len(body)) > f.cfg.MaxBytes {
-		return nil, 0, refuse("%s is larger than %d bytes", what, f.cfg.MaxBytes)
+		return nil, 0, fail("larger than %d bytes", f.cfg.MaxBytes)
 	}
 	return body, f.lifetime(resp.Header), nil
 }
@@ -344,7 +472,7 @@ func isTimeout(err error) bool {
 func check(d *Document, clientID string) error {
 	switch {
 	case d.ClientID != clientID:
-		return refuse("its client_id %q must equal the URL it is served from, %q, exactly", d.ClientID, clientID)
+		return withDetail(fmt.Errorf("client_id %q", d.ClientID), "its client_id must equal the URL it is served from, %q, exactly", clientID)
 	case strings.TrimSpace(d.ClientName) == "":
 		return refuse("client_name is required")
 	case len(d.RedirectURIs) == 0:
@@ -364,7 +492,7 @@ func check(d *Document, clientID string) error {
 	case "client_secret_basic", "client_secret_post", "client_secret_jwt":
 		return refuse("token_endpoint_auth_method %q needs a shared secret, which a published document cannot hold: use private_key_jwt or none", d.TokenEndpointAuthMethod)
 	default:
-		return refuse("token_endpoint_auth_method %q is not supported: use private_key_jwt or none", d.TokenEndpointAuthMethod)
+		return withDetail(fmt.Errorf("token_endpoint_auth_method %q", d.TokenEndpointAuthMethod), "its token_endpoint_auth_method is not supported: use private_key_jwt or none")
 	}
 	if hasKeys {
 		if err := checkKeys(d); err != nil {
@@ -392,10 +520,10 @@ func checkKeys(d *Document) error {
 			return err
 		}
 	} else if _, err := jwk.ParseSet(d.JWKS); err != nil {
-		return refuse("jwks: %v", err)
+		return withDetail(err, "its jwks is not a usable JSON Web Key Set of public signing keys (RFC 7517)")
 	}
 	if a := d.TokenEndpointAuthSigningAlg; a != "" && !slices.Contains(jwk.Algorithms, a) {
-		return refuse("token_endpoint_auth_signing_alg %q is not accepted (use one of %s)", a, strings.Join(jwk.Algorithms, ", "))
+		return withDetail(fmt.Errorf("token_endpoint_auth_signing_alg %q", a), "its token_endpoint_auth_signing_alg is not accepted (use one of %s)", strings.Join(jwk.Algorithms, ", "))
 	}
 	return nil
 }
@@ -423,32 +551,38 @@ func (f *Fetcher) lifetime(h http.Header) time.Duration {
 	return min(max(ttl, f.cfg.MinCache), f.cfg.MaxCache)
 }
 
-// cached returns a live cache entry's value (nil if none) and when it was fetched.
-func (f *Fetcher) cached(u string) (any, time.Time) {
+// cached returns a live cache entry (nil if none).
+func (f *Fetcher) cached(u string) *entry {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	el, ok := f.cache[u]
 	if !ok {
-		return nil, time.Time{}
+		return nil
 	}
 	e := el.Value.(*entry)
 	if time.Now().After(e.expires) {
 		f.order.Remove(el)
 		delete(f.cache, u)
-		return nil, time.Time{}
+		return nil
 	}
 	f.order.MoveToFront(el)
-	return e.value, e.fetched
+	return e
 }
 
-func (f *Fetcher) store(u string, v any, ttl time.Duration) {
+// store caches a value, or a failure (err set), for ttl. A failed refetch of a key set that is still cached keeps
+// the copy that works (the keys it holds still verify) and only counts as a try for minRefetch.
+func (f *Fetcher) store(u string, v any, err error, ttl time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	now := time.Now()
 	if el, ok := f.cache[u]; ok {
+		if old := el.Value.(*entry); err != nil && old.err == nil && now.Before(old.expires) {
+			old.fetched = now
+			return
+		}
 		f.order.Remove(el)
 	}
-	now := time.Now()
-	f.cache[u] = f.order.PushFront(&entry{url: u, value: v, fetched: now, expires: now.Add(ttl)})
+	f.cache[u] = f.order.PushFront(&entry{url: u, value: v, err: err, fetched: now, expires: now.Add(ttl)})
 	for f.order.Len() > f.cfg.CacheEntries {
 		last := f.order.Back()
 		f.order.Remove(last)

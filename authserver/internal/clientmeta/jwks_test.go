@@ -77,8 +77,8 @@ func TestPrivateKeyJWTDocuments(t *testing.T) {
 		"/nokeys.json":   "needs the client's public keys",
 		"/both.json":     "must not both be present",
 		"/httpkeys.json": "must be an https URL",
-		"/hs256.json":    `"HS256" is not accepted`,
-		"/badset.json":   "private or symmetric",
+		"/hs256.json":    "its token_endpoint_auth_signing_alg is not accepted",
+		"/badset.json":   "its jwks is not a usable JSON Web Key Set",
 	} {
 		_, err := f.Fetch(ctx, ds.URL+path)
 		var me *Error
@@ -129,8 +129,8 @@ func TestJWKS(t *testing.T) {
 	assert.EqualValues(t, 2, ds.hits.Load())
 
 	for u, want := range map[string]string{
-		ds.URL + "/empty.json":        "no signing key",
-		ds.URL + "/html":              "not application/json",
+		ds.URL + "/empty.json":        "is not a usable JSON Web Key Set",
+		ds.URL + "/html":              "could not be fetched",
 		"http://example.com/jwks":     "must be an https URL",
 		"https://u:p@example.com/jwk": "must be an https URL without user information",
 	} {
@@ -144,7 +144,7 @@ func TestJWKS(t *testing.T) {
 	guarded := New(Config{RootCAs: ds.pool()})
 	hits := ds.hits.Load()
 	_, err = guarded.JWKS(ctx, uri, false)
-	assert.ErrorContains(t, err, "non-public address")
+	assert.ErrorContains(t, err, "could not be fetched")
 	assert.Equal(t, hits, ds.hits.Load())
 	denied := New(Config{AllowPrivateAddresses: true, RootCAs: ds.pool(), DeniedHosts: []string{"127.0.0.1"}})
 	_, err = denied.JWKS(ctx, uri, false)

@@ -1,10 +1,13 @@
 // Package hostname says how a host name should be shown to a person who must judge it: in its ASCII (punycode)
 // form, which cannot imitate another name, with its Unicode form alongside when it has one, and whether a label
-// mixes writing systems (the Cyrillic "а" in "pаypal.com"), the usual way to imitate a name in Unicode.
+// mixes writing systems (the Cyrillic "а" in "pаypal.com"), the usual way to imitate a name in Unicode. It also says
+// when two spellings name one host (Canonical), for the lists of hosts a decision compares against.
 package hostname
 
 import (
+	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"unicode"
@@ -50,6 +53,41 @@ func Of(host string) Display {
 		}
 	}
 	return d
+}
+
+// Canonical is the one spelling of a host (a name or an IP address, without port) that all its spellings share, for
+// comparing hosts: an international name in its ASCII form (UTS 46 as the HTTP client and resolver look it up, so
+// the full-width "ｌｏｃａｌｈｏｓｔ" is "localhost" and "bücher.example" is "xn--bcher-kva.example"), in lower case, without
+// the trailing dot of a fully qualified name ("localhost." is "localhost"); an IP address in its standard form. It
+// fails for a name that cannot be looked up as an international name; a caller comparing hosts should then refuse.
+func Canonical(host string) (string, error) {
+	h := strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if a, err := netip.ParseAddr(h); err == nil {
+		return a.String(), nil
+	}
+	if !isASCII(h) {
+		// Only non-ASCII names go through UTS 46, as in net/http: an ASCII name is looked up as it is, and rules it
+		// does not need (no "_") would refuse names that work.
+		ascii, err := idna.Lookup.ToASCII(h)
+		if err != nil {
+			return "", fmt.Errorf("host %q is not a valid international name: %w", host, err)
+		}
+		h = ascii
+	}
+	h = strings.TrimRight(strings.ToLower(h), ".")
+	if h == "" {
+		return "", fmt.Errorf("host %q is empty", host)
+	}
+	return h, nil
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 func withPort(h, port string) string {

@@ -32,3 +32,23 @@ func TestOf(t *testing.T) {
 	assert.Equal(t, Display{ASCII: "[::1]:3000"}, Of("[::1]:3000"))
 	assert.Equal(t, "localhost:3000", Of("LOCALHOST:3000").ASCII)
 }
+
+// Every spelling of one host compares equal: a trailing dot, case, international forms; a name that cannot be looked
+// up is an error, never a string that would slip past a list.
+func TestCanonical(t *testing.T) {
+	for in, want := range map[string]string{
+		"localhost": "localhost", "localhost.": "localhost", "LocalHost.": "localhost", "localhost..": "localhost",
+		"ｌｏｃａｌｈｏｓｔ": "localhost", "ＬＯＣＡＬＨＯＳＴ。": "localhost",
+		"bücher.example": "xn--bcher-kva.example", "BÜCHER.example.": "xn--bcher-kva.example",
+		"xn--bcher-kva.example": "xn--bcher-kva.example", "a_b.example": "a_b.example",
+		"127.0.0.1": "127.0.0.1", "::1": "::1", "[::1]": "::1", "[0:0::1]": "::1", "2001:DB8::1": "2001:db8::1",
+	} {
+		got, err := Canonical(in)
+		assert.NoError(t, err, in)
+		assert.Equal(t, want, got, in)
+	}
+	for _, bad := range []string{"", ".", "exa mple.ü", "\u0000ü"} {
+		_, err := Canonical(bad)
+		assert.Error(t, err, bad)
+	}
+}
