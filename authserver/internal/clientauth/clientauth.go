@@ -4,8 +4,9 @@
 //
 // What is checked: the JWS algorithm is one of an allow-list (RS256, PS256, ES256: never "none" nor an HMAC, and
 // only the client's declared algorithm when it declared one); the signature verifies with one of the client's keys
-// (by kid, fetching the set again once when the kid is new); iss and sub are both the client_id; aud names this
-// server (its issuer or its token endpoint); exp is present, not past and at most MaxLifetime ahead; nbf and iat are
+// (by kid, fetching the set again once when the kid is new); iss and sub are both the client_id; aud is one string,
+// one of the values the caller names (draft-ietf-oauth-rfc7523bis: the issuer identifier), never a list, which is
+// checked first, before any key is fetched; exp is present, not past and at most MaxLifetime ahead; nbf and iat are
 // not in the future; jti is present and used once (remembered in the store until the assertion expires). Parsing
 // and signature checks are golang-jwt's.
 package clientauth
@@ -57,7 +58,7 @@ type Request struct {
 	ClientID  string   // the client it must come from (iss and sub)
 	Alg       string   // the client's declared token_endpoint_auth_signing_alg; empty: any of jwk.Algorithms
 	Keys      Keys     // the client's public keys
-	Audiences []string // the values of aud that name this server (one must be present)
+	Audiences []string // the values aud may take, as one string: the first is the issuer identifier
 	Assertion string   // client_assertion
 }
 
@@ -89,6 +90,9 @@ func Issuer(assertion string) (string, error) {
 func (v *Verifier) Verify(ctx context.Context, r Request) error {
 	if len(r.Assertion) > maxAssertionBytes {
 		return refuse("longer than %d bytes", maxAssertionBytes)
+	}
+	if err := checkAudience(r.Assertion, r.Audiences); err != nil {
+		return err
 	}
 	now := time.Now
 	if v.Now != nil {
@@ -151,7 +155,6 @@ func (v *Verifier) Verify(ctx context.Context, r Request) error {
 		jwt.WithValidMethods(algs),
 		jwt.WithIssuer(r.ClientID),
 		jwt.WithSubject(r.ClientID),
-		jwt.WithAudience(r.Audiences...),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(leeway),
@@ -185,6 +188,36 @@ func (v *Verifier) Verify(ctx context.Context, r Request) error {
 	return nil
 }
 
+// checkAudience applies draft-ietf-oauth-rfc7523bis to aud, before the signature is checked (what it reads decides
+// nothing but a refusal): aud must be one string naming this server. A list is refused even when it names this
+// server: a client that signs one assertion for several audiences, or that took an audience from a metadata document
+// another server controls, gives that server an assertion it can replay here (the audience injection attack).
+func checkAudience(assertion string, accepted []string) error {
+	claims := jwt.MapClaims{}
+	if _, _, err := jwt.NewParser().ParseUnverified(assertion, claims); err != nil {
+		return refuse("not a well-formed JWT")
+	}
+	want := "this authorization server's issuer identifier"
+	if len(accepted) > 0 {
+		want += ", " + accepted[0]
+	}
+	if len(accepted) > 1 {
+		want += " (or " + strings.Join(accepted[1:], " or ") + ")"
+	}
+	switch aud := claims["aud"].(type) {
+	case string:
+		if slices.Contains(accepted, aud) {
+			return nil
+		}
+		return refuse("aud must be %s", want)
+	case nil:
+		return refuse("aud is required: %s", want)
+	case []any:
+		return refuse("aud must be one string, %s, not a list (draft-ietf-oauth-rfc7523bis)", want)
+	}
+	return refuse("aud must be one string, %s", want)
+}
+
 // explain turns golang-jwt's verdict into a reason a client's developer can act on.
 func explain(err error, algs []string, r Request) error {
 	switch {
@@ -194,9 +227,6 @@ func explain(err error, algs []string, r Request) error {
 		return refuse("signed with an algorithm this server does not accept for this client (accepted: %s)", strings.Join(algs, ", "))
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
 		return refuse("the signature does not verify with the client's published keys")
-	case errors.Is(err, jwt.ErrTokenInvalidAudience),
-		errors.Is(err, jwt.ErrTokenRequiredClaimMissing) && strings.Contains(err.Error(), "aud"):
-		return refuse("aud must name this authorization server: %s", strings.Join(r.Audiences, " or "))
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
 		return refuse("exp is required")
 	case errors.Is(err, jwt.ErrTokenExpired):

@@ -96,12 +96,35 @@ func TestVerifyAccepts(t *testing.T) {
 	require.NoError(t, v.Verify(ctx, req(keys, es.sign(t, nil))), "ES256 without kid: every EC key is tried")
 	require.NoError(t, v.Verify(ctx, req(keys, rs.sign(t, func(c jwt.MapClaims, _ map[string]any) { c["aud"] = issuer }))),
 		"aud = the issuer")
-	require.NoError(t, v.Verify(ctx, req(keys, rs.sign(t, func(c jwt.MapClaims, _ map[string]any) {
-		c["aud"] = []string{"https://elsewhere.example", tokenURL}
-	}))), "aud as a list naming the token endpoint")
 	r := req(keys, rs.sign(t, nil))
 	r.Alg = "RS256"
 	require.NoError(t, v.Verify(ctx, r), "the declared algorithm")
+}
+
+// draft-ietf-oauth-rfc7523bis: aud is one string naming this server, never a list, even a list that names it (a
+// client that signs for several servers at once hands each of them an assertion the others accept: audience
+// injection). It is checked before any key is fetched.
+func TestVerifyRefusesAudienceLists(t *testing.T) {
+	v := newVerifier(t)
+	rs := newRSA(t, "rs", jwt.SigningMethodRS256)
+	fetched := 0
+	keys := func(context.Context, bool) ([]jwk.Key, error) { fetched++; return []jwk.Key{rs.public()}, nil }
+	for name, aud := range map[string]any{
+		"another server first": []string{"https://evil.example", issuer},
+		"the issuer alone":     []string{issuer},
+		"the token endpoint":   []string{tokenURL},
+		"another server":       "https://evil.example",
+		"an endpoint":          issuer + "/introspect",
+	} {
+		err := v.Verify(context.Background(), req(keys, rs.sign(t, func(c jwt.MapClaims, _ map[string]any) { c["aud"] = aud })))
+		var ae *clientauth.Error
+		require.ErrorAs(t, err, &ae, name)
+		assert.Contains(t, err.Error(), "aud must be", name)
+		if _, list := aud.([]string); list {
+			assert.Contains(t, err.Error(), "not a list", name)
+		}
+	}
+	assert.Zero(t, fetched, "refused before any key was fetched")
 }
 
 func TestVerifyRefuses(t *testing.T) {
@@ -135,8 +158,9 @@ func TestVerifyRefuses(t *testing.T) {
 		"another key":        {assertion: stranger.sign(t, nil), want: "signature does not verify"},
 		"tampered":           {assertion: tamper(rs.sign(t, nil)), want: "signature does not verify"},
 		"unknown kid":        {assertion: rs.sign(t, func(_ jwt.MapClaims, h map[string]any) { h["kid"] = "nope" }), want: `no RS256 key with kid "nope"`},
-		"wrong aud":          {assertion: edit(func(c jwt.MapClaims, _ map[string]any) { c["aud"] = "https://other.example/token" }), want: "aud must name"},
-		"no aud":             {assertion: edit(func(c jwt.MapClaims, _ map[string]any) { delete(c, "aud") }), want: "aud must name"},
+		"wrong aud":          {assertion: edit(func(c jwt.MapClaims, _ map[string]any) { c["aud"] = "https://other.example/token" }), want: "aud must be this authorization server's issuer identifier, " + issuer},
+		"no aud":             {assertion: edit(func(c jwt.MapClaims, _ map[string]any) { delete(c, "aud") }), want: "aud is required"},
+		"aud a number":       {assertion: edit(func(c jwt.MapClaims, _ map[string]any) { c["aud"] = 7 }), want: "aud must be one string"},
 		"iss not the client": {assertion: edit(func(c jwt.MapClaims, _ map[string]any) { c["iss"] = "https://evil.example/c.json" }), want: "iss and sub"},
 		"sub not the client": {assertion: edit(func(c jwt.MapClaims, _ map[string]any) { c["sub"] = "someone" }), want: "iss and sub"},
 		"expired":            {assertion: edit(func(c jwt.MapClaims, _ map[string]any) { c["exp"] = time.Now().Add(-2 * time.Minute).Unix() }), want: "expired"},

@@ -123,8 +123,7 @@ func (s *Server) authenticateClient(r *http.Request) (*store.Client, error) {
 	case clientmeta.AuthPrivateKeyJWT:
 		err := s.assertions.Verify(r.Context(), clientauth.Request{
 			ClientID: c.ID, Alg: c.AuthSigningAlg, Keys: s.clientKeys(c), Assertion: m.assertion,
-			// The issuer and the token endpoint (RFC 7523 §3), and the endpoint this request went to.
-			Audiences: slices.Compact([]string{s.cfg.Issuer, s.cfg.Issuer + "/token", s.cfg.Issuer + r.URL.Path}),
+			Audiences: s.assertionAudiences(),
 		})
 		var ae *clientauth.Error
 		me, isDoc := asDocumentError(err)
@@ -140,6 +139,14 @@ func (s *Server) authenticateClient(r *http.Request) (*store.Client, error) {
 		}
 	}
 	return c, nil
+}
+
+// assertionAudiences is what a client assertion's aud may be, as one string: the issuer identifier, which
+// draft-ietf-oauth-rfc7523bis makes the only value, and the token endpoint URL, because ChatGPT (docs/clients.md)
+// signs its assertions for the token endpoint. Both name this server alone and are the same at every endpoint; the
+// URL of the endpoint a request went to is not accepted.
+func (s *Server) assertionAudiences() []string {
+	return []string{s.cfg.Issuer, s.cfg.Issuer + "/token"}
 }
 
 // clientKeys is where a private_key_jwt client's public keys come from: its inline set, or its jwks_uri through the

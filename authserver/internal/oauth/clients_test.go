@@ -51,6 +51,11 @@ func (k keyPair) jwks() map[string]any {
 
 // assertion is a fresh RFC 7523 client assertion for clientID with audience aud.
 func (k keyPair) assertion(t *testing.T, clientID, aud string) string {
+	return k.assertionFor(t, clientID, aud)
+}
+
+// assertionFor is assertion with any aud claim (a list, say).
+func (k keyPair) assertionFor(t *testing.T, clientID string, aud any) string {
 	now := time.Now()
 	tok := jwt.NewWithClaims(k.method, jwt.MapClaims{"iss": clientID, "sub": clientID, "aud": aud, "iat": now.Unix(),
 		"exp": now.Add(time.Minute).Unix(), "jti": rand.Text()})
@@ -136,7 +141,14 @@ func testPrivateKeyJWT(t *testing.T, e *env) {
 		"not the declared alg": {withAssertion(refreshForm(strict, tok["refresh_token"].(string)), ec.assertion(t, strict, token)),
 			"algorithm this server does not accept"},
 		"another server's aud": {withAssertion(refreshForm(strict, tok["refresh_token"].(string)), signing.assertion(t, strict, "https://other.example/token")),
-			"aud must name"},
+			"aud must be this authorization server's issuer identifier, " + e.issuer + " (or " + token + ")"},
+		// draft-ietf-oauth-rfc7523bis: one string, never a list, even one that names this server (audience injection).
+		"aud a list naming this server": {withAssertion(refreshForm(strict, tok["refresh_token"].(string)),
+			signing.assertionFor(t, strict, []string{"https://other.example", e.issuer})), "not a list"},
+		"aud the issuer alone, in a list": {withAssertion(refreshForm(strict, tok["refresh_token"].(string)),
+			signing.assertionFor(t, strict, []string{e.issuer})), "not a list"},
+		"aud another endpoint of this server": {withAssertion(refreshForm(strict, tok["refresh_token"].(string)),
+			signing.assertion(t, strict, e.issuer+"/introspect")), "aud must be"},
 		"another client's assertion": {withAssertion(refreshForm(lenient, "x"), signing.assertion(t, strict, token)), "differs from the client assertion's iss"},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -179,9 +191,15 @@ func testPrivateKeyJWT(t *testing.T, e *env) {
 	status, tok, _ = e.tokenRequest(withAssertion(refreshForm(lenient, tok["refresh_token"].(string)), signing.assertion(t, lenient, token)), "", "")
 	require.Equal(t, http.StatusOK, status, tok)
 
-	// Revocation and introspection take assertions too, with aud = that endpoint accepted.
+	// Revocation and introspection take assertions too, with the same aud: the issuer (or the token endpoint); the
+	// URL of the endpoint itself is not accepted.
 	resp, err := e.http.PostForm(e.issuer+"/introspect", withAssertion(url.Values{"client_id": {lenient}, "token": {tok["access_token"].(string)}},
 		signing.assertion(t, lenient, e.issuer+"/introspect")))
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	resp.Body.Close()
+	resp, err = e.http.PostForm(e.issuer+"/introspect", withAssertion(url.Values{"client_id": {lenient}, "token": {tok["access_token"].(string)}},
+		signing.assertion(t, lenient, e.issuer)))
 	require.NoError(t, err)
 	var in map[string]any
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&in))
