@@ -184,7 +184,7 @@ func operatorClient(c *store.Client) bool {
 
 func isLoopbackURI(raw string) bool {
 	u, err := url.Parse(raw)
-	return err == nil && u.Scheme == "http" && isLoopbackHost(u.Hostname())
+	return err == nil && u.Scheme == "http" && isLoopback(u.Hostname())
 }
 
 // consentAlwaysAsked reports whether the consent page must be shown whatever the user approved before: for a device

@@ -56,11 +56,9 @@ func documentHost(clientID string) string {
 func loopbackOnly(uris []string) bool {
 	return len(uris) > 0 && !slices.ContainsFunc(uris, func(raw string) bool {
 		u, err := url.Parse(raw)
-		return err != nil || !isLoopbackHost(u.Hostname())
+		return err != nil || !isLoopback(u.Hostname())
 	})
 }
-
-func isLoopbackHost(h string) bool { return h == "localhost" || h == "127.0.0.1" || h == "::1" }
 
 func asDocumentError(err error) (*clientmeta.Error, bool) {
 	var me *clientmeta.Error

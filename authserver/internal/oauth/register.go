@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientmeta"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/hostname"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/jwk"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 )
@@ -235,8 +236,10 @@ func validateRedirectURI(raw string) error {
 	return nil
 }
 
+// isLoopback reports whether a host is this computer, however it is spelt ("localhost.", "LOCALHOST", "[::1]").
 func isLoopback(host string) bool {
-	return host == "localhost" || host == "127.0.0.1" || host == "::1"
+	h, err := hostname.Canonical(host)
+	return err == nil && (h == "localhost" || h == "127.0.0.1" || h == "::1")
 }
 
 // redirectAllowed matches a requested redirect URI against the registered ones: exact string comparison, except
