@@ -63,6 +63,7 @@ type settings struct {
 	grantMaxAge                                                          time.Duration
 	refreshLimit                                                         int
 	authorizePerMinute                                                   float64
+	clientFetchPerMinute                                                 float64
 	maxPendingPerClient                                                  int
 	feedListen                                                           string
 	clientUnusedTTL                                                      time.Duration
@@ -140,6 +141,10 @@ func flags(s *settings) *flag.FlagSet {
 	fs.IntVar(&s.registerBurst, "register-burst", 20, "registrations an IP address may make at once")
 	fs.Float64Var(&s.authorizePerMinute, "authorize-rate", 30,
 		"authorization requests (/authorize, and /device_authorization apart) per minute per IP address (IPv6: per /64); 0: unlimited")
+	fs.Float64Var(&s.clientFetchPerMinute, "client-fetch-rate", 30,
+		"client metadata documents and key sets (jwks_uri) that requests to /token, /revoke, /introspect and /device_authorization "+
+			"may make this server fetch before the client is authenticated, per minute per IP address (IPv6: per /64); look-ups "+
+			"answered from the cache are free; 0: unlimited")
 	fs.IntVar(&s.maxPendingPerClient, "max-pending-per-client", 1000,
 		"authorization requests and device grants one client may have in flight at once (0: no cap)")
 	fs.StringVar(&s.trustedProxies, "trusted-proxies", "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16",
@@ -346,7 +351,7 @@ func serve(s *settings, log *slog.Logger) error {
 		CodeTTL: s.codeTTL, AccessTTL: s.accessTTL, RefreshTTL: s.refreshTTL, Clients: clientlife.Policy{Unused: s.clientUnusedTTL, Idle: s.clientTTL},
 		AuthRequestTTL: s.authTTL, ConsentTTL: s.consentTTL,
 		RegisterPerMinute: s.registerPerMinute, RegisterBurst: s.registerBurst, TrustedProxies: proxies,
-		AuthorizePerMinute: s.authorizePerMinute, MaxPendingPerClient: s.maxPendingPerClient,
+		AuthorizePerMinute: s.authorizePerMinute, MaxPendingPerClient: s.maxPendingPerClient, ClientFetchPerMinute: s.clientFetchPerMinute,
 		FeedPollInterval: 5 * time.Second, SeparateFeed: s.feedListen != "", Metrics: m,
 		DeviceCodeTTL: s.deviceTTL, DevicePollInterval: s.devicePoll, DeviceAttemptsPerMinute: s.deviceAttempts,
 	}, st, km, logins, log)

@@ -5,9 +5,11 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -98,6 +100,11 @@ func (s *Server) authenticateClient(r *http.Request) (*store.Client, error) {
 	if m.clientID == "" {
 		return nil, clientFailure(basic, "client authentication is required: send client_id (and the secret or client assertion, for confidential clients)")
 	}
+	if s.cfg.ClientMetadata != nil {
+		if err := s.fetchAllowed(r, s.cfg.ClientMetadata.WouldFetch(m.clientID)); err != nil {
+			return nil, err
+		}
+	}
 	c, err := s.lookupClient(r.Context(), m.clientID)
 	if me, ok := asDocumentError(err); ok {
 		return nil, clientFailure(basic, me.Error())
@@ -122,12 +129,15 @@ func (s *Server) authenticateClient(r *http.Request) (*store.Client, error) {
 		}
 	case clientmeta.AuthPrivateKeyJWT:
 		err := s.assertions.Verify(r.Context(), clientauth.Request{
-			ClientID: c.ID, Alg: c.AuthSigningAlg, Keys: s.clientKeys(c), Assertion: m.assertion,
+			ClientID: c.ID, Alg: c.AuthSigningAlg, Keys: s.clientKeys(r, c), Assertion: m.assertion,
 			Audiences: s.assertionAudiences(),
 		})
 		var ae *clientauth.Error
+		var limited *oauthErr
 		me, isDoc := asDocumentError(err)
 		switch {
+		case errors.As(err, &limited):
+			return nil, limited
 		case errors.As(err, &ae):
 			s.log.InfoContext(r.Context(), "client assertion refused", "client_id", c.ID, "reason", ae.Reason)
 			return nil, clientFailure(false, ae.Error())
@@ -149,9 +159,21 @@ func (s *Server) assertionAudiences() []string {
 	return []string{s.cfg.Issuer, s.cfg.Issuer + "/token"}
 }
 
+// fetchAllowed applies the per-address limit on what a caller that has not authenticated yet may make this server
+// fetch (ClientFetchPerMinute): a look-up that has to fetch a client's metadata document or key set takes one from
+// the caller's address; one answered from the cache, success or failure, is free.
+func (s *Server) fetchAllowed(r *http.Request, wouldFetch bool) error {
+	if !wouldFetch || s.allowFrom(s.fetchLimit, r) {
+		return nil
+	}
+	secs := int(math.Ceil(60 / s.cfg.ClientFetchPerMinute))
+	return &oauthErr{status: http.StatusTooManyRequests, code: "temporarily_unavailable", retryAfter: strconv.Itoa(secs),
+		desc: fmt.Sprintf("too many client metadata documents and key sets fetched for requests from this address: try again in %d s", secs)}
+}
+
 // clientKeys is where a private_key_jwt client's public keys come from: its inline set, or its jwks_uri through the
-// guarded fetcher.
-func (s *Server) clientKeys(c *store.Client) clientauth.Keys {
+// guarded fetcher, within the caller's fetch limit.
+func (s *Server) clientKeys(r *http.Request, c *store.Client) clientauth.Keys {
 	return func(ctx context.Context, fresh bool) ([]jwk.Key, error) {
 		switch {
 		case len(c.JWKS) > 0:
@@ -161,6 +183,9 @@ func (s *Server) clientKeys(c *store.Client) clientauth.Keys {
 			}
 			return keys, nil
 		case c.JWKSURI != "" && s.cfg.ClientKeys != nil:
+			if err := s.fetchAllowed(r, s.cfg.ClientKeys.WouldFetchKeys(c.JWKSURI, fresh)); err != nil {
+				return nil, err
+			}
 			return s.cfg.ClientKeys.JWKS(ctx, c.JWKSURI, fresh)
 		}
 		return nil, &clientmeta.Error{Reason: "the client has no keys this server can read (jwks_uri or jwks)"}

@@ -55,6 +55,11 @@ type Config struct {
 	// AuthorizePerMinute bounds /authorize and /device_authorization requests per address (each endpoint on its own;
 	// burst the same, at least 10; 0: unlimited). Each such request stores a pending request until it expires.
 	AuthorizePerMinute float64
+	// ClientFetchPerMinute bounds, per address (burst the same, at least 10; 0: unlimited), the client metadata
+	// documents and key sets (jwks_uri) that requests to the endpoints clients authenticate at (/token, /revoke,
+	// /introspect, /device_authorization) make this server fetch before the client is authenticated. Look-ups
+	// answered from the fetcher's cache are not counted.
+	ClientFetchPerMinute float64
 	// MaxPendingPerClient caps one client's authorization requests and device grants in flight (0: no cap).
 	MaxPendingPerClient int
 	TrustedProxies      []netip.Prefix // X-Forwarded-For is read only from these peers
@@ -92,6 +97,7 @@ type Server struct {
 	deviceLimit     *ratelimit.Limiter // user codes typed at /device
 	authorizeLimit  *ratelimit.Limiter // GET /authorize
 	deviceAuthLimit *ratelimit.Limiter // POST /device_authorization
+	fetchLimit      *ratelimit.Limiter // client documents and key sets fetched before a client authenticates
 }
 
 // New checks the configuration and returns the server; users log in through logins' identity providers.
@@ -126,7 +132,8 @@ func New(cfg Config, st store.Store, km *keys.Manager, logins *login.Service, lo
 		registerLimit:   ratelimit.New(cfg.RegisterPerMinute, cfg.RegisterBurst),
 		deviceLimit:     ratelimit.New(cfg.DeviceAttemptsPerMinute, 10),
 		authorizeLimit:  ratelimit.New(cfg.AuthorizePerMinute, max(10, int(cfg.AuthorizePerMinute))),
-		deviceAuthLimit: ratelimit.New(cfg.AuthorizePerMinute, max(10, int(cfg.AuthorizePerMinute)))}, nil
+		deviceAuthLimit: ratelimit.New(cfg.AuthorizePerMinute, max(10, int(cfg.AuthorizePerMinute))),
+		fetchLimit:      ratelimit.New(cfg.ClientFetchPerMinute, max(10, int(cfg.ClientFetchPerMinute)))}, nil
 }
 
 // Handler returns the routes.
