@@ -171,19 +171,16 @@ func New(cfg Config) *Fetcher {
 		}}
 }
 
-var (
-	errRedirect  = errors.New("redirected")
-	errNotPublic = errors.New("non-public address")
-)
+var errRedirect = errors.New("redirected")
 
 // publicOnly runs on the address being connected to, after DNS resolution.
 func publicOnly(network, address string, _ syscall.RawConn) error {
 	ap, err := netip.ParseAddrPort(address)
 	if err != nil {
-		return fmt.Errorf("cannot check the address %q: %w", address, errNotPublic)
+		return fmt.Errorf("cannot check the address %q", address)
 	}
 	if !public(ap.Addr()) {
-		return fmt.Errorf("the host resolves to %s, a private, loopback or otherwise %w", ap.Addr(), errNotPublic)
+		return fmt.Errorf("the host resolves to %s, a private, loopback or otherwise non-public address", ap.Addr())
 	}
 	return nil
 }
@@ -321,7 +318,8 @@ func (f *Fetcher) JWKS(ctx context.Context, uri string, fresh bool) ([]jwk.Key, 
 	v, err := f.resolve(ctx, keysKey(uri), uri, fresh, func(body []byte) (any, error) {
 		keys, err := jwk.ParseSet(body)
 		if err != nil {
-			return nil, withDetail(err, "the key set at %s is not a usable JSON Web Key Set of public signing keys (RFC 7517)", uri)
+			return nil, withDetail(err,
+				"the key set at %s is not a usable JSON Web Key Set of public signing keys (RFC 7517)", uri)
 		}
 		return keys, nil
 	})
@@ -382,13 +380,13 @@ func (f *Fetcher) resolve(ctx context.Context, key, target string, fresh bool, p
 			v, err = parse(body)
 		}
 		if err != nil {
-			reason, detail := err.Error(), ""
+			detail := ""
 			var fe *fetchErr
 			if errors.As(err, &fe) {
-				reason, detail, err = fe.public.Reason, fe.detail.Error(), fe.public
+				detail, err = fe.detail.Error(), fe.public
 			}
 			// Info, not a warning: anyone can name a URL that fails.
-			f.log.InfoContext(fctx, "client document or key set refused", "url", target, "reason", reason, "detail", detail)
+			f.log.InfoContext(fctx, "client document or key set refused", "url", target, "reason", err.Error(), "detail", detail)
 			ttl = f.cfg.MinCache
 		}
 		f.store(key, v, err, ttl)
@@ -427,9 +425,9 @@ func (f *Fetcher) hostAllowed(raw, what string) error {
 // a usable one looks like.
 func (f *Fetcher) get(ctx context.Context, target string) ([]byte, time.Duration, error) {
 	fail := func(format string, a ...any) error {
-		return withDetail(fmt.Errorf(format, a...), "%s could not be fetched: it must be served at that very URL (no redirect), "+
-			"from a public address, over https, answering 200 with application/json of at most %d bytes within %s (the "+
-			"authorization server's log says what went wrong)", target, f.cfg.MaxBytes, f.cfg.Timeout)
+		return withDetail(fmt.Errorf(format, a...), "%s could not be fetched: it must be served at that very URL "+
+			"(no redirect), from a public address, over https, answering 200 with application/json of at most %d bytes "+
+			"within %s (the authorization server's log says what went wrong)", target, f.cfg.MaxBytes, f.cfg.Timeout)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
@@ -472,7 +470,8 @@ func isTimeout(err error) bool {
 func check(d *Document, clientID string) error {
 	switch {
 	case d.ClientID != clientID:
-		return withDetail(fmt.Errorf("client_id %q", d.ClientID), "its client_id must equal the URL it is served from, %q, exactly", clientID)
+		return withDetail(fmt.Errorf("client_id %q", d.ClientID),
+			"its client_id must equal the URL it is served from, %q, exactly", clientID)
 	case strings.TrimSpace(d.ClientName) == "":
 		return refuse("client_name is required")
 	case len(d.RedirectURIs) == 0:
@@ -492,7 +491,8 @@ func check(d *Document, clientID string) error {
 	case "client_secret_basic", "client_secret_post", "client_secret_jwt":
 		return refuse("token_endpoint_auth_method %q needs a shared secret, which a published document cannot hold: use private_key_jwt or none", d.TokenEndpointAuthMethod)
 	default:
-		return withDetail(fmt.Errorf("token_endpoint_auth_method %q", d.TokenEndpointAuthMethod), "its token_endpoint_auth_method is not supported: use private_key_jwt or none")
+		return withDetail(fmt.Errorf("token_endpoint_auth_method %q", d.TokenEndpointAuthMethod),
+			"its token_endpoint_auth_method is not supported: use private_key_jwt or none")
 	}
 	if hasKeys {
 		if err := checkKeys(d); err != nil {
@@ -523,7 +523,8 @@ func checkKeys(d *Document) error {
 		return withDetail(err, "its jwks is not a usable JSON Web Key Set of public signing keys (RFC 7517)")
 	}
 	if a := d.TokenEndpointAuthSigningAlg; a != "" && !slices.Contains(jwk.Algorithms, a) {
-		return withDetail(fmt.Errorf("token_endpoint_auth_signing_alg %q", a), "its token_endpoint_auth_signing_alg is not accepted (use one of %s)", strings.Join(jwk.Algorithms, ", "))
+		return withDetail(fmt.Errorf("token_endpoint_auth_signing_alg %q", a),
+			"its token_endpoint_auth_signing_alg is not accepted (use one of %s)", strings.Join(jwk.Algorithms, ", "))
 	}
 	return nil
 }
@@ -551,7 +552,7 @@ func (f *Fetcher) lifetime(h http.Header) time.Duration {
 	return min(max(ttl, f.cfg.MinCache), f.cfg.MaxCache)
 }
 
-// cached returns a live cache entry (nil if none).
+// cached returns a copy of a live cache entry (nil if none).
 func (f *Fetcher) cached(u string) *entry {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -566,7 +567,8 @@ func (f *Fetcher) cached(u string) *entry {
 		return nil
 	}
 	f.order.MoveToFront(el)
-	return e
+	c := *e
+	return &c
 }
 
 // store caches a value, or a failure (err set), for ttl. A failed refetch of a key set that is still cached keeps
