@@ -108,6 +108,7 @@ type Fetcher struct {
 	mu              sync.Mutex
 	cache           map[string]*list.Element // of *entry, oldest use at the back
 	order           *list.List
+	inFlight        map[string]bool // keys being fetched: a look-up of one joins that fetch
 }
 
 // entry is one cached document or key set, or the failure to get it, by its URL (key sets under keysKey(URL), so
@@ -162,7 +163,7 @@ func New(cfg Config) *Fetcher {
 		ForceAttemptHTTP2:     true,
 	}
 	return &Fetcher{cfg: cfg, allowed: hostPatterns(cfg.AllowedHosts), denied: hostPatterns(cfg.DeniedHosts), log: log,
-		cache: map[string]*list.Element{}, order: list.New(), client: &http.Client{
+		cache: map[string]*list.Element{}, order: list.New(), inFlight: map[string]bool{}, client: &http.Client{
 			Transport: transport,
 			Timeout:   cfg.Timeout,
 			// A redirect could lead anywhere (an internal address on another host); the document must be where its
@@ -330,8 +331,8 @@ func (f *Fetcher) JWKS(ctx context.Context, uri string, fresh bool) ([]jwk.Key, 
 }
 
 // WouldFetch reports whether Fetch(clientID) would go to the network now: the id is a document URL on a host this
-// fetcher accepts and neither the document nor its failure is cached. Look-ups that fetch are the ones worth
-// limiting; the others are answered from memory.
+// fetcher accepts, neither the document nor its failure is cached, and no fetch of it is in flight. Look-ups that
+// fetch are the ones worth limiting; the others are answered from memory or by a fetch already under way.
 func (f *Fetcher) WouldFetch(clientID string) bool {
 	return IsURL(clientID) && f.hostAllowed(clientID, "") == nil && f.stale(clientID, false)
 }
@@ -341,7 +342,12 @@ func (f *Fetcher) WouldFetchKeys(uri string, fresh bool) bool {
 	return CheckJWKSURI(uri) == nil && f.hostAllowed(uri, "") == nil && f.stale(keysKey(uri), fresh)
 }
 
-func (f *Fetcher) stale(key string, fresh bool) bool { return needsFetch(f.cached(key), fresh) }
+func (f *Fetcher) stale(key string, fresh bool) bool {
+	f.mu.Lock()
+	busy := f.inFlight[key]
+	f.mu.Unlock()
+	return !busy && needsFetch(f.cached(key), fresh)
+}
 
 // needsFetch reports whether a cache entry (nil: none) must be fetched again: there is none, or fresh asks for a
 // newer copy of a key set last tried at least minRefetch ago. A cached failure stands until it expires.
@@ -372,6 +378,9 @@ func (f *Fetcher) resolve(ctx context.Context, key, target string, fresh bool, p
 		return e.value, e.err
 	}
 	ch := f.flight.DoChan(key, func() (any, error) {
+		f.mu.Lock()
+		f.inFlight[key] = true
+		f.mu.Unlock()
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.Timeout)
 		defer cancel()
 		body, ttl, err := f.get(fctx, target)
@@ -571,11 +580,13 @@ func (f *Fetcher) cached(u string) *entry {
 	return &c
 }
 
-// store caches a value, or a failure (err set), for ttl. A failed refetch of a key set that is still cached keeps
-// the copy that works (the keys it holds still verify) and only counts as a try for minRefetch.
+// store caches a value, or a failure (err set), for ttl, and ends the key's fetch in flight (in one step, so a
+// look-up finds one or the other). A failed refetch of a key set that is still cached keeps the copy that works
+// (the keys it holds still verify) and only counts as a try for minRefetch.
 func (f *Fetcher) store(u string, v any, err error, ttl time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	delete(f.inFlight, u)
 	now := time.Now()
 	if el, ok := f.cache[u]; ok {
 		if old := el.Value.(*entry); err != nil && old.err == nil && now.Before(old.expires) {

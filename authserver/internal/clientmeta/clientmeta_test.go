@@ -267,6 +267,7 @@ func TestConcurrentLookupsShareOneFetch(t *testing.T) {
 	}
 	// Let the look-ups reach the fetch in flight (each either joins it or, later, finds its result cached).
 	require.Eventually(t, func() bool { return ds.hits.Load() == 1 }, 10*time.Second, time.Millisecond)
+	assert.False(t, f.WouldFetch(ds.URL+"/slow.json"), "a look-up now joins the fetch in flight: it costs no fetch")
 	time.Sleep(100 * time.Millisecond)
 	close(release)
 	wg.Wait()
