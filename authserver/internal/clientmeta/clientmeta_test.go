@@ -152,7 +152,7 @@ func TestPrivateAddressesRefused(t *testing.T) {
 	for _, u := range []string{ds.URL + "/good.json", fmt.Sprintf("https://localhost:%d/good.json", port)} {
 		_, err := f.Fetch(context.Background(), u)
 		assert.ErrorContains(t, err, "could not be fetched", u)
-		assert.NotContains(t, err.Error(), "127.0.0.1 ", "where a name leads is not told")
+		assert.NotContains(t, err.Error(), "resolves to", "where a name leads is not told")
 	}
 	assert.Contains(t, logged.String(), "the host resolves to 127.0.0.1, a private, loopback or otherwise non-public address")
 	assert.Zero(t, ds.hits.Load(), "nothing was requested")
@@ -215,19 +215,17 @@ func TestHostListsCompareCanonicalNames(t *testing.T) {
 }
 
 // A document or key set that cannot be fetched is remembered as a failure for the minimum cache time: a flood of
-// requests naming it makes one request to its host, not one each; and concurrent look-ups share one fetch.
+// requests naming it makes one request to its host, not one each.
 func TestFailuresCached(t *testing.T) {
 	ds := newDocServer(t, map[string]http.HandlerFunc{
 		"/broken.json": func(w http.ResponseWriter, r *http.Request) { http.Error(w, "boom", http.StatusInternalServerError) },
 	})
 	f := New(Config{AllowPrivateAddresses: true, RootCAs: ds.pool()})
 	ctx := context.Background()
-	for _, u := range []string{ds.URL + "/broken.json"} {
-		for range 100 {
-			_, err := f.Fetch(ctx, u)
-			assert.ErrorContains(t, err, "could not be fetched")
-			assert.NotContains(t, err.Error(), "500")
-		}
+	for range 100 {
+		_, err := f.Fetch(ctx, ds.URL+"/broken.json")
+		assert.ErrorContains(t, err, "could not be fetched")
+		assert.NotContains(t, err.Error(), "500")
 	}
 	assert.EqualValues(t, 1, ds.hits.Load(), "100 look-ups, 1 fetch")
 	assert.False(t, f.WouldFetch(ds.URL+"/broken.json"), "the failure is cached")
