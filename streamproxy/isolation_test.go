@@ -123,8 +123,8 @@ func TestOneMessageOneLine(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "lines")
 	url := proxy(t, []string{"--env", "LOG=" + log}, "sh", "-c", recorder)
 	smuggled := `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"smuggled","arguments":{}}}`
-	body := strings.Replace(modernBody(1, "server/discover", nil, map[string]any{}), `"jsonrpc"`,
-		"\"x\":\n"+smuggled+"\n,\"jsonrpc\"", 1)
+	body := strings.Replace(modernBody(1, "server/discover", nil, map[string]any{}), `"_meta"`,
+		"\"x\":\n"+smuggled+"\n,\"_meta\"", 1)
 	require.Equal(t, 200, postModern(t, url, "1", body).status)
 	b, err := os.ReadFile(log)
 	require.NoError(t, err)
@@ -132,6 +132,34 @@ func TestOneMessageOneLine(t *testing.T) {
 		assert.False(t, strings.HasPrefix(line, `{"jsonrpc":"2.0","id":9`), "the nested message did not reach the child alone: %s", line)
 		assert.True(t, json.Valid([]byte(line)), "every line is a whole message: %s", line)
 	}
+}
+
+// A message with a member JSON-RPC does not have is refused at once: server-everything drops such a message in
+// silence, and its client waited forever. A child gets the proxy's own encoding of what the proxy read, so a
+// duplicate name (which a child's parser may read as its first value, the proxy's as its last) never reaches one.
+func TestStrictEnvelope(t *testing.T) {
+	url := proxy(t, nil, everything(t)...)
+	sid := open(t, url)
+	refused := func(r reply) {
+		t.Helper()
+		require.Equal(t, http.StatusBadRequest, r.status)
+		require.Len(t, r.messages, 1)
+		assert.EqualValues(t, -32600, r.messages[0]["error"].(map[string]any)["code"])
+		assert.EqualValues(t, 2, r.messages[0]["id"], "the refusal answers the request")
+	}
+	extra := "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\",\"x\":{\n\"jsonrpc\":\"2.0\",\n\"id\":3}}"
+	refused(post(t, url, sid, extra))
+	refused(post(t, url, sid, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"message":"a","message":"b"}}}`))
+	refused(postModern(t, url, "1", strings.Replace(modernBody(2, "server/discover", nil, map[string]any{}), `{`, `{"x":1,`, 1)))
+	assert.Equal(t, 200, post(t, url, sid, `{"jsonrpc":"2.0","id":4,"method":"ping"}`).status, "the session goes on")
+
+	log := filepath.Join(t.TempDir(), "lines")
+	rec := proxy(t, []string{"--env", "LOG=" + log}, "sh", "-c", recorder)
+	body := strings.Replace(modernBody(5, "server/discover", map[string]any{"probe": "x"}, map[string]any{}), `"probe":"x"`, `"probe" : "\u0041\u00e9"`, 1)
+	require.Equal(t, 200, postModern(t, rec, "1", body).status)
+	b, err := os.ReadFile(log)
+	require.NoError(t, err)
+	assert.Contains(t, string(b), `"probe":"Aé"`, "the child reads what the proxy wrote, not the client's bytes")
 }
 
 // Children start from a small environment: the proxy's own secrets stay with it unless passed on by name.

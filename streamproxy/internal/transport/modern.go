@@ -54,7 +54,7 @@ func isModern(r *http.Request, msg incoming) bool {
 type modernRequest struct {
 	ID        json.RawMessage
 	Method    string
-	RawParams json.RawMessage // as the client sent them, passed on as they are unless something in them changes
+	RawParams json.RawMessage // as the proxy read them (decodeIncoming), passed on as they are unless something in them changes
 	Params    map[string]json.RawMessage
 	Meta      map[string]json.RawMessage
 }
@@ -66,11 +66,7 @@ func (q *modernRequest) stringParam(name string) string {
 }
 
 func (h *Handler) serveModern(w http.ResponseWriter, r *http.Request, msg incoming) {
-	q := modernRequest{ID: msg.ID, Method: msg.Method, RawParams: msg.Params, Meta: msg.meta}
-	if msg.Params != nil && json.Unmarshal(msg.Params, &q.Params) != nil {
-		rpcError(w, http.StatusBadRequest, q.ID, codeInvalidParams, "params must be an object")
-		return
-	}
+	q := modernRequest{ID: msg.ID, Method: msg.Method, RawParams: msg.Params, Params: msg.params, Meta: msg.meta}
 	if q.ID == nil {
 		if q.Method == "" {
 			rpcError(w, http.StatusBadRequest, nil, -32600, "clients do not send JSON-RPC responses in protocol version 2026-07-28")

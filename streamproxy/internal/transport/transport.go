@@ -153,36 +153,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// incoming is the part of a client message the proxy reads; the rest passes through as bytes.
-type incoming struct {
-	ID     json.RawMessage            `json:"id"`
-	Method string                     `json:"method"`
-	Params json.RawMessage            `json:"params"`
-	meta   map[string]json.RawMessage // params._meta's members, decoded once for both paths
-}
-
-// decodeIncoming reads the envelope of one JSON-RPC message and its params' _meta (Unmarshal checks that the whole
-// body is valid JSON; params and _meta must be objects when present).
-func decodeIncoming(body []byte) (incoming, error) {
-	var msg incoming
-	if err := json.Unmarshal(body, &msg); err != nil {
-		return msg, err
-	}
-	if msg.Params != nil {
-		var p struct {
-			Meta map[string]json.RawMessage `json:"_meta"`
-		}
-		if err := json.Unmarshal(msg.Params, &p); err != nil {
-			return msg, err
-		}
-		msg.meta = p.Meta
-	}
-	if string(msg.ID) == "null" {
-		msg.ID = nil
-	}
-	return msg, nil
-}
-
 func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 	if !accepts(r.Header.Get("Accept"), "application/json") || !accepts(r.Header.Get("Accept"), "text/event-stream") {
 		httpError(w, http.StatusNotAcceptable, "Accept must allow both application/json and text/event-stream")
@@ -209,9 +179,13 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 	}
 	msg, err := decodeIncoming(body)
 	if err != nil {
-		rpcError(w, http.StatusBadRequest, nil, -32700, "parse error: the body is not a JSON-RPC message")
+		// Refused here and answered at once: a child may drop such a message in silence.
+		var e *envelopeError
+		errors.As(err, &e)
+		rpcError(w, http.StatusBadRequest, msg.ID, e.code, e.message)
 		return
 	}
+	body = msg.Raw // from here on, only the proxy's own encoding of what it read
 	if isModern(r, msg) {
 		h.serveModern(w, r, msg)
 		return

@@ -1,0 +1,217 @@
+package transport
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"unicode/utf8"
+)
+
+// A client's message is read once, strictly, and written anew by the proxy: every check after that, and the child,
+// read the proxy's own encoding. A child whose parser reads a message differently from Go's (the first of two
+// duplicate names, say, or a member Go matched without regard to case) therefore never acts on a value the proxy
+// did not check, and a message the child would drop in silence is refused at once instead of leaving its client
+// waiting.
+
+// envelopeError is a message the proxy refuses before it reaches any child, with its JSON-RPC code.
+type envelopeError struct {
+	code    int
+	message string
+}
+
+func (e *envelopeError) Error() string { return e.message }
+
+func invalidRequest(format string, args ...any) error {
+	return &envelopeError{code: -32600, message: "invalid request: " + fmt.Sprintf(format, args...)}
+}
+
+var errParse = &envelopeError{code: -32700, message: "parse error: the body is not a JSON-RPC message"}
+
+// incoming is a client's message as the proxy read it, members matched by their exact names.
+type incoming struct {
+	Raw    []byte // the proxy's own encoding of the whole message
+	ID     json.RawMessage
+	Method string
+	Params json.RawMessage
+	params map[string]json.RawMessage // Params' members
+	meta   map[string]json.RawMessage // params._meta's members, decoded once for both paths
+}
+
+// envelopeMembers are the members a JSON-RPC 2.0 message may have: a request or notification has no result or error,
+// a response no method or params.
+var envelopeMembers = map[string]bool{"jsonrpc": true, "id": true, "method": true, "params": true, "result": true, "error": true}
+
+// decodeIncoming reads one JSON-RPC message strictly (see reencode) and checks its envelope. Errors are
+// *envelopeError; the message's ID is set when it could be read, so that the refusal answers the request.
+func decodeIncoming(body []byte) (incoming, error) {
+	var msg incoming
+	raw, err := reencode(body)
+	if err != nil {
+		if err != errParse {
+			msg.ID = idOf(body) // only to label the refusal
+		}
+		return msg, err
+	}
+	msg.Raw = raw
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil || m == nil {
+		return msg, invalidRequest("a JSON-RPC message is an object")
+	}
+	if _, ok := m["id"]; ok {
+		if msg.ID = idOf(raw); msg.ID == nil {
+			return msg, invalidRequest(`"id" must be a string or a number`)
+		}
+	}
+	for name := range m {
+		if !envelopeMembers[name] {
+			return msg, invalidRequest("member %q is not part of a JSON-RPC 2.0 message", name)
+		}
+	}
+	if string(m["jsonrpc"]) != `"2.0"` {
+		return msg, invalidRequest(`"jsonrpc" must be "2.0"`)
+	}
+	_, isResponse := m["result"]
+	if _, ok := m["error"]; ok {
+		if isResponse {
+			return msg, invalidRequest("a response has a result or an error, not both")
+		}
+		isResponse = true
+	}
+	method, hasMethod := m["method"]
+	switch {
+	case isResponse && (hasMethod || m["params"] != nil || msg.ID == nil):
+		return msg, invalidRequest("a response has an id and no method or params")
+	case !isResponse && (!hasMethod || json.Unmarshal(method, &msg.Method) != nil || msg.Method == ""):
+		return msg, invalidRequest(`"method" must be a non-empty string`)
+	}
+	if p, ok := m["params"]; ok {
+		if p[0] != '{' || json.Unmarshal(p, &msg.params) != nil {
+			return msg, invalidRequest(`"params" must be an object`)
+		}
+		msg.Params = p
+		if meta, ok := msg.params["_meta"]; ok {
+			if meta[0] != '{' || json.Unmarshal(meta, &msg.meta) != nil {
+				return msg, invalidRequest(`"params._meta" must be an object`)
+			}
+		}
+	}
+	return msg, nil
+}
+
+// idOf returns a message's id when it is a string or a number (MCP: never null), else nil.
+func idOf(body []byte) json.RawMessage {
+	var m struct {
+		ID json.RawMessage `json:"id"`
+	}
+	if json.Unmarshal(body, &m) != nil || len(m.ID) == 0 {
+		return nil
+	}
+	if c := m.ID[0]; c != '"' && c != '-' && (c < '0' || c > '9') {
+		return nil
+	}
+	return m.ID
+}
+
+// reencode reads one JSON value and writes it anew, compact: a duplicate member name at any depth, invalid UTF-8 or
+// anything after the value is refused, strings are written with the proxy's own escapes, numbers as their literal.
+func reencode(body []byte) ([]byte, error) {
+	if !utf8.Valid(body) {
+		return nil, invalidRequest("the body is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var out bytes.Buffer
+	out.Grow(len(body))
+	str := json.NewEncoder(&out)
+	str.SetEscapeHTML(false)
+	writeString := func(s string) {
+		_ = str.Encode(s)           // a string always encodes
+		out.Truncate(out.Len() - 1) // Encode ends with a newline
+	}
+	type level struct {
+		object, atName bool
+		n              int
+		names          map[string]bool
+	}
+	var stack []*level
+	value := func(l *level) { // a scalar value follows in l
+		if l != nil && !l.object && l.n > 0 {
+			out.WriteByte(',')
+		}
+	}
+	done := func() { // one value finished in the level above
+		if len(stack) > 0 {
+			l := stack[len(stack)-1]
+			l.n++
+			l.atName = l.object
+		}
+	}
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, errParse
+		}
+		var l *level
+		if len(stack) > 0 {
+			l = stack[len(stack)-1]
+		}
+		switch v := tok.(type) {
+		case json.Delim:
+			if v == '}' || v == ']' {
+				out.WriteByte(byte(v))
+				stack = stack[:len(stack)-1]
+				done()
+				break
+			}
+			if l != nil && !l.object && l.n > 0 {
+				out.WriteByte(',')
+			}
+			out.WriteByte(byte(v))
+			l = &level{object: v == '{', atName: v == '{'}
+			if l.object {
+				l.names = map[string]bool{}
+			}
+			stack = append(stack, l)
+			continue
+		case string:
+			if l != nil && l.atName {
+				if l.names[v] {
+					return nil, invalidRequest("member %q appears twice", v)
+				}
+				l.names[v] = true
+				if l.n > 0 {
+					out.WriteByte(',')
+				}
+				writeString(v)
+				out.WriteByte(':')
+				l.atName = false
+				continue
+			}
+			value(l)
+			writeString(v)
+			done()
+		case json.Number:
+			value(l)
+			out.WriteString(v.String())
+			done()
+		case bool:
+			value(l)
+			out.WriteString(strconv.FormatBool(v))
+			done()
+		case nil:
+			value(l)
+			out.WriteString("null")
+			done()
+		}
+		if len(stack) == 0 {
+			break
+		}
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, errParse
+	}
+	return out.Bytes(), nil
+}
