@@ -112,6 +112,8 @@ func TestComposeDeployment(t *testing.T) {
 	// CORS for browser clients, and GitHub's code (in the callback's query) kept out of the access log.
 	labels := auth.Labels
 	assert.Equal(t, "change-me-too", labels["traefik.http.middlewares.mcp-backend-secret.headers.customrequestheaders.X-Streamproxy-Secret"])
+	forwarded, ok := labels["traefik.http.middlewares.mcp-backend-secret.headers.customrequestheaders.X-Streamproxy-Forwarded"]
+	assert.True(t, ok && forwarded == "", "a client's X-Streamproxy-Forwarded is removed: only replicas set it")
 	assert.Contains(t, labels["traefik.http.middlewares.mcp-cors.headers.accesscontrolallowheaders"], "MCP-Protocol-Version")
 	assert.Contains(t, labels["traefik.http.middlewares.mcp-cors.headers.accesscontrolexposeheaders"], "WWW-Authenticate")
 	assert.Contains(t, labels["traefik.http.middlewares.mcp-cors.headers.accesscontrolexposeheaders"], "Mcp-Session-Id")

@@ -606,6 +606,8 @@ func checkCORS(t *testing.T, mcpURL, token string) {
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}
+		// Only streamproxy replicas set it (with a proof): Traefik removes a client's, which streamproxy would refuse.
+		req.Header.Set("X-Streamproxy-Forwarded", "from-a-browser")
 		resp, err := devstack.Client().Do(req)
 		require.NoError(t, err)
 		resp.Body.Close()

@@ -63,7 +63,7 @@ func run(args []string) error {
 	backlog := fs.Int("backlog", 256, "server-initiated events kept per session for Last-Event-ID resumption")
 	maxBody := fs.Int64("max-body", 4<<20, "largest POST body in bytes")
 	logFormat := fs.String("log-format", "auto", "log format: text, json, or auto (json unless stderr is a terminal)")
-	fs.Var(&peers, "peers", "base URLs of every replica serving this MCP server, this one included, comma separated: each user's requests go to one of them (empty: this replica serves everyone)")
+	fs.Var(&peers, "peers", "base URLs of every replica serving this MCP server, this one included, comma separated: each user's requests go to one of them, passed on with a proof keyed with --secret, which they need (empty: this replica serves everyone)")
 	self := fs.String("self", "", "this replica's base URL as it appears in --peers")
 	metricsListen := fs.String("metrics-listen", "", "address of a separate listener serving Prometheus metrics at /metrics, e.g. :9090 (empty: off)")
 	fs.Usage = func() {
@@ -102,7 +102,6 @@ func run(args []string) error {
 	mcp := transport.New(transport.Config{
 		Command:        session.Command{Path: command[0], Args: command[1:], Env: session.Env(passEnv, childEnv), Dir: *workdir},
 		UserHeader:     *userHeader,
-		Secret:         *secret,
 		MaxPerUser:     *maxPerUser,
 		HideRoots:      *hideRoots,
 		AllowedOrigins: origins,
@@ -119,12 +118,12 @@ func run(args []string) error {
 		Help: "MCP sessions open now."}, func() float64 { return float64(mcp.Sessions()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "streamproxy", Name: "workers_active",
 			Help: "Users with an MCP server process for 2026-07-28 requests now."}, func() float64 { return float64(mcp.Workers()) }))
-	routed, err := affinity.Handler(mcp, peers, *self, *userHeader, log)
+	routed, err := affinity.Handler(mcp, affinity.Config{Peers: peers, Self: *self, UserHeader: *userHeader, Secret: *secret, Log: log})
 	if err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.Handle(*path, routed)
+	mux.Handle(*path, transport.RequireSecret(*secret, routed))
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "sessions": mcp.Sessions(), "workers": mcp.Workers()})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/affinity"
+	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/transport"
 )
 
 // Protocol version 2026-07-28 on the same endpoint as the handshake revisions: no sessions, request metadata in
@@ -30,6 +32,15 @@ func (u userTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.Header.Set("X-User-Id", u.user)
 	return http.DefaultTransport.RoundTrip(r)
+}
+
+// gatewayTransport adds, as Traefik does, the identity header and the secret shared with streamproxy.
+type gatewayTransport struct{ user, secret string }
+
+func (g gatewayTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set(transport.SecretHeader, g.secret)
+	return userTransport{g.user}.RoundTrip(r)
 }
 
 // connect connects the official Go SDK client (v1.8.0: 2026-07-28 first) as a user.
@@ -319,6 +330,8 @@ func postModern(t *testing.T, url, user, body string, headers ...string) reply {
 func TestReplicasShareUsers(t *testing.T) {
 	server := filepath.Join(testenv.NodeModules(t), "@modelcontextprotocol", "server-memory", "dist", "index.js")
 	script := fmt.Sprintf(`MEMORY_FILE_PATH=$(mktemp -p %s) exec node %s`, t.TempDir(), server)
+	const secret = "shared-by-the-gateway-and-replicas"
+	t.Setenv("STREAMPROXY_SECRET", secret)
 	ports := []int{testenv.FreePort(t), testenv.FreePort(t)}
 	peers := []string{testenv.URL(ports[0], ""), testenv.URL(ports[1], "")}
 	urls := make([]string, 2)
@@ -333,8 +346,16 @@ func TestReplicasShareUsers(t *testing.T) {
 		}
 	}
 	ctx := context.Background()
+	connectThrough := func(url, user string) *mcp.ClientSession {
+		client := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "1"}, nil)
+		cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url,
+			HTTPClient: &http.Client{Transport: gatewayTransport{user, secret}}}, nil)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = cs.Close() })
+		return cs
+	}
 	for _, user := range users {
-		writer, reader := connect(t, urls[0], user, nil), connect(t, urls[1], user, nil)
+		writer, reader := connectThrough(urls[0], user), connectThrough(urls[1], user)
 		entity := "note-of-" + user
 		_, err := writer.CallTool(ctx, &mcp.CallToolParams{Name: "create_entities", Arguments: map[string]any{
 			"entities": []map[string]any{{"name": entity, "entityType": "note", "observations": []string{"x"}}}}})
@@ -343,7 +364,33 @@ func TestReplicasShareUsers(t *testing.T) {
 		require.NoError(t, err)
 		assert.Contains(t, text(t, got), entity, "user %s: written through one replica, read through the other", user)
 		// The handshake revisions too: a session opened on one replica is found through the other.
-		sid := open(t, urls[0], "X-User-Id", user)
-		assert.Equal(t, 200, post(t, urls[1], sid, `{"jsonrpc":"2.0","id":2,"method":"ping"}`, "X-User-Id", user).status)
+		sid := open(t, urls[0], "X-User-Id", user, transport.SecretHeader, secret)
+		assert.Equal(t, 200, post(t, urls[1], sid, `{"jsonrpc":"2.0","id":2,"method":"ping"}`, "X-User-Id", user, transport.SecretHeader, secret).status)
 	}
+}
+
+// Only a replica passes a request on, and only for a caller that came through the gateway: the secret is checked
+// before any routing, and a request marked as forwarded without a replica's proof is refused, so a caller can
+// neither pick the replica that serves it nor send traffic through one replica to another.
+func TestReplicaForwardingIsAuthenticated(t *testing.T) {
+	const secret = "shared-by-the-gateway-and-replicas"
+	port := testenv.FreePort(t)
+	self, gone := testenv.URL(port, ""), testenv.URL(testenv.FreePort(t), "") // the second replica is down
+	url, _ := proxyAt(t, port, []string{"--secret", secret, "--peers", self + "," + gone, "--self", self}, everything(t)...)
+	user := "1"
+	for n := 2; affinity.Owner([]string{self, gone}, user) != gone; n++ {
+		user = fmt.Sprint(n)
+	}
+	assert.Equal(t, 403, post(t, url, "", initBody, "X-User-Id", user).status, "no secret: refused here, not passed on")
+	assert.Equal(t, 502, post(t, url, "", initBody, "X-User-Id", user, transport.SecretHeader, secret).status,
+		"through the gateway: passed on to the replica the user belongs to")
+	assert.Equal(t, 403, post(t, url, "", initBody, "X-User-Id", user, transport.SecretHeader, secret,
+		affinity.ForwardedHeader, gone).status, "a caller cannot claim to be a replica to be served here")
+	assert.Equal(t, 200, post(t, url, "", initBody, "X-User-Id", user, transport.SecretHeader, secret,
+		affinity.ForwardedHeader, affinity.Proof(secret, user, time.Now())).status, "a replica's hop is served")
+
+	bin := testenv.BuildBinary(t, "./streamproxy")
+	out, err := exec.Command(bin, "--peers", self+","+gone, "--self", self, "--", "true").CombinedOutput()
+	require.Error(t, err)
+	assert.Contains(t, string(out), "--peers needs --secret")
 }

@@ -34,7 +34,6 @@ type Config struct {
 	// Command is the MCP server; its Env and Dir may name the caller with peruser.Placeholder.
 	Command        session.Command
 	UserHeader     string        // identity header set by the gateway's plugin, e.g. X-User-Id; "" serves without identities
-	Secret         string        // when set, every request must carry it in SecretHeader (set by Traefik)
 	AllowedOrigins []string      // browser origins allowed; "*" allows any; loopback origins are always allowed
 	MaxSessions    int           // processes in all, sessions and workers; beyond it: 503 with Retry-After
 	MaxPerUser     int           // processes of one user; beyond it: 429 with Retry-After
@@ -113,12 +112,23 @@ func (h *Handler) Close() {
 // SecretHeader carries the secret shared between Traefik and streamproxy.
 const SecretHeader = "X-Streamproxy-Secret"
 
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if h.cfg.Secret != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get(SecretHeader)), []byte(h.cfg.Secret)) != 1 {
-		// Only the gateway may speak for a user: whoever else reaches this port could name any user.
-		httpError(w, http.StatusForbidden, "request did not come through the gateway (%s missing or wrong)", SecretHeader)
-		return
+// RequireSecret serves only requests that carry the secret in SecretHeader (none is required when it is empty). It
+// comes first, before any routing between replicas: only the gateway may speak for a user, and whoever else reaches
+// this port could name any user.
+func RequireSecret(secret string, next http.Handler) http.Handler {
+	if secret == "" {
+		return next
 	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get(SecretHeader)), []byte(secret)) != 1 {
+			httpError(w, http.StatusForbidden, "request did not come through the gateway (%s missing or wrong)", SecretHeader)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.cfg.UserHeader != "" && h.userOf(r) == "" {
 		httpError(w, http.StatusForbidden, "no user identity (%s): requests reach this MCP server through the gateway, which sets it", h.cfg.UserHeader)
 		return
