@@ -57,11 +57,15 @@ func run(args []string) error {
 	maxSessions := fs.Int("max-sessions", 100, "most MCP server processes at once (sessions plus 2026-07-28 users); beyond it 503 with Retry-After")
 	hideRoots := fs.Bool("hide-client-roots", false, "roots never reach the MCP server: it is not told that a client offers them, its roots/list gets no roots from the proxy, and clients' roots notifications and answers are kept from it (for servers such as server-filesystem, which replace the directories they were started with by a client's roots)")
 	maxPerUser := fs.Int("max-per-user", 20, "most MCP server processes of one user (sessions plus their 2026-07-28 process): a new one recycles the user's least recently used idle session, or gets 429 when all are busy (0: no limit)")
+	maxStreams := fs.Int("max-streams-per-user", 20, "most streams one user holds open (sessions' GET streams and 2026-07-28 subscriptions/listen streams); beyond it 429 with Retry-After (0: no limit)")
+	maxCalls := fs.Int("max-calls-per-user", 50, "most requests of one user in flight at once; beyond it 429 with Retry-After (0: no limit)")
 	idle := fs.Duration("idle-timeout", 30*time.Minute, "end a session or a user's 2026-07-28 process after this long without activity (0: never)")
 	reqTimeout := fs.Duration("request-timeout", 0, "fail a request after this long (0: no limit; tools may run long)")
 	keepAlive := fs.Duration("keepalive", 15*time.Second, "interval of SSE keep-alive comments")
 	backlog := fs.Int("backlog", 256, "server-initiated events kept per session for Last-Event-ID resumption")
 	maxBody := fs.Int64("max-body", 4<<20, "largest POST body in bytes")
+	readTimeout := fs.Duration("read-timeout", 30*time.Second, "time a client has to send a request's headers and body (0: no limit); what follows (a long call, a stream) is not bounded by it")
+	connIdle := fs.Duration("conn-idle-timeout", 2*time.Minute, "close a client's connection after this long without a request (0: as --read-timeout)")
 	logFormat := fs.String("log-format", "auto", "log format: text, json, or auto (json unless stderr is a terminal)")
 	fs.Var(&peers, "peers", "base URLs of every replica serving this MCP server, this one included, comma separated: each user's requests go to one of them, passed on with a proof keyed with --secret, which they need (empty: this replica serves everyone)")
 	self := fs.String("self", "", "this replica's base URL as it appears in --peers")
@@ -103,6 +107,8 @@ func run(args []string) error {
 		Command:        session.Command{Path: command[0], Args: command[1:], Env: session.Env(passEnv, childEnv), Dir: *workdir},
 		UserHeader:     *userHeader,
 		MaxPerUser:     *maxPerUser,
+		UserStreams:    *maxStreams,
+		UserCalls:      *maxCalls,
 		HideRoots:      *hideRoots,
 		AllowedOrigins: origins,
 		MaxSessions:    *maxSessions,
@@ -133,7 +139,14 @@ func run(args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := &http.Server{Handler: observe.Handler(mux, log, observe.NewMetrics(reg, "streamproxy")), ReadHeaderTimeout: 10 * time.Second}
+	// ReadTimeout bounds reading a request's headers and body only: net/http lifts the read deadline once the body
+	// is read, so a long call or a stream is not cut by it. No WriteTimeout: an SSE stream writes for hours.
+	headerTimeout := 10 * time.Second
+	if *readTimeout > 0 {
+		headerTimeout = min(headerTimeout, *readTimeout)
+	}
+	srv := &http.Server{Handler: observe.Handler(mux, log, observe.NewMetrics(reg, "streamproxy")),
+		ReadHeaderTimeout: headerTimeout, ReadTimeout: *readTimeout, IdleTimeout: *connIdle}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if *metricsListen != "" {

@@ -13,6 +13,7 @@ type Metrics struct {
 	messages *prometheus.CounterVec
 	refused  *prometheus.CounterVec
 	expired  prometheus.Counter
+	limited  *prometheus.CounterVec
 }
 
 // New registers the counters.
@@ -31,8 +32,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Sessions and workers refused, by reason: limit (--max-sessions reached), user_limit (--max-per-user reached), start_failed, shutting_down."}, []string{"reason"}),
 		expired: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "streamproxy", Name: "sessions_expired_total",
 			Help: "Sessions ended for being idle longer than --idle-timeout."}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "streamproxy", Name: "requests_limited_total",
+			Help: "Requests refused with 429 for their user's share, by limit: user_streams (--max-streams-per-user), user_calls (--max-calls-per-user)."}, []string{"limit"}),
 	}
-	reg.MustRegister(m.started, m.running, m.exits, m.messages, m.refused, m.expired)
+	reg.MustRegister(m.started, m.running, m.exits, m.messages, m.refused, m.expired, m.limited)
 	// Every series exists from the start at 0, so rates and alerts work before the first event.
 	for _, how := range []string{"ended", "crashed"} {
 		m.exits.WithLabelValues(how)
@@ -42,6 +45,9 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	for _, r := range []string{"limit", "user_limit", "start_failed", "shutting_down"} {
 		m.refused.WithLabelValues(r)
+	}
+	for _, l := range []string{"user_streams", "user_calls"} {
+		m.limited.WithLabelValues(l)
 	}
 	return m
 }
@@ -84,5 +90,12 @@ func (m *Metrics) Refused(reason string) {
 func (m *Metrics) Expired() {
 	if m != nil {
 		m.expired.Inc()
+	}
+}
+
+// Limited counts a request refused for its user's share of streams or requests in flight.
+func (m *Metrics) Limited(limit string) {
+	if m != nil {
+		m.limited.WithLabelValues(limit).Inc()
 	}
 }

@@ -37,6 +37,8 @@ type Config struct {
 	AllowedOrigins []string      // browser origins allowed; "*" allows any; loopback origins are always allowed
 	MaxSessions    int           // processes in all, sessions and workers; beyond it: 503 with Retry-After
 	MaxPerUser     int           // processes of one user; beyond it: 429 with Retry-After
+	UserStreams    int           // streams one user may hold open (limits.go); 0: no limit
+	UserCalls      int           // requests of one user in flight at once; 0: no limit
 	HideRoots      bool          // roots never reach a server, by any path (roots.go)
 	IdleTimeout    time.Duration // a session without activity this long ends; 0 keeps it
 	RequestTimeout time.Duration // 0: a request may run as long as the tool does
@@ -54,8 +56,9 @@ type Handler struct {
 
 	mu       sync.Mutex
 	sessions map[string]*session.Session
-	workers  map[string]*worker // by user, for 2026-07-28 requests
-	parked   map[string]*parked // bridged calls waiting for input, by request state
+	workers  map[string]*worker   // by user, for 2026-07-28 requests
+	parked   map[string]*parked   // bridged calls waiting for input, by request state
+	load     map[string]*userLoad // by user, while they hold streams or requests
 	closing  bool
 	era      atomic.Int32 // of the MCP server command: eraUnknown until the first worker's probe
 }
@@ -66,7 +69,7 @@ func New(cfg Config) *Handler {
 		cfg.Logger = slog.Default()
 	}
 	h := &Handler{cfg: cfg, log: cfg.Logger, sessions: map[string]*session.Session{}, workers: map[string]*worker{},
-		parked: map[string]*parked{}}
+		parked: map[string]*parked{}, load: map[string]*userLoad{}}
 	if cfg.IdleTimeout > 0 {
 		go h.reapIdle()
 	}
@@ -196,6 +199,14 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body = msg.Raw // from here on, only the proxy's own encoding of what it read
+	if msg.ID != nil && msg.Method != "" {
+		release, err := h.admit(h.userOf(r), msg.Method == "subscriptions/listen")
+		if err != nil {
+			h.refuseLoad(w, msg.ID, err)
+			return
+		}
+		defer release()
+	}
 	if isModern(r, msg) {
 		h.serveModern(w, r, msg)
 		return
@@ -353,6 +364,12 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 		httpError(w, status, "%s", msg)
 		return
 	}
+	release, err := h.admit(h.userOf(r), true)
+	if err != nil {
+		h.refuseLoad(w, nil, err)
+		return
+	}
+	defer release()
 	var last uint64
 	lastID := r.Header.Get("Last-Event-ID")
 	resume := lastID != ""
