@@ -1,13 +1,11 @@
 package transport
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"strconv"
-	"unicode/utf8"
+	"strings"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // A client's message is read once, strictly, and written anew by the proxy: every check after that, and the child,
@@ -115,103 +113,15 @@ func idOf(body []byte) json.RawMessage {
 	return m.ID
 }
 
-// reencode reads one JSON value and writes it anew, compact: a duplicate member name at any depth, invalid UTF-8 or
-// anything after the value is refused, strings are written with the proxy's own escapes, numbers as their literal.
+// reencode reads one JSON value and writes it anew: RFC 7493's I-JSON (no member name twice at any depth, valid
+// UTF-8, no lone surrogates), compact, strings in their shortest encoding, numbers as written.
 func reencode(body []byte) ([]byte, error) {
-	if !utf8.Valid(body) {
-		return nil, invalidRequest("the body is not valid UTF-8")
+	out, err := jsontext.AppendFormat(nil, body)
+	if err == nil {
+		return out, nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var out bytes.Buffer
-	out.Grow(len(body))
-	str := json.NewEncoder(&out)
-	str.SetEscapeHTML(false)
-	writeString := func(s string) {
-		_ = str.Encode(s)           // a string always encodes
-		out.Truncate(out.Len() - 1) // Encode ends with a newline
-	}
-	type level struct {
-		object, atName bool
-		n              int
-		names          map[string]bool
-	}
-	var stack []*level
-	value := func(l *level) { // a scalar value follows in l
-		if l != nil && !l.object && l.n > 0 {
-			out.WriteByte(',')
-		}
-	}
-	done := func() { // one value finished in the level above
-		if len(stack) > 0 {
-			l := stack[len(stack)-1]
-			l.n++
-			l.atName = l.object
-		}
-	}
-	for {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, errParse
-		}
-		var l *level
-		if len(stack) > 0 {
-			l = stack[len(stack)-1]
-		}
-		switch v := tok.(type) {
-		case json.Delim:
-			if v == '}' || v == ']' {
-				out.WriteByte(byte(v))
-				stack = stack[:len(stack)-1]
-				done()
-				break
-			}
-			if l != nil && !l.object && l.n > 0 {
-				out.WriteByte(',')
-			}
-			out.WriteByte(byte(v))
-			l = &level{object: v == '{', atName: v == '{'}
-			if l.object {
-				l.names = map[string]bool{}
-			}
-			stack = append(stack, l)
-			continue
-		case string:
-			if l != nil && l.atName {
-				if l.names[v] {
-					return nil, invalidRequest("member %q appears twice", v)
-				}
-				l.names[v] = true
-				if l.n > 0 {
-					out.WriteByte(',')
-				}
-				writeString(v)
-				out.WriteByte(':')
-				l.atName = false
-				continue
-			}
-			value(l)
-			writeString(v)
-			done()
-		case json.Number:
-			value(l)
-			out.WriteString(v.String())
-			done()
-		case bool:
-			value(l)
-			out.WriteString(strconv.FormatBool(v))
-			done()
-		case nil:
-			value(l)
-			out.WriteString("null")
-			done()
-		}
-		if len(stack) == 0 {
-			break
-		}
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+	if !json.Valid(body) {
 		return nil, errParse
 	}
-	return out.Bytes(), nil
+	return nil, invalidRequest("%s", strings.TrimPrefix(err.Error(), "jsontext: "))
 }

@@ -23,6 +23,7 @@ func TestDecodeIncomingRefusesWhatAChildCouldReadOtherwise(t *testing.T) {
 		`{"jsonrpc":"2.0","result":{}}`:                                                        -32600,
 		`{"jsonrpc":"2.0","id":2}`:                                                             -32600,
 		"{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"p\xffing\"}":                               -32600,
+		`{"jsonrpc":"2.0","id":2,"method":"ping","params":{"s":"\ud800"}}`:                     -32600, // a lone surrogate
 		`{"jsonrpc":"2.0","id":2,"method":"ping"}{}`:                                           -32700,
 		`{"jsonrpc":"2.0","id":2,"method":"ping"`:                                              -32700,
 		`"ping"`: -32600,
