@@ -114,6 +114,9 @@ func TestComposeDeployment(t *testing.T) {
 	assert.Equal(t, "change-me-too", labels["traefik.http.middlewares.mcp-backend-secret.headers.customrequestheaders.X-Streamproxy-Secret"])
 	forwarded, ok := labels["traefik.http.middlewares.mcp-backend-secret.headers.customrequestheaders.X-Streamproxy-Forwarded"]
 	assert.True(t, ok && forwarded == "", "a client's X-Streamproxy-Forwarded is removed: only replicas set it")
+	assert.Equal(t, "HostRegexp(`^[a-z0-9-]+\\.example.com$`) && Method(`OPTIONS`) && HeaderRegexp(`Access-Control-Request-Headers`, `(?i)x-streamproxy-`)",
+		labels["traefik.http.routers.streamproxy-headers.rule"], "a preflight that asks to send it is refused")
+	assert.Equal(t, "not-public", labels["traefik.http.routers.streamproxy-headers.middlewares"])
 	assert.Contains(t, labels["traefik.http.middlewares.mcp-cors.headers.accesscontrolallowheaders"], "MCP-Protocol-Version")
 	assert.Contains(t, labels["traefik.http.middlewares.mcp-cors.headers.accesscontrolexposeheaders"], "WWW-Authenticate")
 	assert.Contains(t, labels["traefik.http.middlewares.mcp-cors.headers.accesscontrolexposeheaders"], "Mcp-Session-Id")

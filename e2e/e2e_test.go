@@ -596,6 +596,13 @@ func checkCORS(t *testing.T, mcpURL, token string) {
 		assert.Contains(t, allowed, h, "preflight allows %s", h)
 	}
 	assert.Contains(t, strings.Split(strings.ReplaceAll(allowed, " ", ""), ","), "*", "and any Mcp-Param-<name> a tool declares")
+	// Except streamproxy's own headers, which Traefik and the replicas alone set.
+	pre.Header.Set("Access-Control-Request-Headers", "authorization,content-type,x-streamproxy-forwarded")
+	resp, err = devstack.Client().Do(pre)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode, "a preflight that asks to send X-Streamproxy-Forwarded is refused")
+	assert.Empty(t, resp.Header.Get("Access-Control-Allow-Origin"))
 
 	post := func(token string) *http.Response {
 		req, _ := http.NewRequest(http.MethodPost, mcpURL, strings.NewReader(
