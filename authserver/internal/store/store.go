@@ -140,6 +140,23 @@ type RefreshToken struct {
 	// RefreshLoad counts the grant's recent refreshes as of RefreshLoadAt (a leaky bucket, see package grant).
 	RefreshLoad   float64   `json:"refresh_load,omitempty"`
 	RefreshLoadAt time.Time `json:"refresh_load_at,omitzero"`
+	// Rotation is what the token was rotated to. A backend sets it only on a token it returns with ErrReused, and
+	// keeps it beside the token, not in it (nil: rotated before rotations were recorded, or restored from a dump).
+	Rotation *Rotation `json:"-"`
+}
+
+// Rotation records a refresh token's rotation, so that a client presenting the token again shortly after (a retry,
+// a second node, a second thread) can be handed the same successor instead of being taken for a thief.
+type Rotation struct {
+	At        time.Time `json:"at"`        // when it was rotated: the successor's IssuedAt
+	Successor string    `json:"successor"` // the successor's hash
+	// Sealed is the token response that carried the successor, encrypted under a key derived from the rotated
+	// token itself (package successor): the store holds no token it could hand out, only the holder of the old
+	// token can read it. Empty when the server keeps no reuse window.
+	Sealed []byte `json:"sealed,omitempty"`
+	// SuccessorUsed reports that the successor was rotated in turn, or is gone (revoked, expired), as the backend
+	// saw it in the same atomic step that returned this record. Not stored.
+	SuccessorUsed bool `json:"-"`
 }
 
 // AccessToken records an issued JWT access token by its jti, so that revoking a family, a client or a user can
@@ -259,12 +276,14 @@ type Store interface {
 	CreateCode(ctx context.Context, c *AuthCode) error // ErrAlreadyExists if the hash is taken
 	RedeemCode(ctx context.Context, hash string) (*AuthCode, error)
 
-	// Refresh tokens. RotateRefresh atomically marks oldHash used and stores next (same family). If oldHash was
-	// already used it stores nothing and returns the old record with ErrReused; unknown or expired: ErrNotFound.
-	// On success it returns the record it consumed. next must be in the old token's family.
-	CreateRefresh(ctx context.Context, t *RefreshToken) error           // ErrAlreadyExists if the hash is taken
-	GetRefresh(ctx context.Context, hash string) (*RefreshToken, error) // a used token gives ErrReused
-	RotateRefresh(ctx context.Context, oldHash string, next *RefreshToken) (*RefreshToken, error)
+	// Refresh tokens. RotateRefresh atomically marks oldHash used and stores next (same family), recording the
+	// rotation on the old token (Rotation: at next.IssuedAt, to next.Hash, with sealed). If oldHash was already used
+	// it stores nothing and returns the old record, with its Rotation, and ErrReused; unknown or expired: ErrNotFound.
+	// On success it returns the record it consumed. next must be in the old token's family. GetRefresh of a used
+	// token likewise returns the record with its Rotation and ErrReused.
+	CreateRefresh(ctx context.Context, t *RefreshToken) error // ErrAlreadyExists if the hash is taken
+	GetRefresh(ctx context.Context, hash string) (*RefreshToken, error)
+	RotateRefresh(ctx context.Context, oldHash string, next *RefreshToken, sealed []byte) (*RefreshToken, error)
 
 	// Access tokens issued (by jti), so that revoking their family, client or user publishes them. Nothing reads one
 	// back: introspection reads the token itself and the feed.

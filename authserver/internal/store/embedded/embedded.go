@@ -409,7 +409,9 @@ func (s *Store) CreateRefresh(_ context.Context, t *store.RefreshToken) error {
 	if s.familyRevokedLocked(t.FamilyID) {
 		return nil // born revoked: the family was revoked while this token was being issued
 	}
-	return s.commitLocked(put(kindRefresh, t.Hash, &refreshRec{RefreshToken: *t}))
+	rec := &refreshRec{RefreshToken: *t}
+	rec.Rotation = nil
+	return s.commitLocked(put(kindRefresh, t.Hash, rec))
 }
 
 func (s *Store) GetRefresh(_ context.Context, hash string) (*store.RefreshToken, error) {
@@ -425,12 +427,25 @@ func (s *Store) GetRefresh(_ context.Context, hash string) (*store.RefreshToken,
 	rec := v.(*refreshRec)
 	out := rec.RefreshToken
 	if rec.Used {
+		out.Rotation = s.rotationLocked(rec)
 		return &out, fmt.Errorf("refresh token: %w", store.ErrReused)
 	}
 	return &out, nil
 }
 
-func (s *Store) RotateRefresh(_ context.Context, oldHash string, next *store.RefreshToken) (*store.RefreshToken, error) {
+// rotationLocked is a used token's rotation as callers see it: with whether its successor is used or gone.
+func (s *Store) rotationLocked(rec *refreshRec) *store.Rotation {
+	if rec.Rotated == nil {
+		return nil
+	}
+	rot := *rec.Rotated
+	rot.Sealed = slices.Clone(rot.Sealed)
+	v, ok := s.getLocked(kindRefresh, rot.Successor)
+	rot.SuccessorUsed = !ok || v.(*refreshRec).Used
+	return &rot
+}
+
+func (s *Store) RotateRefresh(_ context.Context, oldHash string, next *store.RefreshToken, sealed []byte) (*store.RefreshToken, error) {
 	if err := store.RequireExpiry("refresh token", next.ExpiresAt); err != nil {
 		return nil, err
 	}
@@ -446,6 +461,7 @@ func (s *Store) RotateRefresh(_ context.Context, oldHash string, next *store.Ref
 	rec := v.(*refreshRec)
 	old := rec.RefreshToken
 	if rec.Used {
+		old.Rotation = s.rotationLocked(rec)
 		return &old, fmt.Errorf("refresh token: %w", store.ErrReused)
 	}
 	if next.FamilyID != old.FamilyID {
@@ -454,9 +470,12 @@ func (s *Store) RotateRefresh(_ context.Context, oldHash string, next *store.Ref
 	if _, ok := s.getLocked(kindRefresh, next.Hash); ok {
 		return nil, fmt.Errorf("refresh token: %w", store.ErrAlreadyExists)
 	}
-	ops := []op{put(kindRefresh, oldHash, &refreshRec{RefreshToken: old, Used: true})}
+	rot := &store.Rotation{At: next.IssuedAt, Successor: next.Hash, Sealed: slices.Clone(sealed)}
+	ops := []op{put(kindRefresh, oldHash, &refreshRec{RefreshToken: old, Used: true, Rotated: rot})}
 	if !s.familyRevokedLocked(old.FamilyID) {
-		ops = append(ops, put(kindRefresh, next.Hash, &refreshRec{RefreshToken: *next}))
+		n := *next
+		n.Rotation = nil
+		ops = append(ops, put(kindRefresh, next.Hash, &refreshRec{RefreshToken: n}))
 	}
 	if err := s.commitLocked(ops...); err != nil {
 		return nil, err

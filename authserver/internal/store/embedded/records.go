@@ -36,10 +36,11 @@ type codeRec struct {
 	Used bool `json:"used,omitempty"`
 }
 
-// refreshRec is a refresh token plus whether it was rotated, kept until expiry for replay detection.
+// refreshRec is a refresh token plus whether it was rotated and to what, kept until expiry for replay detection.
 type refreshRec struct {
 	store.RefreshToken
-	Used bool `json:"used,omitempty"`
+	Used    bool            `json:"used,omitempty"`
+	Rotated *store.Rotation `json:"rotated,omitempty"` // nil for a token rotated before rotations were recorded
 }
 
 // familyTomb marks a revoked grant family for a while, so tokens that a concurrent request creates for it after

@@ -458,56 +458,74 @@ func (s *Store) CreateRefresh(ctx context.Context, t *store.RefreshToken) error 
 }
 
 func (s *Store) GetRefresh(ctx context.Context, hash string) (*store.RefreshToken, error) {
-	var tok, used *redis.StringCmd
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		tok = p.Get(ctx, s.k("rt", hash))
-		used = p.Get(ctx, s.k("rt-used", hash))
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, unavailable("get refresh token", err)
-	}
-	b, err := tok.Bytes()
-	if errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("refresh token: %w", store.ErrNotFound)
-	}
+	res, err := getRefresh.Run(ctx, s.rdb, []string{s.k("rt", hash), s.k("rt-used", hash)}, s.p).Slice()
 	if err != nil {
 		return nil, unavailable("get refresh token", err)
 	}
-	t := new(store.RefreshToken)
-	if err := json.Unmarshal(b, t); err != nil {
-		return nil, fmt.Errorf("redis: decode refresh token: %w", err)
+	status, t, err := refreshReply(res)
+	if err != nil {
+		return nil, err
 	}
-	if expired(t.ExpiresAt) {
+	if status == 0 || expired(t.ExpiresAt) {
 		return nil, fmt.Errorf("refresh token: %w", store.ErrNotFound)
 	}
-	if used.Err() == nil {
+	if status == 2 {
 		return t, fmt.Errorf("refresh token: %w", store.ErrReused)
 	}
 	return t, nil
 }
 
-func (s *Store) RotateRefresh(ctx context.Context, oldHash string, next *store.RefreshToken) (*store.RefreshToken, error) {
+// refreshReply reads a refresh script's answer: {status}, {status, token json}, or for a used token {2, token json,
+// rotation json or "", 1 if the successor is used or gone}.
+func refreshReply(res []any) (int64, *store.RefreshToken, error) {
+	if len(res) == 0 {
+		return 0, nil, errors.New("redis: empty script reply")
+	}
+	status, _ := res[0].(int64)
+	if len(res) < 2 {
+		return status, nil, nil
+	}
+	payload, _ := res[1].(string)
+	t := new(store.RefreshToken)
+	if err := json.Unmarshal([]byte(payload), t); err != nil {
+		return 0, nil, fmt.Errorf("redis: decode refresh token: %w", err)
+	}
+	if len(res) < 4 {
+		return status, t, nil
+	}
+	if raw, _ := res[2].(string); raw != "" {
+		rot := new(store.Rotation)
+		if err := json.Unmarshal([]byte(raw), rot); err != nil {
+			return 0, nil, fmt.Errorf("redis: decode refresh token rotation: %w", err)
+		}
+		spent, _ := res[3].(int64)
+		rot.SuccessorUsed = spent == 1
+		t.Rotation = rot
+	}
+	return status, t, nil
+}
+
+func (s *Store) RotateRefresh(ctx context.Context, oldHash string, next *store.RefreshToken, sealed []byte) (*store.RefreshToken, error) {
 	if err := store.RequireExpiry("refresh token", next.ExpiresAt); err != nil {
 		return nil, err
 	}
 	// A next token that has already expired is pointless but harmless: keep it 1 ms, the rotation still happens.
 	ms := max(ttl(next.ExpiresAt), 1)
-	status, payload, err := s.scriptResult(ctx, rotateRefresh,
+	rot := mustJSON(&store.Rotation{At: next.IssuedAt, Successor: next.Hash, Sealed: sealed})
+	res, err := rotateRefresh.Run(ctx, s.rdb,
 		[]string{s.k("rt", oldHash), s.k("rt-used", oldHash), s.k("rt", next.Hash), s.k("fam-rt", next.FamilyID),
 			s.k("fam-revoked", next.FamilyID), s.k("client-fams", next.ClientID), s.k("user-fams", next.User.ID)},
-		mustJSON(next), ms, next.Hash, next.FamilyID)
+		mustJSON(next), ms, next.Hash, next.FamilyID, rot, s.p).Slice()
 	if err != nil {
 		return nil, unavailable("rotate refresh token", err)
 	}
-	if status == 0 {
-		return nil, fmt.Errorf("refresh token: %w", store.ErrNotFound)
-	}
-	old := new(store.RefreshToken)
-	if err := json.Unmarshal([]byte(payload), old); err != nil {
-		return nil, fmt.Errorf("redis: decode refresh token: %w", err)
+	status, old, err := refreshReply(res)
+	if err != nil {
+		return nil, err
 	}
 	switch status {
+	case 0:
+		return nil, fmt.Errorf("refresh token: %w", store.ErrNotFound)
 	case 1:
 		return old, nil
 	case 2:

@@ -51,6 +51,20 @@ local function revokeFamily(prefix, fam, feed, feedexp, seqkey, nowms, tombms)
   redis.call('SET', prefix .. 'fam-revoked:' .. fam, '1', 'PX', tombms)
   return did
 end
+
+-- usedToken answers for a used refresh token: {2, token json, rotation json, 1 if the rotation's successor is used
+-- or gone}. A rotation that does not parse (a token rotated before rotations were recorded, or restored from a
+-- dump, is marked '1') is answered as none: ''.
+local function usedToken(prefix, v, used)
+  local ok, rot = pcall(cjson.decode, used)
+  if not ok or type(rot) ~= 'table' or type(rot['successor']) ~= 'string' then return {2, v, '', 1} end
+  local h = rot['successor']
+  local spent = 0
+  if redis.call('EXISTS', prefix .. 'rt-used:' .. h) == 1 or redis.call('EXISTS', prefix .. 'rt:' .. h) == 0 then
+    spent = 1
+  end
+  return {2, v, used, spent}
+end
 `
 
 // redeemCode: KEYS code, code-used. Returns {0} unknown, {1, json} redeemed now, {2, json} used before.
@@ -78,18 +92,29 @@ extend(KEYS[4], ARGV[2])
 return 1
 `)
 
+// getRefresh: KEYS rt, rt-used; ARGV prefix. Returns {0} unknown, {1, json} live, or usedToken's answer.
+var getRefresh = redis.NewScript(prelude + `
+local v = redis.call('GET', KEYS[1])
+if not v then return {0} end
+local used = redis.call('GET', KEYS[2])
+if used then return usedToken(ARGV[1], v, used) end
+return {1, v}
+`)
+
 // rotateRefresh: KEYS old rt, old rt-used, new rt, fam-rt, fam-revoked, client-fams, user-fams;
-// ARGV new json, new ttl ms, new hash, family.
-// Returns {0} unknown, {1, old} rotated, {2, old} used before, {3, old} other family, {4, old} new hash taken.
+// ARGV new json, new ttl ms, new hash, family, rotation json (kept as the old token's rt-used), prefix.
+// Returns {0} unknown, {1, old} rotated, usedToken's answer if used before, {3, old} other family, {4, old} new
+// hash taken.
 var rotateRefresh = redis.NewScript(prelude + `
 local v = redis.call('GET', KEYS[1])
 if not v then return {0} end
-if redis.call('EXISTS', KEYS[2]) == 1 then return {2, v} end
+local used = redis.call('GET', KEYS[2])
+if used then return usedToken(ARGV[6], v, used) end
 if cjson.decode(v)['family_id'] ~= ARGV[4] then return {3, v} end
 if redis.call('EXISTS', KEYS[3]) == 1 then return {4, v} end
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 1 then ttl = 1 end
-redis.call('SET', KEYS[2], '1', 'PX', ttl)
+redis.call('SET', KEYS[2], ARGV[5], 'PX', ttl)
 if redis.call('EXISTS', KEYS[5]) == 0 then
   redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2])
   redis.call('SADD', KEYS[4], ARGV[3])

@@ -38,7 +38,8 @@ func RunPersistence(t *testing.T, open func(t *testing.T) store.Store, reopen fu
 	fam := used.FamilyID
 	r1, r2 := newRefresh(fam, client.ID, alice), newRefresh(fam, client.ID, alice)
 	require.NoError(t, s.CreateRefresh(ctx, r1))
-	_, err = s.RotateRefresh(ctx, r1.Hash, r2)
+	sealed := []byte("sealed successor response")
+	_, err = s.RotateRefresh(ctx, r1.Hash, r2, sealed)
 	require.NoError(t, err)
 	access := newAccess(fam, client.ID, alice.ID)
 	require.NoError(t, s.RecordAccess(ctx, access))
@@ -78,8 +79,14 @@ func RunPersistence(t *testing.T, open func(t *testing.T) store.Store, reopen fu
 	require.NoError(t, err)
 	sameJSON(t, fresh, gotCode)
 
-	_, err = s.GetRefresh(ctx, r1.Hash)
+	gotUsed, err := s.GetRefresh(ctx, r1.Hash)
 	assert.ErrorIs(t, err, store.ErrReused, "a rotated refresh token stays used")
+	if assert.NotNil(t, gotUsed) && assert.NotNil(t, gotUsed.Rotation, "a rotation survives the restart") {
+		assert.Equal(t, r2.Hash, gotUsed.Rotation.Successor)
+		assert.Equal(t, sealed, gotUsed.Rotation.Sealed)
+		assert.True(t, r2.IssuedAt.Equal(gotUsed.Rotation.At))
+		assert.False(t, gotUsed.Rotation.SuccessorUsed)
+	}
 	gotRefresh, err := s.GetRefresh(ctx, r2.Hash)
 	require.NoError(t, err)
 	sameJSON(t, r2, gotRefresh)

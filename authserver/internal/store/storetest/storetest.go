@@ -38,6 +38,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("CodesConcurrentRedeem", func(t *testing.T) { testCodesConcurrent(t, openClosed(t, open)) })
 	t.Run("Refresh", func(t *testing.T) { testRefresh(t, openClosed(t, open)) })
 	t.Run("RefreshConcurrentRotate", func(t *testing.T) { testRefreshConcurrent(t, openClosed(t, open)) })
+	t.Run("RefreshRotation", func(t *testing.T) { testRefreshRotation(t, openClosed(t, open)) })
 	t.Run("Access", func(t *testing.T) { testAccess(t, openClosed(t, open)) })
 	t.Run("RevokeFamily", func(t *testing.T) { testRevokeFamily(t, openClosed(t, open)) })
 	t.Run("RevokeClient", func(t *testing.T) { testRevokeClient(t, openClosed(t, open)) })
@@ -303,7 +304,7 @@ func testRefresh(t *testing.T, s store.Store) {
 	sameJSON(t, r1, got)
 
 	r2 := newRefresh(fam, client, alice)
-	old, err := s.RotateRefresh(ctx, r1.Hash, r2)
+	old, err := s.RotateRefresh(ctx, r1.Hash, r2, nil)
 	require.NoError(t, err)
 	sameJSON(t, r1, old, "RotateRefresh returns the token it consumed")
 
@@ -317,7 +318,7 @@ func testRefresh(t *testing.T, s store.Store) {
 
 	// Replay of the used token: nothing stored, the old record returned.
 	r3 := newRefresh(fam, client, alice)
-	old, err = s.RotateRefresh(ctx, r1.Hash, r3)
+	old, err = s.RotateRefresh(ctx, r1.Hash, r3, nil)
 	require.ErrorIs(t, err, store.ErrReused)
 	require.NotNil(t, old)
 	sameJSON(t, r1, old)
@@ -325,19 +326,19 @@ func testRefresh(t *testing.T, s store.Store) {
 	assert.ErrorIs(t, err, store.ErrNotFound, "a replayed rotation must not store its new token")
 
 	// The chain goes on from the live token.
-	old, err = s.RotateRefresh(ctx, r2.Hash, r3)
+	old, err = s.RotateRefresh(ctx, r2.Hash, r3, nil)
 	require.NoError(t, err)
 	assert.Equal(t, r2.Hash, old.Hash)
 
 	// A rotation may not move a token into another family.
-	_, err = s.RotateRefresh(ctx, r3.Hash, newRefresh(id(), client, alice))
+	_, err = s.RotateRefresh(ctx, r3.Hash, newRefresh(id(), client, alice), nil)
 	assert.Error(t, err)
 	_, err = s.GetRefresh(ctx, r3.Hash)
 	assert.NoError(t, err, "a refused rotation leaves the token usable")
 
 	_, err = s.GetRefresh(ctx, store.HashSecret("never issued"))
 	assert.ErrorIs(t, err, store.ErrNotFound)
-	old, err = s.RotateRefresh(ctx, store.HashSecret("never issued"), newRefresh(fam, client, alice))
+	old, err = s.RotateRefresh(ctx, store.HashSecret("never issued"), newRefresh(fam, client, alice), nil)
 	assert.ErrorIs(t, err, store.ErrNotFound)
 	assert.Nil(t, old)
 }
@@ -350,6 +351,7 @@ func testRefreshConcurrent(t *testing.T, s store.Store) {
 	const n = 50
 	nexts := make([]*store.RefreshToken, n)
 	errs := make([]error, n)
+	olds := make([]*store.RefreshToken, n)
 	for i := range nexts {
 		nexts[i] = newRefresh(fam, client, alice)
 	}
@@ -358,13 +360,13 @@ func testRefreshConcurrent(t *testing.T, s store.Store) {
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			old, err := s.RotateRefresh(ctx, r1.Hash, nexts[i])
+			old, err := s.RotateRefresh(ctx, r1.Hash, nexts[i], []byte("sealed "+strconv.Itoa(i)))
 			if err == nil || isErr(err, store.ErrReused) {
 				if assert.NotNil(t, old) {
 					assert.Equal(t, r1.Hash, old.Hash)
 				}
 			}
-			errs[i] = err
+			errs[i], olds[i] = err, old
 		})
 	}
 	close(start)
@@ -379,6 +381,17 @@ func testRefreshConcurrent(t *testing.T, s store.Store) {
 		}
 	}
 	require.NotEqual(t, -1, winner, "no rotation won")
+	// Every loser learns the one successor the winner stored, with what the winner sealed for it.
+	for i, old := range olds {
+		if i == winner || old == nil {
+			continue
+		}
+		if assert.NotNil(t, old.Rotation, "a losing rotation returns the winning one") {
+			assert.Equal(t, nexts[winner].Hash, old.Rotation.Successor)
+			assert.Equal(t, []byte("sealed "+strconv.Itoa(winner)), old.Rotation.Sealed)
+			assert.False(t, old.Rotation.SuccessorUsed)
+		}
+	}
 	for i, next := range nexts {
 		_, err := s.GetRefresh(ctx, next.Hash)
 		if i == winner {
@@ -387,6 +400,78 @@ func testRefreshConcurrent(t *testing.T, s store.Store) {
 			assert.ErrorIs(t, err, store.ErrNotFound, "a loser's token is not stored")
 		}
 	}
+}
+
+// testRefreshRotation checks what a used refresh token tells about its rotation: the successor, what was sealed for
+// it, and whether the successor has been used in turn.
+func testRefreshRotation(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	fam, client := id(), id()
+	r1, r2 := newRefresh(fam, client, alice), newRefresh(fam, client, alice)
+	require.NoError(t, s.CreateRefresh(ctx, r1))
+	sealed := []byte("sealed for r1's holder")
+	old, err := s.RotateRefresh(ctx, r1.Hash, r2, sealed)
+	require.NoError(t, err)
+	assert.Nil(t, old.Rotation, "a token consumed now has no earlier rotation")
+
+	wantRotation := func(t *testing.T, got *store.RefreshToken, successorUsed bool) {
+		t.Helper()
+		require.NotNil(t, got)
+		require.NotNil(t, got.Rotation, "a used token tells what it was rotated to")
+		assert.True(t, r2.IssuedAt.Equal(got.Rotation.At), "rotated at the successor's issue time")
+		assert.Equal(t, r2.Hash, got.Rotation.Successor)
+		assert.Equal(t, sealed, got.Rotation.Sealed)
+		assert.Equal(t, successorUsed, got.Rotation.SuccessorUsed)
+	}
+	got, err := s.GetRefresh(ctx, r1.Hash)
+	require.ErrorIs(t, err, store.ErrReused)
+	wantRotation(t, got, false)
+	got, err = s.GetRefresh(ctx, r2.Hash)
+	require.NoError(t, err)
+	assert.Nil(t, got.Rotation, "a live token has no rotation")
+
+	// A second rotation of r1 changes nothing: the first one's successor and sealed response stay.
+	r3 := newRefresh(fam, client, alice)
+	got, err = s.RotateRefresh(ctx, r1.Hash, r3, []byte("another"))
+	require.ErrorIs(t, err, store.ErrReused)
+	wantRotation(t, got, false)
+	_, err = s.GetRefresh(ctx, r3.Hash)
+	assert.ErrorIs(t, err, store.ErrNotFound)
+
+	// Once the successor is rotated in turn, both reads say so.
+	_, err = s.RotateRefresh(ctx, r2.Hash, r3, nil)
+	require.NoError(t, err)
+	got, err = s.GetRefresh(ctx, r1.Hash)
+	require.ErrorIs(t, err, store.ErrReused)
+	wantRotation(t, got, true)
+	got, err = s.RotateRefresh(ctx, r1.Hash, newRefresh(fam, client, alice), nil)
+	require.ErrorIs(t, err, store.ErrReused)
+	wantRotation(t, got, true)
+	got, err = s.GetRefresh(ctx, r2.Hash)
+	require.ErrorIs(t, err, store.ErrReused)
+	require.NotNil(t, got.Rotation)
+	assert.Equal(t, r3.Hash, got.Rotation.Successor)
+	assert.Empty(t, got.Rotation.Sealed, "nothing sealed: nothing returned")
+
+	// A successor that is gone (here: expired) counts as used.
+	qfam := id()
+	q1, q2 := newRefresh(qfam, client, alice), newRefresh(qfam, client, alice)
+	q2.ExpiresAt = now().Add(shortTTL)
+	require.NoError(t, s.CreateRefresh(ctx, q1))
+	_, err = s.RotateRefresh(ctx, q1.Hash, q2, sealed)
+	require.NoError(t, err)
+	time.Sleep(waitPast)
+	got, err = s.GetRefresh(ctx, q1.Hash)
+	require.ErrorIs(t, err, store.ErrReused)
+	require.NotNil(t, got.Rotation)
+	assert.True(t, got.Rotation.SuccessorUsed, "an expired successor counts as used")
+
+	// Revoking the family ends it all: the used token is unknown, its successor too.
+	require.NoError(t, s.RevokeFamily(ctx, fam))
+	_, err = s.GetRefresh(ctx, r1.Hash)
+	assert.ErrorIs(t, err, store.ErrNotFound)
+	_, err = s.GetRefresh(ctx, r3.Hash)
+	assert.ErrorIs(t, err, store.ErrNotFound)
 }
 
 func testAccess(t *testing.T, s store.Store) {
@@ -408,7 +493,7 @@ func testRevokeFamily(t *testing.T, s store.Store) {
 	fam, other, client := id(), id(), id()
 	r1, r2 := newRefresh(fam, client, alice), newRefresh(fam, client, alice)
 	require.NoError(t, s.CreateRefresh(ctx, r1))
-	_, err := s.RotateRefresh(ctx, r1.Hash, r2)
+	_, err := s.RotateRefresh(ctx, r1.Hash, r2, nil)
 	require.NoError(t, err)
 	a1, a2 := newAccess(fam, client, alice.ID), newAccess(fam, client, alice.ID)
 	require.NoError(t, s.RecordAccess(ctx, a1))
@@ -422,7 +507,7 @@ func testRevokeFamily(t *testing.T, s store.Store) {
 		_, err := s.GetRefresh(ctx, h)
 		assert.ErrorIs(t, err, store.ErrNotFound, "a revoked family's refresh tokens are gone")
 	}
-	_, err = s.RotateRefresh(ctx, r2.Hash, newRefresh(fam, client, alice))
+	_, err = s.RotateRefresh(ctx, r2.Hash, newRefresh(fam, client, alice), nil)
 	assert.ErrorIs(t, err, store.ErrNotFound)
 	for _, a := range []*store.AccessToken{a1, a2} {
 		revoked, err := s.IsRevoked(ctx, a.JTI)
@@ -897,7 +982,7 @@ func testExpiry(t *testing.T, s store.Store) {
 	assert.ErrorIs(t, err, store.ErrNotFound, "used code")
 	_, err = s.GetRefresh(ctx, refresh.Hash)
 	assert.ErrorIs(t, err, store.ErrNotFound, "refresh")
-	_, err = s.RotateRefresh(ctx, refresh.Hash, newRefresh(fam, longClient.ID, alice))
+	_, err = s.RotateRefresh(ctx, refresh.Hash, newRefresh(fam, longClient.ID, alice), nil)
 	assert.ErrorIs(t, err, store.ErrNotFound, "rotate expired refresh")
 	_, err = storedAccess(t, s, access.JTI)
 	assert.ErrorIs(t, err, store.ErrNotFound, "access")
@@ -958,7 +1043,7 @@ func testNoExpiry(t *testing.T, s store.Store) {
 	require.NoError(t, s.CreateRefresh(ctx, live))
 	next := newRefresh(live.FamilyID, live.ClientID, alice)
 	next.ExpiresAt = time.Time{}
-	_, err = s.RotateRefresh(ctx, live.Hash, next)
+	_, err = s.RotateRefresh(ctx, live.Hash, next, nil)
 	assert.ErrorIs(t, err, store.ErrNoExpiry)
 	_, err = s.GetRefresh(ctx, live.Hash)
 	assert.NoError(t, err, "a refused rotation leaves the token usable")
