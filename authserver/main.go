@@ -62,6 +62,7 @@ type settings struct {
 	codeTTL, accessTTL, refreshTTL, clientTTL, authTTL, consentTTL       time.Duration
 	grantMaxAge                                                          time.Duration
 	refreshLimit                                                         int
+	refreshReuseWindow                                                   time.Duration
 	authorizePerMinute                                                   float64
 	clientFetchPerMinute                                                 float64
 	maxPendingPerClient                                                  int
@@ -116,6 +117,9 @@ func flags(s *settings) *flag.FlagSet {
 	fs.IntVar(&s.refreshLimit, "refresh-limit", 30,
 		"refreshes one grant may make per access-token lifetime (0: unlimited); it bounds the access tokens a grant holds at once, "+
 			"and so what revoking it adds to the revocation feed")
+	fs.DurationVar(&s.refreshReuseWindow, "refresh-reuse-window", 60*time.Second,
+		"a refresh token presented again this soon after its rotation, before its successor is used, gets the same successor "+
+			"(a retry, a second node or thread of one client) instead of revoking the grant as a replay (0: every repeat revokes)")
 	fs.StringVar(&s.feedListen, "feed-listen", "",
 		"serve the revocation feed (/revocations) on this separate, internal address for the gateway's plugins, and not on --listen "+
 			"(empty: on --listen)")
@@ -349,7 +353,7 @@ func serve(s *settings, log *slog.Logger) error {
 		DefaultResource: s.defaultResource, Scopes: flagenv.Split(s.scopes),
 		Grants:  grant.Policy{MaxAge: s.grantMaxAge, RefreshLimit: s.refreshLimit, Window: s.accessTTL},
 		CodeTTL: s.codeTTL, AccessTTL: s.accessTTL, RefreshTTL: s.refreshTTL, Clients: clientlife.Policy{Unused: s.clientUnusedTTL, Idle: s.clientTTL},
-		AuthRequestTTL: s.authTTL, ConsentTTL: s.consentTTL,
+		AuthRequestTTL: s.authTTL, ConsentTTL: s.consentTTL, RefreshReuseWindow: s.refreshReuseWindow,
 		RegisterPerMinute: s.registerPerMinute, RegisterBurst: s.registerBurst, TrustedProxies: proxies,
 		AuthorizePerMinute: s.authorizePerMinute, MaxPendingPerClient: s.maxPendingPerClient, ClientFetchPerMinute: s.clientFetchPerMinute,
 		FeedPollInterval: 5 * time.Second, SeparateFeed: s.feedListen != "", Metrics: m,

@@ -11,6 +11,7 @@ type Metrics struct {
 	logins        *prometheus.CounterVec
 	issued        *prometheus.CounterVec
 	revoked       *prometheus.CounterVec
+	graceReuses   prometheus.Counter
 	storeErrors   prometheus.Counter
 }
 
@@ -26,10 +27,13 @@ func New(reg prometheus.Registerer) *Metrics {
 		revoked: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "authserver", Name: "revocations_total",
 			Help: "Revocations, by reason: revoke_endpoint, code_reused, refresh_replayed, client_deleted, admin_client, admin_user " +
 				"(an operator's revoke or delete through the running server)."}, []string{"reason"}),
+		graceReuses: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "authserver", Name: "refresh_grace_reuses_total",
+			Help: "Refresh tokens presented again within the reuse window and answered with the successor their rotation " +
+				"issued (a repeat after it is a replay: revocations_total reason refresh_replayed)."}),
 		storeErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "authserver", Name: "store_errors_total",
 			Help: "Requests that failed because the store was unavailable (the log line names the operation)."}),
 	}
-	reg.MustRegister(m.registrations, m.logins, m.issued, m.revoked, m.storeErrors)
+	reg.MustRegister(m.registrations, m.logins, m.issued, m.revoked, m.graceReuses, m.storeErrors)
 	// Every series exists from the start at 0, so rates and alerts work before the first event.
 	for _, o := range []string{"registered", "refused", "rate_limited"} {
 		m.registrations.WithLabelValues(o)
@@ -71,6 +75,13 @@ func (m *Metrics) Issued(grantType string) {
 func (m *Metrics) Revoked(reason string) {
 	if m != nil {
 		m.revoked.WithLabelValues(reason).Inc()
+	}
+}
+
+// RefreshGraceReuse counts a refresh token answered with its successor within the reuse window.
+func (m *Metrics) RefreshGraceReuse() {
+	if m != nil {
+		m.graceReuses.Inc()
 	}
 }
 

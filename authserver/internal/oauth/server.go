@@ -50,6 +50,10 @@ type Config struct {
 	AuthRequestTTL time.Duration     // time a user has to log in and consent
 	ConsentTTL     time.Duration     // how long an approval is remembered (0: ask every time)
 
+	// RefreshReuseWindow is how long after its rotation a refresh token presented again gets the same successor
+	// instead of revoking its grant (0: never; every repeat is a replay).
+	RefreshReuseWindow time.Duration
+
 	RegisterPerMinute float64 // registrations per client IP
 	RegisterBurst     int
 	// AuthorizePerMinute bounds /authorize and /device_authorization requests per address (each endpoint on its own;
@@ -80,6 +84,17 @@ type Config struct {
 	ClientKeys *clientmeta.Fetcher
 	// AssertionMaxLifetime bounds how far ahead a client assertion's exp may be (0: clientauth's default, 10 min).
 	AssertionMaxLifetime time.Duration
+
+	// Now is the clock of the token endpoint's refreshes (nil: time.Now); tests move it past the reuse window.
+	Now func() time.Time
+}
+
+// now is the time by the configured clock.
+func (s *Server) now() time.Time {
+	if s.cfg.Now != nil {
+		return s.cfg.Now()
+	}
+	return time.Now()
 }
 
 // Server holds the handlers' dependencies.
@@ -123,6 +138,10 @@ func New(cfg Config, st store.Store, km *keys.Manager, logins *login.Service, lo
 	}
 	if len(cfg.Scopes) == 0 {
 		return nil, errors.New("no scopes configured")
+	}
+	if cfg.RefreshReuseWindow < 0 || (cfg.RefreshReuseWindow > 0 && cfg.RefreshReuseWindow >= cfg.AccessTTL) {
+		return nil, fmt.Errorf("refresh reuse window %s must be 0 or shorter than the access-token lifetime %s: "+
+			"a repeat within it gets the same access token", cfg.RefreshReuseWindow, cfg.AccessTTL)
 	}
 	if cfg.Grants.Window <= 0 {
 		cfg.Grants.Window = cfg.AccessTTL

@@ -17,6 +17,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientmeta"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/grant"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/successor"
 )
 
 // token is POST /token (RFC 6749 §3.2, OAuth 2.1 §3.2.3): the client is authenticated (clientForm), its grant
@@ -34,7 +35,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		s.answerError(w, r, err)
 		return
 	}
-	s.cfg.Metrics.Issued(t.grant)
+	if t.grant != "" {
+		s.cfg.Metrics.Issued(t.grant)
+	}
 	s.recordUse(r.Context(), c, t.at)
 	writeJSON(w, http.StatusOK, t.body)
 }
@@ -58,7 +61,8 @@ func (s *Server) tokenGrant(ctx context.Context, f url.Values, c *store.Client) 
 	}
 }
 
-// issued is what a grant obtained: the token response, when, and the grant's name for the metrics.
+// issued is what a grant obtained: the token response, when, and the grant's name for the metrics (empty when
+// nothing new was issued: a refresh token presented again within the reuse window gets its successor's response).
 type issued struct {
 	body  map[string]any
 	at    time.Time
@@ -66,13 +70,15 @@ type issued struct {
 }
 
 // grantOf is what a grant hands to issueTokens: the grant's name (for the metrics), its family, whose tokens and for
-// what; prev is the refresh token presented, to rotate (nil: the grant starts).
+// what; prev is the refresh token presented, to rotate (nil: the grant starts), and presented its value, under
+// which the response is sealed for a repeat within the reuse window.
 type grantOf struct {
 	name            string
 	family          string
 	user            store.User
 	scope, resource string
 	prev            *store.RefreshToken
+	presented       string
 }
 
 func (s *Server) exchangeCode(ctx context.Context, f url.Values, c *store.Client) (*issued, error) {
@@ -138,7 +144,7 @@ func (s *Server) refresh(ctx context.Context, f url.Values, c *store.Client) (*i
 	}
 	old, err := s.store.GetRefresh(ctx, store.HashSecret(presented))
 	if errors.Is(err, store.ErrReused) {
-		return nil, s.replayed(ctx, old)
+		return s.reuse(ctx, f, c, presented, old)
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, badRequest("invalid_grant", "the refresh token is invalid, expired or revoked")
@@ -149,19 +155,13 @@ func (s *Server) refresh(ctx context.Context, f url.Values, c *store.Client) (*i
 	if old.ClientID != c.ID {
 		return nil, badRequest("invalid_grant", "the refresh token was issued to another client")
 	}
-	// The allow rules may have changed since login: a user no longer allowed loses the whole grant.
-	if ok, reason := s.login.MayRefresh(old.User); !ok {
-		s.log.InfoContext(ctx, "refresh refused: user no longer allowed", "login", old.User.Login, "reason", reason)
-		if err := s.store.RevokeFamily(ctx, old.FamilyID); err != nil {
-			return nil, storeFailure("revoke family", err)
-		}
-		return nil, badRequest("invalid_grant", reason)
+	if err := s.stillAllowed(ctx, old); err != nil {
+		return nil, err
 	}
 	// A grant ends at its maximum age, counted from its login, and may refresh only so often (package grant).
-	switch wait, err := s.cfg.Grants.Check(old, time.Now()); {
+	switch wait, err := s.cfg.Grants.Check(old, s.now()); {
 	case errors.Is(err, grant.ErrEnded):
-		return nil, badRequest("invalid_grant", "this grant reached its maximum age, "+
-			s.cfg.Grants.MaxAge.String()+" after the login that started it: authorize again")
+		return nil, s.grantEnded()
 	case errors.Is(err, grant.ErrTooFrequent):
 		s.log.WarnContext(ctx, "refresh refused: the grant refreshes too often", "client_id", c.ID)
 		secs := int(wait.Round(time.Second).Seconds())
@@ -174,25 +174,42 @@ func (s *Server) refresh(ctx context.Context, f url.Values, c *store.Client) (*i
 	if err := s.sameResource(f, old.Resource); err != nil {
 		return nil, err
 	}
-	return s.issueTokens(ctx, c, grantOf{name: "refresh_token", family: old.FamilyID, user: old.User, scope: scope,
-		resource: old.Resource, prev: old})
+	t, err := s.issueTokens(ctx, c, grantOf{name: "refresh_token", family: old.FamilyID, user: old.User, scope: scope,
+		resource: old.Resource, prev: old, presented: presented})
+	if lost, ok := errors.AsType[*rotatedMeanwhile](err); ok {
+		return s.reuse(ctx, f, c, presented, lost.old) // another use of the same token rotated it first
+	}
+	return t, err
 }
 
-// replayed answers a refresh token presented after it was rotated: the family is revoked (OAuth 2.1 §4.3.1),
-// since either the client or an attacker holds a stolen token.
-func (s *Server) replayed(ctx context.Context, old *store.RefreshToken) error {
-	s.log.WarnContext(ctx, "refresh token replayed; revoking its grant", "client_id", old.ClientID)
-	s.cfg.Metrics.Revoked("refresh_replayed")
-	if err := s.store.RevokeFamily(ctx, old.FamilyID); err != nil {
-		return storeFailure("revoke family", err)
+// stillAllowed checks the allow rules, which may have changed since login: a user no longer allowed loses the
+// whole grant.
+func (s *Server) stillAllowed(ctx context.Context, old *store.RefreshToken) error {
+	if ok, reason := s.login.MayRefresh(old.User); !ok {
+		s.log.InfoContext(ctx, "refresh refused: user no longer allowed", "login", old.User.Login, "reason", reason)
+		if err := s.store.RevokeFamily(ctx, old.FamilyID); err != nil {
+			return storeFailure("revoke family", err)
+		}
+		return badRequest("invalid_grant", reason)
 	}
-	return badRequest("invalid_grant", "the refresh token was already used; the grant is revoked, authorize again")
+	return nil
 }
+
+// grantEnded is the answer to a refresh of a grant past its maximum age.
+func (s *Server) grantEnded() error {
+	return badRequest("invalid_grant", "this grant reached its maximum age, "+
+		s.cfg.Grants.MaxAge.String()+" after the login that started it: authorize again")
+}
+
+// rotatedMeanwhile: the refresh token being rotated was rotated by another request since it was read.
+type rotatedMeanwhile struct{ old *store.RefreshToken }
+
+func (e *rotatedMeanwhile) Error() string { return "the refresh token was rotated meanwhile" }
 
 // issueTokens signs an access token, records it, and stores a new refresh token (rotating g.prev, if any). Nothing
 // reaches the client before its state is stored.
 func (s *Server) issueTokens(ctx context.Context, c *store.Client, g grantOf) (*issued, error) {
-	now := time.Now()
+	now := s.now()
 	gs := s.cfg.Grants.Next(g.prev, now) // the grant's end and refresh count, carried by the next refresh token
 	exp := gs.Clamp(now.Add(s.cfg.AccessTTL))
 	access, jti, err := s.signAccess(ctx, c.ID, g.user, g.scope, g.resource, now, exp)
@@ -209,10 +226,18 @@ func (s *Server) issueTokens(ctx context.Context, c *store.Client, g grantOf) (*
 		if g.prev == nil {
 			err = s.store.CreateRefresh(ctx, next)
 		} else {
+			var sealed []byte
+			if s.cfg.RefreshReuseWindow > 0 {
+				sealed, err = successor.Seal(g.presented, g.prev.Hash, successor.Response{RefreshToken: refresh,
+					AccessToken: access, AccessExpiresAt: exp, Scope: g.scope})
+				if err != nil {
+					return nil, fmt.Errorf("seal the refresh response: %w", err)
+				}
+			}
 			var old *store.RefreshToken
-			old, err = s.store.RotateRefresh(ctx, g.prev.Hash, next)
+			old, err = s.store.RotateRefresh(ctx, g.prev.Hash, next, sealed)
 			if errors.Is(err, store.ErrReused) {
-				return nil, s.replayed(ctx, old) // lost a race with another use of the same token
+				return nil, &rotatedMeanwhile{old}
 			}
 			if errors.Is(err, store.ErrNotFound) {
 				return nil, badRequest("invalid_grant", "the refresh token is invalid, expired or revoked")
