@@ -29,7 +29,7 @@ func (s *Server) reuse(ctx context.Context, f url.Values, c *store.Client, prese
 	case old.ClientID != c.ID:
 		return nil, s.replayed(ctx, old, "presented by another client")
 	case rot == nil || len(rot.Sealed) == 0:
-		return nil, s.replayed(ctx, old, "its rotation was not recorded")
+		return nil, s.replayed(ctx, old, "no response kept from its rotation (an older rotation, or its window ended)")
 	case rot.SuccessorUsed:
 		return nil, s.replayed(ctx, old, "its successor was used already")
 	case !now.Before(rot.At.Add(s.cfg.RefreshReuseWindow)):

@@ -226,9 +226,10 @@ func (s *Server) issueTokens(ctx context.Context, c *store.Client, g grantOf) (*
 		if g.prev == nil {
 			err = s.store.CreateRefresh(ctx, next)
 		} else {
-			var sealed []byte
+			var sealed store.Sealed
 			if s.cfg.RefreshReuseWindow > 0 {
-				sealed, err = successor.Seal(g.presented, g.prev.Hash, successor.Response{RefreshToken: refresh,
+				sealed.ExpiresAt = now.Add(s.cfg.RefreshReuseWindow)
+				sealed.Data, err = successor.Seal(g.presented, g.prev.Hash, successor.Response{RefreshToken: refresh,
 					AccessToken: access, AccessExpiresAt: exp, Scope: g.scope})
 				if err != nil {
 					return nil, fmt.Errorf("seal the refresh response: %w", err)

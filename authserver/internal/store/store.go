@@ -145,6 +145,13 @@ type RefreshToken struct {
 	Rotation *Rotation `json:"-"`
 }
 
+// Sealed is an opaque response a rotation keeps until ExpiresAt, the end of the server's reuse window (so that a
+// used token, kept much longer for replay detection, does not keep it). The zero value keeps nothing.
+type Sealed struct {
+	Data      []byte
+	ExpiresAt time.Time
+}
+
 // Rotation records a refresh token's rotation, so that a client presenting the token again shortly after (a retry,
 // a second node, a second thread) can be handed the same successor instead of being taken for a thief.
 type Rotation struct {
@@ -152,7 +159,7 @@ type Rotation struct {
 	Successor string    `json:"successor"` // the successor's hash
 	// Sealed is the token response that carried the successor, encrypted under a key derived from the rotated
 	// token itself (package successor): the store holds no token it could hand out, only the holder of the old
-	// token can read it. Empty when the server keeps no reuse window.
+	// token can read it. Empty when none was given or it expired (Sealed.ExpiresAt).
 	Sealed []byte `json:"sealed,omitempty"`
 	// SuccessorUsed reports that the successor was rotated in turn, or is gone (revoked, expired), as the backend
 	// saw it in the same atomic step that returned this record. Not stored.
@@ -277,13 +284,13 @@ type Store interface {
 	RedeemCode(ctx context.Context, hash string) (*AuthCode, error)
 
 	// Refresh tokens. RotateRefresh atomically marks oldHash used and stores next (same family), recording the
-	// rotation on the old token (Rotation: at next.IssuedAt, to next.Hash, with sealed). If oldHash was already used
-	// it stores nothing and returns the old record, with its Rotation, and ErrReused; unknown or expired: ErrNotFound.
-	// On success it returns the record it consumed. next must be in the old token's family. GetRefresh of a used
-	// token likewise returns the record with its Rotation and ErrReused.
+	// rotation on the old token (Rotation: at next.IssuedAt, to next.Hash, with sealed.Data until sealed.ExpiresAt).
+	// If oldHash was already used it stores nothing and returns the old record, with its Rotation, and ErrReused;
+	// unknown or expired: ErrNotFound. On success it returns the record it consumed. next must be in the old
+	// token's family. GetRefresh of a used token likewise returns the record with its Rotation and ErrReused.
 	CreateRefresh(ctx context.Context, t *RefreshToken) error // ErrAlreadyExists if the hash is taken
 	GetRefresh(ctx context.Context, hash string) (*RefreshToken, error)
-	RotateRefresh(ctx context.Context, oldHash string, next *RefreshToken, sealed []byte) (*RefreshToken, error)
+	RotateRefresh(ctx context.Context, oldHash string, next *RefreshToken, sealed Sealed) (*RefreshToken, error)
 
 	// Access tokens issued (by jti), so that revoking their family, client or user publishes them. Nothing reads one
 	// back: introspection reads the token itself and the feed.

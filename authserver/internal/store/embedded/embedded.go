@@ -438,14 +438,17 @@ func (s *Store) rotationLocked(rec *refreshRec) *store.Rotation {
 	if rec.Rotated == nil {
 		return nil
 	}
-	rot := *rec.Rotated
-	rot.Sealed = slices.Clone(rot.Sealed)
+	rot := rec.Rotated.Rotation
+	rot.Sealed = nil
+	if time.Now().Before(rec.Rotated.SealedUntil) {
+		rot.Sealed = slices.Clone(rec.Rotated.Sealed)
+	}
 	v, ok := s.getLocked(kindRefresh, rot.Successor)
 	rot.SuccessorUsed = !ok || v.(*refreshRec).Used
 	return &rot
 }
 
-func (s *Store) RotateRefresh(_ context.Context, oldHash string, next *store.RefreshToken, sealed []byte) (*store.RefreshToken, error) {
+func (s *Store) RotateRefresh(_ context.Context, oldHash string, next *store.RefreshToken, sealed store.Sealed) (*store.RefreshToken, error) {
 	if err := store.RequireExpiry("refresh token", next.ExpiresAt); err != nil {
 		return nil, err
 	}
@@ -470,7 +473,10 @@ func (s *Store) RotateRefresh(_ context.Context, oldHash string, next *store.Ref
 	if _, ok := s.getLocked(kindRefresh, next.Hash); ok {
 		return nil, fmt.Errorf("refresh token: %w", store.ErrAlreadyExists)
 	}
-	rot := &store.Rotation{At: next.IssuedAt, Successor: next.Hash, Sealed: slices.Clone(sealed)}
+	rot := &rotationRec{Rotation: store.Rotation{At: next.IssuedAt, Successor: next.Hash}}
+	if len(sealed.Data) > 0 && time.Now().Before(sealed.ExpiresAt) {
+		rot.Sealed, rot.SealedUntil = slices.Clone(sealed.Data), sealed.ExpiresAt
+	}
 	ops := []op{put(kindRefresh, oldHash, &refreshRec{RefreshToken: old, Used: true, Rotated: rot})}
 	if !s.familyRevokedLocked(old.FamilyID) {
 		n := *next
@@ -762,6 +768,13 @@ func (s *Store) purgeLocked(now time.Time) int {
 				delete(s.data[k], id)
 				n++
 			}
+		}
+	}
+	// A used refresh token is kept until it expires, its rotation's sealed response only until the reuse window
+	// ends. Dropping it needs no journal line either: rotationLocked ignores it from then on.
+	for _, v := range s.data[kindRefresh] {
+		if r := v.(*refreshRec).Rotated; r != nil && r.Sealed != nil && !now.Before(r.SealedUntil) {
+			r.Sealed = nil
 		}
 	}
 	return n

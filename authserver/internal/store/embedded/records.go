@@ -39,8 +39,14 @@ type codeRec struct {
 // refreshRec is a refresh token plus whether it was rotated and to what, kept until expiry for replay detection.
 type refreshRec struct {
 	store.RefreshToken
-	Used    bool            `json:"used,omitempty"`
-	Rotated *store.Rotation `json:"rotated,omitempty"` // nil for a token rotated before rotations were recorded
+	Used    bool         `json:"used,omitempty"`
+	Rotated *rotationRec `json:"rotated,omitempty"` // nil for a token rotated before rotations were recorded
+}
+
+// rotationRec is a rotation and until when its sealed response is kept.
+type rotationRec struct {
+	store.Rotation
+	SealedUntil time.Time `json:"sealed_until,omitzero"`
 }
 
 // familyTomb marks a revoked grant family for a while, so tokens that a concurrent request creates for it after

@@ -458,7 +458,7 @@ func (s *Store) CreateRefresh(ctx context.Context, t *store.RefreshToken) error 
 }
 
 func (s *Store) GetRefresh(ctx context.Context, hash string) (*store.RefreshToken, error) {
-	res, err := getRefresh.Run(ctx, s.rdb, []string{s.k("rt", hash), s.k("rt-used", hash)}, s.p).Slice()
+	res, err := getRefresh.Run(ctx, s.rdb, []string{s.k("rt", hash), s.k("rt-used", hash), s.k("rt-sealed", hash)}, s.p).Slice()
 	if err != nil {
 		return nil, unavailable("get refresh token", err)
 	}
@@ -476,7 +476,7 @@ func (s *Store) GetRefresh(ctx context.Context, hash string) (*store.RefreshToke
 }
 
 // refreshReply reads a refresh script's answer: {status}, {status, token json}, or for a used token {2, token json,
-// rotation json or "", 1 if the successor is used or gone}.
+// rotation json or "", 1 if the successor is used or gone, sealed response or ""}.
 func refreshReply(res []any) (int64, *store.RefreshToken, error) {
 	if len(res) == 0 {
 		return 0, nil, errors.New("redis: empty script reply")
@@ -490,7 +490,7 @@ func refreshReply(res []any) (int64, *store.RefreshToken, error) {
 	if err := json.Unmarshal([]byte(payload), t); err != nil {
 		return 0, nil, fmt.Errorf("redis: decode refresh token: %w", err)
 	}
-	if len(res) < 4 {
+	if len(res) < 5 {
 		return status, t, nil
 	}
 	if raw, _ := res[2].(string); raw != "" {
@@ -500,22 +500,30 @@ func refreshReply(res []any) (int64, *store.RefreshToken, error) {
 		}
 		spent, _ := res[3].(int64)
 		rot.SuccessorUsed = spent == 1
+		if sealed, _ := res[4].(string); sealed != "" {
+			rot.Sealed = []byte(sealed)
+		}
 		t.Rotation = rot
 	}
 	return status, t, nil
 }
 
-func (s *Store) RotateRefresh(ctx context.Context, oldHash string, next *store.RefreshToken, sealed []byte) (*store.RefreshToken, error) {
+func (s *Store) RotateRefresh(ctx context.Context, oldHash string, next *store.RefreshToken, sealed store.Sealed) (*store.RefreshToken, error) {
 	if err := store.RequireExpiry("refresh token", next.ExpiresAt); err != nil {
 		return nil, err
 	}
 	// A next token that has already expired is pointless but harmless: keep it 1 ms, the rotation still happens.
 	ms := max(ttl(next.ExpiresAt), 1)
-	rot := mustJSON(&store.Rotation{At: next.IssuedAt, Successor: next.Hash, Sealed: sealed})
+	rot := mustJSON(&store.Rotation{At: next.IssuedAt, Successor: next.Hash})
+	sealedMS := int64(0)
+	if len(sealed.Data) > 0 {
+		sealedMS = max(ttl(sealed.ExpiresAt), 0)
+	}
 	res, err := rotateRefresh.Run(ctx, s.rdb,
 		[]string{s.k("rt", oldHash), s.k("rt-used", oldHash), s.k("rt", next.Hash), s.k("fam-rt", next.FamilyID),
-			s.k("fam-revoked", next.FamilyID), s.k("client-fams", next.ClientID), s.k("user-fams", next.User.ID)},
-		mustJSON(next), ms, next.Hash, next.FamilyID, rot, s.p).Slice()
+			s.k("fam-revoked", next.FamilyID), s.k("client-fams", next.ClientID), s.k("user-fams", next.User.ID),
+			s.k("rt-sealed", oldHash)},
+		mustJSON(next), ms, next.Hash, next.FamilyID, rot, s.p, string(sealed.Data), sealedMS).Slice()
 	if err != nil {
 		return nil, unavailable("rotate refresh token", err)
 	}

@@ -73,7 +73,8 @@ func TestKeysHaveTTLAndHashTag(t *testing.T) {
 	require.NoError(t, err)
 	u := store.User{ID: "u"}
 	require.NoError(t, s.CreateRefresh(ctx, &store.RefreshToken{Hash: "r1", FamilyID: "f", ClientID: "c", User: u, ExpiresAt: exp}))
-	_, err = s.RotateRefresh(ctx, "r1", &store.RefreshToken{Hash: "r2", FamilyID: "f", ClientID: "c", User: u, ExpiresAt: exp}, []byte("sealed"))
+	_, err = s.RotateRefresh(ctx, "r1", &store.RefreshToken{Hash: "r2", FamilyID: "f", ClientID: "c", User: u, ExpiresAt: exp},
+		store.Sealed{Data: []byte("sealed"), ExpiresAt: time.Now().Add(time.Minute)})
 	require.NoError(t, err)
 	require.NoError(t, s.RecordAccess(ctx, &store.AccessToken{JTI: "j", FamilyID: "f", ClientID: "c", UserID: "u", ExpiresAt: exp}))
 	require.NoError(t, s.RecordAccess(ctx, &store.AccessToken{JTI: "j2", FamilyID: "g", ClientID: "c", UserID: "u", ExpiresAt: exp}))
@@ -123,7 +124,7 @@ func TestRedisDown(t *testing.T) {
 	_, checks["ListClients"] = s.ListClients(ctx)
 	_, checks["RedeemCode"] = s.RedeemCode(ctx, "h")
 	_, checks["GetRefresh"] = s.GetRefresh(ctx, "h")
-	_, checks["RotateRefresh"] = s.RotateRefresh(ctx, "h", &store.RefreshToken{Hash: "h2", FamilyID: "f", ExpiresAt: exp}, nil)
+	_, checks["RotateRefresh"] = s.RotateRefresh(ctx, "h", &store.RefreshToken{Hash: "h2", FamilyID: "f", ExpiresAt: exp}, store.Sealed{})
 	_, checks["IsRevoked"] = s.IsRevoked(ctx, "j")
 	_, _, checks["RevokedSince"] = s.RevokedSince(ctx, 0)
 	_, checks["RevokeClient"] = s.RevokeClient(ctx, "c")

@@ -40,7 +40,7 @@ local function revokeFamily(prefix, fam, feed, feedexp, seqkey, nowms, tombms)
   local famat = prefix .. 'fam-at:' .. fam
   for _, h in ipairs(redis.call('SMEMBERS', famrt)) do
     if redis.call('DEL', prefix .. 'rt:' .. h) > 0 then did = 1 end
-    redis.call('DEL', prefix .. 'rt-used:' .. h)
+    redis.call('DEL', prefix .. 'rt-used:' .. h, prefix .. 'rt-sealed:' .. h)
   end
   redis.call('DEL', famrt)
   local at = redis.call('HGETALL', famat)
@@ -53,17 +53,17 @@ local function revokeFamily(prefix, fam, feed, feedexp, seqkey, nowms, tombms)
 end
 
 -- usedToken answers for a used refresh token: {2, token json, rotation json, 1 if the rotation's successor is used
--- or gone}. A rotation that does not parse (a token rotated before rotations were recorded, or restored from a
--- dump, is marked '1') is answered as none: ''.
-local function usedToken(prefix, v, used)
+-- or gone, the sealed response kept at sealedkey or ''}. A rotation that does not parse (a token rotated before
+-- rotations were recorded, or restored from a dump, is marked '1') is answered as none: ''.
+local function usedToken(prefix, v, used, sealedkey)
   local ok, rot = pcall(cjson.decode, used)
-  if not ok or type(rot) ~= 'table' or type(rot['successor']) ~= 'string' then return {2, v, '', 1} end
+  if not ok or type(rot) ~= 'table' or type(rot['successor']) ~= 'string' then return {2, v, '', 1, ''} end
   local h = rot['successor']
   local spent = 0
   if redis.call('EXISTS', prefix .. 'rt-used:' .. h) == 1 or redis.call('EXISTS', prefix .. 'rt:' .. h) == 0 then
     spent = 1
   end
-  return {2, v, used, spent}
+  return {2, v, used, spent, redis.call('GET', sealedkey) or ''}
 end
 `
 
@@ -92,29 +92,31 @@ extend(KEYS[4], ARGV[2])
 return 1
 `)
 
-// getRefresh: KEYS rt, rt-used; ARGV prefix. Returns {0} unknown, {1, json} live, or usedToken's answer.
+// getRefresh: KEYS rt, rt-used, rt-sealed; ARGV prefix. Returns {0} unknown, {1, json} live, or usedToken's answer.
 var getRefresh = redis.NewScript(prelude + `
 local v = redis.call('GET', KEYS[1])
 if not v then return {0} end
 local used = redis.call('GET', KEYS[2])
-if used then return usedToken(ARGV[1], v, used) end
+if used then return usedToken(ARGV[1], v, used, KEYS[3]) end
 return {1, v}
 `)
 
-// rotateRefresh: KEYS old rt, old rt-used, new rt, fam-rt, fam-revoked, client-fams, user-fams;
-// ARGV new json, new ttl ms, new hash, family, rotation json (kept as the old token's rt-used), prefix.
+// rotateRefresh: KEYS old rt, old rt-used, new rt, fam-rt, fam-revoked, client-fams, user-fams, old rt-sealed;
+// ARGV new json, new ttl ms, new hash, family, rotation json (kept as the old token's rt-used), prefix, sealed
+// response, its ttl ms (0: none).
 // Returns {0} unknown, {1, old} rotated, usedToken's answer if used before, {3, old} other family, {4, old} new
 // hash taken.
 var rotateRefresh = redis.NewScript(prelude + `
 local v = redis.call('GET', KEYS[1])
 if not v then return {0} end
 local used = redis.call('GET', KEYS[2])
-if used then return usedToken(ARGV[6], v, used) end
+if used then return usedToken(ARGV[6], v, used, KEYS[8]) end
 if cjson.decode(v)['family_id'] ~= ARGV[4] then return {3, v} end
 if redis.call('EXISTS', KEYS[3]) == 1 then return {4, v} end
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 1 then ttl = 1 end
 redis.call('SET', KEYS[2], ARGV[5], 'PX', ttl)
+if tonumber(ARGV[8]) > 0 then redis.call('SET', KEYS[8], ARGV[7], 'PX', math.min(tonumber(ARGV[8]), ttl)) end
 if redis.call('EXISTS', KEYS[5]) == 0 then
   redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2])
   redis.call('SADD', KEYS[4], ARGV[3])

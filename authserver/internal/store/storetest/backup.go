@@ -50,7 +50,7 @@ func populate(t *testing.T, s store.Store) *populated {
 	require.NoError(t, err)
 	p.r1, p.r2 = newRefresh(p.used.FamilyID, p.client.ID, alice), newRefresh(p.used.FamilyID, p.client.ID, alice)
 	require.NoError(t, s.CreateRefresh(ctx, p.r1))
-	_, err = s.RotateRefresh(ctx, p.r1.Hash, p.r2, nil)
+	_, err = s.RotateRefresh(ctx, p.r1.Hash, p.r2, store.Sealed{})
 	require.NoError(t, err)
 	p.access = newAccess(p.used.FamilyID, p.client.ID, alice.ID)
 	require.NoError(t, s.RecordAccess(ctx, p.access))

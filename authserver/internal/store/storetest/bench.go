@@ -39,7 +39,7 @@ func RunBenchmarks(b *testing.B, open func(b *testing.B) store.Store) {
 		b.ResetTimer()
 		for range b.N {
 			next := newRefresh(fam, "bench", alice)
-			if _, err := s.RotateRefresh(ctx, cur.Hash, next, nil); err != nil {
+			if _, err := s.RotateRefresh(ctx, cur.Hash, next, store.Sealed{}); err != nil {
 				b.Fatal(err)
 			}
 			cur = next

@@ -39,7 +39,7 @@ func RunPersistence(t *testing.T, open func(t *testing.T) store.Store, reopen fu
 	r1, r2 := newRefresh(fam, client.ID, alice), newRefresh(fam, client.ID, alice)
 	require.NoError(t, s.CreateRefresh(ctx, r1))
 	sealed := []byte("sealed successor response")
-	_, err = s.RotateRefresh(ctx, r1.Hash, r2, sealed)
+	_, err = s.RotateRefresh(ctx, r1.Hash, r2, store.Sealed{Data: sealed, ExpiresAt: now().Add(time.Hour)})
 	require.NoError(t, err)
 	access := newAccess(fam, client.ID, alice.ID)
 	require.NoError(t, s.RecordAccess(ctx, access))

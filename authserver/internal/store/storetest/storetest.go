@@ -304,7 +304,7 @@ func testRefresh(t *testing.T, s store.Store) {
 	sameJSON(t, r1, got)
 
 	r2 := newRefresh(fam, client, alice)
-	old, err := s.RotateRefresh(ctx, r1.Hash, r2, nil)
+	old, err := s.RotateRefresh(ctx, r1.Hash, r2, store.Sealed{})
 	require.NoError(t, err)
 	sameJSON(t, r1, old, "RotateRefresh returns the token it consumed")
 
@@ -318,7 +318,7 @@ func testRefresh(t *testing.T, s store.Store) {
 
 	// Replay of the used token: nothing stored, the old record returned.
 	r3 := newRefresh(fam, client, alice)
-	old, err = s.RotateRefresh(ctx, r1.Hash, r3, nil)
+	old, err = s.RotateRefresh(ctx, r1.Hash, r3, store.Sealed{})
 	require.ErrorIs(t, err, store.ErrReused)
 	require.NotNil(t, old)
 	sameJSON(t, r1, old)
@@ -326,19 +326,19 @@ func testRefresh(t *testing.T, s store.Store) {
 	assert.ErrorIs(t, err, store.ErrNotFound, "a replayed rotation must not store its new token")
 
 	// The chain goes on from the live token.
-	old, err = s.RotateRefresh(ctx, r2.Hash, r3, nil)
+	old, err = s.RotateRefresh(ctx, r2.Hash, r3, store.Sealed{})
 	require.NoError(t, err)
 	assert.Equal(t, r2.Hash, old.Hash)
 
 	// A rotation may not move a token into another family.
-	_, err = s.RotateRefresh(ctx, r3.Hash, newRefresh(id(), client, alice), nil)
+	_, err = s.RotateRefresh(ctx, r3.Hash, newRefresh(id(), client, alice), store.Sealed{})
 	assert.Error(t, err)
 	_, err = s.GetRefresh(ctx, r3.Hash)
 	assert.NoError(t, err, "a refused rotation leaves the token usable")
 
 	_, err = s.GetRefresh(ctx, store.HashSecret("never issued"))
 	assert.ErrorIs(t, err, store.ErrNotFound)
-	old, err = s.RotateRefresh(ctx, store.HashSecret("never issued"), newRefresh(fam, client, alice), nil)
+	old, err = s.RotateRefresh(ctx, store.HashSecret("never issued"), newRefresh(fam, client, alice), store.Sealed{})
 	assert.ErrorIs(t, err, store.ErrNotFound)
 	assert.Nil(t, old)
 }
@@ -360,7 +360,8 @@ func testRefreshConcurrent(t *testing.T, s store.Store) {
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			old, err := s.RotateRefresh(ctx, r1.Hash, nexts[i], []byte("sealed "+strconv.Itoa(i)))
+			old, err := s.RotateRefresh(ctx, r1.Hash, nexts[i],
+				store.Sealed{Data: []byte("sealed " + strconv.Itoa(i)), ExpiresAt: now().Add(time.Minute)})
 			if err == nil || isErr(err, store.ErrReused) {
 				if assert.NotNil(t, old) {
 					assert.Equal(t, r1.Hash, old.Hash)
@@ -410,7 +411,7 @@ func testRefreshRotation(t *testing.T, s store.Store) {
 	r1, r2 := newRefresh(fam, client, alice), newRefresh(fam, client, alice)
 	require.NoError(t, s.CreateRefresh(ctx, r1))
 	sealed := []byte("sealed for r1's holder")
-	old, err := s.RotateRefresh(ctx, r1.Hash, r2, sealed)
+	old, err := s.RotateRefresh(ctx, r1.Hash, r2, store.Sealed{Data: sealed, ExpiresAt: now().Add(time.Minute)})
 	require.NoError(t, err)
 	assert.Nil(t, old.Rotation, "a token consumed now has no earlier rotation")
 
@@ -432,19 +433,19 @@ func testRefreshRotation(t *testing.T, s store.Store) {
 
 	// A second rotation of r1 changes nothing: the first one's successor and sealed response stay.
 	r3 := newRefresh(fam, client, alice)
-	got, err = s.RotateRefresh(ctx, r1.Hash, r3, []byte("another"))
+	got, err = s.RotateRefresh(ctx, r1.Hash, r3, store.Sealed{Data: []byte("another"), ExpiresAt: now().Add(time.Minute)})
 	require.ErrorIs(t, err, store.ErrReused)
 	wantRotation(t, got, false)
 	_, err = s.GetRefresh(ctx, r3.Hash)
 	assert.ErrorIs(t, err, store.ErrNotFound)
 
 	// Once the successor is rotated in turn, both reads say so.
-	_, err = s.RotateRefresh(ctx, r2.Hash, r3, nil)
+	_, err = s.RotateRefresh(ctx, r2.Hash, r3, store.Sealed{})
 	require.NoError(t, err)
 	got, err = s.GetRefresh(ctx, r1.Hash)
 	require.ErrorIs(t, err, store.ErrReused)
 	wantRotation(t, got, true)
-	got, err = s.RotateRefresh(ctx, r1.Hash, newRefresh(fam, client, alice), nil)
+	got, err = s.RotateRefresh(ctx, r1.Hash, newRefresh(fam, client, alice), store.Sealed{})
 	require.ErrorIs(t, err, store.ErrReused)
 	wantRotation(t, got, true)
 	got, err = s.GetRefresh(ctx, r2.Hash)
@@ -453,18 +454,31 @@ func testRefreshRotation(t *testing.T, s store.Store) {
 	assert.Equal(t, r3.Hash, got.Rotation.Successor)
 	assert.Empty(t, got.Rotation.Sealed, "nothing sealed: nothing returned")
 
-	// A successor that is gone (here: expired) counts as used.
+	// A successor that is gone (here: expired) counts as used. A sealed response is kept only until its own
+	// expiry, the used token and its rotation as long as the token.
 	qfam := id()
-	q1, q2 := newRefresh(qfam, client, alice), newRefresh(qfam, client, alice)
+	q1, q2, p1, p2 := newRefresh(qfam, client, alice), newRefresh(qfam, client, alice), newRefresh(qfam, client, alice),
+		newRefresh(qfam, client, alice)
 	q2.ExpiresAt = now().Add(shortTTL)
 	require.NoError(t, s.CreateRefresh(ctx, q1))
-	_, err = s.RotateRefresh(ctx, q1.Hash, q2, sealed)
+	require.NoError(t, s.CreateRefresh(ctx, p1))
+	_, err = s.RotateRefresh(ctx, q1.Hash, q2, store.Sealed{Data: sealed, ExpiresAt: now().Add(time.Minute)})
+	require.NoError(t, err)
+	_, err = s.RotateRefresh(ctx, p1.Hash, p2, store.Sealed{Data: sealed, ExpiresAt: now().Add(shortTTL)})
 	require.NoError(t, err)
 	time.Sleep(waitPast)
+	_, err = s.PurgeExpired(ctx)
+	require.NoError(t, err)
 	got, err = s.GetRefresh(ctx, q1.Hash)
 	require.ErrorIs(t, err, store.ErrReused)
 	require.NotNil(t, got.Rotation)
 	assert.True(t, got.Rotation.SuccessorUsed, "an expired successor counts as used")
+	got, err = s.GetRefresh(ctx, p1.Hash)
+	require.ErrorIs(t, err, store.ErrReused)
+	require.NotNil(t, got.Rotation, "the rotation outlives its sealed response")
+	assert.Equal(t, p2.Hash, got.Rotation.Successor)
+	assert.False(t, got.Rotation.SuccessorUsed)
+	assert.Empty(t, got.Rotation.Sealed, "the sealed response is gone after its expiry")
 
 	// Revoking the family ends it all: the used token is unknown, its successor too.
 	require.NoError(t, s.RevokeFamily(ctx, fam))
@@ -493,7 +507,7 @@ func testRevokeFamily(t *testing.T, s store.Store) {
 	fam, other, client := id(), id(), id()
 	r1, r2 := newRefresh(fam, client, alice), newRefresh(fam, client, alice)
 	require.NoError(t, s.CreateRefresh(ctx, r1))
-	_, err := s.RotateRefresh(ctx, r1.Hash, r2, nil)
+	_, err := s.RotateRefresh(ctx, r1.Hash, r2, store.Sealed{})
 	require.NoError(t, err)
 	a1, a2 := newAccess(fam, client, alice.ID), newAccess(fam, client, alice.ID)
 	require.NoError(t, s.RecordAccess(ctx, a1))
@@ -507,7 +521,7 @@ func testRevokeFamily(t *testing.T, s store.Store) {
 		_, err := s.GetRefresh(ctx, h)
 		assert.ErrorIs(t, err, store.ErrNotFound, "a revoked family's refresh tokens are gone")
 	}
-	_, err = s.RotateRefresh(ctx, r2.Hash, newRefresh(fam, client, alice), nil)
+	_, err = s.RotateRefresh(ctx, r2.Hash, newRefresh(fam, client, alice), store.Sealed{})
 	assert.ErrorIs(t, err, store.ErrNotFound)
 	for _, a := range []*store.AccessToken{a1, a2} {
 		revoked, err := s.IsRevoked(ctx, a.JTI)
@@ -982,7 +996,7 @@ func testExpiry(t *testing.T, s store.Store) {
 	assert.ErrorIs(t, err, store.ErrNotFound, "used code")
 	_, err = s.GetRefresh(ctx, refresh.Hash)
 	assert.ErrorIs(t, err, store.ErrNotFound, "refresh")
-	_, err = s.RotateRefresh(ctx, refresh.Hash, newRefresh(fam, longClient.ID, alice), nil)
+	_, err = s.RotateRefresh(ctx, refresh.Hash, newRefresh(fam, longClient.ID, alice), store.Sealed{})
 	assert.ErrorIs(t, err, store.ErrNotFound, "rotate expired refresh")
 	_, err = storedAccess(t, s, access.JTI)
 	assert.ErrorIs(t, err, store.ErrNotFound, "access")
@@ -1043,7 +1057,7 @@ func testNoExpiry(t *testing.T, s store.Store) {
 	require.NoError(t, s.CreateRefresh(ctx, live))
 	next := newRefresh(live.FamilyID, live.ClientID, alice)
 	next.ExpiresAt = time.Time{}
-	_, err = s.RotateRefresh(ctx, live.Hash, next, nil)
+	_, err = s.RotateRefresh(ctx, live.Hash, next, store.Sealed{})
 	assert.ErrorIs(t, err, store.ErrNoExpiry)
 	_, err = s.GetRefresh(ctx, live.Hash)
 	assert.NoError(t, err, "a refused rotation leaves the token usable")
