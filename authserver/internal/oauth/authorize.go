@@ -133,6 +133,20 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		fail("unauthorized_client", "this client is not registered for the authorization_code grant")
 		return
 	}
+	// OpenID Connect Core §3.1.2.1. prompt=none forbids any page; this server keeps no login session of its own
+	// (every authorization is a sign-in at an identity provider, which may need the user), so it cannot go on
+	// unseen and answers login_required (§3.1.2.6). prompt=consent shows the consent page even if the user
+	// approved before. login and select_account need nothing more: every authorization signs in again.
+	prompts := strings.Fields(q.Get("prompt"))
+	if slices.Contains(prompts, "none") {
+		if len(prompts) > 1 {
+			fail("invalid_request", "prompt=none cannot be combined with other prompt values")
+			return
+		}
+		fail("login_required", "this server signs the user in at an identity provider for every authorization, "+
+			"which may need the user: retry without prompt=none")
+		return
+	}
 
 	if full, err := s.pendingFull(r.Context(), client.ID); err != nil {
 		s.storeFailedPage(w, r, err)
@@ -146,7 +160,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	ar := &store.AuthRequest{
 		ID: randomToken(24), ClientID: client.ID, RedirectURI: redirectURI, State: state,
 		CodeChallenge: challenge, Scope: scope, IgnoredScope: ignored, Resource: resource, CSRFToken: randomToken(24),
-		CreatedAt: now, ExpiresAt: now.Add(s.cfg.AuthRequestTTL),
+		AskConsent: slices.Contains(prompts, "consent"), CreatedAt: now, ExpiresAt: now.Add(s.cfg.AuthRequestTTL),
 	}
 	s.startLogin(w, r, ar)
 }

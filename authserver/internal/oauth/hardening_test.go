@@ -140,6 +140,7 @@ func TestNoOpenRedirectBeforeUserInteraction(t *testing.T) {
 		"bad response_type": authQuery(evil, p, "redirect_uri", "https://evil.example/cb", "response_type", "token"),
 		"no PKCE":           authQuery(evil, p, "redirect_uri", "https://evil.example/cb", "code_challenge", ""),
 		"foreign resource":  authQuery(evil, p, "redirect_uri", "https://evil.example/cb", "resource", "https://x.example/mcp"),
+		"prompt=none":       authQuery(evil, p, "redirect_uri", "https://evil.example/cb", "prompt", "none"),
 	} {
 		o := e.browse(q, "")
 		assert.Nil(t, o.location, "%s: no redirect to the registered https URI", name)

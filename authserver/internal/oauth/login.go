@@ -150,11 +150,12 @@ func (s *Server) loginCallback(name string) http.HandlerFunc {
 			s.errorPage(w, http.StatusBadRequest, "Unknown application", "The application's registration is gone. Add the server to your application again.")
 			return
 		}
-		// A user who approved this client for these scopes and this resource before is not asked again; except for a
-		// device, where the consent page is what tells the user which device they are letting in (RFC 8628 §5.4), and
-		// for a public client on a loopback redirect, which any local program can pose as.
-		if c, err := s.store.GetConsent(r.Context(), user.ID, client.ID); !consentAlwaysAsked(client, ar) && err == nil &&
-			c.Resource == ar.Resource && covers(c.Scope, ar.Scope) {
+		// A user who approved this client for these scopes and this resource before is not asked again; except when
+		// the client asks for the page (prompt=consent), for a device, where the consent page is what tells the user
+		// which device they are letting in (RFC 8628 §5.4), and for a public client on a loopback redirect, which any
+		// local program can pose as.
+		if c, err := s.store.GetConsent(r.Context(), user.ID, client.ID); !ar.AskConsent && !consentAlwaysAsked(client, ar) &&
+			err == nil && c.Resource == ar.Resource && covers(c.Scope, ar.Scope) {
 			s.endingOf(ar).approved(w, r, ar)
 			return
 		}

@@ -98,6 +98,9 @@ type AuthRequest struct {
 	// for the consent page.
 	IgnoredScope string `json:"ignored_scope,omitempty"`
 	Resource     string `json:"resource"`
+	// AskConsent: the client asked for the consent page even if the user approved it before (prompt=consent,
+	// OpenID Connect Core §3.1.2.1).
+	AskConsent bool `json:"ask_consent,omitempty"`
 	// DeviceUserCode is set when the request approves a device grant (RFC 8628) instead of redirecting to a client.
 	DeviceUserCode string `json:"device_user_code,omitempty"`
 	// Login is the round trip to the identity provider under way (zero before one is chosen and after it returned).

@@ -1,0 +1,53 @@
+package oauth_test
+
+import (
+	"context"
+	"net/http"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// prompt=consent (OpenID Connect Core §3.1.2.1) shows the consent page even when the user's approval is remembered.
+func TestPromptConsentAsksAgain(t *testing.T) {
+	e := newEnv(t, backends[0], "octo")
+	status, c := e.register(map[string]any{"client_name": "Web app", "redirect_uris": []string{redirectURI},
+		"token_endpoint_auth_method": "client_secret_post", "grant_types": []string{"authorization_code", "refresh_token"}})
+	require.Equal(t, http.StatusCreated, status, c)
+	client := c["client_id"].(string)
+	p := newPKCE()
+	first := e.browseRemember(authQuery(client, p))
+	require.NotNil(t, first.location, first.page)
+	remembered := e.browse(authQuery(client, p), "")
+	require.NotNil(t, remembered.location, "the approval is remembered: %s", remembered.page)
+
+	o := e.browse(authQuery(client, p, "prompt", "consent"), "")
+	assert.Nil(t, o.location, "no code without asking again")
+	assert.Contains(t, o.page, `name="csrf"`, "the consent page is shown")
+	assert.Contains(t, o.page, `name="remember"`, "and may be remembered again")
+	o = e.browse(authQuery(client, p, "prompt", "login consent"), "approve")
+	require.NotNil(t, o.location, o.page)
+	assert.NotEmpty(t, o.location.Query().Get("code"), "approving it ends in a code")
+}
+
+// prompt=none (OpenID Connect Core §3.1.2.1) must show no page. This server signs users in at an identity provider
+// for every authorization, so it answers login_required (§3.1.2.6) at once, to the client, and starts nothing.
+func TestPromptNoneAnswersLoginRequired(t *testing.T) {
+	e := newEnv(t, backends[0], "octo")
+	client := e.publicClient()
+	o := e.browse(authQuery(client, newPKCE(), "prompt", "none"), "")
+	require.NotNil(t, o.location, "the error goes back to the client: %s", o.page)
+	q := o.location.Query()
+	assert.Equal(t, "login_required", q.Get("error"))
+	assert.NotEmpty(t, q.Get("error_description"))
+	assert.Equal(t, "st-123", q.Get("state"))
+	assert.Equal(t, e.issuer, q.Get("iss"))
+	n, err := e.store.PendingCount(context.Background(), client)
+	require.NoError(t, err)
+	assert.Zero(t, n, "no login was started")
+
+	o = e.browse(authQuery(client, newPKCE(), "prompt", "none consent"), "")
+	require.NotNil(t, o.location, o.page)
+	assert.Equal(t, "invalid_request", o.location.Query().Get("error"), "none with another value is malformed")
+}
