@@ -35,8 +35,9 @@ type clientRun struct {
 		} `json:"content"`
 		StructuredContent map[string]any `json:"structuredContent"`
 	} `json:"result"`
-	Refreshed bool   `json:"refreshed"`
-	ClientID  string `json:"clientId"`
+	Refreshed bool       `json:"refreshed"`
+	Race      raceResult `json:"race"` // with REFRESH_RACE
+	ClientID  string     `json:"clientId"`
 	Tokens    struct {
 		AccessToken  string `json:"access_token"`
 		RefreshToken string `json:"refresh_token"`

@@ -6,6 +6,9 @@
 // When the server offers several ways to sign in, LOGIN_PROVIDER names the one to choose ("Continue with <name>").
 // With CLIENT_METADATA_URL set, the client identifies itself by that Client ID Metadata Document instead of
 // registering (the SDK does so when the authorization server advertises client_id_metadata_document_supported).
+// With REFRESH_RACE set, it then replays what clients with several threads, processes or egress nodes do: two copies
+// of it hold the same refresh token and refresh at once (each the SDK's own refresh, on a 401), and a third one
+// with the same token a second later; each then calls the tool with the access token it got.
 // Prints one JSON object: the tool result, the tools listed, the tokens (for the test to revoke), and every secret
 // the flow handled (for the test to check that no log recorded one).
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -129,8 +132,36 @@ await client.connect(transport(provider));
 const again = await client.callTool({ name: tool, arguments: JSON.parse(args) });
 await client.close();
 
+let race;
+if (process.env.REFRESH_RACE) {
+  const held = provider.tokens_;
+  const copy = () => {
+    const p = new Provider();
+    p.client = provider.client;
+    p.tokens_ = { ...held, access_token: 'expired' };
+    return p;
+  };
+  const use = async (p) => {
+    const c = new Client({ name: 'e2e', version: '1.0.0' });
+    await c.connect(transport(p));
+    const r = await c.callTool({ name: tool, arguments: JSON.parse(args) });
+    await c.close();
+    return r;
+  };
+  const racers = [copy(), copy()];
+  const results = await Promise.all(racers.map(use));
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  const late = copy();
+  results.push(await use(late));
+  racers.push(late);
+  race = {
+    presented: held.refresh_token, results,
+    refreshTokens: racers.map((p) => p.tokens_.refresh_token), accessTokens: racers.map((p) => p.tokens_.access_token),
+  };
+}
+
 console.log(JSON.stringify({
-  authorizationUrl: authUrl.toString(), tools, result, again,
+  authorizationUrl: authUrl.toString(), tools, result, again, race,
   refreshed: provider.tokens_.refresh_token !== firstRefresh,
   clientId: provider.client.client_id, tokens: provider.tokens_,
   secrets: { ...seen, codeVerifier: provider.verifier, firstRefreshToken: firstRefresh, firstAccessToken },
