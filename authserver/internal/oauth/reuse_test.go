@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/grant"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/metrics"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/oauth"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
@@ -321,4 +322,41 @@ func TestRefreshReuseAcrossRestart(t *testing.T) {
 	require.Equal(t, http.StatusOK, status, again)
 	assert.Equal(t, tok2["refresh_token"], again["refresh_token"])
 	assert.Equal(t, tok2["access_token"], again["access_token"])
+}
+
+// A repeat within the window mints nothing, so the grant's bounds hold: it does not count against the refresh limit,
+// and a grant that reached its maximum age meanwhile is over for the repeat too.
+func TestRefreshReuseKeepsGrantBounds(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			e, clk, _ := reuseEnv(t, b, time.Minute)
+			window := e.tweak
+			e.tweak = func(c *oauth.Config) {
+				window(c)
+				c.Grants = grant.Policy{MaxAge: 2 * time.Minute, RefreshLimit: 1, Window: time.Hour}
+			}
+			e.start("octo")
+			client, tok := e.login()
+			rt1 := tok["refresh_token"].(string)
+			status, tok2, _ := e.tokenRequest(refreshForm(client, rt1), "", "")
+			require.Equal(t, http.StatusOK, status, tok2)
+			status, again, _ := e.tokenRequest(refreshForm(client, rt1), "", "")
+			require.Equal(t, http.StatusOK, status, "a repeat is not a refresh the limit counts: %v", again)
+			assert.Equal(t, tok2["refresh_token"], again["refresh_token"])
+			status, body, _ := e.tokenRequest(refreshForm(client, tok2["refresh_token"].(string)), "", "")
+			assert.Equal(t, http.StatusTooManyRequests, status, "the limit still holds for the successor: %v", body)
+
+			// The grant ends two minutes after its login; a repeat just after the end is refused as ended.
+			client, tok = e.login()
+			rt1 = tok["refresh_token"].(string)
+			clk.advance(90 * time.Second)
+			status, tok2, _ = e.tokenRequest(refreshForm(client, rt1), "", "")
+			require.Equal(t, http.StatusOK, status, tok2)
+			clk.advance(31 * time.Second)
+			status, body, _ = e.tokenRequest(refreshForm(client, rt1), "", "")
+			assert.Equal(t, http.StatusBadRequest, status)
+			assert.Equal(t, "invalid_grant", body["error"])
+			assert.Contains(t, body["error_description"], "maximum age")
+		})
+	}
 }
