@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"time"
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/successor"
@@ -28,12 +29,14 @@ func (s *Server) reuse(ctx context.Context, f url.Values, c *store.Client, prese
 		return nil, s.replayed(ctx, old, "no reuse window")
 	case old.ClientID != c.ID:
 		return nil, s.replayed(ctx, old, "presented by another client")
-	case rot == nil || len(rot.Sealed) == 0:
-		return nil, s.replayed(ctx, old, "no response kept from its rotation (an older rotation, or its window ended)")
+	case rot == nil:
+		return nil, s.replayed(ctx, old, "its rotation is not recorded (rotated by an older version, or restored from a backup)")
 	case rot.SuccessorUsed:
 		return nil, s.replayed(ctx, old, "its successor was used already")
 	case !now.Before(rot.At.Add(s.cfg.RefreshReuseWindow)):
 		return nil, s.replayed(ctx, old, "presented after the reuse window")
+	case len(rot.Sealed) == 0:
+		return nil, s.replayed(ctx, old, "no response was kept from its rotation (rotated without a reuse window)")
 	}
 	resp, err := successor.Open(presented, old.Hash, rot.Sealed)
 	if err != nil {
@@ -57,7 +60,7 @@ func (s *Server) reuse(ctx context.Context, f url.Values, c *store.Client, prese
 			"repeat its request", resp.Scope, asked))
 	}
 	s.log.InfoContext(ctx, "refresh token presented again within the reuse window; answered with its successor",
-		"client_id", c.ID, "user", old.User.Login, "user_id", old.User.ID, "after", now.Sub(rot.At).Round(1e6))
+		"client_id", c.ID, "user", old.User.Login, "user_id", old.User.ID, "after", now.Sub(rot.At).Round(time.Millisecond))
 	s.cfg.Metrics.RefreshGraceReuse()
 	return &issued{at: now, body: map[string]any{"access_token": resp.AccessToken, "token_type": "Bearer",
 		"expires_in": max(0, int(resp.AccessExpiresAt.Sub(now).Seconds())), "scope": resp.Scope,
