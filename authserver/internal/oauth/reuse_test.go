@@ -16,7 +16,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/github"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/grant"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/metrics"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/oauth"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
@@ -359,4 +361,26 @@ func TestRefreshReuseKeepsGrantBounds(t *testing.T) {
 			assert.Contains(t, body["error_description"], "maximum age")
 		})
 	}
+}
+
+// A window at least as long as the access tokens would hand out expired access tokens: the server refuses to start.
+func TestRefreshReuseWindowShorterThanAccessTokens(t *testing.T) {
+	e := newEnv(t, backends[0], "octo")
+	policy, err := github.ParsePolicy("octo", "", "")
+	require.NoError(t, err)
+	gh, err := github.New(github.Config{ClientID: ghClient, ClientSecret: ghSecret, WebURL: e.gh.WebURL(), APIURL: e.gh.APIURL(),
+		RedirectURL: oauth.CallbackURL(e.issuer)}, policy, nil)
+	require.NoError(t, err)
+	start := func(w time.Duration) error {
+		_, err := oauth.New(oauth.Config{Issuer: "https://auth.example.com", Resources: []string{resource}, Scopes: []string{"mcp"},
+			AccessTTL: time.Hour, RefreshReuseWindow: w}, e.store, &keys.Manager{Store: e.store}, loginsOf(t, e.store, gh.IdP()), quiet)
+		return err
+	}
+	for _, w := range []time.Duration{time.Hour, 2 * time.Hour, -time.Second} {
+		err := start(w)
+		require.Error(t, err, "window %s", w)
+		assert.Contains(t, err.Error(), "--refresh-reuse-window")
+	}
+	assert.NoError(t, start(0))
+	assert.NoError(t, start(59*time.Minute))
 }

@@ -140,8 +140,9 @@ func New(cfg Config, st store.Store, km *keys.Manager, logins *login.Service, lo
 		return nil, errors.New("no scopes configured")
 	}
 	if cfg.RefreshReuseWindow < 0 || (cfg.RefreshReuseWindow > 0 && cfg.RefreshReuseWindow >= cfg.AccessTTL) {
-		return nil, fmt.Errorf("refresh reuse window %s must be 0 or shorter than the access-token lifetime %s: "+
-			"a repeat within it gets the same access token", cfg.RefreshReuseWindow, cfg.AccessTTL)
+		return nil, fmt.Errorf("the refresh reuse window (--refresh-reuse-window %s) must be 0 or shorter than the "+
+			"access-token lifetime (--access-token-lifetime %s): a repeat within it gets the same access token",
+			cfg.RefreshReuseWindow, cfg.AccessTTL)
 	}
 	if cfg.Grants.Window <= 0 {
 		cfg.Grants.Window = cfg.AccessTTL
