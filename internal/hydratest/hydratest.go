@@ -46,10 +46,11 @@ type Server struct {
 	app  *httptest.Server
 	http *http.Client
 
-	mu     sync.Mutex
-	user   User
-	deny   string // non-empty: logins are rejected with this description
-	logins int
+	mu       sync.Mutex
+	user     User
+	deny     string // non-empty: logins are rejected with this description
+	remember bool   // logins and consents are remembered in Hydra's session
+	logins   int
 }
 
 // Bin returns Hydra's binary, built by `go tool task deps` (skips the test, or fails it in CI, when it is missing).
@@ -173,6 +174,14 @@ func (s *Server) SetDeny(reason string) {
 	s.deny = reason
 }
 
+// SetRemember makes Hydra remember the next logins and consents in its session cookie, so that the same browser is
+// later logged in without the user, as prompt=none needs; false (the default) forgets them.
+func (s *Server) SetRemember(remember bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.remember = remember
+}
+
 // Logins counts the logins the app accepted.
 func (s *Server) Logins() int {
 	s.mu.Lock()
@@ -186,7 +195,7 @@ func (s *Server) Output() string { return s.proc.Output() }
 // serveApp is the login and consent app Hydra redirects the browser to.
 func (s *Server) serveApp(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
-	user, deny := s.user, s.deny
+	user, deny, remember := s.user, s.deny, s.remember
 	s.mu.Unlock()
 	q := r.URL.Query()
 	var next struct {
@@ -203,7 +212,7 @@ func (s *Server) serveApp(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		status, err = s.call(http.MethodPut, "/admin/oauth2/auth/requests/login/accept?login_challenge="+challenge,
-			map[string]any{"subject": user.Subject, "remember": false}, &next)
+			map[string]any{"subject": user.Subject, "remember": remember}, &next)
 		if err == nil && status == http.StatusOK {
 			s.mu.Lock()
 			s.logins++
@@ -225,7 +234,7 @@ func (s *Server) serveApp(w http.ResponseWriter, r *http.Request) {
 		}
 		status, err = s.call(http.MethodPut, "/admin/oauth2/auth/requests/consent/accept?consent_challenge="+challenge,
 			map[string]any{"grant_scope": req.RequestedScope, "grant_access_token_audience": req.RequestedAudience,
-				"remember": false, "session": map[string]any{"id_token": claims}}, &next)
+				"remember": remember, "session": map[string]any{"id_token": claims}}, &next)
 	default:
 		http.Error(w, "Hydra error: "+q.Get("error")+": "+q.Get("error_description"), http.StatusBadRequest)
 		return

@@ -23,7 +23,11 @@ func (identity) Name() string         { return idp.GitHub }
 func (identity) DisplayName() string  { return "GitHub" }
 func (identity) CallbackPath() string { return CallbackPath }
 
+// AuthCodeURL refuses a silent attempt: GitHub has no prompt=none and may show its login or authorization page.
 func (g identity) AuthCodeURL(_ context.Context, state string, a store.LoginAttempt) (string, error) {
+	if a.Silent {
+		return "", idp.ErrNeedsUser
+	}
 	if a.Verifier == "" {
 		return g.p.AuthCodeURL(state), nil
 	}

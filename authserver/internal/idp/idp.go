@@ -30,7 +30,8 @@ type Provider interface {
 	CallbackPath() string
 	// AuthCodeURL is where the browser goes to log in. state comes back unchanged to the callback; the attempt's
 	// PKCE verifier (sent as its S256 challenge) and nonce are used as far as the provider supports them. An error
-	// wrapping ErrUnavailable: the provider cannot be reached for now.
+	// wrapping ErrUnavailable: the provider cannot be reached for now; ErrNeedsUser: the attempt is silent and the
+	// provider cannot promise to show the user nothing.
 	AuthCodeURL(ctx context.Context, state string, a store.LoginAttempt) (string, error)
 	// Login finishes the round trip the provider answered with cb: it redeems the code, learns who the user is and
 	// applies the provider's access rules. A refused user gives a *DeniedError; other failures are wrapped errors.
@@ -59,6 +60,10 @@ func (e *DeniedError) Error() string { return "access denied: " + e.Reason }
 // ErrUnavailable: the provider cannot be reached for now (an OpenID provider whose discovery document could not be
 // read); its logins wait until it answers, the other providers' go on.
 var ErrUnavailable = errors.New("the identity provider cannot be reached")
+
+// ErrNeedsUser: a silent login (OpenID Connect prompt=none) was asked of a provider that cannot promise to show the
+// user nothing.
+var ErrNeedsUser = errors.New("the identity provider cannot log a user in without showing a page")
 
 // ErrCodeRejected: the provider refused the code (expired, already used, or not issued for this attempt). The user
 // should log in again; it is not a fault of this server.

@@ -76,8 +76,8 @@ func (s *Service) Provider(name string) (idp.Provider, bool) {
 	return p, ok
 }
 
-// Begin starts a round trip to provider name for the request: it records a fresh attempt (PKCE verifier, nonce) in
-// ar, which the caller must store, and returns where to send the browser. The request's id is the OAuth state.
+// Begin starts a round trip to provider name for the request: it records a fresh attempt (PKCE verifier, nonce,
+// silent if the request is) in ar, which the caller must store, and returns where to send the browser. The request's id is the OAuth state.
 func (s *Service) Begin(ctx context.Context, ar *store.AuthRequest, name string) (string, error) {
 	p, ok := s.byName[name]
 	if !ok {
@@ -85,7 +85,7 @@ func (s *Service) Begin(ctx context.Context, ar *store.AuthRequest, name string)
 	}
 	// A new round trip replaces any earlier one, and the user it brought back: the consent form is for whoever
 	// logs in now.
-	ar.Login = store.LoginAttempt{Provider: name, Verifier: oauth2.GenerateVerifier(), Nonce: random(32)}
+	ar.Login = store.LoginAttempt{Provider: name, Verifier: oauth2.GenerateVerifier(), Nonce: random(32), Silent: ar.Silent}
 	ar.User = nil
 	return p.AuthCodeURL(ctx, ar.ID, ar.Login)
 }

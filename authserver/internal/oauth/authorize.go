@@ -133,18 +133,19 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		fail("unauthorized_client", "this client is not registered for the authorization_code grant")
 		return
 	}
-	// OpenID Connect Core §3.1.2.1. prompt=none forbids any page; this server keeps no login session of its own
-	// (every authorization is a sign-in at an identity provider, which may need the user), so it cannot go on
-	// unseen and answers login_required (§3.1.2.6). prompt=consent shows the consent page even if the user
-	// approved before. login and select_account need nothing more: every authorization signs in again.
+	// OpenID Connect Core §3.1.2.1. prompt=none forbids any page. This server keeps no login session of its own:
+	// the request goes on only through an identity provider that can be asked the same (an OpenID provider, with
+	// prompt=none), and ends in login_required or consent_required (§3.1.2.6) where a page would be needed.
+	// prompt=consent shows the consent page even if the user approved before. login and select_account need nothing
+	// more: every authorization signs in again.
 	prompts := strings.Fields(q.Get("prompt"))
-	if slices.Contains(prompts, "none") {
-		if len(prompts) > 1 {
-			fail("invalid_request", "prompt=none cannot be combined with other prompt values")
-			return
-		}
-		fail("login_required", "this server signs the user in at an identity provider for every authorization, "+
-			"which may need the user: retry without prompt=none")
+	silent := slices.Contains(prompts, "none")
+	if silent && len(prompts) > 1 {
+		fail("invalid_request", "prompt=none cannot be combined with other prompt values")
+		return
+	}
+	if silent && len(s.login.Providers()) > 1 {
+		fail("login_required", "this server offers several ways to sign in and the user must choose one: retry without prompt=none")
 		return
 	}
 
@@ -160,7 +161,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	ar := &store.AuthRequest{
 		ID: randomToken(24), ClientID: client.ID, RedirectURI: redirectURI, State: state,
 		CodeChallenge: challenge, Scope: scope, IgnoredScope: ignored, Resource: resource, CSRFToken: randomToken(24),
-		AskConsent: slices.Contains(prompts, "consent"), CreatedAt: now, ExpiresAt: now.Add(s.cfg.AuthRequestTTL),
+		AskConsent: slices.Contains(prompts, "consent"), Silent: silent, CreatedAt: now, ExpiresAt: now.Add(s.cfg.AuthRequestTTL),
 	}
 	s.startLogin(w, r, ar)
 }
@@ -315,6 +316,18 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, ar *store.Aut
 		params.Set("state", ar.State)
 	}
 	http.Redirect(w, r, withParams(ar.RedirectURI, params), http.StatusFound)
+}
+
+// silentFailure ends a request that asked for no page (prompt=none) with the error a page would have avoided. The
+// user has done nothing, so it goes to the client by failEarly's rule.
+func (s *Server) silentFailure(w http.ResponseWriter, r *http.Request, ar *store.AuthRequest, code, desc string) {
+	_ = s.store.DeleteAuthRequest(r.Context(), ar.ID)
+	client, err := s.lookupClient(r.Context(), ar.ClientID)
+	if err != nil {
+		s.errorPage(w, http.StatusBadRequest, "Unknown application", "The application's registration is gone. Add the server to your application again.")
+		return
+	}
+	s.failEarly(w, r, client, ar.RedirectURI, ar.State, code, desc)
 }
 
 func (s *Server) finishWithError(w http.ResponseWriter, r *http.Request, ar *store.AuthRequest, code, desc string) {

@@ -66,6 +66,14 @@ func (s *Server) chooseLogin(w http.ResponseWriter, r *http.Request) {
 // false when it has answered a failure.
 func (s *Server) beginLogin(w http.ResponseWriter, r *http.Request, ar *store.AuthRequest, provider string) (string, bool) {
 	to, err := s.login.Begin(r.Context(), ar, provider)
+	if errors.Is(err, idp.ErrNeedsUser) {
+		name := provider
+		if p, ok := s.login.Provider(provider); ok {
+			name = p.DisplayName()
+		}
+		s.silentFailure(w, r, ar, "login_required", name+" cannot sign the user in without showing a page: retry without prompt=none")
+		return "", false
+	}
 	if errors.Is(err, idp.ErrUnavailable) {
 		s.log.WarnContext(r.Context(), "identity provider unreachable: login refused", "provider", provider, "err", err)
 		name := provider
@@ -106,6 +114,11 @@ func (s *Server) loginCallback(name string) http.HandlerFunc {
 					" login for this request, or chose another way to sign in since. Start again from your application.")
 				return
 			}
+			if ar.Login.Silent {
+				s.silentFailure(w, r, ar, "login_required", display+" could not sign the user in without showing a page ("+
+					e+"): retry without prompt=none")
+				return
+			}
 			s.endingOf(ar).cancelled(w, r, ar, display)
 			return
 		}
@@ -115,6 +128,10 @@ func (s *Server) loginCallback(name string) http.HandlerFunc {
 		case errors.As(err, &denied):
 			s.log.InfoContext(r.Context(), "login refused", "provider", name, "login", denied.Login, "reason", denied.Reason)
 			s.cfg.Metrics.Login("denied")
+			if ar.Silent {
+				s.silentFailure(w, r, ar, "access_denied", "the user is not allowed to use this server")
+				return
+			}
 			s.endingOf(ar).notAllowed(w, r, ar, display, denied.Reason)
 			return
 		case errors.Is(err, login.ErrReplayed):
@@ -157,6 +174,11 @@ func (s *Server) loginCallback(name string) http.HandlerFunc {
 		if c, err := s.store.GetConsent(r.Context(), user.ID, client.ID); !ar.AskConsent && !consentAlwaysAsked(client, ar) &&
 			err == nil && c.Resource == ar.Resource && covers(c.Scope, ar.Scope) {
 			s.endingOf(ar).approved(w, r, ar)
+			return
+		}
+		if ar.Silent {
+			s.silentFailure(w, r, ar, "consent_required", "the user has not approved this application for this scope and "+
+				"resource, or must approve it every time: retry without prompt=none")
 			return
 		}
 		s.showConsent(w, ar, client)

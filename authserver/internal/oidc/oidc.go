@@ -239,14 +239,18 @@ func (p *Provider) Issuer() string { return p.cfg.Issuer }
 // Policy returns the access rules.
 func (p *Provider) Policy() Policy { return p.policy }
 
-// AuthCodeURL sends the browser to the provider with the attempt's S256 PKCE challenge and nonce; idp.ErrUnavailable
-// while the provider's discovery document cannot be read.
+// AuthCodeURL sends the browser to the provider with the attempt's S256 PKCE challenge and nonce, and prompt=none
+// when the attempt is silent; idp.ErrUnavailable while the provider's discovery document cannot be read.
 func (p *Provider) AuthCodeURL(ctx context.Context, state string, a store.LoginAttempt) (string, error) {
 	d, err := p.discover(ctx)
 	if err != nil {
 		return "", err
 	}
-	return d.oauth.AuthCodeURL(state, oauth2.S256ChallengeOption(a.Verifier), gooidc.Nonce(a.Nonce)), nil
+	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(a.Verifier), gooidc.Nonce(a.Nonce)}
+	if a.Silent {
+		opts = append(opts, oauth2.SetAuthURLParam("prompt", "none"))
+	}
+	return d.oauth.AuthCodeURL(state, opts...), nil
 }
 
 // Login redeems the code (with the PKCE verifier), verifies the ID token, reads the claims (and userinfo when

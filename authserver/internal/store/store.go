@@ -83,6 +83,9 @@ type LoginAttempt struct {
 	Provider string `json:"provider"`
 	Verifier string `json:"verifier,omitempty"`
 	Nonce    string `json:"nonce,omitempty"`
+	// Silent asks the provider to show the user nothing (OpenID Connect prompt=none): it logs in a user it already
+	// knows, or answers an error.
+	Silent bool `json:"silent,omitempty"`
 }
 
 // AuthRequest is an authorization request between /authorize and the redirect back to the client: it survives the
@@ -101,6 +104,9 @@ type AuthRequest struct {
 	// AskConsent: the client asked for the consent page even if the user approved it before (prompt=consent,
 	// OpenID Connect Core §3.1.2.1).
 	AskConsent bool `json:"ask_consent,omitempty"`
+	// Silent: the client asked that no page be shown (prompt=none): what would need the user ends in an error sent
+	// to the client (login_required, consent_required).
+	Silent bool `json:"silent,omitempty"`
 	// DeviceUserCode is set when the request approves a device grant (RFC 8628) instead of redirecting to a client.
 	DeviceUserCode string `json:"device_user_code,omitempty"`
 	// Login is the round trip to the identity provider under way (zero before one is chosen and after it returned).
