@@ -114,9 +114,9 @@ func (s *Server) loginCallback(name string) http.HandlerFunc {
 					" login for this request, or chose another way to sign in since. Start again from your application.")
 				return
 			}
-			if ar.Login.Silent {
-				s.silentFailure(w, r, ar, "login_required", display+" could not sign the user in without showing a page ("+
-					e+"): retry without prompt=none")
+			if ar.Silent {
+				s.silentFailure(w, r, ar, "login_required", display+" could not sign the user in without showing a page: "+
+					"retry without prompt=none")
 				return
 			}
 			s.endingOf(ar).cancelled(w, r, ar, display)
