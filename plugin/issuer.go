@@ -288,7 +288,7 @@ var errKeysNotReady = errors.New("signing keys are not loaded yet")
 
 // keyFor returns the key for kid, or errKeysNotReady until keys are known and the revocation feed was read once (or
 // is off), so that no revoked token slips in at start. An unknown kid triggers a JWKS fetch (refreshFor).
-func (st *issuerState) keyFor(kid string) (*verifyKey, error) {
+func keyFor(st *issuerState, kid string) (*verifyKey, error) {
 	st.mu.RLock()
 	k, ready, stale := st.keys[kid], st.keys != nil && (st.feedTried || st.feedConf == feedOff), st.feedStale
 	st.mu.RUnlock()
@@ -304,7 +304,7 @@ func (st *issuerState) keyFor(kid string) (*verifyKey, error) {
 // errFeedStale: the revocation feed has been unreadable for longer than revocationMaxLag, so no token is accepted.
 var errFeedStale = errors.New("the revocation feed has not been read for longer than revocationMaxLag")
 
-func (st *issuerState) isRevoked(jti string) bool {
+func isRevoked(st *issuerState, jti string) bool {
 	st.mu.RLock()
 	_, ok := st.revoked[jti]
 	st.mu.RUnlock()
@@ -313,7 +313,7 @@ func (st *issuerState) isRevoked(jti string) bool {
 
 // recheck reports whether a verdict just cached still holds: errFeedStale when the revocation feed went stale
 // meanwhile (503), errRevokedOrRetired when jti was revoked or kid left the key set (401), else nil.
-func (st *issuerState) recheck(jti, kid string) error {
+func recheck(st *issuerState, jti, kid string) error {
 	st.mu.RLock()
 	_, revoked := st.revoked[jti]
 	_, known := st.keys[kid]

@@ -119,7 +119,7 @@ func serveSlow(m *Middleware, w http.ResponseWriter, r *http.Request) {
 		m.serveOther(w, r)
 		return
 	}
-	e, err := m.admit(auth[0])
+	e, err := admit(m, auth[0])
 	if err != nil || e.denied {
 		m.refuse(w, r, e, err)
 		return

@@ -25,7 +25,7 @@ import (
 var errNotBearer = errors.New("not a Bearer token")
 
 // admit returns the verdict on the Authorization value key: the cached 403, or a fresh verdict, which it caches.
-func (m *Middleware) admit(key string) (*cacheEntry, error) {
+func admit(m *Middleware, key string) (*cacheEntry, error) {
 	now := time.Now()
 	if e := m.cache.deniedEntry(key, now.Unix()); e != nil {
 		return e, nil
@@ -33,14 +33,14 @@ func (m *Middleware) admit(key string) (*cacheEntry, error) {
 	if len(key) < 8 || !strings.EqualFold(key[:7], "Bearer ") {
 		return nil, errNotBearer
 	}
-	e, err := m.verify(strings.TrimLeft(key[7:], " "), now)
+	e, err := verify(m, strings.TrimLeft(key[7:], " "), now)
 	if err != nil {
 		return nil, err
 	}
 	put(m.cache, key, e)
 	// A revocation or key removal that landed while this token was being checked may have purged the cache
 	// before the put: look again so the entry cannot outlive it.
-	if err := m.st.recheck(e.jti, e.kid); err != nil {
+	if err := recheck(m.st, e.jti, e.kid); err != nil {
 		m.cache.remove(e)
 		return nil, err
 	}
@@ -49,12 +49,12 @@ func (m *Middleware) admit(key string) (*cacheEntry, error) {
 
 // verify checks a token fully and returns the verdict to cache. Its errors are token errors (401), or
 // errKeysNotReady (503).
-func (m *Middleware) verify(tok string, now time.Time) (*cacheEntry, error) {
+func verify(m *Middleware, tok string, now time.Time) (*cacheEntry, error) {
 	pt, err := parseToken(tok, m.s.maxTokenBytes, m.s.algorithms)
 	if err != nil {
 		return nil, err
 	}
-	key, err := m.st.keyFor(pt.kid)
+	key, err := keyFor(m.st, pt.kid)
 	if err != nil {
 		return nil, err
 	}
@@ -64,7 +64,7 @@ func (m *Middleware) verify(tok string, now time.Time) (*cacheEntry, error) {
 	if err = checkClaims(&pt.claims, m.s, now); err != nil {
 		return nil, err
 	}
-	if m.st.isRevoked(pt.claims.Jti) {
+	if isRevoked(m.st, pt.claims.Jti) {
 		return nil, errRevoked
 	}
 	return verdict(m, &pt.claims, pt.kid), nil
