@@ -12,9 +12,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mcp-oauth-gateway/gateway/internal/fakegithub"
-	"github.com/mcp-oauth-gateway/gateway/internal/freeport"
-	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/fakegithub"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/freeport"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
 )
 
 // authserverProc is a running authserver.

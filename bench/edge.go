@@ -15,9 +15,9 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/bench/internal/report"
 	"github.com/mcp-oauth-gateway/gateway/bench/internal/stats"
 	"github.com/mcp-oauth-gateway/gateway/bench/internal/wrk"
-	"github.com/mcp-oauth-gateway/gateway/internal/freeport"
-	"github.com/mcp-oauth-gateway/gateway/internal/plugintest"
-	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/freeport"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/plugintest"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
 )
 
 // edgeTarget is one way through Traefik to the backend.

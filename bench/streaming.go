@@ -21,8 +21,8 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/bench/internal/proc"
 	"github.com/mcp-oauth-gateway/gateway/bench/internal/report"
 	"github.com/mcp-oauth-gateway/gateway/bench/internal/stats"
-	"github.com/mcp-oauth-gateway/gateway/internal/freeport"
-	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/freeport"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
 )
 
 // mcpServer is a stdio MCP server every streaming target wraps, and the tool call measured on it.

@@ -4,7 +4,7 @@ import (
 	"os"
 	"strconv"
 
-	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
 )
 
 // modernIdleTimeout is the -idle-timeout of the 2026-07-28 target. The bench never ends a worker (a 2026-07-28

@@ -16,7 +16,7 @@ import (
 
 	"github.com/mcp-oauth-gateway/gateway/bench/internal/mcpclient"
 	"github.com/mcp-oauth-gateway/gateway/bench/internal/report"
-	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
 )
 
 // Section is one part of the suite and what it measured.

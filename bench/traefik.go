@@ -10,9 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mcp-oauth-gateway/gateway/internal/freeport"
-	"github.com/mcp-oauth-gateway/gateway/internal/localplugin"
-	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/freeport"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/localplugin"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
 )
 
 // startBackend starts the trivial backend in its own process and returns its port.

@@ -16,8 +16,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/mcp-oauth-gateway/gateway/internal/devstack"
-	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/devstack"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
 )
 
 // The default single-node setup (the embedded store, as `go tool task dev` runs it): the operator commands work

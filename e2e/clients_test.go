@@ -18,9 +18,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/mcp-oauth-gateway/gateway/internal/clientprofile"
-	"github.com/mcp-oauth-gateway/gateway/internal/devstack"
-	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/clientprofile"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/devstack"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
 )
 
 // documentHost serves the profiles' Client ID Metadata Documents and key sets on an https test server that the

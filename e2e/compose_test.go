@@ -16,7 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
 )
 
 // secrets stand in for what an operator writes into .env.
@@ -307,7 +307,7 @@ func TestComposeLocal(t *testing.T) {
 	assert.Equal(t, "http://"+flagValue(fake.Command, "--listen"), route.HTTP.Services["fakegithub"].LoadBalancer.Servers[0].URL)
 }
 
-// Every image is built from the repository root with a Dockerfile that exists: what tests/docker assumes when it
+// Every image is built from the repository root with a Dockerfile that exists: what e2e/docker assumes when it
 // replays the Dockerfiles.
 func TestComposeBuildContexts(t *testing.T) {
 	root := testenv.RepoRoot(t)

@@ -22,8 +22,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/mcp-oauth-gateway/gateway/internal/devstack"
-	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/devstack"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
 )
 
 type clientRun struct {

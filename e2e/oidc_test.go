@@ -14,9 +14,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/mcp-oauth-gateway/gateway/internal/devstack"
-	"github.com/mcp-oauth-gateway/gateway/internal/hydratest"
-	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/devstack"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/hydratest"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
 )
 
 // The whole gateway with a real OpenID provider (ORY Hydra) beside the fake GitHub: the TypeScript SDK client goes

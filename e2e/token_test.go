@@ -17,9 +17,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/mcp-oauth-gateway/gateway/internal/browser"
-	"github.com/mcp-oauth-gateway/gateway/internal/devstack"
-	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/browser"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/devstack"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
 )
 
 var verificationURL = regexp.MustCompile(`https?://\S+/device\?user_code=\S+`)

@@ -7,7 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/mcp-oauth-gateway/gateway/internal/plugintest"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/plugintest"
 )
 
 // BenchmarkCachedToken and BenchmarkFirstSeenToken run here compiled; plugin/yaegitest runs them under Yaegi.

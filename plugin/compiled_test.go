@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/mcp-oauth-gateway/gateway/internal/plugintest"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/plugintest"
 )
 
 // compiled runs the middleware as ordinary Go. The same tests run interpreted by Yaegi in the module

@@ -7,7 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/mcp-oauth-gateway/gateway/internal/plugintest"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/plugintest"
 )
 
 // The lifecycle tests that every mode runs are in internal/plugintest; these look inside the compiled middleware.

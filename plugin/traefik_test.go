@@ -19,9 +19,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/mcp-oauth-gateway/gateway/internal/localplugin"
-	"github.com/mcp-oauth-gateway/gateway/internal/plugintest"
-	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/localplugin"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/plugintest"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
 )
 
 // traefikEnv is a real Traefik 3.6 loading the plugin from plugins-local, in front of an echo backend.

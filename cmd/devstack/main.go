@@ -19,7 +19,7 @@ import (
 	"strconv"
 	"syscall"
 
-	"github.com/mcp-oauth-gateway/gateway/internal/devstack"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/devstack"
 )
 
 func main() {

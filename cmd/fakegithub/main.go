@@ -19,8 +19,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mcp-oauth-gateway/gateway/internal/fakegithub"
 	"github.com/mcp-oauth-gateway/gateway/internal/flagenv"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/fakegithub"
 )
 
 func main() {

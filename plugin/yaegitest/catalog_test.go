@@ -27,8 +27,8 @@ import (
 	"golang.org/x/mod/semver"
 	"golang.org/x/mod/zip"
 
-	"github.com/mcp-oauth-gateway/gateway/internal/plugintest"
-	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/plugintest"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
 )
 
 // The Traefik Plugin Catalog imports a plugin only once its analyzer (github.com/traefik/piceus, pkg/core/scrapper.go

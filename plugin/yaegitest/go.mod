@@ -1,4 +1,4 @@
-// The plugin's tests that need Yaegi, Traefik's interpreter: the shared tests (internal/plugintest) run
+// The plugin's tests that need Yaegi, Traefik's interpreter: the shared tests (internal/testkit/plugintest) run
 // interpreted, and the Traefik Plugin Catalog's analyzer is applied to the repository. They are a module of their own
 // because the catalog refuses a plugin whose root go.mod requires Yaegi.
 module github.com/mcp-oauth-gateway/gateway/plugin/yaegitest

@@ -7,7 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/mcp-oauth-gateway/gateway/internal/plugintest"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/plugintest"
 )
 
 // BenchmarkFirstSeenSteps splits a first-seen token's path under Yaegi into its steps, each run in an interpreted

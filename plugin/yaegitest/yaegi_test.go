@@ -14,9 +14,9 @@ import (
 	"github.com/traefik/yaegi/interp"
 	"github.com/traefik/yaegi/stdlib"
 
-	"github.com/mcp-oauth-gateway/gateway/internal/localplugin"
-	"github.com/mcp-oauth-gateway/gateway/internal/plugintest"
-	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/localplugin"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/plugintest"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
 )
 
 const importPath = "github.com/mcp-oauth-gateway/gateway/plugin"

@@ -19,7 +19,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/backend"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/embedded"
-	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
 )
 
 // runningServer opens an embedded store as the server does (holding its file) and serves the admin socket next

@@ -15,7 +15,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/github"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/embedded"
-	"github.com/mcp-oauth-gateway/gateway/internal/fakegithub"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/fakegithub"
 )
 
 const (

@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientmeta"
-	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
 )
 
 // The official MCP conformance suite's authorization-server scenarios, run against this server: its metadata, and

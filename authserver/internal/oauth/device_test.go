@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/oauth"
-	webbrowser "github.com/mcp-oauth-gateway/gateway/internal/browser"
+	webbrowser "github.com/mcp-oauth-gateway/gateway/internal/testkit/browser"
 )
 
 func jsonDecode(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }

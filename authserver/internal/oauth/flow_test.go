@@ -30,9 +30,9 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/embedded"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/redisstore"
-	webbrowser "github.com/mcp-oauth-gateway/gateway/internal/browser"
-	"github.com/mcp-oauth-gateway/gateway/internal/fakegithub"
-	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
+	webbrowser "github.com/mcp-oauth-gateway/gateway/internal/testkit/browser"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/fakegithub"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
 )
 
 const (

@@ -19,9 +19,9 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/github"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/idp"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/oidc"
-	webbrowser "github.com/mcp-oauth-gateway/gateway/internal/browser"
-	"github.com/mcp-oauth-gateway/gateway/internal/fakegithub"
-	"github.com/mcp-oauth-gateway/gateway/internal/hydratest"
+	webbrowser "github.com/mcp-oauth-gateway/gateway/internal/testkit/browser"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/fakegithub"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/hydratest"
 	"github.com/mcp-oauth-gateway/gateway/plugin"
 )
 

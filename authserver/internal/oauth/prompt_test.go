@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	webbrowser "github.com/mcp-oauth-gateway/gateway/internal/browser"
+	webbrowser "github.com/mcp-oauth-gateway/gateway/internal/testkit/browser"
 )
 
 // prompt=consent (OpenID Connect Core §3.1.2.1) shows the consent page even when the user's approval is remembered.

@@ -24,7 +24,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/embedded"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/redisstore"
-	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
 )
 
 // clock is the server's clock in these tests: real time moved forward by what the test says.

@@ -19,7 +19,7 @@ import (
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/idp"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
-	"github.com/mcp-oauth-gateway/gateway/internal/hydratest"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/hydratest"
 )
 
 // The redirect URI registered at Hydra. Nothing listens there: the browser below stops at the redirect to it.

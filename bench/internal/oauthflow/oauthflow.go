@@ -18,7 +18,7 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/mcp-oauth-gateway/gateway/internal/browser"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/browser"
 )
 
 // RedirectURI is the loopback redirect URI every benchmark client registers (nothing listens there: the flow stops

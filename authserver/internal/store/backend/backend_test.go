@@ -20,7 +20,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/embedded"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/redisstore"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/storetest"
-	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
 )
 
 // go-redis logs failed dials to stderr; the tests cause some on purpose.

@@ -24,7 +24,7 @@ import (
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/backend"
-	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
 )
 
 // selfSigned writes a self-signed certificate for 127.0.0.1 (also its own CA) and its key.

@@ -18,7 +18,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/redisstore"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/storetest"
-	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
 )
 
 // go-redis logs every failed dial to stderr; the Redis-down test causes many on purpose.

@@ -25,7 +25,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcp-oauth-gateway/gateway/internal/testenv"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
 )
 
 // User is whom the next logins are: the ID token's sub, and its other claims (email, email_verified, groups, name,

@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcp-oauth-gateway/gateway/internal/freeport"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/freeport"
 )
 
 // Each function that can fail comes twice: a form that returns an error, for programs (the benchmark suite), and a

@@ -1,6 +1,6 @@
 // The Dockerfile tests: a module of its own, so BuildKit stays out of the root go.mod (which the Traefik Plugin
 // Catalog reads). BuildKit is held at v0.31, the newest whose go line fits the repository's go 1.26.0.
-module github.com/mcp-oauth-gateway/gateway/tests/docker
+module github.com/mcp-oauth-gateway/gateway/e2e/docker
 
 go 1.26.0
 

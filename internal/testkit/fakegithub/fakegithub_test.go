@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/mcp-oauth-gateway/gateway/internal/fakegithub"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/fakegithub"
 )
 
 const (

@@ -21,7 +21,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/mcp-oauth-gateway/gateway/internal/browser"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/browser"
 )
 
 // Env is where a profile runs.

@@ -23,8 +23,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mcp-oauth-gateway/gateway/internal/freeport"
-	"github.com/mcp-oauth-gateway/gateway/internal/localplugin"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/freeport"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/localplugin"
 )
 
 // Service is one MCP server behind the gateway.
