@@ -21,8 +21,8 @@ func adminTarget(s *settings, log *slog.Logger) admin.Target {
 	return admin.Target{Store: s.store, Socket: s.adminSocket, MaxTokenLifetime: s.accessTTL, Logger: log}
 }
 
-// serveAdminSocket serves the operator commands on the admin socket while the server holds the embedded store's
-// file (on Redis the commands open Redis themselves, and an in-memory store has nothing to administer). The
+// serveAdminSocket runs the operator command lines sent to the admin socket while the server holds the embedded
+// store's file (on Redis the commands open Redis themselves, and an in-memory store has nothing to administer). The
 // returned function stops it and waits until it has, so it runs before the store is closed.
 func serveAdminSocket(ctx context.Context, s *settings, st store.Store, km *keys.Manager, m *metrics.Metrics, log *slog.Logger) (stop func(), err error) {
 	if s.store.UsesRedis() || s.store.DataFile == "" {
@@ -37,7 +37,8 @@ func serveAdminSocket(ctx context.Context, s *settings, st store.Store, km *keys
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := socket.Serve(ctx, ln, service.New(st, km, service.Options{InServer: true, Metrics: m}), log); err != nil {
+		run := admin.Local(service.New(st, km, service.Options{InServer: true, Metrics: m}))
+		if err := socket.Serve(ctx, ln, socket.Runner(run), log); err != nil {
 			log.Error("admin socket stopped: operator commands need the server stopped until it restarts", "err", err)
 		}
 	}()

@@ -2,8 +2,7 @@
 // providers (Google, Entra ID, Okta, Keycloak, ...), or several of them.
 //
 //	authserver [serve] [flags]        serve the endpoints (the default)
-//	authserver rotate-keys [flags]    publish a new signing key; it signs after --activate-after
-//	authserver clients|tokens|purge|backup|restore|generate-secrets ...   operator commands (see --help)
+//	authserver clients|tokens|purge|backup|restore|rotate-keys|generate-secrets ...   operator commands (see --help)
 //
 // Every flag also reads the environment variable AUTHSERVER_<FLAG> (upper case, "-" as "_"); the GitHub and Redis
 // settings also read the names the reference gateway used (GITHUB_CLIENT_ID, GITHUB_CLIENT_SECRET,
@@ -31,7 +30,6 @@ import (
 	"time"
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/admin"
-	"github.com/mcp-oauth-gateway/gateway/authserver/internal/admin/service"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientlife"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientmeta"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/github"
@@ -73,7 +71,6 @@ type settings struct {
 	registerPerMinute                                                    float64
 	registerBurst                                                        int
 	trustedProxies                                                       string
-	activateAfter                                                        time.Duration
 	logFormat, metricsListen                                             string
 	cimd, cimdAllowPrivate                                               bool
 	cimdAllowed, cimdDenied, cimdCAFile                                  string
@@ -153,7 +150,6 @@ func flags(s *settings) *flag.FlagSet {
 		"authorization requests and device grants one client may have in flight at once (0: no cap)")
 	fs.StringVar(&s.trustedProxies, "trusted-proxies", "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16",
 		"comma-separated CIDRs whose X-Forwarded-For is believed (the reverse proxy in front)")
-	fs.DurationVar(&s.activateAfter, "activate-after", 10*time.Minute, "rotate-keys: how long a new key is published before it signs")
 	fs.StringVar(&s.logFormat, "log-format", "auto", "log format: text, json, or auto (json unless stderr is a terminal)")
 	fs.StringVar(&s.metricsListen, "metrics-listen", "", "address of a separate listener serving Prometheus metrics at /metrics, e.g. :9090 (empty: off)")
 	fs.StringVar(&s.store.RedisURL, "redis-url", "", "Redis URL (redis://, rediss:// for TLS, ?master_name= for Sentinel); empty: the embedded store")
@@ -198,9 +194,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		return admin.Run(context.Background(), append([]string{cmd}, args...), func(ctx context.Context) (service.Service, func() error, error) {
+		return admin.Run(context.Background(), append([]string{cmd}, args...), func(ctx context.Context) (admin.Runner, func() error, error) {
 			return admin.Connect(ctx, adminTarget(&s, log))
-		}, stdout)
+		}, stdout, stderr)
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -215,18 +211,15 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	switch cmd {
-	case "serve":
+	if cmd == "serve" {
 		return serve(&s, log)
-	case "rotate-keys":
-		return rotateKeys(&s, log, stdout)
 	}
 	usage(fs, stderr)
 	return fmt.Errorf("unknown command %q", cmd)
 }
 
 func usage(fs *flag.FlagSet, w io.Writer) {
-	fmt.Fprintln(w, "usage: authserver [serve|rotate-keys] [flags]\n       authserver <operator command> [args]\n\nOperator commands:")
+	fmt.Fprintln(w, "usage: authserver [serve] [flags]\n       authserver <operator command> [args]\n\nOperator commands:")
 	names := make([]string, 0, len(admin.Commands))
 	for n := range admin.Commands {
 		names = append(names, n)
@@ -247,23 +240,6 @@ func openStore(ctx context.Context, s *settings, log *slog.Logger) (store.Store,
 
 func keyManager(st store.Store, s *settings) *keys.Manager {
 	return &keys.Manager{Store: st, MaxTokenLifetime: s.accessTTL}
-}
-
-// rotateKeys publishes a new signing key, in the store or, when a running server holds the embedded store, in
-// that server (like the operator commands).
-func rotateKeys(s *settings, log *slog.Logger, stdout io.Writer) error {
-	ctx := context.Background()
-	svc, done, err := admin.Connect(ctx, adminTarget(s, log))
-	if err != nil {
-		return err
-	}
-	defer done()
-	rot, err := svc.RotateKeys(ctx, s.activateAfter)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "published signing key %s; it signs from %s\n", rot.KID, rot.ActiveAt.UTC().Format(time.RFC3339))
-	return nil
 }
 
 func serve(s *settings, log *slog.Logger) error {

@@ -1,11 +1,12 @@
 // Package admin holds the operator's commands on the authorization server's state: list, show and delete clients,
-// revoke a user's or a client's tokens, purge expired records, back up and restore the store, and generate the
-// secrets a deployment's .env needs. Each works on any store backend, prints a table for people or JSON for scripts,
-// and refuses destructive actions unless confirmed.
+// revoke a user's or a client's tokens, purge expired records, back up and restore the store, rotate the signing
+// keys, and generate the secrets a deployment's .env needs. Each works on any store backend, prints a table for
+// people or JSON for scripts, and refuses destructive actions unless confirmed.
 //
-// This package is the command line: arguments in, tables or JSON out. What a command does to the store is
-// package service, reached through Connect: on the store directly, or, when a running server holds the embedded
-// store's file, through that server's admin socket (package socket).
+// This package is the command line: arguments in, tables or JSON out (cli.go). What a command does to the store is
+// package service. A command line runs where Connect finds the store: in this process, or, when a running server
+// holds the embedded store's file, in that server, which is sent the command line through its admin socket
+// (package socket) and runs it with this same code. A new command is a change of this package only.
 package admin
 
 import (
@@ -13,7 +14,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -23,12 +23,9 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/admin/service"
 )
 
-// ErrNotConfirmed is returned by a destructive command run without confirmation (--yes).
-var ErrNotConfirmed = errors.New("refusing a destructive action without --yes")
-
-// Admin prints the results of the commands, which the service runs (on the store, or in the running server).
+// Admin runs the commands on the service and prints their results.
 type Admin struct {
-	Service service.Service
+	Service *service.Service
 	Out     io.Writer
 	JSON    bool // print JSON instead of tables
 }
@@ -107,13 +104,13 @@ func (a *Admin) confirmClient(ctx context.Context, id string, yes bool, what str
 	if _, err := a.Service.GetClient(ctx, id); err != nil {
 		return err
 	}
-	return fmt.Errorf("%s: %w", what, ErrNotConfirmed)
+	return fmt.Errorf("%s: %w", what, service.ErrNotConfirmed)
 }
 
 // RevokeUserTokens revokes every grant a user holds, across all clients. userID is the tokens' sub (a GitHub numeric id, or <provider>:<sub>).
 func (a *Admin) RevokeUserTokens(ctx context.Context, userID string, yes bool) error {
 	if !yes {
-		return fmt.Errorf("revoke every token of user %s: %w", userID, ErrNotConfirmed)
+		return fmt.Errorf("revoke every token of user %s: %w", userID, service.ErrNotConfirmed)
 	}
 	n, err := a.Service.RevokeUser(ctx, userID)
 	if err != nil {
@@ -140,12 +137,25 @@ func (a *Admin) Backup(ctx context.Context, w io.Writer) error {
 // Restore reads a backup made by Backup, from either backend, into the store.
 func (a *Admin) Restore(ctx context.Context, r io.Reader, yes bool) error {
 	if !yes {
-		return fmt.Errorf("restore a backup over the current store: %w", ErrNotConfirmed)
+		return fmt.Errorf("restore a backup over the current store: %w", service.ErrNotConfirmed)
 	}
 	if err := a.Service.Restore(ctx, r); err != nil {
 		return err
 	}
 	return a.result(map[string]any{"restored": true}, "restored the backup")
+}
+
+// RotateKeys publishes a new signing key that signs after activateAfter; the current one keeps signing until then.
+func (a *Admin) RotateKeys(ctx context.Context, activateAfter time.Duration) error {
+	rot, err := a.Service.RotateKeys(ctx, activateAfter)
+	if err != nil {
+		return err
+	}
+	if a.JSON {
+		return a.printJSON(rot)
+	}
+	_, err = fmt.Fprintf(a.Out, "published signing key %s; it signs from %s\n", rot.KID, rot.ActiveAt.UTC().Format(time.RFC3339))
+	return err
 }
 
 // GenerateSecrets prints random values for the secrets a .env needs, as KEY=value lines (or JSON).

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -26,10 +28,10 @@ import (
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// target is a store and the service the commands reach it through.
+// target is a store and where the commands run on it.
 type target struct {
 	store store.Store
-	svc   service.Service
+	run   admin.Runner
 }
 
 // backends opens a fresh store of each kind; the admin commands must behave the same on each, and the same when
@@ -61,19 +63,19 @@ func backends(t *testing.T) map[string]func(t *testing.T) target {
 	}
 }
 
-func local(s store.Store) service.Service {
-	return service.New(s, &keys.Manager{Store: s, MaxTokenLifetime: time.Hour}, service.Options{})
+func local(s store.Store) admin.Runner {
+	return admin.Local(service.New(s, &keys.Manager{Store: s, MaxTokenLifetime: time.Hour}, service.Options{}))
 }
 
-// serveSocket plays a running server: its own service, served on the admin socket at path until stop is called
-// or the test ends. It returns a client of that socket.
-func serveSocket(t *testing.T, path string, inServer service.Service) (c *socket.Client, stop func()) {
+// serveSocket plays a running server: its own service, on which it runs the command lines sent to the admin socket
+// at path until stop is called or the test ends. It returns a client of that socket.
+func serveSocket(t *testing.T, path string, inServer *service.Service) (c admin.Runner, stop func()) {
 	t.Helper()
 	ln, err := socket.Listen(path, quiet)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- socket.Serve(ctx, ln, inServer, quiet) }()
+	go func() { served <- socket.Serve(ctx, ln, socket.Runner(admin.Local(inServer)), quiet) }()
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
@@ -82,19 +84,19 @@ func serveSocket(t *testing.T, path string, inServer service.Service) (c *socket
 		})
 	}
 	t.Cleanup(stop)
-	c, err = socket.Dial(context.Background(), path)
+	client, err := socket.Dial(context.Background(), path)
 	require.NoError(t, err)
-	t.Cleanup(func() { c.Close() })
-	return c, stop
+	t.Cleanup(func() { client.Close() })
+	return client.Run, stop
 }
 
-// run runs one command through svc, as `authserver <args>` would, and returns what it printed.
-func run(t *testing.T, svc service.Service, args ...string) (string, error) {
+// run runs one command line with r, as `authserver <args>` would, and returns what it printed.
+func run(t *testing.T, r admin.Runner, args ...string) (string, error) {
 	t.Helper()
 	var out bytes.Buffer
-	err := admin.Run(context.Background(), args, func(context.Context) (service.Service, func() error, error) {
-		return svc, func() error { return nil }, nil
-	}, &out)
+	err := admin.Run(context.Background(), args, func(context.Context) (admin.Runner, func() error, error) {
+		return r, func() error { return nil }, nil
+	}, &out, io.Discard)
 	return out.String(), err
 }
 
@@ -118,37 +120,37 @@ func TestCommands(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
 			tg := open(t)
-			s, svc := tg.store, tg.svc
+			s, runner := tg.store, tg.run
 			seed(t, s, "client-a")
 			seed(t, s, "client-b")
 
-			out, err := run(t, svc, "clients", "list")
+			out, err := run(t, runner, "clients", "list")
 			require.NoError(t, err)
 			assert.Contains(t, out, "client-a")
 			assert.Contains(t, out, "http://127.0.0.1/callback")
 			assert.NotContains(t, out, store.HashSecret("rat-client-a"), "hashes are never shown")
 
-			out, err = run(t, svc, "clients", "list", "--json")
+			out, err = run(t, runner, "clients", "list", "--json")
 			require.NoError(t, err)
 			var listed []map[string]any
 			require.NoError(t, json.Unmarshal([]byte(out), &listed))
 			assert.Len(t, listed, 2)
 
-			out, err = run(t, svc, "clients", "show", "client-a", "--json")
+			out, err = run(t, runner, "clients", "show", "client-a", "--json")
 			require.NoError(t, err)
 			assert.Contains(t, out, `"client_name": "Claude"`)
 
-			_, err = run(t, svc, "clients", "show", "nope")
+			_, err = run(t, runner, "clients", "show", "nope")
 			assert.ErrorContains(t, err, `no client with id "nope"`)
 			assert.ErrorIs(t, err, service.ErrNotFound)
 
 			// Destructive commands need --yes, and without it change nothing.
-			_, err = run(t, svc, "clients", "delete", "client-a")
-			require.ErrorIs(t, err, admin.ErrNotConfirmed)
+			_, err = run(t, runner, "clients", "delete", "client-a")
+			require.ErrorIs(t, err, service.ErrNotConfirmed)
 			_, err = s.GetClient(ctx, "client-a")
 			require.NoError(t, err)
 
-			out, err = run(t, svc, "clients", "delete", "client-a", "--yes")
+			out, err = run(t, runner, "clients", "delete", "client-a", "--yes")
 			require.NoError(t, err)
 			assert.Contains(t, out, "revoked 1 grant")
 			_, err = s.GetClient(ctx, "client-a")
@@ -163,44 +165,44 @@ func TestCommands(t *testing.T) {
 			_, err = s.GetRefresh(ctx, store.HashSecret("rt-client-a"))
 			assert.Error(t, err, "deleting a client removes its refresh tokens")
 
-			out, err = run(t, svc, "tokens", "list", "--user", "42")
+			out, err = run(t, runner, "tokens", "list", "--user", "42")
 			require.NoError(t, err)
 			assert.Contains(t, out, "fam-client-b")
 			assert.Contains(t, out, "octo (42)")
 			assert.NotContains(t, out, "fam-client-a", "a deleted client's grant is gone")
 			assert.NotContains(t, out, store.HashSecret("rt-client-b"), "token hashes are never shown")
-			out, err = run(t, svc, "tokens", "list", "--client", "client-b", "--json")
+			out, err = run(t, runner, "tokens", "list", "--client", "client-b", "--json")
 			require.NoError(t, err)
 			var grants []map[string]any
 			require.NoError(t, json.Unmarshal([]byte(out), &grants))
 			require.Len(t, grants, 1)
 			assert.Equal(t, "fam-client-b", grants[0]["grant"])
 			assert.Equal(t, 1.0, grants[0]["live_access_tokens"])
-			out, err = run(t, svc, "tokens", "list", "--user", "7", "--json")
+			out, err = run(t, runner, "tokens", "list", "--user", "7", "--json")
 			require.NoError(t, err)
 			assert.JSONEq(t, `[]`, out)
 
-			_, err = run(t, svc, "tokens", "revoke", "--user", "42")
-			require.ErrorIs(t, err, admin.ErrNotConfirmed)
-			_, err = run(t, svc, "tokens", "revoke", "--user", "octo", "--yes")
+			_, err = run(t, runner, "tokens", "revoke", "--user", "42")
+			require.ErrorIs(t, err, service.ErrNotConfirmed)
+			_, err = run(t, runner, "tokens", "revoke", "--user", "octo", "--yes")
 			assert.ErrorContains(t, err, "is not a user id (the token's sub, X-User-Id): a GitHub numeric user id, or <provider>:<sub>")
 			assert.ErrorIs(t, err, service.ErrInvalid)
-			out, err = run(t, svc, "tokens", "revoke", "--user", "google:110248495921238986420", "--yes", "--json")
+			out, err = run(t, runner, "tokens", "revoke", "--user", "google:110248495921238986420", "--yes", "--json")
 			require.NoError(t, err, "an OpenID provider's user")
 			assert.JSONEq(t, `{"user_id":"google:110248495921238986420","revoked_grants":0}`, out)
-			out, err = run(t, svc, "tokens", "revoke", "--user", "42", "--yes", "--json")
+			out, err = run(t, runner, "tokens", "revoke", "--user", "42", "--yes", "--json")
 			require.NoError(t, err)
 			assert.JSONEq(t, `{"user_id":"42","revoked_grants":1}`, out)
 			revoked, err = s.IsRevoked(ctx, "jti-client-b")
 			require.NoError(t, err)
 			assert.True(t, revoked)
-			out, err = run(t, svc, "tokens", "list", "--user", "42", "--json")
+			out, err = run(t, runner, "tokens", "list", "--user", "42", "--json")
 			require.NoError(t, err)
 			assert.JSONEq(t, `[]`, out, "a revoked grant is not listed")
 
-			_, err = run(t, svc, "purge")
+			_, err = run(t, runner, "purge")
 			require.NoError(t, err)
-			_, err = run(t, svc, "frobnicate")
+			_, err = run(t, runner, "frobnicate")
 			assert.ErrorContains(t, err, "unknown command")
 		})
 	}
@@ -213,17 +215,17 @@ func TestBackupRestoreAcrossBackends(t *testing.T) {
 	seed(t, from.store, "client-a")
 
 	file := filepath.Join(t.TempDir(), "backup.jsonl")
-	_, err := run(t, from.svc, "backup", "--out", file)
+	_, err := run(t, from.run, "backup", "--out", file)
 	require.NoError(t, err)
-	_, err = run(t, from.svc, "backup", "--out", file)
+	_, err = run(t, from.run, "backup", "--out", file)
 	assert.Error(t, err, "an existing backup file is never overwritten")
 
-	_, err = run(t, to.svc, "restore", "--in", file)
-	require.ErrorIs(t, err, admin.ErrNotConfirmed)
+	_, err = run(t, to.run, "restore", "--in", file)
+	require.ErrorIs(t, err, service.ErrNotConfirmed)
 	_, err = to.store.GetClient(context.Background(), "client-a")
 	require.ErrorIs(t, err, store.ErrNotFound, "an unconfirmed restore changes nothing")
 
-	_, err = run(t, to.svc, "restore", "--in", file, "--yes")
+	_, err = run(t, to.run, "restore", "--in", file, "--yes")
 	require.NoError(t, err)
 	c, err := to.store.GetClient(context.Background(), "client-a")
 	require.NoError(t, err)
@@ -235,14 +237,39 @@ func TestBackupRestoreAcrossBackends(t *testing.T) {
 
 func TestGenerateSecrets(t *testing.T) {
 	var out bytes.Buffer
-	require.NoError(t, admin.Run(context.Background(), []string{"generate-secrets", "--json"}, nil, &out))
+	require.NoError(t, admin.Run(context.Background(), []string{"generate-secrets", "--json"}, nil, &out, io.Discard))
 	var a, b map[string]string
 	require.NoError(t, json.Unmarshal(out.Bytes(), &a))
 	out.Reset()
-	require.NoError(t, admin.Run(context.Background(), []string{"generate-secrets", "--json"}, nil, &out))
+	require.NoError(t, admin.Run(context.Background(), []string{"generate-secrets", "--json"}, nil, &out, io.Discard))
 	require.NoError(t, json.Unmarshal(out.Bytes(), &b))
 	assert.Len(t, a["REDIS_PASSWORD"], 43, "32 random bytes, base64url")
 	assert.NotEqual(t, a["REDIS_PASSWORD"], b["REDIS_PASSWORD"])
 	assert.Len(t, a["STREAMPROXY_SECRET"], 43)
 	assert.NotEqual(t, a["REDIS_PASSWORD"], a["STREAMPROXY_SECRET"])
+}
+
+// The files a command line names are opened by the command line's process, wherever the command runs: a backup
+// that fails half-way leaves no file behind, and a restore's file is the command's input.
+func TestFilesAreTheOperators(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "backup.jsonl")
+	failing := func(_ context.Context, _ []string, stdin io.Reader, stdout, _ io.Writer) error {
+		assert.Nil(t, stdin, "a backup reads no input")
+		_, _ = io.WriteString(stdout, "half a dump\n")
+		return errors.New("disk on fire")
+	}
+	_, err := run(t, failing, "backup", "--out", file)
+	require.ErrorContains(t, err, "disk on fire")
+	_, err = os.Stat(file)
+	assert.ErrorIs(t, err, os.ErrNotExist, "a partial backup does not pass for a whole one")
+
+	require.NoError(t, os.WriteFile(file, []byte("a dump\n"), 0o600))
+	var got []byte
+	reading := func(_ context.Context, _ []string, stdin io.Reader, _, _ io.Writer) error {
+		got, err = io.ReadAll(stdin)
+		return err
+	}
+	_, err = run(t, reading, "restore", "--in", file, "--yes")
+	require.NoError(t, err)
+	assert.Equal(t, "a dump\n", string(got))
 }

@@ -26,15 +26,15 @@ type Target struct {
 	Logger           *slog.Logger
 }
 
-// Connect returns the commands' service. It opens the configured store (Redis, or the embedded store's file when
-// no process holds it); when a running authserver holds that file, the commands go through the server's admin
-// socket instead, and run in the server, on the state it serves.
-func Connect(ctx context.Context, t Target) (service.Service, func() error, error) {
+// Connect returns where the commands run. It opens the configured store (Redis, or the embedded store's file when
+// no process holds it) and runs them here; when a running authserver holds that file, the command lines go through
+// the server's admin socket instead, and run in the server, on the state it serves.
+func Connect(ctx context.Context, t Target) (Runner, func() error, error) {
 	logger := cmp.Or(t.Logger, slog.Default())
 	st, err := backend.Open(ctx, t.Store)
 	if err == nil {
 		km := &keys.Manager{Store: st, MaxTokenLifetime: t.MaxTokenLifetime}
-		return service.New(st, km, service.Options{}), st.Close, nil
+		return Local(service.New(st, km, service.Options{})), st.Close, nil
 	}
 	if t.Store.UsesRedis() || !errors.Is(err, embedded.ErrInUse) {
 		return nil, nil, err
@@ -46,5 +46,5 @@ func Connect(ctx context.Context, t Target) (service.Service, func() error, erro
 			"an authserver older than this command, or one with another --admin-socket (AUTHSERVER_ADMIN_SOCKET)?", err, dialErr)
 	}
 	logger.Info("the store is in use by the running authserver: the command runs there, through its admin socket", "socket", path)
-	return c, c.Close, nil
+	return c.Run, c.Close, nil
 }

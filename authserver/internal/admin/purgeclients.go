@@ -12,7 +12,7 @@ import (
 // unless it is a --dry-run, which only lists them.
 func (a *Admin) PurgeClients(ctx context.Context, o service.PurgeClientsOptions, yes bool) error {
 	if !yes && !o.DryRun {
-		return fmt.Errorf("delete unused registered clients (see --dry-run first): %w", ErrNotConfirmed)
+		return fmt.Errorf("delete unused registered clients (see --dry-run first): %w", service.ErrNotConfirmed)
 	}
 	res, err := a.Service.PurgeClients(ctx, o)
 	if err != nil {

@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/mcp-oauth-gateway/gateway/authserver/internal/admin"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/admin/service"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 )
 
@@ -20,7 +20,7 @@ func TestClientsPurge(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
 			tg := open(t)
-			s, svc := tg.store, tg.svc
+			s, runner := tg.store, tg.run
 			now := time.Now()
 			add := func(id string, issued, lastUsed time.Time, expires time.Time) {
 				require.NoError(t, s.CreateClient(ctx, &store.Client{ID: id, Name: id, TokenEndpointAuth: "none",
@@ -39,10 +39,10 @@ func TestClientsPurge(t *testing.T) {
 			legacy.IssuedAt, legacy.ExpiresAt = now.Add(-30*24*time.Hour), soon
 			require.NoError(t, s.UpdateClient(ctx, legacy))
 
-			_, err = run(t, svc, "clients", "purge")
-			assert.ErrorIs(t, err, admin.ErrNotConfirmed)
+			_, err = run(t, runner, "clients", "purge")
+			assert.ErrorIs(t, err, service.ErrNotConfirmed)
 
-			out, err := run(t, svc, "clients", "purge", "--dry-run", "--json")
+			out, err := run(t, runner, "clients", "purge", "--dry-run", "--json")
 			require.NoError(t, err)
 			var res struct {
 				Clients []struct {
@@ -66,7 +66,7 @@ func TestClientsPurge(t *testing.T) {
 			require.NoError(t, err)
 			assert.Len(t, list, 6, "a dry run removes nothing")
 
-			out, err = run(t, svc, "clients", "purge", "--yes")
+			out, err = run(t, runner, "clients", "purge", "--yes")
 			require.NoError(t, err)
 			assert.Contains(t, out, "abandoned")
 			assert.Contains(t, out, "removed 2 unused client(s); kept 1 that still hold live grants")
@@ -80,14 +80,14 @@ func TestClientsPurge(t *testing.T) {
 			}
 
 			// Stricter rules on demand; a rule set to 0 is off.
-			out, err = run(t, svc, "clients", "purge", "--unused-for", "30m", "--idle-for", "0", "--yes", "--json")
+			out, err = run(t, runner, "clients", "purge", "--unused-for", "30m", "--idle-for", "0", "--yes", "--json")
 			require.NoError(t, err)
 			require.NoError(t, json.Unmarshal([]byte(out), &res))
 			assert.ElementsMatch(t, []string{"just-registered"}, ids())
-			_, err = run(t, svc, "clients", "purge", "--unused-for", "0", "--idle-for", "0", "--yes")
+			_, err = run(t, runner, "clients", "purge", "--unused-for", "0", "--idle-for", "0", "--yes")
 			assert.ErrorContains(t, err, "positive duration")
 
-			out, err = run(t, svc, "clients", "show", "active", "--json")
+			out, err = run(t, runner, "clients", "show", "active", "--json")
 			require.NoError(t, err)
 			assert.Contains(t, out, `"last_used_at"`)
 		})

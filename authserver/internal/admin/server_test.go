@@ -3,7 +3,9 @@ package admin_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -24,7 +26,7 @@ import (
 
 // runningServer opens an embedded store as the server does (holding its file) and serves the admin socket next
 // to it, with the server's own key manager.
-func runningServer(t *testing.T) (path string, s *embedded.Store, km *keys.Manager, c *socket.Client, stop func()) {
+func runningServer(t *testing.T) (path string, s *embedded.Store, km *keys.Manager, c admin.Runner, stop func()) {
 	t.Helper()
 	path = filepath.Join(t.TempDir(), "authserver.jsonl")
 	s, err := embedded.Open(path, quiet)
@@ -41,12 +43,16 @@ func runningServer(t *testing.T) (path string, s *embedded.Store, km *keys.Manag
 func TestConnect(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "authserver.jsonl")
-	target := admin.Target{Store: backend.Config{DataFile: path, Logger: quiet}, MaxTokenLifetime: time.Hour, Logger: quiet}
+	var logged bytes.Buffer
+	target := admin.Target{Store: backend.Config{DataFile: path, Logger: quiet}, MaxTokenLifetime: time.Hour,
+		Logger: slog.New(slog.NewTextHandler(&logged, nil))}
 
-	svc, done, err := admin.Connect(ctx, target)
+	_, done, err := admin.Connect(ctx, target)
 	require.NoError(t, err)
-	assert.IsType(t, &service.Local{}, svc, "no server: the command opens the file")
+	_, err = embedded.Open(path, quiet)
+	assert.ErrorIs(t, err, embedded.ErrInUse, "no server: the command opens the file")
 	require.NoError(t, done())
+	assert.Empty(t, logged.String())
 
 	// A server holds the file.
 	s, err := embedded.Open(path, quiet)
@@ -58,12 +64,13 @@ func TestConnect(t *testing.T) {
 
 	km := &keys.Manager{Store: s, MaxTokenLifetime: time.Hour}
 	_, stop := serveSocket(t, socket.PathFor(path), service.New(s, km, service.Options{InServer: true}))
-	svc, done, err = admin.Connect(ctx, target)
+	runner, done, err := admin.Connect(ctx, target)
 	require.NoError(t, err)
-	assert.IsType(t, &socket.Client{}, svc, "the server holds the file: the command goes through its socket")
-	n, err := svc.RevokeClient(ctx, "client-a")
+	assert.Contains(t, logged.String(), "the command runs there, through its admin socket",
+		"the server holds the file: the command goes through its socket")
+	out, err := run(t, runner, "clients", "revoke", "client-a", "--yes")
 	require.NoError(t, err)
-	assert.Equal(t, 1, n)
+	assert.Equal(t, "revoked 1 grant(s) of client client-a\n", out)
 	revoked, err := s.IsRevoked(ctx, "jti-client-a")
 	require.NoError(t, err)
 	assert.True(t, revoked, "the server's store has the revocation at once")
@@ -73,15 +80,18 @@ func TestConnect(t *testing.T) {
 	_, err = os.Stat(socket.PathFor(path))
 	assert.ErrorIs(t, err, os.ErrNotExist, "the server removes its socket when it stops")
 	require.NoError(t, s.Close())
-	svc, done, err = admin.Connect(ctx, target)
+	logged.Reset()
+	runner, done, err = admin.Connect(ctx, target)
 	require.NoError(t, err)
-	assert.IsType(t, &service.Local{}, svc, "the server stopped: the file again")
+	assert.Empty(t, logged.String(), "the server stopped: the file again")
 	defer done()
-	grants, err := svc.ListGrants(ctx, service.GrantFilter{ClientID: "client-a"})
+	out, err = run(t, runner, "tokens", "list", "--client", "client-a", "--json")
 	require.NoError(t, err)
-	assert.Empty(t, grants, "the revocation made through the server was kept in the file")
-	clients, err := svc.ListClients(ctx)
+	assert.JSONEq(t, `[]`, out, "the revocation made through the server was kept in the file")
+	out, err = run(t, runner, "clients", "list", "--json")
 	require.NoError(t, err)
+	var clients []service.Client
+	require.NoError(t, json.Unmarshal([]byte(out), &clients))
 	require.Len(t, clients, 1)
 	assert.Equal(t, "client-a", clients[0].ID)
 }
@@ -89,11 +99,15 @@ func TestConnect(t *testing.T) {
 // On Redis nothing changes: the commands open Redis, whether servers run or not.
 func TestConnectRedis(t *testing.T) {
 	r := testenv.StartRedis(t)
-	svc, done, err := admin.Connect(context.Background(), admin.Target{
-		Store: backend.Config{RedisURL: r.URL, Logger: quiet}, MaxTokenLifetime: time.Hour, Logger: quiet})
+	var logged bytes.Buffer
+	runner, done, err := admin.Connect(context.Background(), admin.Target{
+		Store: backend.Config{RedisURL: r.URL, Logger: quiet}, MaxTokenLifetime: time.Hour, Logger: slog.New(slog.NewTextHandler(&logged, nil))})
 	require.NoError(t, err)
 	defer done()
-	assert.IsType(t, &service.Local{}, svc)
+	out, err := run(t, runner, "clients", "list", "--json")
+	require.NoError(t, err)
+	assert.JSONEq(t, `[]`, out)
+	assert.Empty(t, logged.String(), "no admin socket on Redis")
 }
 
 // A backup taken through the running server is one instant of its state, even while the server keeps writing:
@@ -135,9 +149,9 @@ func TestBackupFromRunningServerIsConsistent(t *testing.T) {
 			done = true
 		default:
 		}
-		var b bytes.Buffer
-		require.NoError(t, c.Backup(ctx, &b))
-		backups = append(backups, &b)
+		out, err := run(t, c, "backup")
+		require.NoError(t, err)
+		backups = append(backups, bytes.NewBufferString(out))
 	}
 
 	mixed := 0
@@ -210,8 +224,10 @@ func withoutHeader(t *testing.T, dump []byte) []byte {
 func TestRotateKeysInRunningServer(t *testing.T) {
 	_, _, km, c, _ := runningServer(t)
 	ctx := context.Background()
-	rot, err := c.RotateKeys(ctx, 10*time.Minute)
+	out, err := run(t, c, "rotate-keys", "--activate-after", "10m", "--json")
 	require.NoError(t, err)
+	var rot service.KeyRotation
+	require.NoError(t, json.Unmarshal([]byte(out), &rot), out)
 	assert.WithinDuration(t, time.Now().Add(10*time.Minute), rot.ActiveAt, time.Minute)
 	jwks, err := km.JWKS(ctx)
 	require.NoError(t, err)
@@ -222,6 +238,6 @@ func TestRotateKeysInRunningServer(t *testing.T) {
 	assert.Contains(t, kids, rot.KID)
 	assert.Len(t, kids, 2, "the old key stays published")
 
-	_, err = c.RotateKeys(ctx, -time.Minute)
+	_, err = run(t, c, "rotate-keys", "--activate-after", "-1m")
 	assert.ErrorIs(t, err, service.ErrInvalid)
 }

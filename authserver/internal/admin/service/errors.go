@@ -13,12 +13,14 @@ var (
 	ErrInvalid = errors.New("invalid argument")
 	// ErrServerRunning: the command needs the server stopped (restore, while a server serves the embedded store).
 	ErrServerRunning = errors.New("the authserver is running")
+	// ErrNotConfirmed: a destructive command was run without confirmation (--yes).
+	ErrNotConfirmed = errors.New("refusing a destructive action without --yes")
 )
 
 // Error is a failure of one of the kinds above, with the message the operator reads. The admin socket carries
 // both, so a command fails the same way whichever way it reached the store.
 type Error struct {
-	Kind error // ErrNotFound, ErrInvalid, ErrServerRunning (or, from the admin socket, store.ErrUnavailable)
+	Kind error // one of the kinds above (or, from the admin socket, store.ErrUnavailable)
 	Msg  string
 }
 

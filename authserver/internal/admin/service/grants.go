@@ -11,8 +11,9 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 )
 
-// ListGrants implements Service. It reads the store through its backup stream (readRecords).
-func (l *Local) ListGrants(ctx context.Context, f GrantFilter) ([]Grant, error) {
+// ListGrants returns the live grants of a user or of a client, the most recently refreshed first. It reads the
+// store through its backup stream (readRecords).
+func (s *Service) ListGrants(ctx context.Context, f GrantFilter) ([]Grant, error) {
 	if (f.UserID == "") == (f.ClientID == "") {
 		return nil, failure(ErrInvalid, "tokens list: name a user (--user) or a client (--client)")
 	}
@@ -23,7 +24,7 @@ func (l *Local) ListGrants(ctx context.Context, f GrantFilter) ([]Grant, error) 
 	match := func(uid, cid string) bool {
 		return (f.UserID != "" && uid == f.UserID) || (f.ClientID != "" && cid == f.ClientID)
 	}
-	err := l.readRecords(ctx, func(r store.DumpRecord) error {
+	err := s.readRecords(ctx, func(r store.DumpRecord) error {
 		switch {
 		case r.Kind == store.DumpRefresh && !r.Used && r.Refresh.ExpiresAt.After(now) && match(r.Refresh.User.ID, r.Refresh.ClientID):
 			t := r.Refresh
@@ -61,8 +62,8 @@ func (l *Local) ListGrants(ctx context.Context, f GrantFilter) ([]Grant, error) 
 
 // readRecords hands every record of the store to fn, read through its backup stream, so that a listing works the
 // same on every backend without an index of its own.
-func (l *Local) readRecords(ctx context.Context, fn func(store.DumpRecord) error) error {
-	b, ok := l.store.(store.Backup)
+func (s *Service) readRecords(ctx context.Context, fn func(store.DumpRecord) error) error {
+	b, ok := s.store.(store.Backup)
 	if !ok {
 		return errors.New("this store backend cannot list its records")
 	}

@@ -12,9 +12,9 @@ import (
 
 // PurgeClientsOptions say which registered clients `clients purge` removes.
 type PurgeClientsOptions struct {
-	UnusedFor time.Duration `json:"unused_for"` // never used and registered longer ago than this (0: this rule off)
-	IdleFor   time.Duration `json:"idle_for"`   // last used longer ago than this (0: this rule off)
-	DryRun    bool          `json:"dry_run"`    // list them, delete nothing
+	UnusedFor time.Duration // never used and registered longer ago than this (0: this rule off)
+	IdleFor   time.Duration // last used longer ago than this (0: this rule off)
+	DryRun    bool          // list them, delete nothing
 }
 
 // PurgedClients is what a purge removed (or, in a dry run, would remove).
@@ -26,16 +26,16 @@ type PurgedClients struct {
 	DryRun         bool `json:"dry_run"`
 }
 
-// PurgeClients implements Service. A client is removed when clientlife.Stale says so, it was registered to expire
+// PurgeClients deletes registered clients nobody uses (never used, or idle). A client is removed when clientlife.Stale says so, it was registered to expire
 // (a client registered without expiry, e.g. by an operator, is never purged) and no live grant (refresh token or
 // unrevoked access token) names it. Each is checked again just before it is deleted, so one used in the meantime
 // stays; its tokens are revoked first, as RFC 7592 DELETE does.
-func (l *Local) PurgeClients(ctx context.Context, o PurgeClientsOptions) (PurgedClients, error) {
+func (s *Service) PurgeClients(ctx context.Context, o PurgeClientsOptions) (PurgedClients, error) {
 	out := PurgedClients{Clients: []Client{}, DryRun: o.DryRun}
 	if o.UnusedFor < 0 || o.IdleFor < 0 || (o.UnusedFor == 0 && o.IdleFor == 0) {
 		return out, failure(ErrInvalid, "clients purge: give --unused-for or --idle-for a positive duration")
 	}
-	clients, err := l.store.ListClients(ctx)
+	clients, err := s.store.ListClients(ctx)
 	if err != nil {
 		return out, fmt.Errorf("clients purge: %w", err)
 	}
@@ -52,7 +52,7 @@ func (l *Local) PurgeClients(ctx context.Context, o PurgeClientsOptions) (Purged
 	if len(candidates) == 0 {
 		return out, nil
 	}
-	inUse, err := l.clientsWithGrants(ctx)
+	inUse, err := s.clientsWithGrants(ctx)
 	if err != nil {
 		return out, err
 	}
@@ -65,7 +65,7 @@ func (l *Local) PurgeClients(ctx context.Context, o PurgeClientsOptions) (Purged
 			out.Clients = append(out.Clients, viewOf(c))
 			continue
 		}
-		cur, err := l.store.GetClient(ctx, c.ID)
+		cur, err := s.store.GetClient(ctx, c.ID)
 		if errors.Is(err, store.ErrNotFound) {
 			continue // expired or deleted meanwhile
 		}
@@ -75,10 +75,10 @@ func (l *Local) PurgeClients(ctx context.Context, o PurgeClientsOptions) (Purged
 		if !stale(cur) {
 			continue // used meanwhile
 		}
-		if _, err := l.store.RevokeClient(ctx, c.ID); err != nil {
+		if _, err := s.store.RevokeClient(ctx, c.ID); err != nil {
 			return out, fmt.Errorf("clients purge: revoke tokens of %s: %w", c.ID, err)
 		}
-		if err := l.store.DeleteClient(ctx, c.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+		if err := s.store.DeleteClient(ctx, c.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return out, fmt.Errorf("clients purge: delete %s: %w", c.ID, err)
 		}
 		out.Clients = append(out.Clients, viewOf(cur))
@@ -88,12 +88,12 @@ func (l *Local) PurgeClients(ctx context.Context, o PurgeClientsOptions) (Purged
 
 // clientsWithGrants is the set of client ids that hold a live refresh token or unrevoked access token, read through
 // the backup stream (readRecords).
-func (l *Local) clientsWithGrants(ctx context.Context) (map[string]bool, error) {
+func (s *Service) clientsWithGrants(ctx context.Context) (map[string]bool, error) {
 	now := time.Now()
 	inUse := map[string]bool{}
 	accessOf := map[string]string{} // jti -> client
 	revoked := map[string]bool{}
-	err := l.readRecords(ctx, func(r store.DumpRecord) error {
+	err := s.readRecords(ctx, func(r store.DumpRecord) error {
 		switch {
 		case r.Kind == store.DumpRefresh && !r.Used && r.Refresh.ExpiresAt.After(now):
 			inUse[r.Refresh.ClientID] = true

@@ -1,47 +1,43 @@
-// Package service is the one implementation of the operator commands: what each of them does to the store. The
-// command line reaches it in one of two ways, and both end here:
+// Package service is what each operator command does to the store. The command line (package admin) runs on a
+// Service in one of two places, and both end here:
 //
-//   - directly: `authserver clients list` opens the store (Redis, or the embedded store's file when no server holds
-//     it) and calls a Local service on it;
-//   - through a running server: the embedded store's file is held by the server, so the command calls the server's
-//     admin socket (package socket), whose handlers call the server's own Local service, on the store it serves from.
-//
-// A new command is a method of Service (and of Local), a handler and a client method in package socket (one line
-// each), and its printing in package admin.
+//   - in its own process: `authserver clients list` opens the store (Redis, or the embedded store's file when no
+//     server holds it) and runs on a Service on it;
+//   - in the running server: the embedded store's file is held by the server, so the command line goes through the
+//     server's admin socket (package socket), and the server runs the same command line on its own Service, on the
+//     store it serves from.
 package service
 
 import (
-	"context"
-	"io"
 	"time"
+
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/metrics"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 )
 
-// Service is every operator command that touches the store. Implementations: Local (on a store this process has
-// open) and socket.Client (the same Local, in the running server, through its admin socket).
-type Service interface {
-	// ListClients returns every registered client, oldest first.
-	ListClients(ctx context.Context) ([]Client, error)
-	// GetClient returns one client (ErrNotFound if there is none with that id).
-	GetClient(ctx context.Context, id string) (Client, error)
-	// DeleteClient revokes every token of the client, then deletes it (what RFC 7592 DELETE does). It returns how
-	// many grants it revoked.
-	DeleteClient(ctx context.Context, id string) (revokedGrants int, err error)
-	// RevokeClient revokes every grant (refresh and access tokens) of a client and keeps the client.
-	RevokeClient(ctx context.Context, id string) (revokedGrants int, err error)
-	// RevokeUser revokes every grant of a user (GitHub numeric id), across all clients.
-	RevokeUser(ctx context.Context, userID string) (revokedGrants int, err error)
-	// ListGrants returns the live grants of a user or of a client, the most recently refreshed first.
-	ListGrants(ctx context.Context, f GrantFilter) ([]Grant, error)
-	// Purge removes expired records now and returns how many.
-	Purge(ctx context.Context) (int, error)
-	// PurgeClients deletes registered clients nobody uses (never used, or idle), keeping those with live grants.
-	PurgeClients(ctx context.Context, o PurgeClientsOptions) (PurgedClients, error)
-	// Backup writes the whole store in the store's dump format.
-	Backup(ctx context.Context, w io.Writer) error
-	// Restore loads a dump (from either backend) into the store.
-	Restore(ctx context.Context, r io.Reader) error
-	// RotateKeys publishes a new signing key that signs after activateAfter.
-	RotateKeys(ctx context.Context, activateAfter time.Duration) (KeyRotation, error)
+// Options say where a Service runs.
+type Options struct {
+	// InServer: the store is the one a running server serves from (its admin socket). Restore is then refused: it
+	// would put a whole state under a server that keeps working on its own (sessions in flight, cached signing keys,
+	// the edge's feed cursor), so it needs the server stopped.
+	InServer bool
+	// Metrics, in the server, counts the revocations made through its socket like those of its endpoints (a command
+	// that opens the store itself runs in another process, whose counts no one scrapes).
+	Metrics *metrics.Metrics
+}
+
+// Service runs the operator commands on a store this process has open.
+type Service struct {
+	store store.Store
+	keys  *keys.Manager
+	opts  Options
+}
+
+// New returns the commands on st. km manages its signing keys (the server's own manager in the server, so a
+// rotation is in use at once).
+func New(st store.Store, km *keys.Manager, o Options) *Service {
+	return &Service{store: st, keys: km, opts: o}
 }
 
 // Client is what the commands show of a client: never its secret or registration token hashes.
@@ -57,10 +53,10 @@ type Client struct {
 	LastUsedAt   time.Time `json:"last_used_at,omitzero"` // zero: never obtained a token (or not since uses were recorded)
 }
 
-// GrantFilter selects grants by user (GitHub numeric id) or by client; a grant matching either is listed.
+// GrantFilter selects grants by user (the tokens' sub) or by client; a grant matching either is listed.
 type GrantFilter struct {
-	UserID   string `json:"user_id,omitempty"`
-	ClientID string `json:"client_id,omitempty"`
+	UserID   string
+	ClientID string
 }
 
 // Grant is one live grant (the chain of tokens from one authorization): never a token or a hash.

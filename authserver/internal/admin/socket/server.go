@@ -1,6 +1,7 @@
 package socket
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,9 +12,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
+	"sync"
 	"time"
-
-	"github.com/mcp-oauth-gateway/gateway/authserver/internal/admin/service"
 )
 
 // Listen creates the admin socket at path, for the user the server runs as (and root) only. A socket file left at
@@ -98,11 +99,15 @@ func (l *ownerOnly) Accept() (net.Conn, error) {
 	}
 }
 
-// Serve answers the operator commands on ln with svc until ctx ends, then lets commands in flight (a backup)
-// finish for up to 10 s, and returns.
-func Serve(ctx context.Context, ln net.Listener, svc service.Service, log *slog.Logger) error {
+// Runner runs one command line with the caller's streams (stdin is empty when the caller sends none) and returns
+// how it ended.
+type Runner func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error
+
+// Serve runs the command lines sent on ln with run until ctx ends, then lets commands in flight (a backup) finish
+// for up to 10 s, and returns.
+func Serve(ctx context.Context, ln net.Listener, run Runner, log *slog.Logger) error {
 	hs := &http.Server{
-		Handler:           Handler(svc, log),
+		Handler:           Handler(run, log),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -131,107 +136,151 @@ func Serve(ctx context.Context, ln net.Listener, svc service.Service, log *slog.
 
 type uidKey struct{}
 
-// Handler serves every command of svc: one route per command, each a call of the service.
-func Handler(svc service.Service, log *slog.Logger) http.Handler {
-	h := &handler{mux: http.NewServeMux(), log: log}
-	rpc(h, cmdListClients, func(ctx context.Context, _ struct{}) ([]service.Client, error) { return svc.ListClients(ctx) })
-	rpc(h, cmdGetClient, func(ctx context.Context, a idArgs) (service.Client, error) { return svc.GetClient(ctx, a.ID) })
-	rpc(h, cmdDeleteClient, func(ctx context.Context, a idArgs) (countOut, error) { return count(svc.DeleteClient(ctx, a.ID)) })
-	rpc(h, cmdRevokeClient, func(ctx context.Context, a idArgs) (countOut, error) { return count(svc.RevokeClient(ctx, a.ID)) })
-	rpc(h, cmdRevokeUser, func(ctx context.Context, a idArgs) (countOut, error) { return count(svc.RevokeUser(ctx, a.ID)) })
-	rpc(h, cmdListGrants, func(ctx context.Context, f service.GrantFilter) ([]service.Grant, error) {
-		return svc.ListGrants(ctx, f)
-	})
-	rpc(h, cmdPurge, func(ctx context.Context, _ struct{}) (countOut, error) { return count(svc.Purge(ctx)) })
-	rpc(h, cmdPurgeClients, func(ctx context.Context, o service.PurgeClientsOptions) (service.PurgedClients, error) {
-		return svc.PurgeClients(ctx, o)
-	})
-	rpc(h, cmdRotateKeys, func(ctx context.Context, a rotateArg) (service.KeyRotation, error) {
-		return svc.RotateKeys(ctx, a.ActivateAfter)
-	})
-	h.handle(cmdBackup, func(w *answer, r *http.Request) error {
-		w.Header().Set("Content-Type", "application/x-ndjson")
-		w.Header().Set("Trailer", backupStatus)
-		if err := svc.Backup(r.Context(), w); err != nil {
-			if w.started {
-				w.Header().Set(backupStatus, "failed: "+err.Error())
-			}
-			return err
-		}
-		w.Header().Set(backupStatus, "ok")
-		return nil
-	})
-	h.handle(cmdRestore, func(w *answer, r *http.Request) error {
-		if err := svc.Restore(r.Context(), r.Body); err != nil {
-			return err
-		}
-		return writeJSON(w, http.StatusOK, struct{}{})
-	})
-	return h.mux
-}
-
-func count(n int, err error) (countOut, error) { return countOut{Count: n}, err }
-
-type handler struct {
-	mux *http.ServeMux
-	log *slog.Logger
-}
-
-// answer is the response of one command; it remembers whether the answer has started.
-type answer struct {
-	http.ResponseWriter
-	started bool
-}
-
-func (a *answer) WriteHeader(code int) { a.started = true; a.ResponseWriter.WriteHeader(code) }
-func (a *answer) Write(b []byte) (int, error) {
-	a.started = true
-	return a.ResponseWriter.Write(b)
-}
-
-// handle serves one command at POST /v1/<name> and logs it (the command, who, how it went; never a record).
-func (h *handler) handle(name string, fn func(w *answer, r *http.Request) error) {
-	h.mux.HandleFunc("POST /v1/"+name, func(w http.ResponseWriter, r *http.Request) {
+// Handler runs each command line sent to it with run, and logs it (the command, who, how it went; never an
+// argument or a record).
+func Handler(run Runner, log *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+runPath, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		a := &answer{ResponseWriter: w}
-		err := fn(a, r)
-		attrs := []any{"command", name, "duration_ms", time.Since(start).Milliseconds()}
+		args := r.URL.Query()["arg"]
+		rc := http.NewResponseController(w)
+		// The command may read its input while it writes its output.
+		if err := rc.EnableFullDuplex(); err != nil {
+			log.Warn("admin socket: no full duplex; a command reading its input cannot write meanwhile", "err", err)
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		a := &answer{w: w, rc: rc}
+		in := io.Reader(http.NoBody)
+		if r.ContentLength != 0 {
+			// The first byte of the answer would tell the client not to send the input (it waits for
+			// "100 Continue", which the server sends on the first read of the body): hold the output back until the
+			// command reads its input, so that a command refused before it does is answered before the upload.
+			a.held = &bytes.Buffer{}
+			in = &input{body: r.Body, read: a.release}
+		}
+		err := run(r.Context(), args, in, a.stream(frameStdout), a.stream(frameStderr))
+		status := statusOf(err)
+		sent := a.exit(status)
+		attrs := []any{"command", commandName(args), "duration_ms", time.Since(start).Milliseconds()}
 		if uid, ok := r.Context().Value(uidKey{}).(int); ok {
 			attrs = append(attrs, "uid", uid)
 		}
-		if err != nil {
-			kind, status := kindOf(err)
-			if !a.started {
-				_ = writeJSON(a, status, wireError{Error: err.Error(), Kind: kind})
+		switch {
+		case err != nil:
+			log.Info("admin command failed", append(attrs, "kind", status.Kind, "err", err)...)
+		case sent != nil:
+			log.Info("admin command failed", append(attrs, "err", fmt.Errorf("send the exit status: %w", sent))...)
+		default:
+			log.Info("admin command", attrs...)
+		}
+	})
+	return mux
+}
+
+// commandName is what the log calls a command line: its first word and, unless it is a flag, its second
+// (`clients show`, `tokens revoke`, `backup`): the arguments come after them and are not logged.
+func commandName(args []string) string {
+	if len(args) > 1 && !strings.HasPrefix(args[1], "-") {
+		return args[0] + " " + args[1]
+	}
+	if len(args) > 0 {
+		return args[0]
+	}
+	return ""
+}
+
+// answer writes a command's output as frames, each sent on at once (a long command's output arrives as it is
+// written), and last its exit status.
+type answer struct {
+	mu   sync.Mutex
+	w    http.ResponseWriter
+	rc   *http.ResponseController
+	held *bytes.Buffer // output not yet sent, until the command reads its input (nil: none held)
+}
+
+// stream is the writer of one of the command's output streams.
+func (a *answer) stream(id byte) io.Writer {
+	return writerFunc(func(p []byte) (int, error) {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		for rest := p; len(rest) > 0; {
+			n := min(len(rest), maxFrame)
+			if err := a.frame(id, rest[:n]); err != nil {
+				return len(p) - len(rest), err
 			}
-			h.log.Info("admin command failed", append(attrs, "kind", kind, "err", err)...)
-			return
+			rest = rest[n:]
 		}
-		h.log.Info("admin command", attrs...)
+		return len(p), a.flush()
 	})
 }
 
-// rpc serves a command whose arguments and result are JSON.
-func rpc[In, Out any](h *handler, name string, fn func(context.Context, In) (Out, error)) {
-	h.handle(name, func(w *answer, r *http.Request) error {
-		var in In
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
-		if err != nil {
-			return &service.Error{Kind: service.ErrInvalid, Msg: "read the arguments: " + err.Error()}
-		}
-		if err := json.Unmarshal(body, &in); err != nil {
-			return &service.Error{Kind: service.ErrInvalid, Msg: "decode the arguments: " + err.Error()}
-		}
-		out, err := fn(r.Context(), in)
-		if err != nil {
-			return err
-		}
-		return writeJSON(w, http.StatusOK, out)
-	})
+func (a *answer) frame(id byte, p []byte) error {
+	if a.held != nil {
+		return writeFrame(a.held, id, p)
+	}
+	return writeFrame(a.w, id, p)
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) error {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	return json.NewEncoder(w).Encode(v)
+func (a *answer) flush() error {
+	if a.held != nil {
+		return nil
+	}
+	return a.rc.Flush()
 }
+
+// release sends the output held back so far; from now on output is sent as it is written.
+func (a *answer) release() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.releaseLocked()
+}
+
+func (a *answer) releaseLocked() error {
+	if a.held == nil {
+		return nil
+	}
+	held := a.held
+	a.held = nil
+	if _, err := a.w.Write(held.Bytes()); err != nil {
+		return err
+	}
+	return a.rc.Flush()
+}
+
+// exit sends the output still held back and the exit status: the answer is whole.
+func (a *answer) exit(s exitStatus) error {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.releaseLocked(); err != nil {
+		return err
+	}
+	if err := writeFrame(a.w, frameExit, b); err != nil {
+		return err
+	}
+	return a.rc.Flush()
+}
+
+// input is the command's input; its first read, which asks the client for the upload, releases the output held back.
+type input struct {
+	body io.Reader
+	read func() error
+	once sync.Once
+}
+
+func (in *input) Read(p []byte) (int, error) {
+	n, err := in.body.Read(p)
+	var rerr error
+	in.once.Do(func() { rerr = in.read() })
+	if rerr != nil {
+		return n, rerr
+	}
+	return n, err
+}
+
+type writerFunc func(p []byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
