@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientauth"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientassertion"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientmeta"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/jwk"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
@@ -66,13 +66,13 @@ func presentedAuth(r *http.Request) (m authMethod, code, problem string) {
 		}
 		m = authMethod{name: "client_secret_basic", clientID: id, secret: pw}
 	case assertType != "" || assertion != "":
-		if assertType != clientauth.AssertionType {
-			return m, "invalid_request", "client_assertion_type must be " + clientauth.AssertionType
+		if assertType != clientassertion.AssertionType {
+			return m, "invalid_request", "client_assertion_type must be " + clientassertion.AssertionType
 		}
 		if assertion == "" {
 			return m, "invalid_request", "client_assertion is required with client_assertion_type"
 		}
-		iss, err := clientauth.Issuer(assertion)
+		iss, err := clientassertion.Issuer(assertion)
 		if err != nil {
 			return m, "invalid_client", err.Error()
 		}
@@ -128,11 +128,11 @@ func (s *Server) authenticateClient(r *http.Request) (*store.Client, error) {
 			return nil, clientFailure(basic, "wrong client secret")
 		}
 	case clientmeta.AuthPrivateKeyJWT:
-		err := s.assertions.Verify(r.Context(), clientauth.Request{
+		err := s.assertions.Verify(r.Context(), clientassertion.Request{
 			ClientID: c.ID, Alg: c.AuthSigningAlg, Keys: s.clientKeys(r, c), Assertion: m.assertion,
 			Audiences: s.assertionAudiences(),
 		})
-		var ae *clientauth.Error
+		var ae *clientassertion.Error
 		var limited *oauthErr
 		me, isDoc := asDocumentError(err)
 		switch {
@@ -173,7 +173,7 @@ func (s *Server) fetchAllowed(r *http.Request, wouldFetch bool) error {
 
 // clientKeys is where a private_key_jwt client's public keys come from: its inline set, or its jwks_uri through the
 // guarded fetcher, within the caller's fetch limit.
-func (s *Server) clientKeys(r *http.Request, c *store.Client) clientauth.Keys {
+func (s *Server) clientKeys(r *http.Request, c *store.Client) clientassertion.Keys {
 	return func(ctx context.Context, fresh bool) ([]jwk.Key, error) {
 		switch {
 		case len(c.JWKS) > 0:

@@ -20,7 +20,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientauth"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientassertion"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientlife"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientmeta"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/jwk"
@@ -66,7 +66,7 @@ func (k keyPair) assertionFor(t *testing.T, clientID string, aud any) string {
 }
 
 func withAssertion(f url.Values, a string) url.Values {
-	f.Set("client_assertion_type", clientauth.AssertionType)
+	f.Set("client_assertion_type", clientassertion.AssertionType)
 	f.Set("client_assertion", a)
 	return f
 }

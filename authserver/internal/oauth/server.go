@@ -21,7 +21,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientauth"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientassertion"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientlife"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientmeta"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/grant"
@@ -105,7 +105,7 @@ type Server struct {
 	login      *login.Service // the identity providers users log in with
 	log        *slog.Logger
 	secure     bool // issuer is https: cookies are Secure
-	assertions *clientauth.Verifier
+	assertions *clientassertion.Verifier
 
 	// Per-address limits (ratelimit.AddressKey: IPv6 by /64), each bounded in memory.
 	registerLimit   *ratelimit.Limiter // POST /register
@@ -148,7 +148,7 @@ func New(cfg Config, st store.Store, km *keys.Manager, logins *login.Service, lo
 		cfg.Grants.Window = cfg.AccessTTL
 	}
 	return &Server{cfg: cfg, store: st, keys: km, login: logins, log: log, secure: u.Scheme == "https",
-		assertions:      &clientauth.Verifier{JTIs: st, MaxLifetime: cfg.AssertionMaxLifetime},
+		assertions:      &clientassertion.Verifier{JTIs: st, MaxLifetime: cfg.AssertionMaxLifetime},
 		registerLimit:   ratelimit.New(cfg.RegisterPerMinute, cfg.RegisterBurst),
 		deviceLimit:     ratelimit.New(cfg.DeviceAttemptsPerMinute, 10),
 		authorizeLimit:  ratelimit.New(cfg.AuthorizePerMinute, max(10, int(cfg.AuthorizePerMinute))),

@@ -1,4 +1,4 @@
-package clientauth_test
+package clientassertion_test
 
 import (
 	"context"
@@ -21,7 +21,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientauth"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientassertion"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/jwk"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/embedded"
@@ -71,19 +71,19 @@ func newEC(t testing.TB, kid string) signer {
 	return signer{kid, jwt.SigningMethodES256, k}
 }
 
-func fixed(keys ...jwk.Key) clientauth.Keys {
+func fixed(keys ...jwk.Key) clientassertion.Keys {
 	return func(context.Context, bool) ([]jwk.Key, error) { return keys, nil }
 }
 
-func newVerifier(t *testing.T) *clientauth.Verifier {
+func newVerifier(t *testing.T) *clientassertion.Verifier {
 	st, err := embedded.Open("", slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
 	t.Cleanup(func() { st.Close() })
-	return &clientauth.Verifier{JTIs: st}
+	return &clientassertion.Verifier{JTIs: st}
 }
 
-func req(keys clientauth.Keys, assertion string) clientauth.Request {
-	return clientauth.Request{ClientID: client, Keys: keys, Audiences: []string{issuer, tokenURL}, Assertion: assertion}
+func req(keys clientassertion.Keys, assertion string) clientassertion.Request {
+	return clientassertion.Request{ClientID: client, Keys: keys, Audiences: []string{issuer, tokenURL}, Assertion: assertion}
 }
 
 func TestVerifyAccepts(t *testing.T) {
@@ -117,7 +117,7 @@ func TestVerifyRefusesAudienceLists(t *testing.T) {
 		"an endpoint":          issuer + "/introspect",
 	} {
 		err := v.Verify(context.Background(), req(keys, rs.sign(t, func(c jwt.MapClaims, _ map[string]any) { c["aud"] = aud })))
-		var ae *clientauth.Error
+		var ae *clientassertion.Error
 		require.ErrorAs(t, err, &ae, name)
 		assert.Contains(t, err.Error(), "aud must be", name)
 		if _, list := aud.([]string); list {
@@ -178,7 +178,7 @@ func TestVerifyRefuses(t *testing.T) {
 			r := req(keys, c.assertion)
 			r.Alg = c.alg
 			err := v.Verify(ctx, r)
-			var ce *clientauth.Error
+			var ce *clientassertion.Error
 			require.ErrorAs(t, err, &ce)
 			assert.Contains(t, err.Error(), c.want)
 		})
@@ -194,7 +194,7 @@ func TestReplayRefused(t *testing.T) {
 	require.NoError(t, v.Verify(ctx, req(fixed(rs.public()), a)))
 	err := v.Verify(ctx, req(fixed(rs.public()), a))
 	assert.ErrorContains(t, err, "already used")
-	other := &clientauth.Verifier{JTIs: v.JTIs}
+	other := &clientassertion.Verifier{JTIs: v.JTIs}
 	assert.ErrorContains(t, other.Verify(ctx, req(fixed(rs.public()), a)), "already used")
 	// The same jti from another client is another assertion.
 	twin := rs.sign(t, func(c jwt.MapClaims, _ map[string]any) { c["jti"] = "shared" })
@@ -229,10 +229,10 @@ func TestKeyRotation(t *testing.T) {
 // Failures that are not the client's (store down, keys unreachable for reasons of ours) are not an *Error.
 func TestInfrastructureFailures(t *testing.T) {
 	rs := newRSA(t, "rs", jwt.SigningMethodRS256)
-	down := &clientauth.Verifier{JTIs: failingJTIs{}}
+	down := &clientassertion.Verifier{JTIs: failingJTIs{}}
 	err := down.Verify(context.Background(), req(fixed(rs.public()), rs.sign(t, nil)))
 	require.ErrorIs(t, err, store.ErrUnavailable)
-	var ce *clientauth.Error
+	var ce *clientassertion.Error
 	assert.False(t, errors.As(err, &ce))
 
 	boom := errors.New("key source down")
@@ -243,12 +243,12 @@ func TestInfrastructureFailures(t *testing.T) {
 
 func TestIssuer(t *testing.T) {
 	rs := newRSA(t, "rs", jwt.SigningMethodRS256)
-	iss, err := clientauth.Issuer(rs.sign(t, nil))
+	iss, err := clientassertion.Issuer(rs.sign(t, nil))
 	require.NoError(t, err)
 	assert.Equal(t, client, iss)
-	_, err = clientauth.Issuer("garbage")
+	_, err = clientassertion.Issuer("garbage")
 	assert.ErrorContains(t, err, "not a JWT")
-	_, err = clientauth.Issuer(rs.sign(t, func(c jwt.MapClaims, _ map[string]any) { delete(c, "iss") }))
+	_, err = clientassertion.Issuer(rs.sign(t, func(c jwt.MapClaims, _ map[string]any) { delete(c, "iss") }))
 	assert.ErrorContains(t, err, "iss is missing")
 }
 
@@ -284,7 +284,7 @@ func BenchmarkVerify(b *testing.B) {
 			st, err := embedded.Open("", slog.New(slog.NewTextHandler(io.Discard, nil)))
 			require.NoError(b, err)
 			defer st.Close()
-			v := &clientauth.Verifier{JTIs: st}
+			v := &clientassertion.Verifier{JTIs: st}
 			assertions := make([]string, b.N)
 			for i := range assertions {
 				assertions[i] = k.sign(b, nil)

@@ -1,4 +1,4 @@
-// Package clientauth verifies private_key_jwt client authentication (RFC 7523 §2.2 and §3, as RFC 7591 and the
+// Package clientassertion verifies private_key_jwt client authentication (RFC 7523 §2.2 and §3, as RFC 7591 and the
 // Client ID Metadata Document draft use it): the client signs a short-lived JWT with its own private key and sends
 // it as client_assertion; the authorization server checks it against the public keys the client published.
 //
@@ -9,7 +9,7 @@
 // checked first, before any key is fetched; exp is present, not past and at most MaxLifetime ahead; nbf and iat are
 // not in the future; jti is present and used once (remembered in the store until the assertion expires). Parsing
 // and signature checks are golang-jwt's.
-package clientauth
+package clientassertion
 
 import (
 	"context"
