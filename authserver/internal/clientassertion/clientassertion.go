@@ -1,6 +1,7 @@
-// Package clientassertion verifies private_key_jwt client authentication (RFC 7523 §2.2 and §3, as RFC 7591 and the
-// Client ID Metadata Document draft use it): the client signs a short-lived JWT with its own private key and sends
-// it as client_assertion; the authorization server checks it against the public keys the client published.
+// Package clientassertion verifies the client assertions of private_key_jwt client authentication (RFC 7523 §2.2
+// and §3, as RFC 7591 and the Client ID Metadata Document draft use it): the client signs a short-lived JWT with its
+// own private key and sends it as client_assertion; the authorization server checks it against the public keys the
+// client published. The other client authentication methods are oauth's (clientauth.go).
 //
 // What is checked: the JWS algorithm is one of an allow-list (RS256, PS256, ES256: never "none" nor an HMAC, and
 // only the client's declared algorithm when it declared one); the signature verifies with one of the client's keys
@@ -25,8 +26,8 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 )
 
-// AssertionType is the client_assertion_type of RFC 7523 §2.2.
-const AssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+// Type is the client_assertion_type of RFC 7523 §2.2.
+const Type = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 // Defaults of a Verifier.
 const (

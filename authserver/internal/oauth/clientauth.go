@@ -66,8 +66,8 @@ func presentedAuth(r *http.Request) (m authMethod, code, problem string) {
 		}
 		m = authMethod{name: "client_secret_basic", clientID: id, secret: pw}
 	case assertType != "" || assertion != "":
-		if assertType != clientassertion.AssertionType {
-			return m, "invalid_request", "client_assertion_type must be " + clientassertion.AssertionType
+		if assertType != clientassertion.Type {
+			return m, "invalid_request", "client_assertion_type must be " + clientassertion.Type
 		}
 		if assertion == "" {
 			return m, "invalid_request", "client_assertion is required with client_assertion_type"

@@ -66,7 +66,7 @@ func (k keyPair) assertionFor(t *testing.T, clientID string, aud any) string {
 }
 
 func withAssertion(f url.Values, a string) url.Values {
-	f.Set("client_assertion_type", clientassertion.AssertionType)
+	f.Set("client_assertion_type", clientassertion.Type)
 	f.Set("client_assertion", a)
 	return f
 }

@@ -82,7 +82,7 @@ type Config struct {
 	// ClientKeys fetches the key sets (jwks_uri) of private_key_jwt clients, registered or not; nil: only clients
 	// whose keys are inline (jwks) can use private_key_jwt. Usually the same fetcher as ClientMetadata.
 	ClientKeys *clientmeta.Fetcher
-	// AssertionMaxLifetime bounds how far ahead a client assertion's exp may be (0: clientauth's default, 10 min).
+	// AssertionMaxLifetime bounds how far ahead a client assertion's exp may be (0: clientassertion's default, 10 min).
 	AssertionMaxLifetime time.Duration
 
 	// Now is the clock of the token endpoint's refreshes (nil: time.Now); tests move it past the reuse window.
