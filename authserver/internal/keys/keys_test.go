@@ -2,6 +2,9 @@ package keys_test
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -93,4 +96,28 @@ func TestRotationReachesOtherNodesAndRetiredKeysLeave(t *testing.T) {
 	assert.Equal(t, []string{fresh}, kids(node1))
 	_, err = node1.PublicKey(ctx, old)
 	assert.Error(t, err, "a retired key no longer verifies")
+}
+
+// The JWKS endpoint publishes each key with these members, in this order: the plugin and every client read them.
+func TestJWKSMembers(t *testing.T) {
+	ctx := context.Background()
+	st, err := embedded.Open("", nil)
+	require.NoError(t, err)
+	defer st.Close()
+	m := &keys.Manager{Store: st, MaxTokenLifetime: time.Hour}
+	require.NoError(t, m.Ensure(ctx))
+	kid, _, err := m.Signer(ctx)
+	require.NoError(t, err)
+	pub, err := m.PublicKey(ctx, kid)
+	require.NoError(t, err)
+	point, err := pub.Bytes()
+	require.NoError(t, err)
+	b64 := base64.RawURLEncoding.EncodeToString
+
+	set, err := m.JWKS(ctx)
+	require.NoError(t, err)
+	got, err := json.Marshal(set)
+	require.NoError(t, err)
+	assert.Equal(t, fmt.Sprintf(`[{"kty":"EC","crv":"P-256","x":"%s","y":"%s","kid":"%s","alg":"ES256","use":"sig"}]`,
+		b64(point[1:33]), b64(point[33:]), kid), string(got))
 }
