@@ -17,10 +17,12 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/jwk"
 )
 
-func ecJWK(t *testing.T, kid string) map[string]any {
+func ecJWK(t *testing.T, kid string) jwk.Object {
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
-	return jwk.Key{ID: kid, Public: &k.PublicKey}.JSON()
+	o, err := jwk.Key{ID: kid, Public: &k.PublicKey}.Encode()
+	require.NoError(t, err)
+	return o
 }
 
 // A document that declares private_key_jwt is accepted with its keys; the methods it also lists are kept only when

@@ -1,5 +1,6 @@
-// Package jwk reads the public keys a client publishes as a JSON Web Key Set (RFC 7517, RFC 7518 §6), for checking
-// the signatures of its private_key_jwt client assertions.
+// Package jwk is the one encoding of public keys as JSON Web Keys (RFC 7517, RFC 7518 §6): it reads the keys a
+// client publishes as a JSON Web Key Set, for checking the signatures of its private_key_jwt client assertions, and
+// writes the authorization server's own signing keys for its JWKS (Object, both ways).
 //
 // Only what the authorization server verifies is kept: RSA keys of 2048 to 8192 bits (RS256, PS256) and EC keys on
 // P-256 (ES256). Keys meant for encryption and key types the server does not use are skipped; a set that carries a
@@ -53,23 +54,22 @@ func (k Key) Fits(alg string) bool {
 	return false
 }
 
-// rawKey is one JWK as published; only the members this package reads.
-type rawKey struct {
+// Object is one JWK as JSON writes it: how the server publishes its signing keys (Encode) and how ParseSet reads a
+// client's. Members are written in this order, the empty ones left out.
+type Object struct {
 	Kty string `json:"kty"`
-	Use string `json:"use"`
-	Alg string `json:"alg"`
-	Kid string `json:"kid"`
-	// RSA
-	N string `json:"n"`
-	E string `json:"e"`
-	// EC
-	Crv string `json:"crv"`
-	X   string `json:"x"`
-	Y   string `json:"y"`
-	// Private or symmetric material: never acceptable in a published set.
-	D string `json:"d"`
-	K string `json:"k"`
-	P string `json:"p"`
+	Crv string `json:"crv,omitempty"` // EC: crv, x, y
+	X   string `json:"x,omitempty"`
+	Y   string `json:"y,omitempty"`
+	N   string `json:"n,omitempty"` // RSA: n, e
+	E   string `json:"e,omitempty"`
+	Kid string `json:"kid,omitempty"`
+	Alg string `json:"alg,omitempty"`
+	Use string `json:"use,omitempty"`
+	// Private or symmetric material: never written, and never acceptable in a published set.
+	D string `json:"d,omitempty"`
+	K string `json:"k,omitempty"`
+	P string `json:"p,omitempty"`
 }
 
 // ParseSet reads a JWK Set ({"keys":[...]}) and returns the keys the server can verify with. It fails when the set
@@ -89,7 +89,7 @@ func ParseSet(b []byte) ([]Key, error) {
 	}
 	var out []Key
 	for i, raw := range set.Keys {
-		var r rawKey
+		var r Object
 		if err := json.Unmarshal(raw, &r); err != nil {
 			return nil, fmt.Errorf("key %d is not a JSON Web Key: %w", i, err)
 		}
@@ -146,7 +146,7 @@ func decode(name, v string) ([]byte, error) {
 	return b, nil
 }
 
-func rsaKey(r rawKey) (*rsa.PublicKey, error) {
+func rsaKey(r Object) (*rsa.PublicKey, error) {
 	nb, err := decode("n", r.N)
 	if err != nil {
 		return nil, err
@@ -166,7 +166,7 @@ func rsaKey(r rawKey) (*rsa.PublicKey, error) {
 	return &rsa.PublicKey{N: n, E: int(e.Int64())}, nil
 }
 
-func ecKey(r rawKey) (*ecdsa.PublicKey, error) {
+func ecKey(r Object) (*ecdsa.PublicKey, error) {
 	x, err := decode("x", r.X)
 	if err != nil {
 		return nil, err
@@ -186,24 +186,24 @@ func ecKey(r rawKey) (*ecdsa.PublicKey, error) {
 	return k, nil
 }
 
-// JSON returns the key as a public JWK (a JSON object), as a client would publish it.
-func (k Key) JSON() map[string]any {
-	m := map[string]any{"use": "sig"}
-	if k.ID != "" {
-		m["kid"] = k.ID
-	}
-	if k.Alg != "" {
-		m["alg"] = k.Alg
-	}
+// Encode returns the key as a public JWK for signatures: kty, the key's members, kid and alg when set, and use "sig".
+func (k Key) Encode() (Object, error) {
+	o := Object{Kid: k.ID, Alg: k.Alg, Use: "sig"}
 	b64 := base64.RawURLEncoding.EncodeToString
 	switch p := k.Public.(type) {
 	case *rsa.PublicKey:
-		m["kty"], m["n"], m["e"] = "RSA", b64(p.N.Bytes()), b64(big.NewInt(int64(p.E)).Bytes())
+		o.Kty, o.N, o.E = "RSA", b64(p.N.Bytes()), b64(big.NewInt(int64(p.E)).Bytes())
 	case *ecdsa.PublicKey:
-		b, err := p.Bytes()
-		if err == nil && len(b) == 65 {
-			m["kty"], m["crv"], m["x"], m["y"] = "EC", "P-256", b64(b[1:33]), b64(b[33:])
+		if p.Curve != elliptic.P256() {
+			return Object{}, fmt.Errorf("encode key %s: an EC key on %s; only P-256 is used", k.ID, p.Curve.Params().Name)
 		}
+		b, err := p.Bytes() // uncompressed point: 0x04 || X || Y
+		if err != nil {
+			return Object{}, fmt.Errorf("encode key %s: %w", k.ID, err)
+		}
+		o.Kty, o.Crv, o.X, o.Y = "EC", "P-256", b64(b[1:33]), b64(b[33:])
+	default:
+		return Object{}, fmt.Errorf("encode key %s: a %T is not a key this server uses", k.ID, k.Public)
 	}
-	return m
+	return o, nil
 }

@@ -14,9 +14,9 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/jwk"
 )
 
-func set(t *testing.T, keys ...map[string]any) []byte {
+func set(t *testing.T, keys ...jwk.Object) []byte {
 	if keys == nil {
-		keys = []map[string]any{}
+		keys = []jwk.Object{}
 	}
 	b, err := json.Marshal(map[string]any{"keys": keys})
 	require.NoError(t, err)
@@ -32,8 +32,8 @@ func TestParseSet(t *testing.T) {
 	require.NoError(t, err)
 	p384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	require.NoError(t, err)
-	rsaJWK := jwk.Key{ID: "r1", Alg: "RS256", Public: &rsaKey.PublicKey}.JSON()
-	ecJWK := jwk.Key{ID: "e1", Public: &ecKey.PublicKey}.JSON()
+	rsaJWK := encode(t, jwk.Key{ID: "r1", Alg: "RS256", Public: &rsaKey.PublicKey})
+	ecJWK := encode(t, jwk.Key{ID: "e1", Public: &ecKey.PublicKey})
 
 	keys, err := jwk.ParseSet(set(t, rsaJWK, ecJWK))
 	require.NoError(t, err)
@@ -47,19 +47,20 @@ func TestParseSet(t *testing.T) {
 	assert.False(t, keys[1].Fits("RS256"))
 
 	// Keys that are not for signatures, or of types the server does not use, are skipped beside a good one.
-	enc := jwk.Key{ID: "enc", Public: &rsaKey.PublicKey}.JSON()
-	enc["use"] = "enc"
-	okp := map[string]any{"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
-	other := jwk.Key{ID: "p384", Public: &p384.PublicKey}.JSON()
-	other["kty"], other["crv"] = "EC", "P-384"
-	hs := map[string]any{"kty": "RSA", "alg": "HS256", "n": rsaJWK["n"], "e": rsaJWK["e"]}
+	enc := encode(t, jwk.Key{ID: "enc", Public: &rsaKey.PublicKey})
+	enc.Use = "enc"
+	okp := jwk.Object{Kty: "OKP", Crv: "Ed25519", X: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
+	_, err = jwk.Key{ID: "p384", Public: &p384.PublicKey}.Encode()
+	require.ErrorContains(t, err, "only P-256", "the server writes no key of a curve it does not use")
+	other := jwk.Object{Kty: "EC", Crv: "P-384", Kid: "p384"}
+	hs := jwk.Object{Kty: "RSA", Alg: "HS256", N: rsaJWK.N, E: rsaJWK.E}
 	keys, err = jwk.ParseSet(set(t, enc, okp, other, hs, ecJWK))
 	require.NoError(t, err)
 	require.Len(t, keys, 1)
 	assert.Equal(t, "e1", keys[0].ID)
 
-	offCurve := jwk.Key{Public: &ecKey.PublicKey}.JSON()
-	offCurve["y"] = offCurve["x"]
+	offCurve := encode(t, jwk.Key{Public: &ecKey.PublicKey})
+	offCurve.Y = offCurve.X
 	for name, c := range map[string]struct {
 		set  []byte
 		want string
@@ -68,14 +69,14 @@ func TestParseSet(t *testing.T) {
 		"no keys member":    {[]byte(`{"kid":"x"}`), `no "keys"`},
 		"empty":             {set(t), "no signing key"},
 		"only unusable":     {set(t, enc, okp), "no signing key"},
-		"weak RSA":          {set(t, jwk.Key{Public: &weak.PublicKey}.JSON()), "1024 bits"},
-		"private RSA":       {set(t, withMember(rsaJWK, "d", "AQAB")), "private or symmetric"},
-		"symmetric":         {set(t, map[string]any{"kty": "oct", "k": "c2VjcmV0"}), "private or symmetric"},
+		"weak RSA":          {set(t, encode(t, jwk.Key{Public: &weak.PublicKey})), "1024 bits"},
+		"private RSA":       {set(t, with(rsaJWK, func(o *jwk.Object) { o.D = "AQAB" })), "private or symmetric"},
+		"symmetric":         {set(t, jwk.Object{Kty: "oct", K: "c2VjcmV0"}), "private or symmetric"},
 		"off the curve":     {set(t, offCurve), "not a point on P-256"},
-		"short coordinate":  {set(t, withMember(ecJWK, "x", "AQAB")), "32 bytes"},
-		"bad base64":        {set(t, withMember(rsaJWK, "n", "!!!")), "base64url"},
-		"even exponent":     {set(t, withMember(rsaJWK, "e", "Ag")), "exponent"},
-		"alg of other type": {set(t, withMember(ecJWK, "alg", "RS256")), "does not fit"},
+		"short coordinate":  {set(t, with(ecJWK, func(o *jwk.Object) { o.X = "AQAB" })), "32 bytes"},
+		"bad base64":        {set(t, with(rsaJWK, func(o *jwk.Object) { o.N = "!!!" })), "base64url"},
+		"even exponent":     {set(t, with(rsaJWK, func(o *jwk.Object) { o.E = "Ag" })), "exponent"},
+		"alg of other type": {set(t, with(ecJWK, func(o *jwk.Object) { o.Alg = "RS256" })), "does not fit"},
 		"too many":          {set(t, repeat(ecJWK, jwk.MaxKeys+1)...), "at most"},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -86,17 +87,21 @@ func TestParseSet(t *testing.T) {
 	}
 }
 
-func withMember(k map[string]any, name, v string) map[string]any {
-	out := map[string]any{}
-	for a, b := range k {
-		out[a] = b
-	}
-	out[name] = v
-	return out
+func encode(t *testing.T, k jwk.Key) jwk.Object {
+	t.Helper()
+	o, err := k.Encode()
+	require.NoError(t, err)
+	return o
 }
 
-func repeat(k map[string]any, n int) []map[string]any {
-	out := make([]map[string]any, n)
+// with is a copy of o changed by change.
+func with(o jwk.Object, change func(*jwk.Object)) jwk.Object {
+	change(&o)
+	return o
+}
+
+func repeat(k jwk.Object, n int) []jwk.Object {
+	out := make([]jwk.Object, n)
 	for i := range out {
 		out[i] = k
 	}

@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/jwk"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 )
 
@@ -141,37 +142,24 @@ func (m *Manager) PublicKey(ctx context.Context, kid string) (*ecdsa.PublicKey, 
 	return &m.priv[kid].PublicKey, nil
 }
 
-// JWK is one public key as RFC 7517 writes it.
-type JWK struct {
-	Kty string `json:"kty"`
-	Crv string `json:"crv"`
-	X   string `json:"x"`
-	Y   string `json:"y"`
-	Kid string `json:"kid"`
-	Alg string `json:"alg"`
-	Use string `json:"use"`
-}
-
 // JWKS returns every published key: active, not yet active (pre-published) and retiring.
-func (m *Manager) JWKS(ctx context.Context) ([]JWK, error) {
+func (m *Manager) JWKS(ctx context.Context) ([]jwk.Object, error) {
 	if err := m.refresh(ctx); err != nil {
 		return nil, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := time.Now()
-	out := []JWK{}
+	out := []jwk.Object{}
 	for _, k := range m.set {
 		if !k.RetireAt.IsZero() && k.RetireAt.Before(now) {
 			continue
 		}
-		pub := m.priv[k.KID].PublicKey
-		b, err := pub.Bytes() // uncompressed point: 0x04 || X || Y
+		o, err := jwk.Key{ID: k.KID, Alg: Alg, Public: &m.priv[k.KID].PublicKey}.Encode()
 		if err != nil {
-			return nil, fmt.Errorf("encode key %s: %w", k.KID, err)
+			return nil, err
 		}
-		out = append(out, JWK{Kty: "EC", Crv: "P-256", Kid: k.KID, Alg: Alg, Use: "sig",
-			X: base64.RawURLEncoding.EncodeToString(b[1:33]), Y: base64.RawURLEncoding.EncodeToString(b[33:65])})
+		out = append(out, o)
 	}
 	return out, nil
 }

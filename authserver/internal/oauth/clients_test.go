@@ -46,7 +46,11 @@ func ecPair(t *testing.T, kid string) keyPair {
 }
 
 func (k keyPair) jwks() map[string]any {
-	return map[string]any{"keys": []any{jwk.Key{ID: k.kid, Public: k.key.Public()}.JSON()}}
+	o, err := jwk.Key{ID: k.kid, Public: k.key.Public()}.Encode()
+	if err != nil {
+		panic(err) // the test's own keys are RSA or P-256
+	}
+	return map[string]any{"keys": []any{o}}
 }
 
 // assertion is a fresh RFC 7523 client assertion for clientID with audience aud.

@@ -24,6 +24,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientmeta"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/github"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/idp"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/jwk"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/oauth"
@@ -289,7 +290,7 @@ func testFlow(t *testing.T, e *env) {
 	// The token verifies against the published JWKS.
 	resp, err := e.http.Get(e.issuer + "/.well-known/jwks.json")
 	require.NoError(t, err)
-	var set struct{ Keys []keys.JWK }
+	var set struct{ Keys []jwk.Object }
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&set))
 	resp.Body.Close()
 	require.NotEmpty(t, set.Keys)
