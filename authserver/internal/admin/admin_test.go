@@ -273,3 +273,22 @@ func TestFilesAreTheOperators(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "a dump\n", string(got))
 }
+
+// Where a command runs (the server, for a command sent to its admin socket) it never opens a file the command line
+// names: the server's files and working directory are not the operator's.
+func TestRunnerOpensNoFile(t *testing.T) {
+	s, err := embedded.Open("", quiet)
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	seed(t, s, "client-a")
+	file := filepath.Join(t.TempDir(), "backup.jsonl")
+	var out bytes.Buffer
+	require.NoError(t, local(s)(context.Background(), []string{"backup", "--out", file}, nil, &out, io.Discard))
+	assert.Contains(t, out.String(), `"client_id":"client-a"`, "the backup went to the command's output")
+	_, err = os.Stat(file)
+	assert.ErrorIs(t, err, os.ErrNotExist, "and no file was created")
+
+	require.NoError(t, os.WriteFile(file, out.Bytes(), 0o600))
+	err = local(s)(context.Background(), []string{"restore", "--in", file, "--yes"}, nil, io.Discard, io.Discard)
+	assert.ErrorContains(t, err, "no input", "a restore reads its input, not the file it names")
+}
