@@ -100,9 +100,9 @@ func checkEdge(t *testing.T, cfg Config, s *Section) {
 	n := numbers(t, s, "edge.noauth.rps", "edge.noop.rps", "edge.plugin.rps", "edge.forwardauth.rps", "edge.firstseen.rps")
 	noauth, plugin, fwd := n[0], n[2], n[3]
 	vs := verdicts(t, s, "plugin >= 0.95x of no auth (req/s, warm cache)", "plugin >= 2.5x ForwardAuth (req/s)",
-		"issue 17: plugin, warm cache >= 0.97x of the do-nothing Yaegi plugin (same request) at every load",
-		"issue 17: plugin, first-seen token >= 0.5x of no auth", "issue 17: plugin, first-seen token >= 2x ForwardAuth",
-		fmt.Sprintf("issue 17: %d distinct tokens cycled >= 0.9x of %d", cfg.TokenSets[len(cfg.TokenSets)-1], cfg.TokenSets[0]))
+		"plugin, warm cache >= 0.97x of the do-nothing Yaegi plugin (same request) at every load",
+		"plugin, first-seen token >= 0.5x of no auth", "plugin, first-seen token >= 2x ForwardAuth",
+		fmt.Sprintf("%d distinct tokens cycled >= 0.9x of %d", cfg.TokenSets[len(cfg.TokenSets)-1], cfg.TokenSets[0]))
 	// One repetition: a ratio is the quotient of the figures of its run.
 	assert.Equal(t, report.Ratio(plugin/noauth), vs["plugin >= 0.95x of no auth (req/s, warm cache)"].Measured)
 	assert.Equal(t, report.Ratio(plugin/fwd), vs["plugin >= 2.5x ForwardAuth (req/s)"].Measured)

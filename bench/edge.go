@@ -59,7 +59,7 @@ func (r *repRuns) ratioTo(base *repRuns) float64 {
 const (
 	tNoAuth   = iota // Traefik without middleware
 	tNoop            // the do-nothing Yaegi plugin: the floor of any Yaegi plugin
-	tNoopBare        // the same without the Authorization header, as runs before issue 17 measured the floor
+	tNoopBare        // the same without the Authorization header, as earlier runs measured the floor
 	tHeaders         // a Yaegi plugin that only writes the identity headers: the floor of any plugin with this contract
 	tPlugin          // mcp-oauth, warm cache
 	tFwd             // ForwardAuth (when the authserver could be started)
@@ -185,7 +185,7 @@ func edgeSection(e *env, cfg Config, s *Section) error {
 		"(the plugin's cost depends only on that format). Tokens are checked in setup: the backend must see `X-User-Id` "+
 		"and no `Authorization`, and a request without a token or with a forged signature must be refused. Every target gets the same request, with an `Authorization` header of the plugin's format "+
 		"(the target ignores it, or passes it on), so that the ratios measure the middleware, not the size of the request; "+
-		"one row keeps the do-nothing plugin without the header, which is what runs before issue 17 compared the plugin with. "+
+		"one row keeps the do-nothing plugin without the header, which is what earlier runs compared the plugin with. "+
 		"Two references bound what any plugin can reach: the do-nothing Yaegi plugin (the floor of Yaegi) and a Yaegi plugin "+
 		"that only writes the five identity headers and removes `Authorization`, the way the plugin does on a cached token "+
 		"(the floor of a plugin with this contract).", traefikVersion())
@@ -494,7 +494,7 @@ func edgeTokenSets(ctx context.Context, cfg Config, s *Section, res *edgeResult,
 	}
 	s.Doc.H3("Growth with distinct tokens (users) cycled through the plugin, Go load generator, 16 workers")
 	s.Doc.P("Each set is first passed over once (untimed), then every repetition cycles through it for %s. The sets are "+
-		"multiples of %d tokens, the plugin's cache size before issue 17 (a fixed `cacheSize` of 10,000 entries); the cache "+
+		"multiples of %d tokens, the plugin's cache size before its bound became memory (a fixed `cacheSize` of 10,000 entries); the cache "+
 		"is now bounded by memory (`cacheMemory`, by default a 32nd of the memory Traefik may use, at most 512 MiB). While a "+
 		"set fits every request is a cache hit; beyond, evicted tokens are verified again.", cfg.GrowthRun, cfg.TokenSets[0])
 	var rows [][]string
@@ -564,7 +564,7 @@ func edgeVerdicts(cfg Config, s *Section, res *edgeResult) {
 	}
 	conns := strings.Trim(strings.Join(strings.Fields(fmt.Sprint(cfg.EdgeGrowth)), " / "), "[]")
 	warmMeasured := strings.Join(warm, " / ") + " at " + conns + " connections"
-	s.verdict("issue 17: plugin, warm cache >= 0.97x of the do-nothing Yaegi plugin (same request) at every load", warmMeasured, warmMet,
+	s.verdict("plugin, warm cache >= 0.97x of the do-nothing Yaegi plugin (same request) at every load", warmMeasured, warmMet,
 		whyIf(!warmMet, "a Yaegi plugin that does nothing but write the five identity headers (and remove Authorization) reaches "+
 			strings.Join(floors, " / ")+" of the do-nothing plugin at the same loads: the headers themselves (their interpreted "+
 			"writes, and the proxy and backend handling five more) cost more than 3% here, whatever the plugin does to find them; "+
@@ -572,29 +572,29 @@ func edgeVerdicts(cfg Config, s *Section, res *edgeResult) {
 
 	// Issue 17, 2: a first-seen token at least half as fast as no auth and twice ForwardAuth.
 	first := res.first[2].ratioTo(&res.first[0])
-	s.verdict("issue 17: plugin, first-seen token >= 0.5x of no auth", report.Ratio(first), first >= 0.5,
+	s.verdict("plugin, first-seen token >= 0.5x of no auth", report.Ratio(first), first >= 0.5,
 		whyIf(first < 0.5, "the ES256 signature check alone, compiled, costs about as much CPU as a whole request without "+
 			"auth, and the interpreted rest of a first sight (parsing, claims, verdict, cache insertion) adds about half as much "+
 			"again under Yaegi; docs/plugin.md, Performance"))
 	var fwdFirst float64
 	if res.hasFwd {
 		fwdFirst = res.first[2].ratioTo(&res.first[3])
-		s.verdict("issue 17: plugin, first-seen token >= 2x ForwardAuth", report.Ratio(fwdFirst), fwdFirst >= 2,
+		s.verdict("plugin, first-seen token >= 2x ForwardAuth", report.Ratio(fwdFirst), fwdFirst >= 2,
 			whyIf(fwdFirst < 2, "the ForwardAuth baseline checks the same ES256 signature, compiled; a first sight in the plugin "+
 				"adds the interpreted parsing and caching to it"))
 	} else {
-		s.verdict("issue 17: plugin, first-seen token >= 2x ForwardAuth", notMeasured, false, "the authserver could not be started (see notes)")
+		s.verdict("plugin, first-seen token >= 2x ForwardAuth", notMeasured, false, "the authserver could not be started (see notes)")
 	}
 
 	// Issue 17, 3: sixteen times the tokens of the old cache within 10%.
 	last := len(cfg.TokenSets) - 1
 	many := res.sets[last].ratioTo(&res.sets[0])
-	s.verdict(fmt.Sprintf("issue 17: %d distinct tokens cycled >= 0.9x of %d", cfg.TokenSets[last], cfg.TokenSets[0]), report.Ratio(many), many >= 0.9,
+	s.verdict(fmt.Sprintf("%d distinct tokens cycled >= 0.9x of %d", cfg.TokenSets[last], cfg.TokenSets[0]), report.Ratio(many), many >= 0.9,
 		whyIf(many < 0.9, "see the token-set table"))
 
-	// The headline, in the order of issue 17's goals.
+	// The headline, in the order of the edge's goals.
 	s.Summary.P("Figures are medians over the repetitions of this run (section 1 for spreads and the method); every target gets " +
-		"the same request. Goals of issue 17:")
+		"the same request. The edge's goals:")
 	result := func(met bool) string {
 		if met {
 			return "met"

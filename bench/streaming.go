@@ -55,7 +55,7 @@ const (
 	targetSGStateful   = "supergateway (stateful)"
 	targetSGStateless  = "supergateway (stateless)"
 	targetMCPProxy     = "mcp-proxy"
-	modernP50Tolerance = 0.3 // ms over direct stdio (issue 12)
+	modernP50Tolerance = 0.3 // ms over direct stdio
 )
 
 // userHeader is the identity header the plugin would set. Every session the bench opens over HTTP is a user of its
@@ -573,8 +573,8 @@ func judgedSessions(cfg Config) []int {
 
 func medianOf(v []float64) float64 { return stats.Of(v).Median }
 
-// judgeStream checks streamproxy against issue 6's streaming targets (the handshake-era session path) and issue
-// 12's for protocol version 2026-07-28.
+// judgeStream checks streamproxy against its streaming targets: the handshake-era session path's, and those for
+// protocol version 2026-07-28.
 func judgeStream(cfg Config, s *Section, srv mcpServer, targets []streamTarget, res []*streamResult) {
 	stdio, sp := targetIndex(targets, res, targetStdio), targetIndex(targets, res, targetSPLegacy)
 	var peers []int
@@ -631,7 +631,7 @@ func judgeStream(cfg Config, s *Section, srv mcpServer, targets []streamTarget, 
 	judgeModern(cfg, s, srv, targets, res)
 }
 
-// judgeModern checks the 2026-07-28 path (issue 12): no slower than the handshake-era session path, ahead of
+// judgeModern checks the 2026-07-28 path: no slower than the handshake-era session path, ahead of
 // supergateway's stateless mode, and its p50 within modernP50Tolerance of direct stdio.
 func judgeModern(cfg Config, s *Section, srv mcpServer, targets []streamTarget, res []*streamResult) {
 	m := targetIndex(targets, res, targetSPModern)

@@ -33,7 +33,7 @@ type Section struct {
 	Err      error
 }
 
-// Verdict is one target of issue 6 and whether this run met it.
+// Verdict is one target of the suite and whether this run met it.
 type Verdict struct {
 	Target   string
 	Measured string
@@ -138,20 +138,20 @@ func (st *Suite) Markdown() string {
 	d.P("Settings: %d repetitions, %s warm-up before measuring, %s per edge run, %s per calls/s run, %d sequential calls for per-call latency.",
 		st.Cfg.Reps, st.Cfg.Warmup, st.Cfg.EdgeRun, st.Cfg.SessionRun, st.Cfg.Calls)
 
-	// The edge section's summary is the plugin's (issue 17); the others' are streamproxy's.
+	// The edge section's summary is the plugin's; the others' are streamproxy's.
 	var summary strings.Builder
 	for _, s := range st.Sections {
 		if s.Name != "edge" {
 			summary.WriteString(s.Summary.String())
 		} else if sum := s.Summary.String(); sum != "" {
-			d.H2("Summary: the plugin at the edge (issue 17)")
+			d.H2("Summary: the plugin at the edge")
 			d.Raw(sum)
 		}
 	}
 	if summary.Len() > 0 {
 		d.H2("Summary: protocol version " + mcpclient.ModernProtocolVersion + " through streamproxy")
 		d.P("streamproxy serves protocol version %s (no session; one worker child per user, each session of the "+
-			"bench being a user of its own) beside the handshake-era sessions on one endpoint. Its targets (issue 12): "+
+			"bench being a user of its own) beside the handshake-era sessions on one endpoint. Its targets: "+
 			"no slower than the %s session path, ahead of supergateway's stateless mode, and a p50 within %.1f ms of "+
 			"direct stdio. Figures are medians over the repetitions of this run; see section 3 for spreads, p99 and the method.",
 			mcpclient.ModernProtocolVersion, mcpclient.ProtocolVersion, modernP50Tolerance)

@@ -126,7 +126,7 @@ func TestComposeDeployment(t *testing.T) {
 		"every OpenID provider's callback too (the compose file escapes the $)")
 	assert.Contains(t, labels["traefik.http.routers.authserver-private.rule"], "Path(`/login`)")
 	assert.Equal(t, "false", labels["traefik.http.routers.authserver-private.observability.accesslogs"])
-	// The revocation feed is refused on the public host (issue 13, item 1).
+	// The revocation feed is refused on the public host: only the internal listener serves it to Traefik.
 	assert.Equal(t, "Host(`auth.example.com`) && Path(`/revocations`)", labels["traefik.http.routers.authserver-feed.rule"])
 	assert.Equal(t, "not-public", labels["traefik.http.routers.authserver-feed.middlewares"])
 	assert.Equal(t, "255.255.255.255/32", labels["traefik.http.middlewares.not-public.ipallowlist.sourcerange"])

@@ -254,9 +254,9 @@ func TestGatewayEndToEnd(t *testing.T) {
 			return mcpRequest(t, everything, run.Tokens.AccessToken).StatusCode == http.StatusUnauthorized
 		}, 15*time.Second, 250*time.Millisecond)
 		t.Logf("revoked token refused after %s", time.Since(revokedAt).Round(100*time.Millisecond))
-		// The plugin read that from the authserver's internal feed listener; the public origin has no feed (issue 13,
-		// item 1), and its root protected-resource metadata, which no one of several MCP servers owns, is 404, not 405
-		// (item 15).
+		// The plugin read that from the authserver's internal feed listener; the public origin has no feed (anyone
+		// could otherwise make it too large to read), and its root protected-resource metadata, which no one of
+		// several MCP servers owns, is 404, not 405.
 		assert.Equal(t, http.StatusForbidden, getStatus(t, s.Issuer+"/revocations?since=0"), "the feed is not public")
 		assert.Equal(t, http.StatusNotFound, getStatus(t, s.Issuer+"/.well-known/oauth-protected-resource"))
 	})

@@ -96,7 +96,7 @@ func TestRepositoryDockerfiles(t *testing.T) {
 	}
 }
 
-// The Dockerfiles as they were before issue 19 are refused, for both reasons they failed under Docker.
+// Dockerfiles that copied too little and pinned an old Go (as ours once did) are refused, for both reasons they failed under Docker.
 func TestRepositoryDockerfilesBefore(t *testing.T) {
 	root := repoRoot(t)
 	warmModuleCache(t, root)

@@ -103,7 +103,7 @@ func ClaudeAI() Profile {
 	redirects := []string{claudeCallback, claudeComCallback}
 	return Profile{
 		Name: "Claude.ai", ClientName: "Claude",
-		Source: "issue 14; Claude's connector documentation (CIMD only with none advertised, callbacks on claude.ai and claude.com); " +
+		Source: "Claude's connector documentation (CIMD only with none advertised, callbacks on claude.ai and claude.com); " +
 			"reports of stray whitespace and unlisted scopes, all metadata scopes without a challenge scope, re-registration on invalid_client",
 		Document: publicDoc("Claude", redirects), DocumentPath: "/oauth/mcp-oauth-client-metadata", UseDocument: cimdWithNone,
 		Registration: func(int, string) map[string]any {
@@ -133,7 +133,7 @@ func ChatGPT() Profile {
 	redirect := "https://chatgpt.com/connector/oauth/" + chatGPTConnector
 	return Profile{
 		Name: "ChatGPT", ClientName: "ChatGPT",
-		Source: "issue 14 (the document ChatGPT publishes: private_key_jwt, RS256, jwks_uri, connector redirect); " +
+		Source: "the document ChatGPT publishes (private_key_jwt, RS256, jwks_uri, connector redirect); " +
 			"reports that it does not fall back to none",
 		Document: func(id, keys string) map[string]any {
 			return map[string]any{"client_id": id, "client_uri": "https://chatgpt.com/", "client_name": "ChatGPT",

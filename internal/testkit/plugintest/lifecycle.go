@@ -87,7 +87,7 @@ func revocationFeedRestartsWhenCursorGoesBack(t *testing.T, f *Fixture) {
 
 // revocationFeedPages: a feed longer than one page (the authserver pages at 1000 entries) is read to its end
 // before the first token is judged, so a middleware that starts while many tokens are revoked knows all of them
-// (issue 13, item 1: a feed that outgrew one answer left every middleware without revocations).
+// (a feed that once outgrew one answer left every middleware without revocations).
 func revocationFeedPages(t *testing.T, f *Fixture) {
 	c := f.Iss.Claims(Resource)
 	f.Iss.mu.Lock()
