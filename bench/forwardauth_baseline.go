@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
 	"slices"
@@ -124,7 +123,11 @@ func fetchJWKS(url string) (map[string]*ecdsa.PublicKey, error) {
 		if errX != nil || errY != nil {
 			return nil, fmt.Errorf("GET %s: key %q: bad coordinates", url, k.Kid)
 		}
-		keys[k.Kid] = &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(x), Y: new(big.Int).SetBytes(y)}
+		pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, x...), y...))
+		if err != nil {
+			return nil, fmt.Errorf("GET %s: key %q: %w", url, k.Kid, err)
+		}
+		keys[k.Kid] = pub
 	}
 	if len(keys) == 0 {
 		return nil, fmt.Errorf("GET %s: no P-256 key", url)

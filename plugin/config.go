@@ -442,9 +442,7 @@ var byteUnits = map[string]float64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 3
 func cleanList(in []string) []string {
 	var out []string
 	for _, v := range in {
-		for _, f := range strings.Fields(strings.ReplaceAll(v, ",", " ")) {
-			out = append(out, f)
-		}
+		out = append(out, strings.Fields(strings.ReplaceAll(v, ",", " "))...)
 	}
 	return out
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"math/big"
 	"strings"
@@ -17,10 +18,11 @@ import (
 
 // fuzzKey is fixed so that seeds signed with it stay valid across runs (a fuzz corpus must be reproducible).
 func fuzzKey() *ecdsa.PrivateKey {
-	d, _ := new(big.Int).SetString("c9afa9d845ba75166b5c215767b1d6934e50c3db36e89b127b8a622b120f6721", 16)
-	k := &ecdsa.PrivateKey{D: d}
-	k.PublicKey.Curve = elliptic.P256()
-	k.PublicKey.X, k.PublicKey.Y = elliptic.P256().ScalarBaseMult(d.Bytes())
+	d, _ := hex.DecodeString("c9afa9d845ba75166b5c215767b1d6934e50c3db36e89b127b8a622b120f6721")
+	k, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), d)
+	if err != nil {
+		panic(err)
+	}
 	return k
 }
 

@@ -119,6 +119,7 @@ func (k *jwk) toKey() (*verifyKey, error) {
 			return nil, fmt.Errorf("alg %q does not fit curve %s", k.Alg, k.Crv)
 		}
 		vk.crv, vk.size = k.Crv, size
+		//lint:ignore SA1019 Traefik's Yaegi offers the standard library of Go 1.23 and older, without ParseUncompressedPublicKey; the point was checked above
 		vk.ec = &ecdsa.PublicKey{Curve: curve, X: new(big.Int).SetBytes(x), Y: new(big.Int).SetBytes(y)}
 	case "RSA":
 		n, err := b64(k.N)

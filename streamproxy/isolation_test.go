@@ -190,6 +190,7 @@ func TestHideClientRoots(t *testing.T) {
 		}
 		url := proxy(t, flags, "node", server, ".")
 		client := mcp.NewClient(&mcp.Implementation{Name: "roots", Version: "1"}, nil)
+		//lint:ignore SA1019 roots are deprecated from 2026-07-28 on, and session clients still send them: the proxy must hide them
 		client.AddRoots(&mcp.Root{URI: "file://" + base, Name: "everyone's data"})
 		cs, err := client.Connect(context.Background(), &mcp.StreamableClientTransport{Endpoint: url,
 			HTTPClient: &http.Client{Transport: userTransport{"1000001"}}}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})

@@ -60,7 +60,9 @@ func accept(content map[string]any) *mcp.ClientOptions {
 		ElicitationHandler: func(context.Context, *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
 			return &mcp.ElicitResult{Action: "accept", Content: content}, nil
 		},
+		//lint:ignore SA1019 sampling is deprecated from 2026-07-28 on, and servers still ask for it: the bridge must carry it
 		CreateMessageHandler: func(context.Context, *mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
+			//lint:ignore SA1019 as above: the answer a sampling client gives
 			return &mcp.CreateMessageResult{Model: "test-model", Role: "assistant", Content: &mcp.TextContent{Text: "Paris"}}, nil
 		},
 	}

@@ -82,7 +82,7 @@ func newServer(logger *slog.Logger) *mcp.Server {
 	mcp.AddTool(s, &mcp.Tool{Name: "echo", Description: "Return the message unchanged; replayLastEcho returns it again later in this session."},
 		func(_ context.Context, req *mcp.CallToolRequest, in EchoInput) (*mcp.CallToolResult, EchoOutput, error) {
 			echoes.set(req.Session, in.Message)
-			return text(in.Message), EchoOutput{Message: in.Message}, nil
+			return text(in.Message), EchoOutput(in), nil
 		})
 
 	mcp.AddTool(s, &mcp.Tool{Name: "replayLastEcho", Description: "Return the last message echoed in this session (state is per session)."},

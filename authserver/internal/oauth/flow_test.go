@@ -541,11 +541,13 @@ func testTokenRejections(t *testing.T, e *env) {
 	f = exchange(a, e.code(a, p), p)
 	f.Del("code_verifier")
 	status, body, _ = e.tokenRequest(f, "", "")
+	assert.Equal(t, http.StatusBadRequest, status)
 	assert.Equal(t, "invalid_request", body["error"], "missing verifier")
 
 	f = exchange(a, e.code(a, p), p)
 	f.Set("resource", otherMCP)
 	status, body, _ = e.tokenRequest(f, "", "")
+	assert.Equal(t, http.StatusBadRequest, status)
 	assert.Equal(t, "invalid_target", body["error"], "the token request's resource must match the authorization's")
 
 	_, tok, _ := e.tokenRequest(exchange(a, e.code(a, p), p), "", "")
@@ -556,6 +558,7 @@ func testTokenRejections(t *testing.T, e *env) {
 	assert.Equal(t, http.StatusOK, status, "the misuse did not burn the owner's token")
 
 	status, body, _ = e.tokenRequest(url.Values{"grant_type": {"password"}, "client_id": {a}}, "", "")
+	assert.Equal(t, http.StatusBadRequest, status)
 	assert.Equal(t, "unsupported_grant_type", body["error"])
 	status, body, _ = e.tokenRequest(url.Values{"grant_type": {"authorization_code"}, "client_id": {"ghost"}}, "", "")
 	assert.Equal(t, http.StatusUnauthorized, status)

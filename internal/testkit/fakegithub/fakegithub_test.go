@@ -236,7 +236,7 @@ func TestAPIAuthentication(t *testing.T) {
 	assert.Equal(t, http.StatusUnauthorized, status)
 	assert.Equal(t, "Bad credentials", body["message"])
 
-	status, body, _ = apiGet(t, s, "user", "Basic "+tok)
+	status, _, _ = apiGet(t, s, "user", "Basic "+tok)
 	assert.Equal(t, http.StatusUnauthorized, status, "only Bearer and token schemes")
 
 	for _, auth := range []string{"Bearer " + tok, "token " + tok} {

@@ -181,8 +181,12 @@ func publicJWK(kid string, pub crypto.PublicKey) map[string]string {
 	case *ecdsa.PublicKey:
 		size := (p.Curve.Params().BitSize + 7) / 8
 		crv, alg := p.Curve.Params().Name, map[int]string{32: "ES256", 48: "ES384", 66: "ES512"}[size]
+		point, err := p.Bytes() // 0x04, then x and y, each of size bytes
+		if err != nil {
+			panic(fmt.Sprintf("plugintest: an EC key of this issuer has no uncompressed form: %v", err))
+		}
 		return map[string]string{"kty": "EC", "crv": crv, "kid": kid, "alg": alg, "use": "sig",
-			"x": enc(p.X.FillBytes(make([]byte, size))), "y": enc(p.Y.FillBytes(make([]byte, size)))}
+			"x": enc(point[1 : 1+size]), "y": enc(point[1+size:])}
 	case *rsa.PublicKey:
 		return map[string]string{"kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
 			"n": enc(p.N.Bytes()), "e": enc(big.NewInt(int64(p.E)).Bytes())}
