@@ -1,0 +1,91 @@
+package transport
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/peruser"
+	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
+)
+
+var (
+	errShuttingDown = errors.New("the proxy is shutting down")
+	errTooMany      = errors.New("too many MCP server processes")
+	errUserLimit    = errors.New("every MCP server process of this user is busy")
+)
+
+// roomLocked reports whether one more process fits, in all and for the user; h.mu is held. A user at their limit
+// gets their least recently used idle session recycled (clients that went away without DELETE leave sessions
+// behind until the idle timeout; its client, if it ever returns, gets 404 and initializes again); only a user whose
+// every process is busy is refused.
+func (h *Handler) roomLocked(user string) error {
+	if h.cfg.MaxPerUser > 0 && user != "" {
+		n := 0
+		if h.workers[user] != nil {
+			n++
+		}
+		var oldest *session.Session
+		var oldestUse time.Time
+		for _, s := range h.sessions {
+			if s.UserID != user {
+				continue
+			}
+			n++
+			if last, busy := s.IdleSince(); !busy && (oldest == nil || last.Before(oldestUse)) {
+				oldest, oldestUse = s, last
+			}
+		}
+		if n >= h.cfg.MaxPerUser {
+			if oldest == nil {
+				return errUserLimit
+			}
+			delete(h.sessions, oldest.ID)
+			h.cfg.Metrics.Expired()
+			h.log.Info("recycling the user's least recently used session", "session", oldest.ID[:8])
+			go oldest.Close(childGrace)
+		}
+	}
+	if h.cfg.MaxSessions > 0 && len(h.sessions)+len(h.workers) >= h.cfg.MaxSessions {
+		return errTooMany
+	}
+	return nil
+}
+
+// command is the MCP server's command line for one user, per-user settings filled in.
+func (h *Handler) command(user string) (session.Command, error) {
+	cmd := h.cfg.Command
+	env, dir, err := peruser.Settings{Env: cmd.Env, Dir: cmd.Dir}.For(user)
+	if err != nil {
+		return cmd, err
+	}
+	cmd.Env, cmd.Dir = env, dir
+	return cmd, nil
+}
+
+// refuse answers a request for which no process could be had, and counts why.
+func (h *Handler) refuse(w http.ResponseWriter, id json.RawMessage, err error) {
+	switch {
+	case errors.Is(err, errShuttingDown):
+		h.cfg.Metrics.Refused("shutting_down")
+		w.Header().Set("Retry-After", "5")
+		rpcError(w, http.StatusServiceUnavailable, id, -32000, "the proxy is shutting down")
+	case errors.Is(err, errTooMany):
+		h.cfg.Metrics.Refused("limit")
+		w.Header().Set("Retry-After", "30")
+		rpcError(w, http.StatusServiceUnavailable, id, -32000, fmt.Sprintf("too many MCP server processes (%d): try again later", h.cfg.MaxSessions))
+	case errors.Is(err, errUserLimit):
+		h.cfg.Metrics.Refused("user_limit")
+		w.Header().Set("Retry-After", "60")
+		rpcError(w, http.StatusTooManyRequests, id, -32000, fmt.Sprintf(
+			"this user's %d MCP server processes are all busy: wait for a request to finish, or end a session (DELETE)", h.cfg.MaxPerUser))
+	default:
+		h.cfg.Metrics.Refused("start_failed")
+		rpcError(w, http.StatusInternalServerError, id, -32603, "the MCP server could not be started")
+	}
+}
+
+// childGrace is how long a child has between SIGTERM and SIGKILL.
+const childGrace = 3 * time.Second
