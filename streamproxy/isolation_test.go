@@ -123,9 +123,9 @@ func TestOneMessageOneLine(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "lines")
 	url := proxy(t, []string{"--env", "LOG=" + log}, "sh", "-c", recorder)
 	smuggled := `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"smuggled","arguments":{}}}`
-	body := strings.Replace(modernBody(1, "server/discover", nil, map[string]any{}), `"_meta"`,
+	body := strings.Replace(statelessBody(1, "server/discover", nil, map[string]any{}), `"_meta"`,
 		"\"x\":\n"+smuggled+"\n,\"_meta\"", 1)
-	require.Equal(t, 200, postModern(t, url, "1", body).status)
+	require.Equal(t, 200, postStateless(t, url, "1", body).status)
 	b, err := os.ReadFile(log)
 	require.NoError(t, err)
 	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
@@ -150,13 +150,13 @@ func TestStrictEnvelope(t *testing.T) {
 	extra := "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\",\"x\":{\n\"jsonrpc\":\"2.0\",\n\"id\":3}}"
 	refused(post(t, url, sid, extra))
 	refused(post(t, url, sid, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"message":"a","message":"b"}}}`))
-	refused(postModern(t, url, "1", strings.Replace(modernBody(2, "server/discover", nil, map[string]any{}), `{`, `{"x":1,`, 1)))
+	refused(postStateless(t, url, "1", strings.Replace(statelessBody(2, "server/discover", nil, map[string]any{}), `{`, `{"x":1,`, 1)))
 	assert.Equal(t, 200, post(t, url, sid, `{"jsonrpc":"2.0","id":4,"method":"ping"}`).status, "the session goes on")
 
 	log := filepath.Join(t.TempDir(), "lines")
 	rec := proxy(t, []string{"--env", "LOG=" + log}, "sh", "-c", recorder)
-	body := strings.Replace(modernBody(5, "server/discover", map[string]any{"probe": "x"}, map[string]any{}), `"probe":"x"`, `"probe" : "\u0041\u00e9"`, 1)
-	require.Equal(t, 200, postModern(t, rec, "1", body).status)
+	body := strings.Replace(statelessBody(5, "server/discover", map[string]any{"probe": "x"}, map[string]any{}), `"probe":"x"`, `"probe" : "\u0041\u00e9"`, 1)
+	require.Equal(t, 200, postStateless(t, rec, "1", body).status)
 	b, err := os.ReadFile(log)
 	require.NoError(t, err)
 	assert.Contains(t, string(b), `"probe":"Aé"`, "the child reads what the proxy wrote, not the client's bytes")
@@ -169,7 +169,7 @@ func TestChildEnvironment(t *testing.T) {
 	t.Setenv("PROXY_ONLY_SECRET", "do-not-inherit")
 	t.Setenv("PASSED_ON", "named")
 	url := proxy(t, []string{"--env", "ENVLOG=" + log, "--env", "LOG=/dev/null", "--pass-env", "PASSED_ON"}, "sh", "-c", script)
-	require.Equal(t, 200, postModern(t, url, "1", modernBody(1, "server/discover", nil, map[string]any{})).status)
+	require.Equal(t, 200, postStateless(t, url, "1", statelessBody(1, "server/discover", nil, map[string]any{})).status)
 	b, err := os.ReadFile(log)
 	require.NoError(t, err)
 	env := string(b)
@@ -237,7 +237,7 @@ func TestChildCannotReadTheProxy(t *testing.T) {
 	}
 	testenv.Start(t, "streamproxy", cmd).WaitLine(t, "streamproxy listening", 10*time.Second)
 	url := testenv.URL(port, "/mcp")
-	require.Equal(t, 200, postModern(t, url, "1", modernBody(1, "server/discover", nil, map[string]any{}),
+	require.Equal(t, 200, postStateless(t, url, "1", statelessBody(1, "server/discover", nil, map[string]any{}),
 		"X-Streamproxy-Secret", secret).status)
 
 	got, err := os.ReadFile(found)

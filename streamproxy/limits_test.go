@@ -30,10 +30,10 @@ func openStream(t *testing.T, req *http.Request) (int, http.Header) {
 }
 
 func listenRequest(t *testing.T, url, user string) *http.Request {
-	body := modernBody(1, "subscriptions/listen", map[string]any{"notifications": map[string]any{"toolsListChanged": true}}, map[string]any{})
+	body := statelessBody(1, "subscriptions/listen", map[string]any{"notifications": map[string]any{"toolsListChanged": true}}, map[string]any{})
 	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
 	require.NoError(t, err)
-	setModernHeaders(req, user, body)
+	setStatelessHeaders(req, user, body)
 	return req
 }
 
@@ -56,9 +56,9 @@ func TestLimitsPerUser(t *testing.T) {
 	assert.Equal(t, http.StatusOK, status, "another user is not affected")
 
 	// The recorder answers nothing but server/discover: the request stays in flight.
-	call := modernBody(2, "prompts/get", map[string]any{"name": "slow"}, map[string]any{})
+	call := statelessBody(2, "prompts/get", map[string]any{"name": "slow"}, map[string]any{})
 	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(call))
-	setModernHeaders(req, alice, call)
+	setStatelessHeaders(req, alice, call)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
@@ -70,14 +70,14 @@ func TestLimitsPerUser(t *testing.T) {
 		b, _ := os.ReadFile(log)
 		return strings.Contains(string(b), `"name":"slow"`)
 	}, 10*time.Second, 50*time.Millisecond, "the call reached the child")
-	discover := modernBody(3, "server/discover", nil, map[string]any{})
-	r := postModern(t, url, alice, discover)
+	discover := statelessBody(3, "server/discover", nil, map[string]any{})
+	r := postStateless(t, url, alice, discover)
 	assert.Equal(t, http.StatusTooManyRequests, r.status, "a second request in flight")
 	assert.NotEmpty(t, r.header.Get("Retry-After"))
 	assert.EqualValues(t, 3, r.messages[0]["id"], "answered as a JSON-RPC error of that request")
-	assert.Equal(t, http.StatusOK, postModern(t, url, bob, discover).status, "another user is not affected")
+	assert.Equal(t, http.StatusOK, postStateless(t, url, bob, discover).status, "another user is not affected")
 	cancel()
-	require.Eventually(t, func() bool { return postModern(t, url, alice, discover).status == http.StatusOK },
+	require.Eventually(t, func() bool { return postStateless(t, url, alice, discover).status == http.StatusOK },
 		10*time.Second, 50*time.Millisecond, "the user's share comes back when the call ends")
 
 	assert.Equal(t, 1.0, metric(t, metrics, `streamproxy_requests_limited_total{limit="user_streams"}`))

@@ -1,5 +1,5 @@
 // Command streamproxy serves MCP Streamable HTTP in front of an unmodified stdio MCP server: one child process per
-// session for the handshake revisions (2025-03-26 to 2025-11-25), one per user for 2026-07-28:
+// session for the session revisions (2025-03-26 to 2025-11-25), one per user for the stateless revision, 2026-07-28:
 //
 //	streamproxy [flags] -- <command> [args...]
 //

@@ -145,7 +145,7 @@ func TestRootsNeverReachTheServerOnASession(t *testing.T) {
 	a.check(t, call(10, "list_allowed_directories", map[string]any{}), call(11, "read_text_file", map[string]any{"path": a.secretFile}))
 }
 
-// The same attack on the 2026-07-28 path, where the proxy bridges to server-filesystem (a handshake-era server):
+// The same attack on the 2026-07-28 path, where the proxy bridges to server-filesystem (a server of the session revisions):
 // bob declares the roots capability in his request metadata, and when the server asks for roots during his call
 // (made to ask here by a roots/list_changed slipped into its input, as a server that asks for roots during a call
 // would), he answers the input request with the whole disk.
@@ -159,7 +159,7 @@ done | exec node %s .`, nudge, filesystemServer(t))
 	p, url, _ := proxyProcess(t, testenv.FreePort(t), a.flags(), "sh", "-c", script)
 	withRoots := map[string]any{"roots": map[string]any{"listChanged": true}}
 	listing := map[string]any{"name": "list_directory", "arguments": map[string]any{"path": "."}}
-	r := postModern(t, url, testUser, modernBody(1, "tools/call", listing, withRoots))
+	r := postStateless(t, url, testUser, statelessBody(1, "tools/call", listing, withRoots))
 	require.Equal(t, 200, r.status)
 	result, _ := r.messages[len(r.messages)-1]["result"].(map[string]any)
 	if result["resultType"] == "input_required" {
@@ -170,18 +170,18 @@ done | exec node %s .`, nudge, filesystemServer(t))
 		}
 		retry := map[string]any{"name": "list_directory", "arguments": map[string]any{"path": "."},
 			"requestState": result["requestState"], "inputResponses": answers}
-		postModern(t, url, testUser, modernBody(2, "tools/call", retry, withRoots))
+		postStateless(t, url, testUser, statelessBody(2, "tools/call", retry, withRoots))
 	}
 	assert.Equal(t, rootsNone, awaitFirst(t, p, rootsNone, rootsTaken), "the server got no roots")
 
 	call := func(id int, tool string, args map[string]any) string {
-		return toolText(t, postModern(t, url, testUser, modernBody(id, "tools/call",
+		return toolText(t, postStateless(t, url, testUser, statelessBody(id, "tools/call",
 			map[string]any{"name": tool, "arguments": args}, withRoots)))
 	}
 	a.check(t, call(10, "list_allowed_directories", map[string]any{}), call(11, "read_text_file", map[string]any{"path": a.secretFile}))
 }
 
-// sessionRecorder is a handshake-era stdio server that writes every line it reads to $LOG and answers initialize
+// sessionRecorder is a stdio server of the session revisions that writes every line it reads to $LOG and answers initialize
 // and ping.
 const sessionRecorder = `while IFS= read -r line; do
   printf '%s\n' "$line" >> "$LOG"
@@ -214,23 +214,23 @@ func TestClientRootsStayWithTheProxy(t *testing.T) {
 	}
 	require.Equal(t, 200, post(t, url, sid, `{"jsonrpc":"2.0","id":9,"method":"ping"}`).status) // after all of the above
 
-	modernLog := filepath.Join(t.TempDir(), "lines")
-	modernURL := proxy(t, []string{"--hide-client-roots", "--env", "LOG=" + modernLog}, "sh", "-c", recorder)
+	statelessLog := filepath.Join(t.TempDir(), "lines")
+	statelessURL := proxy(t, []string{"--hide-client-roots", "--env", "LOG=" + statelessLog}, "sh", "-c", recorder)
 	answers := map[string]any{"roots": map[string]any{"roots": []any{map[string]any{"uri": "file:///"}}},
 		"confirm": map[string]any{"action": "accept"}}
-	require.Equal(t, 200, postModern(t, modernURL, testUser, modernBody(1, "server/discover",
+	require.Equal(t, 200, postStateless(t, statelessURL, testUser, statelessBody(1, "server/discover",
 		map[string]any{"inputResponses": answers}, map[string]any{"roots": map[string]any{}, "elicitation": map[string]any{}})).status)
 
 	b, err := os.ReadFile(log)
 	require.NoError(t, err)
-	m, err := os.ReadFile(modernLog)
+	m, err := os.ReadFile(statelessLog)
 	require.NoError(t, err)
-	child, modernChild := string(b), string(m)
+	child, statelessChild := string(b), string(m)
 	assert.NotContains(t, child, "roots", "the session's child heard of roots")
 	assert.Contains(t, child, `"sampling":{}`)
 	assert.Contains(t, child, `"action":"accept"`)
 	assert.Contains(t, child, "notifications/cancelled")
-	assert.NotContains(t, modernChild, "file:///", "the 2026-07-28 child got the client's roots")
-	assert.Contains(t, modernChild, `"inputResponses":{"confirm":{"action":"accept"},"roots":{"roots":[]}}`)
-	assert.Contains(t, modernChild, `"io.modelcontextprotocol/clientCapabilities":{"elicitation":{}}`)
+	assert.NotContains(t, statelessChild, "file:///", "the 2026-07-28 child got the client's roots")
+	assert.Contains(t, statelessChild, `"inputResponses":{"confirm":{"action":"accept"},"roots":{"roots":[]}}`)
+	assert.Contains(t, statelessChild, `"io.modelcontextprotocol/clientCapabilities":{"elicitation":{}}`)
 }

@@ -22,7 +22,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/transport"
 )
 
-// Protocol version 2026-07-28 on the same endpoint as the handshake revisions: no sessions, request metadata in
+// The stateless path: protocol version 2026-07-28 on the same endpoint as the session revisions: no sessions, request metadata in
 // every request, one worker child per user.
 
 // userTransport adds the identity header the gateway's plugin would set.
@@ -80,7 +80,7 @@ func text(t *testing.T, res *mcp.CallToolResult) string {
 }
 
 // A child that speaks 2026-07-28 itself (the Go SDK's fixture) gets the client's requests as they are.
-func TestModernClientModernServer(t *testing.T) {
+func TestStatelessClientStatelessChild(t *testing.T) {
 	fixture := testenv.BuildBinary(t, "github.com/modelcontextprotocol/go-sdk/conformance/everything-server")
 	url := proxy(t, nil, fixture)
 	cs := connect(t, url, "1001", accept(map[string]any{"name": "Ada"}))
@@ -107,18 +107,18 @@ func TestModernClientModernServer(t *testing.T) {
 	assert.Contains(t, text(t, res), "Ada")
 }
 
-// A child that only speaks the handshake revisions (server-everything on the TypeScript SDK) is bridged: the proxy
+// A child that speaks only the session revisions (server-everything on the TypeScript SDK) is bridged: the proxy
 // initializes it, answers server/discover, and turns its elicitation and sampling requests into input requests.
-func TestModernClientLegacyServer(t *testing.T) {
+func TestStatelessClientSessionChild(t *testing.T) {
 	url := proxy(t, nil, everything(t)...)
 	cs := connect(t, url, "1001", accept(map[string]any{"name": "Ada Lovelace", "check": true}))
 	ctx := context.Background()
 	require.Equal(t, "2026-07-28", cs.InitializeResult().ProtocolVersion)
 	assert.Equal(t, "mcp-servers/everything", cs.InitializeResult().ServerInfo.Name, "discover names the child")
 
-	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"message": "modern"}})
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"message": "stateless"}})
 	require.NoError(t, err)
-	assert.Equal(t, "Echo: modern", text(t, res))
+	assert.Equal(t, "Echo: stateless", text(t, res))
 	resources, err := cs.ListResources(ctx, nil)
 	require.NoError(t, err)
 	require.NotEmpty(t, resources.Resources)
@@ -140,8 +140,8 @@ func TestModernClientLegacyServer(t *testing.T) {
 // A bridged child's request that the client did not declare the capability for fails the call clearly: no hang.
 func TestBridgedInputWithoutCapability(t *testing.T) {
 	url := proxy(t, nil, everything(t)...)
-	call := modernBody(2, "tools/call", map[string]any{"name": "trigger-elicitation-request", "arguments": map[string]any{}}, map[string]any{})
-	r := postModern(t, url, "1001", call)
+	call := statelessBody(2, "tools/call", map[string]any{"name": "trigger-elicitation-request", "arguments": map[string]any{}}, map[string]any{})
+	r := postStateless(t, url, "1001", call)
 	require.Equal(t, 200, r.status)
 	last := r.messages[len(r.messages)-1]
 	assert.EqualValues(t, 2, last["id"])
@@ -151,7 +151,7 @@ func TestBridgedInputWithoutCapability(t *testing.T) {
 }
 
 // The proxy gives every request a key of its own: two requests of one user with the same id are both answered.
-func TestModernRequestIDsMayRepeat(t *testing.T) {
+func TestStatelessRequestIDsMayRepeat(t *testing.T) {
 	url := proxy(t, nil, everything(t)...)
 	var wg sync.WaitGroup
 	replies := make([]reply, 2)
@@ -160,7 +160,7 @@ func TestModernRequestIDsMayRepeat(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			msg := fmt.Sprintf("call %d", i)
-			replies[i] = postModern(t, url, "1001", modernBody(1, "tools/call",
+			replies[i] = postStateless(t, url, "1001", statelessBody(1, "tools/call",
 				map[string]any{"name": "echo", "arguments": map[string]any{"message": msg}}, map[string]any{}))
 		}()
 	}
@@ -175,7 +175,7 @@ func TestModernRequestIDsMayRepeat(t *testing.T) {
 
 // Each user's 2026-07-28 requests reach their own child: state persists across one user's requests and is invisible
 // to another's.
-func TestModernWorkersPerUser(t *testing.T) {
+func TestStatelessWorkersPerUser(t *testing.T) {
 	server := filepath.Join(testenv.NodeModules(t), "@modelcontextprotocol", "server-memory", "dist", "index.js")
 	script := fmt.Sprintf(`MEMORY_FILE_PATH=$(mktemp -p %s) exec node %s`, t.TempDir(), server)
 	url := proxy(t, nil, "sh", "-c", script)
@@ -203,17 +203,17 @@ const recorder = `while IFS= read -r line; do
 done`
 
 // Closing the response stream cancels the request: the child hears notifications/cancelled for it.
-func TestModernCancellation(t *testing.T) {
+func TestStatelessCancellation(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "lines")
 	url := proxy(t, []string{"--env", "LOG=" + log}, "sh", "-c", recorder)
 	// The user's worker runs before the call, so that the deadline falls while the call is in flight.
-	require.Equal(t, 200, postModern(t, url, "1001", modernBody(1, "server/discover", nil, map[string]any{})).status)
+	require.Equal(t, 200, postStateless(t, url, "1001", statelessBody(1, "server/discover", nil, map[string]any{})).status)
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	body := modernBody(7, "tools/call", map[string]any{"name": "slow", "arguments": map[string]any{}}, map[string]any{})
+	body := statelessBody(7, "tools/call", map[string]any{"name": "slow", "arguments": map[string]any{}}, map[string]any{})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
 	require.NoError(t, err)
-	setModernHeaders(req, "1001", body)
+	setStatelessHeaders(req, "1001", body)
 	_, err = http.DefaultClient.Do(req)
 	require.Error(t, err, "the call never ends by itself")
 	require.Eventually(t, func() bool {
@@ -225,7 +225,7 @@ func TestModernCancellation(t *testing.T) {
 }
 
 // The transport rules of 2026-07-28, checked by the proxy before anything reaches a child.
-func TestModernTransportRules(t *testing.T) {
+func TestStatelessTransportRules(t *testing.T) {
 	url := proxy(t, nil, everything(t)...)
 	for _, method := range []string{http.MethodGet, http.MethodDelete} {
 		req, _ := http.NewRequest(method, url, nil)
@@ -236,7 +236,7 @@ func TestModernTransportRules(t *testing.T) {
 		resp.Body.Close()
 		assert.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode, "%s without a session", method)
 	}
-	discover := modernBody(1, "server/discover", nil, map[string]any{})
+	discover := statelessBody(1, "server/discover", nil, map[string]any{})
 	for name, c := range map[string]struct {
 		headers []string
 		status  int
@@ -252,7 +252,7 @@ func TestModernTransportRules(t *testing.T) {
 		"loopback origin (browser)": {[]string{"Origin", "http://localhost:6274"}, 200, 0},
 	} {
 		t.Run(name, func(t *testing.T) {
-			r := postModern(t, url, "1001", discover, c.headers...)
+			r := postStateless(t, url, "1001", discover, c.headers...)
 			assert.Equal(t, c.status, r.status)
 			assert.Empty(t, r.header.Get("Mcp-Session-Id"), "no session is ever minted for 2026-07-28")
 			if c.code != 0 {
@@ -261,26 +261,26 @@ func TestModernTransportRules(t *testing.T) {
 			}
 		})
 	}
-	r := postModern(t, url, "1001", modernBody(2, "tools/call", map[string]any{"name": "echo", "arguments": map[string]any{"message": "x"}}, map[string]any{}),
+	r := postStateless(t, url, "1001", statelessBody(2, "tools/call", map[string]any{"name": "echo", "arguments": map[string]any{"message": "x"}}, map[string]any{}),
 		"Mcp-Name", "get-sum")
 	assert.Equal(t, 400, r.status, "Mcp-Name must match params.name")
-	r = postModern(t, url, "1001", modernBody(3, "ping", nil, map[string]any{}))
+	r = postStateless(t, url, "1001", statelessBody(3, "ping", nil, map[string]any{}))
 	assert.Equal(t, 404, r.status, "ping is gone in 2026-07-28")
 	assert.EqualValues(t, -32601, r.messages[0]["error"].(map[string]any)["code"])
 	unsupported := strings.ReplaceAll(discover, "2026-07-28", "2099-01-01")
-	r = postModern(t, url, "1001", unsupported, "MCP-Protocol-Version", "2099-01-01")
+	r = postStateless(t, url, "1001", unsupported, "MCP-Protocol-Version", "2099-01-01")
 	assert.Equal(t, 400, r.status)
 	e := r.messages[0]["error"].(map[string]any)
 	assert.EqualValues(t, -32022, e["code"])
 	assert.Equal(t, []any{"2026-07-28"}, e["data"].(map[string]any)["supported"])
 
-	// The handshake revisions keep working on the same endpoint.
+	// The session revisions keep working on the same endpoint.
 	sid := open(t, url)
 	assert.Equal(t, 200, post(t, url, sid, `{"jsonrpc":"2.0","id":2,"method":"ping"}`).status)
 }
 
-// modernBody is a 2026-07-28 request with its request metadata.
-func modernBody(id int, method string, params map[string]any, caps map[string]any) string {
+// statelessBody is a 2026-07-28 request with its request metadata.
+func statelessBody(id int, method string, params map[string]any, caps map[string]any) string {
 	if params == nil {
 		params = map[string]any{}
 	}
@@ -290,8 +290,8 @@ func modernBody(id int, method string, params map[string]any, caps map[string]an
 	return string(b)
 }
 
-// setModernHeaders sets the headers a 2026-07-28 client mirrors from the body.
-func setModernHeaders(req *http.Request, user, body string) {
+// setStatelessHeaders sets the headers a 2026-07-28 client mirrors from the body.
+func setStatelessHeaders(req *http.Request, user, body string) {
 	var msg struct {
 		Method string `json:"method"`
 		Params struct {
@@ -310,12 +310,12 @@ func setModernHeaders(req *http.Request, user, body string) {
 	req.Header.Set("X-User-Id", user)
 }
 
-// postModern posts a 2026-07-28 request; headers override (an empty value removes one).
-func postModern(t *testing.T, url, user, body string, headers ...string) reply {
+// postStateless posts a 2026-07-28 request; headers override (an empty value removes one).
+func postStateless(t *testing.T, url, user, body string, headers ...string) reply {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
 	require.NoError(t, err)
-	setModernHeaders(req, user, body)
+	setStatelessHeaders(req, user, body)
 	flat := []string{}
 	for i := 0; i+1 < len(headers); i += 2 {
 		if headers[i+1] == "" {
@@ -365,7 +365,7 @@ func TestReplicasShareUsers(t *testing.T) {
 		got, err := reader.CallTool(ctx, &mcp.CallToolParams{Name: "read_graph", Arguments: map[string]any{}})
 		require.NoError(t, err)
 		assert.Contains(t, text(t, got), entity, "user %s: written through one replica, read through the other", user)
-		// The handshake revisions too: a session opened on one replica is found through the other.
+		// The session revisions too: a session opened on one replica is found through the other.
 		sid := open(t, urls[0], "X-User-Id", user, transport.SecretHeader, secret)
 		assert.Equal(t, 200, post(t, urls[1], sid, `{"jsonrpc":"2.0","id":2,"method":"ping"}`, "X-User-Id", user, transport.SecretHeader, secret).status)
 	}

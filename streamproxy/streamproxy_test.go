@@ -363,7 +363,7 @@ func stream(t *testing.T, url, sid, lastEventID string) (<-chan sseEvent, func()
 
 // The official conformance suites' server scenarios, on the Go SDK's fixture server behind streamproxy: the
 // released suite (2025-11-25, all 30 scenarios), and the prerelease's required sets of both generations on the one
-// endpoint: 2026-07-28 (37 scenarios, session-less) and 2025-11-25.
+// endpoint: 2026-07-28 (37 scenarios, the stateless path) and 2025-11-25.
 func TestConformance(t *testing.T) {
 	fixture := testenv.BuildBinary(t, "github.com/modelcontextprotocol/go-sdk/conformance/everything-server")
 	// The suite sends no identity: binding is off, as for a server run without the gateway.
@@ -374,15 +374,15 @@ func TestConformance(t *testing.T) {
 	assert.Regexp(t, `Total: \d+ passed, 0 failed`, latest.Summary)
 	assert.GreaterOrEqual(t, len(latest.Passed), 30, "every server scenario ran:\n%s", latest.Summary)
 
-	modern := testenv.RunConformance(t, testenv.ConformanceAlpha, url, "", "--requirements", "2026-07-28")
-	assert.Empty(t, modern.Failed(testenv.Required2026), "2026-07-28 required scenarios:\n%s", modern.Summary)
-	assert.NoError(t, modern.Err, "%s", modern.Summary)
+	stateless := testenv.RunConformance(t, testenv.ConformanceAlpha, url, "", "--requirements", "2026-07-28")
+	assert.Empty(t, stateless.Failed(testenv.Required2026), "2026-07-28 required scenarios:\n%s", stateless.Summary)
+	assert.NoError(t, stateless.Err, "%s", stateless.Summary)
 
-	legacy := testenv.RunConformance(t, testenv.ConformanceAlpha, url, "", "--requirements", "2025-11-25")
-	assert.NoError(t, legacy.Err, "2025-11-25 required scenarios:\n%s", legacy.Summary)
-	assert.GreaterOrEqual(t, len(legacy.Passed), 30, "%s", legacy.Summary)
-	for name, ok := range legacy.Passed {
-		assert.True(t, ok, "%s failed:\n%s", name, legacy.Summary)
+	sessions := testenv.RunConformance(t, testenv.ConformanceAlpha, url, "", "--requirements", "2025-11-25")
+	assert.NoError(t, sessions.Err, "2025-11-25 required scenarios:\n%s", sessions.Summary)
+	assert.GreaterOrEqual(t, len(sessions.Passed), 30, "%s", sessions.Summary)
+	for name, ok := range sessions.Passed {
+		assert.True(t, ok, "%s failed:\n%s", name, sessions.Summary)
 	}
 }
 

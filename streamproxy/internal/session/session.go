@@ -4,8 +4,8 @@
 // or notification from the server goes to the request it relates to (by subscription id, by progress token, else the
 // oldest request in flight), or, when none is in flight, to the session's standalone stream (the GET SSE stream),
 // whose recent events are kept for resumption, or to the Unrouted hook when one is set; a request the Answer hook
-// answers goes nowhere else. Ids are the caller's: a legacy session passes the client's ids through, a modern worker
-// gives each request a key of its own.
+// answers goes nowhere else. Ids are the caller's: on the session path a session passes the client's ids through; on
+// the stateless path a worker gives each request a key of its own.
 package session
 
 import (
@@ -70,7 +70,7 @@ type Config struct {
 	UserID  string
 	Backlog int // standalone events kept for resumption
 	// Unrouted, when set, takes every message that belongs to no request in flight instead of the standalone
-	// stream and its backlog (modern workers have no GET stream).
+	// stream and its backlog (a worker, on the stateless path, has no GET stream).
 	Unrouted func(*Message)
 	// Answer, when set, sees each request from the child first: a non-nil answer is sent back to the child, and the
 	// request goes no further (the proxy answers it in place of any client).

@@ -42,7 +42,7 @@ func do(b *testing.B, h http.Handler, body string, header map[string]string) *ht
 
 const simpleCall = `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"test_simple_text","arguments":{}%s}}`
 
-func BenchmarkCallLegacy(b *testing.B) {
+func BenchmarkCallSessionPath(b *testing.B) {
 	h := benchHandler(b)
 	w := do(b, h, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"b","version":"1"}}}`, nil)
 	sid := w.Header().Get("Mcp-Session-Id")
@@ -51,7 +51,7 @@ func BenchmarkCallLegacy(b *testing.B) {
 	loop(b, func() { io.Discard.Write(do(b, h, body, hdr).Body.Bytes()) })
 }
 
-func BenchmarkCallModern(b *testing.B) {
+func BenchmarkCallStatelessPath(b *testing.B) {
 	h := benchHandler(b)
 	body := strings.Replace(simpleCall, "%s", `,"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}`, 1)
 	hdr := map[string]string{"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "test_simple_text"}

@@ -1,6 +1,15 @@
-// Package transport serves the MCP Streamable HTTP transport on one endpoint for both generations of the protocol:
-// the handshake revisions (2025-03-26, 2025-06-18, 2025-11-25), whose sessions each get their own stdio MCP server
-// (package session), and 2026-07-28, whose session-less requests each user's own worker serves (worker.go).
+// Package transport serves the MCP Streamable HTTP transport on one endpoint for both generations of the protocol,
+// each on a path of its own:
+//
+//   - the session path (session_path.go) serves the session revisions (2024-11-05 to 2025-11-25): a client opens a
+//     session with initialize and names it in Mcp-Session-Id; each session gets its own stdio MCP server (package
+//     session);
+//   - the stateless path (stateless_*.go) serves the stateless revision (2026-07-28): no session, every request
+//     carries its version and the client's capabilities; each user's requests go to that user's worker, one child
+//     per user, which the proxy bridges to when the child speaks only the session revisions.
+//
+// handler.go takes every request and sends it down one path; what both share is in envelope.go (reading a
+// message), processes.go and limits.go (what a user may hold) and roots.go (--hide-client-roots).
 package transport
 
 import (
@@ -49,13 +58,13 @@ type Handler struct {
 	cfg Config
 	log *slog.Logger
 
-	mu       sync.Mutex
-	sessions map[string]*session.Session
-	workers  map[string]*worker   // by user, for 2026-07-28 requests
-	parked   map[string]*parked   // bridged calls waiting for input, by request state
-	load     map[string]*userLoad // by user, while they hold streams or requests
-	closing  bool
-	era      atomic.Int32 // of the MCP server command: eraUnknown until the first worker's probe
+	mu          sync.Mutex
+	sessions    map[string]*session.Session
+	workers     map[string]*worker   // by user, for 2026-07-28 requests
+	parked      map[string]*parked   // bridged calls waiting for input, by request state
+	load        map[string]*userLoad // by user, while they hold streams or requests
+	closing     bool
+	childSpeaks atomic.Int32 // what the MCP server command speaks: speaksUnknown until the first worker's probe
 }
 
 // New returns a handler; Close ends its sessions.
@@ -141,13 +150,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.post(w, r)
 	case http.MethodGet, http.MethodDelete:
 		if r.Header.Get("Mcp-Session-Id") == "" {
-			// 2026-07-28 has neither a GET stream nor sessions to delete; handshake-era clients name their session.
+			// The stateless revision has neither a GET stream nor sessions to delete; session clients name their session.
 			w.Header().Set("Allow", "POST")
 			httpError(w, http.StatusMethodNotAllowed, "%s without Mcp-Session-Id: protocol version 2026-07-28 uses POST only", r.Method)
 			return
 		}
-		if v := r.Header.Get("MCP-Protocol-Version"); v != "" && !slices.Contains(SupportedVersions, v) {
-			httpError(w, http.StatusBadRequest, "unsupported MCP-Protocol-Version %q for a session (supported: %s)", v, strings.Join(SupportedVersions, ", "))
+		if v := r.Header.Get("MCP-Protocol-Version"); v != "" && !slices.Contains(sessionVersions, v) {
+			httpError(w, http.StatusBadRequest, "unsupported MCP-Protocol-Version %q for a session (supported: %s)", v, strings.Join(sessionVersions, ", "))
 			return
 		}
 		if r.Method == http.MethodGet {
@@ -202,8 +211,8 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 		}
 		defer release()
 	}
-	if isModern(r, msg) {
-		h.serveModern(w, r, msg)
+	if isStateless(r, msg) {
+		h.serveStateless(w, r, msg)
 		return
 	}
 	h.postSession(w, r, msg)

@@ -51,7 +51,7 @@ func aboutRoots(msg incoming, body []byte) bool {
 // hideRootsInRequest takes roots out of a 2026-07-28 request before anything reads it (the bridge's capability check
 // included): the capability from its metadata, and any answer that lists roots from its input responses (a child
 // that speaks 2026-07-28 asks through InputRequiredResult), which gets an empty list instead.
-func hideRootsInRequest(q *modernRequest) {
+func hideRootsInRequest(q *statelessRequest) {
 	caps, changed := withoutRoots(q.Meta[metaClientCapabilities])
 	if changed {
 		q.Meta[metaClientCapabilities] = caps

@@ -11,8 +11,8 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
 )
 
-// SupportedVersions are the handshake-era protocol versions, served with sessions; ModernVersions are the others.
-var SupportedVersions = []string{"2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"}
+// sessionVersions are the session revisions, served on the session path; statelessVersions are the others.
+var sessionVersions = []string{"2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"}
 
 // postSession serves a POST of the session path: initialize opens a session; anything else names one.
 func (h *Handler) postSession(w http.ResponseWriter, r *http.Request, msg incoming) {

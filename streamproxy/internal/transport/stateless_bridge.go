@@ -11,11 +11,11 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
 )
 
-// Bridging: a 2026-07-28 client in front of a child that only speaks the handshake revisions. The proxy initialized
-// the child (worker.go); here it answers what the child cannot (server/discover, subscriptions/listen) from what the
-// child declared, and carries the child's own requests (elicitation, sampling, roots) to the client as input
-// requests of an InputRequiredResult. The child's request stays open meanwhile: the client's retry, which echoes
-// the requestState the proxy gave it, brings the answer, and the original call carries on where it stopped.
+// Bridging: a 2026-07-28 client in front of a child that speaks only the session revisions. The proxy initialized
+// the child (stateless_worker.go); here it answers what the child cannot (server/discover, subscriptions/listen)
+// from what the child declared, and carries the child's own requests (elicitation, sampling, roots) to the client
+// as input requests of an InputRequiredResult. The child's request stays open meanwhile: the client's retry, which
+// echoes the requestState the proxy gave it, brings the answer, and the original call carries on where it stopped.
 
 // inputTimeout is how long a call waits, parked, for its client to come back with the input it was asked for.
 const inputTimeout = 10 * time.Minute
@@ -42,7 +42,7 @@ type parked struct {
 	timer    *time.Timer
 }
 
-func (h *Handler) serveBridged(w http.ResponseWriter, r *http.Request, wk *worker, q *modernRequest) {
+func (h *Handler) serveBridged(w http.ResponseWriter, r *http.Request, wk *worker, q *statelessRequest) {
 	switch q.Method {
 	case "server/discover":
 		h.discover(w, wk, q)
@@ -62,16 +62,16 @@ func (h *Handler) serveBridged(w http.ResponseWriter, r *http.Request, wk *worke
 	x.wait()
 }
 
-// discover answers server/discover from the legacy child's initialize result.
-func (h *Handler) discover(w http.ResponseWriter, wk *worker, q *modernRequest) {
+// discover answers server/discover from the bridged child's initialize result.
+func (h *Handler) discover(w http.ResponseWriter, wk *worker, q *statelessRequest) {
 	res := map[string]any{
 		"resultType":        "complete",
-		"supportedVersions": ModernVersions,
-		"capabilities":      wk.legacy.Capabilities,
-		"_meta":             map[string]any{metaServerInfo: wk.legacy.ServerInfo},
+		"supportedVersions": statelessVersions,
+		"capabilities":      wk.bridged.Capabilities,
+		"_meta":             map[string]any{metaServerInfo: wk.bridged.ServerInfo},
 	}
-	if wk.legacy.Instructions != "" {
-		res["instructions"] = wk.legacy.Instructions
+	if wk.bridged.Instructions != "" {
+		res["instructions"] = wk.bridged.Instructions
 	}
 	writeResult(w, q.ID, res)
 }
@@ -142,7 +142,7 @@ func (h *Handler) unpark(token string) *parked {
 
 // resume carries a client's retry to the parked call it names: the input goes to the child as the answer to its
 // request, and the call's next messages come back on this request.
-func (h *Handler) resume(w http.ResponseWriter, r *http.Request, wk *worker, q *modernRequest) {
+func (h *Handler) resume(w http.ResponseWriter, r *http.Request, wk *worker, q *statelessRequest) {
 	token := q.stringParam("requestState")
 	h.mu.Lock()
 	p := h.parked[token]
@@ -188,7 +188,7 @@ func (x *exchange) declares(capability string) bool {
 // logLevels are the syslog severities of notifications/message, least severe first.
 var logLevels = []string{"debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"}
 
-// wantsLog reports whether a legacy child's log message goes to the client: 2026-07-28 clients ask for log
+// wantsLog reports whether a bridged child's log message goes to the client: 2026-07-28 clients ask for log
 // messages per request, with a minimum level in _meta, and get none otherwise.
 func (x *exchange) wantsLog(raw []byte) bool {
 	var want string
@@ -206,7 +206,7 @@ func (x *exchange) wantsLog(raw []byte) bool {
 	return slices.Index(logLevels, msg.Params.Level) >= slices.Index(logLevels, want) && slices.Contains(logLevels, want)
 }
 
-func nameOf(q *modernRequest) string {
+func nameOf(q *statelessRequest) string {
 	if field, ok := methodsWithName[q.Method]; ok {
 		return q.stringParam(field)
 	}
@@ -243,9 +243,9 @@ func (l *listener) wants(method string, raw []byte) bool {
 	return false
 }
 
-// listen serves subscriptions/listen for a legacy child: the acknowledgment names what the child can deliver, then
+// listen serves subscriptions/listen for a bridged child: the acknowledgment names what the child can deliver, then
 // the child's change notifications that the client asked for follow, each with the subscription id.
-func (h *Handler) listen(w http.ResponseWriter, r *http.Request, wk *worker, q *modernRequest) {
+func (h *Handler) listen(w http.ResponseWriter, r *http.Request, wk *worker, q *statelessRequest) {
 	var asked struct {
 		ToolsListChanged      bool     `json:"toolsListChanged"`
 		PromptsListChanged    bool     `json:"promptsListChanged"`
@@ -254,11 +254,11 @@ func (h *Handler) listen(w http.ResponseWriter, r *http.Request, wk *worker, q *
 	}
 	_ = json.Unmarshal(q.Params["notifications"], &asked)
 	l := &listener{id: q.ID, out: make(chan []byte, 64),
-		tools:     asked.ToolsListChanged && wk.legacy.can("tools", "listChanged"),
-		prompts:   asked.PromptsListChanged && wk.legacy.can("prompts", "listChanged"),
-		resources: asked.ResourcesListChanged && wk.legacy.can("resources", "listChanged"),
+		tools:     asked.ToolsListChanged && wk.bridged.can("tools", "listChanged"),
+		prompts:   asked.PromptsListChanged && wk.bridged.can("prompts", "listChanged"),
+		resources: asked.ResourcesListChanged && wk.bridged.can("resources", "listChanged"),
 	}
-	if wk.legacy.can("resources", "subscribe") {
+	if wk.bridged.can("resources", "subscribe") {
 		l.uris = asked.ResourceSubscriptions
 	}
 	ack := map[string]any{}
@@ -328,7 +328,7 @@ func (wk *worker) unsubscribe(l *listener) {
 	wk.mu.Unlock()
 	for _, uri := range stale {
 		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 			defer cancel()
 			_, _, _ = wk.request(ctx, "resources/unsubscribe", map[string]string{"uri": uri})
 		}()

@@ -13,9 +13,9 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
 )
 
-// ModernVersions are the protocol revisions served without sessions: every request carries its version and the
-// client's capabilities in _meta.
-var ModernVersions = []string{"2026-07-28"}
+// statelessVersions are the protocol revisions served on the stateless path, without sessions: every request
+// carries its version and the client's capabilities in _meta.
+var statelessVersions = []string{"2026-07-28"}
 
 // Request metadata keys and error codes of 2026-07-28.
 const (
@@ -33,25 +33,25 @@ const (
 	codeInvalidParams      = -32602
 )
 
-// removedMethods are the handshake-era methods that 2026-07-28 dropped; a modern request for one is an unknown
-// method whatever the child speaks.
+// removedMethods are the session revisions' methods that 2026-07-28 dropped; a stateless request for one is an
+// unknown method whatever the child speaks.
 var removedMethods = []string{"initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"}
 
-func isModernVersion(v string) bool { return slices.Contains(ModernVersions, v) }
+func isStatelessVersion(v string) bool { return slices.Contains(statelessVersions, v) }
 
-// isModern tells a 2026-07-28 request from a handshake-era one: request metadata in the body, or a protocol version
-// header that is not one of the handshake revisions (an unknown version is the modern path's to refuse, with the
-// list of versions it serves).
-func isModern(r *http.Request, msg incoming) bool {
+// isStateless tells a request of the stateless revision from one of the session revisions: request metadata in the
+// body, or a protocol version header that is not a session revision (an unknown version is the stateless path's to
+// refuse, with the list of versions it serves).
+func isStateless(r *http.Request, msg incoming) bool {
 	if _, ok := msg.meta[metaProtocolVersion]; ok {
 		return true
 	}
 	v := r.Header.Get("MCP-Protocol-Version")
-	return v != "" && !slices.Contains(SupportedVersions, v)
+	return v != "" && !slices.Contains(sessionVersions, v)
 }
 
-// modernRequest is a 2026-07-28 request, its params kept as raw fields so that it can be passed on re-keyed.
-type modernRequest struct {
+// statelessRequest is a 2026-07-28 request, its params kept as raw fields so that it can be passed on re-keyed.
+type statelessRequest struct {
 	ID        json.RawMessage
 	Method    string
 	RawParams json.RawMessage // as the proxy read them (decodeIncoming), passed on as they are unless something in them changes
@@ -59,14 +59,14 @@ type modernRequest struct {
 	Meta      map[string]json.RawMessage
 }
 
-func (q *modernRequest) stringParam(name string) string {
+func (q *statelessRequest) stringParam(name string) string {
 	var s string
 	_ = json.Unmarshal(q.Params[name], &s)
 	return s
 }
 
-func (h *Handler) serveModern(w http.ResponseWriter, r *http.Request, msg incoming) {
-	q := modernRequest{ID: msg.ID, Method: msg.Method, RawParams: msg.Params, Params: msg.params, Meta: msg.meta}
+func (h *Handler) serveStateless(w http.ResponseWriter, r *http.Request, msg incoming) {
+	q := statelessRequest{ID: msg.ID, Method: msg.Method, RawParams: msg.Params, Params: msg.params, Meta: msg.meta}
 	if q.ID == nil {
 		if q.Method == "" {
 			rpcError(w, http.StatusBadRequest, nil, -32600, "clients do not send JSON-RPC responses in protocol version 2026-07-28")
@@ -80,13 +80,13 @@ func (h *Handler) serveModern(w http.ResponseWriter, r *http.Request, msg incomi
 	if q.Params == nil {
 		q.Params = map[string]json.RawMessage{}
 	}
-	if status, code, msg, data := checkModern(r, &q); code != 0 {
+	if status, code, msg, data := checkStateless(r, &q); code != 0 {
 		rpcErrorData(w, status, q.ID, code, msg, data)
 		return
 	}
 	if slices.Contains(removedMethods, q.Method) {
 		rpcError(w, http.StatusNotFound, q.ID, codeMethodNotFound,
-			fmt.Sprintf("method %q is not part of protocol version 2026-07-28 (handshake-era clients send initialize without request metadata)", q.Method))
+			fmt.Sprintf("method %q is not part of protocol version 2026-07-28 (clients of the session revisions send initialize without request metadata)", q.Method))
 		return
 	}
 	if h.cfg.HideRoots {
@@ -106,7 +106,7 @@ func (h *Handler) serveModern(w http.ResponseWriter, r *http.Request, msg incomi
 			}
 		}
 	}
-	if wk.legacy != nil {
+	if wk.bridged != nil {
 		h.serveBridged(w, r, wk, &q)
 		return
 	}
@@ -117,9 +117,9 @@ func (h *Handler) serveModern(w http.ResponseWriter, r *http.Request, msg incomi
 	x.wait()
 }
 
-// checkModern applies the 2026-07-28 request checks that come before any child: the version header against the
+// checkStateless applies the 2026-07-28 request checks that come before any child: the version header against the
 // request metadata, the version itself, the required metadata, and the mirrored headers against the body.
-func checkModern(r *http.Request, q *modernRequest) (status, code int, msg string, data any) {
+func checkStateless(r *http.Request, q *statelessRequest) (status, code int, msg string, data any) {
 	header, hasHeader := r.Header["Mcp-Protocol-Version"]
 	var version string
 	rawVersion, inMeta := q.Meta[metaProtocolVersion]
@@ -134,9 +134,9 @@ func checkModern(r *http.Request, q *modernRequest) (status, code int, msg strin
 	case len(header) != 1 || header[0] != version:
 		return http.StatusBadRequest, codeHeaderMismatch,
 			fmt.Sprintf("header mismatch: MCP-Protocol-Version %q does not match _meta %q %q", r.Header.Get("MCP-Protocol-Version"), metaProtocolVersion, version), nil
-	case !isModernVersion(version):
+	case !isStatelessVersion(version):
 		return http.StatusBadRequest, codeUnsupportedVersion, "unsupported protocol version",
-			map[string]any{"supported": ModernVersions, "requested": version}
+			map[string]any{"supported": statelessVersions, "requested": version}
 	}
 	if caps, ok := q.Meta[metaClientCapabilities]; !ok || len(caps) == 0 || caps[0] != '{' {
 		return http.StatusBadRequest, codeInvalidParams, fmt.Sprintf("missing _meta %q: every 2026-07-28 request carries the client's capabilities", metaClientCapabilities), nil
@@ -154,7 +154,7 @@ type exchange struct {
 	wk       *worker
 	w        http.ResponseWriter
 	r        *http.Request
-	q        *modernRequest
+	q        *statelessRequest
 	call     *session.Call
 	key      json.RawMessage
 	progress json.RawMessage // the client's progress token, if any
@@ -162,7 +162,7 @@ type exchange struct {
 }
 
 // send passes a request to the worker's child under a key of the worker's. On error the client has its answer.
-func (h *Handler) send(w http.ResponseWriter, r *http.Request, wk *worker, q *modernRequest) (*exchange, error) {
+func (h *Handler) send(w http.ResponseWriter, r *http.Request, wk *worker, q *statelessRequest) (*exchange, error) {
 	x := &exchange{h: h, wk: wk, w: w, r: r, q: q, key: wk.nextKey()}
 	params := q.RawParams
 	var progressKey json.RawMessage
@@ -254,10 +254,10 @@ func (x *exchange) cancel(why error) {
 	x.wk.cancel(x.call, x.key, reason)
 }
 
-// relay passes one message of the call's on to the client; it reports whether the call is now parked (bridge.go).
+// relay passes one message of the call's on to the client; it reports whether the call is now parked (stateless_bridge.go).
 func (x *exchange) relay(m *session.Message) bool {
 	if m.ID != nil {
-		if x.wk.legacy != nil {
+		if x.wk.bridged != nil {
 			return x.inputRequired(m)
 		}
 		// 2026-07-28 servers ask through InputRequiredResult; a request on the stream has no client to answer it.
@@ -267,7 +267,7 @@ func (x *exchange) relay(m *session.Message) bool {
 	if m.Method == "notifications/tools/list_changed" {
 		x.wk.forgetTools()
 	}
-	if x.wk.legacy != nil && m.Method == "notifications/message" && !x.wantsLog(m.Raw) {
+	if x.wk.bridged != nil && m.Method == "notifications/message" && !x.wantsLog(m.Raw) {
 		return false
 	}
 	raw, err := x.restore(m)
@@ -301,7 +301,7 @@ func (x *exchange) restore(m *session.Message) ([]byte, error) {
 		if x.q.Method == "tools/list" {
 			x.wk.learnTools(res)
 		}
-		if x.wk.legacy != nil {
+		if x.wk.bridged != nil {
 			res = withResultType(res)
 		}
 		msg["result"] = res
@@ -313,7 +313,7 @@ func (x *exchange) restore(m *session.Message) ([]byte, error) {
 // id alone changes (not a listen stream's, not a tools/list whose tools the proxy learns). Its result or error was
 // read with the rest of the message's head (session.Message).
 func (x *exchange) restoreResponse(m *session.Message) ([]byte, bool) {
-	if x.wk.legacy != nil || x.q.Method == "subscriptions/listen" || x.q.Method == "tools/list" ||
+	if x.wk.bridged != nil || x.q.Method == "subscriptions/listen" || x.q.Method == "tools/list" ||
 		!m.IsResponse() || (m.Result == nil) == (m.Error == nil) {
 		return nil, false
 	}
@@ -352,7 +352,7 @@ func (x *exchange) restoreIn(obj json.RawMessage, field string, value json.RawMe
 	return out
 }
 
-// withResultType marks a legacy child's result as complete, as every 2026-07-28 result is marked.
+// withResultType marks a bridged child's result as complete, as every 2026-07-28 result is marked.
 func withResultType(res json.RawMessage) json.RawMessage {
 	var m map[string]json.RawMessage
 	if json.Unmarshal(res, &m) != nil || m == nil {

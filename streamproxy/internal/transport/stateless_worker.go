@@ -20,16 +20,16 @@ import (
 // multi round-trip request's retry reaches the child that asked for input.
 //
 // A child that speaks 2026-07-28 itself gets the requests as they are, under ids of the worker's own (two of the
-// user's clients may both send id 1). A child that only speaks the handshake revisions (most stdio servers today) is
+// user's clients may both send id 1). A child that speaks only the session revisions (most stdio servers today) is
 // initialized by the proxy, which then bridges: it answers server/discover and subscriptions/listen from what the
-// child declared and turns the child's own requests into InputRequiredResults (bridge.go).
+// child declared and turns the child's own requests into InputRequiredResults (stateless_bridge.go).
 type worker struct {
-	user   string
-	ready  chan struct{} // closed once started (err says how)
-	err    error
-	s      *session.Session
-	legacy *legacyServer // nil: the child speaks 2026-07-28
-	seq    atomic.Uint64
+	user    string
+	ready   chan struct{} // closed once started (err says how)
+	err     error
+	s       *session.Session
+	bridged *bridgedChild // nil: the child speaks 2026-07-28
+	seq     atomic.Uint64
 
 	mu        sync.Mutex
 	tools     map[string][]paramHeader // x-mcp-header annotations by tool name; nil until known
@@ -37,31 +37,31 @@ type worker struct {
 	subs      map[string]int           // bridged: resource URIs subscribed at the child, by listeners using them
 }
 
-// legacyServer is what a handshake-era child declared in its initialize result.
-type legacyServer struct {
+// bridgedChild is what a child that speaks only the session revisions declared in its initialize result.
+type bridgedChild struct {
 	ProtocolVersion string          `json:"protocolVersion"`
 	Capabilities    json.RawMessage `json:"capabilities"`
 	ServerInfo      json.RawMessage `json:"serverInfo"`
 	Instructions    string          `json:"instructions,omitempty"`
 }
 
-// can reports whether the legacy child declared capabilities.<kind>.<feature> (e.g. tools.listChanged).
-func (l *legacyServer) can(kind, feature string) bool {
+// can reports whether the bridged child declared capabilities.<kind>.<feature> (e.g. tools.listChanged).
+func (b *bridgedChild) can(kind, feature string) bool {
 	var caps map[string]map[string]json.RawMessage
-	if json.Unmarshal(l.Capabilities, &caps) != nil {
+	if json.Unmarshal(b.Capabilities, &caps) != nil {
 		return false
 	}
 	return string(caps[kind][feature]) == "true"
 }
 
-// Eras of the configured MCP server, learned from the first worker's probe and kept: it is the same command.
+// What the configured MCP server speaks, learned from the first worker's probe and kept: it is the same command.
 const (
-	eraUnknown int32 = iota
-	eraModern
-	eraLegacy
+	speaksUnknown int32 = iota
+	speaksStateless
+	speaksSessionsOnly
 )
 
-// worker returns the user's worker, starting it on the user's first modern request.
+// worker returns the user's worker, starting it on the user's first stateless request.
 func (h *Handler) worker(ctx context.Context, user string) (*worker, error) {
 	h.mu.Lock()
 	if h.closing {
@@ -112,30 +112,32 @@ func (h *Handler) startWorker(ctx context.Context, wk *worker) error {
 		h.forgetWorker(wk)
 	}()
 	// Starting a child may take a while (npx); the client that asked waits for it, but not forever.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), handshakeTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), startTimeout)
 	defer cancel()
-	if h.era.Load() != eraLegacy {
-		modern, err := wk.probe(ctx)
+	if h.childSpeaks.Load() != speaksSessionsOnly {
+		stateless, err := wk.probe(ctx)
 		if err != nil {
 			return err
 		}
-		if modern {
-			h.era.Store(eraModern)
+		if stateless {
+			h.childSpeaks.Store(speaksStateless)
 			return nil
 		}
-		h.era.Store(eraLegacy)
+		h.childSpeaks.Store(speaksSessionsOnly)
 	}
 	return wk.initialize(ctx, h.cfg.HideRoots)
 }
 
-// handshakeTimeout bounds a child's start: the server/discover probe and, for a legacy child, initialize.
-const handshakeTimeout = 60 * time.Second
+// startTimeout bounds a child's start: the server/discover probe and, for a child that speaks only the session
+// revisions, initialize.
+const startTimeout = 60 * time.Second
 
-// probeTimeout is how long a child has to answer server/discover before it counts as a legacy server that stays
-// silent on unknown methods (the stdio transport's backward-compatibility rule).
+// probeTimeout is how long a child has to answer server/discover before it counts as a server of the session revisions
+// that stays silent on unknown methods (the stdio transport's backward-compatibility rule).
 const probeTimeout = 10 * time.Second
 
-// probe asks the child for server/discover; a DiscoverResult that lists a modern version means it speaks 2026-07-28.
+// probe asks the child for server/discover; a DiscoverResult that lists a stateless revision means it speaks
+// 2026-07-28.
 func (wk *worker) probe(ctx context.Context) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
@@ -153,16 +155,16 @@ func (wk *worker) probe(ctx context.Context) (bool, error) {
 		return false, nil
 	}
 	for _, v := range d.SupportedVersions {
-		if isModernVersion(v) {
+		if isStatelessVersion(v) {
 			return true, nil
 		}
 	}
 	return false, nil
 }
 
-// bridgedCapabilities is what the proxy declares to a legacy child: every server-to-client request it can carry to
-// a modern client as an input request. Per request, a client that did not declare the capability gets a clear error
-// in its place (bridge.go).
+// bridgedCapabilities is what the proxy declares to a bridged child: every server-to-client request it can carry to
+// a stateless client as an input request. Per request, a client that did not declare the capability gets a clear error
+// in its place (stateless_bridge.go).
 func bridgedCapabilities(hideRoots bool) map[string]any {
 	caps := map[string]any{"elicitation": map[string]any{}, "sampling": map[string]any{}, "roots": map[string]any{}}
 	if hideRoots {
@@ -173,7 +175,7 @@ func bridgedCapabilities(hideRoots bool) map[string]any {
 
 func (wk *worker) initialize(ctx context.Context, hideRoots bool) error {
 	res, rpcErr, err := wk.request(ctx, "initialize", map[string]any{
-		"protocolVersion": SupportedVersions[0],
+		"protocolVersion": sessionVersions[0],
 		"capabilities":    bridgedCapabilities(hideRoots),
 		"clientInfo":      map[string]string{"name": "streamproxy", "version": "1"},
 	})
@@ -183,17 +185,17 @@ func (wk *worker) initialize(ctx context.Context, hideRoots bool) error {
 	if rpcErr != nil {
 		return fmt.Errorf("the MCP server refused initialize: %s", rpcErr.Message)
 	}
-	var l legacyServer
+	var l bridgedChild
 	if err := json.Unmarshal(res, &l); err != nil {
 		return fmt.Errorf("the MCP server's initialize result: %w", err)
 	}
-	wk.legacy = &l
+	wk.bridged = &l
 	return wk.s.Send([]byte(`{"jsonrpc":"2.0","method":"notifications/initialized"}`))
 }
 
-// proxyMeta is the request metadata of the proxy's own requests to a modern child.
+// proxyMeta is the request metadata of the proxy's own requests to a child that speaks 2026-07-28.
 func proxyMeta() map[string]any {
-	return map[string]any{metaProtocolVersion: ModernVersions[0], metaClientCapabilities: map[string]any{},
+	return map[string]any{metaProtocolVersion: statelessVersions[0], metaClientCapabilities: map[string]any{},
 		metaClientInfo: map[string]string{"name": "streamproxy", "version": "1"}}
 }
 
@@ -253,7 +255,7 @@ func (wk *worker) toolHeaders(ctx context.Context, name string) ([]paramHeader, 
 	var cursor string
 	for range 50 { // a bound on pages, against a server whose cursor never ends
 		params := map[string]any{}
-		if wk.legacy == nil {
+		if wk.bridged == nil {
 			params["_meta"] = proxyMeta()
 		}
 		if cursor != "" {
@@ -309,7 +311,7 @@ func (wk *worker) forgetTools() {
 func (h *Handler) unrouted(wk *worker, m *session.Message) {
 	switch {
 	case m.ID != nil:
-		// A legacy child asking something (roots/list after initialized, say) with no client request to carry it.
+		// A bridged child asking something (roots/list after initialized, say) with no client request to carry it.
 		wk.refuse(m.ID, -32603, "no client request is in flight to carry this request")
 	case m.Method == "notifications/tools/list_changed":
 		wk.forgetTools()
