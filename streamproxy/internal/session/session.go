@@ -84,10 +84,11 @@ type Session struct {
 	ID     string
 	UserID string // the identity bound at initialize, "" when none was given
 
-	log  *slog.Logger
-	cmd  *exec.Cmd
-	in   *bufio.Writer
-	inMu sync.Mutex
+	log   *slog.Logger
+	cmd   *exec.Cmd
+	stdin io.Closer // the write end of the child's stdin (cmd.Stdin is the child's own read end)
+	in    *bufio.Writer
+	inMu  sync.Mutex
 
 	mu         sync.Mutex
 	pending    map[string]*Call // by raw request id
@@ -158,6 +159,7 @@ func Start(cfg Config) (*Session, error) {
 		ID: id, UserID: cfg.UserID,
 		log:        log.With("session", id[:8]),
 		cmd:        cmd,
+		stdin:      stdin,
 		in:         bufio.NewWriterSize(stdin, 64<<10),
 		pending:    map[string]*Call{},
 		progress:   map[string]*Call{},
@@ -500,9 +502,7 @@ func (s *Session) Close(grace time.Duration) {
 	s.closing = true
 	s.mu.Unlock()
 	s.inMu.Lock()
-	if c, ok := s.cmd.Stdin.(io.Closer); ok {
-		_ = c.Close()
-	}
+	_ = s.stdin.Close()
 	s.inMu.Unlock()
 	s.end("session closed")
 	pgid := -s.cmd.Process.Pid
