@@ -84,11 +84,11 @@ type Session struct {
 	ID     string
 	UserID string // the identity bound at initialize, "" when none was given
 
-	log   *slog.Logger
-	cmd   *exec.Cmd
-	stdin io.Closer // the write end of the child's stdin (cmd.Stdin is the child's own read end)
-	in    *bufio.Writer
-	inMu  sync.Mutex
+	log    *slog.Logger
+	stdin  io.Closer
+	signal func(syscall.Signal) // nil: the child ends when its stdin closes
+	in     *bufio.Writer
+	inMu   sync.Mutex
 
 	mu         sync.Mutex
 	pending    map[string]*Call // by raw request id
@@ -128,13 +128,9 @@ func (c *Call) End() {
 	c.s.lastUsed = time.Now()
 }
 
-// Start launches the child for a new session.
+// Start launches the child for a new session: the command in a process group of its own, its stderr to the log.
 func Start(cfg Config) (*Session, error) {
-	cmdSpec, log, m := cfg.Command, cfg.Log, cfg.Metrics
-	id, err := newID()
-	if err != nil {
-		return nil, err
-	}
+	cmdSpec := cfg.Command
 	cmd := exec.Command(cmdSpec.Path, cmdSpec.Args...)
 	cmd.Env = cmdSpec.Env
 	cmd.Dir = cmdSpec.Dir
@@ -155,12 +151,48 @@ func Start(cfg Config) (*Session, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start MCP server %q: %w", cmdSpec.Path, err)
 	}
+	pgid := -cmd.Process.Pid
+	s, err := connect(cfg, child{stdin: stdin, stdout: stdout, stderr: stderr, pid: cmd.Process.Pid,
+		wait: func() (string, error) {
+			err := cmd.Wait()
+			return cmd.ProcessState.String(), err
+		},
+		signal: func(sig syscall.Signal) { _ = syscall.Kill(pgid, sig) },
+	})
+	if err != nil {
+		_ = syscall.Kill(pgid, syscall.SIGKILL)
+		_ = cmd.Wait()
+		return nil, err
+	}
+	return s, nil
+}
+
+// child is the MCP server a session talks to, over its stdio: a process (Start), or a server in memory (the
+// package's tests, which route messages without a process).
+type child struct {
+	stdin  io.WriteCloser
+	stdout io.Reader
+	stderr io.Reader // nil: none
+	pid    int       // 0: no process
+	// wait reaps the child once its output has ended and says how it exited; nil: there is nothing to reap.
+	wait func() (string, error)
+	// signal signals the child's process group; nil: it ends when its stdin closes.
+	signal func(syscall.Signal)
+}
+
+// connect starts a session over a running child: it reads the child's output until it ends.
+func connect(cfg Config, c child) (*Session, error) {
+	id, err := newID()
+	if err != nil {
+		return nil, err
+	}
+	m := cfg.Metrics
 	s := &Session{
 		ID: id, UserID: cfg.UserID,
-		log:        log.With("session", id[:8]),
-		cmd:        cmd,
-		stdin:      stdin,
-		in:         bufio.NewWriterSize(stdin, 64<<10),
+		log:        cfg.Log.With("session", id[:8]),
+		stdin:      c.stdin,
+		signal:     c.signal,
+		in:         bufio.NewWriterSize(c.stdin, 64<<10),
 		pending:    map[string]*Call{},
 		progress:   map[string]*Call{},
 		backlogCap: cfg.Backlog,
@@ -171,17 +203,26 @@ func Start(cfg Config) (*Session, error) {
 		done:       make(chan struct{}),
 		exited:     make(chan struct{}),
 	}
-	s.log.Info("session started", "pid", cmd.Process.Pid)
+	if c.pid != 0 {
+		s.log.Info("session started", "pid", c.pid)
+	} else {
+		s.log.Info("session started")
+	}
 	m.ChildStarted()
 	// Wait must only run once both pipes are drained, or the last lines the server wrote are lost.
 	var readers sync.WaitGroup
-	readers.Add(2)
-	go func() { defer readers.Done(); s.logStderr(stderr) }()
-	go func() { defer readers.Done(); s.readLoop(stdout) }()
+	if c.stderr != nil {
+		readers.Add(1)
+		go func() { defer readers.Done(); s.logStderr(c.stderr) }()
+	}
+	readers.Add(1)
+	go func() { defer readers.Done(); s.readLoop(c.stdout) }()
 	go func() {
 		readers.Wait()
-		err := cmd.Wait()
-		s.log.Info("MCP server exited", "status", cmd.ProcessState.String(), "err", err)
+		if c.wait != nil {
+			status, err := c.wait()
+			s.log.Info("MCP server exited", "status", status, "err", err)
+		}
 		s.mu.Lock()
 		crashed := !s.closing
 		s.mu.Unlock()
@@ -505,17 +546,20 @@ func (s *Session) Close(grace time.Duration) {
 	_ = s.stdin.Close()
 	s.inMu.Unlock()
 	s.end("session closed")
-	pgid := -s.cmd.Process.Pid
 	select {
 	case <-s.exited:
 		return
 	case <-time.After(200 * time.Millisecond):
 	}
-	_ = syscall.Kill(pgid, syscall.SIGTERM)
+	if s.signal == nil {
+		<-s.exited
+		return
+	}
+	s.signal(syscall.SIGTERM)
 	select {
 	case <-s.exited:
 	case <-time.After(grace):
-		_ = syscall.Kill(pgid, syscall.SIGKILL)
+		s.signal(syscall.SIGKILL)
 		<-s.exited
 	}
 }
