@@ -145,9 +145,9 @@ func TestRootsNeverReachTheServerOnASession(t *testing.T) {
 	a.check(t, call(10, "list_allowed_directories", map[string]any{}), call(11, "read_text_file", map[string]any{"path": a.secretFile}))
 }
 
-// The same attack on the 2026-07-28 path, where the proxy bridges to server-filesystem (a server of the session revisions):
-// bob declares the roots capability in his request metadata, and when the server asks for roots during his call
-// (made to ask here by a roots/list_changed slipped into its input, as a server that asks for roots during a call
+// The same attack on the stateless path, where the proxy bridges to server-filesystem (a server of the session
+// revisions): bob declares the roots capability in his request metadata, and when the server asks for roots during his
+// call (made to ask here by a roots/list_changed slipped into its input, as a server that asks for roots during a call
 // would), he answers the input request with the whole disk.
 func TestRootsNeverReachTheServerThroughTheBridge(t *testing.T) {
 	a := newFilesystemAttack(t)
@@ -181,8 +181,8 @@ done | exec node %s .`, nudge, filesystemServer(t))
 	a.check(t, call(10, "list_allowed_directories", map[string]any{}), call(11, "read_text_file", map[string]any{"path": a.secretFile}))
 }
 
-// sessionRecorder is a stdio server of the session revisions that writes every line it reads to $LOG and answers initialize
-// and ping.
+// sessionRecorder is a stdio server of the session revisions that writes every line it reads to $LOG and answers
+// initialize and ping.
 const sessionRecorder = `while IFS= read -r line; do
   printf '%s\n' "$line" >> "$LOG"
   id=$(printf '%s' "$line" | sed -n 's/.*"id":\([0-9]*\).*/\1/p')

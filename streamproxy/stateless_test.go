@@ -22,8 +22,8 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/transport"
 )
 
-// The stateless path: protocol version 2026-07-28 on the same endpoint as the session revisions: no sessions, request metadata in
-// every request, one worker child per user.
+// The stateless path: protocol version 2026-07-28 on the same endpoint as the session revisions: no sessions,
+// request metadata in every request, one worker child per user.
 
 // userTransport adds the identity header the gateway's plugin would set.
 type userTransport struct{ user string }

@@ -60,7 +60,7 @@ type Handler struct {
 
 	mu          sync.Mutex
 	sessions    map[string]*session.Session
-	workers     map[string]*worker   // by user, for 2026-07-28 requests
+	workers     map[string]*worker   // by user, for the stateless path
 	parked      map[string]*parked   // bridged calls waiting for input, by request state
 	load        map[string]*userLoad // by user, while they hold streams or requests
 	closing     bool
@@ -87,7 +87,7 @@ func (h *Handler) Sessions() int {
 	return len(h.sessions)
 }
 
-// Workers reports how many users have a worker for 2026-07-28 requests.
+// Workers reports how many users have a worker, for the stateless path.
 func (h *Handler) Workers() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -150,7 +150,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.post(w, r)
 	case http.MethodGet, http.MethodDelete:
 		if r.Header.Get("Mcp-Session-Id") == "" {
-			// The stateless revision has neither a GET stream nor sessions to delete; session clients name their session.
+			// The stateless path has neither a GET stream nor sessions to delete; session clients name theirs.
 			w.Header().Set("Allow", "POST")
 			httpError(w, http.StatusMethodNotAllowed, "%s without Mcp-Session-Id: protocol version 2026-07-28 uses POST only", r.Method)
 			return

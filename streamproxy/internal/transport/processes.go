@@ -1,5 +1,8 @@
 package transport
 
+// Processes: how many MCP server processes run, and for whom. A session (the session path) and a worker (the
+// stateless path) are one process each and count against the same limits.
+
 import (
 	"encoding/json"
 	"errors"

@@ -254,7 +254,8 @@ func (x *exchange) cancel(why error) {
 	x.wk.cancel(x.call, x.key, reason)
 }
 
-// relay passes one message of the call's on to the client; it reports whether the call is now parked (stateless_bridge.go).
+// relay passes one message of the call's on to the client; it reports whether the call is now parked
+// (stateless_bridge.go).
 func (x *exchange) relay(m *session.Message) bool {
 	if m.ID != nil {
 		if x.wk.bridged != nil {
