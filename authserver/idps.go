@@ -12,10 +12,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mcp-oauth-gateway/gateway/authserver/internal/github"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/idp"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login/github"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login/oidc"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/oauth"
-	"github.com/mcp-oauth-gateway/gateway/authserver/internal/oidc"
 	"github.com/mcp-oauth-gateway/gateway/internal/flagenv"
 )
 

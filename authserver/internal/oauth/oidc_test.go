@@ -16,9 +16,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/oauth2"
 
-	"github.com/mcp-oauth-gateway/gateway/authserver/internal/github"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/idp"
-	"github.com/mcp-oauth-gateway/gateway/authserver/internal/oidc"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login/github"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login/oidc"
 	webbrowser "github.com/mcp-oauth-gateway/gateway/internal/testkit/browser"
 	"github.com/mcp-oauth-gateway/gateway/internal/testkit/fakegithub"
 	"github.com/mcp-oauth-gateway/gateway/internal/testkit/hydratest"
