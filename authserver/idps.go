@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mcp-oauth-gateway/gateway/authserver/internal/idp"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login/github"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login/oidc"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/oauth"
@@ -34,7 +34,7 @@ type oidcSettings struct {
 const oidcProvidersFlag = "oidc-providers"
 
 // oidcProviderNames finds --oidc-providers on the command line, else in AUTHSERVER_OIDC_PROVIDERS, before the flags
-// are parsed: the providers' own flags are named after them. Names are checked (idp.CheckName, not github, once each).
+// are parsed: the providers' own flags are named after them. Names are checked (login.CheckName, not github, once each).
 func oidcProviderNames(args []string) ([]string, error) {
 	value, found := "", false
 	for i := 0; i < len(args); i++ {
@@ -57,10 +57,10 @@ func oidcProviderNames(args []string) ([]string, error) {
 	var names []string
 	for _, n := range flagenv.Split(value) {
 		n = strings.ToLower(n)
-		if err := idp.CheckName(n); err != nil {
+		if err := login.CheckName(n); err != nil {
 			return nil, fmt.Errorf("--%s: %w", oidcProvidersFlag, err)
 		}
-		if n == idp.GitHub {
+		if n == login.GitHub {
 			return nil, fmt.Errorf("--%s: github is configured by the --github-* flags, not as an OpenID provider", oidcProvidersFlag)
 		}
 		if slices.Contains(names, n) {
@@ -130,8 +130,8 @@ func checkGitHub(s *settings, log *slog.Logger) (github.Config, github.Policy, e
 
 // oidcProviders discovers each OpenID provider and returns them in the order listed, with a description of who
 // each lets in for the start-up log.
-func oidcProviders(ctx context.Context, s *settings, log *slog.Logger) ([]idp.Provider, []string, error) {
-	var providers []idp.Provider
+func oidcProviders(ctx context.Context, s *settings, log *slog.Logger) ([]login.Provider, []string, error) {
+	var providers []login.Provider
 	var access []string
 	for _, n := range s.oidcOrder {
 		o := s.oidc[n]

@@ -33,7 +33,6 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientlife"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientmeta"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/grant"
-	"github.com/mcp-oauth-gateway/gateway/authserver/internal/idp"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login/github"
@@ -287,7 +286,7 @@ func serve(s *settings, log *slog.Logger) error {
 		return err
 	}
 	defer st.Close()
-	var providers []idp.Provider
+	var providers []login.Provider
 	if githubConfigured(s) {
 		ghConfig.Pins = st // each allowed login keeps the account it was first seen with
 		gh, err := github.New(ghConfig, policy, &http.Client{Timeout: 15 * time.Second})

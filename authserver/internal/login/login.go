@@ -2,8 +2,8 @@
 // page, it sends the browser to the identity provider the user chose, finishes the round trip when the provider
 // sends the browser back, and says at token refresh whether a user's provider still admits them.
 //
-// It depends on the idp.Provider interface only; GitHub and OpenID providers are two implementations of it. What a
-// round trip needs (the provider, the PKCE verifier, the nonce) is kept with the authorization request in the store,
+// The service depends on the Provider interface only; GitHub (login/github) and any OpenID Connect provider
+// (login/oidc) implement it. What a round trip needs (the provider, the PKCE verifier, the nonce) is kept with the authorization request in the store,
 // and an attempt is finished once, on any node, through the store's single-use record (UseJTI).
 package login
 
@@ -18,7 +18,6 @@ import (
 
 	"golang.org/x/oauth2"
 
-	"github.com/mcp-oauth-gateway/gateway/authserver/internal/idp"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 )
 
@@ -27,7 +26,7 @@ type Once interface {
 	UseJTI(ctx context.Context, key string, exp time.Time) error
 }
 
-// Errors of Finish besides the provider's own (*idp.DeniedError, idp.ErrCodeRejected, wrapped failures).
+// Errors of Finish besides the provider's own (*DeniedError, ErrCodeRejected, wrapped failures).
 var (
 	// ErrNotStarted: the request has no login under way (no provider chosen yet, or it already returned).
 	ErrNotStarted = errors.New("login: no login is under way for this request")
@@ -39,20 +38,20 @@ var (
 
 // Service runs logins through its providers. Safe for concurrent use.
 type Service struct {
-	providers []idp.Provider
-	byName    map[string]idp.Provider
+	providers []Provider
+	byName    map[string]Provider
 	once      Once
 }
 
 // New returns a service over the providers, in the order users see them. Names and callback paths must differ.
-func New(once Once, providers ...idp.Provider) (*Service, error) {
+func New(once Once, providers ...Provider) (*Service, error) {
 	if len(providers) == 0 {
 		return nil, errors.New("login: no identity provider configured (GitHub, or an OpenID provider)")
 	}
-	s := &Service{providers: providers, byName: map[string]idp.Provider{}, once: once}
+	s := &Service{providers: providers, byName: map[string]Provider{}, once: once}
 	paths := map[string]string{}
 	for _, p := range providers {
-		if err := idp.CheckName(p.Name()); err != nil {
+		if err := CheckName(p.Name()); err != nil {
 			return nil, err
 		}
 		if _, dup := s.byName[p.Name()]; dup {
@@ -68,10 +67,10 @@ func New(once Once, providers ...idp.Provider) (*Service, error) {
 }
 
 // Providers lists the providers in the order they were configured.
-func (s *Service) Providers() []idp.Provider { return s.providers }
+func (s *Service) Providers() []Provider { return s.providers }
 
 // Provider returns the provider of that name.
-func (s *Service) Provider(name string) (idp.Provider, bool) {
+func (s *Service) Provider(name string) (Provider, bool) {
 	p, ok := s.byName[name]
 	return p, ok
 }
@@ -96,9 +95,9 @@ func (s *Service) Begin(ctx context.Context, ar *store.AuthRequest, name string)
 // the user returned; the caller stores ar with its user.
 func (s *Service) Finish(ctx context.Context, name string, q url.Values, ar *store.AuthRequest) (*store.User, error) {
 	a := ar.Login
-	if a.Provider == "" && ar.User == nil && name == idp.GitHub {
+	if a.Provider == "" && ar.User == nil && name == GitHub {
 		// A request stored before there were several providers went to GitHub, without PKCE or nonce.
-		a.Provider = idp.GitHub
+		a.Provider = GitHub
 	}
 	once := a.Nonce // what makes the attempt unique; requests stored before attempts had nonces: the request
 	if once == "" {
@@ -124,7 +123,7 @@ func (s *Service) Finish(ctx context.Context, name string, q url.Values, ar *sto
 		}
 		return nil, fmt.Errorf("login: record the attempt: %w", err)
 	}
-	u, err := p.Login(ctx, idp.Callback{Code: q.Get("code"), Issuer: q.Get("iss")}, a)
+	u, err := p.Login(ctx, Callback{Code: q.Get("code"), Issuer: q.Get("iss")}, a)
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +135,7 @@ func (s *Service) Finish(ctx context.Context, name string, q url.Values, ar *sto
 // MayRefresh says whether a user's grant may still be refreshed: their provider must still be configured and its
 // rules (those it can check without a login) must still admit them. reason is for the client, when not.
 func (s *Service) MayRefresh(u store.User) (ok bool, reason string) {
-	name := idp.ProviderOf(u)
+	name := ProviderOf(u)
 	p, found := s.byName[name]
 	if !found {
 		return false, fmt.Sprintf("this server no longer accepts logins through %s, where user %s logged in", name, u.Login)

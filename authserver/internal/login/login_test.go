@@ -10,7 +10,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/mcp-oauth-gateway/gateway/authserver/internal/idp"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/embedded"
@@ -29,12 +28,12 @@ func (p *provider) CallbackPath() string { return p.path }
 func (p *provider) AuthCodeURL(_ context.Context, state string, a store.LoginAttempt) (string, error) {
 	return "https://idp.example/auth?" + url.Values{"state": {state}, "nonce": {a.Nonce}}.Encode(), nil
 }
-func (p *provider) Login(_ context.Context, cb idp.Callback, a store.LoginAttempt) (*store.User, error) {
+func (p *provider) Login(_ context.Context, cb login.Callback, a store.LoginAttempt) (*store.User, error) {
 	p.got = append(p.got, a)
 	if p.deny {
-		return nil, &idp.DeniedError{Login: "x", Reason: "no"}
+		return nil, &login.DeniedError{Login: "x", Reason: "no"}
 	}
-	return &store.User{ID: idp.UserID(p.name, "sub-"+cb.Code), Login: "user"}, nil
+	return &store.User{ID: login.UserID(p.name, "sub-"+cb.Code), Login: "user"}, nil
 }
 func (p *provider) MayRefresh(store.User) (bool, string) { return true, "" }
 
@@ -110,7 +109,7 @@ func TestAttemptFinishesOnce(t *testing.T) {
 	require.NoError(t, err)
 	first, second := *ar, *ar
 	_, err = s.Finish(ctx, "a", url.Values{"code": {"1"}}, &first)
-	var denied *idp.DeniedError
+	var denied *login.DeniedError
 	require.True(t, errors.As(err, &denied))
 	p.deny = false
 	_, err = s.Finish(ctx, "a", url.Values{"code": {"2"}}, &second)
@@ -120,16 +119,16 @@ func TestAttemptFinishesOnce(t *testing.T) {
 
 // A request stored before there were several providers (no attempt) went to GitHub: GitHub's callback finishes it.
 func TestRequestFromBefore(t *testing.T) {
-	gh := &provider{name: idp.GitHub, path: "/github/callback"}
+	gh := &provider{name: login.GitHub, path: "/github/callback"}
 	s, err := login.New(open(t), gh)
 	require.NoError(t, err)
 	ar := request()
-	u, err := s.Finish(context.Background(), idp.GitHub, url.Values{"code": {"7"}}, ar)
+	u, err := s.Finish(context.Background(), login.GitHub, url.Values{"code": {"7"}}, ar)
 	require.NoError(t, err)
 	assert.Equal(t, "sub-7", u.ID, "GitHub's ids are not namespaced")
-	assert.Equal(t, store.LoginAttempt{Provider: idp.GitHub}, gh.got[0])
+	assert.Equal(t, store.LoginAttempt{Provider: login.GitHub}, gh.got[0])
 	ar.User = nil
-	_, err = s.Finish(context.Background(), idp.GitHub, url.Values{"code": {"8"}}, ar)
+	_, err = s.Finish(context.Background(), login.GitHub, url.Values{"code": {"8"}}, ar)
 	assert.ErrorIs(t, err, login.ErrReplayed, "once, too")
 }
 

@@ -22,7 +22,6 @@ import (
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientlife"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientmeta"
-	"github.com/mcp-oauth-gateway/gateway/authserver/internal/idp"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/jwk"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login"
@@ -60,7 +59,7 @@ type env struct {
 	tweak  func(*oauth.Config) // changes the configuration before the server starts; nil: none
 	srv    *oauth.Server       // the server start made last
 	// idps are the identity providers users log in with, given the issuer and the GitHub provider; nil: GitHub only.
-	idps func(issuer string, gh *github.Provider) []idp.Provider
+	idps func(issuer string, gh *github.Provider) []login.Provider
 }
 
 type backendCase struct {
@@ -123,7 +122,7 @@ func (e *env) start(allowed string) {
 	if e.tweak != nil {
 		e.tweak(&cfg)
 	}
-	providers := []idp.Provider{gh.IdP()}
+	providers := []login.Provider{gh.IdP()}
 	if e.idps != nil {
 		providers = e.idps(issuer, gh)
 	}

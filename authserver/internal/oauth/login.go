@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/mcp-oauth-gateway/gateway/authserver/internal/idp"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 )
@@ -66,7 +65,7 @@ func (s *Server) chooseLogin(w http.ResponseWriter, r *http.Request) {
 // false when it has answered a failure.
 func (s *Server) beginLogin(w http.ResponseWriter, r *http.Request, ar *store.AuthRequest, provider string) (string, bool) {
 	to, err := s.login.Begin(r.Context(), ar, provider)
-	if errors.Is(err, idp.ErrNeedsUser) {
+	if errors.Is(err, login.ErrNeedsUser) {
 		name := provider
 		if p, ok := s.login.Provider(provider); ok {
 			name = p.DisplayName()
@@ -74,7 +73,7 @@ func (s *Server) beginLogin(w http.ResponseWriter, r *http.Request, ar *store.Au
 		s.silentFailure(w, r, ar, "login_required", name+" cannot sign the user in without showing a page: retry without prompt=none")
 		return "", false
 	}
-	if errors.Is(err, idp.ErrUnavailable) {
+	if errors.Is(err, login.ErrUnavailable) {
 		s.log.WarnContext(r.Context(), "identity provider unreachable: login refused", "provider", provider, "err", err)
 		name := provider
 		if p, ok := s.login.Provider(provider); ok {
@@ -123,7 +122,7 @@ func (s *Server) loginCallback(name string) http.HandlerFunc {
 			return
 		}
 		user, err := s.login.Finish(r.Context(), name, q, ar)
-		var denied *idp.DeniedError
+		var denied *login.DeniedError
 		switch {
 		case errors.As(err, &denied):
 			s.log.InfoContext(r.Context(), "login refused", "provider", name, "login", denied.Login, "reason", denied.Reason)
@@ -199,10 +198,10 @@ func (s *Server) signInWith() string {
 
 // providerName is what users read for the provider a user logged in with.
 func (s *Server) providerName(u store.User) string {
-	if p, ok := s.login.Provider(idp.ProviderOf(u)); ok {
+	if p, ok := s.login.Provider(login.ProviderOf(u)); ok {
 		return p.DisplayName()
 	}
-	return idp.ProviderOf(u)
+	return login.ProviderOf(u)
 }
 
 var chooserPage = template.Must(template.New("chooser").Parse(`<!doctype html><html lang="en"><head><meta charset="utf-8">

@@ -66,7 +66,7 @@ type Client struct {
 // User is the identity an identity provider vouched for.
 type User struct {
 	// ID is the token's sub: a GitHub user's numeric id as a string (as before there were other providers), or
-	// "<provider>:<sub>" for an OpenID provider's user (see package idp).
+	// "<provider>:<sub>" for an OpenID provider's user (see package login, UserID).
 	ID    string `json:"id"`
 	Login string `json:"login"` // the user's name at the provider (GitHub login, preferred_username, ...)
 	Name  string `json:"name,omitempty"`

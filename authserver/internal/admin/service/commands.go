@@ -8,7 +8,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/mcp-oauth-gateway/gateway/authserver/internal/idp"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 )
 
@@ -72,7 +72,7 @@ func (s *Service) RevokeClient(ctx context.Context, id string) (int, error) {
 
 // RevokeUser revokes every grant of a user (the tokens' sub), across all clients, and returns how many.
 func (s *Service) RevokeUser(ctx context.Context, userID string) (int, error) {
-	if !idp.ValidUserID(userID) {
+	if !login.ValidUserID(userID) {
 		return 0, failure(ErrInvalid, "revoke user tokens: %q is not a user id (the token's sub, X-User-Id): a GitHub numeric "+
 			"user id, or <provider>:<sub> for an OpenID provider's user", userID)
 	}

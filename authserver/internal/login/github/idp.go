@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/mcp-oauth-gateway/gateway/authserver/internal/idp"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 )
 
@@ -13,20 +13,20 @@ import (
 // callback URL is <issuer>/github/callback.
 const CallbackPath = "/github/callback"
 
-// IdP is the provider as the login flow sees it (idp.Provider): its name is "github", its users keep their numeric
+// IdP is the provider as the login flow sees it (login.Provider): its name is "github", its users keep their numeric
 // GitHub ids as ids, and every login uses PKCE (S256) with the attempt's verifier.
-func (p *Provider) IdP() idp.Provider { return identity{p} }
+func (p *Provider) IdP() login.Provider { return identity{p} }
 
 type identity struct{ p *Provider }
 
-func (identity) Name() string         { return idp.GitHub }
+func (identity) Name() string         { return login.GitHub }
 func (identity) DisplayName() string  { return "GitHub" }
 func (identity) CallbackPath() string { return CallbackPath }
 
 // AuthCodeURL refuses a silent attempt: GitHub has no prompt=none and may show its login or authorization page.
 func (g identity) AuthCodeURL(_ context.Context, state string, a store.LoginAttempt) (string, error) {
 	if a.Silent {
-		return "", idp.ErrNeedsUser
+		return "", login.ErrNeedsUser
 	}
 	if a.Verifier == "" {
 		return g.p.AuthCodeURL(state), nil
@@ -37,7 +37,7 @@ func (g identity) AuthCodeURL(_ context.Context, state string, a store.LoginAtte
 // Login redeems GitHub's code and applies the policy. GitHub documents no iss parameter (RFC 9207), so none is
 // checked: the callback path of its own and the attempt's provider tell its responses apart. An attempt without a
 // verifier is a request stored before logins used PKCE: it keeps the plain exchange.
-func (g identity) Login(ctx context.Context, cb idp.Callback, a store.LoginAttempt) (*store.User, error) {
+func (g identity) Login(ctx context.Context, cb login.Callback, a store.LoginAttempt) (*store.User, error) {
 	var u *store.User
 	var err error
 	if a.Verifier != "" {
@@ -48,13 +48,13 @@ func (g identity) Login(ctx context.Context, cb idp.Callback, a store.LoginAttem
 	var denied *AccessDeniedError
 	switch {
 	case errors.As(err, &denied):
-		return nil, &idp.DeniedError{Login: denied.Login, Reason: denied.Reason}
+		return nil, &login.DeniedError{Login: denied.Login, Reason: denied.Reason}
 	case errors.Is(err, ErrCodeRejected):
-		return nil, fmt.Errorf("%w: %w", idp.ErrCodeRejected, err)
+		return nil, fmt.Errorf("%w: %w", login.ErrCodeRejected, err)
 	case err != nil:
 		return nil, err
 	}
-	u.Provider = idp.GitHub
+	u.Provider = login.GitHub
 	return u, nil
 }
 

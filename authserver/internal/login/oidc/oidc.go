@@ -4,7 +4,7 @@
 // then by this package (nonce, authorized party, access-token hash), optionally the userinfo endpoint, and the
 // access rules of Policy on the claims.
 //
-// A Provider implements idp.Provider. Its users' ids are "<name>:<sub>": the provider's stable subject, namespaced
+// A Provider implements login.Provider. Its users' ids are "<name>:<sub>": the provider's stable subject, namespaced
 // by the provider's name so that two providers' subjects never meet.
 package oidc
 
@@ -25,7 +25,7 @@ import (
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
-	"github.com/mcp-oauth-gateway/gateway/authserver/internal/idp"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 )
 
@@ -43,7 +43,7 @@ func CallbackPath(name string) string { return "/oidc/" + name + "/callback" }
 
 // Config names one OpenID provider and the client registered with it.
 type Config struct {
-	// Name identifies the provider (idp.CheckName; not "github"): in settings, in CallbackPath, in user ids.
+	// Name identifies the provider (login.CheckName; not "github"): in settings, in CallbackPath, in user ids.
 	Name string
 	// DisplayName is what users read ("Google"); default: Name with a capital letter.
 	DisplayName string
@@ -99,10 +99,10 @@ var rediscoverAfter = 10 * time.Second
 // is not ready, and discovery is tried again at its next login (at most every rediscoverAfter). A discovery
 // document that contradicts cfg is a configuration error, returned by New.
 func New(ctx context.Context, cfg Config, policy Policy, client *http.Client) (*Provider, error) {
-	if err := idp.CheckName(cfg.Name); err != nil {
+	if err := login.CheckName(cfg.Name); err != nil {
 		return nil, err
 	}
-	if cfg.Name == idp.GitHub {
+	if cfg.Name == login.GitHub {
 		return nil, errors.New(`oidc: the name "github" belongs to the GitHub provider; give this provider another name`)
 	}
 	if cfg.DisplayName == "" {
@@ -134,7 +134,7 @@ func New(ctx context.Context, cfg Config, policy Policy, client *http.Client) (*
 		client = &http.Client{Timeout: 15 * time.Second}
 	}
 	p := &Provider{cfg: cfg, policy: policy, client: client}
-	if _, err := p.discover(ctx); err != nil && !errors.Is(err, idp.ErrUnavailable) {
+	if _, err := p.discover(ctx); err != nil && !errors.Is(err, login.ErrUnavailable) {
 		return nil, err
 	}
 	return p, nil
@@ -144,7 +144,7 @@ func failf(cfg Config, format string, args ...any) error {
 	return fmt.Errorf("oidc provider %s: %s", cfg.Name, fmt.Sprintf(format, args...))
 }
 
-// Ready reports whether the provider's discovery document has been read, and if not, why (an idp.ErrUnavailable).
+// Ready reports whether the provider's discovery document has been read, and if not, why (an login.ErrUnavailable).
 func (p *Provider) Ready() error {
 	if p.ready.Load() != nil {
 		return nil
@@ -155,7 +155,7 @@ func (p *Provider) Ready() error {
 }
 
 // discover returns what the discovery document gives, reading it if no attempt was made in the last
-// rediscoverAfter. A provider that cannot be reached gives idp.ErrUnavailable; a document that contradicts the
+// rediscoverAfter. A provider that cannot be reached gives login.ErrUnavailable; a document that contradicts the
 // configuration, a configuration error.
 func (p *Provider) discover(ctx context.Context) (*discovered, error) {
 	if d := p.ready.Load(); d != nil {
@@ -191,7 +191,7 @@ func (p *Provider) read(ctx context.Context) (*discovered, error) {
 			"https://login.microsoftonline.com/<tenant id>/v2.0, never common or organizations)", mismatch.Discovered, mismatch.Provided)
 	case err != nil:
 		return nil, fmt.Errorf("oidc provider %s: discovery at %s/.well-known/openid-configuration failed: %w: %w",
-			cfg.Name, strings.TrimSuffix(cfg.Issuer, "/"), idp.ErrUnavailable, err)
+			cfg.Name, strings.TrimSuffix(cfg.Issuer, "/"), login.ErrUnavailable, err)
 	}
 	var meta struct {
 		ResponseTypes []string `json:"response_types_supported"`
@@ -228,7 +228,7 @@ func (p *Provider) read(ctx context.Context) (*discovered, error) {
 	}, nil
 }
 
-// Name, DisplayName and CallbackPath implement idp.Provider.
+// Name, DisplayName and CallbackPath implement login.Provider.
 func (p *Provider) Name() string         { return p.cfg.Name }
 func (p *Provider) DisplayName() string  { return p.cfg.DisplayName }
 func (p *Provider) CallbackPath() string { return CallbackPath(p.cfg.Name) }
@@ -240,7 +240,7 @@ func (p *Provider) Issuer() string { return p.cfg.Issuer }
 func (p *Provider) Policy() Policy { return p.policy }
 
 // AuthCodeURL sends the browser to the provider with the attempt's S256 PKCE challenge and nonce, and prompt=none
-// when the attempt is silent; idp.ErrUnavailable while the provider's discovery document cannot be read.
+// when the attempt is silent; login.ErrUnavailable while the provider's discovery document cannot be read.
 func (p *Provider) AuthCodeURL(ctx context.Context, state string, a store.LoginAttempt) (string, error) {
 	d, err := p.discover(ctx)
 	if err != nil {
@@ -255,7 +255,7 @@ func (p *Provider) AuthCodeURL(ctx context.Context, state string, a store.LoginA
 
 // Login redeems the code (with the PKCE verifier), verifies the ID token, reads the claims (and userinfo when
 // configured) and applies the policy.
-func (p *Provider) Login(ctx context.Context, cb idp.Callback, a store.LoginAttempt) (*store.User, error) {
+func (p *Provider) Login(ctx context.Context, cb login.Callback, a store.LoginAttempt) (*store.User, error) {
 	// RFC 9207: a response naming another issuer was sent by another provider (a mix-up attack), whatever it holds.
 	if cb.Issuer != "" && cb.Issuer != p.cfg.Issuer {
 		return nil, fmt.Errorf("oidc %s: the authorization response names the issuer %q, not %q: it comes from another provider",
@@ -272,14 +272,14 @@ func (p *Provider) Login(ctx context.Context, cb idp.Callback, a store.LoginAtte
 		return nil, fmt.Errorf("oidc %s: the login attempt has no PKCE verifier or nonce", p.cfg.Name)
 	}
 	if cb.Code == "" {
-		return nil, fmt.Errorf("oidc %s: %w", p.cfg.Name, idp.ErrCodeRejected)
+		return nil, fmt.Errorf("oidc %s: %w", p.cfg.Name, login.ErrCodeRejected)
 	}
 	ctx = gooidc.ClientContext(ctx, p.client)
 	tok, err := d.oauth.Exchange(ctx, cb.Code, oauth2.VerifierOption(a.Verifier))
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && re.ErrorCode == "invalid_grant" {
-			return nil, fmt.Errorf("oidc %s: exchange the code: %w (%w)", p.cfg.Name, idp.ErrCodeRejected, err)
+			return nil, fmt.Errorf("oidc %s: exchange the code: %w (%w)", p.cfg.Name, login.ErrCodeRejected, err)
 		}
 		return nil, fmt.Errorf("oidc %s: exchange the code: %w", p.cfg.Name, err)
 	}
@@ -357,7 +357,7 @@ func mergeClaims(token, info map[string]any) map[string]any {
 
 // user applies the policy to the claims and returns the user.
 func (p *Provider) user(subject string, claims map[string]any) (*store.User, error) {
-	sub, err := idp.CleanText("subject (sub)", subject, 255)
+	sub, err := login.CleanText("subject (sub)", subject, 255)
 	if err == nil && sub != subject {
 		err = errors.New("the provider sent a subject (sub) with surrounding spaces")
 	}
@@ -367,7 +367,7 @@ func (p *Provider) user(subject string, claims map[string]any) (*store.User, err
 	email, _ := claims["email"].(string)
 	email = strings.TrimSpace(email)
 	verified := isTrue(claims["email_verified"])
-	if len(email) > 254 || strings.IndexFunc(email, idp.Unprintable) >= 0 || !strings.Contains(email, "@") {
+	if len(email) > 254 || strings.IndexFunc(email, login.Unprintable) >= 0 || !strings.Contains(email, "@") {
 		email, verified = "", false
 	}
 	verifiedEmail := ""
@@ -375,23 +375,23 @@ func (p *Provider) user(subject string, claims map[string]any) (*store.User, err
 		verifiedEmail = email
 	}
 	groups, overage := p.groups(claims)
-	login := ""
+	username := ""
 	if v, ok := claims[p.cfg.UsernameClaim].(string); ok {
-		login = v
+		username = v
 	}
-	if login, err = idp.CleanText("user name", login, 255); err != nil {
-		login = verifiedEmail
-		if login == "" {
-			login = sub
+	if username, err = login.CleanText("user name", username, 255); err != nil {
+		username = verifiedEmail
+		if username == "" {
+			username = sub
 		}
 	}
 	name := displayName(claims)
 
 	id := identity{sub: sub, verifiedEmail: verifiedEmail, groups: groups}
 	if !p.policy.allows(id) {
-		return nil, &idp.DeniedError{Login: login, Reason: p.refusal(login, email, verified, groups, overage)}
+		return nil, &login.DeniedError{Login: username, Reason: p.refusal(username, email, verified, groups, overage)}
 	}
-	return &store.User{ID: idp.UserID(p.cfg.Name, sub), Provider: p.cfg.Name, Login: login, Name: name, Email: verifiedEmail}, nil
+	return &store.User{ID: login.UserID(p.cfg.Name, sub), Provider: p.cfg.Name, Login: username, Name: name, Email: verifiedEmail}, nil
 }
 
 // refusal says why a user was refused, without naming who would be allowed.
@@ -468,7 +468,7 @@ func displayName(claims map[string]any) string {
 		name = given + " " + family
 	}
 	name = strings.TrimSpace(strings.Map(func(r rune) rune {
-		if idp.Unprintable(r) {
+		if login.Unprintable(r) {
 			return -1
 		}
 		return r
@@ -494,7 +494,7 @@ func isTrue(v any) bool {
 // MayRefresh re-checks the subject, e-mail and domain rules on what was recorded at login.
 func (p *Provider) MayRefresh(u store.User) (bool, string) {
 	sub, ok := strings.CutPrefix(u.ID, p.cfg.Name+":")
-	if !ok || idp.ProviderOf(u) != p.cfg.Name {
+	if !ok || login.ProviderOf(u) != p.cfg.Name {
 		return false, fmt.Sprintf("this grant's user did not log in through %s", p.cfg.DisplayName)
 	}
 	if p.policy.MayRefresh(sub, u.Email) {

@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/oauth2"
 
-	"github.com/mcp-oauth-gateway/gateway/authserver/internal/idp"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 	"github.com/mcp-oauth-gateway/gateway/internal/testkit/hydratest"
 )
@@ -81,17 +81,17 @@ func browse(t *testing.T, authURL string) url.Values {
 	return nil
 }
 
-// login is a whole login: the browser's round trip, then Login with what came back.
-func login(t *testing.T, p *Provider, a store.LoginAttempt) (*store.User, error) {
+// wholeLogin is a whole login: the browser's round trip, then Login with what came back.
+func wholeLogin(t *testing.T, p *Provider, a store.LoginAttempt) (*store.User, error) {
 	t.Helper()
 	q := browse(t, authURL(t, p, "state-"+rand.Text(), a))
 	require.Empty(t, q.Get("error"), q.Get("error_description"))
-	return p.Login(context.Background(), idp.Callback{Code: q.Get("code"), Issuer: q.Get("iss")}, a)
+	return p.Login(context.Background(), login.Callback{Code: q.Get("code"), Issuer: q.Get("iss")}, a)
 }
 
-func denied(t *testing.T, err error) *idp.DeniedError {
+func denied(t *testing.T, err error) *login.DeniedError {
 	t.Helper()
-	var d *idp.DeniedError
+	var d *login.DeniedError
 	require.ErrorAs(t, err, &d)
 	return d
 }
@@ -106,32 +106,32 @@ func TestClaimRules(t *testing.T) {
 
 	t.Run("verified e-mail", func(t *testing.T) {
 		p := newProvider(t, h, Config{}, mustPolicy(t, "", "Alice@Example.com", "", ""))
-		u, err := login(t, p, newAttempt("corp"))
+		u, err := wholeLogin(t, p, newAttempt("corp"))
 		require.NoError(t, err)
 		assert.Equal(t, store.User{ID: "corp:248289761001", Provider: "corp", Login: "alice", Name: "Alice Liddell",
 			Email: "alice@example.com"}, *u, "the id is the provider's sub, namespaced by the provider's name")
 	})
 	t.Run("subject", func(t *testing.T) {
 		p := newProvider(t, h, Config{}, mustPolicy(t, "someone-else, 248289761001", "", "", ""))
-		_, err := login(t, p, newAttempt("corp"))
+		_, err := wholeLogin(t, p, newAttempt("corp"))
 		require.NoError(t, err)
 	})
 	t.Run("domain", func(t *testing.T) {
 		p := newProvider(t, h, Config{}, mustPolicy(t, "", "", "example.com", ""))
-		_, err := login(t, p, newAttempt("corp"))
+		_, err := wholeLogin(t, p, newAttempt("corp"))
 		require.NoError(t, err)
 		p = newProvider(t, h, Config{}, mustPolicy(t, "", "", "sub.example.com, example.org", ""))
-		_, err = login(t, p, newAttempt("corp"))
+		_, err = wholeLogin(t, p, newAttempt("corp"))
 		assert.Equal(t, "Corp user alice is not allowed to use this server", denied(t, err).Reason, "sub.example.com is not example.com")
 	})
 	t.Run("group", func(t *testing.T) {
 		p := newProvider(t, h, Config{DisplayName: "Corp SSO"}, mustPolicy(t, "", "", "", "mcp-users"))
-		_, err := login(t, p, newAttempt("corp"))
+		_, err := wholeLogin(t, p, newAttempt("corp"))
 		require.NoError(t, err)
 	})
 	t.Run("wrong group", func(t *testing.T) {
 		p := newProvider(t, h, Config{DisplayName: "Corp SSO"}, mustPolicy(t, "", "", "", "admins, MCP-USERS"))
-		_, err := login(t, p, newAttempt("corp"))
+		_, err := wholeLogin(t, p, newAttempt("corp"))
 		d := denied(t, err)
 		assert.Equal(t, "alice", d.Login)
 		assert.Equal(t, "Corp SSO user alice is not allowed to use this server: they are in none of the allowed groups", d.Reason,
@@ -141,7 +141,7 @@ func TestClaimRules(t *testing.T) {
 		h.SetUser(hydratest.User{Subject: "kc-1", Claims: map[string]any{"realm_access": map[string]any{"roles": []string{"mcp"}}}})
 		defer h.SetUser(alice)
 		p := newProvider(t, h, Config{GroupsClaim: "realm_access.roles"}, mustPolicy(t, "", "", "", "mcp"))
-		u, err := login(t, p, newAttempt("corp"))
+		u, err := wholeLogin(t, p, newAttempt("corp"))
 		require.NoError(t, err)
 		assert.Equal(t, "kc-1", u.Login, "no name claim and no verified address: the sub names the user")
 		assert.Empty(t, u.Email)
@@ -150,17 +150,17 @@ func TestClaimRules(t *testing.T) {
 		h.SetUser(hydratest.User{Subject: "bob-1", Claims: map[string]any{"preferred_username": "bob"}})
 		defer h.SetUser(alice)
 		p := newProvider(t, h, Config{}, mustPolicy(t, "", "", "", "staff"))
-		_, err := login(t, p, newAttempt("corp"))
+		_, err := wholeLogin(t, p, newAttempt("corp"))
 		assert.Contains(t, denied(t, err).Reason, "Corp sent no groups claim for them")
 	})
 	t.Run("nobody configured", func(t *testing.T) {
 		p := newProvider(t, h, Config{}, Policy{})
-		_, err := login(t, p, newAttempt("corp"))
+		_, err := wholeLogin(t, p, newAttempt("corp"))
 		assert.Contains(t, denied(t, err).Reason, "allows no Corp user yet: its administrator must configure")
 	})
 	t.Run("anyone", func(t *testing.T) {
 		p := newProvider(t, h, Config{}, mustPolicy(t, "*", "", "", ""))
-		_, err := login(t, p, newAttempt("corp"))
+		_, err := wholeLogin(t, p, newAttempt("corp"))
 		require.NoError(t, err)
 	})
 }
@@ -177,13 +177,13 @@ func TestUnverifiedEmail(t *testing.T) {
 			}
 			h.SetUser(hydratest.User{Subject: "m-1", Claims: claims})
 			p := newProvider(t, h, Config{}, mustPolicy(t, "", "mallory@example.com", "example.com", ""))
-			_, err := login(t, p, newAttempt("corp"))
+			_, err := wholeLogin(t, p, newAttempt("corp"))
 			d := denied(t, err)
 			assert.Equal(t, "Corp user mallory is not allowed to use this server: Corp does not say that the e-mail address "+
 				"mallory@example.com is verified, so it cannot admit them", d.Reason)
 
 			p = newProvider(t, h, Config{}, mustPolicy(t, "m-1", "", "", ""))
-			u, err := login(t, p, newAttempt("corp"))
+			u, err := wholeLogin(t, p, newAttempt("corp"))
 			require.NoError(t, err)
 			assert.Empty(t, u.Email, "an unverified address is not the user's")
 		})
@@ -191,7 +191,7 @@ func TestUnverifiedEmail(t *testing.T) {
 	// Some providers (AWS Cognito) send the flag as a string.
 	h.SetUser(hydratest.User{Subject: "c-1", Claims: map[string]any{"email": "carol@example.com", "email_verified": "true"}})
 	p := newProvider(t, h, Config{}, mustPolicy(t, "", "", "example.com", ""))
-	u, err := login(t, p, newAttempt("corp"))
+	u, err := wholeLogin(t, p, newAttempt("corp"))
 	require.NoError(t, err)
 	assert.Equal(t, "carol@example.com", u.Email)
 	assert.Equal(t, "carol@example.com", u.Login, "no preferred_username: the verified address names the user")
@@ -207,7 +207,7 @@ func TestNonceAndPKCE(t *testing.T) {
 
 	other := a
 	other.Nonce = rand.Text()
-	_, err := p.Login(context.Background(), idp.Callback{Code: q.Get("code")}, other)
+	_, err := p.Login(context.Background(), login.Callback{Code: q.Get("code")}, other)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "nonce is not this login's")
 
@@ -215,19 +215,19 @@ func TestNonceAndPKCE(t *testing.T) {
 	q = browse(t, authURL(t, p, "state-"+rand.Text(), a2))
 	wrong := a2
 	wrong.Verifier = oauth2.GenerateVerifier()
-	_, err = p.Login(context.Background(), idp.Callback{Code: q.Get("code")}, wrong)
-	assert.ErrorIs(t, err, idp.ErrCodeRejected, "Hydra refuses a verifier that is not the challenge's")
+	_, err = p.Login(context.Background(), login.Callback{Code: q.Get("code")}, wrong)
+	assert.ErrorIs(t, err, login.ErrCodeRejected, "Hydra refuses a verifier that is not the challenge's")
 
 	a3 := newAttempt("corp")
 	q = browse(t, authURL(t, p, "state-"+rand.Text(), a3))
-	_, err = p.Login(context.Background(), idp.Callback{Code: q.Get("code")}, a3)
+	_, err = p.Login(context.Background(), login.Callback{Code: q.Get("code")}, a3)
 	require.NoError(t, err)
-	_, err = p.Login(context.Background(), idp.Callback{Code: q.Get("code")}, a3)
-	assert.ErrorIs(t, err, idp.ErrCodeRejected, "a code is used once")
+	_, err = p.Login(context.Background(), login.Callback{Code: q.Get("code")}, a3)
+	assert.ErrorIs(t, err, login.ErrCodeRejected, "a code is used once")
 
-	_, err = p.Login(context.Background(), idp.Callback{}, a2)
-	assert.ErrorIs(t, err, idp.ErrCodeRejected)
-	_, err = p.Login(context.Background(), idp.Callback{Code: "x"}, store.LoginAttempt{Provider: "corp"})
+	_, err = p.Login(context.Background(), login.Callback{}, a2)
+	assert.ErrorIs(t, err, login.ErrCodeRejected)
+	_, err = p.Login(context.Background(), login.Callback{Code: "x"}, store.LoginAttempt{Provider: "corp"})
 	assert.ErrorContains(t, err, "no PKCE verifier or nonce")
 }
 
@@ -269,7 +269,7 @@ func TestIDTokenChecks(t *testing.T) {
 
 		// RFC 9207: a response whose iss names another provider is refused before its code is used.
 		q := browse(t, authURL(t, pa, "state-"+rand.Text(), at))
-		_, err = pa.Login(ctx, idp.Callback{Code: q.Get("code"), Issuer: b.Issuer}, at)
+		_, err = pa.Login(ctx, login.Callback{Code: q.Get("code"), Issuer: b.Issuer}, at)
 		assert.ErrorContains(t, err, "it comes from another provider")
 	})
 	t.Run("wrong audience", func(t *testing.T) {
@@ -325,7 +325,7 @@ func TestDiscovery(t *testing.T) {
 	cfg.Issuer = "http://127.0.0.1:1"
 	p, err := New(context.Background(), cfg, Policy{}, nil)
 	require.NoError(t, err, "an unreachable provider does not stop the start")
-	assert.ErrorIs(t, p.Ready(), idp.ErrUnavailable)
+	assert.ErrorIs(t, p.Ready(), login.ErrUnavailable)
 	assert.ErrorContains(t, p.Ready(), "discovery at http://127.0.0.1:1/.well-known/openid-configuration failed")
 
 	for _, bad := range []Config{
@@ -356,7 +356,7 @@ func TestUserInfo(t *testing.T) {
 	h.SetUser(hydratest.User{Subject: "u-7", Claims: map[string]any{"email": "dave@example.com", "email_verified": true,
 		"groups": []string{"mcp"}}})
 	p := newProvider(t, h, Config{UserInfo: true}, mustPolicy(t, "", "", "", "mcp"))
-	u, err := login(t, p, newAttempt("corp"))
+	u, err := wholeLogin(t, p, newAttempt("corp"))
 	require.NoError(t, err)
 	assert.Equal(t, "dave@example.com", u.Email)
 
@@ -425,13 +425,13 @@ func TestProviderDownAtStart(t *testing.T) {
 	ctx := context.Background()
 	p, err := New(ctx, Config{Name: "corp", Issuer: srv.URL, ClientID: "c", ClientSecret: "s", RedirectURL: redirectURL}, Policy{}, nil)
 	require.NoError(t, err)
-	require.ErrorIs(t, p.Ready(), idp.ErrUnavailable)
+	require.ErrorIs(t, p.Ready(), login.ErrUnavailable)
 	assert.ErrorContains(t, p.Ready(), "503")
 
 	_, err = p.AuthCodeURL(ctx, "st", newAttempt("corp"))
-	require.ErrorIs(t, err, idp.ErrUnavailable)
-	_, err = p.Login(ctx, idp.Callback{Code: "x"}, newAttempt("corp"))
-	require.ErrorIs(t, err, idp.ErrUnavailable)
+	require.ErrorIs(t, err, login.ErrUnavailable)
+	_, err = p.Login(ctx, login.Callback{Code: "x"}, newAttempt("corp"))
+	require.ErrorIs(t, err, login.ErrUnavailable)
 	assert.Equal(t, int32(1), fetches.Load(), "no second attempt within rediscoverAfter")
 
 	up.Store(true)

@@ -1,9 +1,4 @@
-// Package idp is what the login flow knows of an identity provider: where to send the browser, how to finish the
-// round trip when the provider sends it back, and which of its access rules can be checked again at token refresh.
-//
-// Two implementations exist: GitHub (authserver/internal/github, IdP) and any OpenID Connect provider
-// (authserver/internal/oidc). The login service (authserver/internal/login) depends on this interface only.
-package idp
+package login
 
 import (
 	"context"
@@ -20,7 +15,9 @@ import (
 // their records; they are GitHub's.
 const GitHub = "github"
 
-// Provider is one identity provider. Implementations are safe for concurrent use.
+// Provider is what the login flow knows of an identity provider: where to send the browser, how to finish the
+// round trip when the provider sends it back, and which of its access rules can be checked again at token refresh.
+// Implementations (login/github, login/oidc) are safe for concurrent use.
 type Provider interface {
 	// Name identifies the provider in settings, in its callback path and in its users' ids ("github", "google").
 	Name() string
