@@ -293,7 +293,7 @@ func serve(s *settings, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		providers = append(providers, gh.IdP())
+		providers = append(providers, gh.LoginProvider())
 		access = append([]string{"github: " + policy.String()}, access...)
 	}
 	logins, err := login.New(st, append(providers, openID...)...)

@@ -58,8 +58,8 @@ type env struct {
 	life   clientlife.Policy   // registered clients' lifetimes; zero: the default below
 	tweak  func(*oauth.Config) // changes the configuration before the server starts; nil: none
 	srv    *oauth.Server       // the server start made last
-	// idps are the identity providers users log in with, given the issuer and the GitHub provider; nil: GitHub only.
-	idps func(issuer string, gh *github.Provider) []login.Provider
+	// providers are the identity providers users log in with, given the issuer and the GitHub provider; nil: GitHub only.
+	providers func(issuer string, gh *github.Provider) []login.Provider
 }
 
 type backendCase struct {
@@ -122,9 +122,9 @@ func (e *env) start(allowed string) {
 	if e.tweak != nil {
 		e.tweak(&cfg)
 	}
-	providers := []login.Provider{gh.IdP()}
-	if e.idps != nil {
-		providers = e.idps(issuer, gh)
+	providers := []login.Provider{gh.LoginProvider()}
+	if e.providers != nil {
+		providers = e.providers(issuer, gh)
 	}
 	logins, err := login.New(e.store, providers...)
 	require.NoError(t, err)

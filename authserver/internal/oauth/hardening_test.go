@@ -210,7 +210,7 @@ func TestAuthCookieHasHostPrefixOnHTTPS(t *testing.T) {
 	require.NoError(t, err)
 	srv, err := oauth.New(oauth.Config{Issuer: issuer, Resources: []string{resource}, Scopes: []string{"mcp"},
 		CodeTTL: time.Minute, AccessTTL: time.Hour, RefreshTTL: time.Hour, AuthRequestTTL: 10 * time.Minute},
-		e.store, &keys.Manager{Store: e.store, MaxTokenLifetime: time.Hour}, loginsOf(t, e.store, gh.IdP()), quiet)
+		e.store, &keys.Manager{Store: e.store, MaxTokenLifetime: time.Hour}, loginsOf(t, e.store, gh.LoginProvider()), quiet)
 	require.NoError(t, err)
 	rec := httptest.NewRecorder()
 	srv.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, issuer+"/authorize?"+authQuery("cli", newPKCE()).Encode(), nil))

@@ -56,14 +56,14 @@ func newOIDCEnv(t *testing.T, b backendCase, withGitHub bool, policy oidc.Policy
 	st, r := b.open(t)
 	t.Cleanup(func() { st.Close() })
 	oe := &oidcEnv{env: &env{t: t, store: st, gh: gh, http: &http.Client{}, redis: r}, hydra: h, policy: policy}
-	oe.idps = func(issuer string, g *github.Provider) []login.Provider {
+	oe.providers = func(issuer string, g *github.Provider) []login.Provider {
 		callback := issuer + oidc.CallbackPath("corp")
 		id, secret := h.Client(t, callback)
 		p, err := oidc.New(context.Background(), oidc.Config{Name: "corp", Issuer: h.Issuer, ClientID: id, ClientSecret: secret,
 			RedirectURL: callback, Scopes: []string{"openid", "email", "profile", "groups"}}, oe.policy, nil)
 		require.NoError(t, err)
 		if withGitHub {
-			return []login.Provider{g.IdP(), p}
+			return []login.Provider{g.LoginProvider(), p}
 		}
 		return []login.Provider{p}
 	}
@@ -438,7 +438,7 @@ func testOIDCBesideGitHub(t *testing.T, e *oidcEnv) {
 	assert.Equal(t, http.StatusOK, status, out)
 
 	// A provider taken out of the settings: its users' grants end at their next refresh.
-	e.idps = func(_ string, g *github.Provider) []login.Provider { return []login.Provider{g.IdP()} }
+	e.providers = func(_ string, g *github.Provider) []login.Provider { return []login.Provider{g.LoginProvider()} }
 	e.start("octo")
 	status, out, _ = e.tokenRequest(refreshForm(dc, devTok["refresh_token"].(string)), "", "")
 	assert.Equal(t, http.StatusBadRequest, status)
@@ -446,11 +446,11 @@ func testOIDCBesideGitHub(t *testing.T, e *oidcEnv) {
 
 	// A provider that cannot be reached when the server starts: the server starts all the same, choosing the provider
 	// gets a page that says so (503), and GitHub's logins go on.
-	e.idps = func(issuer string, g *github.Provider) []login.Provider {
+	e.providers = func(issuer string, g *github.Provider) []login.Provider {
 		p, err := oidc.New(context.Background(), oidc.Config{Name: "corp", Issuer: "http://127.0.0.1:1", ClientID: "c", ClientSecret: "s",
 			RedirectURL: issuer + oidc.CallbackPath("corp")}, e.policy, nil)
 		require.NoError(t, err)
-		return []login.Provider{g.IdP(), p}
+		return []login.Provider{g.LoginProvider(), p}
 	}
 	e.start("octo")
 	b = newBrowser(t)

@@ -373,7 +373,7 @@ func TestRefreshReuseWindowShorterThanAccessTokens(t *testing.T) {
 	require.NoError(t, err)
 	start := func(w time.Duration) error {
 		_, err := oauth.New(oauth.Config{Issuer: "https://auth.example.com", Resources: []string{resource}, Scopes: []string{"mcp"},
-			AccessTTL: time.Hour, RefreshReuseWindow: w}, e.store, &keys.Manager{Store: e.store}, loginsOf(t, e.store, gh.IdP()), quiet)
+			AccessTTL: time.Hour, RefreshReuseWindow: w}, e.store, &keys.Manager{Store: e.store}, loginsOf(t, e.store, gh.LoginProvider()), quiet)
 		return err
 	}
 	for _, w := range []time.Duration{time.Hour, 2 * time.Hour, -time.Second} {

@@ -13,9 +13,9 @@ import (
 // callback URL is <issuer>/github/callback.
 const CallbackPath = "/github/callback"
 
-// IdP is the provider as the login flow sees it (login.Provider): its name is "github", its users keep their numeric
+// LoginProvider is the provider as the login flow sees it (login.Provider): its name is "github", its users keep their numeric
 // GitHub ids as ids, and every login uses PKCE (S256) with the attempt's verifier.
-func (p *Provider) IdP() login.Provider { return identity{p} }
+func (p *Provider) LoginProvider() login.Provider { return identity{p} }
 
 type identity struct{ p *Provider }
 
