@@ -158,7 +158,7 @@ func TestCommands(t *testing.T) {
 			revoked, err := s.IsRevoked(ctx, "jti-client-a")
 			require.NoError(t, err)
 			assert.True(t, revoked, "deleting a client publishes its live access tokens to the revocation feed")
-			feed, _, err := s.RevokedSince(ctx, 0)
+			feed, _, _, err := s.RevokedPage(ctx, 0, 0)
 			require.NoError(t, err)
 			require.Len(t, feed, 1, "the feed the edge polls has the revocation at once")
 			assert.Equal(t, "jti-client-a", feed[0].JTI)

@@ -317,12 +317,10 @@ type Store interface {
 	// RevokeAccess publishes one access token's jti to the feed (it stays listed until exp).
 	RevokeAccess(ctx context.Context, jti string, exp time.Time) error
 	IsRevoked(ctx context.Context, jti string) (bool, error)
-	// RevokedSince lists feed entries with Seq > since, oldest first, and the highest Seq in the feed (the cursor
-	// to pass next time). Entries whose token has expired are left out.
-	RevokedSince(ctx context.Context, since int64) ([]Revocation, int64, error)
-	// RevokedPage is RevokedSince bounded to at most limit entries (limit <= 0: no bound), so that no answer of the
-	// feed grows with the feed. When entries remain after the page, more is true and the cursor is the Seq of the
-	// page's last entry (pass it as since to read on); otherwise the cursor is the feed's counter, as RevokedSince's.
+	// RevokedPage lists feed entries with Seq > since, oldest first, at most limit of them (limit <= 0: no bound),
+	// so that no answer of the feed grows with the feed. Entries whose token has expired are left out. When entries
+	// remain after the page, more is true and the cursor is the Seq of the page's last entry (pass it as since to
+	// read on); otherwise the cursor is the highest Seq in the feed (the feed's counter, to pass next time).
 	RevokedPage(ctx context.Context, since int64, limit int) (entries []Revocation, cursor int64, more bool, err error)
 
 	// Device authorization grants (RFC 8628), by user code. DecideDeviceGrant records the user's answer (and, when

@@ -633,11 +633,6 @@ func (s *Store) IsRevoked(_ context.Context, jti string) (bool, error) {
 	return ok, nil
 }
 
-func (s *Store) RevokedSince(ctx context.Context, since int64) ([]store.Revocation, int64, error) {
-	entries, cursor, _, err := s.RevokedPage(ctx, since, 0)
-	return entries, cursor, err
-}
-
 func (s *Store) RevokedPage(_ context.Context, since int64, limit int) ([]store.Revocation, int64, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

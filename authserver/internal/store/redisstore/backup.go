@@ -59,7 +59,7 @@ func (s *Store) Dump(ctx context.Context, w io.Writer) error {
 		}
 	}
 
-	feed, _, err := s.RevokedSince(ctx, 0)
+	feed, _, _, err := s.RevokedPage(ctx, 0, 0) // the whole feed
 	if err != nil {
 		return err
 	}

@@ -613,11 +613,6 @@ func (s *Store) IsRevoked(ctx context.Context, jti string) (bool, error) {
 	return exp > nowMS(), nil
 }
 
-func (s *Store) RevokedSince(ctx context.Context, since int64) ([]store.Revocation, int64, error) {
-	entries, cursor, _, err := s.RevokedPage(ctx, since, 0)
-	return entries, cursor, err
-}
-
 func (s *Store) RevokedPage(ctx context.Context, since int64, limit int) ([]store.Revocation, int64, bool, error) {
 	res, err := revokedSince.Run(ctx, s.rdb, s.feedKeys(), since, nowMS(), max(limit, 0)).Slice()
 	if err != nil {

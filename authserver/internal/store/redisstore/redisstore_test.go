@@ -126,7 +126,7 @@ func TestRedisDown(t *testing.T) {
 	_, checks["GetRefresh"] = s.GetRefresh(ctx, "h")
 	_, checks["RotateRefresh"] = s.RotateRefresh(ctx, "h", &store.RefreshToken{Hash: "h2", FamilyID: "f", ExpiresAt: exp}, store.Sealed{})
 	_, checks["IsRevoked"] = s.IsRevoked(ctx, "j")
-	_, _, checks["RevokedSince"] = s.RevokedSince(ctx, 0)
+	_, _, _, checks["RevokedPage"] = s.RevokedPage(ctx, 0, 0)
 	_, checks["RevokeClient"] = s.RevokeClient(ctx, "c")
 	_, checks["SigningKeys"] = s.SigningKeys(ctx)
 	_, checks["CompareAndSetSigningKeys"] = s.CompareAndSetSigningKeys(ctx, nil, nil)

@@ -70,7 +70,7 @@ func populate(t *testing.T, s store.Store) *populated {
 	ok, err := s.CompareAndSetSigningKeys(ctx, nil, p.keys)
 	require.NoError(t, err)
 	require.True(t, ok)
-	p.feed, p.cursor, err = s.RevokedSince(ctx, 0)
+	p.feed, p.cursor, err = revokedSince(ctx, s, 0)
 	require.NoError(t, err)
 	require.Len(t, p.feed, 2)
 	return p
@@ -113,7 +113,7 @@ func (p *populated) check(t *testing.T, s store.Store) {
 		require.NoError(t, err)
 		assert.True(t, revoked)
 	}
-	feed, cursor, err := s.RevokedSince(ctx, 0)
+	feed, cursor, err := revokedSince(ctx, s, 0)
 	require.NoError(t, err)
 	sameJSON(t, p.feed, feed, "a fresh store takes the dump's feed numbering")
 	assert.Equal(t, p.cursor, cursor)
@@ -227,14 +227,14 @@ func testDumpRestore(t *testing.T, open func(t *testing.T) store.Store) {
 	busy := openClosed(t, open)
 	own := id()
 	require.NoError(t, busy.RevokeAccess(ctx, own, now().Add(time.Hour)))
-	_, ownCursor, err := busy.RevokedSince(ctx, 0)
+	_, ownCursor, err := revokedSince(ctx, busy, 0)
 	require.NoError(t, err)
 	ownKey := newKey("own")
 	ok, err := busy.CompareAndSetSigningKeys(ctx, nil, []store.SigningKey{ownKey})
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.NoError(t, backupOf(t, busy).Restore(ctx, bytes.NewReader(b)))
-	newer, _, err := busy.RevokedSince(ctx, ownCursor)
+	newer, _, err := revokedSince(ctx, busy, ownCursor)
 	require.NoError(t, err)
 	var jtis []string
 	for _, e := range newer {

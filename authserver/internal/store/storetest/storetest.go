@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"testing"
@@ -125,9 +126,18 @@ func sameJSON(t *testing.T, want, got any, msgAndArgs ...any) {
 	assert.JSONEq(t, string(w), string(g), msgAndArgs...)
 }
 
+// revokedSince reads the whole feed after since: one page without a bound, which never says more follows.
+func revokedSince(ctx context.Context, s store.Store, since int64) ([]store.Revocation, int64, error) {
+	entries, cursor, more, err := s.RevokedPage(ctx, since, 0)
+	if err == nil && more {
+		err = fmt.Errorf("RevokedPage(%d, no limit) says more entries follow its %d", since, len(entries))
+	}
+	return entries, cursor, err
+}
+
 func feedJTIs(t *testing.T, s store.Store, since int64) []string {
 	t.Helper()
-	entries, _, err := s.RevokedSince(context.Background(), since)
+	entries, _, err := revokedSince(context.Background(), s, since)
 	require.NoError(t, err)
 	var out []string
 	for _, e := range entries {
@@ -532,7 +542,7 @@ func testRevokeFamily(t *testing.T, s store.Store) {
 		assert.Equal(t, a.JTI, got.JTI)
 	}
 	assert.ElementsMatch(t, []string{a1.JTI, a2.JTI}, feedJTIs(t, s, 0))
-	entries, _, err := s.RevokedSince(ctx, 0)
+	entries, _, err := revokedSince(ctx, s, 0)
 	require.NoError(t, err)
 	for _, e := range entries {
 		want := map[string]time.Time{a1.JTI: a1.ExpiresAt, a2.JTI: a2.ExpiresAt}[e.JTI]
@@ -547,11 +557,11 @@ func testRevokeFamily(t *testing.T, s store.Store) {
 	assert.False(t, revoked)
 
 	// Revoking twice is fine and publishes nothing new.
-	_, cursor, err := s.RevokedSince(ctx, 0)
+	_, cursor, err := revokedSince(ctx, s, 0)
 	require.NoError(t, err)
 	require.NoError(t, s.RevokeFamily(ctx, fam))
 	require.NoError(t, s.RevokeFamily(ctx, "never-existed"))
-	_, cursor2, err := s.RevokedSince(ctx, 0)
+	_, cursor2, err := revokedSince(ctx, s, 0)
 	require.NoError(t, err)
 	assert.Equal(t, cursor, cursor2)
 	assert.Len(t, feedJTIs(t, s, 0), 2)
@@ -642,7 +652,7 @@ func testRevokeUser(t *testing.T, s store.Store) {
 
 func testFeed(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	entries, cursor0, err := s.RevokedSince(ctx, 0)
+	entries, cursor0, err := revokedSince(ctx, s, 0)
 	require.NoError(t, err)
 	assert.Empty(t, entries)
 	assert.GreaterOrEqual(t, cursor0, int64(0))
@@ -652,7 +662,7 @@ func testFeed(t *testing.T, s store.Store) {
 	for _, j := range jtis {
 		require.NoError(t, s.RevokeAccess(ctx, j, exp))
 	}
-	entries, cursor, err := s.RevokedSince(ctx, 0)
+	entries, cursor, err := revokedSince(ctx, s, 0)
 	require.NoError(t, err)
 	require.Len(t, entries, 3)
 	for i, e := range entries {
@@ -665,12 +675,12 @@ func testFeed(t *testing.T, s store.Store) {
 	assert.Equal(t, entries[2].Seq, cursor, "the cursor is the highest Seq")
 	assert.Greater(t, cursor, cursor0)
 
-	more, cursor2, err := s.RevokedSince(ctx, cursor)
+	more, cursor2, err := revokedSince(ctx, s, cursor)
 	require.NoError(t, err)
 	assert.Empty(t, more)
 	assert.Equal(t, cursor, cursor2)
 
-	tail, _, err := s.RevokedSince(ctx, entries[0].Seq)
+	tail, _, err := revokedSince(ctx, s, entries[0].Seq)
 	require.NoError(t, err)
 	require.Len(t, tail, 2)
 	assert.Equal(t, jtis[1], tail[0].JTI)
@@ -678,7 +688,7 @@ func testFeed(t *testing.T, s store.Store) {
 
 	// Revoking the same jti again adds no entry.
 	require.NoError(t, s.RevokeAccess(ctx, jtis[0], exp))
-	_, cursor3, err := s.RevokedSince(ctx, 0)
+	_, cursor3, err := revokedSince(ctx, s, 0)
 	require.NoError(t, err)
 	assert.Equal(t, cursor, cursor3)
 	assert.Len(t, feedJTIs(t, s, 0), 3)
@@ -700,7 +710,7 @@ func testFeed(t *testing.T, s store.Store) {
 	// A new entry after a reader's cursor is what that reader gets next.
 	late := id()
 	require.NoError(t, s.RevokeAccess(ctx, late, exp))
-	next, cursor4, err := s.RevokedSince(ctx, cursor)
+	next, cursor4, err := revokedSince(ctx, s, cursor)
 	require.NoError(t, err)
 	require.Len(t, next, 1)
 	assert.Equal(t, late, next[0].JTI)
@@ -722,7 +732,7 @@ func testFeedPages(t *testing.T, s store.Store) {
 			require.NoError(t, s.RevokeAccess(ctx, id(), now().Add(shortTTL)))
 		}
 	}
-	_, counter, err := s.RevokedSince(ctx, 0)
+	_, counter, err := revokedSince(ctx, s, 0)
 	require.NoError(t, err)
 	time.Sleep(waitPast)
 
@@ -755,7 +765,7 @@ func testFeedPages(t *testing.T, s store.Store) {
 	assert.Len(t, page, 7)
 	assert.False(t, more)
 	assert.Equal(t, counter, cursor)
-	all, _, err := s.RevokedSince(ctx, 0)
+	all, _, err := revokedSince(ctx, s, 0)
 	require.NoError(t, err)
 	page, _, more, err = s.RevokedPage(ctx, all[3].Seq, 3)
 	require.NoError(t, err)
@@ -968,7 +978,7 @@ func testExpiry(t *testing.T, s store.Store) {
 	shortJTI, longJTI := id(), id()
 	require.NoError(t, s.RevokeAccess(ctx, shortJTI, soon))
 	require.NoError(t, s.RevokeAccess(ctx, longJTI, now().Add(time.Hour)))
-	_, cursorBefore, err := s.RevokedSince(ctx, 0)
+	_, cursorBefore, err := revokedSince(ctx, s, 0)
 	require.NoError(t, err)
 	consent := &store.Consent{UserID: alice.ID, ClientID: longClient.ID, Scope: "mcp", GrantedAt: now(), ExpiresAt: soon}
 	require.NoError(t, s.PutConsent(ctx, consent))
@@ -1005,7 +1015,7 @@ func testExpiry(t *testing.T, s store.Store) {
 	revoked, err := s.IsRevoked(ctx, shortJTI)
 	require.NoError(t, err)
 	assert.False(t, revoked, "an expired feed entry is gone")
-	entries, cursor, err := s.RevokedSince(ctx, 0)
+	entries, cursor, err := revokedSince(ctx, s, 0)
 	require.NoError(t, err)
 	require.Len(t, entries, 1, "expired feed entries are left out")
 	assert.Equal(t, longJTI, entries[0].JTI)
