@@ -161,8 +161,8 @@ func TestPrivateAddressesRefused(t *testing.T) {
 		"8.8.8.8": true, "2606:4700::1111": true, "127.0.0.1": false, "10.1.2.3": false, "172.16.0.1": false,
 		"192.168.1.1": false, "169.254.169.254": false, "100.64.0.1": false, "0.0.0.0": false, "::1": false,
 		"fe80::1": false, "fc00::1": false, "::ffff:127.0.0.1": false, "224.0.0.1": false,
-		// Issue 13, item 9: IPv6 forms that lead to an IPv4 address are judged by that address, and the deprecated or
-		// unverifiable forms are refused.
+		// IPv6 forms that lead to an IPv4 address are judged by that address (else they would reach a private IPv4
+		// address past the check), and the deprecated or unverifiable forms are refused.
 		"64:ff9b::7f00:1": false, "64:ff9b::a9fe:a9fe": false, "64:ff9b::a00:1": false, "64:ff9b::808:808": true,
 		"2002:7f00:1::1": false, "2002:c0a8:101::1": false, "2002:808:808::1": true,
 		"::127.0.0.1": false, "::8.8.8.8": false, "fec0::1": false, "feff::1": false, "2001:0:4136:e378::1": false,

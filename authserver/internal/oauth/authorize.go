@@ -33,7 +33,7 @@ func (s *Server) authCookie() string {
 	return authCookieName
 }
 
-// Bounds of what an authorization request may make the server store (issue 13, item 2): the pending request lives
+// Bounds of what an authorization request may make the server store: the pending request lives
 // in the store until the user finishes or it expires, and anyone may send one.
 const (
 	maxAuthorizeQuery = 8 << 10 // the whole query string of /authorize
@@ -235,7 +235,7 @@ func (s *Server) showConsent(w http.ResponseWriter, ar *store.AuthRequest, c *st
 		publishedHost = hostname.Of(published)
 	}
 	// Hosts are shown in their ASCII (punycode) form, which cannot pass for another name, and flagged when a label
-	// mixes writing systems (issue 13, item 10).
+	// mixes writing systems.
 	s.render(w, http.StatusOK, consentPage, map[string]any{
 		"Client": name, "ClientID": c.ID, "RedirectHost": hostname.Of(host), "Resource": ar.Resource, "Device": shownUserCode(ar),
 		"Published": publishedHost, "LoopbackOnly": published != "" && loopbackOnly(c.RedirectURIs),

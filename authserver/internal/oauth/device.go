@@ -80,7 +80,8 @@ func (s *Server) startDevice(ctx context.Context, f url.Values, c *store.Client)
 	if !slices.Contains(c.GrantTypes, DeviceGrantType) {
 		return nil, badRequest("unauthorized_client", "this client did not register the grant type "+DeviceGrantType)
 	}
-	// What a device request makes the server store is bounded like an authorization request's (issue 13, item 2).
+	// What a device request makes the server store is bounded like an authorization request's: anyone may send one,
+	// and it stays in the store until it is decided or expires.
 	if len(f.Get("scope")) > maxScopeLen {
 		return nil, badRequest("invalid_scope", "scope is longer than "+strconv.Itoa(maxScopeLen)+" bytes")
 	}

@@ -17,8 +17,8 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 )
 
-// Issue 13, item 3: a grant ends at its maximum age, counted from the login, however often it refreshes; tokens
-// issued near the end do not outlive it.
+// A grant ends at its maximum age, counted from the login, however often it refreshes, so that a login's checks are
+// made again; tokens issued near the end do not outlive it.
 func TestGrantMaxAge(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
@@ -52,7 +52,7 @@ func TestGrantMaxAge(t *testing.T) {
 	}
 }
 
-// Issue 13, item 1: a grant refreshes only so often, so that it cannot pile up live access tokens (each of which
+// A grant refreshes only so often, so that it cannot pile up live access tokens (each of which
 // revoking the grant publishes to the feed). A refused refresh leaves the refresh token usable.
 func TestRefreshRateLimitedPerGrant(t *testing.T) {
 	for _, b := range backends {
@@ -94,7 +94,7 @@ func TestRefreshRateLimitedPerGrant(t *testing.T) {
 	}
 }
 
-// Issue 13, item 1: the feed answers in bounded pages that a reader follows, however many tokens are revoked.
+// The feed answers in bounded pages that a reader follows, so that no answer grows with the number of tokens revoked.
 func TestRevocationFeedPages(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
@@ -133,8 +133,8 @@ func TestRevocationFeedPages(t *testing.T) {
 	}
 }
 
-// Issue 13, item 1: with SeparateFeed the public handler neither serves nor advertises the feed; FeedHandler, on an
-// internal listener, does.
+// With SeparateFeed the public handler neither serves nor advertises the feed (it is for the gateway's plugins,
+// and its pages cost the store a read each); FeedHandler, on an internal listener, does.
 func TestSeparateFeedIsNotPublic(t *testing.T) {
 	e := newEnv(t, backends[0], "octo")
 	e.tweak = func(c *oauth.Config) { c.SeparateFeed = true }
@@ -166,7 +166,7 @@ func TestSeparateFeedIsNotPublic(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, resp.StatusCode, "the internal listener serves the feed only")
 }
 
-// Issue 13, item 15: on the one-origin layout the root protected-resource metadata path reaches the authorization
+// On the one-origin layout the root protected-resource metadata path reaches the authorization
 // server, which must answer 404 (no single MCP server owns the origin), not 405 with Allow: OPTIONS.
 func TestUnknownPathsAre404(t *testing.T) {
 	e := newEnv(t, backends[0], "octo")

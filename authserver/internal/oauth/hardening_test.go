@@ -30,7 +30,7 @@ func (e *env) startAuthorize(q url.Values) *http.Response {
 	return resp
 }
 
-// Issue 13, item 2: an anonymous authorization request cannot make the server store much: every stored parameter
+// An anonymous authorization request cannot make the server store much: every stored parameter
 // is bounded, each client's requests in flight are capped, and /authorize and /device_authorization are
 // rate-limited per address.
 func TestAuthorizationRequestsAreBounded(t *testing.T) {
@@ -126,7 +126,7 @@ func TestAuthorizationEndpointsAreRateLimited(t *testing.T) {
 	assert.Equal(t, "slow_down", out["error"])
 }
 
-// Issue 13, item 14: before the user has done anything, an error is not sent to a self-registered client's https
+// Before the user has done anything, an error is not sent to a self-registered client's https
 // redirect URI (anyone can register one, which would make /authorize an open redirector); it is shown here. A
 // loopback redirect URI, which only a program on the user's machine can receive, still gets its error.
 func TestNoOpenRedirectBeforeUserInteraction(t *testing.T) {
@@ -157,7 +157,7 @@ func (e *env) browseRemember(query url.Values) outcome {
 	return e.browseAnswering(query, "approve", true)
 }
 
-// Issue 13, item 13: a public client returning to a loopback address is asked for consent every time (any program
+// A public client returning to a loopback address is asked for consent every time (any program
 // listening on the user's machine can claim to be it); other clients may have their approval remembered.
 func TestConsentAlwaysAskedForLoopbackPublicClients(t *testing.T) {
 	e := newEnv(t, backends[0], "octo")
@@ -181,8 +181,8 @@ func TestConsentAlwaysAskedForLoopbackPublicClients(t *testing.T) {
 	assert.NotEmpty(t, o.location.Query().Get("code"))
 }
 
-// Issue 13, item 10: the consent page shows hosts in their ASCII (punycode) form and flags a name that mixes
-// alphabets.
+// The consent page shows hosts in their ASCII (punycode) form and flags a name that mixes alphabets, so that a
+// look-alike host cannot pass for the one the user knows.
 func TestConsentShowsLookAlikeHosts(t *testing.T) {
 	e := newEnv(t, backends[0], "octo")
 	status, c := e.register(map[string]any{"client_name": "PayPal", "redirect_uris": []string{"https://xn--pypal-4ve.com/cb"},
@@ -195,7 +195,7 @@ func TestConsentShowsLookAlikeHosts(t *testing.T) {
 	assert.Contains(t, o.page, "mixes alphabets (Latin, Cyrillic)")
 }
 
-// Issue 13, item 13: on an https issuer the browser-binding cookie has the __Host- prefix (Secure, Path=/, no
+// On an https issuer the browser-binding cookie has the __Host- prefix (Secure, Path=/, no
 // Domain: no sibling subdomain can plant it).
 func TestAuthCookieHasHostPrefixOnHTTPS(t *testing.T) {
 	e := newEnv(t, backends[0], "octo")
@@ -222,8 +222,8 @@ func TestAuthCookieHasHostPrefixOnHTTPS(t *testing.T) {
 	assert.NotContains(t, strings.ToLower(cookie), "domain=")
 }
 
-// Issue 13, item 15: the GitHub login is made with PKCE (S256); the verifier stays with the pending request, and
-// the whole flow still ends in a code.
+// The GitHub login is made with PKCE (S256), so that a code caught on its way back is worth nothing without the
+// verifier, which stays with the pending request; the whole flow still ends in a code.
 func TestGitHubLoginUsesPKCE(t *testing.T) {
 	e := newEnv(t, backends[0], "octo")
 	client := e.publicClient()

@@ -11,7 +11,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/oauth"
 )
 
-// Issue 13, item 12: per-address limits key an IPv6 caller on its /64, since a host or network holds a whole /64 and
+// Per-address limits key an IPv6 caller on its /64, since a host or network holds a whole /64 and
 // would otherwise take a new limit with each address.
 func TestRateLimitsKeyIPv6On64(t *testing.T) {
 	e := newEnv(t, backends[0], "octo")

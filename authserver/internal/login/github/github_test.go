@@ -310,7 +310,7 @@ func TestRefreshChecks(t *testing.T) {
 	assert.False(t, byID.MayRefresh("583232", "583231"))
 }
 
-// Issue 13, item 8: GitHub logins change hands, so a listed login is pinned to the account first let in under it,
+// GitHub logins change hands, so a listed login is pinned to the account first let in under it,
 // and another account that later holds the login is refused; an id entry names one account whatever its login.
 func TestListedLoginIsPinnedToItsFirstAccount(t *testing.T) {
 	pins, err := embedded.Open("", nil)

@@ -87,7 +87,8 @@ func TestRedisUnreachableIsAnError(t *testing.T) {
 	assert.ErrorIs(t, err, store.ErrUnavailable)
 }
 
-// A dump of either backend restores into the other (issue 7: backups restorable into Redis or the embedded store).
+// A dump of either backend restores into the other, so that an operator can move between the embedded store and
+// Redis through a backup.
 func TestCrossBackendRestore(t *testing.T) {
 	r := testenv.StartRedis(t)
 	openEmbedded := func(t *testing.T) store.Store {

@@ -718,7 +718,7 @@ func testFeed(t *testing.T, s store.Store) {
 }
 
 // testFeedPages: a reader of a long feed gets it in bounded pages and follows the cursor to the end, so no answer
-// grows with the feed (issue 13, item 1).
+// grows with the feed.
 func testFeedPages(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	exp := now().Add(time.Hour)
@@ -778,7 +778,7 @@ func testFeedPages(t *testing.T, s store.Store) {
 	assert.Equal(t, counter, cursor)
 }
 
-// testLoginPins: the first account seen under a login keeps it; case does not matter (issue 13, item 8).
+// testLoginPins: the first account seen under a login keeps it (logins change hands); case does not matter.
 func testLoginPins(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	got, err := s.PinLogin(ctx, "Octo", "1001")
@@ -810,7 +810,7 @@ func testLoginPins(t *testing.T, s store.Store) {
 	}
 }
 
-// testPendingCount: the requests in flight of a client are counted, so the server can cap them (issue 13, item 2).
+// testPendingCount: the requests in flight of a client are counted, so the server can cap them.
 func testPendingCount(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	client, other := id(), id()
