@@ -35,12 +35,17 @@ func (f fake) run(ctx context.Context, args []string, stdin io.Reader, stdout, s
 
 // logs collects what the server logged.
 type logs struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu   sync.Mutex
+	b    bytes.Buffer
+	stop func() // stops the server and waits for the commands in flight
 }
 
 func (l *logs) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
 func (l *logs) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// final stops the server and returns its log. A command's line is written after its caller has its exit status, so
+// only a stopped server's log is sure to hold every command's.
+func (l *logs) final() string { l.stop(); return l.String() }
 
 // serve runs the command lines of f on a socket in a fresh directory, with allow deciding who may connect.
 func serve(t *testing.T, f fake, allow func(int) bool) (string, *logs) {
@@ -53,9 +58,12 @@ func serve(t *testing.T, f fake, allow func(int) bool) (string, *logs) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Serve(ctx, ln, f.run, log) }()
+	var once sync.Once
+	var served error
+	l.stop = func() { once.Do(func() { cancel(); served = <-done }) }
 	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
+		l.stop()
+		require.NoError(t, served)
 	})
 	return path, l
 }
@@ -129,13 +137,15 @@ func TestErrorsKeepTheirKind(t *testing.T) {
 	_, err := runOn(t, path, nil, "clients", "show", "nope")
 	require.ErrorIs(t, err, service.ErrNotFound)
 	assert.Equal(t, "no client with id nope", err.Error(), "the server's message, as a local store gives it")
-	assert.Contains(t, l.String(), `command="clients show"`)
-	assert.NotContains(t, l.String(), "command=\"clients show nope", "the command is logged, not its arguments")
-	assert.Contains(t, l.String(), "kind=not_found")
 
 	_, err = runOn(t, path, nil, "frobnicate")
 	require.Error(t, err)
 	assert.Equal(t, `unknown command ["frobnicate"]`, err.Error(), "an error of no known kind keeps its message")
+
+	log := l.final()
+	assert.Contains(t, log, `command="clients show"`)
+	assert.NotContains(t, log, "command=\"clients show nope", "the command is logged, not its arguments")
+	assert.Contains(t, log, "kind=not_found")
 }
 
 // The server refuses a restore before the dump is uploaded (Expect: 100-continue): a command that fails before it
