@@ -3,8 +3,9 @@
 // sends the browser back, and says at token refresh whether a user's provider still admits them.
 //
 // The service depends on the Provider interface only; GitHub (login/github) and any OpenID Connect provider
-// (login/oidc) implement it. What a round trip needs (the provider, the PKCE verifier, the nonce) is kept with the authorization request in the store,
-// and an attempt is finished once, on any node, through the store's single-use record (UseJTI).
+// (login/oidc) implement it. What a round trip needs (the provider, the PKCE verifier, the nonce) is kept with the
+// authorization request in the store, and an attempt is finished once, on any node, through the store's single-use
+// record (UseJTI).
 package login
 
 import (

@@ -1,8 +1,9 @@
-// Package github is the authorization server's identity provider: GitHub's OAuth web flow, the user it vouches for
-// (read with go-github), and the access rules (users, organizations, teams) that decide who may log in.
+// Package github logs users in with GitHub, one of the login package's providers (LoginProvider): GitHub's OAuth
+// web flow, the user it vouches for (read with go-github), and the access rules (users, organizations, teams) that
+// decide who may log in.
 //
-// It works against github.com, GitHub Enterprise Server and the fake GitHub of internal/fakegithub alike: only the
-// two base URLs differ.
+// It works against github.com, GitHub Enterprise Server and the fake GitHub of internal/testkit/fakegithub alike:
+// only the two base URLs differ.
 package github
 
 import (
