@@ -34,7 +34,8 @@ type oidcSettings struct {
 const oidcProvidersFlag = "oidc-providers"
 
 // oidcProviderNames finds --oidc-providers on the command line, else in AUTHSERVER_OIDC_PROVIDERS, before the flags
-// are parsed: the providers' own flags are named after them. Names are checked (login.CheckName, not github, once each).
+// are parsed: the providers' own flags are named after them. Names are checked (login.CheckName, not github, once
+// each).
 func oidcProviderNames(args []string) ([]string, error) {
 	value, found := "", false
 	for i := 0; i < len(args); i++ {

@@ -13,8 +13,8 @@ import (
 // callback URL is <issuer>/github/callback.
 const CallbackPath = "/github/callback"
 
-// LoginProvider is the provider as the login flow sees it (login.Provider): its name is "github", its users keep their numeric
-// GitHub ids as ids, and every login uses PKCE (S256) with the attempt's verifier.
+// LoginProvider is the provider as the login flow sees it (login.Provider): its name is "github", its users keep
+// their numeric GitHub ids as ids, and every login uses PKCE (S256) with the attempt's verifier.
 func (p *Provider) LoginProvider() login.Provider { return identity{p} }
 
 type identity struct{ p *Provider }
