@@ -136,7 +136,7 @@ func checkIssuance(t *testing.T, cfg Config, s *Section) {
 }
 
 func checkStreaming(t *testing.T, cfg Config, s *Section) {
-	targets := []string{targetStdio, targetSPLegacy, targetSPModern, targetSGStateful, targetSGStateless, targetMCPProxy}
+	targets := []string{targetStdio, targetSPSessions, targetSPStateless, targetSGStateful, targetSGStateless, targetMCPProxy}
 	for _, srv := range []string{"server-everything (Node)", "Go SDK conformance fixture"} {
 		// Every target made its calls, each answer checked (the echoed message, the fixture's text).
 		var keys []string
@@ -144,13 +144,13 @@ func checkStreaming(t *testing.T, cfg Config, s *Section) {
 			keys = append(keys, "streaming."+numberKey(srv)+"."+numberKey(tg)+".p50ms")
 		}
 		p50 := numbers(t, s, keys...)
-		legacy := "streamproxy, " + mcpclient.ProtocolVersion + " sessions: p50 within 0.2 ms of direct stdio (" + srv + ")"
-		modern := fmt.Sprintf("streamproxy, %s: p50 within %.1f ms of direct stdio (%s)", mcpclient.ModernProtocolVersion, modernP50Tolerance, srv)
-		vs := verdicts(t, s, legacy, modern,
-			"streamproxy, "+mcpclient.ModernProtocolVersion+": ahead of supergateway (stateless) ("+srv+")",
-			"streamproxy, "+mcpclient.ModernProtocolVersion+": no slower than the "+mcpclient.ProtocolVersion+" session path ("+srv+")")
-		assert.True(t, strings.HasPrefix(vs[legacy].Measured, fmt.Sprintf("%+.3f ms (", p50[1]-p50[0])), "%q", vs[legacy].Measured)
-		assert.True(t, strings.HasPrefix(vs[modern].Measured, fmt.Sprintf("%+.3f ms (", p50[2]-p50[0])), "%q", vs[modern].Measured)
+		sessions := "streamproxy, " + mcpclient.ProtocolVersion + " sessions: p50 within 0.2 ms of direct stdio (" + srv + ")"
+		stateless := fmt.Sprintf("streamproxy, %s: p50 within %.1f ms of direct stdio (%s)", mcpclient.StatelessProtocolVersion, statelessP50Tolerance, srv)
+		vs := verdicts(t, s, sessions, stateless,
+			"streamproxy, "+mcpclient.StatelessProtocolVersion+": ahead of supergateway (stateless) ("+srv+")",
+			"streamproxy, "+mcpclient.StatelessProtocolVersion+": no slower than the "+mcpclient.ProtocolVersion+" session path ("+srv+")")
+		assert.True(t, strings.HasPrefix(vs[sessions].Measured, fmt.Sprintf("%+.3f ms (", p50[1]-p50[0])), "%q", vs[sessions].Measured)
+		assert.True(t, strings.HasPrefix(vs[stateless].Measured, fmt.Sprintf("%+.3f ms (", p50[2]-p50[0])), "%q", vs[stateless].Measured)
 		for i, tg := range targets {
 			assert.Contains(t, s.Doc.String(), "| "+tg+" | "+report.MsF(p50[i])+" |", "latency row of %s on %s", tg, srv)
 		}

@@ -49,17 +49,17 @@ type streamTarget struct {
 
 // Target names the verdicts and the summary look up.
 const (
-	targetStdio        = "direct stdio"
-	targetSPLegacy     = "streamproxy (" + mcpclient.ProtocolVersion + " sessions)"
-	targetSPModern     = "streamproxy (" + mcpclient.ModernProtocolVersion + ")"
-	targetSGStateful   = "supergateway (stateful)"
-	targetSGStateless  = "supergateway (stateless)"
-	targetMCPProxy     = "mcp-proxy"
-	modernP50Tolerance = 0.3 // ms over direct stdio
+	targetStdio           = "direct stdio"
+	targetSPSessions      = "streamproxy (" + mcpclient.ProtocolVersion + " sessions)"
+	targetSPStateless     = "streamproxy (" + mcpclient.StatelessProtocolVersion + ")"
+	targetSGStateful      = "supergateway (stateful)"
+	targetSGStateless     = "supergateway (stateless)"
+	targetMCPProxy        = "mcp-proxy"
+	statelessP50Tolerance = 0.3 // ms over direct stdio
 )
 
 // userHeader is the identity header the plugin would set. Every session the bench opens over HTTP is a user of its
-// own (mcpclient.HTTPClient.UserHeader): a 2026-07-28 "session" is a user to streamproxy, so the handshake-era
+// own (mcpclient.HTTPClient.UserHeader): a 2026-07-28 "session" is a user to streamproxy, so the session-revision
 // sessions are too, which keeps the two paths alike and clear of any per-user limit.
 const userHeader = "X-User-Id"
 
@@ -113,17 +113,17 @@ func streamingSection(e *env, cfg Config, s *Section) error {
 	}
 	targets = append(targets,
 		streamTarget{targetSGStateful, func(e *env, srv mcpServer) (*launched, error) {
-			return launchHTTP(e, "supergateway", legacyClient, func(port int) []string { return supergateway(srv, port, "--stateful") })
+			return launchHTTP(e, "supergateway", sessionClient, func(port int) []string { return supergateway(srv, port, "--stateful") })
 		}},
 		// Without --stateful, supergateway serves the stateless Streamable HTTP mode: a child per POST, initialized
 		// by supergateway before the request. (Its 2026-07-28 handler also spawns a child per request and passes
-		// the request on as it is, which a handshake-era child such as server-everything cannot answer; the
+		// the request on as it is, which a session-revision child such as server-everything cannot answer; the
 		// 2025-06-18 client drives it on both servers.)
 		streamTarget{targetSGStateless, func(e *env, srv mcpServer) (*launched, error) {
-			return launchHTTP(e, "supergateway", legacyClient, func(port int) []string { return supergateway(srv, port) })
+			return launchHTTP(e, "supergateway", sessionClient, func(port int) []string { return supergateway(srv, port) })
 		}},
 		streamTarget{targetMCPProxy, func(e *env, srv mcpServer) (*launched, error) {
-			return launchHTTP(e, "mcp-proxy", legacyClient, func(port int) []string {
+			return launchHTTP(e, "mcp-proxy", sessionClient, func(port int) []string {
 				return append([]string{node, filepath.Join(nm, "mcp-proxy/dist/bin/mcp-proxy.mjs"), "--port", strconv.Itoa(port),
 					"--host", "127.0.0.1", "--server", "stream", "--"}, srv.argv...)
 			})
@@ -136,7 +136,7 @@ func streamingSection(e *env, cfg Config, s *Section) error {
 		"a \"session\" is opened with server/discover and every tools/call carries the request metadata in "+
 		"`params._meta` and the `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` headers. Every session sends "+
 		"its own `X-User-Id` (on both paths), so N sessions are N users; in %[12]s each is served by a worker child of its own (server-everything "+
-		"speaks only the handshake revisions, so streamproxy initializes its workers and bridges; the Go SDK fixture "+
+		"speaks only the session revisions, so streamproxy initializes its workers and bridges; the Go SDK fixture "+
 		"speaks %[12]s itself); the bench never ends a worker (there is no DELETE in %[12]s), they end at "+
 		"`-idle-timeout`. Direct stdio is the same client speaking newline-delimited JSON-RPC (%[10]s) to the server's "+
 		"stdin/stdout. Per-call latency: %[1]d sequential calls on one session after %[2]d warm-up calls, per "+
@@ -149,7 +149,7 @@ func streamingSection(e *env, cfg Config, s *Section) error {
 		"(%[12]s: users, so workers) with up to 10 calls each, minus its RSS before, divided by %[7]d. %[8]s "+
 		"sessions are the steps of the calls/s table%[9]s.",
 		cfg.Calls, warmCalls(cfg), cfg.CallsMax, cfg.SessionRun, cfg.StartCount, cfg.MemSessions, cfg.MemSessions,
-		joinInts(cfg.Sessions), growthNote(cfg), mcpclient.ProtocolVersion, targetSPModern, mcpclient.ModernProtocolVersion)
+		joinInts(cfg.Sessions), growthNote(cfg), mcpclient.ProtocolVersion, targetSPStateless, mcpclient.StatelessProtocolVersion)
 
 	for _, srv := range servers {
 		results := make([]*streamResult, len(targets))
@@ -373,8 +373,8 @@ func launchStdio(_ *env, srv mcpServer) (*launched, error) {
 	}, nil
 }
 
-// legacyClient opens sessions in protocol version mcpclient.ProtocolVersion (initialize), each as a user of its own.
-func legacyClient(url string) *mcpclient.HTTPClient {
+// sessionClient opens sessions in protocol version mcpclient.ProtocolVersion (initialize), each as a user of its own.
+func sessionClient(url string) *mcpclient.HTTPClient {
 	return &mcpclient.HTTPClient{
 		URL:        url,
 		HTTP:       &http.Client{Transport: mcpclient.NewHTTPTransport(), Timeout: 60 * time.Second},
@@ -382,10 +382,10 @@ func legacyClient(url string) *mcpclient.HTTPClient {
 	}
 }
 
-// modernClient speaks protocol version mcpclient.ModernProtocolVersion, each session as a user of its own.
-func modernClient(url string) *mcpclient.HTTPClient {
-	c := legacyClient(url)
-	c.Modern = true
+// statelessClient speaks protocol version mcpclient.StatelessProtocolVersion, each session as a user of its own.
+func statelessClient(url string) *mcpclient.HTTPClient {
+	c := sessionClient(url)
+	c.Stateless = true
 	return c
 }
 
@@ -486,7 +486,7 @@ func writeStreamTables(cfg Config, s *Section, srv mcpServer, targets []streamTa
 		}
 	}
 	s.Doc.Table([]string{"target", "p50 per call", "spread of p50", "p99 per call", "p50 vs direct stdio", "session start (median)",
-		"proxy RSS per session (" + mcpclient.ModernProtocolVersion + ": per user)"}, rows)
+		"proxy RSS per session (" + mcpclient.StatelessProtocolVersion + ": per user)"}, rows)
 	if len(capped) > 0 {
 		s.Doc.P("Per-call latency over fewer than %d calls (the %s cap): %s.", cfg.Calls, cfg.CallsMax, strings.Join(capped, "; "))
 	}
@@ -531,7 +531,7 @@ func writeStreamTables(cfg Config, s *Section, srv mcpServer, targets []streamTa
 		}
 	}
 	judgeStream(cfg, s, srv, targets, res)
-	summarizeModern(cfg, s, srv, targets, res)
+	summarizeStateless(cfg, s, srv, targets, res)
 }
 
 // numberKey turns a name into a key of Section.Numbers: lower case, runs of other characters as one "-".
@@ -573,10 +573,10 @@ func judgedSessions(cfg Config) []int {
 
 func medianOf(v []float64) float64 { return stats.Of(v).Median }
 
-// judgeStream checks streamproxy against its streaming targets: the handshake-era session path's, and those for
+// judgeStream checks streamproxy against its streaming targets: the session-revision session path's, and those for
 // protocol version 2026-07-28.
 func judgeStream(cfg Config, s *Section, srv mcpServer, targets []streamTarget, res []*streamResult) {
-	stdio, sp := targetIndex(targets, res, targetStdio), targetIndex(targets, res, targetSPLegacy)
+	stdio, sp := targetIndex(targets, res, targetStdio), targetIndex(targets, res, targetSPSessions)
 	var peers []int
 	for _, name := range []string{targetSGStateful, targetSGStateless, targetMCPProxy} {
 		if i := targetIndex(targets, res, name); i >= 0 {
@@ -593,12 +593,12 @@ func judgeStream(cfg Config, s *Section, srv mcpServer, targets []streamTarget, 
 		}
 		return strings.Join(d, ", ")
 	}
-	legacyTarget := "streamproxy, " + mcpclient.ProtocolVersion + " sessions: p50 within 0.2 ms of direct stdio (" + srv.name + ")"
+	sessionTarget := "streamproxy, " + mcpclient.ProtocolVersion + " sessions: p50 within 0.2 ms of direct stdio (" + srv.name + ")"
 	if sp < 0 || stdio < 0 {
-		s.verdict(legacyTarget, notMeasured, false, "streamproxy or direct stdio did not run (see notes)")
+		s.verdict(sessionTarget, notMeasured, false, "streamproxy or direct stdio did not run (see notes)")
 	} else {
 		d := medianOf(res[sp].p50) - medianOf(res[stdio].p50)
-		s.verdict(legacyTarget, fmt.Sprintf("%+.3f ms (%s vs %s)", d, report.MsF(medianOf(res[sp].p50)), report.MsF(medianOf(res[stdio].p50))),
+		s.verdict(sessionTarget, fmt.Sprintf("%+.3f ms (%s vs %s)", d, report.MsF(medianOf(res[sp].p50)), report.MsF(medianOf(res[stdio].p50))),
 			d <= 0.2, whyIf(d > 0.2, "each call adds an HTTP round trip (client to proxy) to the stdio hop; in the same run "+peerDeltas()))
 		for _, n := range judgedSessions(cfg) {
 			best, bestName := 0.0, ""
@@ -628,19 +628,19 @@ func judgeStream(cfg Config, s *Section, srv mcpServer, targets []streamTarget, 
 				fmt.Sprintf("%s (%s vs %s %s)", report.Ratio(r), report.Num(spRate), bestName, report.Num(best)), r >= 3, why)
 		}
 	}
-	judgeModern(cfg, s, srv, targets, res)
+	judgeStateless(cfg, s, srv, targets, res)
 }
 
-// judgeModern checks the 2026-07-28 path: no slower than the handshake-era session path, ahead of
-// supergateway's stateless mode, and its p50 within modernP50Tolerance of direct stdio.
-func judgeModern(cfg Config, s *Section, srv mcpServer, targets []streamTarget, res []*streamResult) {
-	m := targetIndex(targets, res, targetSPModern)
-	name := "streamproxy, " + mcpclient.ModernProtocolVersion + ": "
-	// against compares the modern path with target other: p50 no higher, calls/s no lower at every judged count.
+// judgeStateless checks the 2026-07-28 path: no slower than the session-revision session path, ahead of
+// supergateway's stateless mode, and its p50 within statelessP50Tolerance of direct stdio.
+func judgeStateless(cfg Config, s *Section, srv mcpServer, targets []streamTarget, res []*streamResult) {
+	m := targetIndex(targets, res, targetSPStateless)
+	name := "streamproxy, " + mcpclient.StatelessProtocolVersion + ": "
+	// against compares the stateless path with target other: p50 no higher, calls/s no lower at every judged count.
 	against := func(goal, otherName string) {
 		o := targetIndex(targets, res, otherName)
 		if m < 0 || o < 0 {
-			s.verdict(name+goal+" ("+srv.name+")", notMeasured, false, otherName+" or the "+mcpclient.ModernProtocolVersion+" path did not run (see notes)")
+			s.verdict(name+goal+" ("+srv.name+")", notMeasured, false, otherName+" or the "+mcpclient.StatelessProtocolVersion+" path did not run (see notes)")
 			return
 		}
 		mp, op := medianOf(res[m].p50), medianOf(res[o].p50)
@@ -662,60 +662,60 @@ func judgeModern(cfg Config, s *Section, srv mcpServer, targets []streamTarget, 
 		s.verdict(name+goal+" ("+srv.name+")", fmt.Sprintf("p50 %s vs %s (%s); calls/s %s at %s sessions", report.MsF(mp), report.MsF(op),
 			report.Ratio(mp/op), strings.Join(rates, " / "), joinInts(judgedSessions(cfg))), met, strings.Join(short, "; "))
 	}
-	against("no slower than the "+mcpclient.ProtocolVersion+" session path", targetSPLegacy)
+	against("no slower than the "+mcpclient.ProtocolVersion+" session path", targetSPSessions)
 	against("ahead of supergateway (stateless)", targetSGStateless)
 
-	stdio, sp := targetIndex(targets, res, targetStdio), targetIndex(targets, res, targetSPLegacy)
-	goal := fmt.Sprintf("%sp50 within %.1f ms of direct stdio (%s)", name, modernP50Tolerance, srv.name)
+	stdio, sp := targetIndex(targets, res, targetStdio), targetIndex(targets, res, targetSPSessions)
+	goal := fmt.Sprintf("%sp50 within %.1f ms of direct stdio (%s)", name, statelessP50Tolerance, srv.name)
 	if m < 0 || stdio < 0 {
-		s.verdict(goal, notMeasured, false, "the "+mcpclient.ModernProtocolVersion+" path or direct stdio did not run (see notes)")
+		s.verdict(goal, notMeasured, false, "the "+mcpclient.StatelessProtocolVersion+" path or direct stdio did not run (see notes)")
 		return
 	}
 	d := medianOf(res[m].p50) - medianOf(res[stdio].p50)
 	why := ""
-	if d > modernP50Tolerance {
+	if d > statelessP50Tolerance {
 		why = "each call adds an HTTP round trip (client to proxy, with the request metadata checked) to the stdio hop"
 		if sp >= 0 {
 			why += fmt.Sprintf("; the %s session path adds %+.3f ms in the same run", mcpclient.ProtocolVersion, medianOf(res[sp].p50)-medianOf(res[stdio].p50))
 		}
 	}
 	s.verdict(goal, fmt.Sprintf("%+.3f ms (%s vs %s)", d, report.MsF(medianOf(res[m].p50)), report.MsF(medianOf(res[stdio].p50))),
-		d <= modernP50Tolerance, why)
+		d <= statelessP50Tolerance, why)
 }
 
-// summarizeModern adds the server's rows to the headline summary: the 2026-07-28 path beside the session path,
+// summarizeStateless adds the server's rows to the headline summary: the 2026-07-28 path beside the session path,
 // supergateway's stateless mode and direct stdio.
-func summarizeModern(cfg Config, s *Section, srv mcpServer, targets []streamTarget, res []*streamResult) {
-	legacy := targetIndex(targets, res, targetSPLegacy)
+func summarizeStateless(cfg Config, s *Section, srv mcpServer, targets []streamTarget, res []*streamResult) {
+	sessions := targetIndex(targets, res, targetSPSessions)
 	ns := judgedSessions(cfg)
 	header := []string{"target", "p50 per call"}
 	for _, n := range ns {
 		header = append(header, fmt.Sprintf("calls/s, %d sessions", n))
 	}
 	var rows [][]string
-	for _, name := range []string{targetSPModern, targetSPLegacy, targetSGStateless, targetStdio} {
+	for _, name := range []string{targetSPStateless, targetSPSessions, targetSGStateless, targetStdio} {
 		i := targetIndex(targets, res, name)
 		if i < 0 {
 			rows = append(rows, append([]string{name, "not measured"}, make([]string, len(ns))...))
 			continue
 		}
-		vsLegacy := func(v, l float64) string {
-			if legacy < 0 || i == legacy {
+		vsSessions := func(v, l float64) string {
+			if sessions < 0 || i == sessions {
 				return ""
 			}
 			return " (" + report.Ratio(v/l) + ")"
 		}
-		row := []string{name, report.MsF(medianOf(res[i].p50)) + vsLegacy(medianOf(res[i].p50), medianOf(res[max(legacy, 0)].p50))}
+		row := []string{name, report.MsF(medianOf(res[i].p50)) + vsSessions(medianOf(res[i].p50), medianOf(res[max(sessions, 0)].p50))}
 		for _, n := range ns {
-			row = append(row, report.Num(medianOf(res[i].rate[n]))+vsLegacy(medianOf(res[i].rate[n]), medianOf(res[max(legacy, 0)].rate[n])))
+			row = append(row, report.Num(medianOf(res[i].rate[n]))+vsSessions(medianOf(res[i].rate[n]), medianOf(res[max(sessions, 0)].rate[n])))
 		}
 		rows = append(rows, row)
 	}
-	s.Summary.P("**%s** (%s; in parentheses: the ratio to %s in this run):", srv.name, srv.tool, targetSPLegacy)
+	s.Summary.P("**%s** (%s; in parentheses: the ratio to %s in this run):", srv.name, srv.tool, targetSPSessions)
 	s.Summary.Table(header, rows)
 	var goals []string
 	for _, v := range s.Verdicts {
-		if strings.HasPrefix(v.Target, "streamproxy, "+mcpclient.ModernProtocolVersion+": ") && strings.HasSuffix(v.Target, "("+srv.name+")") {
+		if strings.HasPrefix(v.Target, "streamproxy, "+mcpclient.StatelessProtocolVersion+": ") && strings.HasSuffix(v.Target, "("+srv.name+")") {
 			result := "met"
 			switch {
 			case cfg.Smoke:
@@ -725,7 +725,7 @@ func summarizeModern(cfg Config, s *Section, srv mcpServer, targets []streamTarg
 			case !v.Met:
 				result = "**missed**"
 			}
-			goal := strings.TrimSuffix(strings.TrimPrefix(v.Target, "streamproxy, "+mcpclient.ModernProtocolVersion+": "), " ("+srv.name+")")
+			goal := strings.TrimSuffix(strings.TrimPrefix(v.Target, "streamproxy, "+mcpclient.StatelessProtocolVersion+": "), " ("+srv.name+")")
 			goals = append(goals, fmt.Sprintf("%s: %s (%s)", goal, result, v.Measured))
 		}
 	}

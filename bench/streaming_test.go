@@ -25,7 +25,7 @@ func TestStreamTablesKeepPartialResults(t *testing.T) {
 	failed.calls = []int{70}
 	delete(failed.rate, 64)
 	failed.err = errors.New("64 sessions: 1 of 65 calls failed")
-	targets := []streamTarget{{name: targetStdio}, {name: targetSPLegacy}, {name: targetSPModern}, {name: targetSGStateless}}
+	targets := []streamTarget{{name: targetStdio}, {name: targetSPSessions}, {name: targetSPStateless}, {name: targetSGStateless}}
 	res := []*streamResult{ok(0.1), ok(0.6), ok(0.35), failed}
 	s := &Section{}
 	writeStreamTables(cfg, s, mcpServer{name: "srv", tool: "`echo`"}, targets, res)

@@ -149,12 +149,12 @@ func (st *Suite) Markdown() string {
 		}
 	}
 	if summary.Len() > 0 {
-		d.H2("Summary: protocol version " + mcpclient.ModernProtocolVersion + " through streamproxy")
+		d.H2("Summary: protocol version " + mcpclient.StatelessProtocolVersion + " through streamproxy")
 		d.P("streamproxy serves protocol version %s (no session; one worker child per user, each session of the "+
-			"bench being a user of its own) beside the handshake-era sessions on one endpoint. Its targets: "+
+			"bench being a user of its own) beside the session-revision sessions on one endpoint. Its targets: "+
 			"no slower than the %s session path, ahead of supergateway's stateless mode, and a p50 within %.1f ms of "+
 			"direct stdio. Figures are medians over the repetitions of this run; see section 3 for spreads, p99 and the method.",
-			mcpclient.ModernProtocolVersion, mcpclient.ProtocolVersion, modernP50Tolerance)
+			mcpclient.StatelessProtocolVersion, mcpclient.ProtocolVersion, statelessP50Tolerance)
 		d.Raw(summary.String())
 	}
 

@@ -24,11 +24,11 @@ type HTTPClient struct {
 	HTTP   *http.Client
 	Header http.Header // sent with every request (e.g. Authorization)
 
-	// Modern speaks protocol version 2026-07-28 (ModernProtocolVersion) instead of ProtocolVersion: there is no
+	// Stateless speaks protocol version 2026-07-28 (StatelessProtocolVersion) instead of ProtocolVersion: there is no
 	// initialize and no Mcp-Session-Id. Open sends server/discover (timed as the session's start); every request
 	// carries the version and the client's capabilities in params._meta and mirrors them in the MCP-Protocol-Version,
 	// Mcp-Method and Mcp-Name headers; Close sends nothing (there is no session to end).
-	Modern bool
+	Stateless bool
 	// UserHeader, when set, names a header (e.g. X-User-Id) that each Open sets to a value of its own
 	// ("bench-user-1", "bench-user-2", ...), so that every session is a distinct user. A 2026-07-28 server that keeps
 	// state per user (streamproxy: one worker child per user) then serves N sessions as N users.
@@ -48,22 +48,22 @@ func NewHTTPTransport() *http.Transport {
 }
 
 type httpSession struct {
-	c       *HTTPClient
-	id      string // Mcp-Session-Id, empty for stateless servers and for 2026-07-28
-	user    string // value of c.UserHeader, when set
-	version string // negotiated protocol version
-	modern  bool
-	init    time.Duration
-	next    atomic.Int64
+	c         *HTTPClient
+	id        string // Mcp-Session-Id, empty for stateless servers and for 2026-07-28
+	user      string // value of c.UserHeader, when set
+	version   string // negotiated protocol version
+	stateless bool
+	init      time.Duration
+	next      atomic.Int64
 }
 
-// Open initializes a session: initialize, then notifications/initialized; for a Modern client, server/discover.
+// Open initializes a session: initialize, then notifications/initialized; for a Stateless client, server/discover.
 func (c *HTTPClient) Open(ctx context.Context) (Session, error) {
 	s := &httpSession{c: c}
 	if c.UserHeader != "" {
 		s.user = "bench-user-" + strconv.FormatInt(c.users.Add(1), 10)
 	}
-	if c.Modern {
+	if c.Stateless {
 		return s.discover(ctx)
 	}
 	t0 := time.Now()
@@ -85,11 +85,11 @@ func (c *HTTPClient) Open(ctx context.Context) (Session, error) {
 	return s, nil
 }
 
-// discover opens a 2026-07-28 "session": server/discover, whose result must list ModernProtocolVersion. Nothing else
+// discover opens a 2026-07-28 "session": server/discover, whose result must list StatelessProtocolVersion. Nothing else
 // is kept by the server between requests but what it keeps per user.
 func (s *httpSession) discover(ctx context.Context) (Session, error) {
-	s.modern = true
-	s.version = ModernProtocolVersion
+	s.stateless = true
+	s.version = StatelessProtocolVersion
 	t0 := time.Now()
 	raw, err := s.Call(ctx, "server/discover", map[string]any{"_meta": json.RawMessage(discoverMeta)})
 	s.init = time.Since(t0)
@@ -102,8 +102,8 @@ func (s *httpSession) discover(ctx context.Context) (Session, error) {
 	if err := json.Unmarshal(raw, &res); err != nil {
 		return nil, fmt.Errorf("server/discover: decode result: %w", err)
 	}
-	if !slices.Contains(res.SupportedVersions, ModernProtocolVersion) {
-		return nil, fmt.Errorf("server/discover: the server does not support %s (it lists %v)", ModernProtocolVersion, res.SupportedVersions)
+	if !slices.Contains(res.SupportedVersions, StatelessProtocolVersion) {
+		return nil, fmt.Errorf("server/discover: the server does not support %s (it lists %v)", StatelessProtocolVersion, res.SupportedVersions)
 	}
 	return s, nil
 }
@@ -155,8 +155,8 @@ func (s *httpSession) notify(ctx context.Context, method string) error {
 func (s *httpSession) Call(ctx context.Context, method string, params any) (json.RawMessage, error) {
 	id := s.next.Add(1)
 	name := ""
-	if s.modern {
-		params, name = withModernMeta(params)
+	if s.stateless {
+		params, name = withStatelessMeta(params)
 	}
 	body, err := json.Marshal(request{JSONRPC: "2.0", ID: &id, Method: method, Params: params})
 	if err != nil {
@@ -166,7 +166,7 @@ func (s *httpSession) Call(ctx context.Context, method string, params any) (json
 	if err != nil {
 		return nil, err
 	}
-	if s.modern {
+	if s.stateless {
 		req.Header.Set("Mcp-Method", method)
 		if _, named := namedMethods[method]; named && name != "" {
 			req.Header.Set("Mcp-Name", headerValue(name))
@@ -243,7 +243,7 @@ func readSSE(r io.Reader, id int64) (*message, error) {
 // Close deletes the session on the server (servers that do not support DELETE answer 405, which is fine). A
 // 2026-07-28 client has no session to end: the server decides how long it keeps what it holds for the user.
 func (s *httpSession) Close() error {
-	if s.id == "" || s.modern {
+	if s.id == "" || s.stateless {
 		return nil
 	}
 	req, err := s.newRequest(context.Background(), http.MethodDelete, nil)
@@ -278,8 +278,8 @@ const (
 
 // requestMeta is the _meta of every 2026-07-28 request, encoded once; discoverMeta adds the optional clientInfo.
 var (
-	requestMeta  = mustJSON(map[string]any{metaProtocolVersion: ModernProtocolVersion, metaClientCapabilities: map[string]any{}})
-	discoverMeta = mustJSON(map[string]any{metaProtocolVersion: ModernProtocolVersion, metaClientCapabilities: map[string]any{},
+	requestMeta  = mustJSON(map[string]any{metaProtocolVersion: StatelessProtocolVersion, metaClientCapabilities: map[string]any{}})
+	discoverMeta = mustJSON(map[string]any{metaProtocolVersion: StatelessProtocolVersion, metaClientCapabilities: map[string]any{},
 		metaClientInfo: map[string]any{"name": "gateway-bench", "version": "1"}})
 )
 
@@ -294,10 +294,10 @@ func mustJSON(v any) []byte {
 // namedMethods are the methods whose Mcp-Name header mirrors a param: params.name, or params.uri for resources/read.
 var namedMethods = map[string]string{"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 
-// withModernMeta returns params with the 2026-07-28 request metadata in _meta (a _meta the caller set is kept, the
+// withStatelessMeta returns params with the 2026-07-28 request metadata in _meta (a _meta the caller set is kept, the
 // metadata added to it), and the request's name or uri for the Mcp-Name header. A map is copied shallowly, anything
 // else goes through JSON.
-func withModernMeta(params any) (any, string) {
+func withStatelessMeta(params any) (any, string) {
 	var p map[string]any
 	switch v := params.(type) {
 	case nil:
@@ -323,7 +323,7 @@ func withModernMeta(params any) (any, string) {
 		for k, x := range m {
 			merged[k] = x
 		}
-		merged[metaProtocolVersion] = ModernProtocolVersion
+		merged[metaProtocolVersion] = StatelessProtocolVersion
 		if _, ok := merged[metaClientCapabilities]; !ok {
 			merged[metaClientCapabilities] = map[string]any{}
 		}

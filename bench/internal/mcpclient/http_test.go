@@ -77,17 +77,17 @@ func TestEchoChecksTheAnswer(t *testing.T) {
 	require.Error(t, Echo(context.Background(), s, "hello"))
 }
 
-// modernServer checks every 2026-07-28 request as streamproxy does (the _meta and the headers that mirror the
+// statelessServer checks every 2026-07-28 request as streamproxy does (the _meta and the headers that mirror the
 // body, no session), answers server/discover and tools/call (echo) as JSON, and records the users it saw per method
 // and any DELETE.
-type modernServer struct {
+type statelessServer struct {
 	t       *testing.T
 	mu      sync.Mutex
 	users   map[string][]string // method -> X-User-Id of each request
 	deletes int
 }
 
-func (m *modernServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (m *statelessServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodDelete {
 		m.mu.Lock()
 		m.deletes++
@@ -108,7 +108,7 @@ func (m *modernServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !assert.NoError(m.t, json.Unmarshal(b, &msg)) {
 		return
 	}
-	// The checks of streamproxy's checkModern and checkStandardHeaders.
+	// The checks of streamproxy's checkStateless and checkStandardHeaders.
 	assert.Empty(m.t, r.Header.Get("Mcp-Session-Id"), "no session in 2026-07-28")
 	assert.Equal(m.t, []string{"2026-07-28"}, r.Header.Values("Mcp-Protocol-Version"))
 	assert.JSONEq(m.t, `"2026-07-28"`, string(msg.Params.Meta["io.modelcontextprotocol/protocolVersion"]))
@@ -140,11 +140,11 @@ func (m *modernServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func TestModernSessionsAreDistinctUsers(t *testing.T) {
-	fake := &modernServer{t: t, users: map[string][]string{}}
+func TestStatelessSessionsAreDistinctUsers(t *testing.T) {
+	fake := &statelessServer{t: t, users: map[string][]string{}}
 	srv := httptest.NewServer(fake)
 	defer srv.Close()
-	c := &HTTPClient{URL: srv.URL, HTTP: srv.Client(), Modern: true, UserHeader: "X-User-Id",
+	c := &HTTPClient{URL: srv.URL, HTTP: srv.Client(), Stateless: true, UserHeader: "X-User-Id",
 		Header: http.Header{"Authorization": {"Bearer t"}}}
 	ctx := context.Background()
 	var sessions []Session
@@ -169,11 +169,11 @@ func TestModernSessionsAreDistinctUsers(t *testing.T) {
 	assert.Zero(t, fake.deletes, "Close sends nothing for 2026-07-28")
 }
 
-func TestModernCallErrors(t *testing.T) {
-	fake := &modernServer{t: t, users: map[string][]string{}}
+func TestStatelessCallErrors(t *testing.T) {
+	fake := &statelessServer{t: t, users: map[string][]string{}}
 	srv := httptest.NewServer(fake)
 	defer srv.Close()
-	s, err := (&HTTPClient{URL: srv.URL, HTTP: srv.Client(), Modern: true}).Open(context.Background())
+	s, err := (&HTTPClient{URL: srv.URL, HTTP: srv.Client(), Stateless: true}).Open(context.Background())
 	require.NoError(t, err)
 	_, err = CallTool(context.Background(), s, "ask", nil)
 	require.ErrorContains(t, err, "input_required", "a result that is not complete is not a successful call")
@@ -182,7 +182,7 @@ func TestModernCallErrors(t *testing.T) {
 	assert.Equal(t, []string{""}, fake.users["tools/call"], "no user header unless asked for")
 }
 
-func TestModernOpenNeedsTheVersion(t *testing.T) {
+func TestStatelessOpenNeedsTheVersion(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var m struct {
 			ID json.RawMessage `json:"id"`
@@ -192,12 +192,12 @@ func TestModernOpenNeedsTheVersion(t *testing.T) {
 		fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"resultType":"complete","supportedVersions":["2027-01-01"]}}`, m.ID)
 	}))
 	defer srv.Close()
-	_, err := (&HTTPClient{URL: srv.URL, HTTP: srv.Client(), Modern: true}).Open(context.Background())
+	_, err := (&HTTPClient{URL: srv.URL, HTTP: srv.Client(), Stateless: true}).Open(context.Background())
 	require.ErrorContains(t, err, "does not support 2026-07-28")
 }
 
-func TestWithModernMeta(t *testing.T) {
-	p, name := withModernMeta(map[string]any{"uri": "test://x", "_meta": map[string]any{"progressToken": 7}})
+func TestWithStatelessMeta(t *testing.T) {
+	p, name := withStatelessMeta(map[string]any{"uri": "test://x", "_meta": map[string]any{"progressToken": 7}})
 	assert.Equal(t, "test://x", name)
 	b, err := json.Marshal(p)
 	require.NoError(t, err)
@@ -205,11 +205,11 @@ func TestWithModernMeta(t *testing.T) {
 		"io.modelcontextprotocol/clientCapabilities":{}}}`, string(b))
 
 	orig := map[string]any{"name": "echo"}
-	_, name = withModernMeta(orig)
+	_, name = withStatelessMeta(orig)
 	assert.Equal(t, "echo", name)
 	assert.NotContains(t, orig, "_meta", "the caller's map is not changed")
 
-	p, _ = withModernMeta(struct {
+	p, _ = withStatelessMeta(struct {
 		Name string `json:"name"`
 	}{"s"})
 	b, err = json.Marshal(p)

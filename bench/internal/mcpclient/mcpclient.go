@@ -17,9 +17,9 @@ import (
 // ProtocolVersion is the MCP revision the client asks for in initialize.
 const ProtocolVersion = "2025-06-18"
 
-// ModernProtocolVersion is the revision a Modern HTTP client speaks: no initialize, no session, request metadata in
+// StatelessProtocolVersion is the revision a Stateless HTTP client speaks: no initialize, no session, request metadata in
 // every request.
-const ModernProtocolVersion = "2026-07-28"
+const StatelessProtocolVersion = "2026-07-28"
 
 // Session is one initialized MCP session.
 type Session interface {
