@@ -28,7 +28,7 @@ import (
 func TestOperatorCommandsWhileServerRuns(t *testing.T) {
 	testenv.TraefikBin(t)
 	nm := testenv.NodeModules(t)
-	logs := &logBuffer{}
+	logs := &testenv.SyncBuffer{}
 	dataDir := t.TempDir()
 	s, err := devstack.Start(context.Background(), devstack.Options{
 		Root: testenv.RepoRoot(t), Port: testenv.FreePort(t), DataDir: dataDir, Layout: "path",

@@ -14,7 +14,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -102,7 +101,7 @@ func runClientWith(t *testing.T, env []string, mcpURL string, args ...string) cl
 type stack struct {
 	*devstack.Stack
 	redis *testenv.Redis
-	logs  *logBuffer
+	logs  *testenv.SyncBuffer
 	state string // where the stateful MCP servers keep each user's state
 }
 
@@ -111,7 +110,7 @@ func startStack(t *testing.T, layout string, authserverFlags ...string) stack {
 	testenv.TraefikBin(t)
 	redis := testenv.StartRedis(t)
 	nm := testenv.NodeModules(t)
-	logs := &logBuffer{}
+	logs := &testenv.SyncBuffer{}
 	diag := testenv.BuildBinary(t, "./cmd/mcp-diagnostic")
 	diagAddr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	testenv.Start(t, "mcp-diagnostic", exec.Command(diag, "-addr", diagAddr, "-allowed-hosts", "*"))
@@ -153,24 +152,6 @@ func accessLog(logs string) []map[string]any {
 		}
 	}
 	return out
-}
-
-// logBuffer keeps the stack's output for the checks on what the components log.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // testLog sends the stack's output to the test log (shown when a test fails or with -v).

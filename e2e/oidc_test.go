@@ -37,7 +37,7 @@ func TestOIDCEndToEnd(t *testing.T) {
 	testenv.WaitTCP(t, diagAddr, 10*time.Second)
 	port := testenv.FreePort(t)
 	clientID, clientSecret := hydra.Client(t, devstack.OIDCCallbackURL("path", port, "corp"))
-	logs := &logBuffer{}
+	logs := &testenv.SyncBuffer{}
 	s, err := devstack.Start(context.Background(), devstack.Options{
 		Root: testenv.RepoRoot(t), Port: port, DataDir: t.TempDir(), RedisURL: redis.URL, Layout: "path",
 		Log: io.MultiWriter(testLog{t}, logs),

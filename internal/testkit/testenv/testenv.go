@@ -286,12 +286,12 @@ func BuildBinary(t testing.TB, pkg string) string {
 // Process is a started program, its output kept for failure messages.
 type Process struct {
 	Cmd    *exec.Cmd
-	output *lockedBuffer
+	output *SyncBuffer
 }
 
 // StartProcess runs a program with its output captured (see Output). The caller stops it.
 func StartProcess(name string, cmd *exec.Cmd) (*Process, error) {
-	p := &Process{Cmd: cmd, output: &lockedBuffer{}}
+	p := &Process{Cmd: cmd, output: &SyncBuffer{}}
 	cmd.Stdout = p.output
 	cmd.Stderr = p.output
 	if err := cmd.Start(); err != nil {
@@ -350,18 +350,19 @@ func (p *Process) WaitLine(t testing.TB, substr string, timeout time.Duration) {
 	t.Fatalf("no line containing %q after %s; output:\n%s", substr, timeout, p.Output())
 }
 
-type lockedBuffer struct {
+// SyncBuffer is output that goroutines may write while a test reads it: a process's, a log's.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  strings.Builder
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
+func (l *SyncBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *lockedBuffer) String() string {
+func (l *SyncBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
