@@ -58,8 +58,8 @@ func decodeIncoming(body []byte) (incoming, error) {
 	if json.Unmarshal(raw, &m) != nil || m == nil {
 		return msg, invalidRequest("a JSON-RPC message is an object")
 	}
-	if _, ok := m["id"]; ok {
-		if msg.ID = idOf(raw); msg.ID == nil {
+	if id, ok := m["id"]; ok {
+		if msg.ID = idValue(id); msg.ID == nil {
 			return msg, invalidRequest(`"id" must be a string or a number`)
 		}
 	}
@@ -99,18 +99,26 @@ func decodeIncoming(body []byte) (incoming, error) {
 	return msg, nil
 }
 
-// idOf returns a message's id when it is a string or a number (MCP: never null), else nil.
+// idOf returns the id of a message the proxy could not re-encode, to label its refusal (see idValue).
 func idOf(body []byte) json.RawMessage {
 	var m struct {
 		ID json.RawMessage `json:"id"`
 	}
-	if json.Unmarshal(body, &m) != nil || len(m.ID) == 0 {
+	if json.Unmarshal(body, &m) != nil {
 		return nil
 	}
-	if c := m.ID[0]; c != '"' && c != '-' && (c < '0' || c > '9') {
+	return idValue(m.ID)
+}
+
+// idValue returns an id when it is a string or a number (MCP: never null), else nil.
+func idValue(id json.RawMessage) json.RawMessage {
+	if len(id) == 0 {
 		return nil
 	}
-	return m.ID
+	if c := id[0]; c != '"' && c != '-' && (c < '0' || c > '9') {
+		return nil
+	}
+	return id
 }
 
 // reencode reads one JSON value and writes it anew: RFC 7493's I-JSON (no member name twice at any depth, valid
