@@ -4,7 +4,7 @@
 //	streamproxy [flags] -- <command> [args...]
 //
 // It knows nothing about OAuth: the gateway's plugin in front of it authenticates and sets the identity headers,
-// which streamproxy uses only to bind each session to its user. Every flag also reads STREAMPROXY_<FLAG> (upper case,
+// which streamproxy uses to bind each session to its user and, with --policy, to decide who may use which tool. Every flag also reads STREAMPROXY_<FLAG> (upper case,
 // "-" as "_").
 package main
 
@@ -28,6 +28,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/affinity"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/metrics"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/peruser"
+	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/policy"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/transport"
 )
@@ -69,6 +70,15 @@ func run(args []string) error {
 	logFormat := fs.String("log-format", "auto", "log format: text, json, or auto (json unless stderr is a terminal)")
 	fs.Var(&peers, "peers", "base URLs of every replica serving this MCP server, this one included, comma separated: each user's requests go to one of them, passed on with a proof keyed with --secret, which they need (empty: this replica serves everyone)")
 	self := fs.String("self", "", "this replica's base URL as it appears in --peers")
+	policyFile := fs.String("policy", "", "policy file (YAML, docs/policy.md): who may use which tool, prompt and resource, rate limits; a file that does not load stops the start (empty: everyone may use everything)")
+	policyPoll := fs.Duration("policy-reload", 5*time.Second, "how often the policy file is read for changes; a change that does not load leaves the last good policy in force (0: never)")
+	var identity transport.IdentityHeaders
+	fs.StringVar(&identity.Login, "login-header", "X-User-Name", "header with the caller's login, for the policy (empty: none)")
+	fs.StringVar(&identity.Email, "email-header", "X-User-Email", "header with the caller's verified email, for the policy (empty: none)")
+	fs.StringVar(&identity.Client, "client-header", "X-Client-Id", "header with the OAuth client's id, for the policy (empty: none)")
+	fs.StringVar(&identity.Scopes, "scopes-header", "X-Scopes", "header with the token's scopes, space separated, for the policy (empty: none)")
+	fs.StringVar(&identity.Groups, "groups-header", "X-User-Groups", "header with the caller's groups, comma separated, for the policy (empty: none)")
+	fs.StringVar(&identity.ResourceMetadata, "resource-metadata-header", "X-Resource-Metadata", "header with the URL of the resource's RFC 9728 metadata, named in step-up challenges (empty: none)")
 	metricsListen := fs.String("metrics-listen", "", "address of a separate listener serving Prometheus metrics at /metrics, e.g. :9090 (empty: off)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: streamproxy [flags] -- <command> [args...]\n\nEvery flag also reads STREAMPROXY_<FLAG>.")
@@ -102,6 +112,13 @@ func run(args []string) error {
 		log.Warn("running as root: the MCP servers run as root too, and a root process can read this one's memory and environment, the secret included; run streamproxy as an unprivileged account (the container image does)")
 	}
 	reg := observe.NewRegistry()
+	counters := metrics.New(reg)
+	var rules *policy.Source
+	if *policyFile != "" {
+		if rules, err = policy.Open(*policyFile, log, counters.PolicyReload); err != nil {
+			return err
+		}
+	}
 
 	mcp := transport.New(transport.Config{
 		Command:        session.Command{Path: command[0], Args: command[1:], Env: session.Env(passEnv, childEnv), Dir: *workdir},
@@ -118,7 +135,9 @@ func run(args []string) error {
 		Backlog:        *backlog,
 		MaxBody:        *maxBody,
 		Logger:         log,
-		Metrics:        metrics.New(reg),
+		Metrics:        counters,
+		Policy:         rules,
+		Identity:       identity,
 	})
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "streamproxy", Name: "sessions_active",
 		Help: "MCP sessions open now."}, func() float64 { return float64(mcp.Sessions()) }),
@@ -149,6 +168,9 @@ func run(args []string) error {
 		ReadHeaderTimeout: headerTimeout, ReadTimeout: *readTimeout, IdleTimeout: *connIdle}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if rules != nil && *policyPoll > 0 {
+		go rules.Watch(ctx, *policyPoll)
+	}
 	if *metricsListen != "" {
 		if _, err := observe.ServeMetrics(ctx, *metricsListen, reg, log); err != nil {
 			return err

@@ -1,6 +1,7 @@
 // Package metrics counts what streamproxy does, for Prometheus: children started, running, exited and crashed,
-// messages relayed, sessions refused and expired. Labels take values from small fixed sets; a nil *Metrics counts
-// nothing. Request counts and latencies come from package observe, active sessions from a gauge on the handler.
+// messages relayed, sessions refused and expired, the policy's decisions, rate limits and reloads. Labels take values
+// from small fixed sets (a policy's rule names are the operator's, from its file); a nil *Metrics counts nothing.
+// Request counts and latencies come from package observe, active sessions from a gauge on the handler.
 package metrics
 
 import "github.com/prometheus/client_golang/prometheus"
@@ -14,6 +15,10 @@ type Metrics struct {
 	refused  *prometheus.CounterVec
 	expired  prometheus.Counter
 	limited  *prometheus.CounterVec
+
+	decisions     *prometheus.CounterVec
+	policyLimited *prometheus.CounterVec
+	reloads       *prometheus.CounterVec
 }
 
 // New registers the counters.
@@ -34,8 +39,15 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Sessions ended for being idle longer than --idle-timeout."}),
 		limited: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "streamproxy", Name: "requests_limited_total",
 			Help: "Requests refused with 429 for their user's share, by limit: user_streams (--max-streams-per-user), user_calls (--max-calls-per-user)."}, []string{"limit"}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "streamproxy", Name: "policy_decisions_total",
+			Help: "Requests the policy decided (tools/call, prompts/get, resources/read and the subscriptions), by the rule that decided (\"default\" when none matched) and effect: allow, deny, step_up."},
+			[]string{"rule", "effect"}),
+		policyLimited: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "streamproxy", Name: "policy_limited_total",
+			Help: "Requests refused with 429 by a rate limit of the policy, by the limit's name."}, []string{"rule"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "streamproxy", Name: "policy_reloads_total",
+			Help: "Changes of the policy file, by result: loaded, or failed (the last good policy stays in force)."}, []string{"result"}),
 	}
-	reg.MustRegister(m.started, m.running, m.exits, m.messages, m.refused, m.expired, m.limited)
+	reg.MustRegister(m.started, m.running, m.exits, m.messages, m.refused, m.expired, m.limited, m.decisions, m.policyLimited, m.reloads)
 	// Every series exists from the start at 0, so rates and alerts work before the first event.
 	for _, how := range []string{"ended", "crashed"} {
 		m.exits.WithLabelValues(how)
@@ -48,6 +60,9 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	for _, l := range []string{"user_streams", "user_calls"} {
 		m.limited.WithLabelValues(l)
+	}
+	for _, r := range []string{"loaded", "failed"} {
+		m.reloads.WithLabelValues(r)
 	}
 	return m
 }
@@ -97,5 +112,30 @@ func (m *Metrics) Expired() {
 func (m *Metrics) Limited(limit string) {
 	if m != nil {
 		m.limited.WithLabelValues(limit).Inc()
+	}
+}
+
+// PolicyDecision counts a request the policy decided, by the rule that decided and the effect.
+func (m *Metrics) PolicyDecision(rule, effect string) {
+	if m != nil {
+		m.decisions.WithLabelValues(rule, effect).Inc()
+	}
+}
+
+// PolicyLimited counts a request refused by one of the policy's rate limits.
+func (m *Metrics) PolicyLimited(rule string) {
+	if m != nil {
+		m.policyLimited.WithLabelValues(rule).Inc()
+	}
+}
+
+// PolicyReload counts a change of the policy file, loaded or not.
+func (m *Metrics) PolicyReload(ok bool) {
+	if m != nil {
+		result := "loaded"
+		if !ok {
+			result = "failed"
+		}
+		m.reloads.WithLabelValues(result).Inc()
 	}
 }

@@ -127,6 +127,10 @@ func Parse(data []byte, log *slog.Logger) (*Policy, error) {
 		if name == "" {
 			return fmt.Errorf("%s at line %d has no name (names appear in denials, logs and metrics)", kind, line)
 		}
+		if strings.Trim(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-") != "" {
+			// Names go into challenges' error_description, a quoted string, and into metric labels.
+			return fmt.Errorf("%s %q at line %d: a name is letters, digits and . _ : - only", kind, name, line)
+		}
 		if first, taken := names[name]; taken {
 			if name == DefaultRule {
 				return fmt.Errorf("%s %q at line %d: %q names the default's decisions", kind, name, line, DefaultRule)

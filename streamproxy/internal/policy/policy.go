@@ -94,7 +94,7 @@ type rule struct {
 // matcher is what a rule or a limit matches: a target (tool, prompt, resource) and conditions on the caller.
 type matcher struct {
 	tools, prompts, resources []pattern
-	anyTarget                 bool     // no target given: every governed request
+	anyTarget                 bool // no target given: every governed request
 	users, logins, emails     []string
 	emailDomains, groups      []string
 	clients                   []string

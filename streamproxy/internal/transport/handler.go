@@ -9,7 +9,8 @@
 //     per user, which the proxy bridges to when the child speaks only the session revisions.
 //
 // handler.go takes every request and sends it down one path; what both share is in envelope.go (reading a
-// message), processes.go and limits.go (what a user may hold) and roots.go (--hide-client-roots).
+// message), processes.go and limits.go (what a user may hold), roots.go (--hide-client-roots) and authorize.go (the
+// policy: who may use which tool, prompt and resource).
 package transport
 
 import (
@@ -30,6 +31,7 @@ import (
 	"time"
 
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/metrics"
+	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/policy"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
 )
 
@@ -51,6 +53,8 @@ type Config struct {
 	MaxBody        int64         // bytes of one POST body
 	Logger         *slog.Logger
 	Metrics        *metrics.Metrics // nil: not counted
+	Policy         *policy.Source   // who may use which tool, prompt and resource (authorize.go); nil: everyone, everything
+	Identity       IdentityHeaders  // the caller's other identity headers, for the policy
 }
 
 // Handler serves one MCP endpoint.

@@ -54,6 +54,9 @@ func (h *Handler) postSession(w http.ResponseWriter, r *http.Request, msg incomi
 		w.WriteHeader(http.StatusAccepted)
 		return
 	}
+	if !h.authorize(w, r, msg.ID, msg.Method, msg.params) {
+		return
+	}
 	h.call(w, r, s, body, msg, "")
 }
 
@@ -134,6 +137,7 @@ func (h *Handler) call(w http.ResponseWriter, r *http.Request, s *session.Sessio
 		rpcError(w, http.StatusNotFound, msg.ID, -32001, "session ended")
 		return
 	}
+	resp.Raw = h.filterResponse(r, msg.Method, resp.Raw)
 	if newSession != "" && sse == nil {
 		w.Header().Set("Mcp-Session-Id", newSession)
 	}

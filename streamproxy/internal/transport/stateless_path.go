@@ -89,6 +89,11 @@ func (h *Handler) serveStateless(w http.ResponseWriter, r *http.Request, msg inc
 			fmt.Sprintf("method %q is not part of protocol version 2026-07-28 (clients of the session revisions send initialize without request metadata)", q.Method))
 		return
 	}
+	// After the header checks, so that a header naming an allowed tool cannot carry a call to another; before the
+	// worker, so that nothing of a refused request reaches a child.
+	if !h.authorize(w, r, q.ID, q.Method, q.Params) {
+		return
+	}
 	if h.cfg.HideRoots {
 		hideRootsInRequest(&q)
 	}
@@ -302,6 +307,7 @@ func (x *exchange) restore(m *session.Message) ([]byte, error) {
 		if x.q.Method == "tools/list" {
 			x.wk.learnTools(res)
 		}
+		res = x.h.filterResult(x.r, x.q.Method, res)
 		if x.wk.bridged != nil {
 			res = withResultType(res)
 		}
@@ -311,10 +317,11 @@ func (x *exchange) restore(m *session.Message) ([]byte, error) {
 }
 
 // restoreResponse is restore's common case, spliced rather than re-encoded: a response of a 2026-07-28 child whose
-// id alone changes (not a listen stream's, not a tools/list whose tools the proxy learns). Its result or error was
+// id alone changes (not a listen stream's, not a tools/list whose tools the proxy learns, not a list the policy
+// filters). Its result or error was
 // read with the rest of the message's head (session.Message).
 func (x *exchange) restoreResponse(m *session.Message) ([]byte, bool) {
-	if x.wk.bridged != nil || x.q.Method == "subscriptions/listen" || x.q.Method == "tools/list" ||
+	if x.wk.bridged != nil || x.q.Method == "subscriptions/listen" || x.q.Method == "tools/list" || x.h.filters(x.q.Method) ||
 		!m.IsResponse() || (m.Result == nil) == (m.Error == nil) {
 		return nil, false
 	}
