@@ -41,12 +41,13 @@ func TestSmoke(t *testing.T) {
 	cfg := smokeConfig()
 	st, err := runSuite(cfg)
 	require.NoError(t, err)
-	checks := map[string]func(*testing.T, Config, *Section){"edge": checkEdge, "issuance": checkIssuance, "streaming": checkStreaming}
+	checks := map[string]func(*testing.T, Config, *Section){"edge": checkEdge, "issuance": checkIssuance, "streaming": checkStreaming,
+		"policy": checkPolicy}
 	var names []string
 	for _, s := range st.Sections {
 		names = append(names, s.Name)
 	}
-	require.Equal(t, []string{"edge", "issuance", "streaming"}, names)
+	require.Equal(t, []string{"edge", "issuance", "streaming", "policy"}, names)
 	for _, s := range st.Sections {
 		t.Run(s.Name, func(t *testing.T) {
 			if errors.Is(s.Err, errSkipped) && os.Getenv("CI") == "" {
@@ -65,7 +66,7 @@ func TestSmoke(t *testing.T) {
 	}
 	md := st.Markdown()
 	assert.Contains(t, md, "## Machine and versions")
-	assert.Contains(t, md, "| target (issues 6, 12 and 17) |")
+	assert.Contains(t, md, "| target (issues 6, 12, 17 and 28) |")
 	for _, s := range st.Sections {
 		assert.Contains(t, md, "## "+s.Title)
 	}
@@ -155,4 +156,19 @@ func checkStreaming(t *testing.T, cfg Config, s *Section) {
 			assert.Contains(t, s.Doc.String(), "| "+tg+" | "+report.MsF(p50[i])+" |", "latency row of %s on %s", tg, srv)
 		}
 	}
+}
+
+func checkPolicy(t *testing.T, _ Config, s *Section) {
+	n := numbers(t, s, "policy.decide.p50ns", "policy.decide.p99ns")
+	vs := verdicts(t, s, "policy decision <= 10 µs at p99 (50 rules)")
+	assert.Equal(t, fmt.Sprintf("%.1f µs", n[1]/1000), vs["policy decision <= 10 µs at p99 (50 rules)"].Measured)
+	assert.LessOrEqual(t, n[0], n[1])
+}
+
+func TestBenchPercentiles(t *testing.T) {
+	p50, p99, err := benchPercentiles("goos: linux\nBenchmarkDecide50Rules-2   \t  100000\t     5107 ns/op\t      4429 p50-ns/op\t     9886 p99-ns/op\t     881 B/op\n")
+	require.NoError(t, err)
+	assert.Equal(t, []float64{4429, 9886}, []float64{p50, p99})
+	_, _, err = benchPercentiles("FAIL")
+	assert.Error(t, err)
 }

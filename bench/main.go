@@ -1,6 +1,7 @@
 // Command bench runs the gateway's benchmark suite on this machine and writes docs/benchmarks.md: the edge cost of
 // the plugin against no auth and ForwardAuth, token issuance on Redis and on the embedded store, and MCP streaming
-// through streamproxy against stdio and the npm peers. Every comparison is measured side by side in one run.
+// through streamproxy against stdio and the npm peers, and what one decision of streamproxy's policy costs. Every
+// comparison is measured side by side in one run.
 //
 //	go run ./bench            # full run (about 15 minutes), writes docs/benchmarks.md
 //	go run ./bench -smoke     # every benchmark for a second or so; writes nothing unless -out is given
@@ -31,7 +32,7 @@ func main() {
 	var (
 		smoke = flag.Bool("smoke", false, "run every benchmark for about a second (CI); no targets are judged")
 		out   = flag.String("out", "", "write the report here (default docs/benchmarks.md for a full run, nothing for -smoke)")
-		only  = flag.String("only", "", "comma-separated sections to run: edge, issuance, streaming (default all)")
+		only  = flag.String("only", "", "comma-separated sections to run: edge, issuance, streaming, policy (default all)")
 		reps  = flag.Int("reps", 0, "repetitions of each measurement (default 3, 1 with -smoke)")
 	)
 	flag.Parse()

@@ -21,7 +21,7 @@ import (
 
 // Section is one part of the suite and what it measured.
 type Section struct {
-	Name     string // edge, issuance, streaming
+	Name     string // edge, issuance, streaming, policy
 	Title    string
 	Doc      report.Doc
 	Summary  report.Doc // headline figures, shown under Summary before the targets
@@ -90,6 +90,7 @@ func runSuite(cfg Config) (*Suite, error) {
 		{"edge", "1. Edge cost: Traefik with no auth, with the plugin, with ForwardAuth", edgeSection},
 		{"issuance", "2. Token issuance", issuanceSection},
 		{"streaming", "3. Streaming: MCP tool calls through streamproxy and its peers", streamingSection},
+		{"policy", "4. Per-tool authorization: one policy decision in streamproxy", policySection},
 	}
 	for _, sec := range all {
 		if !cfg.runs(sec.name) {
@@ -178,7 +179,7 @@ func (st *Suite) Markdown() string {
 			rows = append(rows, []string{s.Title, "not measured", "**not run**", s.Err.Error()})
 		}
 	}
-	d.Table([]string{"target (issues 6, 12 and 17)", "measured", "result", "why / notes"}, rows)
+	d.Table([]string{"target (issues 6, 12, 17 and 28)", "measured", "result", "why / notes"}, rows)
 
 	for _, s := range st.Sections {
 		d.H2(s.Title)
@@ -201,7 +202,7 @@ func (st *Suite) Markdown() string {
 	}
 	d.H2("How to run")
 	d.Code("sh", "go run ./bench                  # full run, writes docs/benchmarks.md (about 15 minutes)\n"+
-		"go run ./bench -only streaming  # one section (edge, issuance, streaming)\n"+
+		"go run ./bench -only streaming  # one section (edge, issuance, streaming, policy)\n"+
 		"go run ./bench -smoke           # seconds per benchmark, prints the report (CI: go test ./bench)")
 	return d.String()
 }

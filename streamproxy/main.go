@@ -4,8 +4,8 @@
 //	streamproxy [flags] -- <command> [args...]
 //
 // It knows nothing about OAuth: the gateway's plugin in front of it authenticates and sets the identity headers,
-// which streamproxy uses to bind each session to its user and, with --policy, to decide who may use which tool. Every flag also reads STREAMPROXY_<FLAG> (upper case,
-// "-" as "_").
+// which streamproxy uses to bind each session to its user and, with --policy, to decide who may use which tool.
+// Every flag also reads STREAMPROXY_<FLAG> (upper case, "-" as "_").
 package main
 
 import (

@@ -18,8 +18,9 @@ import (
 //
 //	version: 1
 //	default: allow | deny
-//	rules:  [{name, tools, prompts, resources, users, logins, emails, email_domains, groups, clients, when, scopes, effect}]
-//	limits: [{name, tools, prompts, resources, users, ..., when, rate, burst, per}]
+//	rules:  [{name, <match>, scopes, effect}]
+//	limits: [{name, <match>, rate, burst, per}]
+//	<match>: tools, prompts, resources, users, logins, emails, email_domains, groups, clients, when
 //
 // Every mistake stops the load with an error that names the rule and its line.
 
