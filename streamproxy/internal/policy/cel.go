@@ -73,7 +73,7 @@ func (v *vars) ResolveName(name string) (any, bool) {
 			if json.Unmarshal(v.request.Arguments, &args) != nil || args == nil {
 				args = map[string]any{}
 			}
-			v.arguments = types.DefaultTypeAdapter.NativeToValue(args)
+			v.arguments = celValue(args)
 		}
 		return v.arguments, true
 	}
@@ -87,4 +87,30 @@ func orEmpty(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// celValue converts decoded JSON into CEL values once, so that the expressions of a decision read the arguments
+// without converting them again at each access.
+func celValue(v any) ref.Val {
+	switch v := v.(type) {
+	case map[string]any:
+		m := make(map[ref.Val]ref.Val, len(v))
+		for k, e := range v {
+			m[types.String(k)] = celValue(e)
+		}
+		return types.NewRefValMap(types.DefaultTypeAdapter, m)
+	case []any:
+		l := make([]ref.Val, len(v))
+		for i, e := range v {
+			l[i] = celValue(e)
+		}
+		return types.NewRefValList(types.DefaultTypeAdapter, l)
+	case string:
+		return types.String(v)
+	case float64:
+		return types.Double(v)
+	case bool:
+		return types.Bool(v)
+	}
+	return types.NullValue
 }

@@ -143,6 +143,10 @@ rules:
   - name: rest-by-name
     when: 'request.name.startsWith("x")'
     effect: deny
+  - name: nested-arguments
+    tools: ["query"]
+    when: 'request.arguments.limit > 100 || request.arguments.opts.tags.exists(t, t == "all") || request.arguments.dry == false'
+    effect: deny
 `)
 	c := &Caller{ID: "1"}
 	args := func(a string) *Request {
@@ -156,6 +160,13 @@ rules:
 	admin := &Caller{ID: "2", Email: "a@corp.example", Groups: []string{"admin"}}
 	assert.Equal(t, "admins-by-expression", p.Decide(admin, call("xyz")).Rule)
 	assert.Equal(t, "rest-by-name", p.Decide(c, call("xyz")).Rule)
+	query := func(a string) string {
+		return p.Decide(c, &Request{Method: "tools/call", Name: "query", Arguments: json.RawMessage(a)}).Rule
+	}
+	assert.Equal(t, DefaultRule, query(`{"limit":5,"opts":{"tags":["a"]},"dry":true}`))
+	assert.Equal(t, "nested-arguments", query(`{"limit":500,"opts":{"tags":["a"]},"dry":true}`), "numbers compare across int and double")
+	assert.Equal(t, "nested-arguments", query(`{"limit":5,"opts":{"tags":["a","all"]},"dry":true}`))
+	assert.Equal(t, "nested-arguments", query(`{"limit":5,"opts":{"tags":[]},"dry":false}`))
 }
 
 func TestLoadErrorsNameTheRuleAndLine(t *testing.T) {
