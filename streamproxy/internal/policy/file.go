@@ -165,7 +165,7 @@ func Parse(data []byte, log *slog.Logger) (*Policy, error) {
 }
 
 func compileRule(env *cel.Env, rs ruleSpec) (*rule, error) {
-	ru := &rule{name: rs.Name, line: rs.line, scopes: rs.Scopes}
+	ru := &rule{name: rs.Name, scopes: rs.Scopes}
 	switch rs.Effect {
 	case "allow", "deny":
 		ru.effect = Effect(rs.Effect)

@@ -85,7 +85,6 @@ type Policy struct {
 // rule is one rule of the file, compiled.
 type rule struct {
 	name   string
-	line   int
 	effect Effect
 	scopes []string // an allow rule's required scopes: a caller without them gets StepUp
 	match  matcher

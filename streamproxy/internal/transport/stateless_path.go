@@ -318,8 +318,7 @@ func (x *exchange) restore(m *session.Message) ([]byte, error) {
 
 // restoreResponse is restore's common case, spliced rather than re-encoded: a response of a 2026-07-28 child whose
 // id alone changes (not a listen stream's, not a tools/list whose tools the proxy learns, not a list the policy
-// filters). Its result or error was
-// read with the rest of the message's head (session.Message).
+// filters). Its result or error was read with the rest of the message's head (session.Message).
 func (x *exchange) restoreResponse(m *session.Message) ([]byte, bool) {
 	if x.wk.bridged != nil || x.q.Method == "subscriptions/listen" || x.q.Method == "tools/list" || x.h.filters(x.q.Method) ||
 		!m.IsResponse() || (m.Result == nil) == (m.Error == nil) {
