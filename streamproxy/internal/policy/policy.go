@@ -188,26 +188,37 @@ func (m *matcher) callerMatches(c *Caller) bool {
 type pattern struct {
 	text string
 	glob bool // path.Match: * and ? stop at /
+	// star: the glob is text and one * after it, the commonest kind (get_*), matched without path.Match
+	star bool
 }
 
 func compilePatterns(texts []string) []pattern {
 	out := make([]pattern, len(texts))
 	for i, t := range texts {
-		out[i] = pattern{text: t, glob: strings.ContainsAny(t, `*?[\`)}
+		p := pattern{text: t, glob: strings.ContainsAny(t, `*?[\`)}
+		if prefix, ok := strings.CutSuffix(t, "*"); ok && !strings.ContainsAny(prefix, `*?[\`) {
+			p.text, p.star = prefix, true
+		}
+		out[i] = p
 	}
 	return out
+}
+
+// globMatches matches a glob pattern as path.Match does.
+func (p pattern) globMatches(s string) bool {
+	if p.star {
+		rest, ok := strings.CutPrefix(s, p.text)
+		return ok && !strings.Contains(rest, "/")
+	}
+	ok, _ := path.Match(p.text, s)
+	return ok
 }
 
 // matchName matches a tool or prompt name: equal to a pattern without glob characters, or matched by a glob.
 func matchName(patterns []pattern, name string) bool {
 	for _, p := range patterns {
-		if !p.glob && p.text == name {
+		if p.glob && p.globMatches(name) || !p.glob && p.text == name {
 			return true
-		}
-		if p.glob {
-			if ok, _ := path.Match(p.text, name); ok {
-				return true
-			}
 		}
 	}
 	return false
@@ -216,13 +227,8 @@ func matchName(patterns []pattern, name string) bool {
 // matchURI matches a resource URI: starting with a pattern without glob characters, or matched by a glob.
 func matchURI(patterns []pattern, uri string) bool {
 	for _, p := range patterns {
-		if !p.glob && strings.HasPrefix(uri, p.text) {
+		if p.glob && p.globMatches(uri) || !p.glob && strings.HasPrefix(uri, p.text) {
 			return true
-		}
-		if p.glob {
-			if ok, _ := path.Match(p.text, uri); ok {
-				return true
-			}
 		}
 	}
 	return false

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -292,4 +293,15 @@ func BenchmarkDecide50Rules(b *testing.B) {
 	slices.Sort(took)
 	b.ReportMetric(float64(took[len(took)/2]), "p50-ns/op")
 	b.ReportMetric(float64(took[len(took)*99/100]), "p99-ns/op")
+}
+
+// The shortcut for globs of the form prefix* agrees with path.Match.
+func TestStarGlobsAgreeWithPathMatch(t *testing.T) {
+	for _, g := range []string{"get_*", "*", "file:///tmp/*", "a\\*", "a*b*", "x?*"} {
+		p := compilePatterns([]string{g})[0]
+		for _, s := range []string{"", "get_", "get_x", "get_x/y", "got_x", "file:///tmp/a", "file:///tmp/a/b", "a*", "ab", "a/b", "xy"} {
+			want, _ := path.Match(g, s)
+			assert.Equal(t, want, p.globMatches(s), "%q against %q", g, s)
+		}
+	}
 }
