@@ -1,9 +1,11 @@
 package policy
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
@@ -69,11 +71,7 @@ func (v *vars) ResolveName(name string) (any, bool) {
 		return v.request.URI, true
 	case "request.arguments":
 		if v.arguments == nil {
-			var args map[string]any
-			if json.Unmarshal(v.request.Arguments, &args) != nil || args == nil {
-				args = map[string]any{}
-			}
-			v.arguments = celValue(args)
+			v.arguments = decodeArguments(v.request.Arguments)
 		}
 		return v.arguments, true
 	}
@@ -89,28 +87,56 @@ func orEmpty(s []string) []string {
 	return s
 }
 
-// celValue converts decoded JSON into CEL values once, so that the expressions of a decision read the arguments
-// without converting them again at each access.
-func celValue(v any) ref.Val {
-	switch v := v.(type) {
-	case map[string]any:
-		m := make(map[ref.Val]ref.Val, len(v))
-		for k, e := range v {
-			m[types.String(k)] = celValue(e)
+// decodeArguments reads a call's arguments straight into CEL values, once for all the expressions of a decision;
+// anything but an object (or nothing) is no arguments.
+func decodeArguments(raw json.RawMessage) ref.Val {
+	if len(raw) > 0 {
+		v, err := readValue(jsontext.NewDecoder(bytes.NewReader(raw)))
+		if err == nil && v.Type() == types.MapType {
+			return v
 		}
-		return types.NewRefValMap(types.DefaultTypeAdapter, m)
-	case []any:
-		l := make([]ref.Val, len(v))
-		for i, e := range v {
-			l[i] = celValue(e)
-		}
-		return types.NewRefValList(types.DefaultTypeAdapter, l)
-	case string:
-		return types.String(v)
-	case float64:
-		return types.Double(v)
-	case bool:
-		return types.Bool(v)
 	}
-	return types.NullValue
+	return types.NewRefValMap(types.DefaultTypeAdapter, map[ref.Val]ref.Val{})
+}
+
+// readValue reads one JSON value as a CEL value: objects as maps, arrays as lists, numbers as doubles.
+func readValue(dec *jsontext.Decoder) (ref.Val, error) {
+	tok, err := dec.ReadToken()
+	if err != nil {
+		return nil, err
+	}
+	switch tok.Kind() {
+	case '{':
+		m := map[ref.Val]ref.Val{}
+		for dec.PeekKind() != '}' {
+			name, err := dec.ReadToken()
+			if err != nil {
+				return nil, err
+			}
+			if m[types.String(name.String())], err = readValue(dec); err != nil {
+				return nil, err
+			}
+		}
+		_, err := dec.ReadToken()
+		return types.NewRefValMap(types.DefaultTypeAdapter, m), err
+	case '[':
+		var l []ref.Val
+		for dec.PeekKind() != ']' {
+			e, err := readValue(dec)
+			if err != nil {
+				return nil, err
+			}
+			l = append(l, e)
+		}
+		_, err := dec.ReadToken()
+		return types.NewRefValList(types.DefaultTypeAdapter, l), err
+	case '"':
+		return types.String(tok.String()), nil
+	case '0':
+		f, err := tok.Float()
+		return types.Double(f), err
+	case 't', 'f':
+		return types.Bool(tok.Bool()), nil
+	}
+	return types.NullValue, nil
 }
