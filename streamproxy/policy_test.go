@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -227,7 +229,8 @@ func TestPolicyHeaderMismatchCannotBypass(t *testing.T) {
 }
 
 // A filtered list keeps its pages: each page shows what the caller may use, and its nextCursor stays, even on a
-// page the policy emptied; on the session path and on the stateless path passed through to a 2026-07-28 child.
+// page the policy emptied; on the session path and on the stateless path passed through to a 2026-07-28 child. Its
+// change notifications still arrive.
 func TestPolicyFilteredListsKeepTheirPages(t *testing.T) {
 	server := testenv.BuildBinary(t, "./streamproxy/testdata/pagedserver")
 	url := proxy(t, []string{"--policy", policyFile(t, `
@@ -235,6 +238,7 @@ version: 1
 default: deny
 rules:
   - {name: first-five, tools: ["tool-0[0-4]"], effect: allow}
+  - {name: growing, tools: ["grow", "tool-1*"], users: ["grower"], effect: allow}
 `)}, server)
 
 	sid := open(t, url)
@@ -253,7 +257,8 @@ rules:
 			break
 		}
 	}
-	assert.Equal(t, [][]string{{"tool-00", "tool-01", "tool-02"}, {"tool-03", "tool-04"}, nil, nil}, pages)
+	// The server's pages: [grow tool-00 tool-01] [tool-02 tool-03 tool-04] [tool-05 tool-06 tool-07] [tool-08 tool-09].
+	assert.Equal(t, [][]string{{"tool-00", "tool-01"}, {"tool-02", "tool-03", "tool-04"}, nil, nil}, pages)
 
 	cs := connectAs(t, url, "X-User-Id", "1001")
 	var all []string
@@ -264,6 +269,35 @@ rules:
 	assert.Equal(t, []string{"tool-00", "tool-01", "tool-02", "tool-03", "tool-04"}, all)
 	_, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "tool-07"})
 	assert.ErrorContains(t, err, `tool "tool-07" is not allowed for this user (policy rule "default")`)
+
+	// list_changed passes: a session of the user the policy lets grow the server hears of the new tool and sees it.
+	sid = open(t, url, "X-User-Id", "grower")
+	events, stop := streamOf(t, url, sid, "", "grower")
+	defer stop()
+	r := post(t, url, sid, `{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"grow","arguments":{}}}`, "X-User-Id", "grower")
+	require.Equal(t, 200, r.status)
+	heard := slices.ContainsFunc(r.messages, func(m map[string]any) bool { return m["method"] == "notifications/tools/list_changed" })
+	for !heard {
+		select {
+		case e := <-events:
+			heard = strings.Contains(e.data, "notifications/tools/list_changed")
+		case <-time.After(10 * time.Second):
+			t.Fatal("no notifications/tools/list_changed")
+		}
+	}
+	var grown []string
+	for cursor := ""; ; {
+		body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 5, "method": "tools/list", "params": map[string]any{"cursor": cursor}})
+		if cursor == "" {
+			body = []byte(`{"jsonrpc":"2.0","id":5,"method":"tools/list"}`)
+		}
+		r := post(t, url, sid, string(body), "X-User-Id", "grower")
+		grown = append(grown, listed(t, r, "tools", "name")...)
+		if cursor, _ = r.messages[0]["result"].(map[string]any)["nextCursor"].(string); cursor == "" {
+			break
+		}
+	}
+	assert.Equal(t, []string{"grow", "tool-00", "tool-01", "tool-02", "tool-03", "tool-04", "tool-10"}, grown)
 }
 
 // A change of the policy file takes effect without dropping a session; a change that does not load leaves the last

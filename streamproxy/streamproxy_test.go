@@ -313,11 +313,17 @@ type sseEvent struct{ id, data string }
 // stream opens the GET stream and returns its events; it returns once the stream is open.
 func stream(t *testing.T, url, sid, lastEventID string) (<-chan sseEvent, func()) {
 	t.Helper()
+	return streamOf(t, url, sid, lastEventID, testUser)
+}
+
+// streamOf is stream for the session of another user.
+func streamOf(t *testing.T, url, sid, lastEventID, user string) (<-chan sseEvent, func()) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	req.Header.Set("Accept", "text/event-stream")
 	req.Header.Set("Mcp-Session-Id", sid)
-	req.Header.Set("X-User-Id", testUser)
+	req.Header.Set("X-User-Id", user)
 	if lastEventID != "" {
 		req.Header.Set("Last-Event-ID", lastEventID)
 	}
