@@ -14,6 +14,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -68,6 +69,8 @@ func run(args []string) error {
 	readTimeout := fs.Duration("read-timeout", 30*time.Second, "time a client has to send a request's headers and body (0: no limit); what follows (a long call, a stream) is not bounded by it")
 	connIdle := fs.Duration("conn-idle-timeout", 2*time.Minute, "close a client's connection after this long without a request (0: as --read-timeout)")
 	logFormat := fs.String("log-format", "auto", "log format: text, json, or auto (json unless stderr is a terminal)")
+	var logLevel slog.Level
+	fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "least severe level logged: debug (adds a line per policy decision), info, warn or error")
 	fs.Var(&peers, "peers", "base URLs of every replica serving this MCP server, this one included, comma separated: each user's requests go to one of them, passed on with a proof keyed with --secret, which they need (empty: this replica serves everyone)")
 	self := fs.String("self", "", "this replica's base URL as it appears in --peers")
 	policyFile := fs.String("policy", "", "policy file (YAML, docs/policy.md): who may use which tool, prompt and resource, rate limits; a file that does not load stops the start (empty: everyone may use everything)")
@@ -104,7 +107,7 @@ func run(args []string) error {
 		return errors.New(peruser.Placeholder + " in --env or --workdir needs an identity: keep --user-header set")
 	}
 
-	log, err := observe.NewLogger(*logFormat, os.Stderr)
+	log, err := observe.NewLoggerAt(*logFormat, logLevel, os.Stderr)
 	if err != nil {
 		return err
 	}

@@ -92,8 +92,8 @@ rules:
 // A user outside the group never sees the write tools nor calls them, on either generation; a member does both.
 func TestPolicyGroupsOnBothGenerations(t *testing.T) {
 	base := t.TempDir()
-	url := proxy(t, []string{"--policy", policyFile(t, memoryPolicy), "--env", "MEMORY_FILE_PATH=" + base + "/{user}.json"},
-		memoryServer(t)...)
+	p, url, _ := proxyProcess(t, testenv.FreePort(t), []string{"--policy", policyFile(t, memoryPolicy), "--log-level", "debug",
+		"--env", "MEMORY_FILE_PATH=" + base + "/{user}.json"}, memoryServer(t)...)
 	const outsider, member = "1000001", "1000002"
 	list := `{"jsonrpc":"2.0","id":5,"method":"tools/list"}`
 
@@ -112,6 +112,8 @@ func TestPolicyGroupsOnBothGenerations(t *testing.T) {
 	assert.EqualValues(t, 2, r.messages[0]["id"])
 	graph, _ := json.Marshal(post(t, url, sid, readGraph, "X-User-Id", outsider, "X-User-Groups", "dev").messages)
 	assert.NotContains(t, string(graph), "alice-secret", "the refused call never reached the server")
+	p.WaitLine(t, `"msg":"policy decision","effect":"deny","rule":"default","method":"tools/call","name":"create_entities"`, 5*time.Second)
+	assert.NotContains(t, p.Output(), "alice-secret", "a decision is logged without the call's arguments")
 
 	sid = open(t, url, "X-User-Id", member, "X-User-Groups", "dev,team")
 	tools = listed(t, post(t, url, sid, list, "X-User-Id", member, "X-User-Groups", "dev,team"), "tools", "name")

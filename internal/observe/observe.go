@@ -56,8 +56,13 @@ func sane(id string) bool {
 
 // NewLogger returns a logger writing to w as text ("text"), JSON ("json"), or JSON unless w is a terminal ("auto":
 // containers and log collectors get JSON, people at a terminal get text). Every record logged with a context that
-// carries a request id gets a request_id attribute.
+// carries a request id gets a request_id attribute. It logs from level info; NewLoggerAt chooses the level.
 func NewLogger(format string, w io.Writer) (*slog.Logger, error) {
+	return NewLoggerAt(format, slog.LevelInfo, w)
+}
+
+// NewLoggerAt is NewLogger logging from a given level (debug for streamproxy's policy decisions, say).
+func NewLoggerAt(format string, level slog.Level, w io.Writer) (*slog.Logger, error) {
 	switch format {
 	case "auto":
 		format = "json"
@@ -70,9 +75,10 @@ func NewLogger(format string, w io.Writer) (*slog.Logger, error) {
 	default:
 		return nil, &formatError{format}
 	}
-	var h slog.Handler = slog.NewTextHandler(w, nil)
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if format == "json" {
-		h = slog.NewJSONHandler(w, nil)
+		h = slog.NewJSONHandler(w, opts)
 	}
 	return slog.New(contextHandler{h}), nil
 }

@@ -3,6 +3,7 @@ package observe
 import (
 	"bytes"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -97,4 +98,16 @@ func TestLogFormat(t *testing.T) {
 	assert.True(t, json.Valid(b.Bytes()), b.String())
 	_, err = NewLogger("yaml", &b)
 	assert.ErrorContains(t, err, "want auto, text or json")
+}
+
+func TestLogLevel(t *testing.T) {
+	var b bytes.Buffer
+	log, err := NewLogger("text", &b)
+	require.NoError(t, err)
+	log.Debug("quiet")
+	assert.Empty(t, b.String(), "info and up by default")
+	log, err = NewLoggerAt("text", slog.LevelDebug, &b)
+	require.NoError(t, err)
+	log.Debug("heard")
+	assert.Contains(t, b.String(), "msg=heard")
 }
