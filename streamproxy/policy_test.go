@@ -364,3 +364,54 @@ limits:
 	assert.Equal(t, 200, postStateless(t, url, "another-user", body).status, "each user has a bucket of their own")
 	assert.Equal(t, 200, post(t, url, sid, `{"jsonrpc":"2.0","id":6,"method":"tools/list"}`).status, "lists are not limited")
 }
+
+// Prompts, resources, resource templates and completions are decided and filtered like tools.
+func TestPolicyPromptsResourcesAndCompletions(t *testing.T) {
+	url := proxy(t, []string{"--policy", policyFile(t, `
+version: 1
+default: allow
+rules:
+  - {name: completable-for-team, prompts: ["completable-*"], groups: [team], effect: allow}
+  - {name: no-completable, prompts: ["completable-*"], effect: deny}
+  - {name: no-blobs, resources: ["demo://resource/dynamic/blob/"], effect: deny}
+  - {name: no-architecture, resources: ["demo://resource/static/document/architecture.md"], effect: deny}
+`)}, everything(t)...)
+	sid := open(t, url)
+	rpc := func(id int, method string, params map[string]any, headers ...string) reply {
+		body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+		return post(t, url, sid, string(body), headers...)
+	}
+	refused := func(r reply, rule string) {
+		t.Helper()
+		assert.Contains(t, rpcErrorOf(t, r)["message"], `(policy rule "`+rule+`")`)
+	}
+
+	prompts := listed(t, rpc(2, "prompts/list", map[string]any{}), "prompts", "name")
+	assert.Contains(t, prompts, "simple-prompt")
+	assert.NotContains(t, prompts, "completable-prompt")
+	refused(rpc(3, "prompts/get", map[string]any{"name": "completable-prompt", "arguments": map[string]any{"department": "Engineering", "name": "Alice"}}), "no-completable")
+	complete := map[string]any{"ref": map[string]any{"type": "ref/prompt", "name": "completable-prompt"}, "argument": map[string]any{"name": "department", "value": "E"}}
+	refused(rpc(4, "completion/complete", complete), "no-completable")
+	r := rpc(5, "completion/complete", complete, "X-User-Groups", "team")
+	require.Equal(t, 200, r.status)
+	assert.Contains(t, r.messages[0]["result"].(map[string]any)["completion"].(map[string]any)["values"], "Engineering")
+
+	resources := listed(t, rpc(6, "resources/list", map[string]any{}), "resources", "uri")
+	assert.Contains(t, resources, "demo://resource/static/document/features.md")
+	assert.NotContains(t, resources, "demo://resource/static/document/architecture.md")
+	templates := listed(t, rpc(7, "resources/templates/list", map[string]any{}), "resourceTemplates", "uriTemplate")
+	assert.Equal(t, []string{"demo://resource/dynamic/text/{resourceId}"}, templates)
+	refused(rpc(8, "resources/read", map[string]any{"uri": "demo://resource/dynamic/blob/1"}), "no-blobs")
+	r = rpc(9, "resources/read", map[string]any{"uri": "demo://resource/dynamic/text/1"})
+	require.Equal(t, 200, r.status)
+	assert.Nil(t, r.messages[0]["error"])
+	refused(rpc(10, "resources/subscribe", map[string]any{"uri": "demo://resource/static/document/architecture.md"}), "no-architecture")
+	refused(rpc(11, "completion/complete", map[string]any{"ref": map[string]any{"type": "ref/resource", "uri": "demo://resource/dynamic/blob/{resourceId}"},
+		"argument": map[string]any{"name": "resourceId", "value": "1"}}), "no-blobs")
+
+	// The stateless path: a listen stream may not follow a resource the caller may not subscribe to.
+	body := statelessBody(12, "subscriptions/listen", map[string]any{"notifications": map[string]any{
+		"resourceSubscriptions": []string{"demo://resource/static/document/architecture.md"}}}, map[string]any{})
+	refused(postStateless(t, url, testUser, body), "no-architecture")
+	refused(postStateless(t, url, testUser, statelessBody(13, "prompts/get", map[string]any{"name": "completable-prompt"}, map[string]any{})), "no-completable")
+}

@@ -53,8 +53,11 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, id json.RawM
 		return true
 	}
 	p := h.cfg.Policy.Current()
-	if method == "subscriptions/listen" {
+	switch method {
+	case "subscriptions/listen":
 		return h.authorizeListen(w, r, p, id, params)
+	case "completion/complete":
+		return h.authorizeCompletion(w, r, p, id, params)
 	}
 	if !policy.Governs(method) {
 		return true
@@ -98,6 +101,22 @@ func (h *Handler) authorizeListen(w http.ResponseWriter, r *http.Request, p *pol
 		}
 	}
 	return true
+}
+
+// authorizeCompletion decides a completion of a prompt's or a resource template's arguments as the use of that
+// prompt or template: what a caller may not use, they may not explore either.
+func (h *Handler) authorizeCompletion(w http.ResponseWriter, r *http.Request, p *policy.Policy, id json.RawMessage, params map[string]json.RawMessage) bool {
+	var ref struct {
+		Type string `json:"type"`
+		Name string `json:"name"`
+		URI  string `json:"uri"`
+	}
+	_ = json.Unmarshal(params["ref"], &ref)
+	q := &policy.Request{Method: "prompts/get", Name: ref.Name}
+	if ref.Type == "ref/resource" {
+		q = &policy.Request{Method: "resources/read", URI: ref.URI}
+	}
+	return h.decide(w, r, p, h.callerOf(r), q, id)
 }
 
 // decide asks the policy, counts and logs the decision, and answers a request that may not go on.
