@@ -81,7 +81,7 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, id json.RawM
 		h.log.DebugContext(r.Context(), "policy rate limit", "rule", limited.Rule, "method", method, "user", c.ID, "retry_after", secs)
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		rpcErrorData(w, http.StatusTooManyRequests, id, -32000,
-			fmt.Sprintf("rate limit %q of this server's policy reached for this user: try again in %d s", limited.Rule, secs),
+			fmt.Sprintf("rate limit %q of this server's policy reached: try again in %d s", limited.Rule, secs),
 			map[string]any{"rule": limited.Rule})
 		return false
 	}
