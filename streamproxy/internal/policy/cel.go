@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"sync"
 
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/google/cel-go/cel"
@@ -91,13 +92,26 @@ func orEmpty(s []string) []string {
 // anything but an object (or nothing) is no arguments.
 func decodeArguments(raw json.RawMessage) ref.Val {
 	if len(raw) > 0 {
-		v, err := readValue(jsontext.NewDecoder(bytes.NewReader(raw)))
+		d := decoders.Get().(*argumentDecoder)
+		d.in.Reset(raw)
+		d.dec.Reset(&d.in)
+		v, err := readValue(&d.dec)
+		decoders.Put(d)
 		if err == nil && v.Type() == types.MapType {
 			return v
 		}
 	}
 	return types.NewRefValMap(types.DefaultTypeAdapter, map[ref.Val]ref.Val{})
 }
+
+// argumentDecoder is a decoder kept for the next decision: a decision allocates little, so that the collector
+// seldom runs while decisions wait.
+type argumentDecoder struct {
+	in  bytes.Reader
+	dec jsontext.Decoder
+}
+
+var decoders = sync.Pool{New: func() any { return new(argumentDecoder) }}
 
 // readValue reads one JSON value as a CEL value: objects as maps, arrays as lists, numbers as doubles.
 func readValue(dec *jsontext.Decoder) (ref.Val, error) {

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -278,22 +277,6 @@ var (
 	benchCaller  = &Caller{ID: "1", Login: "alice", Scopes: []string{"mcp"}, Groups: []string{"team", "dev"}}
 	benchRequest = &Request{Method: "tools/call", Name: "write_file", Arguments: json.RawMessage(`{"n":1000,"path":"/tmp/a"}`)}
 )
-
-// BenchmarkDecide50Rules is the cost of one decision against a 50-rule policy. Each call is timed on its own, so
-// that besides the mean it reports p50-ns/op and p99-ns/op, which `go run ./bench -only policy` reads.
-func BenchmarkDecide50Rules(b *testing.B) {
-	p := mustParse(b, fiftyRules())
-	b.ReportAllocs()
-	var took []time.Duration
-	for b.Loop() {
-		t0 := time.Now()
-		p.Decide(benchCaller, benchRequest)
-		took = append(took, time.Since(t0))
-	}
-	slices.Sort(took)
-	b.ReportMetric(float64(took[len(took)/2]), "p50-ns/op")
-	b.ReportMetric(float64(took[len(took)*99/100]), "p99-ns/op")
-}
 
 // The shortcut for globs of the form prefix* agrees with path.Match.
 func TestStarGlobsAgreeWithPathMatch(t *testing.T) {
