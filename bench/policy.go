@@ -51,7 +51,7 @@ func policySection(e *env, cfg Config, s *Section) error {
 	s.Doc.Table([]string{"", "p50", "p99", "p99 spread"}, [][]string{{"one decision, 50 rules",
 		fmt.Sprintf("%.1f µs", p50.Median/1000), fmt.Sprintf("%.1f µs", p99.Median/1000), fmt.Sprintf("%.0f%%", 100*p99.RelSpread())}})
 	s.verdict("policy decision <= 10 µs at p99 (50 rules)", fmt.Sprintf("%.1f µs", p99.Median/1000), p99.Median <= policyTargetNs,
-		"the worst case of a first match: see section 4")
+		fmt.Sprintf("the worst case of a first match (section 4), p50 %.1f µs; a loaded machine shows in the tail", p50.Median/1000))
 	return nil
 }
 
