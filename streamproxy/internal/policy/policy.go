@@ -5,6 +5,7 @@
 package policy
 
 import (
+	"context"
 	"encoding/json"
 	"log/slog"
 	"path"
@@ -106,8 +107,14 @@ func (p *Policy) Decide(c *Caller, r *Request) Decision {
 	for _, ru := range p.rules {
 		ok, err := ru.match.matches(c, r, &v)
 		if err != nil {
-			// Fail closed: an expression that cannot be evaluated for this request never lets it through.
-			p.log.Warn("policy rule could not be evaluated: denied", "rule", ru.name, "method", r.Method, "err", err)
+			// Fail closed: an expression that cannot be evaluated for this request never lets it through. A list
+			// item has no arguments to evaluate, which is no news at every list.
+			level := slog.LevelWarn
+			if r.Arguments == nil {
+				level = slog.LevelDebug
+			}
+			p.log.Log(context.Background(), level, "policy rule could not be evaluated: denied", "rule", ru.name,
+				"method", r.Method, "name", r.Name, "uri", r.URI, "err", err)
 			return Decision{Effect: Deny, Rule: ru.name}
 		}
 		if !ok {
