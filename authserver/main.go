@@ -54,6 +54,7 @@ func main() {
 // settings are the parsed flags.
 type settings struct {
 	listen, issuer, resources, resourcePatterns, defaultResource, scopes string
+	scopeDescriptions, groups                                            string
 	ghClientID, ghClientSecret, ghWebURL, ghAPIURL                       string
 	allowedUsers, allowedOrgs, allowedTeams                              string
 	codeTTL, accessTTL, refreshTTL, clientTTL, authTTL, consentTTL       time.Duration
@@ -97,6 +98,9 @@ func flags(s *settings) *flag.FlagSet {
 	fs.StringVar(&s.resourcePatterns, "resource-patterns", "", "comma-separated patterns of protected MCP endpoints, e.g. https://*.example.com/mcp")
 	fs.StringVar(&s.defaultResource, "default-resource", "", "resource used when a client sends none (empty: the resource parameter is required)")
 	fs.StringVar(&s.scopes, "scopes", "mcp", "comma-separated scopes offered; the first is the default and the one MCP access needs")
+	fs.StringVar(&s.scopeDescriptions, "scope-descriptions", "", "what each offered scope lets an application do, shown on the consent "+
+		"page: scope=description entries separated by semicolons, e.g. 'everything:admin=read the server environment' "+
+		"(mcp and offline_access have built-in descriptions)")
 	fs.StringVar(&s.ghClientID, "github-client-id", "", "GitHub OAuth app client id")
 	fs.StringVar(&s.ghClientSecret, "github-client-secret", "", "GitHub OAuth app client secret")
 	fs.StringVar(&s.ghWebURL, "github-web-url", "https://github.com/", "GitHub web URL (GitHub Enterprise Server: https://HOST/)")
@@ -251,6 +255,14 @@ func serve(s *settings, log *slog.Logger) error {
 	if s.refreshLimit < 0 {
 		return errors.New("--refresh-limit must be 0 (unlimited) or more")
 	}
+	scopes := flagenv.Split(s.scopes)
+	if err := oauth.CheckScopes(scopes); err != nil {
+		return fmt.Errorf("--scopes: %w", err)
+	}
+	described, err := oauth.ParseScopeDescriptions(s.scopeDescriptions, scopes)
+	if err != nil {
+		return fmt.Errorf("--scope-descriptions: %w", err)
+	}
 	ghConfig, policy, err := checkGitHub(s, log)
 	if err != nil {
 		return err
@@ -325,7 +337,7 @@ func serve(s *settings, log *slog.Logger) error {
 	srv, err := oauth.New(oauth.Config{
 		ClientMetadata: documents, ClientKeys: fetcher,
 		Issuer: s.issuer, Resources: resources, ResourcePatterns: patterns,
-		DefaultResource: s.defaultResource, Scopes: flagenv.Split(s.scopes),
+		DefaultResource: s.defaultResource, Scopes: scopes, ScopeDescriptions: described,
 		Grants:  grant.Policy{MaxAge: s.grantMaxAge, RefreshLimit: s.refreshLimit, Window: s.accessTTL},
 		CodeTTL: s.codeTTL, AccessTTL: s.accessTTL, RefreshTTL: s.refreshTTL, Clients: clientlife.Policy{Unused: s.clientUnusedTTL, Idle: s.clientTTL},
 		AuthRequestTTL: s.authTTL, ConsentTTL: s.consentTTL, RefreshReuseWindow: s.refreshReuseWindow,

@@ -220,7 +220,9 @@ func covers(granted, wanted string) bool {
 	return true
 }
 
-func (s *Server) showConsent(w http.ResponseWriter, ar *store.AuthRequest, c *store.Client) {
+// showConsent shows the consent page for ar; approved is the scope the user approved this client for before on
+// this resource ("" if never), so that what a step-up adds is marked as new.
+func (s *Server) showConsent(w http.ResponseWriter, ar *store.AuthRequest, c *store.Client, approved string) {
 	host := ar.RedirectURI
 	if u, err := url.Parse(ar.RedirectURI); err == nil && u.Host != "" {
 		host = u.Host
@@ -239,7 +241,7 @@ func (s *Server) showConsent(w http.ResponseWriter, ar *store.AuthRequest, c *st
 	s.render(w, http.StatusOK, consentPage, map[string]any{
 		"Client": name, "ClientID": c.ID, "RedirectHost": hostname.Of(host), "Resource": ar.Resource, "Device": shownUserCode(ar),
 		"Published": publishedHost, "LoopbackOnly": published != "" && loopbackOnly(c.RedirectURIs),
-		"Scopes": scopeDescriptions(ar.Scope), "Ignored": strings.Fields(ar.IgnoredScope), "User": ar.User.Login, "Provider": s.providerName(*ar.User), "RequestID": ar.ID, "CSRF": ar.CSRFToken,
+		"Scopes": s.scopeLines(ar.Scope, approved), "Ignored": strings.Fields(ar.IgnoredScope), "User": ar.User.Login, "Provider": s.providerName(*ar.User), "RequestID": ar.ID, "CSRF": ar.CSRFToken,
 		"Remember": s.cfg.ConsentTTL > 0 && !consentAlwaysAsked(c, ar), "Action": s.cfg.Issuer + "/consent",
 	})
 }
@@ -264,16 +266,32 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
 		end.denied(w, r, ar)
 		return
 	}
-	if s.cfg.ConsentTTL > 0 && r.PostForm.Get("remember") != "" && end.mayRemember() {
-		now := time.Now()
-		err := s.store.PutConsent(r.Context(), &store.Consent{UserID: ar.User.ID, ClientID: ar.ClientID, Scope: ar.Scope,
-			Resource: ar.Resource, GrantedAt: now, ExpiresAt: now.Add(s.cfg.ConsentTTL)})
-		if err != nil {
-			s.storeFailedPage(w, r, err)
-			return
-		}
+	if err := s.recordApproval(r, ar, r.PostForm.Get("remember") != "" && end.mayRemember()); err != nil {
+		s.storeFailedPage(w, r, err)
+		return
 	}
 	end.approved(w, r, ar)
+}
+
+// recordApproval keeps what the user approved (with --consent-lifetime 0, nothing): remembered if they asked, else
+// only so that a later, wider request (a step-up) marks what it adds. An approval not remembered never replaces a
+// remembered one, which would ask the user again for what they chose to be spared.
+func (s *Server) recordApproval(r *http.Request, ar *store.AuthRequest, remember bool) error {
+	if s.cfg.ConsentTTL <= 0 {
+		return nil
+	}
+	if !remember {
+		past, err := s.store.GetConsent(r.Context(), ar.User.ID, ar.ClientID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if err == nil && !past.NotRemembered {
+			return nil
+		}
+	}
+	now := time.Now()
+	return s.store.PutConsent(r.Context(), &store.Consent{UserID: ar.User.ID, ClientID: ar.ClientID, Scope: ar.Scope,
+		Resource: ar.Resource, GrantedAt: now, ExpiresAt: now.Add(s.cfg.ConsentTTL), NotRemembered: !remember})
 }
 
 // boundRequest loads the authorization request named by id, checking it belongs to this browser.
@@ -418,7 +436,7 @@ Only approve if that code is on a screen in front of you right now.</p>
 common way to imitate a familiar name: do not approve unless you are sure whose it is.</p>{{end}}{{end}}
 <p>MCP server: <code>{{.Resource}}</code></p>
 <p>It will be allowed to:</p>
-<ul>{{range .Scopes}}<li><code>{{.Name}}</code>{{if .Text}}: {{.Text}}{{end}}</li>{{end}}</ul>
+<ul>{{range .Scopes}}<li><code>{{.Name}}</code>{{if .Text}}: {{.Text}}{{end}}{{if .New}} <b class="new">(new: not approved before)</b>{{end}}</li>{{end}}</ul>
 {{if .Ignored}}<p style="color:#666;font-size:.9rem">It also asked for {{range .Ignored}}<code>{{.}}</code> {{end}}which this
 server does not offer it; that is not granted.</p>{{end}}
 <p style="color:#666;font-size:.9rem">Client id: <code>{{.ClientID}}</code>. Only approve if you started this connection yourself.</p>

@@ -170,8 +170,16 @@ func (s *Server) loginCallback(name string) http.HandlerFunc {
 		// the client asks for the page (prompt=consent), for a device, where the consent page is what tells the user
 		// which device they are letting in (RFC 8628 §5.4), and for a public client on a loopback redirect, which any
 		// local program can pose as.
-		if c, err := s.store.GetConsent(r.Context(), user.ID, client.ID); !ar.AskConsent && !consentAlwaysAsked(client, ar) &&
-			err == nil && c.Resource == ar.Resource && covers(c.Scope, ar.Scope) {
+		// A wider scope than approved (a step-up) is never granted without the page, prompt=none or not.
+		past, err := s.store.GetConsent(r.Context(), user.ID, client.ID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			s.storeFailedPage(w, r, err)
+			return
+		}
+		if err != nil || past.Resource != ar.Resource {
+			past = nil
+		}
+		if past != nil && !past.NotRemembered && !ar.AskConsent && !consentAlwaysAsked(client, ar) && covers(past.Scope, ar.Scope) {
 			s.endingOf(ar).approved(w, r, ar)
 			return
 		}
@@ -180,7 +188,11 @@ func (s *Server) loginCallback(name string) http.HandlerFunc {
 				"resource, or must approve it every time: retry without prompt=none")
 			return
 		}
-		s.showConsent(w, ar, client)
+		approved := ""
+		if past != nil {
+			approved = past.Scope
+		}
+		s.showConsent(w, ar, client, approved)
 	}
 }
 

@@ -1,8 +1,11 @@
 package oauth
 
 import (
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
+	"unicode"
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 )
@@ -12,8 +15,9 @@ import (
 // metadata) and a refusal ends the user's connection attempt:
 //
 //   - any run of whitespace separates scopes, leading and trailing whitespace is ignored, repeats count once;
-//   - scopes this server does not offer, or that the client did not register, are left out of the grant instead of
-//     failing the request; the token response's scope says what was granted, and the consent page shows both;
+//   - scopes this server does not offer, or (for a client the operator registered) that the client did not register,
+//     are left out of the grant instead of failing the request; the token response's scope says what was granted,
+//     and the consent page shows both;
 //   - offline_access (OpenID Connect Core §11, which MCP clients use) is understood: it is granted to clients
 //     registered for the refresh_token grant, which get refresh tokens whether or not they ask for it;
 //   - a request that names no scope this server grants, including one naming none at all, gets the default: the
@@ -35,12 +39,17 @@ func (s *Server) scopesSupported() []string {
 }
 
 // grantScope reads a requested scope string for client c and returns the scope granted and the scopes left out
-// (each space separated, sorted).
+// (each space separated, sorted). A client the operator registered is held to its registered scope. A client that
+// registered itself (or a metadata-document client) may ask for any offered scope: its registered scope is only its
+// default, since anyone may register any scope, and a client asking for more later (step-up: the MCP server
+// answered insufficient_scope) must be able to; the consent page shows the user every scope before it is granted.
 func (s *Server) grantScope(raw string, c *store.Client) (granted, ignored string) {
 	allowed, defaults := s.cfg.Scopes, s.cfg.Scopes[:1]
 	if c.Scope != "" {
-		allowed = strings.Fields(c.Scope)
-		defaults = allowed
+		defaults = strings.Fields(c.Scope)
+		if operatorClient(c) {
+			allowed = defaults
+		}
 	}
 	refreshes := slices.Contains(c.GrantTypes, "refresh_token")
 	grantable := func(sc string) bool {
@@ -105,20 +114,73 @@ func joinScopes(scopes []string) string {
 	return strings.Join(slices.Compact(scopes), " ")
 }
 
-// scopeDescriptions says, for the consent page, what each granted scope lets the application do.
-func scopeDescriptions(scope string) []scopeLine {
+// Built-in descriptions of the scopes every deployment has, for a scope the operator gave no description.
+var builtinScopeText = map[string]string{
+	"mcp":         "use this MCP server's tools, resources and prompts as you",
+	offlineAccess: "stay connected: renew its access without asking you again, until you or the operator revoke it",
+}
+
+// scopeLines says, for the consent page, what each scope of scope lets the application do, and marks as new those
+// the user has not approved for this application before (approved: a past approval's scope, "" if none).
+func (s *Server) scopeLines(scope, approved string) []scopeLine {
+	before := strings.Fields(approved)
 	var out []scopeLine
 	for _, sc := range strings.Fields(scope) {
-		line := scopeLine{Name: sc}
-		switch sc {
-		case "mcp":
-			line.Text = "use this MCP server's tools, resources and prompts as you"
-		case offlineAccess:
-			line.Text = "stay connected: renew its access without asking you again, until you or the operator revoke it"
+		text, ok := s.cfg.ScopeDescriptions[sc]
+		if !ok {
+			text = builtinScopeText[sc]
 		}
-		out = append(out, line)
+		out = append(out, scopeLine{Name: sc, Text: text, New: len(before) > 0 && !slices.Contains(before, sc)})
 	}
 	return out
 }
 
-type scopeLine struct{ Name, Text string }
+type scopeLine struct {
+	Name, Text string
+	New        bool // not in what the user approved for this application before: asked for by a step-up
+}
+
+// CheckScopes checks the offered scopes (--scopes): at least one, each a scope-token of RFC 6749 §3.3 (printable
+// ASCII without space, quote or backslash), none twice.
+func CheckScopes(scopes []string) error {
+	if len(scopes) == 0 {
+		return errors.New("no scopes offered: give at least the one MCP access needs (e.g. mcp)")
+	}
+	for i, sc := range scopes {
+		if strings.IndexFunc(sc, func(r rune) bool { return r <= ' ' || r > '~' || r == '"' || r == '\\' }) >= 0 {
+			return fmt.Errorf("scope %q: a scope is printable ASCII without spaces, quotes or backslashes (RFC 6749 §3.3)", sc)
+		}
+		if slices.Contains(scopes[:i], sc) {
+			return fmt.Errorf("scope %q is offered twice", sc)
+		}
+	}
+	return nil
+}
+
+// ParseScopeDescriptions reads --scope-descriptions: entries "scope=what it lets the application do" separated by
+// semicolons or new lines (descriptions are sentences, which hold commas). Each scope must be offered and described
+// once; a description is at most 200 characters of printable text.
+func ParseScopeDescriptions(raw string, offered []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, entry := range strings.FieldsFunc(raw, func(r rune) bool { return r == ';' || r == '\n' }) {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		name, text, ok := strings.Cut(entry, "=")
+		name, text = strings.TrimSpace(name), strings.TrimSpace(text)
+		switch {
+		case !ok || name == "" || text == "":
+			return nil, fmt.Errorf("%q is not scope=description (e.g. everything:admin=read the server's environment)", entry)
+		case !slices.Contains(offered, name) && name != offlineAccess:
+			return nil, fmt.Errorf("scope %q has a description but is not offered (--scopes %s)", name, strings.Join(offered, ","))
+		case len(text) > 200 || strings.IndexFunc(text, unicode.IsControl) >= 0:
+			return nil, fmt.Errorf("the description of scope %q must be at most 200 characters of text on one line", name)
+		}
+		if _, dup := out[name]; dup {
+			return nil, fmt.Errorf("scope %q is described twice", name)
+		}
+		out[name] = text
+	}
+	return out, nil
+}

@@ -41,6 +41,9 @@ type Config struct {
 	ResourcePatterns []string // e.g. https://*.example.com/mcp: one label replaces the *
 	DefaultResource  string   // used when a client sends no resource ("" : resource is required)
 	Scopes           []string // scopes clients may ask for; the first is the default
+	// ScopeDescriptions says what each scope lets an application do, for the consent page (a scope without one:
+	// the built-in text of mcp and offline_access, else its name alone).
+	ScopeDescriptions map[string]string
 
 	CodeTTL        time.Duration
 	AccessTTL      time.Duration
@@ -136,8 +139,8 @@ func New(cfg Config, st store.Store, km *keys.Manager, logins *login.Service, lo
 	if cfg.DefaultResource != "" && !matchResource(cfg, cfg.DefaultResource) {
 		return nil, fmt.Errorf("default resource %q is not one of the protected resources", cfg.DefaultResource)
 	}
-	if len(cfg.Scopes) == 0 {
-		return nil, errors.New("no scopes configured")
+	if err := CheckScopes(cfg.Scopes); err != nil {
+		return nil, err
 	}
 	if cfg.RefreshReuseWindow < 0 || (cfg.RefreshReuseWindow > 0 && cfg.RefreshReuseWindow >= cfg.AccessTTL) {
 		return nil, fmt.Errorf("the refresh reuse window (--refresh-reuse-window %s) must be 0 or shorter than the "+

@@ -196,7 +196,8 @@ type Revocation struct {
 	Seq       int64     `json:"seq"`
 }
 
-// Consent remembers that a user approved a client for some scopes on a resource.
+// Consent records that a user approved a client for some scopes on a resource. A remembered approval spares the
+// user the consent page next time; one not remembered only tells the next consent page which scopes are new.
 type Consent struct {
 	UserID    string    `json:"user_id"`
 	ClientID  string    `json:"client_id"`
@@ -204,6 +205,8 @@ type Consent struct {
 	Resource  string    `json:"resource"`
 	GrantedAt time.Time `json:"granted_at"`
 	ExpiresAt time.Time `json:"expires_at"`
+	// NotRemembered: the user did not ask to be spared the page (records from before this field are remembered).
+	NotRemembered bool `json:"not_remembered,omitempty"`
 }
 
 // SigningKey is one key of the signing key set. PrivatePEM is a PKCS#8 PEM block. A key is published from
