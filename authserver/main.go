@@ -101,6 +101,9 @@ func flags(s *settings) *flag.FlagSet {
 	fs.StringVar(&s.scopeDescriptions, "scope-descriptions", "", "what each offered scope lets an application do, shown on the consent "+
 		"page: scope=description entries separated by semicolons, e.g. 'everything:admin=read the server environment' "+
 		"(mcp and offline_access have built-in descriptions)")
+	fs.StringVar(&s.groups, "groups", "", "comma-separated groups the MCP servers' policies use: a user's GitHub organizations (acme) and teams "+
+		"(acme/platform), and the values of an OpenID provider's groups claim, read at login, become the access token's groups claim, "+
+		"limited to these (empty: tokens carry no groups)")
 	fs.StringVar(&s.ghClientID, "github-client-id", "", "GitHub OAuth app client id")
 	fs.StringVar(&s.ghClientSecret, "github-client-secret", "", "GitHub OAuth app client secret")
 	fs.StringVar(&s.ghWebURL, "github-web-url", "https://github.com/", "GitHub web URL (GitHub Enterprise Server: https://HOST/)")
@@ -263,6 +266,10 @@ func serve(s *settings, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("--scope-descriptions: %w", err)
 	}
+	groups, err := login.ParseGroups(s.groups)
+	if err != nil {
+		return fmt.Errorf("--groups: %w", err)
+	}
 	ghConfig, policy, err := checkGitHub(s, log)
 	if err != nil {
 		return err
@@ -301,6 +308,7 @@ func serve(s *settings, log *slog.Logger) error {
 	var providers []login.Provider
 	if githubConfigured(s) {
 		ghConfig.Pins = st // each allowed login keeps the account it was first seen with
+		ghConfig.Groups = groups
 		gh, err := github.New(ghConfig, policy, &http.Client{Timeout: 15 * time.Second})
 		if err != nil {
 			return err
@@ -312,6 +320,7 @@ func serve(s *settings, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	logins.KeepGroups(groups)
 	km := keyManager(st, s)
 	if err := km.Ensure(ctx); err != nil {
 		return err
@@ -374,7 +383,7 @@ func serve(s *settings, log *slog.Logger) error {
 		_ = hs.Shutdown(shutdown)
 	}()
 	log.Info("authserver listening", "addr", ln.Addr().String(), "issuer", s.issuer,
-		"resources", slices.Concat(resources, patterns), "access", strings.Join(access, "; "))
+		"resources", slices.Concat(resources, patterns), "access", strings.Join(access, "; "), "groups", groups)
 	if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

@@ -15,7 +15,10 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
+	"strings"
 	"time"
+	"unicode"
 
 	"golang.org/x/oauth2"
 
@@ -42,6 +45,7 @@ type Service struct {
 	providers []Provider
 	byName    map[string]Provider
 	once      Once
+	groups    []string // the groups a user record (and so a token) may name; nil: none
 }
 
 // New returns a service over the providers, in the order users see them. Names and callback paths must differ.
@@ -66,6 +70,13 @@ func New(once Once, providers ...Provider) (*Service, error) {
 	}
 	return s, nil
 }
+
+// KeepGroups declares the groups that matter to the MCP servers' policies (call it before serving): a user's
+// groups are read at login and limited to these, so that tokens stay small. Without it users carry no groups.
+func (s *Service) KeepGroups(declared []string) { s.groups = declared }
+
+// Groups are the declared groups.
+func (s *Service) Groups() []string { return s.groups }
 
 // Providers lists the providers in the order they were configured.
 func (s *Service) Providers() []Provider { return s.providers }
@@ -129,6 +140,7 @@ func (s *Service) Finish(ctx context.Context, name string, q url.Values, ar *sto
 		return nil, err
 	}
 	u.Provider = name
+	u.Groups = relevant(u.Groups, s.groups)
 	ar.Login = store.LoginAttempt{}
 	return u, nil
 }
@@ -142,6 +154,41 @@ func (s *Service) MayRefresh(u store.User) (ok bool, reason string) {
 		return false, fmt.Sprintf("this server no longer accepts logins through %s, where user %s logged in", name, u.Login)
 	}
 	return p.MayRefresh(u)
+}
+
+// relevant is the part of groups that is declared, sorted, each once; nil when none is.
+func relevant(groups, declared []string) []string {
+	var keep []string
+	for _, g := range groups {
+		if slices.Contains(declared, g) && !slices.Contains(keep, g) {
+			keep = append(keep, g)
+		}
+	}
+	slices.Sort(keep)
+	return keep
+}
+
+// ParseGroups reads the declared groups (--groups): comma-separated names, each at most 255 bytes of printable text
+// without whitespace (the gateway passes a token's groups on in one comma-separated header, so a name cannot hold a
+// comma or a space). Duplicates count once.
+func ParseGroups(raw string) ([]string, error) {
+	var out []string
+	for _, g := range strings.Split(raw, ",") {
+		g = strings.TrimSpace(g)
+		switch {
+		case g == "":
+			continue
+		case len(g) > 255:
+			return nil, fmt.Errorf("group %.40q...: at most 255 bytes", g)
+		case strings.IndexFunc(g, func(r rune) bool { return unicode.IsSpace(r) || Unprintable(r) }) >= 0:
+			return nil, fmt.Errorf("group %q: a group name holds no whitespace or control characters (tokens' groups are "+
+				"passed on comma-separated)", g)
+		}
+		if !slices.Contains(out, g) {
+			out = append(out, g)
+		}
+	}
+	return out, nil
 }
 
 func random(n int) string {

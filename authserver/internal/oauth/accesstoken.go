@@ -21,6 +21,8 @@ type AccessClaims struct {
 	Username string `json:"username,omitempty"`
 	Name     string `json:"name,omitempty"`
 	Email    string `json:"email,omitempty"`
+	// Groups are the user's declared groups read at login (login.Service.KeepGroups); absent when none.
+	Groups []string `json:"groups,omitempty"`
 }
 
 // signAccess signs an access token (RFC 9068) for user and returns it with its jti.
@@ -40,6 +42,9 @@ func (s *Server) signAccess(ctx context.Context, clientID string, u store.User, 
 	}
 	if u.Email != "" {
 		claims["email"] = u.Email
+	}
+	if len(u.Groups) > 0 {
+		claims["groups"] = u.Groups
 	}
 	t := jwt.NewWithClaims(jwt.SigningMethodES256, claims)
 	t.Header["typ"] = "at+jwt"

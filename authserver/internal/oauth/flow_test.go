@@ -58,6 +58,7 @@ type env struct {
 	life   clientlife.Policy   // registered clients' lifetimes; zero: the default below
 	tweak  func(*oauth.Config) // changes the configuration before the server starts; nil: none
 	srv    *oauth.Server       // the server start made last
+	groups []string            // the declared groups (--groups)
 	// providers are the identity providers users log in with, given the issuer and the GitHub provider; nil: GitHub only.
 	providers func(issuer string, gh *github.Provider) []login.Provider
 }
@@ -106,7 +107,7 @@ func (e *env) start(allowed string) {
 	policy, err := github.ParsePolicy(allowed, "", "")
 	require.NoError(t, err)
 	gh, err := github.New(github.Config{ClientID: ghClient, ClientSecret: ghSecret, WebURL: e.gh.WebURL(), APIURL: e.gh.APIURL(),
-		RedirectURL: oauth.CallbackURL(issuer), Pins: e.store}, policy, nil)
+		RedirectURL: oauth.CallbackURL(issuer), Pins: e.store, Groups: e.groups}, policy, nil)
 	require.NoError(t, err)
 	km := &keys.Manager{Store: e.store, MaxTokenLifetime: time.Hour}
 	require.NoError(t, km.Ensure(context.Background()))
@@ -128,6 +129,7 @@ func (e *env) start(allowed string) {
 	}
 	logins, err := login.New(e.store, providers...)
 	require.NoError(t, err)
+	logins.KeepGroups(e.groups)
 	srv, err := oauth.New(cfg, e.store, km, logins, quiet)
 	require.NoError(t, err)
 	ts.Config.Handler = srv.Handler()

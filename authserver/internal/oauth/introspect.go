@@ -36,9 +36,13 @@ func (s *Server) introspection(ctx context.Context, c *store.Client, tok string)
 		if revoked || claims.ClientID != c.ID {
 			return inactive, nil
 		}
-		return map[string]any{"active": true, "token_type": "Bearer", "scope": claims.Scope,
+		out := map[string]any{"active": true, "token_type": "Bearer", "scope": claims.Scope,
 			"client_id": claims.ClientID, "username": claims.Username, "sub": claims.Subject, "aud": claims.Audience,
-			"iss": claims.Issuer, "exp": claims.ExpiresAt.Unix(), "iat": claims.IssuedAt.Unix(), "jti": claims.ID}, nil
+			"iss": claims.Issuer, "exp": claims.ExpiresAt.Unix(), "iat": claims.IssuedAt.Unix(), "jti": claims.ID}
+		if len(claims.Groups) > 0 {
+			out["groups"] = claims.Groups
+		}
+		return out, nil
 	}
 	rt, err := s.store.GetRefresh(ctx, store.HashSecret(tok))
 	if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrReused) {

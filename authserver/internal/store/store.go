@@ -74,6 +74,9 @@ type User struct {
 	// Provider names the identity provider ("github", "google"); empty in records from before there were several:
 	// those are GitHub's.
 	Provider string `json:"provider,omitempty"`
+	// Groups are the user's groups read at login that the operator declared relevant (login.Service), sorted; they
+	// become the access tokens' groups claim, refreshes included. Set once at login and never changed in place.
+	Groups []string `json:"groups,omitempty"`
 }
 
 // LoginAttempt is one round trip to an identity provider, kept with its authorization request until the provider

@@ -37,6 +37,9 @@ type Config struct {
 	RedirectURL            string // the authserver's callback URL
 	// Pins keeps the account each listed login was first seen with (nil: logins are not pinned, for tests).
 	Pins LoginPins
+	// Groups are the declared groups (login.Service.KeepGroups); those spelled as a GitHub organization ("acme") or
+	// team ("acme/platform") are checked at each login and put in the user's record when the user is an active member.
+	Groups []string
 }
 
 // LoginPins pins a login to the first account (numeric id) seen with it, and returns the pinned account.
@@ -62,6 +65,7 @@ type Provider struct {
 	oauth  *oauth2.Config
 	policy Policy
 	pins   LoginPins
+	groups []string // declared groups that name a GitHub organization or team
 	client *http.Client
 	api    *gh.Client // without credentials; each login derives one with the user's token
 }
@@ -85,6 +89,12 @@ func New(cfg Config, policy Policy, client *http.Client) (*Provider, error) {
 	if client == nil {
 		client = &http.Client{Timeout: 15 * time.Second}
 	}
+	var groups []string
+	for _, g := range cfg.Groups {
+		if githubGroup(g) {
+			groups = append(groups, g)
+		}
+	}
 	api := gh.NewClient(client)
 	api.BaseURL = apiURL // set directly: WithEnterpriseURLs would append /api/v3/ to URLs that must stay as given
 	api.UserAgent = "mcp-oauth-gateway"
@@ -93,7 +103,7 @@ func New(cfg Config, policy Policy, client *http.Client) (*Provider, error) {
 			ClientID:     cfg.ClientID,
 			ClientSecret: cfg.ClientSecret,
 			RedirectURL:  cfg.RedirectURL,
-			Scopes:       scopes(policy),
+			Scopes:       scopes(policy, len(groups) > 0),
 			Endpoint: oauth2.Endpoint{
 				AuthURL:  webURL.JoinPath("login/oauth/authorize").String(),
 				TokenURL: webURL.JoinPath("login/oauth/access_token").String(),
@@ -103,6 +113,7 @@ func New(cfg Config, policy Policy, client *http.Client) (*Provider, error) {
 		},
 		policy: policy,
 		pins:   cfg.Pins,
+		groups: groups,
 		client: client,
 		api:    api,
 	}, nil
@@ -123,10 +134,11 @@ func baseURL(what, s, def string) (*url.URL, error) {
 }
 
 // scopes asks for no more than the policy needs: the profile, the e-mail addresses (user:email, since the primary
-// address may be private) and, only when organizations or teams are checked, read:org.
-func scopes(p Policy) []string {
+// address may be private) and, only when organizations or teams are checked (to let users in, or as groups),
+// read:org.
+func scopes(p Policy, groups bool) []string {
 	s := []string{"read:user", "user:email"}
-	if p.NeedsMembership() {
+	if p.NeedsMembership() || groups {
 		s = append(s, "read:org")
 	}
 	return s
@@ -200,7 +212,41 @@ func (p *Provider) login(ctx context.Context, code string, opts ...oauth2.AuthCo
 		return nil, err
 	}
 	user.Email = email
+	if user.Groups, err = p.memberships(ctx, api, user.Login); err != nil {
+		return nil, err
+	}
 	return user, nil
+}
+
+// githubGroup reports whether a declared group is spelled as a GitHub organization or an org/team slug.
+func githubGroup(g string) bool {
+	org, team, isTeam := strings.Cut(strings.ToLower(g), "/")
+	return validName(org) && (!isTeam || (len(team) <= maxNameLen && slugPattern.MatchString(team)))
+}
+
+// memberships are the declared GitHub groups the user is an active member of, as declared: one call per group, at
+// login. A group GitHub will not tell about (an organization restricting OAuth apps) is left out; any other failure
+// fails the login, since a policy may deny by group and a group left out could let the user through.
+func (p *Provider) memberships(ctx context.Context, api *gh.Client, login string) ([]string, error) {
+	var groups, hidden []string
+	for _, g := range p.groups {
+		org, team, isTeam := strings.Cut(strings.ToLower(g), "/")
+		var m *gh.Membership
+		var err error
+		if isTeam {
+			m, _, err = api.Teams.GetTeamMembershipBySlug(ctx, org, team, login)
+		} else {
+			m, _, err = api.Organizations.GetOrgMembership(ctx, "", org)
+		}
+		active, err := isMember(m, err, org, &hidden)
+		if err != nil {
+			return nil, fmt.Errorf("github: read membership of group %s: %w", g, err)
+		}
+		if active {
+			groups = append(groups, g)
+		}
+	}
+	return groups, nil
 }
 
 // primaryVerifiedEmail is the user's primary address if GitHub has verified it, else "". The profile's public

@@ -391,7 +391,8 @@ func (p *Provider) user(subject string, claims map[string]any) (*store.User, err
 	if !p.policy.allows(id) {
 		return nil, &login.DeniedError{Login: username, Reason: p.refusal(username, email, verified, groups, overage)}
 	}
-	return &store.User{ID: login.UserID(p.cfg.Name, sub), Provider: p.cfg.Name, Login: username, Name: name, Email: verifiedEmail}, nil
+	return &store.User{ID: login.UserID(p.cfg.Name, sub), Provider: p.cfg.Name, Login: username, Name: name, Email: verifiedEmail,
+		Groups: groups}, nil
 }
 
 // refusal says why a user was refused, without naming who would be allowed.

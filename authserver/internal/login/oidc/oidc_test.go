@@ -109,7 +109,8 @@ func TestClaimRules(t *testing.T) {
 		u, err := wholeLogin(t, p, newAttempt("corp"))
 		require.NoError(t, err)
 		assert.Equal(t, store.User{ID: "corp:248289761001", Provider: "corp", Login: "alice", Name: "Alice Liddell",
-			Email: "alice@example.com"}, *u, "the id is the provider's sub, namespaced by the provider's name")
+			Email: "alice@example.com", Groups: []string{"staff", "mcp-users"}}, *u,
+			"the id is the provider's sub, namespaced by the provider's name; every group (the login service keeps the declared ones)")
 	})
 	t.Run("subject", func(t *testing.T) {
 		p := newProvider(t, h, Config{}, mustPolicy(t, "someone-else, 248289761001", "", "", ""))
