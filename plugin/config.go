@@ -75,6 +75,12 @@ type HeadersConfig struct {
 	ClientID string `json:"clientId,omitempty"`
 	// Scopes carries scope (default X-Scopes).
 	Scopes string `json:"scopes,omitempty"`
+	// UserGroups carries the groups claim, comma separated, when the token has one (default X-User-Groups).
+	UserGroups string `json:"userGroups,omitempty"`
+	// ResourceMetadata carries the absolute URL of this resource's protected-resource metadata, as the challenges'
+	// resource_metadata names it, so the backend can send clients there in its own challenges (default
+	// X-Resource-Metadata).
+	ResourceMetadata string `json:"resourceMetadata,omitempty"`
 }
 
 // The defaults, stated once: parseConfig falls back to them for an option left empty (docs/plugin.md's table is held
@@ -100,11 +106,13 @@ var defaultAlgorithms = []string{"ES256", "RS256"}
 func CreateConfig() *Config {
 	return &Config{
 		Headers: HeadersConfig{
-			UserID:    "X-User-Id",
-			UserName:  "X-User-Name",
-			UserEmail: "X-User-Email",
-			ClientID:  "X-Client-Id",
-			Scopes:    "X-Scopes",
+			UserID:           "X-User-Id",
+			UserName:         "X-User-Name",
+			UserEmail:        "X-User-Email",
+			ClientID:         "X-Client-Id",
+			Scopes:           "X-Scopes",
+			UserGroups:       "X-User-Groups",
+			ResourceMetadata: "X-Resource-Metadata",
 		},
 	}
 }
@@ -135,7 +143,7 @@ type settings struct {
 	revocationMaxLag time.Duration // 0: never refuse tokens for a stale feed
 	fetchTimeout     time.Duration
 	keepAuth         bool
-	headers          []string // canonical names in the order userID, userName, email, clientID, scopes; "" = disabled
+	headers          []string // canonical names in the order userID, userName, email, clientID, scopes, groups, metadata; "" = disabled
 
 	errIssuer   error // token errors that name this route's issuer or resource, built once
 	errAudience error
@@ -273,7 +281,7 @@ func parseConfig(c *Config) (*settings, error) {
 	}
 
 	h := c.Headers
-	for _, name := range []string{h.UserID, h.UserName, h.UserEmail, h.ClientID, h.Scopes} {
+	for _, name := range []string{h.UserID, h.UserName, h.UserEmail, h.ClientID, h.Scopes, h.UserGroups, h.ResourceMetadata} {
 		name = strings.TrimSpace(name)
 		if name != "" && !validHeaderName(name) {
 			errs = append(errs, fmt.Sprintf("headers: %q is not a valid header name", name))

@@ -37,20 +37,22 @@ func TestDocumentedDefaults(t *testing.T) {
 		return "`" + v + "`"
 	}
 	want := map[string]string{
-		"clockSkew":              dur(s.skew),
-		"maxTokenBytes":          "`" + strconv.Itoa(s.maxTokenBytes) + "`",
-		"jwksRefreshInterval":    dur(s.jwksRefresh),
-		"jwksMinRefreshInterval": dur(s.jwksMinRefresh),
-		"fetchTimeout":           dur(s.fetchTimeout),
-		"revocationPollInterval": "feed's `poll_interval`, else " + dur(defaultFeedPoll),
-		"scopes":                 "`" + strings.Join(s.scopes, ",") + "`",
-		"algorithms":             "`" + strings.Join(defaultAlgorithms, ",") + "`",
-		"keepAuthorization":      "`" + strconv.FormatBool(s.keepAuth) + "`",
-		"headers.userId":         "`" + s.headers[0] + "`",
-		"headers.userName":       "`" + s.headers[1] + "`",
-		"headers.userEmail":      "`" + s.headers[2] + "`",
-		"headers.clientId":       "`" + s.headers[3] + "`",
-		"headers.scopes":         "`" + s.headers[4] + "`",
+		"clockSkew":                dur(s.skew),
+		"maxTokenBytes":            "`" + strconv.Itoa(s.maxTokenBytes) + "`",
+		"jwksRefreshInterval":      dur(s.jwksRefresh),
+		"jwksMinRefreshInterval":   dur(s.jwksMinRefresh),
+		"fetchTimeout":             dur(s.fetchTimeout),
+		"revocationPollInterval":   "feed's `poll_interval`, else " + dur(defaultFeedPoll),
+		"scopes":                   "`" + strings.Join(s.scopes, ",") + "`",
+		"algorithms":               "`" + strings.Join(defaultAlgorithms, ",") + "`",
+		"keepAuthorization":        "`" + strconv.FormatBool(s.keepAuth) + "`",
+		"headers.userId":           "`" + s.headers[0] + "`",
+		"headers.userName":         "`" + s.headers[1] + "`",
+		"headers.userEmail":        "`" + s.headers[2] + "`",
+		"headers.clientId":         "`" + s.headers[3] + "`",
+		"headers.scopes":           "`" + s.headers[4] + "`",
+		"headers.userGroups":       "`" + s.headers[5] + "`",
+		"headers.resourceMetadata": "`" + s.headers[6] + "`",
 	}
 	for option, v := range want {
 		assert.Equal(t, v, documented[option], "docs/plugin.md's default of %s", option)

@@ -28,7 +28,7 @@ type Middleware struct {
 	prmPaths  map[string]bool // metadata paths served here, never forwarded even with a valid token
 	// The header writes of an allowed token: opsTemplate has the names (and Authorization, removed, unless
 	// keepAuthorization); allowed fills in the claims, opsClaim[i] being the index of the claim of opsTemplate[i]
-	// among sub, username, email, client_id, scope.
+	// among sub, username, email, client_id, scope, groups (comma separated) and the metadata URL.
 	opsTemplate []headerOp
 	opsClaim    []int
 }

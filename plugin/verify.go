@@ -84,7 +84,7 @@ func verdict(m *Middleware, c *tokenClaims, kid string) *cacheEntry {
 func allowed(m *Middleware, c *tokenClaims, kid string) *cacheEntry {
 	e := &cacheEntry{deadline: int64(c.Exp + m.s.skewSec), jti: c.Jti, kid: kid}
 	// One array for the values, a header slicing one each; an empty claim leaves its header nil (removed).
-	vals := []string{c.Sub, c.Username, c.Email, c.ClientID, c.Scope}
+	vals := []string{c.Sub, c.Username, c.Email, c.ClientID, c.Scope, joinGroups(c.Groups), m.s.metadataURL}
 	e.ops = append([]headerOp(nil), m.opsTemplate...)
 	for i, ci := range m.opsClaim {
 		if vals[ci] != "" {
@@ -93,6 +93,40 @@ func allowed(m *Middleware, c *tokenClaims, kid string) *cacheEntry {
 	}
 	return e
 }
+
+// joinGroups is the groups claim as one header value, comma separated ("" when absent or empty). checkClaims has
+// made sure it is a list of names without commas, whitespace or control characters.
+func joinGroups(groups interface{}) string {
+	list, _ := groups.([]interface{})
+	names := make([]string, 0, len(list))
+	for _, g := range list {
+		s, _ := g.(string)
+		names = append(names, s)
+	}
+	return strings.Join(names, ",")
+}
+
+// groupsValid reports whether a groups claim is absent or a list of non-empty strings without commas, whitespace or
+// control characters: a name holding a comma would read as two groups in the comma-separated header.
+func groupsValid(groups interface{}) bool {
+	if groups == nil {
+		return true
+	}
+	list, ok := groups.([]interface{})
+	if !ok {
+		return false
+	}
+	for _, g := range list {
+		s, ok := g.(string)
+		if !ok || s == "" || strings.ContainsAny(s, groupSeparators) || !headerSafe(s) {
+			return false
+		}
+	}
+	return true
+}
+
+// groupSeparators are what a group name cannot hold: the header's separator and whitespace.
+const groupSeparators = ", \t\u00a0\u2028\u2029"
 
 func hasScopes(scope string, need []string) bool {
 	held := strings.Fields(scope)
@@ -152,6 +186,7 @@ type tokenClaims struct {
 	Jti      string      `json:"jti"`
 	Username string      `json:"username"`
 	Email    string      `json:"email"`
+	Groups   interface{} `json:"groups"`
 }
 
 var blankClaims = tokenClaims{Iat: math.NaN(), Nbf: math.Inf(-1), Exp: math.NaN()}
@@ -188,6 +223,7 @@ var (
 	errFutureIat  = errors.New("token was issued in the future (iat)")
 	errRequired   = errors.New("token lacks sub, client_id or jti (RFC 9068 §2.2)")
 	errControl    = errors.New("token has control characters in an identity claim")
+	errGroups     = errors.New("token groups claim is not a list of names without commas or whitespace")
 	errRevoked    = errors.New("token has been revoked")
 	errSignature  = errors.New("signature is invalid")
 )
@@ -284,6 +320,9 @@ func checkClaims(c *tokenClaims, s *settings, now time.Time) error {
 	}
 	if !headerSafe(c.Sub + c.ClientID + c.Scope + c.Username + c.Email) {
 		return errControl
+	}
+	if !groupsValid(c.Groups) {
+		return errGroups
 	}
 	return nil
 }

@@ -100,9 +100,35 @@ var behaviourCases = []behaviourCase{
 			assert.Equal(t, "octocat@example.com", h.Get("X-User-Email"))
 			assert.Equal(t, "client-abc", h.Get("X-Client-Id"))
 			assert.Equal(t, "mcp", h.Get("X-Scopes"))
+			assert.Equal(t, prmURL, h.Get("X-Resource-Metadata"), "the metadata URL the challenges name")
+			assert.Empty(t, h.Values("X-User-Groups"), "a token without groups leaves no groups header")
 			assert.Empty(t, h.Values("Authorization"))
 			assert.Equal(t, "backend", rec.Body.String())
 		},
+	},
+	{
+		name: "the groups claim reaches the backend comma separated", status: 200,
+		headers: func(f *Fixture) map[string][]string {
+			return withClaims(f, "es", func(c jwt.MapClaims) { c["groups"] = []string{"acme", "acme/platform"} })
+		},
+		check: func(t *testing.T, f *Fixture, rec *httptest.ResponseRecorder, be *Backend) {
+			_, h := be.Seen()
+			assert.Equal(t, []string{"acme,acme/platform"}, h.Values("X-User-Groups"))
+		},
+	},
+	{
+		name: "a group name holding a comma is refused", status: 401,
+		headers: func(f *Fixture) map[string][]string {
+			return withClaims(f, "es", func(c jwt.MapClaims) { c["groups"] = []string{"acme", "admins,staff"} })
+		},
+		check: invalidToken("groups claim is not a list of names without commas or whitespace"),
+	},
+	{
+		name: "a groups claim that is not a list is refused", status: 401,
+		headers: func(f *Fixture) map[string][]string {
+			return withClaims(f, "es", func(c jwt.MapClaims) { c["groups"] = "admins" })
+		},
+		check: invalidToken("groups claim"),
 	},
 	{
 		name: "valid RS256 token passes", status: 200,
@@ -119,6 +145,8 @@ var behaviourCases = []behaviourCase{
 			h["X-User-Id"] = []string{"1", "2"}
 			h["X-User-Email"] = []string{"admin@example.com"}
 			h["X-Scopes"] = []string{"admin"}
+			h["X-User-Groups"] = []string{"admins"}
+			h["X-Resource-Metadata"] = []string{"https://evil.example/.well-known/oauth-protected-resource"}
 			return h
 		},
 		check: func(t *testing.T, f *Fixture, rec *httptest.ResponseRecorder, be *Backend) {
@@ -126,6 +154,8 @@ var behaviourCases = []behaviourCase{
 			assert.Equal(t, []string{"1234567"}, h.Values("X-User-Id"))
 			assert.Empty(t, h.Values("X-User-Email"), "a token without email must leave no email header")
 			assert.Equal(t, []string{"mcp"}, h.Values("X-Scopes"))
+			assert.Empty(t, h.Values("X-User-Groups"), "a token without groups must leave no groups header")
+			assert.Equal(t, []string{prmURL}, h.Values("X-Resource-Metadata"))
 		},
 	},
 	{
