@@ -35,6 +35,8 @@ type WhoamiOutput struct {
 	UserEmail             string `json:"userEmail" jsonschema:"X-User-Email, when known"`
 	ClientID              string `json:"clientId" jsonschema:"X-Client-Id: the OAuth client"`
 	Scopes                string `json:"scopes" jsonschema:"X-Scopes: the token's scopes"`
+	UserGroups            string `json:"userGroups" jsonschema:"X-User-Groups: the user's declared groups, comma separated, when any"`
+	ResourceMetadata      string `json:"resourceMetadata" jsonschema:"X-Resource-Metadata: this server's protected-resource metadata URL"`
 	AuthorizationReceived bool   `json:"authorizationReceived" jsonschema:"whether an Authorization header reached this backend"`
 	SessionID             string `json:"sessionId" jsonschema:"the MCP session id"`
 }
@@ -107,6 +109,8 @@ func newServer(logger *slog.Logger) *mcp.Server {
 				UserEmail:             h.Get("X-User-Email"),
 				ClientID:              h.Get("X-Client-Id"),
 				Scopes:                h.Get("X-Scopes"),
+				UserGroups:            h.Get("X-User-Groups"),
+				ResourceMetadata:      h.Get("X-Resource-Metadata"),
 				AuthorizationReceived: h.Get("Authorization") != "",
 				SessionID:             req.Session.ID(),
 			}
@@ -124,6 +128,9 @@ func (w WhoamiOutput) String() string {
 	fmt.Fprintf(&b, "user id: %s\nuser name: %s\n", w.UserID, w.UserName)
 	if w.UserEmail != "" {
 		fmt.Fprintf(&b, "email: %s\n", w.UserEmail)
+	}
+	if w.UserGroups != "" {
+		fmt.Fprintf(&b, "groups: %s\n", w.UserGroups)
 	}
 	fmt.Fprintf(&b, "client id: %s\nscopes: %s\nAuthorization header received: %t\n", w.ClientID, w.Scopes, w.AuthorizationReceived)
 	return b.String()

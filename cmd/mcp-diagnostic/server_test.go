@@ -114,6 +114,7 @@ func TestWhoamiShowsIdentityHeadersButNoToken(t *testing.T) {
 		"X-User-Email":  {"octocat@github.com"},
 		"X-Client-Id":   {"client-123"},
 		"X-Scopes":      {"mcp"},
+		"X-User-Groups": {"acme,acme/platform"},
 		"Authorization": {"Bearer " + secret},
 	})
 	res := call(t, cs, "whoami", map[string]any{})
@@ -124,9 +125,11 @@ func TestWhoamiShowsIdentityHeadersButNoToken(t *testing.T) {
 	assert.Equal(t, "octocat@github.com", out["userEmail"])
 	assert.Equal(t, "client-123", out["clientId"])
 	assert.Equal(t, "mcp", out["scopes"])
+	assert.Equal(t, "acme,acme/platform", out["userGroups"])
 	assert.Equal(t, true, out["authorizationReceived"])
 	assert.Equal(t, cs.ID(), out["sessionId"])
 	assert.Contains(t, textOf(t, res), "user name: octocat")
+	assert.Contains(t, textOf(t, res), "groups: acme,acme/platform")
 	assert.NotContains(t, textOf(t, res), secret)
 	assert.NotContains(t, textOf(t, res), "secret-token-value")
 }
