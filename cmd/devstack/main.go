@@ -73,8 +73,13 @@ func main() {
 	fmt.Println("Starting the MCP OAuth Gateway dev stack (first start builds the binaries)...")
 	s, err := devstack.Start(ctx, devstack.Options{
 		Root: root, Port: *port, DataDir: data, Log: os.Stderr, Layout: *layout, OIDC: sso,
+		// The fake GitHub's dev user is in dev-org and its team dev-team: their tokens carry them as groups.
+		AuthserverFlags: []string{"--scopes", "mcp,everything:admin", "--scope-descriptions", everythingAdmin,
+			"--groups", "dev-org,dev-org/dev-team"},
 		Services: []devstack.Service{
-			{Name: "everything", Command: []string{"node", everything}},
+			// get-env needs everything:admin (policies/everything.yaml): the dev user gets it by step-up consent.
+			{Name: "everything", Command: []string{"node", everything}, ScopesSupported: []string{"mcp", "everything:admin"},
+				Flags: []string{"--policy", filepath.Join(root, "policies", "everything.yaml")}},
 			// A stateful server keeps each user's graph in a file of their own.
 			{Name: "memory", Command: []string{"node", memory},
 				Flags: []string{"--env", "MEMORY_FILE_PATH=" + filepath.Join(data, "memory", "users", "{user}", "memory.json")}},
@@ -92,6 +97,8 @@ MCP OAuth Gateway (development) is running.
   MCP server (server-memory):      %s   (each user's graph is their own)
   Authorization server (issuer):   %s
   Who may log in:                  %s
+  Step-up:                         everything's get-env needs the scope everything:admin (policies/everything.yaml):
+                                   the first call gets 403 insufficient_scope, and the client asks you to consent to it
 
 Connect a client:
   Claude Code:    claude mcp add --transport http everything %s
@@ -113,6 +120,9 @@ State is kept in .cache/dev. Press Ctrl-C to stop.
 	<-ctx.Done()
 	fmt.Println("\nStopping...")
 }
+
+// everythingAdmin describes the scope server-everything's get-env needs, for the consent page.
+const everythingAdmin = "everything:admin=read the environment of the everything server (get-env), which can hold secrets"
 
 func envString(name, def string) string {
 	if v := os.Getenv(name); v != "" {

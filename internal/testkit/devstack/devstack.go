@@ -33,6 +33,8 @@ type Service struct {
 	Command []string // stdio MCP server run by streamproxy, or nil for Addr
 	Addr    string   // an MCP server already serving Streamable HTTP at http://Addr/mcp
 	Flags   []string // extra streamproxy flags
+	// ScopesSupported are advertised in its protected-resource metadata (default: the scopes a token needs, mcp).
+	ScopesSupported []string
 }
 
 // Options configure a stack.
@@ -291,7 +293,11 @@ func (s *Stack) writeTraefikConfig(dir string, backends map[string]string) (stri
 	var names []string
 	for _, svc := range s.opts.Services {
 		names = append(names, svc.Name)
-		env = append(env, fmt.Sprintf("MCP_%s_URL=%s", strings.ToUpper(strings.ReplaceAll(svc.Name, "-", "_")), backends[svc.Name]))
+		v := "MCP_" + strings.ToUpper(strings.ReplaceAll(svc.Name, "-", "_"))
+		env = append(env, fmt.Sprintf("%s_URL=%s", v, backends[svc.Name]))
+		if len(svc.ScopesSupported) > 0 {
+			env = append(env, v+"_SCOPES_SUPPORTED="+strings.Join(svc.ScopesSupported, ","))
+		}
 	}
 	return static, append(env, "MCP_SERVICES="+strings.Join(names, ",")), nil
 }
