@@ -11,13 +11,14 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/internal/testkit/fakegithub"
 )
 
-// newGroupsEnv is an authorization server whose GitHub user octo is in the organizations acme and other and the team
-// acme/platform, with groups declared.
+// newGroupsEnv is an authorization server whose GitHub user octo is in the organizations acme, other and acme-secret
+// (which hides its membership from the OAuth app) and the team acme/platform, with groups declared.
 func newGroupsEnv(t *testing.T, b backendCase, groups ...string) *env {
 	gh := fakegithub.Start(t, fakegithub.Config{
-		Users: []fakegithub.User{{ID: 1001, Login: "octo", Orgs: []string{"acme", "other"}, Teams: []string{"acme/platform"},
+		Users: []fakegithub.User{{ID: 1001, Login: "octo", Orgs: []string{"acme", "other", "acme-secret"}, Teams: []string{"acme/platform"},
 			Emails: []fakegithub.Email{{Email: "octo@example.com", Primary: true, Verified: true}}}},
-		Apps: []fakegithub.App{{ClientID: ghClient, ClientSecret: ghSecret}},
+		Apps:           []fakegithub.App{{ClientID: ghClient, ClientSecret: ghSecret}},
+		RestrictedOrgs: []string{"acme-secret"},
 	})
 	st, r := b.open(t)
 	t.Cleanup(func() { st.Close() })
@@ -44,9 +45,10 @@ func (e *env) tokenGroups() (any, any) {
 func TestGitHubGroupsClaim(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
-			e := newGroupsEnv(t, b, "acme/platform", "acme", "acme/ops", "staff")
+			e := newGroupsEnv(t, b, "acme/platform", "acme", "acme/ops", "staff", "acme-secret")
 			first, refreshed := e.tokenGroups()
-			assert.Equal(t, []any{"acme", "acme/platform"}, first, "declared and a member: other is not declared, acme/ops not joined")
+			assert.Equal(t, []any{"acme", "acme/platform"}, first,
+				"declared and a member: other is not declared, acme/ops not joined, acme-secret does not tell")
 			assert.Equal(t, first, refreshed)
 		})
 	}
