@@ -75,9 +75,6 @@ func New(once Once, providers ...Provider) (*Service, error) {
 // groups are read at login and limited to these, so that tokens stay small. Without it users carry no groups.
 func (s *Service) KeepGroups(declared []string) { s.groups = declared }
 
-// Groups are the declared groups.
-func (s *Service) Groups() []string { return s.groups }
-
 // Providers lists the providers in the order they were configured.
 func (s *Service) Providers() []Provider { return s.providers }
 

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 )
@@ -174,7 +175,7 @@ func ParseScopeDescriptions(raw string, offered []string) (map[string]string, er
 			return nil, fmt.Errorf("%q is not scope=description (e.g. everything:admin=read the server's environment)", entry)
 		case !slices.Contains(offered, name) && name != offlineAccess:
 			return nil, fmt.Errorf("scope %q has a description but is not offered (--scopes %s)", name, strings.Join(offered, ","))
-		case len(text) > 200 || strings.IndexFunc(text, unicode.IsControl) >= 0:
+		case utf8.RuneCountInString(text) > 200 || strings.IndexFunc(text, unicode.IsControl) >= 0:
 			return nil, fmt.Errorf("the description of scope %q must be at most 200 characters of text on one line", name)
 		}
 		if _, dup := out[name]; dup {
