@@ -20,7 +20,8 @@ import (
 // are skipped. Signing keys are merged (dumped keys first, then the store's own keys the dump lacks), so tokens
 // signed by either stay valid. Feed entries keep their Seq when the store's feed counter is 0 (a fresh store: feed
 // readers continue where they were); otherwise they are numbered after the store's counter, so no reader misses one.
-// Secrets stay hashed in a dump, but it holds the private signing keys: keep it like a secret.
+// Secrets stay hashed in a dump, and connected accounts' tokens sealed, but it holds the private signing keys: keep
+// it like a secret.
 type Backup interface {
 	Dump(ctx context.Context, w io.Writer) error
 	Restore(ctx context.Context, r io.Reader) error
@@ -47,6 +48,7 @@ const (
 	DumpRevokedFam  = "revoked_family" // a recently revoked grant family (see RevokeFamily)
 	DumpDevice      = "device_grant"   // a device authorization in flight (RFC 8628)
 	DumpLoginPin    = "login_pin"      // a GitHub login pinned to its account (see PinLogin)
+	DumpConnection  = "connection"     // a connected account, its tokens sealed as stored
 )
 
 // DumpRecord is one line of a dump: Kind says which field is set.
@@ -68,6 +70,7 @@ type DumpRecord struct {
 	Consent     *Consent      `json:"consent,omitempty"`
 	Device      *DeviceGrant  `json:"device_grant,omitempty"`
 	LoginPin    *LoginPin     `json:"login_pin,omitempty"`
+	Connection  *Connection   `json:"connection,omitempty"`
 	SigningKeys []SigningKey  `json:"signing_keys,omitempty"`
 	Seq         int64         `json:"seq,omitempty"`
 	FamilyID    string        `json:"family_id,omitempty"`
@@ -223,6 +226,8 @@ func CheckDumpRecord(r DumpRecord) error {
 		ok = r.Device != nil
 	case DumpLoginPin:
 		ok = r.LoginPin != nil && r.LoginPin.Login != "" && r.LoginPin.UserID != ""
+	case DumpConnection:
+		ok = r.Connection != nil && r.Connection.UserID != "" && r.Connection.Upstream != ""
 	default:
 		return fmt.Errorf("%w: unknown kind %q", ErrBadDumpRecord, r.Kind)
 	}

@@ -25,6 +25,8 @@ var (
 	// ErrReused: a single-use record (authorization code, refresh token) was presented a second time. The call
 	// that returns it also returns the record, so the caller can revoke the grant family it belongs to.
 	ErrReused = errors.New("store: already used")
+	// ErrConflict: a compare-and-swap found the record changed since the caller read it (SwapConnection).
+	ErrConflict = errors.New("store: changed since read")
 	// ErrUnavailable wraps failures of the backend itself (Redis down, disk full); handlers answer 503.
 	ErrUnavailable = errors.New("store: unavailable")
 )
@@ -113,11 +115,40 @@ type AuthRequest struct {
 	// DeviceUserCode is set when the request approves a device grant (RFC 8628) instead of redirecting to a client.
 	DeviceUserCode string `json:"device_user_code,omitempty"`
 	// Login is the round trip to the identity provider under way (zero before one is chosen and after it returned).
-	Login     LoginAttempt `json:"login,omitzero"`
-	User      *User        `json:"user,omitempty"` // set after login
-	CSRFToken string       `json:"csrf_token,omitempty"`
-	CreatedAt time.Time    `json:"created_at"`
-	ExpiresAt time.Time    `json:"expires_at"`
+	Login LoginAttempt `json:"login,omitzero"`
+	User  *User        `json:"user,omitempty"` // set after login
+	// Connect is set when the request connects an upstream account instead of authorizing a client.
+	Connect   *ConnectIntent `json:"connect,omitempty"`
+	CSRFToken string         `json:"csrf_token,omitempty"`
+	CreatedAt time.Time      `json:"created_at"`
+	ExpiresAt time.Time      `json:"expires_at"`
+}
+
+// ConnectIntent is what a connect request (the connect page, package connections) carries through the login and the
+// round trip to the upstream.
+type ConnectIntent struct {
+	Upstream string `json:"upstream"`
+	// UserID is the user the connect link was made for (empty: started from the account page, by whoever logs in).
+	UserID string `json:"user_id,omitempty"`
+	// Ticket is the link's single-use identifier, used up once the right user has logged in.
+	Ticket string `json:"ticket,omitempty"`
+	// Verifier is the PKCE verifier of the round trip to the upstream (set once it starts).
+	Verifier string `json:"verifier,omitempty"`
+}
+
+// Connection is a user's connected account at an upstream: the tokens the upstream issued, sealed by package
+// connections (AES-GCM under KeyID, with the user and upstream as associated data), never in clear. Connections do
+// not expire; they end when the user disconnects or the upstream refuses the refresh token.
+type Connection struct {
+	UserID   string `json:"user_id"`
+	Upstream string `json:"upstream"`
+	KeyID    string `json:"key_id"`
+	Sealed   []byte `json:"sealed"`
+	Scope    string `json:"scope,omitempty"`
+	// TokenExpiresAt is when the sealed access token expires (zero: the upstream did not say).
+	TokenExpiresAt time.Time `json:"token_expires_at,omitzero"`
+	CreatedAt      time.Time `json:"created_at"`
+	RefreshedAt    time.Time `json:"refreshed_at,omitzero"`
 }
 
 // AuthCode is an issued authorization code, stored under HashSecret(code). It is bound to everything the token
@@ -352,6 +383,16 @@ type Store interface {
 	// Consents.
 	PutConsent(ctx context.Context, c *Consent) error
 	GetConsent(ctx context.Context, userID, clientID string) (*Consent, error)
+
+	// Connected accounts, one per user and upstream. ListConnections lists a user's ("": every user's).
+	// SwapConnection replaces the connection only while its Sealed still equals prev (what the caller read), so a
+	// refresh or a re-encryption never overwrites a newer token; next nil deletes it. ErrNotFound if absent,
+	// ErrConflict if it changed.
+	PutConnection(ctx context.Context, c *Connection) error // create or replace
+	GetConnection(ctx context.Context, userID, upstream string) (*Connection, error)
+	ListConnections(ctx context.Context, userID string) ([]*Connection, error)
+	SwapConnection(ctx context.Context, userID, upstream string, prev []byte, next *Connection) error
+	DeleteConnection(ctx context.Context, userID, upstream string) error // ErrNotFound if absent
 
 	// Signing keys: the whole set, read and replaced together (it is small and rarely changes).
 	SigningKeys(ctx context.Context) ([]SigningKey, error)

@@ -74,6 +74,8 @@ func (s *Store) snapshot() ([]store.DumpRecord, error) {
 				recs = append(recs, store.DumpRecord{Kind: store.DumpDevice, Device: cloneDeviceGrant(v)})
 			case *store.LoginPin:
 				recs = append(recs, store.DumpRecord{Kind: store.DumpLoginPin, LoginPin: clone(v)})
+			case *store.Connection:
+				recs = append(recs, store.DumpRecord{Kind: store.DumpConnection, Connection: cloneConnection(v)})
 			}
 		}
 	}
@@ -121,6 +123,9 @@ func (s *Store) Restore(_ context.Context, r io.Reader) error {
 			pin := clone(rec.LoginPin)
 			pin.Login = strings.ToLower(pin.Login)
 			ops = append(ops, put(kindPin, pin.Login, pin))
+		case store.DumpConnection:
+			c := rec.Connection
+			ops = append(ops, put(kindConn, connectionKey(c.UserID, c.Upstream), cloneConnection(c)))
 		}
 	}
 

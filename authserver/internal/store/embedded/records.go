@@ -25,9 +25,10 @@ const (
 	kindDevice  = "device"  // device authorization grant, by user code
 	kindJTI     = "jti"     // a used single-use identifier (client assertion jti), by the caller's key
 	kindPin     = "pin"     // a GitHub login pinned to its account, by lower-case login
+	kindConn    = "conn"    // a connected account, by connectionKey(user, upstream)
 )
 
-var kinds = []string{kindClient, kindAuthReq, kindCode, kindRefresh, kindAccess, kindRevoked, kindConsent, kindFamily, kindKeys, kindSeq, kindDevice, kindJTI, kindPin}
+var kinds = []string{kindClient, kindAuthReq, kindCode, kindRefresh, kindAccess, kindRevoked, kindConsent, kindFamily, kindKeys, kindSeq, kindDevice, kindJTI, kindPin, kindConn}
 
 // codeRec is an authorization code plus whether it was redeemed: a redeemed code is kept until it expires so that a
 // second redemption is recognised (and its family revoked) instead of looking like an unknown code.
@@ -92,6 +93,8 @@ func newRecord(kind string) (any, error) {
 		return &usedJTI{}, nil
 	case kindPin:
 		return &store.LoginPin{}, nil
+	case kindConn:
+		return &store.Connection{}, nil
 	}
 	return nil, fmt.Errorf("unknown record kind %q", kind)
 }
@@ -126,6 +129,14 @@ func expiryOf(v any) time.Time {
 func expired(v any, now time.Time) bool {
 	exp := expiryOf(v)
 	return !exp.IsZero() && !now.Before(exp)
+}
+
+func connectionKey(userID, upstream string) string { return consentKey(userID, upstream) }
+
+func cloneConnection(c *store.Connection) *store.Connection {
+	cp := *c
+	cp.Sealed = slices.Clone(c.Sealed)
+	return &cp
 }
 
 func consentKey(userID, clientID string) string {

@@ -85,7 +85,7 @@ func (s *Store) dumpChunk(ctx context.Context, keys []string) ([]store.DumpRecor
 			kind, id, _ := strings.Cut(strings.TrimPrefix(k, s.p), ":")
 			it := item{kind: kind, id: id}
 			switch kind {
-			case "client", "authreq", "at", "consent", "device", "pin":
+			case "client", "authreq", "at", "consent", "device", "pin", "conn":
 				it.val = p.Get(ctx, k)
 			case "code":
 				it.val, it.used = p.Get(ctx, k), p.Exists(ctx, s.k("code-used", id))
@@ -159,6 +159,9 @@ func decodeDumpRecord(kind string, b []byte) (store.DumpRecord, error) {
 	case "pin":
 		r.Kind, r.LoginPin = store.DumpLoginPin, new(store.LoginPin)
 		target = r.LoginPin
+	case "conn":
+		r.Kind, r.Connection = store.DumpConnection, new(store.Connection)
+		target = r.Connection
 	}
 	return r, json.Unmarshal(b, target)
 }
@@ -299,6 +302,12 @@ func (s *Store) Restore(ctx context.Context, r io.Reader) error {
 			pin := *rec.LoginPin
 			pin.Login = strings.ToLower(pin.Login)
 			cmds = append(cmds, func(p redis.Pipeliner) { p.Set(ctx, s.k("pin", pin.Login), mustJSON(pin), 0) })
+		case store.DumpConnection:
+			c := rec.Connection
+			cmds = append(cmds, func(p redis.Pipeliner) {
+				p.Set(ctx, s.connectionKey(c.UserID, c.Upstream), mustJSON(c), 0)
+				p.SAdd(ctx, s.k("conns"), connectionMember(c.UserID, c.Upstream))
+			})
 		case store.DumpRevokedFam:
 			fam, exp := rec.FamilyID, rec.ExpiresAt
 			if ms := ttl(exp); ms > 0 {
