@@ -7,12 +7,14 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -118,10 +120,13 @@ type AuthRequest struct {
 	Login LoginAttempt `json:"login,omitzero"`
 	User  *User        `json:"user,omitempty"` // set after login
 	// Connect is set when the request connects an upstream account instead of authorizing a client.
-	Connect   *ConnectIntent `json:"connect,omitempty"`
-	CSRFToken string         `json:"csrf_token,omitempty"`
-	CreatedAt time.Time      `json:"created_at"`
-	ExpiresAt time.Time      `json:"expires_at"`
+	Connect *ConnectIntent `json:"connect,omitempty"`
+	// Account: the request logs the user in to the account page; once logged in, a record of this kind (under the
+	// hash of the page's session cookie) is that session.
+	Account   bool      `json:"account,omitempty"`
+	CSRFToken string    `json:"csrf_token,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
 }
 
 // ConnectIntent is what a connect request (the connect page, package connections) carries through the login and the
@@ -220,6 +225,17 @@ type AccessToken struct {
 	Resource  string    `json:"resource"`
 	IssuedAt  time.Time `json:"issued_at"`
 	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Grant sums up one live grant family of a user (for the account page): a family holding an unused refresh token or
+// an unexpired, unrevoked access token.
+type Grant struct {
+	FamilyID string `json:"family_id"`
+	ClientID string `json:"client_id"`
+	Scope    string `json:"scope"`
+	Resource string `json:"resource"`
+	// LastIssuedAt is when the family's newest token was issued: when the client last obtained tokens with it.
+	LastIssuedAt time.Time `json:"last_issued_at"`
 }
 
 // Revocation is one entry of the revocation feed: a revoked access token's jti, kept until the token would have
@@ -351,6 +367,8 @@ type Store interface {
 	RevokeFamily(ctx context.Context, familyID string) error
 	RevokeClient(ctx context.Context, clientID string) (int, error)
 	RevokeUser(ctx context.Context, userID string) (int, error)
+	// UserGrants lists a user's live grant families, newest use first.
+	UserGrants(ctx context.Context, userID string) ([]Grant, error)
 	// RevokeAccess publishes one access token's jti to the feed (it stays listed until exp).
 	RevokeAccess(ctx context.Context, jti string, exp time.Time) error
 	IsRevoked(ctx context.Context, jti string) (bool, error)
@@ -405,6 +423,31 @@ type Store interface {
 	// PurgeExpired removes expired records that the backend does not expire on its own; it returns how many.
 	PurgeExpired(ctx context.Context) (int, error)
 	Close() error
+}
+
+// AddToGrants folds a token of a family into grants (by family): the newest token's scope and time stand for it.
+// Both backends build UserGrants with it.
+func AddToGrants(grants map[string]*Grant, familyID, clientID, scope, resource string, issued time.Time) {
+	g, ok := grants[familyID]
+	if !ok {
+		grants[familyID] = &Grant{FamilyID: familyID, ClientID: clientID, Scope: scope, Resource: resource, LastIssuedAt: issued}
+		return
+	}
+	if issued.After(g.LastIssuedAt) {
+		g.Scope, g.LastIssuedAt = scope, issued
+	}
+}
+
+// SortedGrants lists grants newest use first.
+func SortedGrants(grants map[string]*Grant) []Grant {
+	out := make([]Grant, 0, len(grants))
+	for _, g := range grants {
+		out = append(out, *g)
+	}
+	slices.SortFunc(out, func(a, b Grant) int {
+		return cmp.Or(b.LastIssuedAt.Compare(a.LastIssuedAt), cmp.Compare(a.FamilyID, b.FamilyID))
+	})
+	return out
 }
 
 // SameSigningKeys reports whether two key sets are the same for CompareAndSetSigningKeys: the same keys (by KID and
