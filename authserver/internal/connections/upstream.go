@@ -1,0 +1,98 @@
+package connections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"sync"
+
+	gooidc "github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+)
+
+// Upstream is an OAuth 2.0 provider at which users connect an account: by its endpoints, or by its issuer through
+// OpenID discovery (read at first use, so an upstream that is down does not stop the server).
+type Upstream struct {
+	Name        string // lower-case letters, digits and -; in URLs, flags and the broker's requests
+	DisplayName string // what people read ("GitLab")
+	Issuer      string // OpenID discovery; or AuthURL and TokenURL
+	AuthURL     string
+	TokenURL    string
+	ClientID    string
+	// ClientSecret is empty for a public client (PKCE alone).
+	ClientSecret string
+	Scopes       []string
+}
+
+var upstreamName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// Check reports what makes u unusable, naming the setting.
+func (u Upstream) Check() error {
+	if !upstreamName.MatchString(u.Name) {
+		return fmt.Errorf("upstream name %q: use lower-case letters, digits and - (at most 63)", u.Name)
+	}
+	if u.ClientID == "" {
+		return fmt.Errorf("upstream %s: no client id (--upstream-%s-client-id)", u.Name, u.Name)
+	}
+	if (u.Issuer == "") == (u.AuthURL == "" || u.TokenURL == "") {
+		return fmt.Errorf("upstream %s: give either its issuer (--upstream-%s-issuer, OpenID discovery) or both its "+
+			"authorization and token endpoints (--upstream-%s-auth-url, --upstream-%s-token-url)", u.Name, u.Name, u.Name, u.Name)
+	}
+	for _, raw := range []string{u.Issuer, u.AuthURL, u.TokenURL} {
+		if raw == "" {
+			continue
+		}
+		p, err := url.Parse(raw)
+		if err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" {
+			return fmt.Errorf("upstream %s: %q is not an http(s) URL", u.Name, raw)
+		}
+	}
+	return nil
+}
+
+// upstream is a configured Upstream with its endpoints, discovered once.
+type upstream struct {
+	Upstream
+	redirect string
+	client   *http.Client
+
+	mu       sync.Mutex
+	endpoint oauth2.Endpoint // zero until known
+}
+
+// config is the OAuth client towards the upstream; ErrUpstreamUnavailable when discovery fails.
+func (u *upstream) config(ctx context.Context) (*oauth2.Config, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.endpoint.TokenURL == "" {
+		if u.Issuer == "" {
+			u.endpoint = oauth2.Endpoint{AuthURL: u.AuthURL, TokenURL: u.TokenURL}
+		} else {
+			p, err := gooidc.NewProvider(gooidc.ClientContext(ctx, u.client), u.Issuer)
+			if err != nil {
+				return nil, fmt.Errorf("%w: discovery of %s: %w", ErrUpstreamUnavailable, u.Issuer, err)
+			}
+			u.endpoint = p.Endpoint()
+		}
+		if u.ClientSecret == "" {
+			u.endpoint.AuthStyle = oauth2.AuthStyleInParams
+		}
+	}
+	return &oauth2.Config{ClientID: u.ClientID, ClientSecret: u.ClientSecret, Endpoint: u.endpoint,
+		RedirectURL: u.redirect, Scopes: u.Scopes}, nil
+}
+
+// withClient makes x/oauth2 use the upstream's HTTP client.
+func (u *upstream) withClient(ctx context.Context) context.Context {
+	return context.WithValue(ctx, oauth2.HTTPClient, u.client)
+}
+
+// revoked reports whether the upstream refused a refresh token as no longer valid (RFC 6749 §5.2 invalid_grant):
+// the user revoked the app there, or the token expired.
+func revoked(err error) bool {
+	var re *oauth2.RetrieveError
+	return errors.As(err, &re) && re.ErrorCode == "invalid_grant"
+}
