@@ -78,9 +78,13 @@ type settings struct {
 	store                                                                backend.Config
 	redisAddrs                                                           string
 	adminSocket                                                          string
-	oidcProviders                                                        string                   // --oidc-providers as given
-	oidcOrder                                                            []string                 // its names, in order (read before parsing)
-	oidc                                                                 map[string]*oidcSettings // each one's --oidc-<name>-* flags
+	oidcProviders                                                        string                       // --oidc-providers as given
+	oidcOrder                                                            []string                     // its names, in order (read before parsing)
+	oidc                                                                 map[string]*oidcSettings     // each one's --oidc-<name>-* flags
+	upstreams                                                            string                       // --upstreams as given
+	upstreamOrder                                                        []string                     // its names, in order (read before parsing)
+	upstream                                                             map[string]*upstreamSettings // each one's --upstream-<name>-* flags
+	connectionsKey, connectionsKeyFile, brokerSecret                     string
 }
 
 // aliases are environment names kept from the reference gateway, read when AUTHSERVER_<FLAG> is not set.
@@ -172,6 +176,15 @@ func flags(s *settings) *flag.FlagSet {
 		"(e.g. google,okta), each set by its own flags: --oidc-<name>-issuer, -client-id, -client-secret, -display-name, -scopes, "+
 		"-userinfo, -username-claim, -groups-claim, -allowed-subjects, -allowed-emails, -allowed-email-domains, -allowed-groups "+
 		"(environment AUTHSERVER_OIDC_<NAME>_ISSUER, ...); see docs/idp.md")
+	fs.StringVar(&s.upstreams, upstreamsFlag, "", "comma-separated names of OAuth providers users may connect accounts at, so their MCP "+
+		"servers act as them there (e.g. gitlab,linear), each set by its own flags: --upstream-<name>-issuer (or -auth-url and -token-url), "+
+		"-client-id, -client-secret, -scopes, -display-name; see docs/connections.md")
+	fs.StringVar(&s.connectionsKey, "connections-key", "", "the keys connected accounts' tokens are encrypted with: <id>:<base64 of 32 random bytes>, "+
+		"comma-separated; the first encrypts, all decrypt (rotation: put the new key first, keep the old one until the start has "+
+		"re-encrypted every record)")
+	fs.StringVar(&s.connectionsKeyFile, "connections-key-file", "", "a file holding --connections-key (one key a line)")
+	fs.StringVar(&s.brokerSecret, "broker-secret", "", "the secret streamproxy presents at POST /connections/token on --feed-listen "+
+		"to get a user's upstream token (empty: that endpoint is off)")
 	fs.StringVar(&s.adminSocket, "admin-socket", "", "embedded store: the Unix socket (owner only) on which the server runs the operator "+
 		"commands while it holds the store's file (default <data-file>.sock)")
 	return fs
@@ -189,6 +202,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	addOIDCFlags(fs, &s, names)
+	upstreams, err := upstreamNames(args)
+	if err != nil {
+		return err
+	}
+	addUpstreamFlags(fs, &s, upstreams)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { usage(fs, stderr) }
 	if _, ok := admin.Commands[cmd]; ok {
@@ -321,6 +339,10 @@ func serve(s *settings, log *slog.Logger) error {
 		return err
 	}
 	logins.KeepGroups(groups)
+	conns, err := connectionsService(ctx, s, st, log)
+	if err != nil {
+		return err
+	}
 	km := keyManager(st, s)
 	if err := km.Ensure(ctx); err != nil {
 		return err
@@ -354,6 +376,7 @@ func serve(s *settings, log *slog.Logger) error {
 		AuthorizePerMinute: s.authorizePerMinute, MaxPendingPerClient: s.maxPendingPerClient, ClientFetchPerMinute: s.clientFetchPerMinute,
 		FeedPollInterval: 5 * time.Second, SeparateFeed: s.feedListen != "", Metrics: m,
 		DeviceCodeTTL: s.deviceTTL, DevicePollInterval: s.devicePoll, DeviceAttemptsPerMinute: s.deviceAttempts,
+		Connections: conns,
 	}, st, km, logins, log)
 	if err != nil {
 		return err
@@ -370,7 +393,14 @@ func serve(s *settings, log *slog.Logger) error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	if s.feedListen != "" {
-		if err := serveFeed(ctx, s.feedListen, srv, log); err != nil {
+		internal := srv.FeedHandler()
+		if conns != nil && s.brokerSecret != "" {
+			mux := http.NewServeMux()
+			mux.Handle("POST /connections/token", conns.Broker(s.brokerSecret))
+			mux.Handle("/", internal)
+			internal = mux
+		}
+		if err := serveFeed(ctx, s.feedListen, internal, log); err != nil {
 			return err
 		}
 	}
@@ -390,13 +420,13 @@ func serve(s *settings, log *slog.Logger) error {
 	return nil
 }
 
-// serveFeed serves the revocation feed on its own listener until ctx ends.
-func serveFeed(ctx context.Context, addr string, srv *oauth.Server, log *slog.Logger) error {
+// serveFeed serves the internal listener (the revocation feed, and the connections broker) until ctx ends.
+func serveFeed(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("--feed-listen: %w", err)
 	}
-	hs := &http.Server{Handler: srv.FeedHandler(), ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
 	go func() {
 		<-ctx.Done()
 		_ = hs.Close()

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -37,24 +36,7 @@ const oidcProvidersFlag = "oidc-providers"
 // are parsed: the providers' own flags are named after them. Names are checked (login.CheckName, not github, once
 // each).
 func oidcProviderNames(args []string) ([]string, error) {
-	value, found := "", false
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			break
-		}
-		name, v, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		if !strings.HasPrefix(a, "-") || name != oidcProvidersFlag {
-			continue
-		}
-		if !hasValue && i+1 < len(args) {
-			v, i = args[i+1], i+1
-		}
-		value, found = v, true
-	}
-	if !found {
-		value = os.Getenv("AUTHSERVER_OIDC_PROVIDERS")
-	}
+	value := flagValue(args, oidcProvidersFlag, "AUTHSERVER_OIDC_PROVIDERS")
 	var names []string
 	for _, n := range flagenv.Split(value) {
 		n = strings.ToLower(n)

@@ -77,6 +77,10 @@ func (u *upstream) config(ctx context.Context) (*oauth2.Config, error) {
 			}
 			u.endpoint = p.Endpoint()
 		}
+		// One way to authenticate, never x/oauth2's guessing: on a refused refresh token it tries the other way,
+		// and the upstream's answer to that (invalid_client) would hide the invalid_grant that ends the connection.
+		// A confidential client uses client_secret_basic, which every server must support (RFC 6749 §2.3.1).
+		u.endpoint.AuthStyle = oauth2.AuthStyleInHeader
 		if u.ClientSecret == "" {
 			u.endpoint.AuthStyle = oauth2.AuthStyleInParams
 		}

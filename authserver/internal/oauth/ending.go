@@ -7,9 +7,10 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 )
 
-// An authorization request ends one of two ways, decided once, here: a client's request sends the browser back to
-// the client's redirect URI (a code, or an error), and a device's request (RFC 8628) records the user's decision on
-// its device grant and ends on a page of ours. The login, the chooser and the consent page do not ask which.
+// An authorization request ends one of four ways, decided once, here: a client's request sends the browser back to
+// the client's redirect URI (a code, or an error), a device's request (RFC 8628) records the user's decision on
+// its device grant and ends on a page of ours, a connect request goes on to the upstream (connect.go), and an
+// account-page login opens the page's session (account.go). The login, the chooser and the consent page do not ask which.
 type ending interface {
 	// approved: the user approved (on the consent page, or before, for these scopes and this resource).
 	approved(w http.ResponseWriter, r *http.Request, ar *store.AuthRequest)
@@ -26,8 +27,18 @@ type ending interface {
 // forDevice reports whether ar approves a device grant rather than a client's redirect.
 func forDevice(ar *store.AuthRequest) bool { return ar.DeviceUserCode != "" }
 
-// endingOf is the one place that tells the two kinds of request apart.
+// forClient reports whether ar authorizes a client or device (rather than connecting an upstream account or logging
+// in to the account page, which end once the user has logged in: there is no consent page of ours).
+func forClient(ar *store.AuthRequest) bool { return ar.Connect == nil && !ar.Account }
+
+// endingOf is the one place that tells the kinds of request apart.
 func (s *Server) endingOf(ar *store.AuthRequest) ending {
+	switch {
+	case ar.Connect != nil:
+		return connectEnding{s}
+	case ar.Account:
+		return accountEnding{s}
+	}
 	if forDevice(ar) {
 		return deviceEnding{s}
 	}

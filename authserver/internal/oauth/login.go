@@ -161,6 +161,10 @@ func (s *Server) loginCallback(name string) http.HandlerFunc {
 			s.storeFailedPage(w, r, err)
 			return
 		}
+		if !forClient(ar) {
+			s.endingOf(ar).approved(w, r, ar) // logged in is all a connect or account request needed
+			return
+		}
 		client, err := s.lookupClient(r.Context(), ar.ClientID)
 		if err != nil {
 			s.errorPage(w, http.StatusBadRequest, "Unknown application", "The application's registration is gone. Add the server to your application again.")

@@ -24,6 +24,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientassertion"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientlife"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientmeta"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/connections"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/grant"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/jwk"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
@@ -80,6 +81,10 @@ type Config struct {
 	DeviceAttemptsPerMinute float64       // user codes one IP address may try per minute
 
 	Metrics *metrics.Metrics // nil: not counted
+
+	// Connections keeps users' connected accounts at upstreams: with it the connect pages are served and the
+	// account page lists them (nil: no upstreams; the account page lists authorized applications only).
+	Connections *connections.Service
 
 	ClientMetadata *clientmeta.Fetcher // resolves URL client ids (CIMD); nil: only registered clients
 	// ClientKeys fetches the key sets (jwks_uri) of private_key_jwt clients, registered or not; nil: only clients
@@ -189,6 +194,12 @@ func (s *Server) Handler() http.Handler {
 		mux.HandleFunc("GET /revocations", s.cors(s.feed))
 	}
 	mux.HandleFunc("GET /health", s.health)
+	mux.HandleFunc("GET /account", s.accountPage)
+	mux.HandleFunc("POST /account", s.accountAction)
+	if s.cfg.Connections != nil {
+		mux.HandleFunc("GET /connect/{upstream}", s.connectStart)
+		mux.HandleFunc("GET /connect/{upstream}/callback", s.connectCallback)
+	}
 	mux.HandleFunc("OPTIONS /", s.cors(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
 	// Anything else is not here: 404, not the 405 (Allow: OPTIONS) that the preflight route alone would give. In the
 	// one-origin layout this is what a client gets at the root /.well-known/oauth-protected-resource, which belongs

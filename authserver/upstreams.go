@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/connections"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
+	"github.com/mcp-oauth-gateway/gateway/internal/flagenv"
+)
+
+// The upstreams users connect accounts at (docs/connections.md): named by --upstreams, each set by flags named after
+// it (--upstream-<name>-issuer, ...; in the environment AUTHSERVER_UPSTREAM_<NAME>_ISSUER, ...).
+
+// upstreamSettings are one upstream's flags.
+type upstreamSettings struct {
+	issuer, authURL, tokenURL, clientID, clientSecret, scopes, displayName string
+}
+
+const upstreamsFlag = "upstreams"
+
+// flagValue finds --name on the command line, else in the environment variable env, before the flags are parsed
+// (flags named after the values it lists must be registered first).
+func flagValue(args []string, name, env string) string {
+	value, found := "", false
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			break
+		}
+		n, v, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || n != name {
+			continue
+		}
+		if !hasValue && i+1 < len(args) {
+			v, i = args[i+1], i+1
+		}
+		value, found = v, true
+	}
+	if !found {
+		value = os.Getenv(env)
+	}
+	return value
+}
+
+// upstreamNames reads --upstreams (or AUTHSERVER_UPSTREAMS): lower-case names, each once.
+func upstreamNames(args []string) ([]string, error) {
+	var names []string
+	for _, n := range flagenv.Split(flagValue(args, upstreamsFlag, "AUTHSERVER_UPSTREAMS")) {
+		n = strings.ToLower(n)
+		if err := (connections.Upstream{Name: n, ClientID: "-", AuthURL: "http://x", TokenURL: "http://x"}).Check(); err != nil {
+			return nil, fmt.Errorf("--%s: %w", upstreamsFlag, err)
+		}
+		if slices.Contains(names, n) {
+			return nil, fmt.Errorf("--%s: %s is listed twice", upstreamsFlag, n)
+		}
+		names = append(names, n)
+	}
+	return names, nil
+}
+
+// addUpstreamFlags registers the flags of each named upstream.
+func addUpstreamFlags(fs *flag.FlagSet, s *settings, names []string) {
+	s.upstream, s.upstreamOrder = map[string]*upstreamSettings{}, names
+	for _, n := range names {
+		u := &upstreamSettings{}
+		s.upstream[n] = u
+		f := func(setting string) string { return "upstream-" + n + "-" + setting }
+		fs.StringVar(&u.issuer, f("issuer"), "", n+": the provider's issuer URL, for OpenID discovery of its endpoints (or give -auth-url and -token-url)")
+		fs.StringVar(&u.authURL, f("auth-url"), "", n+": the provider's authorization endpoint")
+		fs.StringVar(&u.tokenURL, f("token-url"), "", n+": the provider's token endpoint")
+		fs.StringVar(&u.clientID, f("client-id"), "", n+": the client id of the gateway's OAuth app at the provider (required)")
+		fs.StringVar(&u.clientSecret, f("client-secret"), "", n+": its client secret (empty: a public client, PKCE only)")
+		fs.StringVar(&u.scopes, f("scopes"), "", n+": comma-separated scopes asked for")
+		fs.StringVar(&u.displayName, f("display-name"), "", n+": the name people read on the connect and account pages (default: the name)")
+	}
+}
+
+// connectionsService builds the connected accounts from the flags (nil when neither an upstream nor a key is
+// configured), checks that the key opens every stored connection, and seals again under the current key what an
+// older key sealed. A wrong key stops the start.
+func connectionsService(ctx context.Context, s *settings, st store.Store, log *slog.Logger) (*connections.Service, error) {
+	keyText := s.connectionsKey
+	if s.connectionsKeyFile != "" {
+		if keyText != "" {
+			return nil, errors.New("give --connections-key or --connections-key-file, not both")
+		}
+		b, err := os.ReadFile(s.connectionsKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--connections-key-file: %w", err)
+		}
+		keyText = string(b)
+	}
+	if s.brokerSecret != "" {
+		if s.feedListen == "" {
+			return nil, errors.New("--broker-secret: the broker endpoint is served on the internal listener only: set --feed-listen")
+		}
+		if len(s.brokerSecret) < 32 {
+			return nil, errors.New("--broker-secret: at least 32 characters (e.g. openssl rand -base64 32)")
+		}
+	}
+	if len(s.upstreamOrder) == 0 && keyText == "" {
+		return nil, nil
+	}
+	if keyText == "" {
+		return nil, errors.New("--upstreams: connected accounts' tokens are stored encrypted: give --connections-key or --connections-key-file " +
+			"(a key is <id>:<base64 of 32 random bytes>, e.g. 1:$(openssl rand -base64 32))")
+	}
+	keys, err := connections.ParseKeys(keyText)
+	if err != nil {
+		return nil, fmt.Errorf("--connections-key: %w", err)
+	}
+	var ups []connections.Upstream
+	for _, n := range s.upstreamOrder {
+		u := s.upstream[n]
+		ups = append(ups, connections.Upstream{Name: n, DisplayName: u.displayName, Issuer: u.issuer, AuthURL: u.authURL,
+			TokenURL: u.tokenURL, ClientID: u.clientID, ClientSecret: u.clientSecret, Scopes: flagenv.Split(u.scopes)})
+	}
+	svc, err := connections.New(connections.Config{Issuer: s.issuer, Keys: keys, Upstreams: ups,
+		HTTPClient: &http.Client{Timeout: 15 * time.Second}, Log: log}, st)
+	if err != nil {
+		return nil, err
+	}
+	n, err := svc.CheckKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connected accounts: %w", err)
+	}
+	if n > 0 {
+		log.Info("connected accounts sealed again under the current key", "count", n, "key_id", keys.Current())
+	}
+	return svc, nil
+}
