@@ -16,6 +16,7 @@ import (
 var Commands = map[string]string{
 	"clients":          "clients list | show ID | delete ID --yes | revoke ID --yes | purge [--unused-for D] [--idle-for D] [--dry-run] --yes: registered clients",
 	"tokens":           "tokens list --user ID | --client ID; tokens revoke --user ID | --client ID --yes: a user's or a client's grants",
+	"connections":      "connections list [--user ID]; connections revoke --user ID [--upstream NAME] --yes: users' connected accounts (tokens never shown)",
 	"purge":            "purge: remove expired records now",
 	"backup":           "backup [--out FILE]: write the whole store as versioned JSON lines (stdout by default)",
 	"restore":          "restore --in FILE --yes: load a backup (from either backend) into the store",
@@ -90,7 +91,7 @@ type line struct {
 	name                              string
 	positional                        []string
 	json, yes, dryRun                 bool
-	user, client, out, in             string
+	user, client, upstream, out, in   string
 	unusedFor, idleFor, activateAfter time.Duration
 }
 
@@ -109,6 +110,7 @@ func parse(args []string, usage io.Writer) (*line, error) {
 	fs.BoolVar(&l.yes, "yes", false, "confirm a destructive action")
 	fs.StringVar(&l.user, "user", "", "user id, the tokens' sub: a GitHub numeric id, or <provider>:<sub> (tokens list, tokens revoke)")
 	fs.StringVar(&l.client, "client", "", "client id (tokens revoke)")
+	fs.StringVar(&l.upstream, "upstream", "", "upstream name (connections revoke; empty: every upstream of the user)")
 	fs.StringVar(&l.out, "out", "", "backup file to write (default stdout)")
 	fs.StringVar(&l.in, "in", "", "backup file to read (restore)")
 	fs.DurationVar(&l.unusedFor, "unused-for", 24*time.Hour, "clients purge: remove clients never used and registered longer ago than this (0: off; the server's --client-unused-lifetime default)")
@@ -191,6 +193,15 @@ func (l *line) exec(ctx context.Context, svc *service.Service, stdin io.Reader, 
 			return a.RevokeUserTokens(ctx, l.user, l.yes)
 		}
 		return a.RevokeClientTokens(ctx, l.client, l.yes)
+	case "connections":
+		sub, _ := l.arg(0, "list or revoke")
+		switch {
+		case sub == "list" && l.upstream == "":
+			return a.ListConnections(ctx, l.user)
+		case sub == "revoke" && l.user != "":
+			return a.RevokeConnections(ctx, l.user, l.upstream, l.yes)
+		}
+		return l.usage("")
 	case "purge":
 		return a.Purge(ctx)
 	case "backup":
