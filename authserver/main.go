@@ -323,10 +323,15 @@ func serve(s *settings, log *slog.Logger) error {
 		return err
 	}
 	defer st.Close()
+	conns, err := connectionsService(ctx, s, st, log)
+	if err != nil {
+		return err
+	}
 	var providers []login.Provider
 	if githubConfigured(s) {
 		ghConfig.Pins = st // each allowed login keeps the account it was first seen with
 		ghConfig.Groups = groups
+		keepGitHubLogins(conns, &ghConfig)
 		gh, err := github.New(ghConfig, policy, &http.Client{Timeout: 15 * time.Second})
 		if err != nil {
 			return err
@@ -339,10 +344,6 @@ func serve(s *settings, log *slog.Logger) error {
 		return err
 	}
 	logins.KeepGroups(groups)
-	conns, err := connectionsService(ctx, s, st, log)
-	if err != nil {
-		return err
-	}
 	km := keyManager(st, s)
 	if err := km.Ensure(ctx); err != nil {
 		return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -12,7 +13,11 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/oauth2"
+
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/connections"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login/github"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 	"github.com/mcp-oauth-gateway/gateway/internal/flagenv"
 )
@@ -121,8 +126,19 @@ func connectionsService(ctx context.Context, s *settings, st store.Store, log *s
 	var ups []connections.Upstream
 	for _, n := range s.upstreamOrder {
 		u := s.upstream[n]
-		ups = append(ups, connections.Upstream{Name: n, DisplayName: u.displayName, Issuer: u.issuer, AuthURL: u.authURL,
-			TokenURL: u.tokenURL, ClientID: u.clientID, ClientSecret: u.clientSecret, Scopes: flagenv.Split(u.scopes)})
+		up := connections.Upstream{Name: n, DisplayName: u.displayName, Issuer: u.issuer, AuthURL: u.authURL,
+			TokenURL: u.tokenURL, ClientID: u.clientID, ClientSecret: u.clientSecret, Scopes: flagenv.Split(u.scopes)}
+		if n == login.GitHub && u.issuer == "" && u.authURL == "" && u.tokenURL == "" && u.clientID == "" {
+			// The GitHub login's own app: each GitHub login keeps its token, with these scopes asked for there too.
+			if !githubConfigured(s) {
+				return nil, errors.New("--upstreams github: give the upstream's own --upstream-github-* settings, or configure the GitHub login (--github-client-id), whose logins then connect it")
+			}
+			web := strings.TrimSuffix(s.ghWebURL, "/")
+			up.AuthURL, up.TokenURL = web+"/login/oauth/authorize", web+"/login/oauth/access_token"
+			up.ClientID, up.ClientSecret, up.FromLogin, up.SecretInForm = s.ghClientID, s.ghClientSecret, true, true
+			up.DisplayName = cmp.Or(up.DisplayName, "GitHub")
+		}
+		ups = append(ups, up)
 	}
 	svc, err := connections.New(connections.Config{Issuer: s.issuer, Keys: keys, Upstreams: ups,
 		HTTPClient: &http.Client{Timeout: 15 * time.Second}, Log: log}, st)
@@ -137,4 +153,20 @@ func connectionsService(ctx context.Context, s *settings, st store.Store, log *s
 		log.Info("connected accounts sealed again under the current key", "count", n, "key_id", keys.Current())
 	}
 	return svc, nil
+}
+
+// keepGitHubLogins makes every GitHub login keep its token as the user's connected GitHub account, with the
+// upstream's scopes asked for at login, when the github upstream is the login's own app.
+func keepGitHubLogins(conns *connections.Service, cfg *github.Config) {
+	if conns == nil {
+		return
+	}
+	up, ok := conns.Upstream(login.GitHub)
+	if !ok || !up.FromLogin {
+		return
+	}
+	cfg.ExtraScopes = up.Scopes
+	cfg.KeepToken = func(ctx context.Context, userID string, tok *oauth2.Token) error {
+		return conns.Keep(ctx, login.GitHub, userID, tok)
+	}
 }

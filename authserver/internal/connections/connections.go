@@ -274,8 +274,15 @@ func (s *Service) Finish(ctx context.Context, name, userID, code, verifier strin
 	if err != nil {
 		return fmt.Errorf("%w: code exchange: %w", ErrUpstreamUnavailable, err)
 	}
-	now := s.now()
-	if err := s.store.PutConnection(ctx, s.record(userID, name, t, now)); err != nil {
+	return s.Keep(ctx, name, userID, t)
+}
+
+// Keep stores t, which upstream name issued for userID, as the user's connection (replacing an earlier one).
+func (s *Service) Keep(ctx context.Context, name, userID string, t *oauth2.Token) error {
+	if _, ok := s.upstreams[name]; !ok {
+		return ErrUnknownUpstream
+	}
+	if err := s.store.PutConnection(ctx, s.record(userID, name, t, s.now())); err != nil {
 		return fmt.Errorf("store the connection: %w", err)
 	}
 	s.cfg.Log.InfoContext(ctx, "account connected", "user", userID, "upstream", name)

@@ -25,6 +25,11 @@ type Upstream struct {
 	// ClientSecret is empty for a public client (PKCE alone).
 	ClientSecret string
 	Scopes       []string
+	// FromLogin: the upstream is also the login provider of the same name (GitHub), whose logins keep their token as
+	// the user's connection (Keep), with Scopes asked for at login.
+	FromLogin bool
+	// SecretInForm: the client authenticates with client_secret_post, as GitHub documents it (default: basic).
+	SecretInForm bool
 }
 
 var upstreamName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
@@ -81,7 +86,7 @@ func (u *upstream) config(ctx context.Context) (*oauth2.Config, error) {
 		// and the upstream's answer to that (invalid_client) would hide the invalid_grant that ends the connection.
 		// A confidential client uses client_secret_basic, which every server must support (RFC 6749 §2.3.1).
 		u.endpoint.AuthStyle = oauth2.AuthStyleInHeader
-		if u.ClientSecret == "" {
+		if u.ClientSecret == "" || u.SecretInForm {
 			u.endpoint.AuthStyle = oauth2.AuthStyleInParams
 		}
 	}

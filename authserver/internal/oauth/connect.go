@@ -8,6 +8,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/connections"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 )
 
@@ -119,6 +120,13 @@ func (e connectEnding) approved(w http.ResponseWriter, r *http.Request, ar *stor
 			return
 		}
 		s.storeFailedPage(w, r, err)
+		return
+	}
+	if up, _ := s.cfg.Connections.Upstream(ar.Connect.Upstream); up.FromLogin && login.ProviderOf(*ar.User) == up.Name {
+		// The login itself was the round trip: the provider's token became the connection.
+		_ = s.store.DeleteAuthRequest(r.Context(), ar.ID)
+		http.SetCookie(w, &http.Cookie{Name: s.authCookie(), Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.secure})
+		s.render(w, http.StatusOK, connectedPage, map[string]any{"Upstream": up.DisplayName, "User": ar.User.Login})
 		return
 	}
 	s.toUpstream(w, r, ar)

@@ -16,8 +16,11 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/oauth2"
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/connections"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login/github"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/oauth"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 	webbrowser "github.com/mcp-oauth-gateway/gateway/internal/testkit/browser"
@@ -235,4 +238,61 @@ func testConnectedAccounts(t *testing.T, b backendCase) {
 	assert.Equal(t, "not_connected", out["error"])
 	_, err = ce.store.GetConnection(ctx, "1001", "corp")
 	require.ErrorIs(t, err, store.ErrNotFound)
+}
+
+// The GitHub login as an upstream: with the extra scope asked for at login, each GitHub login keeps its token as the
+// user's connected GitHub account, and a connect link for it needs no second round trip.
+func TestGitHubLoginConnects(t *testing.T) {
+	gh := fakegithub.Start(t, fakegithub.Config{
+		Users: []fakegithub.User{{ID: 1001, Login: "octo", Name: "Octo Cat",
+			Emails: []fakegithub.Email{{Email: "octo@example.com", Primary: true, Verified: true}}}},
+		Apps: []fakegithub.App{{ClientID: ghClient, ClientSecret: ghSecret}},
+	})
+	st, r := backends[0].open(t)
+	t.Cleanup(func() { st.Close() })
+	e := &env{t: t, store: st, gh: gh, http: &http.Client{}, redis: r}
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	var svc *connections.Service
+	e.tweak = func(cfg *oauth.Config) {
+		ring, err := connections.ParseKeys("k1:" + base64.StdEncoding.EncodeToString(key))
+		require.NoError(t, err)
+		svc, err = connections.New(connections.Config{Issuer: cfg.Issuer, Keys: ring, Log: quiet,
+			Upstreams: []connections.Upstream{{Name: "github", DisplayName: "GitHub", AuthURL: gh.WebURL() + "login/oauth/authorize",
+				TokenURL: gh.WebURL() + "login/oauth/access_token", ClientID: ghClient, ClientSecret: ghSecret,
+				Scopes: []string{"repo"}, FromLogin: true, SecretInForm: true}}}, st)
+		require.NoError(t, err)
+		cfg.Connections = svc
+	}
+	e.providers = func(issuer string, _ *github.Provider) []login.Provider {
+		policy, err := github.ParsePolicy("octo", "", "")
+		require.NoError(t, err)
+		p, err := github.New(github.Config{ClientID: ghClient, ClientSecret: ghSecret, WebURL: gh.WebURL(), APIURL: gh.APIURL(),
+			RedirectURL: oauth.CallbackURL(issuer), Pins: st, ExtraScopes: []string{"repo"},
+			KeepToken: func(ctx context.Context, userID string, tok *oauth2.Token) error {
+				return svc.Keep(ctx, "github", userID, tok)
+			}}, policy, nil)
+		require.NoError(t, err)
+		return []login.Provider{p.LoginProvider()}
+	}
+	e.start("octo")
+
+	e.login() // octo uses an MCP client: the login connects GitHub
+	tok, err := svc.Token(context.Background(), "1001", "github")
+	require.NoError(t, err)
+	req, _ := http.NewRequest(http.MethodGet, gh.APIURL()+"user", nil)
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, "the login's token works at GitHub")
+	assert.Contains(t, resp.Header.Get("X-OAuth-Scopes"), "repo", "with the extra scope")
+
+	require.NoError(t, svc.Disconnect(context.Background(), "1001", "github"))
+	res, err := webbrowser.New(nil).Run(context.Background(), svc.ConnectURL("1001", "github"))
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, res.Status)
+	assert.Contains(t, res.Page, "GitHub connected")
+	_, err = svc.Token(context.Background(), "1001", "github")
+	require.NoError(t, err, "the link's login connected it again")
 }

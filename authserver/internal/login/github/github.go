@@ -37,6 +37,12 @@ type Config struct {
 	RedirectURL            string // the authserver's callback URL
 	// Pins keeps the account each listed login was first seen with (nil: logins are not pinned, for tests).
 	Pins LoginPins
+	// ExtraScopes are asked for at every login besides what the access rules need, for the user's connected GitHub
+	// account (package connections): the login's token then serves the user's MCP servers.
+	ExtraScopes []string
+	// KeepToken, when set, is given the GitHub token of every login the access rules admit (the user's connected
+	// GitHub account); an error fails the login. Nil: the token is used for the login's calls only and dropped.
+	KeepToken func(ctx context.Context, userID string, tok *oauth2.Token) error
 	// Groups are the declared groups (login.Service.KeepGroups); those spelled as a GitHub organization ("acme") or
 	// team ("acme/platform") are checked at each login and put in the user's record when the user is an active member.
 	Groups []string
@@ -66,6 +72,7 @@ type Provider struct {
 	policy Policy
 	pins   LoginPins
 	groups []string // declared groups that name a GitHub organization or team
+	keep   func(ctx context.Context, userID string, tok *oauth2.Token) error
 	client *http.Client
 	api    *gh.Client // without credentials; each login derives one with the user's token
 }
@@ -103,7 +110,7 @@ func New(cfg Config, policy Policy, client *http.Client) (*Provider, error) {
 			ClientID:     cfg.ClientID,
 			ClientSecret: cfg.ClientSecret,
 			RedirectURL:  cfg.RedirectURL,
-			Scopes:       scopes(policy, len(groups) > 0),
+			Scopes:       withExtra(scopes(policy, len(groups) > 0), cfg.ExtraScopes),
 			Endpoint: oauth2.Endpoint{
 				AuthURL:  webURL.JoinPath("login/oauth/authorize").String(),
 				TokenURL: webURL.JoinPath("login/oauth/access_token").String(),
@@ -114,6 +121,7 @@ func New(cfg Config, policy Policy, client *http.Client) (*Provider, error) {
 		policy: policy,
 		pins:   cfg.Pins,
 		groups: groups,
+		keep:   cfg.KeepToken,
 		client: client,
 		api:    api,
 	}, nil
@@ -144,6 +152,16 @@ func scopes(p Policy, groups bool) []string {
 	return s
 }
 
+// withExtra adds the extra scopes not asked for already.
+func withExtra(s, extra []string) []string {
+	for _, e := range extra {
+		if !slices.Contains(s, e) {
+			s = append(s, e)
+		}
+	}
+	return s
+}
+
 // Policy returns the access rules the provider applies.
 func (p *Provider) Policy() Policy { return p.policy }
 
@@ -159,7 +177,8 @@ func (p *Provider) AuthCodeURLWithPKCE(state, verifier string) string {
 
 // Login exchanges the GitHub code, reads the user (numeric id, login, name, primary verified e-mail) and checks the
 // policy. A refused user gives an *AccessDeniedError; other failures are wrapped errors (ErrCodeRejected and
-// ErrAppCredentials among them). The GitHub token is used for these calls only and then dropped.
+// ErrAppCredentials among them). The GitHub token is used for these calls only and then dropped, unless KeepToken
+// keeps it as the user's connected account.
 func (p *Provider) Login(ctx context.Context, code string) (*store.User, error) {
 	return p.login(ctx, code)
 }
@@ -214,6 +233,11 @@ func (p *Provider) login(ctx context.Context, code string, opts ...oauth2.AuthCo
 	user.Email = email
 	if user.Groups, err = p.memberships(ctx, api, user.Login); err != nil {
 		return nil, err
+	}
+	if p.keep != nil {
+		if err := p.keep(ctx, user.ID, tok); err != nil {
+			return nil, fmt.Errorf("github: keep the user's token as their connected account: %w", err)
+		}
 	}
 	return user, nil
 }
