@@ -160,15 +160,18 @@ func (a *Admin) RotateKeys(ctx context.Context, activateAfter time.Duration) err
 
 // GenerateSecrets prints random values for the secrets a .env needs, as KEY=value lines (or JSON).
 func (a *Admin) GenerateSecrets() error {
+	now := time.Now().UTC()
 	secrets := map[string]string{}
-	for _, name := range []string{"REDIS_PASSWORD", "STREAMPROXY_SECRET"} {
+	for _, name := range []string{"REDIS_PASSWORD", "STREAMPROXY_SECRET", "BROKER_SECRET"} {
 		secrets[name] = randomSecret()
 	}
+	// The key of connected accounts' tokens (--connections-key), named by its day so a rotation adds a new name.
+	secrets["CONNECTIONS_KEY"] = now.Format("20060102") + ":" + randomSecret()
 	if a.JSON {
 		return a.printJSON(secrets)
 	}
-	_, err := fmt.Fprintf(a.Out, "# Generated %s; paste into .env\nREDIS_PASSWORD=%s\nSTREAMPROXY_SECRET=%s\n",
-		time.Now().UTC().Format(time.RFC3339), secrets["REDIS_PASSWORD"], secrets["STREAMPROXY_SECRET"])
+	_, err := fmt.Fprintf(a.Out, "# Generated %s; paste into .env\nREDIS_PASSWORD=%s\nSTREAMPROXY_SECRET=%s\nBROKER_SECRET=%s\nCONNECTIONS_KEY=%s\n",
+		now.Format(time.RFC3339), secrets["REDIS_PASSWORD"], secrets["STREAMPROXY_SECRET"], secrets["BROKER_SECRET"], secrets["CONNECTIONS_KEY"])
 	return err
 }
 

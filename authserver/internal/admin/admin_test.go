@@ -19,6 +19,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/admin"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/admin/service"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/admin/socket"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/connections"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/embedded"
@@ -247,6 +248,9 @@ func TestGenerateSecrets(t *testing.T) {
 	assert.NotEqual(t, a["REDIS_PASSWORD"], b["REDIS_PASSWORD"])
 	assert.Len(t, a["STREAMPROXY_SECRET"], 43)
 	assert.NotEqual(t, a["REDIS_PASSWORD"], a["STREAMPROXY_SECRET"])
+	assert.Len(t, a["BROKER_SECRET"], 43)
+	_, err := connections.ParseKeys(a["CONNECTIONS_KEY"])
+	assert.NoError(t, err, "a key --connections-key takes")
 }
 
 // The files a command line names are opened by the command line's process, wherever the command runs: a backup
