@@ -45,10 +45,12 @@ const (
 	RefreshAhead = 60 * time.Second
 	// TicketLifetime is how long a connect link is valid.
 	TicketLifetime = 10 * time.Minute
-	// refreshLease is how long one process may hold a connection's refresh before another may try; waitForRefresh
-	// is how long another waits for its result.
-	refreshLease   = 30 * time.Second
-	waitForRefresh = 20 * time.Second
+	// refreshLease is how long one process holds a connection's refresh before another may try: longer than the
+	// refresh's HTTP timeout (15 s), so a slow refresh is not made twice, and after a failed one it spaces the
+	// attempts. waitForRefresh is how long another caller waits for the holder's new token before it answers
+	// ErrUpstreamUnavailable (an expired token cannot be handed out meanwhile).
+	refreshLease   = 20 * time.Second
+	waitForRefresh = 5 * time.Second
 )
 
 // Store is the part of store.Store the service needs.
@@ -363,6 +365,9 @@ func (s *Service) refreshOnce(ctx context.Context, c *store.Connection) (*Token,
 	}
 	lease := store.HashSecret("connection-refresh\x00" + string(c.Sealed))
 	if err := s.store.UseJTI(ctx, lease, s.now().Add(refreshLease)); errors.Is(err, store.ErrReused) {
+		if s.now().Before(c.TokenExpiresAt) {
+			return token(c, sec), nil // still valid: no need to wait for the other node's refresh
+		}
 		return s.awaitRefresh(ctx, c)
 	} else if err != nil {
 		return nil, err
@@ -390,6 +395,9 @@ func (s *Service) refreshOnce(ctx context.Context, c *store.Connection) (*Token,
 	}
 	if err != nil {
 		s.cfg.Log.WarnContext(ctx, "refresh at the upstream failed", "user", c.UserID, "upstream", c.Upstream, "err", err)
+		if s.now().Before(c.TokenExpiresAt) {
+			return token(c, sec), nil // it serves until it expires; the next call tries again
+		}
 		return nil, fmt.Errorf("%w: refresh: %w", ErrUpstreamUnavailable, err)
 	}
 	if t.RefreshToken == "" {

@@ -7,6 +7,8 @@ import (
 	"encoding/base64"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -145,4 +147,27 @@ func ticketOf(t *testing.T, link string) string {
 	u, err := url.Parse(link)
 	require.NoError(t, err)
 	return u.Query().Get("ticket")
+}
+
+// An upstream that cannot be reached for a refresh: the token is handed out while it is still valid, and after its
+// expiry the answer is ErrUpstreamUnavailable; the connection is kept either way (only a refused refresh token ends it).
+func TestRefreshWithTheUpstreamDown(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	svc := newService(t, st, newKey("k1"))
+	down := httptest.NewServer(http.NotFoundHandler())
+	down.Close() // nothing listens there any more
+	svc.upstreams["gitlab"].TokenURL = down.URL + "/oauth/token"
+	tok := &oauth2.Token{AccessToken: "still-good", RefreshToken: "rt", Expiry: time.Now().Add(30 * time.Second)}
+	require.NoError(t, svc.Keep(ctx, "gitlab", "1001", tok))
+
+	got, err := svc.Token(ctx, "1001", "gitlab")
+	require.NoError(t, err)
+	assert.Equal(t, "still-good", got.AccessToken, "valid for 30 s more: served while the refresh fails")
+
+	svc.cfg.Now = func() time.Time { return time.Now().Add(time.Minute) }
+	_, err = svc.Token(ctx, "1001", "gitlab")
+	require.ErrorIs(t, err, ErrUpstreamUnavailable)
+	_, err = st.GetConnection(ctx, "1001", "gitlab")
+	require.NoError(t, err, "the connection is kept")
 }
