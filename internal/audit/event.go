@@ -49,6 +49,8 @@ type Event struct {
 	UserID    string `json:"user_id,omitempty"`
 	UserLogin string `json:"user_login,omitempty"`
 	ClientID  string `json:"client_id,omitempty"`
+	// ClientName is the name a client registered with (client.registered, client.updated).
+	ClientName string `json:"client_name,omitempty"`
 
 	// The authserver's events.
 	Provider  string `json:"provider,omitempty"`   // the identity provider a user logged in with

@@ -31,6 +31,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/metrics"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/ratelimit"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
+	"github.com/mcp-oauth-gateway/gateway/internal/audit"
 	"github.com/mcp-oauth-gateway/gateway/internal/observe"
 )
 
@@ -80,6 +81,7 @@ type Config struct {
 	DeviceAttemptsPerMinute float64       // user codes one IP address may try per minute
 
 	Metrics *metrics.Metrics // nil: not counted
+	Audit   *audit.Logger    // the audit trail; nil: nothing recorded
 
 	ClientMetadata *clientmeta.Fetcher // resolves URL client ids (CIMD); nil: only registered clients
 	// ClientKeys fetches the key sets (jwks_uri) of private_key_jwt clients, registered or not; nil: only clients
