@@ -19,13 +19,16 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mcp-oauth-gateway/gateway/internal/audit"
 	"github.com/mcp-oauth-gateway/gateway/internal/flagenv"
 	"github.com/mcp-oauth-gateway/gateway/internal/observe"
+	"github.com/mcp-oauth-gateway/gateway/internal/tracing"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/affinity"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/metrics"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/peruser"
@@ -82,6 +85,10 @@ func run(args []string) error {
 	fs.StringVar(&identity.Scopes, "scopes-header", "X-Scopes", "header with the token's scopes, space separated, for the policy (empty: none)")
 	fs.StringVar(&identity.Groups, "groups-header", "X-User-Groups", "header with the caller's groups, comma separated, for the policy (empty: none)")
 	fs.StringVar(&identity.ResourceMetadata, "resource-metadata-header", "X-Resource-Metadata", "header with the URL of the resource's RFC 9728 metadata, named in step-up challenges (empty: none)")
+	auditLog := fs.String("audit-log", audit.Stdout, "where the audit trail goes, one JSON object a line: stdout, off, or a file's path (appended to, created 0600)")
+	serverName := fs.String("server-name", "", "the MCP server's name in the audit trail (default: the command's file name)")
+	var auditArgs flagenv.List
+	fs.Var(&auditArgs, "audit-arguments", "tools whose call arguments the audit trail records, comma separated, \"*\" for every tool; members named like a secret (token, password, secret, key, ...) are redacted (default: none; arguments hold users' data)")
 	metricsListen := fs.String("metrics-listen", "", "address of a separate listener serving Prometheus metrics at /metrics, e.g. :9090 (empty: off)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: streamproxy [flags] -- <command> [args...]\n\nEvery flag also reads STREAMPROXY_<FLAG>.")
@@ -122,6 +129,23 @@ func run(args []string) error {
 			return err
 		}
 	}
+	trail, err := audit.Open(*auditLog, audit.Options{Service: "streamproxy", Registerer: reg, Namespace: "streamproxy", Log: log})
+	if err != nil {
+		return fmt.Errorf("--audit-log: %w", err)
+	}
+	defer trail.Close()
+	traces, err := tracing.Setup(context.Background(), "streamproxy", log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		flush, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = traces.Shutdown(flush)
+	}()
+	if *serverName == "" {
+		*serverName = filepath.Base(command[0])
+	}
 
 	mcp := transport.New(transport.Config{
 		Command:        session.Command{Path: command[0], Args: command[1:], Env: session.Env(passEnv, childEnv), Dir: *workdir},
@@ -141,6 +165,9 @@ func run(args []string) error {
 		Metrics:        counters,
 		Policy:         rules,
 		Identity:       identity,
+		Audit:          trail,
+		ServerName:     *serverName,
+		AuditArguments: auditArgs,
 	})
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "streamproxy", Name: "sessions_active",
 		Help: "MCP sessions open now."}, func() float64 { return float64(mcp.Sessions()) }),
@@ -167,7 +194,7 @@ func run(args []string) error {
 	if *readTimeout > 0 {
 		headerTimeout = min(headerTimeout, *readTimeout)
 	}
-	srv := &http.Server{Handler: observe.Handler(mux, log, observe.NewMetrics(reg, "streamproxy")),
+	srv := &http.Server{Handler: observe.Handler(traces.Handler(mux), log, observe.NewMetrics(reg, "streamproxy")),
 		ReadHeaderTimeout: headerTimeout, ReadTimeout: *readTimeout, IdleTimeout: *connIdle}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
