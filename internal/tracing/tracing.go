@@ -108,16 +108,30 @@ func protocol(getenv func(string) string) string {
 
 // Handler wraps next, normally an http.ServeMux (its matched pattern names the span), so that each request is a
 // server span continuing the trace context of the request's headers. With tracing off it only reads that context,
-// so the trace id the edge sent still reaches the audit trail.
+// so the trace id the edge sent still reaches the audit trail. Either way the pattern the mux matched is copied to
+// the request Handler was given, as the mux itself would have set it, for a wrapper outside (observe.Handler).
 func (t *Tracing) Handler(next http.Handler) http.Handler {
 	if !t.Enabled() {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-			next.ServeHTTP(w, r.WithContext(ctx))
+			inner := r.WithContext(ctx)
+			next.ServeHTTP(w, inner)
+			r.Pattern = inner.Pattern
 		})
 	}
-	return otelhttp.NewHandler(next, "", otelhttp.WithTracerProvider(t.provider), otelhttp.WithSpanNameFormatter(spanName))
+	traced := otelhttp.NewHandler(http.HandlerFunc(func(w http.ResponseWriter, inner *http.Request) {
+		next.ServeHTTP(w, inner)
+		if outer, ok := inner.Context().Value(outerRequest{}).(*http.Request); ok {
+			outer.Pattern = inner.Pattern
+		}
+	}), "", otelhttp.WithTracerProvider(t.provider), otelhttp.WithSpanNameFormatter(spanName))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		traced.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), outerRequest{}, r)))
+	})
 }
+
+// outerRequest keys the request Handler was given, in the context of the one it passes on.
+type outerRequest struct{}
 
 // spanName is "METHOD route": the matched pattern, never the raw path (which can hold ids).
 func spanName(_ string, r *http.Request) string {

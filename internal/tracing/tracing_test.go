@@ -84,6 +84,21 @@ func TestARequestContinuesTheEdgesTrace(t *testing.T) {
 	}
 }
 
+// The wrapper sits between observe.Handler and the mux: the route the mux matched must still reach the request the
+// wrapper was given, which observe reads for its log line and metrics.
+func TestTheMatchedRouteReachesTheCallersRequest(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	on := &Tracing{provider: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))}
+	for name, tr := range map[string]*Tracing{"on": on, "off": {}} {
+		var seen trace.SpanContext
+		req := httptest.NewRequest(http.MethodPost, "/token", nil)
+		tr.Handler(mux(&seen)).ServeHTTP(httptest.NewRecorder(), req)
+		if req.Pattern != "POST /token" {
+			t.Errorf("tracing %s: the caller's request has pattern %q, want POST /token", name, req.Pattern)
+		}
+	}
+}
+
 func TestOffItStillCarriesTheEdgesTraceID(t *testing.T) {
 	SetupPropagation()
 	var seen trace.SpanContext
