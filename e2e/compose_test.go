@@ -38,7 +38,7 @@ func TestComposeDeployment(t *testing.T) {
 	require.NoError(t, err)
 
 	mcp := []string{"everything", "memory", "filesystem", "sequential-thinking", "fetch", "time"}
-	names := []string{"traefik", "redis", "authserver"}
+	names := []string{"traefik", "redis", "authserver", "jaeger"}
 	for _, m := range mcp {
 		names = append(names, "mcp-"+m)
 	}
