@@ -86,4 +86,3 @@ func TestCommandsAreAudited(t *testing.T) {
 		})
 	}
 }
-

@@ -40,8 +40,8 @@ func withUser(e audit.Event, u *store.User) audit.Event {
 	return e
 }
 
-// refusal is the audit reason of an error answer: its OAuth code and description, which never quote what the client
-// sent; anything else is a server failure.
+// refusal is the audit reason of an error answer: its OAuth code and description, which the server writes (naming a
+// parameter or a grant type at most, never a token's or a code's value); anything else is a server failure.
 func refusal(err error) string {
 	if oe, ok := errors.AsType[*oauthErr](err); ok {
 		return oe.code + ": " + oe.desc

@@ -38,7 +38,7 @@ type operation struct {
 	start   time.Time
 	id      json.RawMessage
 	span    trace.Span
-	event   *audit.Event // nil: not audited
+	event   *audit.Event // nil: the audit trail is off, or this is no request
 	w       *answerWatcher
 }
 
