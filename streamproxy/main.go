@@ -33,11 +33,20 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/metrics"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/peruser"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/policy"
+	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/sandbox"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/transport"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == sandbox.LaunchArg {
+		// A child starting: restrict this process and become the MCP server (or, probing, say the ABI applied).
+		if err := sandbox.Launch(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "streamproxy:", err)
+			os.Exit(126)
+		}
+		os.Exit(0)
+	}
 	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "streamproxy:", err)
 		os.Exit(2)
@@ -54,7 +63,7 @@ func run(args []string) error {
 	path := fs.String("path", "/mcp", "the MCP endpoint's path")
 	userHeader := fs.String("user-header", "X-User-Id", "identity header set by the gateway, required on every request; sessions and per-user processes are bound to it (empty: serve without identities)")
 	secret := fs.String("secret", "", "secret Traefik adds to every request in "+transport.SecretHeader+"; requests without it are refused (set it through STREAMPROXY_SECRET, not on the command line)")
-	var origins, childEnv, passEnv, peers flagenv.List
+	var origins, childEnv, passEnv, peers, allowRead, allowWrite, allowConnect flagenv.List
 	fs.Var(&origins, "allowed-origins", "browser origins allowed besides loopback ones, comma separated (\"*\": any)")
 	fs.Var(&childEnv, "env", "KEY=value added to the MCP server's environment (repeatable, comma separated); {user} in a value becomes the caller's id")
 	fs.Var(&passEnv, "pass-env", "names of the proxy's environment variables the MCP server also gets, beyond PATH, HOME, USER, LANG, LC_*, TZ, TMPDIR (comma separated)")
@@ -90,6 +99,10 @@ func run(args []string) error {
 	var auditArgs flagenv.List
 	fs.Var(&auditArgs, "audit-arguments", "tools whose call arguments the audit trail records, comma separated, \"*\" for every tool; members named like a secret (token, password, secret, key, ...) are redacted (default: none; arguments hold users' data)")
 	metricsListen := fs.String("metrics-listen", "", "address of a separate listener serving Prometheus metrics at /metrics, e.g. :9090 (empty: off)")
+	sandboxMode := fs.String("sandbox", sandbox.ModeAuto, "confine each MCP server process with Landlock: auto (where the kernel can), required (refuse to start without it), off")
+	fs.Var(&allowRead, "sandbox-allow-read", "paths confined MCP servers may also read and execute beneath (comma separated)")
+	fs.Var(&allowWrite, "sandbox-allow-write", "paths every confined MCP server may also write beneath, shared by all users (comma separated)")
+	fs.Var(&allowConnect, "sandbox-allow-connect", "the only TCP ports confined MCP servers may connect to (comma separated; none: no port; empty: any), on kernels with Landlock ABI 4 or later")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: streamproxy [flags] -- <command> [args...]\n\nEvery flag also reads STREAMPROXY_<FLAG>.")
 		fs.PrintDefaults()
@@ -147,8 +160,23 @@ func run(args []string) error {
 		*serverName = filepath.Base(command[0])
 	}
 
+	box, boxStatus, err := sandbox.Setup(sandbox.Config{Mode: *sandboxMode, AllowRead: allowRead, AllowWrite: allowWrite,
+		AllowConnect: allowConnect}, command)
+	if err != nil {
+		return err
+	}
+	if boxStatus.ABI > 0 {
+		log.Info("sandbox: each MCP server process is confined by Landlock", "landlock_abi", boxStatus.ABI)
+	} else {
+		log.Warn("sandbox: MCP server processes are NOT confined: users' processes are kept apart only by the servers themselves", "reason", boxStatus.Reason)
+	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "streamproxy", Name: "sandbox_landlock_abi",
+		Help: "The Landlock ABI each MCP server process is confined with; 0: none (--sandbox off, or a kernel without Landlock)."},
+		func() float64 { return float64(boxStatus.ABI) }))
+
 	mcp := transport.New(transport.Config{
-		Command:        session.Command{Path: command[0], Args: command[1:], Env: session.Env(passEnv, childEnv), Dir: *workdir},
+		Command: session.Command{Path: command[0], Args: command[1:], Env: session.Env(passEnv, childEnv), Dir: *workdir,
+			Sandbox: box},
 		UserHeader:     *userHeader,
 		MaxPerUser:     *maxPerUser,
 		UserStreams:    *maxStreams,
@@ -181,7 +209,8 @@ func run(args []string) error {
 	mux.Handle(*path, transport.RequireSecret(*secret, routed))
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "sessions": mcp.Sessions(), "workers": mcp.Workers()})
+		_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "sessions": mcp.Sessions(), "workers": mcp.Workers(),
+			"sandbox": boxStatus})
 	})
 
 	ln, err := net.Listen("tcp", *listen)
