@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -274,4 +275,24 @@ func TestSandboxAppliesUnprivileged(t *testing.T) {
 	assert.True(t, strings.HasPrefix(got, "failed"), got)
 	assert.NotContains(t, got, "readable-by-the-account")
 	assert.Equal(t, "ok mine mine", e.run(t, "echo mine | tee mine.txt ; cat mine.txt"))
+}
+
+// With --sandbox-allow-connect, a server connects to the TCP ports named and to no other.
+func TestSandboxConnectsToAllowedPortsOnly(t *testing.T) {
+	port := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = ln.Close() })
+		return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	}
+	allowed, other := port(), port()
+	base := t.TempDir()
+	url := proxy(t, []string{"--sandbox", "required", "--workdir", base + "/users/{user}", "--sandbox-allow-connect", allowed},
+		"sh", "-c", shellServer)
+	e := escape{url: url, sid: open(t, url), user: testUser}
+	require.NoError(t, os.WriteFile(filepath.Join(base, "users", testUser, "connect.js"), []byte(
+		`const s = require("net").connect(+process.argv[2], "127.0.0.1", () => { console.log("connected"); s.destroy() })`+
+			`.on("error", e => { console.log(e.code); process.exit(1) })`), 0o600))
+	assert.Equal(t, "ok connected", e.run(t, "node connect.js "+allowed))
+	assert.Equal(t, "failed EACCES", e.run(t, "node connect.js "+other))
 }

@@ -1,0 +1,79 @@
+package sandbox
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// A program's package is the folder its dependencies are found in, never the whole disk.
+func TestPackageRoot(t *testing.T) {
+	for in, want := range map[string]string{
+		"/srv/app/node_modules/@scope/server/dist/index.js":        "/srv/app/node_modules",
+		"/srv/app/node_modules/a/node_modules/b/index.js":          "/srv/app/node_modules",
+		"/usr/local/lib/node_modules/@modelcontextprotocol/x/i.js": "/usr/local/lib/node_modules",
+		"/opt/venv/bin/mcp-server-time":                            "/opt/venv",
+		"/opt/node/bin/node":                                       "/opt/node",
+		"/usr/bin/node":                                            "/usr/bin/node", // /usr is read anyway; never "/"
+		"/bin/sh":                                                  "/bin/sh",
+		"/server.js":                                               "/server.js",
+		"/srv/tools/server":                                        "/srv/tools/server",
+	} {
+		assert.Equal(t, want, packageRoot(in), in)
+	}
+}
+
+// A script's interpreter is read too: the one its #! line names, and for env the program found on PATH.
+func TestInterpreters(t *testing.T) {
+	dir := t.TempDir()
+	script := func(line string) string {
+		p := filepath.Join(dir, "s")
+		require.NoError(t, os.WriteFile(p, []byte(line+"\nrest\n"), 0o755))
+		return p
+	}
+	assert.Equal(t, []string{"/bin/sh"}, interpreters(script("#!/bin/sh -e")))
+	got := interpreters(script("#!/usr/bin/env -S sh -e"))
+	require.Len(t, got, 2)
+	assert.Equal(t, "/usr/bin/env", got[0])
+	assert.Equal(t, "sh", filepath.Base(got[1]), "env's program, from PATH")
+	assert.Empty(t, interpreters(script("no shebang")))
+	assert.Empty(t, interpreters(filepath.Join(dir, "missing")))
+}
+
+// The command's own files are found, with their package, and a directory among its arguments is not opened.
+func TestCommandRead(t *testing.T) {
+	dir := t.TempDir()
+	pkg := filepath.Join(dir, "node_modules", "server", "index.js")
+	require.NoError(t, os.MkdirAll(filepath.Dir(pkg), 0o755))
+	require.NoError(t, os.WriteFile(pkg, []byte("#!/bin/sh\n"), 0o755))
+	read, err := commandRead([]string{"sh", pkg, "/", dir})
+	require.NoError(t, err)
+	assert.Contains(t, read, filepath.Join(dir, "node_modules"))
+	assert.NotContains(t, read, "/")
+	assert.NotContains(t, read, dir)
+
+	_, err = commandRead([]string{"no-such-mcp-server"})
+	assert.ErrorContains(t, err, "no-such-mcp-server")
+}
+
+func TestConfigErrors(t *testing.T) {
+	_, _, err := Setup(Config{Mode: "maybe"}, []string{"true"})
+	assert.ErrorContains(t, err, `--sandbox "maybe"`)
+	for _, port := range []string{"https", "0", "70000"} {
+		_, _, err = Setup(Config{Mode: ModeAuto, AllowConnect: []string{port}}, []string{"true"})
+		assert.ErrorContains(t, err, "--sandbox-allow-connect", port)
+	}
+	box, status, err := Setup(Config{Mode: ModeOff}, []string{"true"})
+	require.NoError(t, err)
+	assert.Nil(t, box)
+	assert.Equal(t, Status{Reason: "turned off (--sandbox off)"}, status)
+
+	var none *Sandbox
+	path, args, err := none.Wrap("node", []string{"a"}, "/d", nil)
+	require.NoError(t, err)
+	assert.Equal(t, "node", path)
+	assert.Equal(t, []string{"a"}, args, "no sandbox, no launcher")
+}
