@@ -81,9 +81,9 @@ func (s Settings) For(user string) ([]string, string, error) {
 	return env, dir, nil
 }
 
-// Paths returns, for one user, the paths their settings name for them: the working directory, and for each
-// absolute --env value with the placeholder the directory that holds the user's segment, or the file it names
-// (what For creates). The sandbox lets the user's process write beneath them.
+// Paths returns, for one user, the paths their settings name for them: the working directory when it holds the
+// placeholder, and for each absolute --env value that holds it the directory with the user's segment, or the file
+// it names. The sandbox lets the user's process write beneath them.
 func (s Settings) Paths(user string) []string {
 	if !s.Uses() || user == "" {
 		return nil

@@ -11,6 +11,9 @@ import (
 	ll "github.com/landlock-lsm/go-landlock/landlock/syscall"
 )
 
+// errNoLandlock is what the launcher says on a kernel that applies no domain.
+var errNoLandlock = errors.New("the kernel has no Landlock (Linux 5.13 or later with landlock in CONFIG_LSM or lsm=)")
+
 // newestABI is the newest Landlock ABI go-landlock knows: a newer kernel is used at this level.
 const newestABI = 11
 

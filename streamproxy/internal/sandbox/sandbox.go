@@ -14,7 +14,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -148,8 +147,11 @@ func (s *Sandbox) Wrap(path string, args []string, dir string, userPaths []strin
 	if s == nil {
 		return path, args, nil
 	}
-	// The launcher runs in dir already, but it executes the server by an absolute path: resolve it here, with the
-	// proxy's PATH, as an unconfined child's would be.
+	// The launcher executes the server by an absolute path: resolve it here as exec would for an unconfined child,
+	// with the proxy's PATH, and a relative path with a separator relative to the child's directory.
+	if dir != "" && !filepath.IsAbs(path) && strings.ContainsRune(path, filepath.Separator) {
+		path = filepath.Join(dir, path)
+	}
 	resolved, err := exec.LookPath(path)
 	if err != nil {
 		return "", nil, fmt.Errorf("MCP server command %q: %w", path, err)
@@ -270,6 +272,3 @@ func packageRoot(file string) string {
 	}
 	return file
 }
-
-// errNoLandlock is what the launcher says on a kernel that applies no domain.
-var errNoLandlock = errors.New("the kernel has no Landlock (Linux 5.13 or later with landlock in CONFIG_LSM or lsm=)")

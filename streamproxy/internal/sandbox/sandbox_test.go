@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -76,4 +77,24 @@ func TestConfigErrors(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "node", path)
 	assert.Equal(t, []string{"a"}, args, "no sandbox, no launcher")
+}
+
+// A child's command line becomes the launcher's: the policy, then the server by an absolute path, found as exec
+// finds it (a relative path with a separator, in the child's directory), and the user's paths writable.
+func TestWrap(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "server"), []byte("#!/bin/sh\n"), 0o755))
+	box := &Sandbox{launcher: "/proc/self/exe", read: []string{"/usr"}}
+	path, args, err := box.Wrap("./server", []string{"--flag"}, dir, []string{"/data/users/u"})
+	require.NoError(t, err)
+	assert.Equal(t, "/proc/self/exe", path)
+	require.Len(t, args, 4)
+	assert.Equal(t, LaunchArg, args[0])
+	assert.Equal(t, []string{filepath.Join(dir, "server"), "--flag"}, args[2:])
+	var p Policy
+	require.NoError(t, json.Unmarshal([]byte(args[1]), &p))
+	assert.Equal(t, Policy{Read: []string{"/usr"}, Write: []string{dir, "/data/users/u"}}, p)
+
+	_, _, err = box.Wrap("no-such-mcp-server", nil, dir, nil)
+	assert.ErrorContains(t, err, "no-such-mcp-server")
 }
