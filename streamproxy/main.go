@@ -167,6 +167,9 @@ func run(args []string) error {
 	}
 	if boxStatus.ABI > 0 {
 		log.Info("sandbox: each MCP server process is confined by Landlock", "landlock_abi", boxStatus.ABI)
+		for _, name := range perUser.SharedDirFiles() {
+			log.Warn("sandbox: a confined server cannot create or replace its user's file in a directory all users share; give each user a directory: "+name+"=/dir/{user}/file", "env", name)
+		}
 	} else {
 		log.Warn("sandbox: MCP server processes are NOT confined: users' processes are kept apart only by the servers themselves", "reason", boxStatus.Reason)
 	}

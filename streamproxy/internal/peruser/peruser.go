@@ -104,6 +104,20 @@ func (s Settings) Paths(user string) []string {
 	return paths
 }
 
+// SharedDirFiles returns the names of the --env settings whose user's segment is in a file's name, in a directory
+// all users share (/data/{user}.json): a confined process may write that file once it exists, but not create it,
+// nor write the temporary file beside it that replaces it (as server-memory does).
+func (s Settings) SharedDirFiles() []string {
+	var names []string
+	for _, kv := range s.Env {
+		key, value, _ := strings.Cut(kv, "=")
+		if filepath.IsAbs(value) && userPath(value) == value {
+			names = append(names, key)
+		}
+	}
+	return names
+}
+
 // userPath is an absolute value cut after the component that holds the placeholder: /data/users/{user} for
 // /data/users/{user}/memory.json, /data/{user}.json whole; "" without the placeholder.
 func userPath(value string) string {

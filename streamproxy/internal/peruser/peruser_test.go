@@ -87,4 +87,5 @@ func TestPathsAreTheUsersOwn(t *testing.T) {
 		s.Paths("../alice"))
 	assert.Empty(t, s.Paths(""), "no identity, no paths")
 	assert.Empty(t, Settings{Env: []string{"F=/data/f"}, Dir: "/srv"}.Paths("alice"), "shared settings name no user's path")
+	assert.Equal(t, []string{"STATE"}, s.SharedDirFiles())
 }
