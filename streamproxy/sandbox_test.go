@@ -152,6 +152,11 @@ func TestSandboxStatusIsReported(t *testing.T) {
 	off := sandboxHealth(t, "off")
 	assert.Equal(t, sandboxStatus{Reason: "turned off (--sandbox off)"}, off)
 
+	// A per-user file in a directory all users share cannot be made by a confined server: said at start.
+	p, _, _ := proxyProcess(t, testenv.FreePort(t), []string{"--sandbox", "required",
+		"--env", "MEMORY_FILE_PATH=" + t.TempDir() + "/{user}.json"}, memoryServer(t)...)
+	assert.Contains(t, p.Output(), "give each user a directory: MEMORY_FILE_PATH=/dir/{user}/file")
+
 	bin := testenv.BuildBinary(t, "./streamproxy")
 	for _, bad := range [][]string{{"--sandbox", "maybe"}, {"--sandbox-allow-connect", "https"}} {
 		out, err := exec.Command(bin, append(bad, "--", "true")...).CombinedOutput()
