@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -97,4 +98,39 @@ func TestWrap(t *testing.T) {
 
 	_, _, err = box.Wrap("no-such-mcp-server", nil, dir, nil)
 	assert.ErrorContains(t, err, "no-such-mcp-server")
+}
+
+// The test binary is the launcher here, as streamproxy's main is: for real, or, with SANDBOX_TEST_NO_LANDLOCK set,
+// as it answers on a kernel without Landlock.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == LaunchArg {
+		err := errNoLandlock
+		if os.Getenv("SANDBOX_TEST_NO_LANDLOCK") == "" {
+			err = Launch(os.Args[2:])
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(126)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// Setup runs the launcher once: on this kernel it applies a domain; on one without Landlock, auto runs children
+// unconfined and says why, and required refuses to start.
+func TestSetupProbesTheKernel(t *testing.T) {
+	box, status, err := Setup(Config{Mode: ModeRequired}, []string{"true"})
+	require.NoError(t, err)
+	require.NotNil(t, box)
+	assert.GreaterOrEqual(t, status.ABI, 1, "this machine's kernel has Landlock")
+
+	t.Setenv("SANDBOX_TEST_NO_LANDLOCK", "1")
+	box, status, err = Setup(Config{Mode: ModeAuto}, []string{"true"})
+	require.NoError(t, err)
+	assert.Nil(t, box, "children run unconfined")
+	assert.Equal(t, 0, status.ABI)
+	assert.Contains(t, status.Reason, "the kernel has no Landlock")
+	_, _, err = Setup(Config{Mode: ModeRequired}, []string{"true"})
+	assert.ErrorContains(t, err, "--sandbox required: the launcher failed: the kernel has no Landlock")
 }
