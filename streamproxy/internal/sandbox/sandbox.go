@@ -76,7 +76,15 @@ func Setup(cfg Config, command []string) (*Sandbox, Status, error) {
 	default:
 		return nil, Status{}, fmt.Errorf("--sandbox %q: want auto, required or off", cfg.Mode)
 	}
-	s := &Sandbox{read: append(systemRead(), cfg.AllowRead...), write: cfg.AllowWrite}
+	allowRead, err := allowed("--sandbox-allow-read", cfg.AllowRead)
+	if err != nil {
+		return nil, Status{}, err
+	}
+	allowWrite, err := allowed("--sandbox-allow-write", cfg.AllowWrite)
+	if err != nil {
+		return nil, Status{}, err
+	}
+	s := &Sandbox{read: append(systemRead(), allowRead...), write: allowWrite}
 	if err := s.setConnect(cfg.AllowConnect); err != nil {
 		return nil, Status{}, err
 	}
@@ -102,6 +110,23 @@ func Setup(cfg Config, command []string) (*Sandbox, Status, error) {
 		return nil, Status{Reason: reason}, nil
 	}
 	return s, Status{ABI: abi}, nil
+}
+
+// allowed makes the operator's paths absolute (children start elsewhere) and refuses one that does not exist, which
+// no rule could name.
+func allowed(flag string, paths []string) ([]string, error) {
+	var abs []string
+	for _, p := range paths {
+		a, err := filepath.Abs(p)
+		if err == nil {
+			_, err = os.Stat(a)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w", flag, p, err)
+		}
+		abs = append(abs, a)
+	}
+	return abs, nil
 }
 
 func (s *Sandbox) setConnect(ports []string) error {

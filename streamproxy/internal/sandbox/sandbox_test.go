@@ -68,6 +68,8 @@ func TestConfigErrors(t *testing.T) {
 		_, _, err = Setup(Config{Mode: ModeAuto, AllowConnect: []string{port}}, []string{"true"})
 		assert.ErrorContains(t, err, "--sandbox-allow-connect", port)
 	}
+	_, _, err = Setup(Config{Mode: ModeAuto, AllowWrite: []string{"/no/such/cache"}}, []string{"true"})
+	assert.ErrorContains(t, err, "--sandbox-allow-write /no/such/cache: ")
 	box, status, err := Setup(Config{Mode: ModeOff}, []string{"true"})
 	require.NoError(t, err)
 	assert.Nil(t, box)
