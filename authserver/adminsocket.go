@@ -11,20 +11,21 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/metrics"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
+	"github.com/mcp-oauth-gateway/gateway/internal/audit"
 	"github.com/mcp-oauth-gateway/gateway/internal/flagenv"
 )
 
 // adminTarget is where the operator commands find the state: the server's store settings and admin socket.
-func adminTarget(s *settings, log *slog.Logger) admin.Target {
+func adminTarget(s *settings, trail *audit.Logger, log *slog.Logger) admin.Target {
 	s.store.RedisAddrs = flagenv.Split(s.redisAddrs)
 	s.store.Logger = log
-	return admin.Target{Store: s.store, Socket: s.adminSocket, MaxTokenLifetime: s.accessTTL, Logger: log}
+	return admin.Target{Store: s.store, Socket: s.adminSocket, MaxTokenLifetime: s.accessTTL, Logger: log, Audit: trail}
 }
 
 // serveAdminSocket runs the operator command lines sent to the admin socket while the server holds the embedded
 // store's file (on Redis the commands open Redis themselves, and an in-memory store has nothing to administer). The
 // returned function stops it and waits until it has, so it runs before the store is closed.
-func serveAdminSocket(ctx context.Context, s *settings, st store.Store, km *keys.Manager, m *metrics.Metrics, log *slog.Logger) (stop func(), err error) {
+func serveAdminSocket(ctx context.Context, s *settings, st store.Store, km *keys.Manager, m *metrics.Metrics, trail *audit.Logger, log *slog.Logger) (stop func(), err error) {
 	if s.store.UsesRedis() || s.store.DataFile == "" {
 		return func() {}, nil
 	}
@@ -37,7 +38,7 @@ func serveAdminSocket(ctx context.Context, s *settings, st store.Store, km *keys
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		run := admin.Local(service.New(st, km, service.Options{InServer: true, Metrics: m}))
+		run := admin.Local(service.New(st, km, service.Options{InServer: true, Metrics: m, Audit: trail}))
 		if err := socket.Serve(ctx, ln, socket.Runner(run), log); err != nil {
 			log.Error("admin socket stopped: operator commands need the server stopped until it restarts", "err", err)
 		}

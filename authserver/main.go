@@ -40,8 +40,11 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/oauth"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/backend"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/storetrace"
+	"github.com/mcp-oauth-gateway/gateway/internal/audit"
 	"github.com/mcp-oauth-gateway/gateway/internal/flagenv"
 	"github.com/mcp-oauth-gateway/gateway/internal/observe"
+	"github.com/mcp-oauth-gateway/gateway/internal/tracing"
 )
 
 func main() {
@@ -72,6 +75,7 @@ type settings struct {
 	registerBurst                                                        int
 	trustedProxies                                                       string
 	logFormat, metricsListen                                             string
+	auditLog                                                             string
 	cimd, cimdAllowPrivate                                               bool
 	cimdAllowed, cimdDenied, cimdCAFile                                  string
 	cimdTimeout, cimdCacheMin, cimdCacheMax                              time.Duration
@@ -161,6 +165,8 @@ func flags(s *settings) *flag.FlagSet {
 	fs.StringVar(&s.trustedProxies, "trusted-proxies", "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16",
 		"comma-separated CIDRs whose X-Forwarded-For is believed (the reverse proxy in front)")
 	fs.StringVar(&s.logFormat, "log-format", "auto", "log format: text, json, or auto (json unless stderr is a terminal)")
+	fs.StringVar(&s.auditLog, "audit-log", audit.Stdout, "where the audit trail goes, one JSON object a line: stdout, off, or a file's path "+
+		"(appended to, created 0600); an operator command run in its own process writes stdout's to stderr, beside its output")
 	fs.StringVar(&s.metricsListen, "metrics-listen", "", "address of a separate listener serving Prometheus metrics at /metrics, e.g. :9090 (empty: off)")
 	fs.StringVar(&s.store.RedisURL, "redis-url", "", "Redis URL (redis://, rediss:// for TLS, ?master_name= for Sentinel); empty: the embedded store")
 	fs.StringVar(&s.redisAddrs, "redis-addrs", "", "comma-separated Redis Cluster nodes or Sentinels, instead of --redis-url")
@@ -218,8 +224,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
+		trail, err := commandAudit(s.auditLog, stderr, log)
+		if err != nil {
+			return err
+		}
+		defer trail.Close()
 		return admin.Run(context.Background(), append([]string{cmd}, args...), func(ctx context.Context) (admin.Runner, func() error, error) {
-			return admin.Connect(ctx, adminTarget(&s, log))
+			return admin.Connect(ctx, adminTarget(&s, trail, log))
 		}, stdout, stderr)
 	}
 	if err := fs.Parse(args); err != nil {
@@ -314,6 +325,15 @@ func serve(s *settings, log *slog.Logger) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	traces, err := tracing.Setup(ctx, "authserver", log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		flush, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = traces.Shutdown(flush)
+	}()
 	openID, access, err := oidcProviders(ctx, s, log) // discovered before the store is opened
 	if err != nil {
 		return err
@@ -350,7 +370,12 @@ func serve(s *settings, log *slog.Logger) error {
 	}
 	reg := observe.NewRegistry()
 	m := metrics.New(reg)
-	adminDone, err := serveAdminSocket(ctx, s, st, km, m, log)
+	trail, err := audit.Open(s.auditLog, audit.Options{Service: "authserver", Registerer: reg, Namespace: "authserver", Log: log})
+	if err != nil {
+		return fmt.Errorf("--audit-log: %w", err)
+	}
+	defer trail.Close() // after the handlers and the admin socket stopped: their last events are written
+	adminDone, err := serveAdminSocket(ctx, s, st, km, m, trail, log)
 	if err != nil {
 		return err
 	}
@@ -366,6 +391,14 @@ func serve(s *settings, log *slog.Logger) error {
 		resources, patterns = []string{origin + "/mcp"}, []string{origin + "/*/mcp"}
 		log.Info("no resources configured: protecting the MCP endpoints on the issuer's origin", "resources", resources, "patterns", patterns)
 	}
+	served := st // what the endpoints use: with tracing on, each of its calls is a span
+	if traces.Enabled() {
+		system := "embedded"
+		if s.store.UsesRedis() {
+			system = "redis"
+		}
+		served = storetrace.Wrap(st, system)
+	}
 	srv, err := oauth.New(oauth.Config{
 		ClientMetadata: documents, ClientKeys: fetcher,
 		Issuer: s.issuer, Resources: resources, ResourcePatterns: patterns,
@@ -375,10 +408,10 @@ func serve(s *settings, log *slog.Logger) error {
 		AuthRequestTTL: s.authTTL, ConsentTTL: s.consentTTL, RefreshReuseWindow: s.refreshReuseWindow,
 		RegisterPerMinute: s.registerPerMinute, RegisterBurst: s.registerBurst, TrustedProxies: proxies,
 		AuthorizePerMinute: s.authorizePerMinute, MaxPendingPerClient: s.maxPendingPerClient, ClientFetchPerMinute: s.clientFetchPerMinute,
-		FeedPollInterval: 5 * time.Second, SeparateFeed: s.feedListen != "", Metrics: m,
+		FeedPollInterval: 5 * time.Second, SeparateFeed: s.feedListen != "", Metrics: m, Audit: trail,
 		DeviceCodeTTL: s.deviceTTL, DevicePollInterval: s.devicePoll, DeviceAttemptsPerMinute: s.deviceAttempts,
 		Connections: conns,
-	}, st, km, logins, log)
+	}, served, km, logins, log)
 	if err != nil {
 		return err
 	}
@@ -405,7 +438,7 @@ func serve(s *settings, log *slog.Logger) error {
 			return err
 		}
 	}
-	hs := &http.Server{Handler: observe.Handler(srv.Handler(), log, observe.NewMetrics(reg, "authserver")), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+	hs := &http.Server{Handler: observe.Handler(traces.Handler(srv.Handler()), log, observe.NewMetrics(reg, "authserver")), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 	go func() {
 		<-ctx.Done()
@@ -487,4 +520,18 @@ func purgeLoop(ctx context.Context, st store.Store, log *slog.Logger) {
 			}
 		}
 	}
+}
+
+// commandAudit is the audit trail of an operator command run in its own process: its stdout is the command's output,
+// so the trail's "stdout" is stderr there.
+func commandAudit(dest string, stderr io.Writer, log *slog.Logger) (*audit.Logger, error) {
+	o := audit.Options{Service: "authserver", Log: log}
+	if dest == audit.Stdout {
+		return audit.New(stderr, nil, o), nil
+	}
+	trail, err := audit.Open(dest, o)
+	if err != nil {
+		return nil, fmt.Errorf("--audit-log: %w", err)
+	}
+	return trail, nil
 }

@@ -42,12 +42,12 @@ func TestSmoke(t *testing.T) {
 	st, err := runSuite(cfg)
 	require.NoError(t, err)
 	checks := map[string]func(*testing.T, Config, *Section){"edge": checkEdge, "issuance": checkIssuance, "streaming": checkStreaming,
-		"policy": checkPolicy}
+		"policy": checkPolicy, "tracing": checkTracing}
 	var names []string
 	for _, s := range st.Sections {
 		names = append(names, s.Name)
 	}
-	require.Equal(t, []string{"edge", "issuance", "streaming", "policy"}, names)
+	require.Equal(t, []string{"edge", "issuance", "streaming", "policy", "tracing"}, names)
 	for _, s := range st.Sections {
 		t.Run(s.Name, func(t *testing.T) {
 			if errors.Is(s.Err, errSkipped) && os.Getenv("CI") == "" {
@@ -70,6 +70,13 @@ func TestSmoke(t *testing.T) {
 	for _, s := range st.Sections {
 		assert.Contains(t, md, "## "+s.Title)
 	}
+}
+
+func checkTracing(t *testing.T, _ Config, s *Section) {
+	n := numbers(t, s, "tracing.off.cpu_us", "tracing.on.cpu_us")
+	v := verdicts(t, s, "tracing on costs at most 5% more CPU per tool call")
+	assert.Equal(t, n[1]/n[0]-1 <= tracingBudget, v["tracing on costs at most 5% more CPU per tool call"].Met,
+		"the verdict follows the figures")
 }
 
 // verdicts indexes a section's verdicts by target, failing on a target missing from want.

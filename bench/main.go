@@ -32,7 +32,7 @@ func main() {
 	var (
 		smoke = flag.Bool("smoke", false, "run every benchmark for about a second (CI); no targets are judged")
 		out   = flag.String("out", "", "write the report here (default docs/benchmarks.md for a full run, nothing for -smoke)")
-		only  = flag.String("only", "", "comma-separated sections to run: edge, issuance, streaming, policy (default all)")
+		only  = flag.String("only", "", "comma-separated sections to run: edge, issuance, streaming, policy, tracing (default all)")
 		reps  = flag.Int("reps", 0, "repetitions of each measurement (default 3, 1 with -smoke)")
 	)
 	flag.Parse()

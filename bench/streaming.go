@@ -390,13 +390,16 @@ func statelessClient(url string) *mcpclient.HTTPClient {
 }
 
 // launchHTTP starts a Streamable HTTP proxy (argv built for a free port) serving /mcp, driven by client.
-func launchHTTP(e *env, name string, client func(url string) *mcpclient.HTTPClient, argv func(port int) []string) (*launched, error) {
+func launchHTTP(e *env, name string, client func(url string) *mcpclient.HTTPClient, argv func(port int) []string, env ...string) (*launched, error) {
 	port, err := freeport.Pick()
 	if err != nil {
 		return nil, err
 	}
 	args := argv(port)
 	cmd := exec.Command(args[0], args[1:]...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	p, err := e.start(name, cmd)
 	if err != nil {
 		return nil, err

@@ -21,7 +21,7 @@ import (
 
 // Section is one part of the suite and what it measured.
 type Section struct {
-	Name     string // edge, issuance, streaming, policy
+	Name     string // edge, issuance, streaming, policy, tracing
 	Title    string
 	Doc      report.Doc
 	Summary  report.Doc // headline figures, shown under Summary before the targets
@@ -91,6 +91,7 @@ func runSuite(cfg Config) (*Suite, error) {
 		{"issuance", "2. Token issuance", issuanceSection},
 		{"streaming", "3. Streaming: MCP tool calls through streamproxy and its peers", streamingSection},
 		{"policy", "4. Per-tool authorization: one policy decision in streamproxy", policySection},
+		{"tracing", "5. Tracing: what OpenTelemetry costs streamproxy", tracingSection},
 	}
 	for _, sec := range all {
 		if !cfg.runs(sec.name) {
@@ -202,7 +203,7 @@ func (st *Suite) Markdown() string {
 	}
 	d.H2("How to run")
 	d.Code("sh", "go run ./bench                  # full run, writes docs/benchmarks.md (about 15 minutes)\n"+
-		"go run ./bench -only streaming  # one section (edge, issuance, streaming, policy)\n"+
+		"go run ./bench -only streaming  # one section (edge, issuance, streaming, policy, tracing)\n"+
 		"go run ./bench -smoke           # seconds per benchmark, prints the report (CI: go test ./bench)")
 	return d.String()
 }

@@ -38,7 +38,7 @@ func TestComposeDeployment(t *testing.T) {
 	require.NoError(t, err)
 
 	mcp := []string{"everything", "memory", "filesystem", "sequential-thinking", "fetch", "time"}
-	names := []string{"traefik", "redis", "authserver"}
+	names := []string{"traefik", "redis", "authserver", "jaeger"}
 	for _, m := range mcp {
 		names = append(names, "mcp-"+m)
 	}
@@ -108,6 +108,11 @@ func TestComposeDeployment(t *testing.T) {
 	fs := p.Services["mcp-filesystem"].Command
 	assert.Equal(t, "/data/users/{user}", fs[slices.Index(fs, "--workdir")+1])
 	assert.Contains(t, fs, "--hide-client-roots", "no client's roots replace the user's directory")
+	// uvx's cache and home are each user's own: the sandbox lets only that user's process write them.
+	for _, m := range []string{"mcp-fetch", "mcp-time"} {
+		assert.Contains(t, p.Services[m].Command, "UV_CACHE_DIR=/data/users/{user}/uv-cache", m)
+		assert.Contains(t, p.Services[m].Command, "HOME=/data/users/{user}", m)
+	}
 
 	// CORS for browser clients, and GitHub's code (in the callback's query) kept out of the access log.
 	labels := auth.Labels

@@ -121,7 +121,7 @@ func TestProcessesPerUser(t *testing.T) {
 // in it can pass as a message of its own.
 func TestOneMessageOneLine(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "lines")
-	url := proxy(t, []string{"--env", "LOG=" + log}, "sh", "-c", recorder)
+	url := proxy(t, []string{"--env", "LOG=" + log, "--sandbox-allow-write", filepath.Dir(log)}, "sh", "-c", recorder)
 	smuggled := `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"smuggled","arguments":{}}}`
 	body := strings.Replace(statelessBody(1, "server/discover", nil, map[string]any{}), `"_meta"`,
 		"\"x\":\n"+smuggled+"\n,\"_meta\"", 1)
@@ -154,7 +154,7 @@ func TestStrictEnvelope(t *testing.T) {
 	assert.Equal(t, 200, post(t, url, sid, `{"jsonrpc":"2.0","id":4,"method":"ping"}`).status, "the session goes on")
 
 	log := filepath.Join(t.TempDir(), "lines")
-	rec := proxy(t, []string{"--env", "LOG=" + log}, "sh", "-c", recorder)
+	rec := proxy(t, []string{"--env", "LOG=" + log, "--sandbox-allow-write", filepath.Dir(log)}, "sh", "-c", recorder)
 	body := strings.Replace(statelessBody(5, "server/discover", map[string]any{"probe": "x"}, map[string]any{}), `"probe":"x"`, `"probe" : "\u0041\u00e9"`, 1)
 	require.Equal(t, 200, postStateless(t, rec, "1", body).status)
 	b, err := os.ReadFile(log)
@@ -168,7 +168,8 @@ func TestChildEnvironment(t *testing.T) {
 	script := `env > "$ENVLOG"; ` + recorder
 	t.Setenv("PROXY_ONLY_SECRET", "do-not-inherit")
 	t.Setenv("PASSED_ON", "named")
-	url := proxy(t, []string{"--env", "ENVLOG=" + log, "--env", "LOG=/dev/null", "--pass-env", "PASSED_ON"}, "sh", "-c", script)
+	url := proxy(t, []string{"--env", "ENVLOG=" + log, "--env", "LOG=/dev/null", "--pass-env", "PASSED_ON",
+		"--sandbox-allow-write", filepath.Dir(log)}, "sh", "-c", script)
 	require.Equal(t, 200, postStateless(t, url, "1", statelessBody(1, "server/discover", nil, map[string]any{})).status)
 	b, err := os.ReadFile(log)
 	require.NoError(t, err)
@@ -228,8 +229,9 @@ func TestChildCannotReadTheProxy(t *testing.T) {
 	found := filepath.Join(dir, "found")
 	script := `cat /proc/$PPID/environ > "$FOUND" 2>&1; ` + recorder
 	port := testenv.FreePort(t)
+	// Without the sandbox, which would refuse the read on its own (TestSandboxStopsEscapes): this is the account's part.
 	cmd := osexec.Command(bin, "--listen", "127.0.0.1:"+strconv.Itoa(port), "--env", "FOUND="+found, "--env", "LOG=/dev/null",
-		"--", "sh", "-c", script)
+		"--sandbox", "off", "--", "sh", "-c", script)
 	const secret = "the-secret-only-traefik-knows"
 	cmd.Env = testenv.Env("STREAMPROXY_SECRET=" + secret)
 	if os.Geteuid() == 0 {

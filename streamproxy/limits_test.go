@@ -41,7 +41,7 @@ func listenRequest(t *testing.T, url, user string) *http.Request {
 // streams on the one process --max-per-user 1 gave them): beyond it 429 with Retry-After, while other users go on.
 func TestLimitsPerUser(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "lines")
-	url, metrics := proxyWithMetrics(t, []string{"--env", "LOG=" + log, "--max-per-user", "1",
+	url, metrics := proxyWithMetrics(t, []string{"--env", "LOG=" + log, "--sandbox-allow-write", filepath.Dir(log), "--max-per-user", "1",
 		"--max-streams-per-user", "2", "--max-calls-per-user", "1"}, "sh", "-c", recorder)
 	alice, bob := "1000001", "1000002"
 

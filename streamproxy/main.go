@@ -19,22 +19,34 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mcp-oauth-gateway/gateway/internal/audit"
 	"github.com/mcp-oauth-gateway/gateway/internal/flagenv"
 	"github.com/mcp-oauth-gateway/gateway/internal/observe"
+	"github.com/mcp-oauth-gateway/gateway/internal/tracing"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/affinity"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/metrics"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/peruser"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/policy"
+	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/sandbox"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/transport"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == sandbox.LaunchArg {
+		// A child starting: restrict this process and become the MCP server (or, probing, say the ABI applied).
+		if err := sandbox.Launch(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "streamproxy:", err)
+			os.Exit(126)
+		}
+		os.Exit(0)
+	}
 	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "streamproxy:", err)
 		os.Exit(2)
@@ -51,7 +63,7 @@ func run(args []string) error {
 	path := fs.String("path", "/mcp", "the MCP endpoint's path")
 	userHeader := fs.String("user-header", "X-User-Id", "identity header set by the gateway, required on every request; sessions and per-user processes are bound to it (empty: serve without identities)")
 	secret := fs.String("secret", "", "secret Traefik adds to every request in "+transport.SecretHeader+"; requests without it are refused (set it through STREAMPROXY_SECRET, not on the command line)")
-	var origins, childEnv, passEnv, peers flagenv.List
+	var origins, childEnv, passEnv, peers, allowRead, allowWrite, allowConnect flagenv.List
 	fs.Var(&origins, "allowed-origins", "browser origins allowed besides loopback ones, comma separated (\"*\": any)")
 	fs.Var(&childEnv, "env", "KEY=value added to the MCP server's environment (repeatable, comma separated); {user} in a value becomes the caller's id")
 	fs.Var(&passEnv, "pass-env", "names of the proxy's environment variables the MCP server also gets, beyond PATH, HOME, USER, LANG, LC_*, TZ, TMPDIR (comma separated)")
@@ -82,7 +94,15 @@ func run(args []string) error {
 	fs.StringVar(&identity.Scopes, "scopes-header", "X-Scopes", "header with the token's scopes, space separated, for the policy (empty: none)")
 	fs.StringVar(&identity.Groups, "groups-header", "X-User-Groups", "header with the caller's groups, comma separated, for the policy (empty: none)")
 	fs.StringVar(&identity.ResourceMetadata, "resource-metadata-header", "X-Resource-Metadata", "header with the URL of the resource's RFC 9728 metadata, named in step-up challenges (empty: none)")
+	auditLog := fs.String("audit-log", audit.Stdout, "where the audit trail goes, one JSON object a line: stdout, off, or a file's path (appended to, created 0600)")
+	serverName := fs.String("server-name", "", "the MCP server's name in the audit trail (default: the command's file name)")
+	var auditArgs flagenv.List
+	fs.Var(&auditArgs, "audit-arguments", "tools whose call arguments the audit trail records, comma separated, \"*\" for every tool; members named like a secret (token, password, secret, key, ...) are redacted (default: none; arguments hold users' data)")
 	metricsListen := fs.String("metrics-listen", "", "address of a separate listener serving Prometheus metrics at /metrics, e.g. :9090 (empty: off)")
+	sandboxMode := fs.String("sandbox", sandbox.ModeAuto, "confine each MCP server process with Landlock: auto (where the kernel can), required (refuse to start without it), off")
+	fs.Var(&allowRead, "sandbox-allow-read", "paths confined MCP servers may also read and execute beneath (comma separated)")
+	fs.Var(&allowWrite, "sandbox-allow-write", "paths every confined MCP server may also write beneath, shared by all users (comma separated)")
+	fs.Var(&allowConnect, "sandbox-allow-connect", "the only TCP ports confined MCP servers may connect to (comma separated; none: no port; empty: any), on kernels with Landlock ABI 4 or later")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: streamproxy [flags] -- <command> [args...]\n\nEvery flag also reads STREAMPROXY_<FLAG>.")
 		fs.PrintDefaults()
@@ -122,9 +142,44 @@ func run(args []string) error {
 			return err
 		}
 	}
+	trail, err := audit.Open(*auditLog, audit.Options{Service: "streamproxy", Registerer: reg, Namespace: "streamproxy", Log: log})
+	if err != nil {
+		return fmt.Errorf("--audit-log: %w", err)
+	}
+	defer trail.Close()
+	traces, err := tracing.Setup(context.Background(), "streamproxy", log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		flush, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = traces.Shutdown(flush)
+	}()
+	if *serverName == "" {
+		*serverName = filepath.Base(command[0])
+	}
+
+	box, boxStatus, err := sandbox.Setup(sandbox.Config{Mode: *sandboxMode, AllowRead: allowRead, AllowWrite: allowWrite,
+		AllowConnect: allowConnect}, command)
+	if err != nil {
+		return err
+	}
+	if boxStatus.ABI > 0 {
+		log.Info("sandbox: each MCP server process is confined by Landlock", "landlock_abi", boxStatus.ABI)
+		for _, name := range perUser.SharedDirFiles() {
+			log.Warn("sandbox: a confined server cannot create or replace its user's file in a directory all users share; give each user a directory: "+name+"=/dir/{user}/file", "env", name)
+		}
+	} else {
+		log.Warn("sandbox: MCP server processes are NOT confined: users' processes are kept apart only by the servers themselves", "reason", boxStatus.Reason)
+	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "streamproxy", Name: "sandbox_landlock_abi",
+		Help: "The Landlock ABI each MCP server process is confined with; 0: none (--sandbox off, or a kernel without Landlock)."},
+		func() float64 { return float64(boxStatus.ABI) }))
 
 	mcp := transport.New(transport.Config{
-		Command:        session.Command{Path: command[0], Args: command[1:], Env: session.Env(passEnv, childEnv), Dir: *workdir},
+		Command: session.Command{Path: command[0], Args: command[1:], Env: session.Env(passEnv, childEnv), Dir: *workdir,
+			Sandbox: box},
 		UserHeader:     *userHeader,
 		MaxPerUser:     *maxPerUser,
 		UserStreams:    *maxStreams,
@@ -141,6 +196,9 @@ func run(args []string) error {
 		Metrics:        counters,
 		Policy:         rules,
 		Identity:       identity,
+		Audit:          trail,
+		ServerName:     *serverName,
+		AuditArguments: auditArgs,
 	})
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "streamproxy", Name: "sessions_active",
 		Help: "MCP sessions open now."}, func() float64 { return float64(mcp.Sessions()) }),
@@ -154,7 +212,8 @@ func run(args []string) error {
 	mux.Handle(*path, transport.RequireSecret(*secret, routed))
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "sessions": mcp.Sessions(), "workers": mcp.Workers()})
+		_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "sessions": mcp.Sessions(), "workers": mcp.Workers(),
+			"sandbox": boxStatus})
 	})
 
 	ln, err := net.Listen("tcp", *listen)
@@ -167,7 +226,7 @@ func run(args []string) error {
 	if *readTimeout > 0 {
 		headerTimeout = min(headerTimeout, *readTimeout)
 	}
-	srv := &http.Server{Handler: observe.Handler(mux, log, observe.NewMetrics(reg, "streamproxy")),
+	srv := &http.Server{Handler: observe.Handler(traces.Handler(mux), log, observe.NewMetrics(reg, "streamproxy")),
 		ReadHeaderTimeout: headerTimeout, ReadTimeout: *readTimeout, IdleTimeout: *connIdle}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -93,7 +93,7 @@ rules:
 func TestPolicyGroupsOnBothGenerations(t *testing.T) {
 	base := t.TempDir()
 	p, url, _ := proxyProcess(t, testenv.FreePort(t), []string{"--policy", policyFile(t, memoryPolicy), "--log-level", "debug",
-		"--env", "MEMORY_FILE_PATH=" + base + "/{user}.json"}, memoryServer(t)...)
+		"--env", "MEMORY_FILE_PATH=" + base + "/{user}/memory.json"}, memoryServer(t)...)
 	const outsider, member = "1000001", "1000002"
 	list := `{"jsonrpc":"2.0","id":5,"method":"tools/list"}`
 

@@ -156,7 +156,8 @@ func TestRootsNeverReachTheServerThroughTheBridge(t *testing.T) {
   case "$line" in *'"list_directory"'*) printf '%%s\n' '%s';; esac
   printf '%%s\n' "$line"
 done | exec node %s .`, nudge, filesystemServer(t))
-	p, url, _ := proxyProcess(t, testenv.FreePort(t), a.flags(), "sh", "-c", script)
+	// The sandbox finds the command's files, not what a script names: the server is named to it.
+	p, url, _ := proxyProcess(t, testenv.FreePort(t), append(a.flags(), "--sandbox-allow-read", testenv.NodeModules(t)), "sh", "-c", script)
 	withRoots := map[string]any{"roots": map[string]any{"listChanged": true}}
 	listing := map[string]any{"name": "list_directory", "arguments": map[string]any{"path": "."}}
 	r := postStateless(t, url, testUser, statelessBody(1, "tools/call", listing, withRoots))
@@ -198,7 +199,7 @@ done`
 // Everything else passes.
 func TestClientRootsStayWithTheProxy(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "lines")
-	url := proxy(t, []string{"--hide-client-roots", "--env", "LOG=" + log}, "sh", "-c", sessionRecorder)
+	url := proxy(t, []string{"--hide-client-roots", "--env", "LOG=" + log, "--sandbox-allow-write", filepath.Dir(log)}, "sh", "-c", sessionRecorder)
 	withRoots := strings.Replace(initBody, `"capabilities":{}`, `"capabilities":{"roots":{"listChanged":true},"sampling":{}}`, 1)
 	r := post(t, url, "", withRoots)
 	require.Equal(t, 200, r.status)
@@ -215,7 +216,8 @@ func TestClientRootsStayWithTheProxy(t *testing.T) {
 	require.Equal(t, 200, post(t, url, sid, `{"jsonrpc":"2.0","id":9,"method":"ping"}`).status) // after all of the above
 
 	statelessLog := filepath.Join(t.TempDir(), "lines")
-	statelessURL := proxy(t, []string{"--hide-client-roots", "--env", "LOG=" + statelessLog}, "sh", "-c", recorder)
+	statelessURL := proxy(t, []string{"--hide-client-roots", "--env", "LOG=" + statelessLog, "--sandbox-allow-write", filepath.Dir(statelessLog)},
+		"sh", "-c", recorder)
 	answers := map[string]any{"roots": map[string]any{"roots": []any{map[string]any{"uri": "file:///"}}},
 		"confirm": map[string]any{"action": "accept"}}
 	require.Equal(t, 200, postStateless(t, statelessURL, testUser, statelessBody(1, "server/discover",

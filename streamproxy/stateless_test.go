@@ -177,8 +177,9 @@ func TestStatelessRequestIDsMayRepeat(t *testing.T) {
 // to another's.
 func TestStatelessWorkersPerUser(t *testing.T) {
 	server := filepath.Join(testenv.NodeModules(t), "@modelcontextprotocol", "server-memory", "dist", "index.js")
-	script := fmt.Sprintf(`MEMORY_FILE_PATH=$(mktemp -p %s) exec node %s`, t.TempDir(), server)
-	url := proxy(t, nil, "sh", "-c", script)
+	dir := t.TempDir()
+	script := fmt.Sprintf(`MEMORY_FILE_PATH=$(mktemp -p %s) exec node %s`, dir, server)
+	url := proxy(t, []string{"--sandbox-allow-write", dir, "--sandbox-allow-read", testenv.NodeModules(t)}, "sh", "-c", script)
 	ctx := context.Background()
 	alice, bob := connect(t, url, "1", nil), connect(t, url, "2", nil)
 	_, err := alice.CallTool(ctx, &mcp.CallToolParams{Name: "create_entities", Arguments: map[string]any{
@@ -205,7 +206,7 @@ done`
 // Closing the response stream cancels the request: the child hears notifications/cancelled for it.
 func TestStatelessCancellation(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "lines")
-	url := proxy(t, []string{"--env", "LOG=" + log}, "sh", "-c", recorder)
+	url := proxy(t, []string{"--env", "LOG=" + log, "--sandbox-allow-write", filepath.Dir(log)}, "sh", "-c", recorder)
 	// The user's worker runs before the call, so that the deadline falls while the call is in flight.
 	require.Equal(t, 200, postStateless(t, url, "1001", statelessBody(1, "server/discover", nil, map[string]any{})).status)
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
@@ -331,14 +332,17 @@ func postStateless(t *testing.T, url, user, body string, headers ...string) repl
 // to, so a user's state is found whichever replica a request lands on.
 func TestReplicasShareUsers(t *testing.T) {
 	server := filepath.Join(testenv.NodeModules(t), "@modelcontextprotocol", "server-memory", "dist", "index.js")
-	script := fmt.Sprintf(`MEMORY_FILE_PATH=$(mktemp -p %s) exec node %s`, t.TempDir(), server)
+	dir := t.TempDir()
+	script := fmt.Sprintf(`MEMORY_FILE_PATH=$(mktemp -p %s) exec node %s`, dir, server)
 	const secret = "shared-by-the-gateway-and-replicas"
 	t.Setenv("STREAMPROXY_SECRET", secret)
 	ports := []int{testenv.FreePort(t), testenv.FreePort(t)}
 	peers := []string{testenv.URL(ports[0], ""), testenv.URL(ports[1], "")}
 	urls := make([]string, 2)
 	for i, port := range ports {
-		urls[i], _ = proxyAt(t, port, []string{"--peers", strings.Join(peers, ","), "--self", peers[i]}, "sh", "-c", script)
+		urls[i], _ = proxyAt(t, port, []string{"--peers", strings.Join(peers, ","), "--self", peers[i], "--sandbox-allow-write", dir,
+			"--sandbox-allow-read", testenv.NodeModules(t)},
+			"sh", "-c", script)
 	}
 	// Two users that belong to different replicas.
 	users := []string{"1"}

@@ -241,7 +241,7 @@ func TestCrashingChild(t *testing.T) {
 	fixture := testenv.BuildBinary(t, "github.com/modelcontextprotocol/go-sdk/conformance/everything-server")
 	// The wrapper answers like the fixture until it reads a line containing "crash-now", then exits.
 	script := `while IFS= read -r line; do case "$line" in *crash-now*) exit 3;; esac; printf '%s\n' "$line"; done | ` + fixture
-	url, metrics := proxyWithMetrics(t, nil, "sh", "-c", script)
+	url, metrics := proxyWithMetrics(t, []string{"--sandbox-allow-read", fixture}, "sh", "-c", script)
 	healthy := open(t, url)
 	doomed := open(t, url)
 	r := post(t, url, doomed, `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"crash-now"}}`)

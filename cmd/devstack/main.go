@@ -20,6 +20,7 @@ import (
 	"syscall"
 
 	"github.com/mcp-oauth-gateway/gateway/internal/testkit/devstack"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/jaegertest"
 )
 
 func main() {
@@ -32,6 +33,7 @@ func main() {
 	oidcClientID := flag.String("oidc-client-id", envString("DEVSTACK_OIDC_CLIENT_ID", ""), "the client id registered at the OpenID provider (env DEVSTACK_OIDC_CLIENT_ID)")
 	oidcName := flag.String("oidc-name", envString("DEVSTACK_OIDC_NAME", "sso"), "the OpenID provider's name in the callback path (env DEVSTACK_OIDC_NAME)")
 	withGitHub := flag.Bool("with-github", false, "with -oidc-issuer: keep the fake GitHub too, behind a chooser")
+	tracing := flag.Bool("tracing", false, "start Jaeger (built by go tool task deps) beside the stack and send every service's traces to it; its UI's URL is printed")
 	flag.Parse()
 	root, err := os.Getwd()
 	if err != nil {
@@ -70,9 +72,26 @@ func main() {
 			who += ", or dev-user through the fake GitHub"
 		}
 	}
+	var jaeger *jaegertest.Jaeger
+	otlp := ""
+	if *tracing {
+		bin, err := jaegertest.Find()
+		if err != nil {
+			fail(err)
+		}
+		dir := filepath.Join(data, "jaeger")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			fail(err)
+		}
+		if jaeger, err = jaegertest.Start(bin, dir, envInt("DEVSTACK_JAEGER_PORT", 16686)); err != nil {
+			fail(err)
+		}
+		defer jaeger.Stop()
+		otlp = jaeger.OTLPHTTP
+	}
 	fmt.Println("Starting the MCP OAuth Gateway dev stack (first start builds the binaries)...")
 	s, err := devstack.Start(ctx, devstack.Options{
-		Root: root, Port: *port, DataDir: data, Log: os.Stderr, Layout: *layout, OIDC: sso,
+		Root: root, Port: *port, DataDir: data, Log: os.Stderr, Layout: *layout, OIDC: sso, OTLPEndpoint: otlp,
 		// The fake GitHub's dev user is in dev-org and its team dev-team: their tokens carry them as groups.
 		AuthserverFlags: []string{"--scopes", "mcp,everything:admin", "--scope-descriptions", everythingAdmin,
 			"--groups", "dev-org,dev-org/dev-team"},
@@ -112,6 +131,9 @@ State is kept in .cache/dev. Press Ctrl-C to stop.
 `, u, s.URLs["memory"], s.Issuer, who, u, u, u)
 	if sso != nil {
 		fmt.Printf("OpenID provider %s: its client's redirect URI must be %s\n", sso.Issuer, devstack.OIDCCallbackURL(*layout, *port, sso.ProviderName()))
+	}
+	if jaeger != nil {
+		fmt.Printf("Traces (Jaeger):                 %s   (services traefik, authserver, streamproxy)\n", jaeger.UI)
 	}
 	if *layout == "subdomain" {
 		fmt.Println("Subdomain layout: browsers resolve *.localhost to this machine; other programs may need /etc/hosts entries for" +

@@ -82,7 +82,9 @@ func Local(svc *service.Service) Runner {
 		if err != nil {
 			return err
 		}
-		return l.exec(ctx, svc, stdin, stdout)
+		err = l.exec(ctx, svc, stdin, stdout)
+		svc.RecordCommand(ctx, l.command(), l.target(), err)
+		return err
 	}
 }
 
@@ -134,6 +136,25 @@ func parse(args []string, usage io.Writer) (*line, error) {
 		return nil, l.usage("")
 	}
 	return l, nil
+}
+
+// command names the command line for the audit trail: the command and its subcommand, e.g. "clients delete".
+func (l *line) command() string {
+	if (l.name == "clients" || l.name == "tokens") && len(l.positional) > 0 {
+		return l.name + " " + l.positional[0]
+	}
+	return l.name
+}
+
+// target is what the command line acts on: a client's or a user's id, or "".
+func (l *line) target() string {
+	switch {
+	case l.name == "clients" && len(l.positional) > 1:
+		return l.positional[1]
+	case l.user != "":
+		return l.user
+	}
+	return l.client
 }
 
 func (l *line) usage(missing string) error {

@@ -13,6 +13,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/backend"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/embedded"
+	"github.com/mcp-oauth-gateway/gateway/internal/audit"
 )
 
 // Target is where the commands find the state: the server's store settings and, for the embedded store, the admin
@@ -24,6 +25,8 @@ type Target struct {
 	// MaxTokenLifetime is the access token lifetime: how long a rotated-out signing key stays published.
 	MaxTokenLifetime time.Duration
 	Logger           *slog.Logger
+	// Audit records the commands run in this process (those sent to a server's socket are recorded by the server).
+	Audit *audit.Logger
 }
 
 // Connect returns where the commands run. It opens the configured store (Redis, or the embedded store's file when
@@ -34,7 +37,7 @@ func Connect(ctx context.Context, t Target) (Runner, func() error, error) {
 	st, err := backend.Open(ctx, t.Store)
 	if err == nil {
 		km := &keys.Manager{Store: st, MaxTokenLifetime: t.MaxTokenLifetime}
-		return Local(service.New(st, km, service.Options{})), st.Close, nil
+		return Local(service.New(st, km, service.Options{Audit: t.Audit})), st.Close, nil
 	}
 	if t.Store.UsesRedis() || !errors.Is(err, embedded.ErrInUse) {
 		return nil, nil, err

@@ -15,6 +15,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientmeta"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/hostname"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
+	"github.com/mcp-oauth-gateway/gateway/internal/audit"
 	"github.com/mcp-oauth-gateway/gateway/internal/observe"
 )
 
@@ -263,6 +264,7 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
 	}
 	end := s.endingOf(ar)
 	if r.PostForm.Get("action") != "approve" {
+		s.record(r.Context(), consentEvent(ar, audit.OutcomeDenied, "the user denied the request"))
 		end.denied(w, r, ar)
 		return
 	}
@@ -270,6 +272,7 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
 		s.storeFailedPage(w, r, err)
 		return
 	}
+	s.record(r.Context(), consentEvent(ar, audit.OutcomeSuccess, "approved by the user"))
 	end.approved(w, r, ar)
 }
 

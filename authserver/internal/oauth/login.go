@@ -9,6 +9,7 @@ import (
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
+	"github.com/mcp-oauth-gateway/gateway/internal/audit"
 )
 
 // startLogin stores an authorization (or device) request, binds it to this browser, and starts the login: straight
@@ -113,6 +114,8 @@ func (s *Server) loginCallback(name string) http.HandlerFunc {
 					" login for this request, or chose another way to sign in since. Start again from your application.")
 				return
 			}
+			s.record(r.Context(), audit.Event{Name: eventLogin, Outcome: audit.OutcomeDenied, Provider: name,
+				ClientID: ar.ClientID, Reason: "cancelled at the provider"})
 			if ar.Silent {
 				s.silentFailure(w, r, ar, "login_required", display+" could not sign the user in without showing a page: "+
 					"retry without prompt=none")
@@ -127,6 +130,8 @@ func (s *Server) loginCallback(name string) http.HandlerFunc {
 		case errors.As(err, &denied):
 			s.log.InfoContext(r.Context(), "login refused", "provider", name, "login", denied.Login, "reason", denied.Reason)
 			s.cfg.Metrics.Login("denied")
+			s.record(r.Context(), audit.Event{Name: eventLogin, Outcome: audit.OutcomeDenied, Provider: name,
+				ClientID: ar.ClientID, UserLogin: denied.Login, Reason: denied.Reason})
 			if ar.Silent {
 				s.silentFailure(w, r, ar, "access_denied", "the user is not allowed to use this server")
 				return
@@ -137,11 +142,15 @@ func (s *Server) loginCallback(name string) http.HandlerFunc {
 			// The same attempt came back twice: a reloaded or replayed callback, or an ID token whose nonce was used.
 			s.log.WarnContext(r.Context(), "login refused: the attempt was already finished", "provider", name)
 			s.cfg.Metrics.Login("failed")
+			s.record(r.Context(), audit.Event{Name: eventLogin, Outcome: audit.OutcomeFailure, Provider: name,
+				ClientID: ar.ClientID, Reason: "the attempt was already finished (a replayed callback)"})
 			s.errorPage(w, http.StatusBadRequest, "Login already used", "This "+display+" login was already completed once and "+
 				"cannot be used again. Start again from your application.")
 			return
 		case errors.Is(err, login.ErrNotStarted), errors.Is(err, login.ErrWrongProvider):
 			s.log.WarnContext(r.Context(), "login refused: no login to this provider is under way", "provider", name, "err", err)
+			s.record(r.Context(), audit.Event{Name: eventLogin, Outcome: audit.OutcomeFailure, Provider: name,
+				ClientID: ar.ClientID, Reason: "no login to this provider is under way"})
 			s.errorPage(w, http.StatusBadRequest, "Login not started here", "This browser did not start a "+display+
 				" login for this request, or chose another way to sign in since. Start again from your application.")
 			return
@@ -151,10 +160,14 @@ func (s *Server) loginCallback(name string) http.HandlerFunc {
 		case err != nil:
 			s.log.WarnContext(r.Context(), "login failed", "provider", name, "err", err)
 			s.cfg.Metrics.Login("failed")
+			s.record(r.Context(), audit.Event{Name: eventLogin, Outcome: audit.OutcomeFailure, Provider: name,
+				ClientID: ar.ClientID, Reason: "the provider did not confirm the login"})
 			s.errorPage(w, http.StatusBadGateway, display+" login failed", display+" did not confirm the login. Go back to your application and try again.")
 			return
 		}
 		s.cfg.Metrics.Login("allowed")
+		s.record(r.Context(), withUser(audit.Event{Name: eventLogin, Outcome: audit.OutcomeSuccess, Provider: name,
+			ClientID: ar.ClientID}, user))
 		ar.User = user
 		ar.CSRFToken = randomToken(24) // a fresh token for the consent form, now bound to this user
 		if err := s.store.PutAuthRequest(r.Context(), ar); err != nil {
@@ -184,6 +197,7 @@ func (s *Server) loginCallback(name string) http.HandlerFunc {
 			past = nil
 		}
 		if past != nil && !past.NotRemembered && !ar.AskConsent && !consentAlwaysAsked(client, ar) && covers(past.Scope, ar.Scope) {
+			s.record(r.Context(), consentEvent(ar, audit.OutcomeSuccess, "remembered from an earlier approval"))
 			s.endingOf(ar).approved(w, r, ar)
 			return
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/hostname"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/jwk"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
+	"github.com/mcp-oauth-gateway/gateway/internal/audit"
 )
 
 // Registration bounds, so open registration cannot be used to fill storage.
@@ -292,6 +293,8 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.cfg.Metrics.Registration("registered")
+	s.record(r.Context(), audit.Event{Name: eventClientRegister, Outcome: audit.OutcomeSuccess, ClientID: c.ID,
+		ClientName: c.Name, Scope: c.Scope})
 	s.log.InfoContext(r.Context(), "client registered", "client_id", c.ID, "client_name", c.Name, "auth", c.TokenEndpointAuth)
 	resp := s.clientResponse(c)
 	if secret != "" {
@@ -423,6 +426,8 @@ func (s *Server) updateClient(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, "update client", err)
 		return
 	}
+	s.record(r.Context(), audit.Event{Name: eventClientUpdate, Outcome: audit.OutcomeSuccess, ClientID: c.ID,
+		ClientName: c.Name, Scope: c.Scope})
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, s.clientResponse(c))
 }
@@ -443,5 +448,7 @@ func (s *Server) deleteClient(w http.ResponseWriter, r *http.Request) {
 	}
 	s.cfg.Metrics.Revoked("client_deleted")
 	s.log.InfoContext(r.Context(), "client deleted", "client_id", c.ID)
+	s.record(r.Context(), audit.Event{Name: eventClientDelete, Outcome: audit.OutcomeSuccess, ClientID: c.ID,
+		Reason: "RFC 7592 DELETE by the client"})
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/successor"
+	"github.com/mcp-oauth-gateway/gateway/internal/audit"
 )
 
 // A refresh token is used once: its rotation hands out a successor, and presenting it again is a replay that
@@ -62,6 +63,9 @@ func (s *Server) reuse(ctx context.Context, f url.Values, c *store.Client, prese
 	s.log.InfoContext(ctx, "refresh token presented again within the reuse window; answered with its successor",
 		"client_id", c.ID, "user", old.User.Login, "user_id", old.User.ID, "after", now.Sub(rot.At).Round(time.Millisecond))
 	s.cfg.Metrics.RefreshGraceReuse()
+	s.record(ctx, withUser(audit.Event{Name: eventTokenRefreshed, Outcome: audit.OutcomeSuccess,
+		Reason: "presented again within the reuse window: the same successor", ClientID: c.ID, GrantType: "refresh_token",
+		Scope: resp.Scope, Resource: old.Resource}, &old.User))
 	return &issued{at: now, body: map[string]any{"access_token": resp.AccessToken, "token_type": "Bearer",
 		"expires_in": max(0, int(resp.AccessExpiresAt.Sub(now).Seconds())), "scope": resp.Scope,
 		"refresh_token": resp.RefreshToken}}, nil
@@ -76,5 +80,7 @@ func (s *Server) replayed(ctx context.Context, old *store.RefreshToken, why stri
 	if err := s.store.RevokeFamily(ctx, old.FamilyID); err != nil {
 		return storeFailure("revoke family", err)
 	}
+	s.record(ctx, withUser(audit.Event{Name: eventGrantRevoked, Outcome: audit.OutcomeSuccess,
+		Reason: "refresh token replayed: " + why, ClientID: old.ClientID, Scope: old.Scope, Resource: old.Resource}, &old.User))
 	return badRequest("invalid_grant", "the refresh token was already used; the grant is revoked, authorize again")
 }

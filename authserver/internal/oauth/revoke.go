@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
+	"github.com/mcp-oauth-gateway/gateway/internal/audit"
 )
 
 // revoke is POST /revoke (RFC 7009): the client is authenticated (clientForm), the token revoked (revokeToken,
@@ -37,6 +38,8 @@ func (s *Server) revokeToken(ctx context.Context, c *store.Client, tok string) e
 		if err := s.store.RevokeFamily(ctx, rt.FamilyID); err != nil {
 			return storeFailure("revoke family", err)
 		}
+		s.record(ctx, withUser(audit.Event{Name: eventTokenRevoked, Outcome: audit.OutcomeSuccess,
+			Reason: "refresh token: its grant", ClientID: c.ID, Scope: rt.Scope, Resource: rt.Resource}, &rt.User))
 	case !errors.Is(err, store.ErrNotFound):
 		return storeFailure("read refresh token", err)
 	default:
@@ -47,6 +50,8 @@ func (s *Server) revokeToken(ctx context.Context, c *store.Client, tok string) e
 		if err := s.store.RevokeAccess(ctx, claims.ID, claims.ExpiresAt.Time); err != nil {
 			return storeFailure("revoke access token", err)
 		}
+		s.record(ctx, audit.Event{Name: eventTokenRevoked, Outcome: audit.OutcomeSuccess, Reason: "access token",
+			ClientID: c.ID, UserID: claims.Subject, TokenID: claims.ID})
 	}
 	s.cfg.Metrics.Revoked("revoke_endpoint")
 	return nil

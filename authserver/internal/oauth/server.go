@@ -32,6 +32,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/metrics"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/ratelimit"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
+	"github.com/mcp-oauth-gateway/gateway/internal/audit"
 	"github.com/mcp-oauth-gateway/gateway/internal/observe"
 )
 
@@ -81,6 +82,7 @@ type Config struct {
 	DeviceAttemptsPerMinute float64       // user codes one IP address may try per minute
 
 	Metrics *metrics.Metrics // nil: not counted
+	Audit   *audit.Logger    // the audit trail; nil: nothing recorded
 
 	// Connections keeps users' connected accounts at upstreams: with it the connect pages are served and the
 	// account page lists them (nil: no upstreams; the account page lists authorized applications only).

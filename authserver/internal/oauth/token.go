@@ -18,6 +18,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/grant"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/successor"
+	"github.com/mcp-oauth-gateway/gateway/internal/audit"
 )
 
 // token is POST /token (RFC 6749 §3.2, OAuth 2.1 §3.2.3): the client is authenticated (clientForm), its grant
@@ -32,6 +33,8 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		t, err = s.tokenGrant(r.Context(), r.PostForm, c)
 	}
 	if err != nil {
+		s.record(r.Context(), audit.Event{Name: eventTokenRefused, Outcome: audit.OutcomeDenied, Reason: refusal(err),
+			ClientID: clientID(c, r), GrantType: r.PostForm.Get("grant_type")})
 		s.answerError(w, r, err)
 		return
 	}
@@ -95,6 +98,8 @@ func (s *Server) exchangeCode(ctx context.Context, f url.Values, c *store.Client
 		if err := s.store.RevokeFamily(ctx, rec.FamilyID); err != nil {
 			return nil, storeFailure("revoke family", err)
 		}
+		s.record(ctx, withUser(audit.Event{Name: eventGrantRevoked, Outcome: audit.OutcomeSuccess,
+			Reason: "authorization code reused", ClientID: rec.ClientID, Scope: rec.Scope, Resource: rec.Resource}, &rec.User))
 		return nil, badRequest("invalid_grant", "the authorization code was already used; its tokens are revoked")
 	case errors.Is(err, store.ErrNotFound):
 		return nil, badRequest("invalid_grant", "the authorization code is invalid or expired")
@@ -190,6 +195,8 @@ func (s *Server) stillAllowed(ctx context.Context, old *store.RefreshToken) erro
 		if err := s.store.RevokeFamily(ctx, old.FamilyID); err != nil {
 			return storeFailure("revoke family", err)
 		}
+		s.record(ctx, withUser(audit.Event{Name: eventGrantRevoked, Outcome: audit.OutcomeSuccess,
+			Reason: "user no longer allowed: " + reason, ClientID: old.ClientID, Scope: old.Scope, Resource: old.Resource}, &old.User))
 		return badRequest("invalid_grant", reason)
 	}
 	return nil
@@ -254,6 +261,12 @@ func (s *Server) issueTokens(ctx context.Context, c *store.Client, g grantOf) (*
 	if err != nil {
 		return nil, storeFailure("record access token", err)
 	}
+	name := eventTokenIssued
+	if g.prev != nil {
+		name = eventTokenRefreshed
+	}
+	s.record(ctx, withUser(audit.Event{Name: name, Outcome: audit.OutcomeSuccess, ClientID: c.ID, GrantType: g.name,
+		Scope: g.scope, Resource: g.resource, TokenID: jti}, &g.user))
 	return &issued{body: resp, at: now, grant: g.name}, nil
 }
 

@@ -55,6 +55,9 @@ type Options struct {
 	AuthserverFlags []string
 	Services        []Service
 	Log             io.Writer // where the processes' output goes
+	// OTLPEndpoint, when set, turns tracing on: Traefik, the authserver and every streamproxy send their spans over
+	// OTLP/HTTP to this base URL (e.g. a jaegertest.Jaeger's OTLPHTTP), each span sampled.
+	OTLPEndpoint string
 }
 
 // OIDC is an OpenID provider the stack logs users in with, and the client registered with it, whose redirect URI
@@ -202,7 +205,7 @@ func (s *Stack) startAll(ctx context.Context) error {
 		asEnv = append(asEnv, "AUTHSERVER_OIDC_"+strings.ToUpper(strings.ReplaceAll(name, "-", "_"))+"_CLIENT_SECRET="+p.ClientSecret)
 	}
 	as = append(as, o.AuthserverFlags...)
-	if err := s.run(ctx, "authserver", as, asEnv, "authserver listening"); err != nil {
+	if err := s.run(ctx, "authserver", as, append(asEnv, s.tracingEnv()...), "authserver listening"); err != nil {
 		return err
 	}
 	backends := map[string]string{}
@@ -220,10 +223,12 @@ func (s *Stack) startAll(ctx context.Context) error {
 			return err
 		}
 		args := append([]string{filepath.Join(s.bin, "streamproxy"), "--listen", fmt.Sprintf("127.0.0.1:%d", port),
-			"--log-format", "text", "--metrics-listen", fmt.Sprintf("127.0.0.1:%d", metricsPort)}, svc.Flags...)
+			"--log-format", "text", "--metrics-listen", fmt.Sprintf("127.0.0.1:%d", metricsPort), "--server-name", svc.Name},
+			svc.Flags...)
 		s.Metrics["mcp-"+svc.Name] = fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)
 		args = append(append(args, "--"), svc.Command...)
-		if err := s.run(ctx, "mcp-"+svc.Name, args, []string{"STREAMPROXY_SECRET=" + s.secret}, "streamproxy listening"); err != nil {
+		env := append([]string{"STREAMPROXY_SECRET=" + s.secret}, s.tracingEnv()...)
+		if err := s.run(ctx, "mcp-"+svc.Name, args, env, "streamproxy listening"); err != nil {
 			return err
 		}
 		backends[svc.Name] = fmt.Sprintf("http://127.0.0.1:%d", port)
@@ -265,20 +270,37 @@ func (s *Stack) startAll(ctx context.Context) error {
 	return nil
 }
 
+// tracingEnv is the environment that turns a service's tracing on (the standard OTEL_* variables), or none. Spans
+// are sent in small, quick batches, so that a test or a developer finds a trace within a second.
+func (s *Stack) tracingEnv() []string {
+	if s.opts.OTLPEndpoint == "" {
+		return nil
+	}
+	return []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + s.opts.OTLPEndpoint, "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
+		"OTEL_BSP_SCHEDULE_DELAY=200"}
+}
+
 // writeTraefikConfig writes the static configuration and assembles the local plugin from plugin/; it returns the
 // static configuration's path and the environment that renders traefik/dynamic/gateway.yml (the dynamic
 // configuration users deploy) for this stack.
 func (s *Stack) writeTraefikConfig(dir string, backends map[string]string) (string, []string, error) {
 	// Access logs go to stdout as in production (JSON, headers dropped but the request id), so tests can check
 	// what they record.
+	extra := map[string]any{"accessLog": map[string]any{"format": "json", "fields": map[string]any{"headers": map[string]any{
+		"defaultMode": "drop", "names": map[string]string{"X-Request-Id": "keep"},
+	}}}}
+	if s.opts.OTLPEndpoint != "" {
+		// Traefik's own tracing, as traefik/traefik.yml has it: its entry span's context reaches the services in
+		// traceparent, through the plugin.
+		extra["tracing"] = map[string]any{"serviceName": "traefik", "sampleRate": 1.0,
+			"otlp": map[string]any{"http": map[string]any{"endpoint": s.opts.OTLPEndpoint + "/v1/traces"}}}
+	}
 	static, err := localplugin.Setup(dir, localplugin.Static{
 		Address:     fmt.Sprintf("127.0.0.1:%d", s.opts.Port),
 		DynamicFile: filepath.Join(s.opts.Root, "traefik", "dynamic", "gateway.yml"),
 		LogLevel:    "WARN",
 		Plugins:     []localplugin.Plugin{localplugin.Gateway(s.opts.Root)},
-		Extra: map[string]any{"accessLog": map[string]any{"format": "json", "fields": map[string]any{"headers": map[string]any{
-			"defaultMode": "drop", "names": map[string]string{"X-Request-Id": "keep"},
-		}}}},
+		Extra:       extra,
 	})
 	if err != nil {
 		return "", nil, err

@@ -81,6 +81,55 @@ func (s Settings) For(user string) ([]string, string, error) {
 	return env, dir, nil
 }
 
+// Paths returns, for one user, the paths their settings name for them: the working directory when it holds the
+// placeholder, and for each absolute --env value that holds it the directory with the user's segment, or the file
+// it names. The sandbox lets the user's process write beneath them.
+func (s Settings) Paths(user string) []string {
+	if !s.Uses() || user == "" {
+		return nil
+	}
+	seg := Segment(user)
+	var paths []string
+	for _, kv := range s.Env {
+		_, value, _ := strings.Cut(kv, "=")
+		if filepath.IsAbs(value) {
+			if p := userPath(value); p != "" {
+				paths = append(paths, strings.ReplaceAll(p, Placeholder, seg))
+			}
+		}
+	}
+	if strings.Contains(s.Dir, Placeholder) {
+		paths = append(paths, strings.ReplaceAll(s.Dir, Placeholder, seg))
+	}
+	return paths
+}
+
+// SharedDirFiles returns the names of the --env settings whose user's segment is in a file's name, in a directory
+// all users share (/data/{user}.json): a confined process may write that file once it exists, but not create it,
+// nor write the temporary file beside it that replaces it (as server-memory does).
+func (s Settings) SharedDirFiles() []string {
+	var names []string
+	for _, kv := range s.Env {
+		key, value, _ := strings.Cut(kv, "=")
+		if filepath.IsAbs(value) && userPath(value) == value {
+			names = append(names, key)
+		}
+	}
+	return names
+}
+
+// userPath is an absolute value cut after the component that holds the placeholder: /data/users/{user} for
+// /data/users/{user}/memory.json, /data/{user}.json whole; "" without the placeholder.
+func userPath(value string) string {
+	parts := strings.Split(value, "/")
+	for i, p := range parts {
+		if strings.Contains(p, Placeholder) {
+			return strings.Join(parts[:i+1], "/")
+		}
+	}
+	return ""
+}
+
 // ensureUserDir creates, for an absolute path, the directory up to the component that holds the placeholder
 // (/data/users/<id> for /data/users/{user}/memory.json; /data for /data/{user}.json, whose file the server creates).
 // Values that are not paths are left alone.
@@ -88,19 +137,14 @@ func ensureUserDir(value, seg string) error {
 	if !filepath.IsAbs(value) {
 		return nil
 	}
-	parts := strings.Split(value, "/")
-	for i, p := range parts {
-		if !strings.Contains(p, Placeholder) {
-			continue
-		}
-		end := i + 1
-		if end == len(parts) {
-			end = i // the user's segment names a file: its directory must exist
-		}
-		dir := strings.ReplaceAll(strings.Join(parts[:end], "/"), Placeholder, seg)
-		return os.MkdirAll(dir, 0o700)
+	p := userPath(value)
+	if p == "" {
+		return nil
 	}
-	return nil
+	if p == value {
+		p = filepath.Dir(p) // the user's segment names a file: its directory must exist
+	}
+	return os.MkdirAll(strings.ReplaceAll(p, Placeholder, seg), 0o700)
 }
 
 // Segment turns an identity into one safe path segment.

@@ -78,3 +78,14 @@ func TestForCreatesThePrivateUserDirectory(t *testing.T) {
 	assert.Equal(t, []string{"A=b"}, env)
 	assert.Equal(t, "/srv", dir)
 }
+
+// The paths a user's process may write are the ones their settings name for them, and nothing above them.
+func TestPathsAreTheUsersOwn(t *testing.T) {
+	s := Settings{Env: []string{"MEMORY_FILE_PATH=/data/users/{user}/memory.json", "STATE=/data/{user}.json",
+		"TAG=user-{user}", "SHARED=/data/shared"}, Dir: "/work/{user}/home"}
+	assert.Equal(t, []string{"/data/users/%2E.%2Falice", "/data/%2E.%2Falice.json", "/work/%2E.%2Falice/home"},
+		s.Paths("../alice"))
+	assert.Empty(t, s.Paths(""), "no identity, no paths")
+	assert.Empty(t, Settings{Env: []string{"F=/data/f"}, Dir: "/srv"}.Paths("alice"), "shared settings name no user's path")
+	assert.Equal(t, []string{"STATE"}, s.SharedDirFiles())
+}

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/metrics"
+	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/sandbox"
 )
 
 // Errors the transport maps to HTTP statuses.
@@ -62,6 +63,9 @@ type Command struct {
 	Args []string
 	Env  []string // full environment of the child
 	Dir  string
+	// Sandbox, when set, starts the child confined: writing only beneath Dir (when set) and UserPaths.
+	Sandbox   *sandbox.Sandbox
+	UserPaths []string // the paths the user's settings name for them (peruser.Settings.Paths)
 }
 
 // Config says how a session's child is supervised and where messages that belong to no request go.
@@ -128,10 +132,15 @@ func (c *Call) End() {
 	c.s.lastUsed = time.Now()
 }
 
-// Start launches the child for a new session: the command in a process group of its own, its stderr to the log.
+// Start launches the child for a new session: the command in a process group of its own, through the sandbox's
+// launcher when it has one, its stderr to the log.
 func Start(cfg Config) (*Session, error) {
 	cmdSpec := cfg.Command
-	cmd := exec.Command(cmdSpec.Path, cmdSpec.Args...)
+	path, args, err := cmdSpec.Sandbox.Wrap(cmdSpec.Path, cmdSpec.Args, cmdSpec.Dir, cmdSpec.UserPaths)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(path, args...)
 	cmd.Env = cmdSpec.Env
 	cmd.Dir = cmdSpec.Dir
 	// Own process group, so ending the session also ends what the server started (npx, uvx and shells fork).

@@ -20,6 +20,9 @@ import (
 // malformed request (-32602).
 const codeNotAllowed = -32003
 
+// rateLimited is the audit trail's decision on a request the policy allowed but one of its rate limits refused.
+const rateLimited = "rate_limited"
+
 // IdentityHeaders name the headers the gateway's plugin sets besides the user's id (Config.UserHeader); "" ignores one.
 type IdentityHeaders struct {
 	Login, Email, Client, Scopes, Groups string
@@ -77,6 +80,7 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, id json.RawM
 	}
 	if limited, ok := p.Take(c, q); !ok {
 		h.cfg.Metrics.PolicyLimited(limited.Rule)
+		operationOf(r.Context()).Decide(rateLimited, limited.Rule)
 		secs := int(math.Ceil(limited.RetryAfter.Seconds()))
 		h.log.DebugContext(r.Context(), "policy rate limit", "rule", limited.Rule, "method", method, "user", c.ID, "retry_after", secs)
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
@@ -123,6 +127,7 @@ func (h *Handler) authorizeCompletion(w http.ResponseWriter, r *http.Request, p 
 func (h *Handler) decide(w http.ResponseWriter, r *http.Request, p *policy.Policy, c *policy.Caller, q *policy.Request, id json.RawMessage) bool {
 	d := p.Decide(c, q)
 	h.cfg.Metrics.PolicyDecision(d.Rule, string(d.Effect))
+	operationOf(r.Context()).Decide(string(d.Effect), d.Rule)
 	// Never the arguments, never a token: what was asked, by whom, and which rule answered.
 	h.log.DebugContext(r.Context(), "policy decision", "effect", d.Effect, "rule", d.Rule, "method", q.Method,
 		"name", q.Name, "uri", q.URI, "user", c.ID, "client", c.ClientID)

@@ -30,6 +30,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mcp-oauth-gateway/gateway/internal/audit"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/metrics"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/policy"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
@@ -55,6 +56,12 @@ type Config struct {
 	Metrics        *metrics.Metrics // nil: not counted
 	Policy         *policy.Source   // who may use which tool, prompt and resource (authorize.go); nil: everyone, everything
 	Identity       IdentityHeaders  // the caller's other identity headers, for the policy
+
+	// The audit trail (operation.go): one event per operation that acts for a user; nil records nothing. Its
+	// user_login and client_id come from Identity's headers.
+	Audit          *audit.Logger
+	ServerName     string   // the MCP server's name in the events
+	AuditArguments []string // tools whose arguments the events carry, redacted ("*": every tool); none by default
 }
 
 // Handler serves one MCP endpoint.
@@ -206,6 +213,8 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 		rpcError(w, http.StatusBadRequest, msg.ID, e.code, e.message)
 		return
 	}
+	op, w, r := h.begin(w, r, msg, len(body))
+	defer op.end(r.Context())
 	// From here on, both paths read only msg: the proxy's own encoding of what it read.
 	if msg.ID != nil && msg.Method != "" {
 		release, err := h.admit(h.userOf(r), msg.Method == "subscriptions/listen")

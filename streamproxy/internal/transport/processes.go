@@ -60,11 +60,12 @@ func (h *Handler) roomLocked(user string) error {
 // command is the MCP server's command line for one user, per-user settings filled in.
 func (h *Handler) command(user string) (session.Command, error) {
 	cmd := h.cfg.Command
-	env, dir, err := peruser.Settings{Env: cmd.Env, Dir: cmd.Dir}.For(user)
+	settings := peruser.Settings{Env: cmd.Env, Dir: cmd.Dir}
+	env, dir, err := settings.For(user)
 	if err != nil {
 		return cmd, err
 	}
-	cmd.Env, cmd.Dir = env, dir
+	cmd.Env, cmd.Dir, cmd.UserPaths = env, dir, settings.Paths(user)
 	return cmd, nil
 }
 

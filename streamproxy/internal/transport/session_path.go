@@ -109,6 +109,7 @@ func (h *Handler) call(w http.ResponseWriter, r *http.Request, s *session.Sessio
 		ctx, cancel = context.WithTimeout(ctx, h.cfg.RequestTimeout)
 		defer cancel()
 	}
+	defer childSpan(ctx).End()
 	var sse *sseWriter
 	resp, err := s.Do(ctx, msg.ID, msg.meta["progressToken"], body, func(m *session.Message) {
 		if sse == nil {
@@ -126,7 +127,7 @@ func (h *Handler) call(w http.ResponseWriter, r *http.Request, s *session.Sessio
 		return
 	case errors.Is(err, context.DeadlineExceeded):
 		raw, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": msg.ID,
-			"error": map[string]any{"code": -32001, "message": "request timed out in the proxy"}})
+			"error": map[string]any{"code": -32001, "message": timedOutMessage}})
 		resp = &session.Message{Raw: raw}
 	case errors.Is(err, context.Canceled):
 		return // the client went away

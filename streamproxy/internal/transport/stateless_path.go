@@ -111,6 +111,7 @@ func (h *Handler) serveStateless(w http.ResponseWriter, r *http.Request, msg inc
 			}
 		}
 	}
+	defer childSpan(r.Context()).End()
 	if wk.bridged != nil {
 		h.serveBridged(w, r, wk, &q)
 		return
@@ -254,7 +255,7 @@ func (x *exchange) cancel(why error) {
 	reason := "the client closed the response stream"
 	if why == context.DeadlineExceeded {
 		reason = "the request timed out in the proxy"
-		x.respondError(-32001, "request timed out in the proxy")
+		x.respondError(-32001, timedOutMessage)
 	}
 	x.wk.cancel(x.call, x.key, reason)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
+	"github.com/mcp-oauth-gateway/gateway/internal/audit"
 )
 
 func viewOf(c *store.Client) Client {
@@ -53,6 +54,7 @@ func (s *Service) DeleteClient(ctx context.Context, id string) (int, error) {
 	if err := s.store.DeleteClient(ctx, id); err != nil {
 		return n, fmt.Errorf("delete client %s: %w", id, err)
 	}
+	s.record(ctx, audit.Event{Name: eventClientDeleted, ClientID: id, Reason: "by an operator", Count: n})
 	return n, nil
 }
 
@@ -67,6 +69,7 @@ func (s *Service) RevokeClient(ctx context.Context, id string) (int, error) {
 		return 0, fmt.Errorf("revoke tokens of client %s: %w", id, err)
 	}
 	s.opts.Metrics.Revoked("admin_client")
+	s.record(ctx, audit.Event{Name: eventGrantRevoked, ClientID: id, Reason: "by an operator: the client's grants", Count: n})
 	return n, nil
 }
 
@@ -81,6 +84,7 @@ func (s *Service) RevokeUser(ctx context.Context, userID string) (int, error) {
 		return 0, fmt.Errorf("revoke tokens of user %s: %w", userID, err)
 	}
 	s.opts.Metrics.Revoked("admin_user")
+	s.record(ctx, audit.Event{Name: eventGrantRevoked, UserID: userID, Reason: "by an operator: the user's grants", Count: n})
 	return n, nil
 }
 
@@ -135,5 +139,6 @@ func (s *Service) RotateKeys(ctx context.Context, activateAfter time.Duration) (
 	if err != nil {
 		return KeyRotation{}, fmt.Errorf("rotate keys: %w", err)
 	}
+	s.record(ctx, audit.Event{Name: eventKeyRotated, KeyID: kid, Reason: "signs after " + activateAfter.String()})
 	return KeyRotation{KID: kid, ActiveAt: time.Now().Add(activateAfter).UTC()}, nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/clientlife"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
+	"github.com/mcp-oauth-gateway/gateway/internal/audit"
 )
 
 // PurgeClientsOptions say which registered clients `clients purge` removes.
@@ -81,6 +82,8 @@ func (s *Service) PurgeClients(ctx context.Context, o PurgeClientsOptions) (Purg
 		if err := s.store.DeleteClient(ctx, c.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return out, fmt.Errorf("clients purge: delete %s: %w", c.ID, err)
 		}
+		s.record(ctx, audit.Event{Name: eventClientPurged, ClientID: c.ID, ClientName: cur.Name,
+			Reason: "unused or idle past the purge's limits"})
 		out.Clients = append(out.Clients, viewOf(cur))
 	}
 	return out, nil

@@ -9,11 +9,13 @@
 package service
 
 import (
+	"context"
 	"time"
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/keys"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/metrics"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
+	"github.com/mcp-oauth-gateway/gateway/internal/audit"
 )
 
 // Options say where a Service runs.
@@ -25,6 +27,44 @@ type Options struct {
 	// Metrics, in the server, counts the revocations made through its socket like those of its endpoints (a command
 	// that opens the store itself runs in another process, whose counts no one scrapes).
 	Metrics *metrics.Metrics
+	// Audit records every command and what it changed (nil: nothing recorded).
+	Audit *audit.Logger
+}
+
+// The audit events of the operator commands (docs/observability.md).
+const (
+	eventCommand       = "admin.command" // every command line, with its outcome
+	eventClientDeleted = "client.deleted"
+	eventClientPurged  = "client.purged"
+	eventGrantRevoked  = "grant.revoked"
+	eventKeyRotated    = "key.rotated"
+)
+
+// via says where a command ran: in the server, through its admin socket, or in a process of its own.
+func (s *Service) via() string {
+	if s.opts.InServer {
+		return "socket"
+	}
+	return "cli"
+}
+
+// record writes an audit event of this service's commands.
+func (s *Service) record(ctx context.Context, e audit.Event) {
+	e.Via = s.via()
+	if e.Outcome == "" {
+		e.Outcome = audit.OutcomeSuccess
+	}
+	s.opts.Audit.Record(ctx, e)
+}
+
+// RecordCommand records that a command line ran: its command (e.g. "clients delete"), what it acted on (a client or
+// user id, or ""), and how it ended.
+func (s *Service) RecordCommand(ctx context.Context, command, target string, err error) {
+	e := audit.Event{Name: eventCommand, Command: command, Target: target}
+	if err != nil {
+		e.Outcome, e.Reason = audit.OutcomeFailure, err.Error()
+	}
+	s.record(ctx, e)
 }
 
 // Service runs the operator commands on a store this process has open.

@@ -1,0 +1,149 @@
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/mcp-oauth-gateway/gateway/internal/observe"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
+)
+
+func TestEventsAreStampedOneJSONObjectALine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	l, err := Open(path, Options{Service: "authserver"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
+	sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
+	ctx := trace.ContextWithSpanContext(observe.WithRequestID(context.Background(), "req-1"),
+		trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid}))
+	l.Record(ctx, Event{Name: "login", Outcome: OutcomeSuccess, UserID: "42", UserLogin: "octocat"})
+	l.Record(context.Background(), Event{Name: "client.deleted", ClientID: "c1"})
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("audit file mode %v, want 0600", fi.Mode().Perm())
+	}
+	lines := readLines(t, path)
+	if len(lines) != 2 {
+		t.Fatalf("%d lines, want 2", len(lines))
+	}
+	first := lines[0]
+	for k, want := range map[string]any{"v": float64(Version), "service": "authserver", "event": "login",
+		"outcome": "success", "user_id": "42", "user_login": "octocat", "request_id": "req-1",
+		"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"} {
+		if first[k] != want {
+			t.Errorf("%s = %v, want %v", k, first[k], want)
+		}
+	}
+	if _, ok := first["time"].(string); !ok {
+		t.Errorf("no time in %v", first)
+	}
+	if _, ok := lines[1]["trace_id"]; ok {
+		t.Errorf("an untraced event has a trace_id: %v", lines[1])
+	}
+	if _, ok := lines[1]["arguments"]; ok {
+		t.Errorf("empty fields are written: %v", lines[1])
+	}
+}
+
+func readLines(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []map[string]any
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("line %q is not one JSON object: %v", sc.Text(), err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// blockedWriter holds every write until released: a destination that stopped.
+type blockedWriter struct{ release chan struct{} }
+
+func (b blockedWriter) Write(p []byte) (int, error) { <-b.release; return len(p), nil }
+
+func TestAFullBufferNeverBlocksAndIsCountedAndLogged(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	var logs testenv.SyncBuffer
+	w := blockedWriter{release: make(chan struct{})}
+	l := New(w, nil, Options{Service: "streamproxy", Buffer: 4, Registerer: reg, Namespace: "streamproxy",
+		Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	// The writer takes one event and blocks on it; four more fill the buffer; the rest have no room.
+	for range 20 {
+		l.Record(context.Background(), Event{Name: "mcp.tools/call"})
+	}
+	dropped := testutil.ToFloat64(l.dropped.WithLabelValues("buffer_full"))
+	if dropped < 15 || dropped > 16 {
+		t.Errorf("buffer_full drops = %v, want 15 or 16 (20 events, a buffer of 4, one in the writer)", dropped)
+	}
+	if n, err := testutil.GatherAndCount(reg, "streamproxy_audit_events_dropped_total"); err != nil || n != 1 {
+		t.Errorf("the drop counter is not registered: %d series, %v", n, err)
+	}
+	if !strings.Contains(logs.String(), "audit events dropped") {
+		t.Errorf("drops were not logged: %q", logs.String())
+	}
+	close(w.release)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l.Record(context.Background(), Event{Name: "after close"}) // must neither panic nor block
+}
+
+func TestANilLoggerRecordsNothing(t *testing.T) {
+	var l *Logger
+	l.Record(context.Background(), Event{Name: "x"})
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	off, err := Open(Off, Options{})
+	if err != nil || off != nil {
+		t.Fatalf("Open(off) = %v, %v; want nil, nil", off, err)
+	}
+}
+
+func TestRedactHidesSecretsByNameAtAnyDepth(t *testing.T) {
+	in := map[string]any{"query": "weather", "api_key": "k1", "Password": "p1",
+		"nested": map[string]any{"refreshToken": "t1", "depth": 2.0},
+		"list":   []any{map[string]any{"client_secret": "s1", "name": "n"}}}
+	out := Redact(in)
+	b, _ := json.Marshal(out)
+	for _, secret := range []string{"k1", "p1", "t1", "s1"} {
+		if bytes.Contains(b, []byte(`"`+secret+`"`)) {
+			t.Errorf("%s survived redaction: %s", secret, b)
+		}
+	}
+	for _, kept := range []string{`"weather"`, `"n"`, `2`} {
+		if !bytes.Contains(b, []byte(kept)) {
+			t.Errorf("%s was redacted: %s", kept, b)
+		}
+	}
+	if in["api_key"] != "k1" {
+		t.Error("Redact changed its input")
+	}
+}

@@ -1,0 +1,153 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// DefaultBuffer is how many events may wait for the writer before new ones are dropped (and counted).
+const DefaultBuffer = 4096
+
+// Options configure a Logger.
+type Options struct {
+	Service string // the "service" of every event
+	Buffer  int    // events that may wait for the writer (0: DefaultBuffer)
+	// Registerer gets <Namespace>_audit_events_dropped_total (nil: not registered, still logged).
+	Registerer prometheus.Registerer
+	Namespace  string
+	Log        *slog.Logger // where drops and write errors are reported (nil: slog.Default())
+}
+
+// Logger writes events to one destination from a goroutine of its own. A nil *Logger records nothing, so a part
+// built without an audit trail (in tests) needs no checks.
+type Logger struct {
+	service string
+	lines   chan []byte
+	out     io.Writer
+	closer  io.Closer // nil for stdout
+	log     *slog.Logger
+	dropped *prometheus.CounterVec
+	lost    atomic.Int64 // events dropped since the last warning
+	warned  atomic.Int64 // unix nanoseconds of the last warning
+	done    chan struct{}
+	mu      sync.RWMutex // Close holds it to close lines; Record reads closed under it
+	closed  bool
+}
+
+// Destinations Open understands besides a file's path.
+const (
+	Stdout = "stdout"
+	Off    = "off"
+)
+
+// Open returns a logger writing to dest: Stdout, Off (nil: nothing recorded) or a file's path, appended to and
+// created with mode 0600 (an audit trail names users).
+func Open(dest string, o Options) (*Logger, error) {
+	switch dest {
+	case Off:
+		return nil, nil
+	case Stdout, "":
+		return New(os.Stdout, nil, o), nil
+	}
+	f, err := os.OpenFile(dest, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("audit log: %w", err)
+	}
+	return New(f, f, o), nil
+}
+
+// New returns a logger writing lines to w; Close closes closer (may be nil) once the buffer is drained.
+func New(w io.Writer, closer io.Closer, o Options) *Logger {
+	if o.Buffer <= 0 {
+		o.Buffer = DefaultBuffer
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	l := &Logger{service: o.Service, lines: make(chan []byte, o.Buffer), out: w, closer: closer, log: o.Log,
+		done: make(chan struct{}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: o.Namespace,
+			Name: "audit_events_dropped_total",
+			Help: "Audit events not written: the buffer was full (buffer_full), the destination failed (write_error) or the logger was closed (closed)."},
+			[]string{"reason"})}
+	if o.Registerer != nil {
+		o.Registerer.MustRegister(l.dropped)
+	}
+	go l.write()
+	return l
+}
+
+// Record queues e, stamped with the schema version, the service, the time and the request and trace ids of ctx.
+// It never blocks: with the buffer full the event is dropped, counted and reported.
+func (l *Logger) Record(ctx context.Context, e Event) {
+	if l == nil {
+		return
+	}
+	e.fill(ctx, l.service, time.Now())
+	line, err := json.Marshal(e)
+	if err != nil { // only an argument that is not JSON can do this
+		l.log.ErrorContext(ctx, "audit event not encodable", "event", e.Name, "err", err)
+		l.drop("write_error")
+		return
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		l.drop("closed")
+		return
+	}
+	select {
+	case l.lines <- append(line, '\n'):
+	default:
+		l.drop("buffer_full")
+	}
+}
+
+// drop counts a lost event and warns, at most once a second, with how many were lost since the last warning.
+func (l *Logger) drop(reason string) {
+	l.dropped.WithLabelValues(reason).Inc()
+	l.lost.Add(1)
+	now := time.Now().UnixNano()
+	last := l.warned.Load()
+	if now-last < int64(time.Second) || !l.warned.CompareAndSwap(last, now) {
+		return
+	}
+	l.log.Warn("audit events dropped", "reason", reason, "dropped_since_last_warning", l.lost.Swap(0))
+}
+
+func (l *Logger) write() {
+	defer close(l.done)
+	for line := range l.lines {
+		if _, err := l.out.Write(line); err != nil {
+			l.log.Error("audit event not written", "err", err)
+			l.drop("write_error")
+		}
+	}
+}
+
+// Close writes the events still buffered and closes the destination. Events recorded after Close are lost.
+func (l *Logger) Close() error {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	if !l.closed {
+		l.closed = true
+		close(l.lines)
+	}
+	l.mu.Unlock()
+	<-l.done
+	if l.closer != nil {
+		return l.closer.Close()
+	}
+	return nil
+}
