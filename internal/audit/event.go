@@ -61,6 +61,7 @@ type Event struct {
 	Command   string `json:"command,omitempty"`    // an admin command
 	Via       string `json:"via,omitempty"`        // how the admin command came: socket or cli
 	KeyID     string `json:"kid,omitempty"`        // a signing key's id
+	Upstream  string `json:"upstream,omitempty"`   // a connected account's upstream (connection.created, connection.deleted)
 	Count     int    `json:"count,omitempty"`      // how many things a command touched (clients purged, ...)
 
 	// streamproxy's events.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/connections"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
+	"github.com/mcp-oauth-gateway/gateway/internal/audit"
 )
 
 // The account page (/account): after a login as for the gateway, a user sees their connected accounts and the
@@ -133,9 +134,15 @@ func (s *Server) accountAction(w http.ResponseWriter, r *http.Request) {
 		if s.cfg.Connections == nil {
 			break
 		}
-		if err := s.cfg.Connections.Disconnect(ctx, user.ID, r.PostFormValue("upstream")); err != nil && !errors.Is(err, connections.ErrNotConnected) {
+		name := r.PostFormValue("upstream")
+		err := s.cfg.Connections.Disconnect(ctx, user.ID, name)
+		if err != nil && !errors.Is(err, connections.ErrNotConnected) {
 			s.storeFailedPage(w, r, err)
 			return
+		}
+		if err == nil {
+			s.record(ctx, withUser(audit.Event{Name: eventConnDeleted, Outcome: audit.OutcomeSuccess, Upstream: name,
+				Reason: "by the user on the account page"}, user))
 		}
 	case "connect":
 		name := r.PostFormValue("upstream")
@@ -161,15 +168,19 @@ func (s *Server) accountAction(w http.ResponseWriter, r *http.Request) {
 			s.storeFailedPage(w, r, err)
 			return
 		}
+		n := 0
 		for _, g := range grants {
 			if g.ClientID == client {
 				if err := s.store.RevokeFamily(ctx, g.FamilyID); err != nil {
 					s.storeFailedPage(w, r, err)
 					return
 				}
+				n++
 			}
 		}
-		s.log.InfoContext(ctx, "grants revoked by their user", "user", user.ID, "client_id", client)
+		s.log.InfoContext(ctx, "grants revoked by their user", "user", user.ID, "client_id", client, "grants", n)
+		s.record(ctx, withUser(audit.Event{Name: eventGrantRevoked, Outcome: audit.OutcomeSuccess, ClientID: client,
+			Reason: "by the user on the account page", Count: n}, user))
 	case "revoke_all":
 		n, err := s.store.RevokeUser(ctx, user.ID)
 		if err != nil {
@@ -177,6 +188,8 @@ func (s *Server) accountAction(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.log.InfoContext(ctx, "grants revoked by their user", "user", user.ID, "grants", n)
+		s.record(ctx, withUser(audit.Event{Name: eventGrantRevoked, Outcome: audit.OutcomeSuccess,
+			Reason: "by the user on the account page: every application", Count: n}, user))
 	default:
 		s.errorPage(w, http.StatusBadRequest, "Unknown action", "The form asked for something this page does not do.")
 		return

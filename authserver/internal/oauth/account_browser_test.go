@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mcp-oauth-gateway/gateway/internal/audit"
 	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
 )
 
@@ -68,6 +69,7 @@ func TestAccountPageInBrowser(t *testing.T) {
 	assert.Contains(t, text(), "Corp Cloud")
 	status, out := ce.ask(brokerSecret, "1001", "corp")
 	require.Equal(t, http.StatusOK, status, out)
+	upstreamToken := out["access_token"].(string)
 
 	// A form posted with the user's cookies but without the session's CSRF token changes nothing. (The page's
 	// Content-Security-Policy forbids fetch, so the forgery is a form, as another site would post it.)
@@ -104,4 +106,20 @@ func TestAccountPageInBrowser(t *testing.T) {
 	grants, err := ce.store.UserGrants(bctx, "1001")
 	require.NoError(t, err)
 	assert.Empty(t, grants)
+
+	// The audit trail has each change, with the user and never the upstream's token.
+	evs := events(t, ce.trail)
+	for _, name := range []string{"connection.created", "connection.deleted"} {
+		got := only(evs, name, audit.OutcomeSuccess)
+		if assert.Len(t, got, 1, name) {
+			assert.Equal(t, "corp", got[0].Upstream)
+			assert.Equal(t, "1001", got[0].UserID)
+		}
+	}
+	revoked := only(evs, "grant.revoked", audit.OutcomeSuccess)
+	if assert.Len(t, revoked, 1) {
+		assert.Equal(t, client, revoked[0].ClientID)
+		assert.Equal(t, 1, revoked[0].Count)
+	}
+	assert.NotContains(t, ce.trail.String(), upstreamToken)
 }

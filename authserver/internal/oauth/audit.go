@@ -22,6 +22,8 @@ const (
 	eventClientRegister = "client.registered"
 	eventClientUpdate   = "client.updated"
 	eventClientDelete   = "client.deleted"
+	eventConnCreated    = "connection.created" // an account connected at an upstream (never its tokens)
+	eventConnDeleted    = "connection.deleted" // a connected account deleted by its user
 )
 
 // record writes an audit event (Config.Audit; nil: none).

@@ -10,6 +10,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/connections"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
+	"github.com/mcp-oauth-gateway/gateway/internal/audit"
 )
 
 // The connect flow: a connect link (GET /connect/<upstream>?ticket=..., from the broker's not_connected answer)
@@ -94,6 +95,7 @@ func (s *Server) connectCallback(w http.ResponseWriter, r *http.Request) {
 			"Retry from your application or your account page.")
 		return
 	}
+	s.record(r.Context(), withUser(audit.Event{Name: eventConnCreated, Outcome: audit.OutcomeSuccess, Upstream: name}, ar.User))
 	if ar.Connect.UserID == "" { // started from the account page: back there
 		http.Redirect(w, r, s.cfg.Issuer+"/account", http.StatusSeeOther)
 		return
@@ -124,6 +126,8 @@ func (e connectEnding) approved(w http.ResponseWriter, r *http.Request, ar *stor
 	}
 	if up, _ := s.cfg.Connections.Upstream(ar.Connect.Upstream); up.FromLogin && login.ProviderOf(*ar.User) == up.Name {
 		// The login itself was the round trip: the provider's token became the connection.
+		s.record(r.Context(), withUser(audit.Event{Name: eventConnCreated, Outcome: audit.OutcomeSuccess, Upstream: up.Name,
+			Reason: "by the login"}, ar.User))
 		_ = s.store.DeleteAuthRequest(r.Context(), ar.ID)
 		http.SetCookie(w, &http.Cookie{Name: s.authCookie(), Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.secure})
 		s.render(w, http.StatusOK, connectedPage, map[string]any{"Upstream": up.DisplayName, "User": ar.User.Login})

@@ -23,9 +23,11 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login/github"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/oauth"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
+	"github.com/mcp-oauth-gateway/gateway/internal/audit"
 	webbrowser "github.com/mcp-oauth-gateway/gateway/internal/testkit/browser"
 	"github.com/mcp-oauth-gateway/gateway/internal/testkit/fakegithub"
 	"github.com/mcp-oauth-gateway/gateway/internal/testkit/hydratest"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
 )
 
 // Connected accounts with a real upstream: a second ORY Hydra plays the service users connect (the "corp" upstream),
@@ -46,6 +48,7 @@ type connectEnv struct {
 	node, node2 *connections.Service
 	skew        atomic.Int64 // added to the services' clock
 	broker      string
+	trail       *testenv.SyncBuffer // the server's audit trail
 }
 
 func newConnectEnv(t *testing.T, b backendCase) *connectEnv {
@@ -64,7 +67,10 @@ func newConnectEnv(t *testing.T, b backendCase) *connectEnv {
 	ce := &connectEnv{env: &env{t: t, store: st, gh: gh, http: &http.Client{}, redis: r}, upstream: up}
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
+	ce.trail = &testenv.SyncBuffer{}
+	trail := audit.New(ce.trail, nil, audit.Options{Service: "authserver", Log: quiet})
 	ce.tweak = func(cfg *oauth.Config) {
+		cfg.Audit = trail
 		id, secret := up.Client(t, connections.CallbackURL(cfg.Issuer, "corp"))
 		node := func() *connections.Service {
 			ring, err := connections.ParseKeys("k1:" + base64.StdEncoding.EncodeToString(key))

@@ -8,6 +8,7 @@ import (
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
+	"github.com/mcp-oauth-gateway/gateway/internal/audit"
 )
 
 // Connection is what the commands show of a connected account: never its tokens (which the store holds sealed).
@@ -60,6 +61,9 @@ func (s *Service) RevokeConnections(ctx context.Context, userID, upstream string
 		default:
 			return n, fmt.Errorf("delete the connection of user %s to %s: %w", userID, c.Upstream, err)
 		}
+	}
+	if n > 0 {
+		s.record(ctx, audit.Event{Name: eventConnDeleted, UserID: userID, Upstream: upstream, Reason: "by an operator", Count: n})
 	}
 	if upstream != "" && n == 0 {
 		return 0, failure(ErrNotFound, "user %s has no connection to %s (list them with `authserver connections list --user %s`)", userID, upstream, userID)

@@ -38,6 +38,7 @@ const (
 	eventClientPurged  = "client.purged"
 	eventGrantRevoked  = "grant.revoked"
 	eventKeyRotated    = "key.rotated"
+	eventConnDeleted   = "connection.deleted"
 )
 
 // via says where a command ran: in the server, through its admin socket, or in a process of its own.
