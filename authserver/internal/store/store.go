@@ -354,9 +354,12 @@ type Store interface {
 	GetRefresh(ctx context.Context, hash string) (*RefreshToken, error)
 	RotateRefresh(ctx context.Context, oldHash string, next *RefreshToken, sealed Sealed) (*RefreshToken, error)
 
-	// Access tokens issued (by jti), so that revoking their family, client or user publishes them. Nothing reads one
-	// back: introspection reads the token itself and the feed.
+	// Access tokens issued (by jti), so that revoking their family, client or user publishes them. Introspection
+	// reads the token itself and the feed.
 	RecordAccess(ctx context.Context, t *AccessToken) error // ErrAlreadyExists if the jti is taken
+	// GetAccess reads an issued access token's record (ErrNotFound once it expired): token exchange binds the token
+	// it issues to the subject token's grant family.
+	GetAccess(ctx context.Context, jti string) (*AccessToken, error)
 
 	// RevokeFamily deletes every refresh token of the family and publishes every live access token of it to the
 	// revocation feed. RevokeClient and RevokeUser do the same for every family of a client or of a user. They

@@ -118,3 +118,18 @@ func (s *Store) UserGrants(_ context.Context, userID string) ([]store.Grant, err
 	}
 	return store.SortedGrants(grants), nil
 }
+
+// ---- an access token's record (token exchange)
+
+func (s *Store) GetAccess(_ context.Context, jti string) (*store.AccessToken, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	v, ok := s.getLocked(kindAccess, jti)
+	if !ok {
+		return nil, fmt.Errorf("access token %q: %w", jti, store.ErrNotFound)
+	}
+	return clone(v.(*store.AccessToken)), nil
+}

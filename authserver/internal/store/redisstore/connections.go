@@ -172,3 +172,8 @@ func (s *Store) UserGrants(ctx context.Context, userID string) ([]store.Grant, e
 	}
 	return store.SortedGrants(grants), nil
 }
+
+// GetAccess reads an access token's record (token exchange).
+func (s *Store) GetAccess(ctx context.Context, jti string) (*store.AccessToken, error) {
+	return getJSON[store.AccessToken](ctx, s, s.k("at", jti), "access token")
+}

@@ -167,3 +167,15 @@ func testUserGrants(t *testing.T, s store.Store) {
 	require.NoError(t, err)
 	assert.Len(t, got, 1)
 }
+
+// testGetAccess: an access token's record reads back as recorded, and an unknown jti is not found.
+func testGetAccess(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	a := newAccess(id(), "client-a", alice.ID)
+	require.NoError(t, s.RecordAccess(ctx, a))
+	got, err := s.GetAccess(ctx, a.JTI)
+	require.NoError(t, err)
+	sameJSON(t, a, got)
+	_, err = s.GetAccess(ctx, id())
+	require.ErrorIs(t, err, store.ErrNotFound)
+}

@@ -49,6 +49,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Consents", func(t *testing.T) { testConsents(t, openClosed(t, open)) })
 	t.Run("LoginPins", func(t *testing.T) { testLoginPins(t, openClosed(t, open)) })
 	t.Run("Connections", func(t *testing.T) { testConnections(t, openClosed(t, open)) })
+	t.Run("GetAccess", func(t *testing.T) { testGetAccess(t, openClosed(t, open)) })
 	t.Run("UserGrants", func(t *testing.T) { testUserGrants(t, openClosed(t, open)) })
 	t.Run("ConnectionsDumpRestore", func(t *testing.T) { testConnectionsDumpRestore(t, open) })
 	t.Run("LoginState", func(t *testing.T) { testLoginState(t, openClosed(t, open)) })

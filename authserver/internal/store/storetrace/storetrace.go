@@ -185,6 +185,13 @@ func (s *Store) RevokeUser(ctx context.Context, userID string) (int, error) {
 	return r0, err
 }
 
+func (s *Store) GetAccess(ctx context.Context, jti string) (*store.AccessToken, error) {
+	ctx, span := s.start(ctx, "GetAccess")
+	r0, err := s.next.GetAccess(ctx, jti)
+	end(span, err)
+	return r0, err
+}
+
 func (s *Store) UserGrants(ctx context.Context, userID string) ([]store.Grant, error) {
 	ctx, span := s.start(ctx, "UserGrants")
 	r0, err := s.next.UserGrants(ctx, userID)
