@@ -89,6 +89,7 @@ type settings struct {
 	upstreamOrder                                                        []string                     // its names, in order (read before parsing)
 	upstream                                                             map[string]*upstreamSettings // each one's --upstream-<name>-* flags
 	connectionsKey, connectionsKeyFile, brokerSecret                     string
+	tokenExchange                                                        string
 }
 
 // aliases are environment names kept from the reference gateway, read when AUTHSERVER_<FLAG> is not set.
@@ -191,6 +192,9 @@ func flags(s *settings) *flag.FlagSet {
 	fs.StringVar(&s.connectionsKeyFile, "connections-key-file", "", "a file holding --connections-key (one key a line)")
 	fs.StringVar(&s.brokerSecret, "broker-secret", "", "the secret streamproxy presents at POST /connections/token on --feed-listen "+
 		"to get a user's upstream token (empty: that endpoint is off)")
+	fs.StringVar(&s.tokenExchange, "token-exchange", "", "RFC 8693 token exchange at /token: which clients may exchange a user's access "+
+		"token for a token of another audience, as '<audience URL>=<client id> <client id>...' entries separated by ';' (* for any "+
+		"authenticated client); empty: off")
 	fs.StringVar(&s.adminSocket, "admin-socket", "", "embedded store: the Unix socket (owner only) on which the server runs the operator "+
 		"commands while it holds the store's file (default <data-file>.sock)")
 	return fs
@@ -399,6 +403,10 @@ func serve(s *settings, log *slog.Logger) error {
 		}
 		served = storetrace.Wrap(st, system)
 	}
+	exchange, err := oauth.ParseExchangePolicy(s.tokenExchange)
+	if err != nil {
+		return fmt.Errorf("--token-exchange: %w", err)
+	}
 	srv, err := oauth.New(oauth.Config{
 		ClientMetadata: documents, ClientKeys: fetcher,
 		Issuer: s.issuer, Resources: resources, ResourcePatterns: patterns,
@@ -410,7 +418,7 @@ func serve(s *settings, log *slog.Logger) error {
 		AuthorizePerMinute: s.authorizePerMinute, MaxPendingPerClient: s.maxPendingPerClient, ClientFetchPerMinute: s.clientFetchPerMinute,
 		FeedPollInterval: 5 * time.Second, SeparateFeed: s.feedListen != "", Metrics: m, Audit: trail,
 		DeviceCodeTTL: s.deviceTTL, DevicePollInterval: s.devicePoll, DeviceAttemptsPerMinute: s.deviceAttempts,
-		Connections: conns,
+		Connections: conns, Exchange: exchange,
 	}, served, km, logins, log)
 	if err != nil {
 		return err

@@ -84,6 +84,10 @@ type Config struct {
 	Metrics *metrics.Metrics // nil: not counted
 	Audit   *audit.Logger    // the audit trail; nil: nothing recorded
 
+	// Exchange is the token exchange policy (RFC 8693, ParseExchangePolicy): for each audience, the clients that may
+	// exchange a user's access token for one of that audience ("*": any authenticated client). Empty: off.
+	Exchange map[string][]string
+
 	// Connections keeps users' connected accounts at upstreams: with it the connect pages are served and the
 	// account page lists them (nil: no upstreams; the account page lists authorized applications only).
 	Connections *connections.Service
@@ -228,6 +232,15 @@ func notHere(mux *http.ServeMux, w http.ResponseWriter, r *http.Request) {
 	oauthError(w, http.StatusNotFound, "not_found", "no such endpoint on this authorization server")
 }
 
+// grantTypes are the grants /token takes, for the metadata.
+func (s *Server) grantTypes() []string {
+	g := []string{"authorization_code", "refresh_token", DeviceGrantType}
+	if len(s.cfg.Exchange) > 0 {
+		g = append(g, TokenExchangeGrantType)
+	}
+	return g
+}
+
 // CallbackURL is the GitHub OAuth app's callback for this issuer.
 func CallbackURL(issuer string) string { return issuer + "/github/callback" }
 
@@ -262,7 +275,7 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
 		"device_authorization_endpoint":                            i + "/device_authorization",
 		"response_types_supported":                                 []string{"code"},
 		"response_modes_supported":                                 []string{"query"},
-		"grant_types_supported":                                    []string{"authorization_code", "refresh_token", DeviceGrantType},
+		"grant_types_supported":                                    s.grantTypes(),
 		"code_challenge_methods_supported":                         []string{"S256"},
 		"token_endpoint_auth_methods_supported":                    auth,
 		"token_endpoint_auth_signing_alg_values_supported":         jwk.Algorithms,

@@ -57,6 +57,8 @@ func (s *Server) tokenGrant(ctx context.Context, f url.Values, c *store.Client) 
 		return s.refresh(ctx, f, c)
 	case DeviceGrantType:
 		return s.deviceToken(ctx, f, c)
+	case TokenExchangeGrantType:
+		return s.tokenExchange(ctx, f, c)
 	case "":
 		return nil, badRequest("invalid_request", "grant_type is required")
 	default:
