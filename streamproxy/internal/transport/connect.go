@@ -67,6 +67,15 @@ func watchCredentials(s *session.Session, p *broker.Process, end func()) {
 	}()
 }
 
+// connectRequired logs that a request met the connect page in place of a process (the upstreams, never the URL).
+func (h *Handler) connectRequired(r *http.Request, cr *broker.ConnectRequired) {
+	names := make([]string, len(cr.Connects))
+	for i, c := range cr.Connects {
+		names[i] = c.Upstream
+	}
+	h.log.InfoContext(r.Context(), "the user has not connected an upstream the MCP server needs: answered with its connect page", "upstreams", names)
+}
+
 // elicitations are the URL-mode elicitations that send the user to each connect page.
 func elicitations(cr *broker.ConnectRequired) []map[string]any {
 	out := make([]map[string]any, 0, len(cr.Connects))

@@ -74,6 +74,7 @@ func (h *Handler) initialize(w http.ResponseWriter, r *http.Request, body []byte
 	// Before the lock: the broker is asked over the network.
 	creds, err := h.credentials(r.Context(), user, &cmd)
 	if cr, ok := asConnectRequired(err); ok {
+		h.connectRequired(r, cr)
 		connectSession(w, msg, cr)
 		return
 	}

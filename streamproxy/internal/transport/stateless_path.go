@@ -102,6 +102,7 @@ func (h *Handler) serveStateless(w http.ResponseWriter, r *http.Request, msg inc
 	}
 	wk, err := h.worker(r.Context(), h.userOf(r))
 	if cr, ok := asConnectRequired(err); ok {
+		h.connectRequired(r, cr)
 		connectStateless(w, &q, cr)
 		return
 	}
