@@ -266,3 +266,31 @@ func health(t *testing.T, mcpURL string) string {
 	out, _ := json.Marshal(m)
 	return string(out)
 }
+
+// A user who disconnects the upstream stops their running process's use of it: the token file's refresh finds the
+// connection gone, the process ends, and the next initialize meets the connect page.
+func TestDisconnectEndsTheProcess(t *testing.T) {
+	b := brokertest.New(t, brokerSecret, "gitlab")
+	// Expiring just past the refresh lead (two minutes): the file is refreshed about every second.
+	b.Connect("alice", "gitlab", "glpat-alice", time.Now().Add(2*time.Minute+time.Second))
+	api := newGitlabAPI(t)
+	dir := t.TempDir()
+	t.Setenv("STREAMPROXY_BROKER_SECRET", brokerSecret)
+	script := fmt.Sprintf(`GITLAB_PERSONAL_ACCESS_TOKEN=$(cat "$GITLAB_TOKEN_FILE") exec node %s`, gitlabServer(t))
+	p, url, _ := proxyProcess(t, testenv.FreePort(t), []string{"--broker-url", b.URL, "--token-dir", dir,
+		"--env", "GITLAB_API_URL=" + api.URL, "--env", "GITLAB_TOKEN_FILE={token_file:gitlab}"}, "sh", "-c", script)
+	sid := openSession(t, url, "alice")
+	sessionSearch(t, url, sid, "alice")
+
+	b.Disconnect("alice", "gitlab")
+	require.Eventually(t, func() bool {
+		return strings.Contains(health(t, url), `"sessions":0`)
+	}, 20*time.Second, 100*time.Millisecond, "the process of a disconnected user ends")
+	r := post(t, url, sid, `{"jsonrpc":"2.0","id":3,"method":"tools/list"}`, "X-User-Id", "alice")
+	assert.Equal(t, http.StatusNotFound, r.status)
+	files, _ := filepath.Glob(filepath.Join(dir, "alice", "*", "gitlab"))
+	assert.Empty(t, files)
+	e := rpcErrorOf(t, post(t, url, "", initBody, "X-User-Id", "alice"))
+	assert.Contains(t, e["message"], brokertest.ConnectURL("alice", "gitlab"))
+	assert.NotContains(t, p.Output(), "glpat-")
+}
