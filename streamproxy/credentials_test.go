@@ -229,7 +229,7 @@ func TestTokenFileReachesTheServer(t *testing.T) {
 	b := brokertest.New(t, brokerSecret, "gitlab")
 	b.Connect("alice", "gitlab", "glpat-alice", time.Time{})
 	api := newGitlabAPI(t)
-	dir := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "tokens")
 	t.Setenv("STREAMPROXY_BROKER_SECRET", brokerSecret)
 	// The server reads its token from the environment: a shell reads the file into it, as a wrapper script would.
 	script := fmt.Sprintf(`GITLAB_PERSONAL_ACCESS_TOKEN=$(cat "$GITLAB_TOKEN_FILE") exec node %s`, gitlabServer(t))
@@ -271,10 +271,10 @@ func health(t *testing.T, mcpURL string) string {
 // connection gone, the process ends, and the next initialize meets the connect page.
 func TestDisconnectEndsTheProcess(t *testing.T) {
 	b := brokertest.New(t, brokerSecret, "gitlab")
-	// Expiring just past the refresh lead (two minutes): the file is refreshed about every second.
-	b.Connect("alice", "gitlab", "glpat-alice", time.Now().Add(2*time.Minute+time.Second))
+	// Expiring just past the refresh lead (45 s): the file is refreshed every few seconds.
+	b.Connect("alice", "gitlab", "glpat-alice", time.Now().Add(46*time.Second))
 	api := newGitlabAPI(t)
-	dir := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "tokens")
 	t.Setenv("STREAMPROXY_BROKER_SECRET", brokerSecret)
 	script := fmt.Sprintf(`GITLAB_PERSONAL_ACCESS_TOKEN=$(cat "$GITLAB_TOKEN_FILE") exec node %s`, gitlabServer(t))
 	p, url, _ := proxyProcess(t, testenv.FreePort(t), []string{"--broker-url", b.URL, "--token-dir", dir,
@@ -285,7 +285,7 @@ func TestDisconnectEndsTheProcess(t *testing.T) {
 	b.Disconnect("alice", "gitlab")
 	require.Eventually(t, func() bool {
 		return strings.Contains(health(t, url), `"sessions":0`)
-	}, 20*time.Second, 100*time.Millisecond, "the process of a disconnected user ends")
+	}, 30*time.Second, 100*time.Millisecond, "the process of a disconnected user ends")
 	r := post(t, url, sid, `{"jsonrpc":"2.0","id":3,"method":"tools/list"}`, "X-User-Id", "alice")
 	assert.Equal(t, http.StatusNotFound, r.status)
 	files, _ := filepath.Glob(filepath.Join(dir, "alice", "*", "gitlab"))

@@ -26,7 +26,7 @@ func injector(t *testing.T, b *brokertest.Broker, log *bytes.Buffer, env ...stri
 	if log != nil {
 		logger = slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	in, err := broker.NewInjector(env, "", &broker.Client{URL: b.URL, Secret: secret}, t.TempDir(), logger)
+	in, err := broker.NewInjector(env, "", &broker.Client{URL: b.URL, Secret: secret}, filepath.Join(t.TempDir(), "tokens"), logger)
 	require.NoError(t, err)
 	require.NotNil(t, in)
 	return in
@@ -66,6 +66,33 @@ func TestPlaceholders(t *testing.T) {
 	_, err = broker.NewInjector([]string{"A={token:gitlab}"}, "", &broker.Client{}, "", nil)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "--broker-url")
+}
+
+// The token files' directory is this account's alone: one another account could enter, or a link, stops the start.
+func TestTokenDirMustBePrivate(t *testing.T) {
+	c := &broker.Client{URL: "http://127.0.0.1:1"}
+	env := []string{"F={token_file:gitlab}"}
+	fresh := filepath.Join(t.TempDir(), "tokens")
+	_, err := broker.NewInjector(env, "", c, fresh, nil)
+	require.NoError(t, err)
+	info, err := os.Stat(fresh)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o700), info.Mode().Perm(), "created 0700")
+
+	open := t.TempDir()
+	require.NoError(t, os.Chmod(open, 0o755))
+	_, err = broker.NewInjector(env, "", c, open, nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "0700")
+
+	link := filepath.Join(t.TempDir(), "link")
+	require.NoError(t, os.Symlink(fresh, link))
+	_, err = broker.NewInjector(env, "", c, link, nil)
+	require.Error(t, err)
+
+	_, err = broker.NewInjector(env, "", c, "relative/dir", nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "absolute")
 }
 
 // Each process gets its own user's token, and nothing of another user's.
@@ -155,14 +182,14 @@ func TestTokenFile(t *testing.T) {
 	}
 
 	b.Connect("alice", "gitlab", "glpat-alice-2", time.Now().Add(time.Hour+time.Second))
-	require.Eventually(t, func() bool { return read() == "glpat-alice-2" }, 10*time.Second, 50*time.Millisecond, "the file follows the token")
+	require.Eventually(t, func() bool { return read() == "glpat-alice-2" }, 20*time.Second, 50*time.Millisecond, "the file follows the token")
 	entries, _ := os.ReadDir(filepath.Dir(path))
 	assert.Len(t, entries, 1, "no temporary file is left beside the token file")
 
 	b.Disconnect("alice", "gitlab")
 	select {
 	case <-p.Gone():
-	case <-time.After(10 * time.Second):
+	case <-time.After(20 * time.Second):
 		t.Fatal("the process was not told that the connection is gone")
 	}
 	_, err = os.Stat(path)

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/peruser"
@@ -39,12 +40,16 @@ type Injector struct {
 	tokens, files []string // upstreams named in each form, sorted
 }
 
-// Default intervals of the token files' refresh.
+// Default intervals of the token files' refresh. The lead is inside the minute before expiry in which the broker
+// refreshes a token when asked, so that the answer is a new token rather than the same one again.
 const (
-	DefaultLead  = 2 * time.Minute
+	DefaultLead  = 45 * time.Second
 	DefaultPoll  = 5 * time.Minute
 	DefaultRetry = 30 * time.Second
 )
+
+// minWait bounds how often one file is refreshed, whatever the token's lifetime.
+const minWait = 5 * time.Second
 
 // Placeholders returns the upstreams the --env values name, in each form, and an error a person can act on for a
 // malformed placeholder or one in the working directory (a token has no place in a path).
@@ -82,14 +87,37 @@ func NewInjector(env []string, dir string, broker *Client, tokenDir string, log 
 	if broker == nil || broker.URL == "" {
 		return nil, errors.New("{token:...} and {token_file:...} need the authserver's broker: set --broker-url and --broker-secret")
 	}
-	if len(files) > 0 && !filepath.IsAbs(tokenDir) {
-		return nil, fmt.Errorf("--token-dir %q must be an absolute path", tokenDir)
+	if len(files) > 0 {
+		if err := privateDir(tokenDir); err != nil {
+			return nil, err
+		}
 	}
 	if log == nil {
 		log = slog.Default()
 	}
 	return &Injector{Broker: broker, Dir: tokenDir, Lead: DefaultLead, Poll: DefaultPoll, Retry: DefaultRetry, Log: log,
 		tokens: tokens, files: files}, nil
+}
+
+// privateDir creates the directory of the token files, or checks the one that exists: this account's own, a
+// directory rather than a link, and closed to every other account (in a shared /tmp, another account could have made
+// it first to read what is written beneath it).
+func privateDir(dir string) error {
+	if !filepath.IsAbs(dir) {
+		return fmt.Errorf("--token-dir %q must be an absolute path", dir)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("--token-dir: %w", err)
+	}
+	info, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("--token-dir: %w", err)
+	}
+	st, ok := info.Sys().(*syscall.Stat_t)
+	if !info.IsDir() || info.Mode().Perm()&0o077 != 0 || (ok && int(st.Uid) != os.Geteuid()) {
+		return fmt.Errorf("--token-dir %s must be a directory of this account that no other account can enter (mode 0700); it is %v", dir, info.Mode())
+	}
+	return nil
 }
 
 // Process is one process's credentials: the token files it reads, kept current until Close.
@@ -196,7 +224,7 @@ func (p *Process) keepCurrent(upstream string, expires time.Time) {
 	for {
 		wait := p.in.Poll
 		if !expires.IsZero() {
-			wait = max(time.Until(expires)-p.in.Lead, time.Second)
+			wait = max(time.Until(expires)-p.in.Lead, minWait)
 		}
 		select {
 		case <-p.stop:
