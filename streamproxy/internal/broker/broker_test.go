@@ -102,7 +102,8 @@ func TestEachUserGetsTheirOwnToken(t *testing.T) {
 	b.Connect("bob", "gitlab", "glpat-bob", time.Time{})
 	in := injector(t, b, nil, "GITLAB_TOKEN={token:gitlab}", "AUTH=Bearer {token:gitlab}", "OTHER=plain")
 
-	base := []string{"PATH=/usr/bin", "GITLAB_TOKEN={token:gitlab}", "AUTH=Bearer {token:gitlab}", "OTHER=plain"}
+	// INHERITED stands for a variable of the proxy's own environment: no --env value names its upstream.
+	base := []string{"PATH=/usr/bin", "INHERITED={token:linear}", "GITLAB_TOKEN={token:gitlab}", "AUTH=Bearer {token:gitlab}", "OTHER=plain"}
 	aliceEnv, pa, err := in.Start(context.Background(), "alice", base)
 	require.NoError(t, err)
 	defer pa.Close()
@@ -113,6 +114,7 @@ func TestEachUserGetsTheirOwnToken(t *testing.T) {
 	assert.Equal(t, "glpat-alice", value(aliceEnv, "GITLAB_TOKEN"))
 	assert.Equal(t, "Bearer glpat-alice", value(aliceEnv, "AUTH"))
 	assert.Equal(t, "plain", value(aliceEnv, "OTHER"))
+	assert.Equal(t, "{token:linear}", value(aliceEnv, "INHERITED"))
 	assert.Equal(t, "glpat-bob", value(bobEnv, "GITLAB_TOKEN"))
 	assert.NotContains(t, strings.Join(aliceEnv, "\n"), "glpat-bob")
 	assert.NotContains(t, strings.Join(bobEnv, "\n"), "glpat-alice")

@@ -38,6 +38,7 @@ type Injector struct {
 	Log               *slog.Logger
 
 	tokens, files []string // upstreams named in each form, sorted
+	upstreams     []string // both, sorted, each once
 }
 
 // Default intervals of the token files' refresh. The lead is inside the minute before expiry in which the broker
@@ -96,7 +97,7 @@ func NewInjector(env []string, dir string, broker *Client, tokenDir string, log 
 		log = slog.Default()
 	}
 	return &Injector{Broker: broker, Dir: tokenDir, Lead: DefaultLead, Poll: DefaultPoll, Retry: DefaultRetry, Log: log,
-		tokens: tokens, files: files}, nil
+		tokens: tokens, files: files, upstreams: slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(tokens), files...))))}, nil
 }
 
 // privateDir creates the directory of the token files, or checks the one that exists: this account's own, a
@@ -140,7 +141,7 @@ func (in *Injector) Start(ctx context.Context, user string, env []string) ([]str
 	}
 	got := map[string]Token{}
 	var connect ConnectRequired
-	for _, upstream := range slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(in.tokens), in.files...)))) {
+	for _, upstream := range in.upstreams {
 		t, err := in.Broker.Token(ctx, user, upstream)
 		var cr *ConnectRequired
 		switch {
@@ -181,10 +182,13 @@ func (in *Injector) Start(ctx context.Context, user string, env []string) ([]str
 		}
 		filled[i] = key + "=" + placeholder.ReplaceAllStringFunc(value, func(m string) string {
 			s := placeholder.FindStringSubmatch(m)
-			if s[1] == "token" {
+			switch {
+			case s[1] == "token" && slices.Contains(in.tokens, s[2]):
 				return got[s[2]].AccessToken
+			case s[1] == "token_file" && slices.Contains(in.files, s[2]):
+				return p.path(s[2])
 			}
-			return p.path(s[2])
+			return m // not one of --env's (a variable passed from the proxy's own environment): left as it is
 		})
 	}
 	for _, upstream := range in.files {
