@@ -231,10 +231,12 @@ func TestTokenFileReachesTheServer(t *testing.T) {
 	api := newGitlabAPI(t)
 	dir := filepath.Join(t.TempDir(), "tokens")
 	t.Setenv("STREAMPROXY_BROKER_SECRET", brokerSecret)
-	// The server reads its token from the environment: a shell reads the file into it, as a wrapper script would.
+	// The server reads its token from the environment: a shell reads the file into it, as a wrapper script would
+	// (the sandbox does not see the server's script among a shell's arguments: --sandbox-allow-read names it).
 	script := fmt.Sprintf(`GITLAB_PERSONAL_ACCESS_TOKEN=$(cat "$GITLAB_TOKEN_FILE") exec node %s`, gitlabServer(t))
 	_, url, _ := proxyProcess(t, testenv.FreePort(t), []string{"--broker-url", b.URL, "--token-dir", dir,
-		"--env", "GITLAB_API_URL=" + api.URL, "--env", "GITLAB_TOKEN_FILE={token_file:gitlab}"}, "sh", "-c", script)
+		"--env", "GITLAB_API_URL=" + api.URL, "--env", "GITLAB_TOKEN_FILE={token_file:gitlab}",
+		"--sandbox-allow-read", testenv.NodeModules(t)}, "sh", "-c", script)
 
 	sid := openSession(t, url, "alice")
 	sessionSearch(t, url, sid, "alice")
@@ -278,7 +280,8 @@ func TestDisconnectEndsTheProcess(t *testing.T) {
 	t.Setenv("STREAMPROXY_BROKER_SECRET", brokerSecret)
 	script := fmt.Sprintf(`GITLAB_PERSONAL_ACCESS_TOKEN=$(cat "$GITLAB_TOKEN_FILE") exec node %s`, gitlabServer(t))
 	p, url, _ := proxyProcess(t, testenv.FreePort(t), []string{"--broker-url", b.URL, "--token-dir", dir,
-		"--env", "GITLAB_API_URL=" + api.URL, "--env", "GITLAB_TOKEN_FILE={token_file:gitlab}"}, "sh", "-c", script)
+		"--env", "GITLAB_API_URL=" + api.URL, "--env", "GITLAB_TOKEN_FILE={token_file:gitlab}",
+		"--sandbox-allow-read", testenv.NodeModules(t)}, "sh", "-c", script)
 	sid := openSession(t, url, "alice")
 	sessionSearch(t, url, sid, "alice")
 
@@ -293,4 +296,38 @@ func TestDisconnectEndsTheProcess(t *testing.T) {
 	e := rpcErrorOf(t, post(t, url, "", initBody, "X-User-Id", "alice"))
 	assert.Contains(t, e["message"], brokertest.ConnectURL("alice", "gitlab"))
 	assert.NotContains(t, p.Output(), "glpat-")
+}
+
+// Under the sandbox a server cannot read another process's token file, even one of its own account: alice's server
+// can neither list the token directory nor read bob's file, told its path (which it could not guess: each process's
+// directory has a random name).
+func TestTokenFilesOfOthersStayClosed(t *testing.T) {
+	b := brokertest.New(t, brokerSecret, "gitlab")
+	b.Connect("alice", "gitlab", "glpat-alice", time.Time{})
+	b.Connect("bob", "gitlab", "glpat-bob", time.Time{})
+	api := newGitlabAPI(t)
+	dir := filepath.Join(t.TempDir(), "tokens")
+	targets := filepath.Join(t.TempDir(), "targets")
+	require.NoError(t, os.WriteFile(targets, nil, 0o644))
+	t.Setenv("STREAMPROXY_BROKER_SECRET", brokerSecret)
+	script := fmt.Sprintf(`ls "$TOKENS" >&2 || echo "refused: listing" >&2
+for f in $(cat "$TARGETS"); do cat "$f" >&2 || echo "refused: $f" >&2; done
+GITLAB_PERSONAL_ACCESS_TOKEN=$(cat "$GITLAB_TOKEN_FILE") exec node %s`, gitlabServer(t))
+	p, url, _ := proxyProcess(t, testenv.FreePort(t), []string{"--broker-url", b.URL, "--token-dir", dir,
+		"--env", "GITLAB_API_URL=" + api.URL, "--env", "GITLAB_TOKEN_FILE={token_file:gitlab}",
+		"--env", "TOKENS=" + dir, "--env", "TARGETS=" + targets,
+		"--sandbox", "required", "--sandbox-allow-read", testenv.NodeModules(t) + "," + targets}, "sh", "-c", script)
+
+	bob := openSession(t, url, "bob")
+	sessionSearch(t, url, bob, "bob")
+	bobs, err := filepath.Glob(filepath.Join(dir, "bob", "*", "gitlab"))
+	require.NoError(t, err)
+	require.Len(t, bobs, 1)
+	require.NoError(t, os.WriteFile(targets, []byte(bobs[0]), 0o644))
+	alice := openSession(t, url, "alice")
+	sessionSearch(t, url, alice, "alice")
+	p.WaitLine(t, "refused: "+bobs[0], 10*time.Second)
+	assert.Contains(t, p.Output(), "refused: listing")
+	assert.Equal(t, []string{"Bearer glpat-bob", "Bearer glpat-alice"}, api.calls())
+	assert.NotContains(t, p.Output(), "glpat-", "no process read another's token")
 }

@@ -269,6 +269,10 @@ func (p *Process) keepCurrent(upstream string, expires time.Time) {
 	}
 }
 
+// Dir is the directory of the process's token files, "" when it has none: the one place outside its own settings
+// that the sandbox must let the process read.
+func (p *Process) Dir() string { return p.dir }
+
 // Gone is closed when the broker has said the user's connection to an upstream of a token file is gone.
 func (p *Process) Gone() <-chan struct{} { return p.gone }
 

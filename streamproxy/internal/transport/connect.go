@@ -48,6 +48,10 @@ func (h *Handler) credentials(ctx context.Context, user string, cmd *session.Com
 		return nil, err
 	}
 	cmd.Env = env
+	if dir := p.Dir(); dir != "" {
+		// Its own token files, and no other process's: the rest of the token directory stays closed to it.
+		cmd.UserPaths = append(slices.Clip(cmd.UserPaths), dir)
+	}
 	return p, nil
 }
 
