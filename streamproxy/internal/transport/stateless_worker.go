@@ -102,7 +102,8 @@ func (h *Handler) startWorker(ctx context.Context, wk *worker) error {
 	if err != nil {
 		return err
 	}
-	creds, err := h.credentials(ctx, wk.user, &cmd)
+	// Other requests of the user may wait for this worker: the first client's leaving does not cancel its start.
+	creds, err := h.credentials(context.WithoutCancel(ctx), wk.user, &cmd)
 	if err != nil {
 		return err
 	}
