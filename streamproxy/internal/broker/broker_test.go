@@ -164,7 +164,7 @@ func TestTokenFile(t *testing.T) {
 	b := brokertest.New(t, secret, "gitlab")
 	var log bytes.Buffer
 	in := injector(t, b, &log, "GITLAB_TOKEN_FILE={token_file:gitlab}")
-	in.Lead = time.Hour // every token "expires" within the hour: refreshed about a second after it is written
+	in.Lead = time.Hour // every token "expires" within the hour: refreshed at the shortest interval, a few seconds
 	b.Connect("alice", "gitlab", "glpat-alice-1", time.Now().Add(time.Hour+time.Second))
 
 	env, p, err := in.Start(context.Background(), "alice", []string{"GITLAB_TOKEN_FILE={token_file:gitlab}"})
