@@ -221,3 +221,27 @@ func TestTokenFilesPerProcess(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "glpat-alice", string(got))
 }
+
+// A process whose token is in its environment cannot be given a new one, but its user's disconnect still reaches it:
+// the broker is asked again, and Gone is closed.
+func TestDisconnectReachesAnEnvironmentToken(t *testing.T) {
+	b := brokertest.New(t, secret, "gitlab")
+	b.Connect("alice", "gitlab", "glpat-alice", time.Time{})
+	in := injector(t, b, nil, "T={token:gitlab}")
+	in.Poll = 50 * time.Millisecond // the token's expiry is unknown: asked again at every poll
+	_, p, err := in.Start(context.Background(), "alice", []string{"T={token:gitlab}"})
+	require.NoError(t, err)
+	defer p.Close()
+	require.Eventually(t, func() bool { return b.Asked("alice", "gitlab") > 1 }, 10*time.Second, 10*time.Millisecond)
+	select {
+	case <-p.Gone():
+		t.Fatal("gone while connected")
+	default:
+	}
+	b.Disconnect("alice", "gitlab")
+	select {
+	case <-p.Gone():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the process was not told that the connection is gone")
+	}
+}

@@ -121,7 +121,8 @@ func privateDir(dir string) error {
 	return nil
 }
 
-// Process is one process's credentials: the token files it reads, kept current until Close.
+// Process is one process's credentials: the token files it reads, kept current until Close, and the watch on its
+// user's connections.
 type Process struct {
 	in    *Injector
 	user  string
@@ -191,9 +192,9 @@ func (in *Injector) Start(ctx context.Context, user string, env []string) ([]str
 			return m // not one of --env's (a variable passed from the proxy's own environment): left as it is
 		})
 	}
-	for _, upstream := range in.files {
+	for _, upstream := range in.upstreams {
 		p.ended.Add(1)
-		go p.keepCurrent(upstream, got[upstream].ExpiresAt)
+		go p.keepCurrent(upstream, got[upstream].ExpiresAt, slices.Contains(in.files, upstream))
 	}
 	return filled, p, nil
 }
@@ -220,10 +221,11 @@ func (p *Process) write(upstream, token string) error {
 	return nil
 }
 
-// keepCurrent refreshes one token file before its token expires, until the process ends. When the broker says the
-// user's connection is gone (disconnected, revoked), the file is removed and Gone is closed: the process must not
-// carry on with a credential its user withdrew.
-func (p *Process) keepCurrent(upstream string, expires time.Time) {
+// keepCurrent asks for one upstream's token again before it expires, until the process ends, and writes it to the
+// token file when the process has one (an environment cannot change: there the asking only finds out whether the
+// connection is still there). When the broker says the user's connection is gone (disconnected, revoked), the file
+// is removed and Gone is closed: the process must not carry on with a credential its user withdrew.
+func (p *Process) keepCurrent(upstream string, expires time.Time, file bool) {
 	defer p.ended.Done()
 	for {
 		wait := p.in.Poll
@@ -249,7 +251,9 @@ func (p *Process) keepCurrent(upstream string, expires time.Time) {
 		switch {
 		case errors.As(err, &cr):
 			p.in.Log.Warn("the user's connection is gone: ending the MCP server process that used it", "upstream", upstream)
-			_ = os.Remove(p.path(upstream))
+			if file {
+				_ = os.Remove(p.path(upstream))
+			}
 			p.once.Do(func() { close(p.gone) })
 			return
 		case err != nil:
@@ -258,11 +262,13 @@ func (p *Process) keepCurrent(upstream string, expires time.Time) {
 				return
 			default:
 			}
-			p.in.Log.Warn("cannot refresh a token file; the process keeps the token it has", "upstream", upstream, "err", err)
+			p.in.Log.Warn("cannot ask for a process's token again; it keeps the token it has", "upstream", upstream, "err", err)
 			expires = time.Now().Add(p.in.Retry + p.in.Lead)
 		default:
-			if err := p.write(upstream, t.AccessToken); err != nil {
-				p.in.Log.Error("cannot write a token file", "upstream", upstream, "err", err)
+			if file {
+				if err := p.write(upstream, t.AccessToken); err != nil {
+					p.in.Log.Error("cannot write a token file", "upstream", upstream, "err", err)
+				}
 			}
 			expires = t.ExpiresAt
 		}
@@ -273,7 +279,7 @@ func (p *Process) keepCurrent(upstream string, expires time.Time) {
 // that the sandbox must let the process read.
 func (p *Process) Dir() string { return p.dir }
 
-// Gone is closed when the broker has said the user's connection to an upstream of a token file is gone.
+// Gone is closed when the broker has said the user's connection to one of the process's upstreams is gone.
 func (p *Process) Gone() <-chan struct{} { return p.gone }
 
 // Close stops the refresh and removes the process's token files; call it once the process has ended.
