@@ -30,6 +30,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/internal/observe"
 	"github.com/mcp-oauth-gateway/gateway/internal/tracing"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/affinity"
+	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/broker"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/metrics"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/peruser"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/policy"
@@ -65,7 +66,7 @@ func run(args []string) error {
 	secret := fs.String("secret", "", "secret Traefik adds to every request in "+transport.SecretHeader+"; requests without it are refused (set it through STREAMPROXY_SECRET, not on the command line)")
 	var origins, childEnv, passEnv, peers, allowRead, allowWrite, allowConnect flagenv.List
 	fs.Var(&origins, "allowed-origins", "browser origins allowed besides loopback ones, comma separated (\"*\": any)")
-	fs.Var(&childEnv, "env", "KEY=value added to the MCP server's environment (repeatable, comma separated); {user} in a value becomes the caller's id")
+	fs.Var(&childEnv, "env", "KEY=value added to the MCP server's environment (repeatable, comma separated); {user} in a value becomes the caller's id, {token:<upstream>} the caller's access token for a connected upstream, {token_file:<upstream>} the path of a 0600 file holding it, kept current (docs/connections.md)")
 	fs.Var(&passEnv, "pass-env", "names of the proxy's environment variables the MCP server also gets, beyond PATH, HOME, USER, LANG, LC_*, TZ, TMPDIR (comma separated)")
 	workdir := fs.String("workdir", "", "working directory of the MCP server (default: the proxy's); {user} becomes the caller's id, the directory is created 0700")
 	maxSessions := fs.Int("max-sessions", 100, "most MCP server processes at once (sessions plus 2026-07-28 users); beyond it 503 with Retry-After")
@@ -98,6 +99,9 @@ func run(args []string) error {
 	serverName := fs.String("server-name", "", "the MCP server's name in the audit trail (default: the command's file name)")
 	var auditArgs flagenv.List
 	fs.Var(&auditArgs, "audit-arguments", "tools whose call arguments the audit trail records, comma separated, \"*\" for every tool; members named like a secret (token, password, secret, key, ...) are redacted (default: none; arguments hold users' data)")
+	brokerURL := fs.String("broker-url", "", "the authserver's internal base URL (its --feed-listen), e.g. http://authserver:9001, which gives each user's upstream tokens for {token:...} and {token_file:...}")
+	brokerSecret := fs.String("broker-secret", "", "secret shared with the authserver's broker (its --broker-secret; set it through STREAMPROXY_BROKER_SECRET, not on the command line)")
+	tokenDir := fs.String("token-dir", filepath.Join(os.TempDir(), "streamproxy-tokens"), "directory of the {token_file:...} files: <dir>/<user>/<process>/<upstream>, each directory 0700, each file 0600, removed when the process ends")
 	metricsListen := fs.String("metrics-listen", "", "address of a separate listener serving Prometheus metrics at /metrics, e.g. :9090 (empty: off)")
 	sandboxMode := fs.String("sandbox", sandbox.ModeAuto, "confine each MCP server process with Landlock: auto (where the kernel can), required (refuse to start without it), off")
 	fs.Var(&allowRead, "sandbox-allow-read", "paths confined MCP servers may also read and execute beneath (comma separated)")
@@ -130,6 +134,14 @@ func run(args []string) error {
 	log, err := observe.NewLoggerAt(*logFormat, logLevel, os.Stderr)
 	if err != nil {
 		return err
+	}
+	creds, err := broker.NewInjector(childEnv, *workdir, &broker.Client{URL: *brokerURL, Secret: *brokerSecret,
+		HTTP: &http.Client{Timeout: 20 * time.Second}}, *tokenDir, log)
+	if err != nil {
+		return err
+	}
+	if creds != nil && *userHeader == "" {
+		return errors.New("{token:...} and {token_file:...} in --env need an identity: keep --user-header set")
 	}
 	if os.Geteuid() == 0 {
 		log.Warn("running as root: the MCP servers run as root too, and a root process can read this one's memory and environment, the secret included; run streamproxy as an unprivileged account (the container image does)")
@@ -199,6 +211,7 @@ func run(args []string) error {
 		Audit:          trail,
 		ServerName:     *serverName,
 		AuditArguments: auditArgs,
+		Credentials:    creds,
 	})
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "streamproxy", Name: "sessions_active",
 		Help: "MCP sessions open now."}, func() float64 { return float64(mcp.Sessions()) }),

@@ -34,7 +34,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "streamproxy", Name: "messages_total",
 			Help: "JSON-RPC messages relayed, by direction: to_server (client to MCP server) or to_client."}, []string{"direction"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "streamproxy", Name: "sessions_refused_total",
-			Help: "Sessions and workers refused, by reason: limit (--max-sessions reached), user_limit (--max-per-user reached), start_failed, shutting_down."}, []string{"reason"}),
+			Help: "Sessions and workers refused, by reason: limit (--max-sessions reached), user_limit (--max-per-user reached), start_failed, broker (no upstream token from the authserver's broker), shutting_down."}, []string{"reason"}),
 		expired: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "streamproxy", Name: "sessions_expired_total",
 			Help: "Sessions ended for being idle longer than --idle-timeout."}),
 		limited: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "streamproxy", Name: "requests_limited_total",
@@ -55,7 +55,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	for _, d := range []string{"to_server", "to_client"} {
 		m.messages.WithLabelValues(d)
 	}
-	for _, r := range []string{"limit", "user_limit", "start_failed", "shutting_down"} {
+	for _, r := range []string{"limit", "user_limit", "start_failed", "broker", "shutting_down"} {
 		m.refused.WithLabelValues(r)
 	}
 	for _, l := range []string{"user_streams", "user_calls"} {

@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/mcp-oauth-gateway/gateway/internal/audit"
+	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/broker"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/metrics"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/policy"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
@@ -62,6 +63,10 @@ type Config struct {
 	Audit          *audit.Logger
 	ServerName     string   // the MCP server's name in the events
 	AuditArguments []string // tools whose arguments the events carry, redacted ("*": every tool); none by default
+
+	// Credentials fill the user's upstream tokens into each new process's environment (connect.go); nil: the
+	// command names none.
+	Credentials *broker.Injector
 }
 
 // Handler serves one MCP endpoint.

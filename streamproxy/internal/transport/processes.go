@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/broker"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/peruser"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
 )
@@ -85,6 +86,11 @@ func (h *Handler) refuse(w http.ResponseWriter, id json.RawMessage, err error) {
 		w.Header().Set("Retry-After", "60")
 		rpcError(w, http.StatusTooManyRequests, id, -32000, fmt.Sprintf(
 			"this user's %d MCP server processes are all busy: wait for a request to finish, or end a session (DELETE)", h.cfg.MaxPerUser))
+	case errors.Is(err, broker.ErrBroker):
+		h.cfg.Metrics.Refused("broker")
+		h.log.Error("cannot get the user's upstream token for a new MCP server process", "err", err)
+		w.Header().Set("Retry-After", "30")
+		rpcError(w, http.StatusBadGateway, id, -32000, "the MCP server needs your token for another service, and the gateway could not get it: try again later")
 	default:
 		h.cfg.Metrics.Refused("start_failed")
 		rpcError(w, http.StatusInternalServerError, id, -32603, "the MCP server could not be started")

@@ -65,21 +65,33 @@ func (h *Handler) initialize(w http.ResponseWriter, r *http.Request, body []byte
 		rpcError(w, http.StatusBadRequest, nil, -32600, "initialize must be a request with an id")
 		return
 	}
-	h.mu.Lock()
-	if h.closing {
-		h.mu.Unlock()
-		h.refuse(w, msg.ID, errShuttingDown)
-		return
-	}
 	user := h.userOf(r)
-	if err := h.roomLocked(user); err != nil {
-		h.mu.Unlock()
+	cmd, err := h.command(user)
+	if err != nil {
 		h.refuse(w, msg.ID, err)
 		return
 	}
-	cmd, err := h.command(user)
+	// Before the lock: the broker is asked over the network.
+	creds, err := h.credentials(r.Context(), user, &cmd)
+	if cr, ok := asConnectRequired(err); ok {
+		h.connectRequired(r, cr)
+		connectSession(w, msg, cr)
+		return
+	}
 	if err != nil {
+		h.refuse(w, msg.ID, err)
+		return
+	}
+	h.mu.Lock()
+	if h.closing {
 		h.mu.Unlock()
+		creds.Close()
+		h.refuse(w, msg.ID, errShuttingDown)
+		return
+	}
+	if err := h.roomLocked(user); err != nil {
+		h.mu.Unlock()
+		creds.Close()
 		h.refuse(w, msg.ID, err)
 		return
 	}
@@ -87,6 +99,7 @@ func (h *Handler) initialize(w http.ResponseWriter, r *http.Request, body []byte
 		Answer: h.answerer(), Log: h.log, Metrics: h.cfg.Metrics})
 	if err != nil {
 		h.mu.Unlock()
+		creds.Close()
 		h.log.ErrorContext(r.Context(), "cannot start MCP server", "err", err)
 		h.refuse(w, msg.ID, err)
 		return
@@ -97,6 +110,7 @@ func (h *Handler) initialize(w http.ResponseWriter, r *http.Request, body []byte
 		<-s.Done()
 		h.forget(s)
 	}()
+	watchCredentials(s, creds, func() { h.remove(s) })
 	h.call(w, r, s, body, msg, s.ID)
 }
 

@@ -97,7 +97,15 @@ func (h *Handler) serveStateless(w http.ResponseWriter, r *http.Request, msg inc
 	if h.cfg.HideRoots {
 		hideRootsInRequest(&q)
 	}
+	if !connectRetry(w, &q) {
+		return
+	}
 	wk, err := h.worker(r.Context(), h.userOf(r))
+	if cr, ok := asConnectRequired(err); ok {
+		h.connectRequired(r, cr)
+		connectStateless(w, &q, cr)
+		return
+	}
 	if err != nil {
 		h.workerError(w, r, q.ID, err)
 		return

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/broker"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
 )
 
@@ -101,9 +102,15 @@ func (h *Handler) startWorker(ctx context.Context, wk *worker) error {
 	if err != nil {
 		return err
 	}
+	// Other requests of the user may wait for this worker: the first client's leaving does not cancel its start.
+	creds, err := h.credentials(context.WithoutCancel(ctx), wk.user, &cmd)
+	if err != nil {
+		return err
+	}
 	s, err := session.Start(session.Config{Command: cmd, UserID: wk.user, Log: h.log.With("worker", true),
 		Metrics: h.cfg.Metrics, Answer: h.answerer(), Unrouted: func(m *session.Message) { h.unrouted(wk, m) }})
 	if err != nil {
+		creds.Close()
 		return err
 	}
 	wk.s = s
@@ -111,6 +118,10 @@ func (h *Handler) startWorker(ctx context.Context, wk *worker) error {
 		<-s.Done()
 		h.forgetWorker(wk)
 	}()
+	watchCredentials(s, creds, func() {
+		h.forgetWorker(wk)
+		s.Close(childGrace)
+	})
 	// Starting a child may take a while (npx); the client that asked waits for it, but not forever.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), startTimeout)
 	defer cancel()
@@ -334,7 +345,7 @@ func (h *Handler) workerError(w http.ResponseWriter, r *http.Request, id json.Ra
 	if r.Context().Err() != nil {
 		return // the client went away while its server started
 	}
-	if !errors.Is(err, errShuttingDown) && !errors.Is(err, errTooMany) && !errors.Is(err, errUserLimit) {
+	if !errors.Is(err, errShuttingDown) && !errors.Is(err, errTooMany) && !errors.Is(err, errUserLimit) && !errors.Is(err, broker.ErrBroker) {
 		h.log.ErrorContext(r.Context(), "cannot start MCP server", "err", err)
 	}
 	h.refuse(w, id, err)
