@@ -331,14 +331,11 @@ func (s *Service) fresh(c *store.Connection) bool {
 }
 
 func token(c *store.Connection, sec secrets) *Token {
-	return &Token{AccessToken: sec.AccessToken, TokenType: cmpOr(sec.TokenType, "Bearer"), ExpiresAt: c.TokenExpiresAt}
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
+	typ := sec.TokenType
+	if typ == "" || strings.EqualFold(typ, "bearer") {
+		typ = "Bearer" // as the broker's contract spells it, whatever case the upstream used (RFC 6749 §7.1)
 	}
-	return b
+	return &Token{AccessToken: sec.AccessToken, TokenType: typ, ExpiresAt: c.TokenExpiresAt}
 }
 
 // refreshOnce refreshes the connection c (as read) unless someone else has: it takes a lease on this version of the

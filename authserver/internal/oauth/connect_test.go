@@ -171,7 +171,7 @@ func testConnectedAccounts(t *testing.T, b backendCase) {
 	status, out = ce.ask(brokerSecret, "1001", "corp")
 	require.Equal(t, http.StatusOK, status, out)
 	first, _ := out["access_token"].(string)
-	assert.Equal(t, "bearer", strings.ToLower(out["token_type"].(string)))
+	assert.Equal(t, "Bearer", out["token_type"], "as the contract spells it (Hydra says bearer)")
 	assert.Greater(t, out["expires_at"].(float64), float64(time.Now().Unix()))
 	code, sub := ce.userinfo(first)
 	require.Equal(t, http.StatusOK, code)
