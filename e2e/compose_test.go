@@ -130,6 +130,8 @@ func TestComposeDeployment(t *testing.T) {
 	assert.Contains(t, labels["traefik.http.routers.authserver-private.rule"], "PathRegexp(`^/oidc/[^/]+/callback$`)",
 		"every OpenID provider's callback too (the compose file escapes the $)")
 	assert.Contains(t, labels["traefik.http.routers.authserver-private.rule"], "Path(`/login`)")
+	assert.Contains(t, labels["traefik.http.routers.authserver-private.rule"], "PathPrefix(`/connect/`)",
+		"connect links carry a ticket and the upstreams' callbacks a code")
 	assert.Equal(t, "false", labels["traefik.http.routers.authserver-private.observability.accesslogs"])
 	// The revocation feed is refused on the public host: only the internal listener serves it to Traefik.
 	assert.Equal(t, "Host(`auth.example.com`) && Path(`/revocations`)", labels["traefik.http.routers.authserver-feed.rule"])
