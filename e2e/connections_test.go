@@ -102,8 +102,9 @@ func TestConnectedAccountReachesTheUsersProcess(t *testing.T) {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 
-	as := exec.Command(testenv.BuildBinary(t, "./authserver"), "--listen", fmt.Sprintf("127.0.0.1:%d", asPort),
-		"--issuer", issuer, "--resources", issuer+"/gitlab/mcp", "--data-file", filepath.Join(t.TempDir(), "as.jsonl"),
+	asBin, dataFile := testenv.BuildBinary(t, "./authserver"), filepath.Join(t.TempDir(), "as.jsonl")
+	as := exec.Command(asBin, "--listen", fmt.Sprintf("127.0.0.1:%d", asPort),
+		"--issuer", issuer, "--resources", issuer+"/gitlab/mcp", "--data-file", dataFile,
 		"--feed-listen", fmt.Sprintf("127.0.0.1:%d", feedPort), "--log-format", "text",
 		"--github-client-id", "gh-app", "--github-web-url", gh.WebURL(), "--github-api-url", gh.APIURL(),
 		"--allowed-github-users", "alice,bob",
@@ -177,6 +178,22 @@ func TestConnectedAccountReachesTheUsersProcess(t *testing.T) {
 	}
 	assert.Equal(t, map[string]string{"alice": "alice-at-gitlab", "bob": "bob-at-gitlab"}, subjects,
 		"each user's call reached the API with that user's own upstream token")
+
+	// The operator disconnects alice (through the running server's admin socket): her next process meets the
+	// connect link again; bob's connection is untouched.
+	revoke := exec.Command(asBin, "connections", "revoke", "--user", "1001", "--upstream", "gitlab", "--yes")
+	revoke.Env = append(os.Environ(), "AUTHSERVER_DATA_FILE="+dataFile)
+	out, err := revoke.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), "deleted 1 connection(s) of user 1001")
+	_, msg := mcpPost(t, mcpURL, "", "1001", initWithURLElicitation)
+	rpcErr, _ := msg["error"].(map[string]any)
+	require.NotNil(t, rpcErr, "%v", msg)
+	assert.EqualValues(t, -32042, rpcErr["code"], "alice must connect again")
+	h, msg := mcpPost(t, mcpURL, "", "1002", initWithURLElicitation)
+	assert.Nil(t, msg["error"], "%v", msg)
+	assert.NotEmpty(t, h.Get("Mcp-Session-Id"))
+
 	for _, out := range []string{asProc.Output(), spProc.Output()} {
 		assert.NotContains(t, out, "ory_at_", "no upstream token in a log")
 	}
