@@ -56,6 +56,12 @@ func (s *Server) accountPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if sess == nil {
+		// A login stores a request until it expires, and anyone may ask: bounded per address like /authorize.
+		if !s.allowFrom(s.authorizeLimit, r) {
+			w.Header().Set("Retry-After", "60")
+			s.errorPage(w, http.StatusTooManyRequests, "Too many requests", "Too many sign-ins came from your network. Wait a minute, then open the page again.")
+			return
+		}
 		now := s.now()
 		s.startLogin(w, r, &store.AuthRequest{ID: randomToken(24), Account: true, CreatedAt: now, ExpiresAt: now.Add(s.cfg.AuthRequestTTL)})
 		return

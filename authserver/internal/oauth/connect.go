@@ -33,6 +33,11 @@ func (s *Server) connectStart(w http.ResponseWriter, r *http.Request) {
 			"(links last ten minutes and work once). Retry in your application to get a new one.")
 		return
 	}
+	if !s.allowFrom(s.authorizeLimit, r) { // each opening stores a request until it expires
+		w.Header().Set("Retry-After", "60")
+		s.errorPage(w, http.StatusTooManyRequests, "Too many requests", "Too many sign-ins came from your network. Wait a minute, then open the link again.")
+		return
+	}
 	now := s.now()
 	ar := &store.AuthRequest{ID: randomToken(24), Connect: &store.ConnectIntent{Upstream: name, UserID: userID, Ticket: raw},
 		CreatedAt: now, ExpiresAt: now.Add(s.cfg.AuthRequestTTL)}
