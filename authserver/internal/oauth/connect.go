@@ -85,8 +85,9 @@ func (s *Server) connectCallback(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: s.authCookie(), Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.secure})
 	if e := q.Get("error"); e != "" {
 		s.log.InfoContext(r.Context(), "connect: the upstream answered an error", "upstream", name, "user", ar.User.ID, "error", e)
-		s.errorPage(w, http.StatusForbidden, up.DisplayName+" not connected", up.DisplayName+" did not grant access ("+e+
-			"). Nothing was stored. Retry from your application or your account page.")
+		// The upstream's error is logged, not shown: pages never reflect the query string.
+		s.errorPage(w, http.StatusForbidden, up.DisplayName+" not connected", up.DisplayName+" did not grant access. "+
+			"Nothing was stored. Retry from your application or your account page.")
 		return
 	}
 	err := s.cfg.Connections.Finish(r.Context(), name, ar.User.ID, q.Get("code"), ar.Connect.Verifier)
