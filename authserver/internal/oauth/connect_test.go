@@ -157,11 +157,21 @@ func testConnectedAccounts(t *testing.T, b backendCase) {
 	link, _ := out["connect_url"].(string)
 	require.True(t, strings.HasPrefix(link, ce.issuer+"/connect/corp?ticket="), link)
 
+	// The user refuses at the upstream: nothing is stored, and the page does not repeat what the upstream sent.
+	ce.upstream.SetDeny("not today <b>")
+	status, page := ce.open(ce.node.ConnectURL("1001", "corp"), "octo")
+	assert.Equal(t, http.StatusForbidden, status)
+	assert.Contains(t, page, "Corp Cloud not connected")
+	assert.NotContains(t, page, "access_denied")
+	_, err := ce.store.GetConnection(ctx, "1001", "corp")
+	require.ErrorIs(t, err, store.ErrNotFound)
+	ce.upstream.SetDeny("")
+
 	// Someone else who opens the link gets nothing connected, and does not use it up.
-	status, page := ce.open(link, "mallory")
+	status, page = ce.open(link, "mallory")
 	assert.Equal(t, http.StatusForbidden, status)
 	assert.Contains(t, page, "Wrong account")
-	_, err := ce.store.GetConnection(ctx, "1002", "corp")
+	_, err = ce.store.GetConnection(ctx, "1002", "corp")
 	require.ErrorIs(t, err, store.ErrNotFound)
 
 	// The user the link is for logs in, authorizes at the upstream, and is connected.
