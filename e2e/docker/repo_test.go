@@ -162,7 +162,7 @@ func TestRepositoryImagesRunAsNonRoot(t *testing.T) {
 			t.Fatal(err)
 		}
 		user, health := "root", false
-		for _, c := range stages[len(stages)-1].Commands {
+		for _, c := range imageCommands(stages) {
 			switch c := c.(type) {
 			case *instructions.UserCommand:
 				user = c.User
@@ -177,6 +177,18 @@ func TestRepositoryImagesRunAsNonRoot(t *testing.T) {
 			t.Errorf("%s: no HEALTHCHECK", f)
 		}
 	}
+}
+
+// imageCommands are the commands that make the image docker build tags: the last stage's, after those of the
+// earlier stages it is built FROM.
+func imageCommands(stages []instructions.Stage) []instructions.Command {
+	last := stages[len(stages)-1]
+	for i := len(stages) - 2; i >= 0; i-- {
+		if stages[i].Name != "" && strings.EqualFold(stages[i].Name, last.BaseName) {
+			return append(imageCommands(stages[:i+1]), last.Commands...)
+		}
+	}
+	return last.Commands
 }
 
 func requireRefusal(t *testing.T, err error, want ...string) {
