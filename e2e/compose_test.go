@@ -37,7 +37,7 @@ func TestComposeDeployment(t *testing.T) {
 	p, err := loadCompose(t, []string{"*"}, secrets)
 	require.NoError(t, err)
 
-	mcp := []string{"everything", "memory", "filesystem", "sequential-thinking", "fetch", "time"}
+	mcp := []string{"everything", "memory", "filesystem", "sequential-thinking", "fetch", "time", "terminal", "browser"}
 	names := []string{"traefik", "redis", "authserver", "jaeger"}
 	for _, m := range mcp {
 		names = append(names, "mcp-"+m)
@@ -113,6 +113,24 @@ func TestComposeDeployment(t *testing.T) {
 		assert.Contains(t, p.Services[m].Command, "UV_CACHE_DIR=/data/users/{user}/uv-cache", m)
 		assert.Contains(t, p.Services[m].Command, "HOME=/data/users/{user}", m)
 	}
+	// The terminal and the browser run as streamproxy's TestTerminalServerBoxes and TestBrowserServerBoxes run them:
+	// the image's boxes stage, the sandbox required, each user's home their working directory and TMPDIR.
+	for _, m := range []string{"mcp-terminal", "mcp-browser"} {
+		s := p.Services[m]
+		require.NotNil(t, s.Build, m)
+		assert.Equal(t, "boxes", s.Build.Target, m)
+		cmd := s.Command
+		assert.Equal(t, "required", cmd[slices.Index(cmd, "--sandbox")+1], "%s never runs unconfined", m)
+		assert.Equal(t, "/data/users/{user}", cmd[slices.Index(cmd, "--workdir")+1], m)
+		for _, env := range []string{"HOME=/data/users/{user}", "TMPDIR=/data/users/{user}"} {
+			assert.Contains(t, cmd, env, m)
+		}
+	}
+	assert.Contains(t, p.Services["mcp-terminal"].Command, "MCP_SHELL_ENHANCED_MODE=false")
+	browser := p.Services["mcp-browser"].Command
+	assert.Equal(t, "/etc/fonts", browser[slices.Index(browser, "--sandbox-allow-read")+1])
+	assert.Equal(t, []string{"playwright-mcp", "--config", "/etc/playwright-mcp.json", "--user-data-dir", "profile"},
+		[]string(browser[slices.Index(browser, "--")+1:]))
 
 	// CORS for browser clients, and GitHub's code (in the callback's query) kept out of the access log.
 	labels := auth.Labels
