@@ -106,12 +106,13 @@ func (s Settings) Paths(user string) []string {
 
 // SharedDirFiles returns the names of the --env settings whose user's segment is in a file's name, in a directory
 // all users share (/data/{user}.json): a confined process may write that file once it exists, but not create it,
-// nor write the temporary file beside it that replaces it (as server-memory does).
+// nor write the temporary file beside it that replaces it (as server-memory does). The working directory named
+// again (HOME, TMPDIR) is the user's own directory, which exists.
 func (s Settings) SharedDirFiles() []string {
 	var names []string
 	for _, kv := range s.Env {
 		key, value, _ := strings.Cut(kv, "=")
-		if filepath.IsAbs(value) && userPath(value) == value {
+		if filepath.IsAbs(value) && userPath(value) == value && filepath.Clean(value) != filepath.Clean(s.Dir) {
 			names = append(names, key)
 		}
 	}

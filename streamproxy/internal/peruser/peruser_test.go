@@ -88,4 +88,7 @@ func TestPathsAreTheUsersOwn(t *testing.T) {
 	assert.Empty(t, s.Paths(""), "no identity, no paths")
 	assert.Empty(t, Settings{Env: []string{"F=/data/f"}, Dir: "/srv"}.Paths("alice"), "shared settings name no user's path")
 	assert.Equal(t, []string{"STATE"}, s.SharedDirFiles())
+	// The working directory, named again as a home or a temporary directory, is the user's directory, not a file.
+	home := Settings{Env: []string{"HOME=/data/users/{user}", "TMPDIR=/data/users/{user}"}, Dir: "/data/users/{user}"}
+	assert.Empty(t, home.SharedDirFiles())
 }
