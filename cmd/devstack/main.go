@@ -6,6 +6,9 @@
 // -oidc-issuer points it at a real OpenID provider instead of the fake GitHub (the client id and secret registered
 // there come from DEVSTACK_OIDC_CLIENT_ID and DEVSTACK_OIDC_CLIENT_SECRET): `go tool task dev -- -oidc-issuer
 // https://accounts.google.com`.
+//
+// -terminal and -browser add the riskier servers, each user in their own box under --sandbox required, as compose's
+// terminal and browser profiles run them: `go tool task dev -- -terminal -browser`.
 package main
 
 import (
@@ -34,6 +37,8 @@ func main() {
 	oidcName := flag.String("oidc-name", envString("DEVSTACK_OIDC_NAME", "sso"), "the OpenID provider's name in the callback path (env DEVSTACK_OIDC_NAME)")
 	withGitHub := flag.Bool("with-github", false, "with -oidc-issuer: keep the fake GitHub too, behind a chooser")
 	tracing := flag.Bool("tracing", false, "start Jaeger (built by go tool task deps) beside the stack and send every service's traces to it; its UI's URL is printed")
+	terminal := flag.Bool("terminal", false, "also offer a terminal (mcp-shell-server) at /terminal/mcp: any command, in each user's own home, confined by the sandbox")
+	browser := flag.Bool("browser", false, "also offer a browser (@playwright/mcp with Debian's Chromium, headless) at /browser/mcp: any site, each user's own profile, confined by the sandbox")
 	flag.Parse()
 	root, err := os.Getwd()
 	if err != nil {
@@ -47,7 +52,9 @@ func main() {
 	servers := filepath.Join(root, "testdata", "node", "node_modules", "@modelcontextprotocol")
 	everything := filepath.Join(servers, "server-everything", "dist", "index.js")
 	memory := filepath.Join(servers, "server-memory", "dist", "index.js")
-	for _, p := range []string{everything, memory} {
+	shell := filepath.Join(root, "testdata", "node", "node_modules", "@mako10k", "mcp-shell-server", "dist", "index.js")
+	playwright := filepath.Join(root, "testdata", "node", "node_modules", "@playwright", "mcp", "cli.js")
+	for _, p := range []string{everything, memory, shell, playwright} {
 		if _, err := os.Stat(p); err != nil {
 			fail(fmt.Errorf("%s is not installed: run `go tool task deps`", p))
 		}
@@ -89,20 +96,35 @@ func main() {
 		defer jaeger.Stop()
 		otlp = jaeger.OTLPHTTP
 	}
+	services := []devstack.Service{
+		// get-env needs everything:admin (policies/everything.yaml): the dev user gets it by step-up consent.
+		{Name: "everything", Command: []string{"node", everything}, ScopesSupported: []string{"mcp", "everything:admin"},
+			Flags: []string{"--policy", filepath.Join(root, "policies", "everything.yaml")}},
+		// A stateful server keeps each user's graph in a file of their own.
+		{Name: "memory", Command: []string{"node", memory},
+			Flags: []string{"--env", "MEMORY_FILE_PATH=" + filepath.Join(data, "memory", "users", "{user}", "memory.json")}},
+	}
+	var boxes []string
+	if *terminal {
+		// As compose's terminal profile: the server's own command check (it asks the client's model) is no boundary.
+		services = append(services, devstack.Service{Name: "terminal", Command: []string{"node", shell},
+			Flags: append(box(filepath.Join(data, "terminal", "users", "{user}")), "--env", "MCP_SHELL_ENHANCED_MODE=false")})
+		boxes = append(boxes, "terminal")
+	}
+	if *browser {
+		// As compose's browser profile: config/playwright-mcp.json starts Chromium; it reads its fonts' configuration.
+		services = append(services, devstack.Service{Name: "browser",
+			Command: []string{"node", playwright, "--config", filepath.Join(root, "config", "playwright-mcp.json"), "--user-data-dir", "profile"},
+			Flags:   append(box(filepath.Join(data, "browser", "users", "{user}")), "--sandbox-allow-read", "/etc/fonts")})
+		boxes = append(boxes, "browser")
+	}
 	fmt.Println("Starting the MCP OAuth Gateway dev stack (first start builds the binaries)...")
 	s, err := devstack.Start(ctx, devstack.Options{
 		Root: root, Port: *port, DataDir: data, Log: os.Stderr, Layout: *layout, OIDC: sso, OTLPEndpoint: otlp,
 		// The fake GitHub's dev user is in dev-org and its team dev-team: their tokens carry them as groups.
 		AuthserverFlags: []string{"--scopes", "mcp,everything:admin", "--scope-descriptions", everythingAdmin,
 			"--groups", "dev-org,dev-org/dev-team"},
-		Services: []devstack.Service{
-			// get-env needs everything:admin (policies/everything.yaml): the dev user gets it by step-up consent.
-			{Name: "everything", Command: []string{"node", everything}, ScopesSupported: []string{"mcp", "everything:admin"},
-				Flags: []string{"--policy", filepath.Join(root, "policies", "everything.yaml")}},
-			// A stateful server keeps each user's graph in a file of their own.
-			{Name: "memory", Command: []string{"node", memory},
-				Flags: []string{"--env", "MEMORY_FILE_PATH=" + filepath.Join(data, "memory", "users", "{user}", "memory.json")}},
-		},
+		Services: services,
 	})
 	if err != nil {
 		fail(err)
@@ -132,6 +154,9 @@ State is kept in .cache/dev. Press Ctrl-C to stop.
 	if sso != nil {
 		fmt.Printf("OpenID provider %s: its client's redirect URI must be %s\n", sso.Issuer, devstack.OIDCCallbackURL(*layout, *port, sso.ProviderName()))
 	}
+	for _, name := range boxes {
+		fmt.Printf("MCP server (%s): %s   (each user in their own box, confined: docs/security.md)\n", name, s.URLs[name])
+	}
 	if jaeger != nil {
 		fmt.Printf("Traces (Jaeger):                 %s   (services traefik, authserver, streamproxy)\n", jaeger.UI)
 	}
@@ -141,6 +166,12 @@ State is kept in .cache/dev. Press Ctrl-C to stop.
 	}
 	<-ctx.Done()
 	fmt.Println("\nStopping...")
+}
+
+// box is the streamproxy flags of a server each user gets a box of: the sandbox required, and home the user's
+// working directory, which is also their temporary directory.
+func box(home string) []string {
+	return []string{"--sandbox", "required", "--workdir", home, "--env", "HOME=" + home, "--env", "TMPDIR=" + home}
 }
 
 // everythingAdmin describes the scope server-everything's get-env needs, for the consent page.
