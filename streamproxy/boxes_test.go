@@ -15,8 +15,8 @@ import (
 )
 
 // The riskier servers the reference gateway offers, each user in a box: a terminal server (any command, by design)
-// and a browser server (any site, and a browser profile on disk). The flags are the compose profiles' and the dev
-// stack's.
+// and a browser server (any site, and a browser profile on disk), run with the flags of compose's terminal and
+// browser profiles and of the dev stack's -terminal and -browser.
 
 // terminalFlags are the terminal profile's: each user's working directory is their home, and the server's own
 // command check, which asks the client's model to judge each command (sampling), is off: it is no boundary.
@@ -107,9 +107,10 @@ func (b browser) navigate(t *testing.T, id int, page string) string {
 	return call(id, "browser_navigate", map[string]any{"url": page}) + "\n" + call(id+100, "browser_snapshot", map[string]any{})
 }
 
-// browserAttempts runs alice's and bob's browsers behind one proxy with the given --sandbox and sandbox flags: each
-// lists its tools and opens a local page; then bob opens alice's profile directory as a file:// URL. The server refuses file:// outside its workspace by itself; --allow-unrestricted-file-access stands
-// for a server that does not (a bug, or an operator's choice): what holds then is the kernel.
+// browserAttempts runs alice's and bob's browsers behind one proxy with the given --sandbox: each lists its tools and
+// opens a local page; then bob opens alice's profile directory as a file:// URL. The server refuses file:// outside
+// its workspace by itself; --allow-unrestricted-file-access stands for a server that does not (a bug, or an
+// operator's choice): what holds then is the kernel.
 func browserAttempts(t *testing.T, mode string) (tools, pages [2]string, profile string) {
 	site := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
@@ -117,7 +118,8 @@ func browserAttempts(t *testing.T, mode string) (tools, pages [2]string, profile
 	}))
 	t.Cleanup(site.Close)
 	base := t.TempDir()
-	_, url, _ := proxyProcess(t, testenv.FreePort(t), append([]string{"--sandbox", mode}, browserFlags(base)...), browserServer(t, "--allow-unrestricted-file-access")...)
+	_, url, _ := proxyProcess(t, testenv.FreePort(t), append([]string{"--sandbox", mode}, browserFlags(base)...),
+		browserServer(t, "--allow-unrestricted-file-access")...)
 	var users [2]browser
 	for i, user := range []string{"1000001", testUser} {
 		users[i] = browser{url: url, sid: open(t, url, "X-User-Id", user), user: user}
