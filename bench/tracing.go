@@ -65,8 +65,8 @@ func tracingSection(e *env, cfg Config, s *Section) error {
 	extra := on/off - 1
 	s.set("tracing.off.cpu_us", off/1e3)
 	s.set("tracing.on.cpu_us", on/1e3)
-	if spans, err := jaeger.Traces(context.Background(), "streamproxy"); err != nil || len(spans) == 0 {
-		return fmt.Errorf("no streamproxy trace reached Jaeger with tracing on (%v): the figure would measure nothing", err)
+	if err := awaitTraces(jaeger, "streamproxy"); err != nil {
+		return fmt.Errorf("no streamproxy trace reached Jaeger with tracing on (%w): the figure would measure nothing", err)
 	}
 	s.Checks = append(s.Checks, "with tracing on, streamproxy's traces reached Jaeger (its query API lists them)")
 	rows := [][]string{}
@@ -160,4 +160,25 @@ func pctOver(v, base float64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%+.1f%%", (v/base-1)*100)
+}
+
+// awaitTraces waits until Jaeger lists a trace of service. streamproxy flushes its spans when it stops, but Jaeger
+// stores what it receives through a pipeline of its own, so a query right after may not see them yet.
+func awaitTraces(jaeger *jaegertest.Jaeger, service string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	for {
+		traces, err := jaeger.Traces(ctx, service)
+		if err == nil && len(traces) > 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if err == nil {
+				err = errors.New("none listed")
+			}
+			return err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
