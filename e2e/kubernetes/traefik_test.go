@@ -254,7 +254,7 @@ func publishEndpoints(t *testing.T, a *applier, ns, service string, ips []string
 		ps = append(ps, map[string]any{"name": name, "port": int64(p), "protocol": "TCP"})
 	}
 	slice := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-		"metadata": map[string]any{"name": service + "-test", "labels": map[string]any{"kubernetes.io/service-name": service}},
+		"metadata":    map[string]any{"name": service + "-test", "labels": map[string]any{"kubernetes.io/service-name": service}},
 		"addressType": "IPv4", "endpoints": eps, "ports": ps}}
 	_, err := a.apply(context.Background(), slice, ns, false)
 	require.NoError(t, err, "EndpointSlice of %s", service)
