@@ -51,8 +51,8 @@ servers:
     env: {MEMORY_FILE_PATH: "/data/users/{user}/memory.json"}
     persistence: {size: 5Gi, storageClassName: fast}
 `, map[string]int{"Deployment": 1, "StatefulSet": 2, "Service": 3, "PodDisruptionBudget": 3, "NetworkPolicy": 3,
-		"Secret": 1, "Middleware": 6, "IngressRoute": 3, "ConfigMap": 1}},
-	{"one of each on Redis Cluster", "solo", `
+		"Secret": 1, "Middleware": 5, "IngressRoute": 3, "ConfigMap": 1}},
+	{"one of each on Redis Cluster, long names", "team-platform-production", `
 authserver:
   replicas: 1
   redis: {addrs: ["redis-0.redis:6379", "redis-1.redis:6379", "redis-2.redis:6379"], cluster: true, tls: true}
@@ -60,10 +60,10 @@ authserver:
 networkPolicies: {enabled: false}
 serverDefaults: {replicas: 1, persistence: {enabled: false}}
 servers:
-  - name: time
-    command: [uvx, mcp-server-time]
-    image: {repository: registry.example.com/mcp/time, tag: "1.0"}
-`, map[string]int{"Deployment": 1, "StatefulSet": 1, "Service": 2, "Secret": 1, "Middleware": 6, "IngressRoute": 2}},
+  - name: sequential-thinking
+    command: [mcp-server-sequential-thinking]
+    image: {repository: registry.example.com/mcp/thinking, tag: "1.0"}
+`, map[string]int{"Deployment": 1, "StatefulSet": 1, "Service": 2, "Secret": 1, "Middleware": 5, "IngressRoute": 2}},
 }
 
 func parseValues(t *testing.T, s string) map[string]any {
@@ -92,6 +92,10 @@ func TestChartAtTheAPIServer(t *testing.T) {
 				_, err := a.apply(context.Background(), o, "gateway", true)
 				require.NoError(t, err, "%s %s", o.GetKind(), o.GetName())
 				assert.Empty(t, c.warn.take(), "%s %s", o.GetKind(), o.GetName())
+				if o.GetKind() == "StatefulSet" {
+					// Its pods are labelled with its name, "-" and a 10-character revision hash: 63 at most.
+					assert.LessOrEqual(t, len(o.GetName()), 52, o.GetName())
+				}
 			}
 			assert.Equal(t, vs.kinds, kinds)
 		})

@@ -1,6 +1,8 @@
-{{/* Names: every object is <release>-<part>, cut to the 63 characters a label value or DNS label allows. */}}
+{{/* Names: every object is <fullname>-<part>. A StatefulSet's name (<fullname>-mcp-<server>, the server's name at
+most 20 characters) must leave room for "-" and a 10-character revision hash in a 63-character label, so the prefix
+is cut to 27. */}}
 {{- define "gw.fullname" -}}
-{{- if contains .Chart.Name .Release.Name }}{{ .Release.Name | trunc 40 | trimSuffix "-" }}{{ else }}{{ printf "%s-%s" .Release.Name .Chart.Name | trunc 40 | trimSuffix "-" }}{{ end }}
+{{- if contains .Chart.Name .Release.Name }}{{ .Release.Name | trunc 27 | trimSuffix "-" }}{{ else }}{{ printf "%s-%s" .Release.Name .Chart.Name | trunc 27 | trimSuffix "-" }}{{ end }}
 {{- end }}
 
 {{- define "gw.labels" -}}
