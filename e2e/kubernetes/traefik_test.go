@@ -30,6 +30,7 @@ import (
 const edgeValues = `
 domain: localhost
 scheme: http
+port: "%d"
 traefik: {entryPoints: [web]}
 authserver:
   github: {clientId: fake-github-client-id, allowedUsers: [dev-user]}
@@ -65,7 +66,7 @@ func TestTraefikRoutesTheChart(t *testing.T) {
 
 	// Ports inside the namespace: nothing else listens there.
 	const port, redisPort, githubPort = 8000, 6379, 7000
-	values := parseValues(t, fmt.Sprintf(edgeValues, redisPort, githubPort, githubPort))
+	values := parseValues(t, fmt.Sprintf(edgeValues, port, redisPort, githubPort, githubPort))
 	githubSecret := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Secret",
 		"metadata": map[string]any{"name": "gw-github"}, "stringData": map[string]any{"GITHUB_CLIENT_SECRET": "fake-github-client-secret"}}}
 	_, err := a.apply(ctx, githubSecret, ns, false)
