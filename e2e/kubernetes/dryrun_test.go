@@ -42,6 +42,7 @@ servers:
   - name: everything
     command: [mcp-server-everything]
     replicas: 3
+    persistence: {enabled: false}
     scopesSupported: [mcp, everything:admin]
     policy: |
       rules:
@@ -98,6 +99,13 @@ func TestChartAtTheAPIServer(t *testing.T) {
 				}
 			}
 			assert.Equal(t, vs.kinds, kinds)
+			if vs.release == "prod" {
+				// A server's own persistence.enabled: false wins over the default's true.
+				_, claims, _ := unstructured.NestedSlice(objectNamed(t, objs, "StatefulSet", "prod-mcp-oauth-gateway-mcp-everything").Object, "spec", "volumeClaimTemplates")
+				assert.False(t, claims, "everything has no volume claims")
+				_, claims, _ = unstructured.NestedSlice(objectNamed(t, objs, "StatefulSet", "prod-mcp-oauth-gateway-mcp-memory").Object, "spec", "volumeClaimTemplates")
+				assert.True(t, claims, "memory has volume claims")
+			}
 		})
 	}
 }

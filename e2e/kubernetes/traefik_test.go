@@ -25,9 +25,10 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
 )
 
-// The install the end-to-end test runs: the path layout on http://localhost:<port>, two authserver replicas on one
-// Redis, two streamproxy replicas of server-everything.
+// The install the end-to-end test runs, in each layout on localhost (the client resolves *.localhost to loopback):
+// two authserver replicas on one Redis, two streamproxy replicas of server-everything.
 const edgeValues = `
+layout: %s
 domain: localhost
 scheme: http
 port: "%d"
@@ -50,6 +51,18 @@ servers:
 // a user's requests land on one streamproxy whichever replica Traefik picks, a refresh on one authserver and a
 // revocation on the other both reach the edge.
 func TestTraefikRoutesTheChart(t *testing.T) {
+	for _, l := range []edgeLayout{
+		{name: "path", authHost: "localhost", mcpHost: "localhost", mcpPath: "/everything/mcp"},
+		{name: "subdomain", authHost: "auth.localhost", mcpHost: "everything.localhost", mcpPath: "/mcp"},
+	} {
+		t.Run(l.name, func(t *testing.T) { testEdge(t, l) })
+	}
+}
+
+// edgeLayout is where a layout puts the authserver and the MCP server.
+type edgeLayout struct{ name, authHost, mcpHost, mcpPath string }
+
+func testEdge(t *testing.T, l edgeLayout) {
 	traefik := testenv.TraefikBin(t)
 	nm := testenv.NodeModules(t)
 	node := testenv.NodeBin(t)
@@ -66,7 +79,7 @@ func TestTraefikRoutesTheChart(t *testing.T) {
 
 	// Ports inside the namespace: nothing else listens there.
 	const port, redisPort, githubPort = 8000, 6379, 7000
-	values := parseValues(t, fmt.Sprintf(edgeValues, port, redisPort, githubPort, githubPort))
+	values := parseValues(t, fmt.Sprintf(edgeValues, l.name, port, redisPort, githubPort, githubPort))
 	githubSecret := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Secret",
 		"metadata": map[string]any{"name": "gw-github"}, "stringData": map[string]any{"GITHUB_CLIENT_SECRET": "fake-github-client-secret"}}}
 	_, err := a.apply(ctx, githubSecret, ns, false)
@@ -111,7 +124,7 @@ func TestTraefikRoutesTheChart(t *testing.T) {
 	start("redis", pods.Command("redis-server", "--port", strconv.Itoa(redisPort), "--bind", "127.0.0.1", "--save", "",
 		"--appendonly", "no"), "Ready to accept connections")
 	start("fakegithub", pods.Command(fakegithubBin, "-listen", fmt.Sprintf("127.0.0.1:%d", githubPort),
-		"-callback-url", fmt.Sprintf("http://localhost:%d/github/callback", port)), "fake GitHub listening")
+		"-callback-url", fmt.Sprintf("http://%s:%d/github/callback", l.authHost, port)), "fake GitHub listening")
 
 	// The authserver replicas: the Deployment's container, each on its pod's address.
 	dep := objectNamed(t, objs, "Deployment", authSvc)
@@ -163,11 +176,12 @@ func TestTraefikRoutesTheChart(t *testing.T) {
 
 	// Traefik serves the chart's routes once its provider has read them and the plugin has compiled.
 	base := fmt.Sprintf("http://%s:%d", pods.IP(2), port)
-	get := func(method, path, token string) *http.Response {
+	// try sends an MCP initialize (or a GET) to Traefik for host; get is try where Traefik must answer.
+	try := func(method, host, path, token string) (*http.Response, error) {
 		req, err := http.NewRequest(method, base+path, strings.NewReader(
 			`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"k8s","version":"1"}}}`))
 		require.NoError(t, err)
-		req.Host = fmt.Sprintf("localhost:%d", port)
+		req.Host = fmt.Sprintf("%s:%d", host, port)
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Accept", "application/json, text/event-stream")
 		if token != "" {
@@ -175,15 +189,20 @@ func TestTraefikRoutesTheChart(t *testing.T) {
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			return nil
+			return nil, err
 		}
 		resp.Body.Close()
+		return resp, nil
+	}
+	get := func(method, host, path, token string) *http.Response {
+		resp, err := try(method, host, path, token)
+		require.NoError(t, err)
 		return resp
 	}
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		resp := get(http.MethodGet, "/.well-known/oauth-protected-resource/everything/mcp", "")
-		if resp != nil && resp.StatusCode == http.StatusOK {
+		resp, err := try(http.MethodGet, l.mcpHost, "/.well-known/oauth-protected-resource"+l.mcpPath, "")
+		if err == nil && resp.StatusCode == http.StatusOK {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -191,22 +210,22 @@ func TestTraefikRoutesTheChart(t *testing.T) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	resp := get(http.MethodPost, "/everything/mcp", "")
+	resp := get(http.MethodPost, l.mcpHost, l.mcpPath, "")
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 	assert.Contains(t, resp.Header.Get("WWW-Authenticate"),
-		fmt.Sprintf(`resource_metadata="http://localhost:%d/.well-known/oauth-protected-resource/everything/mcp"`, port))
+		fmt.Sprintf(`resource_metadata="http://%s:%d/.well-known/oauth-protected-resource%s"`, l.mcpHost, port, l.mcpPath))
 	// The feed is not on the public origin.
-	assert.Equal(t, http.StatusForbidden, get(http.MethodGet, "/revocations", "").StatusCode)
+	assert.Equal(t, http.StatusForbidden, get(http.MethodGet, l.authHost, "/revocations", "").StatusCode)
 
 	// A real OAuth client, from the 401 to a tool call (and a refresh), inside the namespace where localhost is
 	// Traefik's.
-	run := runClient(t, pods, node, fmt.Sprintf("http://localhost:%d/everything/mcp", port))
+	run := runClient(t, pods, node, fmt.Sprintf("http://%s:%d%s", l.mcpHost, port, l.mcpPath))
 	assert.Contains(t, run.Result.Content[0].Text, "hello through the gateway")
 	assert.True(t, run.Refreshed)
 
 	// Affinity: Traefik balances over both replicas; each user's sessions and worker live on one.
 	for range 6 {
-		require.Equal(t, http.StatusOK, get(http.MethodPost, "/everything/mcp", run.Tokens.AccessToken).StatusCode)
+		require.Equal(t, http.StatusOK, get(http.MethodPost, l.mcpHost, l.mcpPath, run.Tokens.AccessToken).StatusCode)
 	}
 	served, holding := 0, 0
 	for _, ip := range mcpIPs {
@@ -223,14 +242,14 @@ func TestTraefikRoutesTheChart(t *testing.T) {
 	// A refresh on one authserver replica, a revocation on the other: both reach the edge.
 	refreshed := tokenRequest(t, authIPs[0], url.Values{"grant_type": {"refresh_token"},
 		"refresh_token": {run.Tokens.RefreshToken}, "client_id": {run.ClientID}})
-	require.Equal(t, http.StatusOK, get(http.MethodPost, "/everything/mcp", refreshed.AccessToken).StatusCode)
+	require.Equal(t, http.StatusOK, get(http.MethodPost, l.mcpHost, l.mcpPath, refreshed.AccessToken).StatusCode)
 	revoke, err := http.PostForm(fmt.Sprintf("http://%s:9000/revoke", authIPs[1]),
 		url.Values{"token": {refreshed.RefreshToken}, "client_id": {run.ClientID}})
 	require.NoError(t, err)
 	revoke.Body.Close()
 	require.Equal(t, http.StatusOK, revoke.StatusCode)
 	deadline = time.Now().Add(60 * time.Second)
-	for get(http.MethodPost, "/everything/mcp", refreshed.AccessToken).StatusCode != http.StatusUnauthorized {
+	for get(http.MethodPost, l.mcpHost, l.mcpPath, refreshed.AccessToken).StatusCode != http.StatusUnauthorized {
 		if time.Now().After(deadline) {
 			t.Fatalf("the revocation did not reach the edge within 60 s\n%s", edge.Output())
 		}
