@@ -2,13 +2,18 @@ package kubernetes
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"helm.sh/helm/v4/pkg/chart/v2/lint"
+	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
+
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
 )
 
 // valueSets are the installs the chart is checked with: each layout, each kind of Redis, one and several replicas.
@@ -146,4 +151,22 @@ func objectNamed(t *testing.T, objs []*unstructured.Unstructured, kind, name str
 	}
 	t.Fatalf("no %s %s among %s", kind, name, strings.Join(have, ", "))
 	return nil
+}
+
+// TestHelmLint runs `helm lint` (Helm's own linter, as a library) on the chart with each install's values: no warning
+// and no error (an INFO, such as the icon the project does not have, is only logged).
+func TestHelmLint(t *testing.T) {
+	dir := filepath.Join(testenv.RepoRoot(t), "deploy", "helm", "mcp-oauth-gateway")
+	for _, vs := range valueSets {
+		t.Run(vs.name, func(t *testing.T) {
+			l := lint.RunAll(dir, parseValues(t, vs.values), "gateway")
+			for _, m := range l.Messages {
+				if m.Severity >= support.WarningSev {
+					t.Errorf("%v", m)
+				} else {
+					t.Log(m)
+				}
+			}
+		})
+	}
 }
