@@ -126,6 +126,8 @@ func TestChartRefusesWrongValues(t *testing.T) {
 		{"issuer with a path", "redis: {enabled: true}\ndomain: gw.example.com/x", "domain"},
 		{"redis URL of another scheme", "authserver: {redis: {url: http://redis:6379}}", "url"},
 		{"no store", "servers: []", "share one Redis"},
+		{"a Secret that may not hold REDIS_URL", "authserver: {existingSecret: gw-authserver}", "share one Redis"},
+		{"REDIS_URL from no Secret", "authserver: {redis: {fromSecret: true}}", "existingSecret"},
 		{"two stores", "redis: {enabled: true}\nauthserver: {redis: {url: redis://r:6379}}", "redis.enabled"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -88,10 +88,15 @@ securityContext:
 {{/* The one store the authserver replicas share; several replicas need Redis. */}}
 {{- define "gw.checkStore" -}}
 {{- $r := .Values.authserver.redis }}
-{{- if and .Values.redis.enabled (or $r.url $r.addrs) }}
+{{- if and .Values.redis.enabled (or $r.url $r.addrs $r.fromSecret) }}
 {{- fail "redis.enabled starts a Redis of the chart's own: leave authserver.redis empty with it, or turn it off" }}
 {{- end }}
-{{- if not (or .Values.redis.enabled $r.url $r.addrs .Values.authserver.existingSecret) }}
-{{- fail "the authserver replicas share one Redis: set authserver.redis.url (or addrs), REDIS_URL in authserver.existingSecret, or redis.enabled=true to try the chart out" }}
+{{- if and $r.fromSecret (not .Values.authserver.existingSecret) }}
+{{- fail "authserver.redis.fromSecret: REDIS_URL is read from authserver.existingSecret, which is not set" }}
+{{- end }}
+{{- /* Without Redis the authserver would fall back to a file of its own in each pod: replicas that do not share
+clients, grants or keys. */}}
+{{- if not (or .Values.redis.enabled $r.url $r.addrs $r.fromSecret) }}
+{{- fail "the authserver replicas share one Redis: set authserver.redis.url (or addrs), or REDIS_URL in authserver.existingSecret with authserver.redis.fromSecret=true, or redis.enabled=true to try the chart out" }}
 {{- end }}
 {{- end }}
