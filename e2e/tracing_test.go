@@ -117,7 +117,7 @@ func TestTracesFromTheEdgeToTheTool(t *testing.T) {
 	assert.Equal(t, "echo", tool.Tag("gen_ai.tool.name"))
 	assert.Equal(t, "tools/call", tool.Tag("mcp.method.name"))
 	assert.Equal(t, "1000001", tool.Tag("user.id"))
-	assert.NotEmpty(t, spansOf(call, "streamproxy", "POST /mcp"), "streamproxy's request span")
+	assert.Equal(t, "traefik", call.Service(parentOf(call, tool)), "streamproxy's request span continues Traefik's")
 
 	// The OAuth flow's /token request, from Traefik to the authserver's endpoint and its store calls.
 	require.Eventually(t, func() bool {
@@ -155,4 +155,16 @@ func rootSpans(t jaegertest.Trace) []jaegertest.Span {
 		}
 	}
 	return out
+}
+
+// parentOf is the span s refers to as its parent in t (a zero Span when it has none in t).
+func parentOf(t jaegertest.Trace, s jaegertest.Span) jaegertest.Span {
+	for _, ref := range s.References {
+		for _, p := range t.Spans {
+			if ref.RefType == "CHILD_OF" && p.SpanID == ref.SpanID {
+				return p
+			}
+		}
+	}
+	return jaegertest.Span{}
 }

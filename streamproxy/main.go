@@ -239,7 +239,9 @@ func run(args []string) error {
 	if *readTimeout > 0 {
 		headerTimeout = min(headerTimeout, *readTimeout)
 	}
-	srv := &http.Server{Handler: observe.Handler(traces.Handler(mux), log, observe.NewMetrics(reg, "streamproxy")),
+	// No HTTP span: each MCP request's operation (package transport) is the server span, continuing the edge's trace;
+	// a span around it would be a second one per call for nothing an operator reads.
+	srv := &http.Server{Handler: observe.Handler(tracing.Extract(mux), log, observe.NewMetrics(reg, "streamproxy")),
 		ReadHeaderTimeout: headerTimeout, ReadTimeout: *readTimeout, IdleTimeout: *connIdle}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

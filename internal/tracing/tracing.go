@@ -112,12 +112,7 @@ func protocol(getenv func(string) string) string {
 // the request Handler was given, as the mux itself would have set it, for a wrapper outside (observe.Handler).
 func (t *Tracing) Handler(next http.Handler) http.Handler {
 	if !t.Enabled() {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-			inner := r.WithContext(ctx)
-			next.ServeHTTP(w, inner)
-			r.Pattern = inner.Pattern
-		})
+		return Extract(next)
 	}
 	traced := otelhttp.NewHandler(http.HandlerFunc(func(w http.ResponseWriter, inner *http.Request) {
 		next.ServeHTTP(w, inner)
@@ -127,6 +122,18 @@ func (t *Tracing) Handler(next http.Handler) http.Handler {
 	}), "", otelhttp.WithTracerProvider(t.provider), otelhttp.WithSpanNameFormatter(spanName))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		traced.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), outerRequest{}, r)))
+	})
+}
+
+// Extract wraps next so that each request carries the trace context of its headers, without a span of its own: for
+// a server whose handler makes the request's span itself (streamproxy's MCP operation). The pattern the mux matched
+// is copied back as Handler does.
+func Extract(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		inner := r.WithContext(ctx)
+		next.ServeHTTP(w, inner)
+		r.Pattern = inner.Pattern
 	})
 }
 
