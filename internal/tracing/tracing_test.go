@@ -80,7 +80,7 @@ func TestARequestContinuesTheEdgesTrace(t *testing.T) {
 		}
 	}
 	if status.AsInt64() != http.StatusOK {
-		t.Errorf("http.response.status_code = %v, want 200", status.Emit())
+		t.Errorf("http.response.status_code = %v, want 200", status.String())
 	}
 }
 
