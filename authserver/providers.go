@@ -36,18 +36,25 @@ const oidcProvidersFlag = "oidc-providers"
 // are parsed: the providers' own flags are named after them. Names are checked (login.CheckName, not github, once
 // each).
 func oidcProviderNames(args []string) ([]string, error) {
-	value := flagValue(args, oidcProvidersFlag, "AUTHSERVER_OIDC_PROVIDERS")
+	return nameList(oidcProvidersFlag, flagValue(args, oidcProvidersFlag, "AUTHSERVER_OIDC_PROVIDERS"), func(n string) error {
+		if n == login.GitHub {
+			return errors.New("github is configured by the --github-* flags, not as an OpenID provider")
+		}
+		return login.CheckName(n)
+	})
+}
+
+// nameList reads a comma-separated list of names given to --flag, each lower-cased, checked and given once: the
+// names of the providers or upstreams whose own flags are named after them.
+func nameList(flag, value string, check func(string) error) ([]string, error) {
 	var names []string
 	for _, n := range flagenv.Split(value) {
 		n = strings.ToLower(n)
-		if err := login.CheckName(n); err != nil {
-			return nil, fmt.Errorf("--%s: %w", oidcProvidersFlag, err)
-		}
-		if n == login.GitHub {
-			return nil, fmt.Errorf("--%s: github is configured by the --github-* flags, not as an OpenID provider", oidcProvidersFlag)
+		if err := check(n); err != nil {
+			return nil, fmt.Errorf("--%s: %w", flag, err)
 		}
 		if slices.Contains(names, n) {
-			return nil, fmt.Errorf("--%s: %s is listed twice", oidcProvidersFlag, n)
+			return nil, fmt.Errorf("--%s: %s is listed twice", flag, n)
 		}
 		names = append(names, n)
 	}

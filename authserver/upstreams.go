@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -58,18 +57,7 @@ func flagValue(args []string, name, env string) string {
 
 // upstreamNames reads --upstreams (or AUTHSERVER_UPSTREAMS): lower-case names, each once.
 func upstreamNames(args []string) ([]string, error) {
-	var names []string
-	for _, n := range flagenv.Split(flagValue(args, upstreamsFlag, "AUTHSERVER_UPSTREAMS")) {
-		n = strings.ToLower(n)
-		if err := (connections.Upstream{Name: n, ClientID: "-", AuthURL: "http://x", TokenURL: "http://x"}).Check(); err != nil {
-			return nil, fmt.Errorf("--%s: %w", upstreamsFlag, err)
-		}
-		if slices.Contains(names, n) {
-			return nil, fmt.Errorf("--%s: %s is listed twice", upstreamsFlag, n)
-		}
-		names = append(names, n)
-	}
-	return names, nil
+	return nameList(upstreamsFlag, flagValue(args, upstreamsFlag, "AUTHSERVER_UPSTREAMS"), connections.CheckName)
 }
 
 // addUpstreamFlags registers the flags of each named upstream.

@@ -34,10 +34,18 @@ type Upstream struct {
 
 var upstreamName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
+// CheckName reports whether name can name an upstream: it appears in flags, paths and the broker's requests.
+func CheckName(name string) error {
+	if !upstreamName.MatchString(name) {
+		return fmt.Errorf("upstream name %q: use lower-case letters, digits and - (at most 63)", name)
+	}
+	return nil
+}
+
 // Check reports what makes u unusable, naming the setting.
 func (u Upstream) Check() error {
-	if !upstreamName.MatchString(u.Name) {
-		return fmt.Errorf("upstream name %q: use lower-case letters, digits and - (at most 63)", u.Name)
+	if err := CheckName(u.Name); err != nil {
+		return err
 	}
 	if u.ClientID == "" {
 		return fmt.Errorf("upstream %s: no client id (--upstream-%s-client-id)", u.Name, u.Name)
