@@ -333,11 +333,7 @@ func serve(s *settings, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		flush, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = traces.Shutdown(flush)
-	}()
+	defer traces.Close()
 	openID, access, err := oidcProviders(ctx, s, log) // discovered before the store is opened
 	if err != nil {
 		return err

@@ -163,11 +163,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		flush, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = traces.Shutdown(flush)
-	}()
+	defer traces.Close()
 	if *serverName == "" {
 		*serverName = filepath.Base(command[0])
 	}

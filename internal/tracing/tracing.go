@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel"
@@ -32,12 +33,15 @@ type Tracing struct {
 // Enabled reports whether spans are exported.
 func (t *Tracing) Enabled() bool { return t != nil && t.provider != nil }
 
-// Shutdown exports the spans still buffered and stops the exporter.
-func (t *Tracing) Shutdown(ctx context.Context) error {
+// Close exports the spans still buffered, giving up after five seconds (a collector gone must not hold the exit),
+// and stops the exporter.
+func (t *Tracing) Close() {
 	if !t.Enabled() {
-		return nil
+		return
 	}
-	return t.provider.Shutdown(ctx)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = t.provider.Shutdown(ctx)
 }
 
 // Setup installs the W3C trace-context and baggage propagators and, when getenv configures an exporter, a tracer
