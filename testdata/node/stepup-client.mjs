@@ -1,7 +1,7 @@
 // Step-up authorization as an MCP application does it with the TypeScript SDK: it authorizes (401, consent, tokens),
 // calls a tool the server's policy allows only with a scope the token lacks, meets the 403 insufficient_scope, lets
 // the SDK authorize again for the union of its scopes and the challenged ones, has the user answer the consent page,
-// and calls the tool again. The browser part is e2e-client.mjs's, driven headlessly with fetch.
+// and calls the tool again. The browser part is oauth-browser.mjs's, driven headlessly with fetch.
 // Usage: node stepup-client.mjs <mcp-url> <tool> [json-args]
 // SDK=1 uses the 1.x SDK (@modelcontextprotocol/sdk), else the 2.x client package (@modelcontextprotocol/client).
 // STEPUP_ANSWER=deny has the user refuse the step-up consent (the first consent is approved).
@@ -16,78 +16,20 @@ const sdk = v1
   }
   : await import('@modelcontextprotocol/client');
 const { Client, StreamableHTTPClientTransport, UnauthorizedError } = sdk;
+const { Provider, browse } = await import('./oauth-browser.mjs');
 
-const [mcpUrl, tool, args = '{}'] = process.argv.slice(2);
-const redirectUrl = 'http://127.0.0.1:39999/callback';
-
-class Provider {
-  constructor() { this.state_ = Math.random().toString(36).slice(2); }
-  get redirectUrl() { return redirectUrl; }
-  get clientMetadata() {
-    return {
-      client_name: 'Gateway step-up test', redirect_uris: [redirectUrl], token_endpoint_auth_method: 'none',
-      grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'],
-    };
-  }
-  state() { return this.state_; }
-  clientInformation() { return this.client; }
-  saveClientInformation(c) { this.client = c; }
-  tokens() { return this.tokens_; }
-  saveTokens(t) { this.tokens_ = t; }
-  redirectToAuthorization(url) { this.authUrl = url; }
-  saveCodeVerifier(v) { this.verifier = v; }
-  codeVerifier() { return this.verifier; }
+// The 2.x client drops tokens the server no longer takes, so that it authorizes again.
+class StepUpProvider extends Provider {
   invalidateCredentials(scope) { if (scope === 'all' || scope === 'tokens') this.tokens_ = undefined; }
 }
 
-// browse follows an authorization URL like a browser (redirects, cookies) and answers the consent page with
-// answer; it returns the code, and the consent page's list of scopes as shown.
-async function browse(start, state, answer) {
-  const cookies = new Map();
-  let url = start.toString();
-  let init = {};
-  let scopes;
-  for (let step = 0; step < 16; step++) {
-    const headers = { ...(init.headers ?? {}) };
-    const host = new URL(url).host;
-    if (cookies.has(host)) headers.cookie = [...cookies.get(host)].map(([k, v]) => `${k}=${v}`).join('; ');
-    const res = await fetch(url, { ...init, headers, redirect: 'manual' });
-    for (const c of res.headers.getSetCookie()) {
-      const [pair] = c.split(';');
-      const [k, v] = pair.split('=');
-      if (!cookies.has(host)) cookies.set(host, new Map());
-      cookies.get(host).set(k.trim(), v);
-    }
-    if (res.status >= 300 && res.status < 400) {
-      const next = new URL(res.headers.get('location'), url);
-      if (next.toString().startsWith(redirectUrl)) {
-        if (next.searchParams.get('state') !== state) throw new Error('state not carried through');
-        return { params: next.searchParams, code: next.searchParams.get('code'), error: next.searchParams.get('error'), scopes };
-      }
-      url = next.toString();
-      init = {};
-      continue;
-    }
-    const page = await res.text();
-    if (res.status !== 200) throw new Error(`authorization stopped at ${url}: HTTP ${res.status}`);
-    const action = page.match(/<form method="post" action="([^"]+)"/);
-    if (!action) throw new Error(`no consent form at ${url}`);
-    const list = page.match(/<ul>([\s\S]*?)<\/ul>/);
-    scopes = list ? list[1].replace(/<\/li>/g, '\n').replace(/<[^>]+>/g, '').replace(/&#39;/g, "'").trim().split('\n') : [];
-    const form = new URLSearchParams();
-    for (const m of page.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)) form.set(m[1], m[2]);
-    form.set('action', answer);
-    url = new URL(action[1], url).toString();
-    init = { method: 'POST', body: form.toString(), headers: { 'content-type': 'application/x-www-form-urlencoded' } };
-  }
-  throw new Error('authorization did not finish');
-}
+const [mcpUrl, tool, args = '{}'] = process.argv.slice(2);
 
 // finish hands the authorization response to the transport: the 2.x client checks its iss (RFC 9207) too.
 const finish = (transport, res) => (v1 ? transport.finishAuth(res.code) : transport.finishAuth(res.params));
 
 const out = { sdk: v1 ? '1' : '2' };
-const provider = new Provider();
+const provider = new StepUpProvider('Gateway step-up test');
 let transport = new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: provider });
 let client = new Client({ name: 'e2e-stepup', version: '1.0.0' });
 try {
