@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"math"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,14 +17,36 @@ import (
 // requests it matches.
 type limit struct {
 	name      string
+	spec      limitSpec // as written, its line left out: what a reload compares
 	match     matcher
 	perUser   bool
 	perTarget bool
 	every     rate.Limit
 	burst     int
+	buckets   *buckets
+}
 
-	mu      sync.Mutex
-	buckets map[string]*rate.Limiter
+// buckets are a limit's token buckets by key. A reload hands them on to the same limit in the new file, so that
+// editing a policy does not give every user a full bucket.
+type buckets struct {
+	mu sync.Mutex
+	m  map[string]*rate.Limiter
+}
+
+// keepBuckets has each limit of p that is written exactly as one of old carry on with old's buckets; a limit that
+// is new or changed starts with full ones.
+func (p *Policy) keepBuckets(old *Policy) {
+	if old == nil {
+		return
+	}
+	for _, l := range p.limits {
+		for _, o := range old.limits {
+			if reflect.DeepEqual(l.spec, o.spec) {
+				l.buckets = o.buckets
+				break
+			}
+		}
+	}
 }
 
 // sweepAt is how many buckets a limit holds before it drops the full ones (a full bucket is the same as none).
@@ -76,19 +99,19 @@ func (l *limit) bucket(c *Caller, r *Request, now time.Time) *rate.Limiter {
 		key.WriteString(r.Name)
 		key.WriteString(r.URI)
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b := l.buckets[key.String()]
+	l.buckets.mu.Lock()
+	defer l.buckets.mu.Unlock()
+	b := l.buckets.m[key.String()]
 	if b == nil {
-		if len(l.buckets) >= sweepAt {
-			for k, old := range l.buckets {
+		if len(l.buckets.m) >= sweepAt {
+			for k, old := range l.buckets.m {
 				if old.TokensAt(now) >= float64(l.burst) {
-					delete(l.buckets, k)
+					delete(l.buckets.m, k)
 				}
 			}
 		}
 		b = rate.NewLimiter(l.every, l.burst)
-		l.buckets[key.String()] = b
+		l.buckets.m[key.String()] = b
 	}
 	return b
 }
@@ -102,8 +125,10 @@ func compileLimit(env *cel.Env, ls limitSpec) (*limit, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &limit{name: ls.Name, match: m, every: rate.Limit(float64(n) / per.Seconds()), burst: ls.Burst,
-		buckets: map[string]*rate.Limiter{}}
+	spec := ls
+	spec.line = 0
+	l := &limit{name: ls.Name, spec: spec, match: m, every: rate.Limit(float64(n) / per.Seconds()), burst: ls.Burst,
+		buckets: &buckets{m: map[string]*rate.Limiter{}}}
 	if l.burst == 0 {
 		l.burst = n
 	}

@@ -249,6 +249,33 @@ func TestSourceKeepsTheLastGoodPolicy(t *testing.T) {
 	assert.ErrorContains(t, err, `rule "broken" at line 4`)
 }
 
+func TestReloadKeepsTheBucketsOfUnchangedLimits(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "policy.yaml")
+	write := func(s string) { require.NoError(t, os.WriteFile(file, []byte(s), 0o600)) }
+	const limits = "limits:\n  - {name: writes, tools: [\"write\"], rate: 1/h}\n  - {name: reads, tools: [\"read\"], rate: 1/h}\n"
+	write("version: 1\ndefault: allow\n" + limits)
+	s, err := Open(file, nil, nil)
+	require.NoError(t, err)
+	alice := &Caller{ID: "alice"}
+	for _, tool := range []string{"write", "read"} {
+		_, ok := s.Current().Take(alice, call(tool))
+		require.True(t, ok)
+		_, ok = s.Current().Take(alice, call(tool))
+		require.False(t, ok)
+	}
+
+	// A rule added above them moves their lines; the reads limit alone is rewritten.
+	write("version: 1\ndefault: allow\nrules:\n  - {name: hide, tools: [\"secret\"], effect: deny}\n" +
+		strings.Replace(limits, "tools: [\"read\"], rate: 1/h", "tools: [\"read\"], rate: 2/h", 1))
+	s.Reload()
+	require.Equal(t, Deny, s.Current().Decide(alice, call("secret")).Effect, "the new file is in force")
+	l, ok := s.Current().Take(alice, call("write"))
+	assert.False(t, ok, "an unchanged limit keeps its buckets: editing the file gives nobody a full one")
+	assert.Equal(t, "writes", l.Rule)
+	_, ok = s.Current().Take(alice, call("read"))
+	assert.True(t, ok, "a changed limit starts with full buckets")
+}
+
 // fiftyRules is a policy of 50 rules in which the request below is decided by the last: the worst case of a first
 // match, with globs, caller conditions and an expression on the arguments on the way.
 func fiftyRules() string {

@@ -80,6 +80,7 @@ func (s *Source) Reload() {
 		s.report(false)
 		return
 	}
+	p.keepBuckets(s.current.Load())
 	s.current.Store(p)
 	s.log.Info("policy reloaded", "file", s.path, "rules", len(p.rules), "limits", len(p.limits))
 	s.report(true)
