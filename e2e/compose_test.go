@@ -260,6 +260,11 @@ func TestComposeLocal(t *testing.T) {
 	assert.Contains(t, cmd, "--entrypoints.web.address=:80")
 	assert.Contains(t, cmd, "--experimental.localplugins.mcpoauth.modulename=github.com/mcp-oauth-gateway/gateway")
 	assert.Contains(t, cmd, "--accesslog.fields.headers.defaultmode=drop", "access logs never record Authorization")
+	for _, arg := range prod.Services["traefik"].Command {
+		if strings.HasPrefix(arg, "--tracing.") {
+			assert.Contains(t, traefik.Command, arg, "the local stack traces as production does")
+		}
+	}
 	require.Len(t, traefik.Ports, 1)
 	assert.Equal(t, "127.0.0.1", traefik.Ports[0].HostIP, "published on loopback only: the fake GitHub lets anyone in")
 	assert.Equal(t, "80", traefik.Ports[0].Published)
