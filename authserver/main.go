@@ -375,7 +375,7 @@ func serve(s *settings, log *slog.Logger) error {
 		return fmt.Errorf("--audit-log: %w", err)
 	}
 	defer trail.Close() // after the handlers and the admin socket stopped: their last events are written
-	adminDone, err := serveAdminSocket(ctx, s, st, km, m, trail, log)
+	adminDone, err := serveAdminSocket(ctx, s, st, km, conns, m, trail, log)
 	if err != nil {
 		return err
 	}

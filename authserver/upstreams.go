@@ -26,7 +26,7 @@ import (
 
 // upstreamSettings are one upstream's flags.
 type upstreamSettings struct {
-	issuer, authURL, tokenURL, clientID, clientSecret, scopes, displayName string
+	issuer, authURL, tokenURL, revokeURL, clientID, clientSecret, scopes, displayName string
 }
 
 const upstreamsFlag = "upstreams"
@@ -70,6 +70,7 @@ func addUpstreamFlags(fs *flag.FlagSet, s *settings, names []string) {
 		fs.StringVar(&u.issuer, f("issuer"), "", n+": the provider's issuer URL, for OpenID discovery of its endpoints (or give -auth-url and -token-url)")
 		fs.StringVar(&u.authURL, f("auth-url"), "", n+": the provider's authorization endpoint")
 		fs.StringVar(&u.tokenURL, f("token-url"), "", n+": the provider's token endpoint")
+		fs.StringVar(&u.revokeURL, f("revoke-url"), "", n+": the provider's token revocation endpoint (RFC 7009), where disconnecting revokes the user's tokens (default: the issuer's revocation_endpoint; none: they stay valid there until they expire)")
 		fs.StringVar(&u.clientID, f("client-id"), "", n+": the client id of the gateway's OAuth app at the provider (required)")
 		fs.StringVar(&u.clientSecret, f("client-secret"), "", n+": its client secret (empty: a public client, PKCE only)")
 		fs.StringVar(&u.scopes, f("scopes"), "", n+": comma-separated scopes asked for")
@@ -115,7 +116,7 @@ func connectionsService(ctx context.Context, s *settings, st store.Store, log *s
 	for _, n := range s.upstreamOrder {
 		u := s.upstream[n]
 		up := connections.Upstream{Name: n, DisplayName: u.displayName, Issuer: u.issuer, AuthURL: u.authURL,
-			TokenURL: u.tokenURL, ClientID: u.clientID, ClientSecret: u.clientSecret, Scopes: flagenv.Split(u.scopes)}
+			TokenURL: u.tokenURL, RevokeURL: u.revokeURL, ClientID: u.clientID, ClientSecret: u.clientSecret, Scopes: flagenv.Split(u.scopes)}
 		if n == login.GitHub && u.issuer == "" && u.authURL == "" && u.tokenURL == "" && u.clientID == "" {
 			// The GitHub login's own app: each GitHub login keeps its token, with these scopes asked for there too.
 			if !githubConfigured(s) {

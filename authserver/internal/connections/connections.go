@@ -467,16 +467,53 @@ func (s *Service) List(ctx context.Context, userID string) ([]*store.Connection,
 	return s.store.ListConnections(ctx, userID)
 }
 
-// Disconnect deletes userID's connection to upstream name: the next request for its token finds none.
+// Disconnect deletes userID's connection to upstream name, so that the next request for its token finds none, and
+// then asks the upstream to revoke its tokens (RFC 7009), when the upstream has a revocation endpoint. The
+// connection is gone here whatever the upstream answers; a revocation that fails is logged, not returned.
 func (s *Service) Disconnect(ctx context.Context, userID, name string) error {
-	err := s.store.DeleteConnection(ctx, userID, name)
+	c, err := s.store.GetConnection(ctx, userID, name)
+	if err == nil {
+		err = s.store.DeleteConnection(ctx, userID, name)
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return ErrNotConnected
 	}
-	if err == nil {
-		s.cfg.Log.InfoContext(ctx, "account disconnected", "user", userID, "upstream", name)
+	if err != nil {
+		return err
 	}
-	return err
+	s.cfg.Log.InfoContext(ctx, "account disconnected", "user", userID, "upstream", name)
+	s.revokeAtUpstream(context.WithoutCancel(ctx), c)
+	return nil
+}
+
+// revokeAtUpstream revokes a deleted connection's tokens at its upstream: the refresh token first (revoking it ends
+// the grant's access tokens too at most servers, RFC 7009 §2.1), then the access token, which may outlive it.
+func (s *Service) revokeAtUpstream(ctx context.Context, c *store.Connection) {
+	u := s.upstreams[c.Upstream]
+	if u == nil { // no longer configured: nowhere to revoke
+		return
+	}
+	sec, err := s.open(c)
+	if err != nil {
+		s.cfg.Log.WarnContext(ctx, "disconnected account's tokens not revoked at the upstream: they do not open", "user", c.UserID, "upstream", c.Upstream, "err", err)
+		return
+	}
+	tokens := [][2]string{{sec.RefreshToken, "refresh_token"}, {sec.AccessToken, "access_token"}}
+	for _, t := range tokens {
+		if t[0] == "" {
+			continue
+		}
+		asked, err := u.revokeToken(ctx, t[0], t[1])
+		switch {
+		case err != nil:
+			s.cfg.Log.WarnContext(ctx, "the upstream did not revoke a disconnected account's token: it stays valid there until it expires or the user revokes the app there",
+				"user", c.UserID, "upstream", c.Upstream, "token", t[1], "err", err)
+		case !asked:
+			s.cfg.Log.InfoContext(ctx, "the upstream has no revocation endpoint: a disconnected account's tokens stay valid there until they expire",
+				"user", c.UserID, "upstream", c.Upstream)
+			return
+		}
+	}
 }
 
 // CheckKeys opens every stored connection and seals again under the current key each one sealed under another, so

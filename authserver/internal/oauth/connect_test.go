@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/oauth2"
 
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/admin/service"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/connections"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login/github"
@@ -252,6 +253,38 @@ func testConnectedAccounts(t *testing.T, b backendCase) {
 	status, out = ce.ask(brokerSecret, "1001", "corp")
 	require.Equal(t, http.StatusNotFound, status, out)
 	assert.Equal(t, "not_connected", out["error"])
+	_, err = ce.store.GetConnection(ctx, "1001", "corp")
+	require.ErrorIs(t, err, store.ErrNotFound)
+}
+
+// Disconnecting, on the account page or by an operator, revokes the connection's tokens at the upstream (its
+// revocation endpoint, from discovery): a copy of the token taken before no longer works there.
+func TestDisconnectRevokesAtTheUpstream(t *testing.T) {
+	ce := newConnectEnv(t, backends[0])
+	ctx := context.Background()
+	connect := func() string {
+		t.Helper()
+		status, page := ce.open(ce.node.ConnectURL("1001", "corp"), "octo")
+		require.Equal(t, http.StatusOK, status, page)
+		tok, err := ce.node.Token(ctx, "1001", "corp")
+		require.NoError(t, err)
+		code, _ := ce.userinfo(tok.AccessToken)
+		require.Equal(t, http.StatusOK, code)
+		return tok.AccessToken
+	}
+
+	token := connect()
+	require.NoError(t, ce.node.Disconnect(ctx, "1001", "corp"))
+	code, _ := ce.userinfo(token)
+	assert.Equal(t, http.StatusUnauthorized, code, "the user's disconnect revoked the token at the upstream")
+	assert.ErrorIs(t, ce.node.Disconnect(ctx, "1001", "corp"), connections.ErrNotConnected)
+
+	token = connect()
+	n, err := service.New(ce.store, nil, service.Options{Connections: ce.node}).RevokeConnections(ctx, "1001", "corp")
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	code, _ = ce.userinfo(token)
+	assert.Equal(t, http.StatusUnauthorized, code, "the operator's revoke revoked the token at the upstream")
 	_, err = ce.store.GetConnection(ctx, "1001", "corp")
 	require.ErrorIs(t, err, store.ErrNotFound)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/connections"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 	"github.com/mcp-oauth-gateway/gateway/internal/audit"
@@ -40,7 +41,8 @@ func (s *Service) ListConnections(ctx context.Context, userID string) ([]Connect
 }
 
 // RevokeConnections deletes a user's connection to upstream, or all of the user's connections (upstream ""), and
-// returns how many it deleted. The next request for such a token finds none: the user must connect again.
+// returns how many it deleted. The next request for such a token finds none: the user must connect again. Where
+// connected accounts are configured, their tokens are revoked at the upstream too.
 func (s *Service) RevokeConnections(ctx context.Context, userID, upstream string) (int, error) {
 	if !login.ValidUserID(userID) {
 		return 0, failure(ErrInvalid, "connections revoke: %q is not a user id (the token's sub, X-User-Id)", userID)
@@ -54,10 +56,10 @@ func (s *Service) RevokeConnections(ctx context.Context, userID, upstream string
 		if upstream != "" && c.Upstream != upstream {
 			continue
 		}
-		switch err := s.store.DeleteConnection(ctx, userID, c.Upstream); {
+		switch err := s.disconnect(ctx, userID, c.Upstream); {
 		case err == nil:
 			n++
-		case errors.Is(err, store.ErrNotFound): // gone meanwhile
+		case errors.Is(err, store.ErrNotFound), errors.Is(err, connections.ErrNotConnected): // gone meanwhile
 		default:
 			return n, fmt.Errorf("delete the connection of user %s to %s: %w", userID, c.Upstream, err)
 		}
@@ -69,4 +71,11 @@ func (s *Service) RevokeConnections(ctx context.Context, userID, upstream string
 		return 0, failure(ErrNotFound, "user %s has no connection to %s (list them with `authserver connections list --user %s`)", userID, upstream, userID)
 	}
 	return n, nil
+}
+
+func (s *Service) disconnect(ctx context.Context, userID, upstream string) error {
+	if s.opts.Connections != nil {
+		return s.opts.Connections.Disconnect(ctx, userID, upstream)
+	}
+	return s.store.DeleteConnection(ctx, userID, upstream)
 }

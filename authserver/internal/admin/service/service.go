@@ -29,6 +29,14 @@ type Options struct {
 	Metrics *metrics.Metrics
 	// Audit records every command and what it changed (nil: nothing recorded).
 	Audit *audit.Logger
+	// Connections disconnects users' connected accounts, revoking their tokens at the upstream too (nil: the
+	// commands delete them from the store only, where no connected accounts are configured).
+	Connections Disconnecter
+}
+
+// Disconnecter deletes a user's connection to an upstream and revokes its tokens there (connections.Service).
+type Disconnecter interface {
+	Disconnect(ctx context.Context, userID, upstream string) error
 }
 
 // The audit events of the operator commands (docs/observability.md).
