@@ -22,7 +22,7 @@ func adminTarget(s *settings, trail *audit.Logger, log *slog.Logger) admin.Targe
 	s.store.Logger = log
 	return admin.Target{Store: s.store, Socket: s.adminSocket, MaxTokenLifetime: s.accessTTL, Logger: log, Audit: trail,
 		Connections: func(ctx context.Context, st store.Store) (service.Disconnecter, error) {
-			conns, err := connectionsService(ctx, s, st, log)
+			conns, err := connectionsService(ctx, s, st, trail, log)
 			if conns == nil {
 				return nil, err // a nil *connections.Service is not a nil Disconnecter
 			}

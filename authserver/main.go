@@ -343,7 +343,14 @@ func serve(s *settings, log *slog.Logger) error {
 		return err
 	}
 	defer st.Close()
-	conns, err := connectionsService(ctx, s, st, log)
+	reg := observe.NewRegistry()
+	m := metrics.New(reg)
+	trail, err := audit.Open(s.auditLog, audit.Options{Service: "authserver", Registerer: reg, Namespace: "authserver", Log: log})
+	if err != nil {
+		return fmt.Errorf("--audit-log: %w", err)
+	}
+	defer trail.Close() // after the handlers and the admin socket stopped: their last events are written
+	conns, err := connectionsService(ctx, s, st, trail, log)
 	if err != nil {
 		return err
 	}
@@ -368,13 +375,6 @@ func serve(s *settings, log *slog.Logger) error {
 	if err := km.Ensure(ctx); err != nil {
 		return err
 	}
-	reg := observe.NewRegistry()
-	m := metrics.New(reg)
-	trail, err := audit.Open(s.auditLog, audit.Options{Service: "authserver", Registerer: reg, Namespace: "authserver", Log: log})
-	if err != nil {
-		return fmt.Errorf("--audit-log: %w", err)
-	}
-	defer trail.Close() // after the handlers and the admin socket stopped: their last events are written
 	adminDone, err := serveAdminSocket(ctx, s, st, km, conns, m, trail, log)
 	if err != nil {
 		return err

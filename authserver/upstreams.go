@@ -18,6 +18,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login/github"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
+	"github.com/mcp-oauth-gateway/gateway/internal/audit"
 	"github.com/mcp-oauth-gateway/gateway/internal/flagenv"
 )
 
@@ -81,7 +82,7 @@ func addUpstreamFlags(fs *flag.FlagSet, s *settings, names []string) {
 // connectionsService builds the connected accounts from the flags (nil when neither an upstream nor a key is
 // configured), checks that the key opens every stored connection, and seals again under the current key what an
 // older key sealed. A wrong key stops the start.
-func connectionsService(ctx context.Context, s *settings, st store.Store, log *slog.Logger) (*connections.Service, error) {
+func connectionsService(ctx context.Context, s *settings, st store.Store, trail *audit.Logger, log *slog.Logger) (*connections.Service, error) {
 	keyText := s.connectionsKey
 	if s.connectionsKeyFile != "" {
 		if keyText != "" {
@@ -130,7 +131,7 @@ func connectionsService(ctx context.Context, s *settings, st store.Store, log *s
 		ups = append(ups, up)
 	}
 	svc, err := connections.New(connections.Config{Issuer: s.issuer, Keys: keys, Upstreams: ups,
-		HTTPClient: &http.Client{Timeout: 15 * time.Second}, Log: log}, st)
+		HTTPClient: &http.Client{Timeout: 15 * time.Second}, Log: log, Audit: trail}, st)
 	if err != nil {
 		return nil, err
 	}

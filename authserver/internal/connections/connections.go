@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
+	"github.com/mcp-oauth-gateway/gateway/internal/audit"
 )
 
 // Errors of the service.
@@ -71,7 +72,11 @@ type Config struct {
 	HTTPClient *http.Client     // towards the upstreams (nil: a client with a 15 s timeout)
 	Now        func() time.Time // nil: time.Now
 	Log        *slog.Logger
+	Audit      *audit.Logger // records the connections the service ends itself (nil: none recorded)
 }
+
+// eventDeleted is the audit event of a connection that ends (docs/observability.md).
+const eventDeleted = "connection.deleted"
 
 // Service is safe for concurrent use.
 type Service struct {
@@ -373,8 +378,9 @@ func (s *Service) refreshOnce(ctx context.Context, c *store.Connection) (*Token,
 		if c.TokenExpiresAt.After(s.now()) {
 			return token(c, sec), nil // nothing to refresh with: the token serves until it expires
 		}
-		_ = s.store.SwapConnection(ctx, c.UserID, c.Upstream, c.Sealed, nil)
-		s.cfg.Log.InfoContext(ctx, "connection ended: its token expired and the upstream gave no refresh token", "user", c.UserID, "upstream", c.Upstream)
+		if s.store.SwapConnection(ctx, c.UserID, c.Upstream, c.Sealed, nil) == nil {
+			s.ended(ctx, c, "its token expired and the upstream gave no refresh token")
+		}
 		return nil, ErrNotConnected
 	}
 	u := s.upstreams[c.Upstream]
@@ -384,10 +390,12 @@ func (s *Service) refreshOnce(ctx context.Context, c *store.Connection) (*Token,
 	}
 	t, err := cfg.TokenSource(u.withClient(ctx), &oauth2.Token{RefreshToken: sec.RefreshToken}).Token()
 	if revoked(err) {
-		if err := s.store.SwapConnection(ctx, c.UserID, c.Upstream, c.Sealed, nil); err != nil && !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound) {
+		switch err := s.store.SwapConnection(ctx, c.UserID, c.Upstream, c.Sealed, nil); {
+		case err == nil:
+			s.ended(ctx, c, "the upstream refused its refresh token")
+		case !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound):
 			return nil, err
 		}
-		s.cfg.Log.InfoContext(ctx, "connection ended: the upstream refused its refresh token", "user", c.UserID, "upstream", c.Upstream)
 		return nil, ErrNotConnected
 	}
 	if err != nil {
@@ -414,6 +422,12 @@ func (s *Service) refreshOnce(ctx context.Context, c *store.Connection) (*Token,
 		return nil, err
 	}
 	return token(next, secrets{AccessToken: t.AccessToken, TokenType: t.TokenType}), nil
+}
+
+// ended logs and records a connection the service deleted itself, and why.
+func (s *Service) ended(ctx context.Context, c *store.Connection, why string) {
+	s.cfg.Log.InfoContext(ctx, "connection ended: "+why, "user", c.UserID, "upstream", c.Upstream)
+	s.cfg.Audit.Record(ctx, audit.Event{Name: eventDeleted, Outcome: audit.OutcomeSuccess, UserID: c.UserID, Upstream: c.Upstream, Reason: why})
 }
 
 // awaitRefresh waits for another process's refresh of c to land.

@@ -76,7 +76,7 @@ func newConnectEnv(t *testing.T, b backendCase) *connectEnv {
 		node := func() *connections.Service {
 			ring, err := connections.ParseKeys("k1:" + base64.StdEncoding.EncodeToString(key))
 			require.NoError(t, err)
-			svc, err := connections.New(connections.Config{Issuer: cfg.Issuer, Keys: ring, Log: quiet,
+			svc, err := connections.New(connections.Config{Issuer: cfg.Issuer, Keys: ring, Log: quiet, Audit: trail,
 				Upstreams: []connections.Upstream{{Name: "corp", DisplayName: "Corp Cloud", Issuer: up.Issuer, ClientID: id,
 					ClientSecret: secret, Scopes: []string{"openid", "offline_access"}}},
 				Now: func() time.Time { return time.Now().Add(time.Duration(ce.skew.Load())) }}, st)
@@ -255,6 +255,9 @@ func testConnectedAccounts(t *testing.T, b backendCase) {
 	assert.Equal(t, "not_connected", out["error"])
 	_, err = ce.store.GetConnection(ctx, "1001", "corp")
 	require.ErrorIs(t, err, store.ErrNotFound)
+	assert.Eventually(t, func() bool {
+		return strings.Contains(ce.trail.String(), `"event":"connection.deleted","outcome":"success","reason":"the upstream refused its refresh token","user_id":"1001"`)
+	}, 5*time.Second, 10*time.Millisecond, "the end the service made itself is in the audit trail")
 }
 
 // Disconnecting, on the account page or by an operator, revokes the connection's tokens at the upstream (its
