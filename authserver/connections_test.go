@@ -56,3 +56,42 @@ func TestConnectionSettingsRefusedAtStart(t *testing.T) {
 		assert.ErrorContains(t, err, c.want, c.args)
 	}
 }
+
+// An upstream named like an OpenID provider, with no app of its own, is that provider's login app: its scopes are
+// asked for at login, and the login's token is the user's connection (refreshed and revoked through the
+// provider's discovery document).
+func TestOpenIDLoginAppAsUpstream(t *testing.T) {
+	args := []string{"--issuer", "http://127.0.0.1:1", "--oidc-providers", "corp,other",
+		"--oidc-corp-issuer", "https://idp.example.com", "--oidc-corp-client-id", "gw", "--oidc-corp-client-secret", "s3",
+		"--oidc-corp-display-name", "Corp SSO", "--oidc-other-issuer", "https://other.example.com",
+		"--upstreams", "corp,gitlab", "--upstream-corp-scopes", "offline_access,api",
+		"--upstream-gitlab-issuer", "https://gitlab.example.com", "--upstream-gitlab-client-id", "gl",
+		"--connections-key", "k1:" + connectionsKey()}
+	var s settings
+	fs := flags(&s)
+	names, err := oidcProviderNames(args)
+	require.NoError(t, err)
+	addOIDCFlags(fs, &s, names)
+	ups, err := upstreamNames(args)
+	require.NoError(t, err)
+	addUpstreamFlags(fs, &s, ups)
+	require.NoError(t, fs.Parse(args))
+
+	assert.Equal(t, []string{"offline_access", "api"}, loginScopes(&s, "corp"))
+	assert.Empty(t, loginScopes(&s, "other"), "a provider whose app is not an upstream asks for nothing more")
+
+	st, err := embedded.Open(filepath.Join(t.TempDir(), "s.jsonl"), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	defer st.Close()
+	conns, err := connectionsService(context.Background(), &s, st, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	corp, ok := conns.Upstream("corp")
+	require.True(t, ok)
+	assert.True(t, corp.FromLogin)
+	assert.Equal(t, "https://idp.example.com", corp.Issuer)
+	assert.Equal(t, "gw", corp.ClientID)
+	assert.Equal(t, "s3", corp.ClientSecret)
+	assert.Equal(t, "Corp SSO", corp.DisplayName)
+	gitlab, _ := conns.Upstream("gitlab")
+	assert.False(t, gitlab.FromLogin, "an upstream with an app of its own is connected by its own flow")
+}

@@ -185,7 +185,8 @@ func flags(s *settings) *flag.FlagSet {
 		"(environment AUTHSERVER_OIDC_<NAME>_ISSUER, ...); see docs/idp.md")
 	fs.StringVar(&s.upstreams, upstreamsFlag, "", "comma-separated names of OAuth providers users may connect accounts at, so their MCP "+
 		"servers act as them there (e.g. gitlab,linear), each set by its own flags: --upstream-<name>-issuer (or -auth-url and -token-url), "+
-		"-client-id, -client-secret, -scopes, -display-name; see docs/connections.md")
+		"-revoke-url, -client-id, -client-secret, -scopes, -display-name; github or an --oidc-providers name without these flags is that login's "+
+		"own app, whose logins keep their token; see docs/connections.md")
 	fs.StringVar(&s.connectionsKey, "connections-key", "", "the keys connected accounts' tokens are encrypted with: <id>:<base64 of 32 random bytes>, "+
 		"comma-separated; the first encrypts, all decrypt (rotation: put the new key first, keep the old one until the start has "+
 		"re-encrypted every record)")
@@ -366,6 +367,7 @@ func serve(s *settings, log *slog.Logger) error {
 		providers = append(providers, gh.LoginProvider())
 		access = append([]string{"github: " + policy.String()}, access...)
 	}
+	keepOpenIDLogins(conns, openID)
 	logins, err := login.New(st, append(providers, openID...)...)
 	if err != nil {
 		return err

@@ -120,6 +120,15 @@ func checkGitHub(s *settings, log *slog.Logger) (github.Config, github.Policy, e
 
 // oidcProviders discovers each OpenID provider and returns them in the order listed, with a description of who
 // each lets in for the start-up log.
+// loginScopes are the scopes asked for at provider n's logins for the user's connected account there, when its app
+// is an upstream (settings.loginsApp).
+func loginScopes(s *settings, n string) []string {
+	if !s.loginsApp(n) {
+		return nil
+	}
+	return flagenv.Split(s.upstream[n].scopes)
+}
+
 func oidcProviders(ctx context.Context, s *settings, log *slog.Logger) ([]login.Provider, []string, error) {
 	var providers []login.Provider
 	var access []string
@@ -142,7 +151,7 @@ func oidcProviders(ctx context.Context, s *settings, log *slog.Logger) ([]login.
 		discover, cancel := context.WithTimeout(ctx, 30*time.Second)
 		p, err := oidc.New(discover, oidc.Config{Name: n, DisplayName: o.displayName, Issuer: o.issuer, ClientID: o.clientID,
 			ClientSecret: o.clientSecret, RedirectURL: s.issuer + oidc.CallbackPath(n), Scopes: strings.Fields(strings.ReplaceAll(o.scopes, ",", " ")),
-			UserInfo: o.userinfo, UsernameClaim: o.usernameClaim, GroupsClaim: o.groupsClaim}, policy, &http.Client{Timeout: 15 * time.Second})
+			UserInfo: o.userinfo, UsernameClaim: o.usernameClaim, GroupsClaim: o.groupsClaim, ExtraScopes: loginScopes(s, n)}, policy, &http.Client{Timeout: 15 * time.Second})
 		cancel()
 		if err != nil {
 			return nil, nil, err

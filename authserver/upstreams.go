@@ -17,6 +17,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/connections"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login/github"
+	"github.com/mcp-oauth-gateway/gateway/authserver/internal/login/oidc"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 	"github.com/mcp-oauth-gateway/gateway/internal/audit"
 	"github.com/mcp-oauth-gateway/gateway/internal/flagenv"
@@ -28,6 +29,18 @@ import (
 // upstreamSettings are one upstream's flags.
 type upstreamSettings struct {
 	issuer, authURL, tokenURL, revokeURL, clientID, clientSecret, scopes, displayName string
+}
+
+// loginsApp reports whether upstream n is a login provider's own app: named like the GitHub login or an OpenID
+// provider, with no endpoint or client of its own. That provider's logins then keep their token as the user's
+// connected account, with the upstream's scopes asked for at login.
+func (s *settings) loginsApp(n string) bool {
+	u := s.upstream[n]
+	if u == nil || u.issuer != "" || u.authURL != "" || u.tokenURL != "" || u.clientID != "" {
+		return false
+	}
+	_, openID := s.oidc[n]
+	return n == login.GitHub || openID
 }
 
 const upstreamsFlag = "upstreams"
@@ -118,8 +131,10 @@ func connectionsService(ctx context.Context, s *settings, st store.Store, trail 
 		u := s.upstream[n]
 		up := connections.Upstream{Name: n, DisplayName: u.displayName, Issuer: u.issuer, AuthURL: u.authURL,
 			TokenURL: u.tokenURL, RevokeURL: u.revokeURL, ClientID: u.clientID, ClientSecret: u.clientSecret, Scopes: flagenv.Split(u.scopes)}
-		if n == login.GitHub && u.issuer == "" && u.authURL == "" && u.tokenURL == "" && u.clientID == "" {
-			// The GitHub login's own app: each GitHub login keeps its token, with these scopes asked for there too.
+		if o := s.oidc[n]; o != nil && s.loginsApp(n) {
+			up.Issuer, up.ClientID, up.ClientSecret, up.FromLogin = o.issuer, o.clientID, o.clientSecret, true
+			up.DisplayName = cmp.Or(up.DisplayName, o.displayName)
+		} else if s.loginsApp(n) {
 			if !githubConfigured(s) {
 				return nil, errors.New("--upstreams github: give the upstream's own --upstream-github-* settings, or configure the GitHub login (--github-client-id), whose logins then connect it")
 			}
@@ -143,6 +158,24 @@ func connectionsService(ctx context.Context, s *settings, st store.Store, trail 
 		log.Info("connected accounts sealed again under the current key", "count", n, "key_id", keys.Current())
 	}
 	return svc, nil
+}
+
+// keepOpenIDLogins makes every login through an OpenID provider whose app is an upstream (settings.loginsApp) keep
+// its token as the user's connected account there; the upstream's scopes were asked for at login (oidcProviders).
+func keepOpenIDLogins(conns *connections.Service, providers []login.Provider) {
+	if conns == nil {
+		return
+	}
+	for _, p := range providers {
+		o, ok := p.(*oidc.Provider)
+		if up, connected := conns.Upstream(p.Name()); !ok || !connected || !up.FromLogin {
+			continue
+		}
+		name := p.Name()
+		o.KeepTokens(func(ctx context.Context, userID string, tok *oauth2.Token) error {
+			return conns.Keep(ctx, name, userID, tok)
+		})
+	}
 }
 
 // keepGitHubLogins makes every GitHub login keep its token as the user's connected GitHub account, with the

@@ -28,8 +28,8 @@ type Upstream struct {
 	// ClientSecret is empty for a public client (PKCE alone).
 	ClientSecret string
 	Scopes       []string
-	// FromLogin: the upstream is also the login provider of the same name (GitHub), whose logins keep their token as
-	// the user's connection (Keep), with Scopes asked for at login.
+	// FromLogin: the upstream is also the login provider of the same name (GitHub, an OpenID provider), whose
+	// logins keep their token as the user's connection (Keep), with Scopes asked for at login.
 	FromLogin bool
 	// SecretInForm: the client authenticates with client_secret_post, as GitHub documents it (default: basic).
 	SecretInForm bool

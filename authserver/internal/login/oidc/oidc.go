@@ -58,6 +58,9 @@ type Config struct {
 	// UserInfo: also read the userinfo endpoint after the token exchange (its sub must be the ID token's) and take
 	// the claims the ID token lacks from it. For providers that put e-mail or groups only there.
 	UserInfo bool
+	// ExtraScopes are asked for at every login besides Scopes, for the user's connected account at this provider
+	// (package connections; KeepTokens): the login's token then serves the user's MCP servers.
+	ExtraScopes []string
 	// UsernameClaim names the user in X-User-Name and on pages (default preferred_username; then the verified
 	// e-mail address, then the sub).
 	UsernameClaim string
@@ -72,6 +75,7 @@ type Provider struct {
 	cfg    Config
 	policy Policy
 	client *http.Client
+	keep   func(ctx context.Context, userID string, tok *oauth2.Token) error
 	ready  atomic.Pointer[discovered] // nil until the provider's discovery document has been read
 
 	mu      sync.Mutex // one discovery at a time
@@ -123,6 +127,11 @@ func New(ctx context.Context, cfg Config, policy Policy, client *http.Client) (*
 	}
 	if !slices.Contains(cfg.Scopes, gooidc.ScopeOpenID) {
 		cfg.Scopes = append([]string{gooidc.ScopeOpenID}, cfg.Scopes...)
+	}
+	for _, extra := range cfg.ExtraScopes {
+		if !slices.Contains(cfg.Scopes, extra) {
+			cfg.Scopes = append(slices.Clip(cfg.Scopes), extra)
+		}
 	}
 	if cfg.UsernameClaim == "" {
 		cfg.UsernameClaim = DefaultUsernameClaim
@@ -228,6 +237,12 @@ func (p *Provider) read(ctx context.Context) (*discovered, error) {
 	}, nil
 }
 
+// KeepTokens has every login the access rules admit give its token response to keep (the user's connected account
+// at this provider); an error of keep fails the login. Set it before the provider serves logins.
+func (p *Provider) KeepTokens(keep func(ctx context.Context, userID string, tok *oauth2.Token) error) {
+	p.keep = keep
+}
+
 // Name, DisplayName and CallbackPath implement login.Provider.
 func (p *Provider) Name() string         { return p.cfg.Name }
 func (p *Provider) DisplayName() string  { return p.cfg.DisplayName }
@@ -283,7 +298,14 @@ func (p *Provider) Login(ctx context.Context, cb login.Callback, a store.LoginAt
 		}
 		return nil, fmt.Errorf("oidc %s: exchange the code: %w", p.cfg.Name, err)
 	}
-	return p.identify(ctx, tok, a.Nonce)
+	user, err := p.identify(ctx, tok, a.Nonce)
+	if err != nil || p.keep == nil {
+		return user, err
+	}
+	if err := p.keep(ctx, user.ID, tok); err != nil {
+		return nil, fmt.Errorf("oidc %s: keep the user's token as their connected account: %w", p.cfg.Name, err)
+	}
+	return user, nil
 }
 
 // identify verifies the token response's ID token against the nonce of the attempt and turns it into a user.

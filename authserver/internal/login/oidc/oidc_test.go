@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -365,6 +366,43 @@ func TestUserInfo(t *testing.T) {
 		"email_verified": true, "groups": []any{"x"}})
 	assert.Equal(t, map[string]any{"email": "a@example.com", "groups": []any{"x"}}, merged,
 		"an address and its verification come from one source")
+}
+
+// A provider whose app is also an upstream asks for the upstream's scopes at login and hands each admitted login's
+// token to be kept; a refused login keeps nothing, and a token that cannot be kept fails the login.
+func TestKeepTokens(t *testing.T) {
+	h := hydratest.Start(t)
+	p := newProvider(t, h, Config{ExtraScopes: []string{"offline_access", "openid"}}, mustPolicy(t, "", "", "example.com", ""))
+	type kept struct {
+		user string
+		tok  *oauth2.Token
+	}
+	var got []kept
+	p.KeepTokens(func(_ context.Context, userID string, tok *oauth2.Token) error {
+		got = append(got, kept{userID, tok})
+		if userID == "corp:broken" {
+			return errors.New("the store is down")
+		}
+		return nil
+	})
+	assert.Contains(t, authURL(t, p, "s", newAttempt("corp")), "scope=openid+email+profile+offline_access", "each scope once, the extra ones last")
+
+	h.SetUser(hydratest.User{Subject: "alice", Claims: map[string]any{"email": "alice@example.com", "email_verified": true}})
+	u, err := wholeLogin(t, p, newAttempt("corp"))
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	assert.Equal(t, u.ID, got[0].user)
+	assert.NotEmpty(t, got[0].tok.AccessToken)
+	assert.NotEmpty(t, got[0].tok.RefreshToken, "offline_access was asked for: the connection can be refreshed")
+
+	h.SetUser(hydratest.User{Subject: "mallory", Claims: map[string]any{"email": "mallory@elsewhere.example", "email_verified": true}})
+	_, err = wholeLogin(t, p, newAttempt("corp"))
+	denied(t, err)
+	assert.Len(t, got, 1, "a refused login keeps nothing")
+
+	h.SetUser(hydratest.User{Subject: "broken", Claims: map[string]any{"email": "bob@example.com", "email_verified": true}})
+	_, err = wholeLogin(t, p, newAttempt("corp"))
+	assert.ErrorContains(t, err, "keep the user's token as their connected account: the store is down")
 }
 
 // At refresh, the rules that need no login are checked again on what the login recorded.
