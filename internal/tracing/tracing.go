@@ -6,7 +6,6 @@ package tracing
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -14,14 +13,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcp-oauth-gateway/gateway/internal/otelenv"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -58,7 +56,7 @@ func Setup(ctx context.Context, service string, log *slog.Logger) (*Tracing, err
 	}
 	var exp sdktrace.SpanExporter
 	var err error
-	switch p := protocol(os.Getenv); p {
+	switch p := otelenv.Protocol(os.Getenv, "TRACES"); p {
 	case "http/protobuf":
 		exp, err = otlptracehttp.New(ctx)
 	case "grpc":
@@ -69,15 +67,14 @@ func Setup(ctx context.Context, service string, log *slog.Logger) (*Tracing, err
 	if err != nil {
 		return nil, fmt.Errorf("OTLP trace exporter: %w", err)
 	}
-	res, err := resource.New(ctx, resource.WithAttributes(semconv.ServiceName(service)), resource.WithFromEnv(),
-		resource.WithTelemetrySDK())
-	if err != nil && !errors.Is(err, resource.ErrPartialResource) {
-		return nil, fmt.Errorf("trace resource: %w", err)
+	res, err := otelenv.Resource(ctx, service)
+	if err != nil {
+		return nil, err
 	}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
 	otel.SetTracerProvider(tp)
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warn("tracing", "err", err) }))
-	log.Info("tracing on", "protocol", protocol(os.Getenv), "service", service)
+	log.Info("tracing on", "protocol", otelenv.Protocol(os.Getenv, "TRACES"), "service", service)
 	return &Tracing{provider: tp}, nil
 }
 
@@ -98,16 +95,6 @@ func configured(getenv func(string) string) bool {
 		return getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != ""
 	}
 	return false
-}
-
-func protocol(getenv func(string) string) string {
-	if p := getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"); p != "" {
-		return p
-	}
-	if p := getenv("OTEL_EXPORTER_OTLP_PROTOCOL"); p != "" {
-		return p
-	}
-	return "http/protobuf"
 }
 
 // Handler wraps next, normally an http.ServeMux (its matched pattern names the span), so that each request is a

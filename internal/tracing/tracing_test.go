@@ -27,12 +27,6 @@ func TestConfiguredOnlyByTheStandardVariables(t *testing.T) {
 			t.Errorf("configured(%v) = %v, want %v", c.env, got, c.want)
 		}
 	}
-	if p := protocol(func(k string) string { return map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}[k] }); p != "grpc" {
-		t.Errorf("protocol = %q, want grpc", p)
-	}
-	if p := protocol(func(string) string { return "" }); p != "http/protobuf" {
-		t.Errorf("default protocol = %q, want http/protobuf", p)
-	}
 }
 
 const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
