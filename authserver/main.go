@@ -166,8 +166,8 @@ func flags(s *settings) *flag.FlagSet {
 	fs.StringVar(&s.trustedProxies, "trusted-proxies", "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16",
 		"comma-separated CIDRs whose X-Forwarded-For is believed (the reverse proxy in front)")
 	fs.StringVar(&s.logFormat, "log-format", "auto", "log format: text, json, or auto (json unless stderr is a terminal)")
-	fs.StringVar(&s.auditLog, "audit-log", audit.Stdout, "where the audit trail goes, one JSON object a line: stdout, off, or a file's path "+
-		"(appended to, created 0600); an operator command run in its own process writes stdout's to stderr, beside its output")
+	fs.StringVar(&s.auditLog, "audit-log", audit.Stdout, "where the audit trail goes, one JSON object a line: stdout, off, a file's path "+
+		"(appended to, created 0600), or otlp (log records to the collector OTEL_EXPORTER_OTLP_ENDPOINT names); an operator command run in its own process writes stdout's to stderr, beside its output")
 	fs.StringVar(&s.metricsListen, "metrics-listen", "", "address of a separate listener serving Prometheus metrics at /metrics, e.g. :9090 (empty: off)")
 	fs.StringVar(&s.store.RedisURL, "redis-url", "", "Redis URL (redis://, rediss:// for TLS, ?master_name= for Sentinel); empty: the embedded store")
 	fs.StringVar(&s.redisAddrs, "redis-addrs", "", "comma-separated Redis Cluster nodes or Sentinels, instead of --redis-url")

@@ -95,7 +95,7 @@ func run(args []string) error {
 	fs.StringVar(&identity.Scopes, "scopes-header", "X-Scopes", "header with the token's scopes, space separated, for the policy (empty: none)")
 	fs.StringVar(&identity.Groups, "groups-header", "X-User-Groups", "header with the caller's groups, comma separated, for the policy (empty: none)")
 	fs.StringVar(&identity.ResourceMetadata, "resource-metadata-header", "X-Resource-Metadata", "header with the URL of the resource's RFC 9728 metadata, named in step-up challenges (empty: none)")
-	auditLog := fs.String("audit-log", audit.Stdout, "where the audit trail goes, one JSON object a line: stdout, off, or a file's path (appended to, created 0600)")
+	auditLog := fs.String("audit-log", audit.Stdout, "where the audit trail goes, one JSON object a line: stdout, off, a file's path (appended to, created 0600), or otlp (log records to the collector OTEL_EXPORTER_OTLP_ENDPOINT names)")
 	serverName := fs.String("server-name", "", "the MCP server's name in the audit trail (default: the command's file name)")
 	var auditArgs flagenv.List
 	fs.Var(&auditArgs, "audit-arguments", "tools whose call arguments the audit trail records, comma separated, \"*\" for every tool; members named like a secret (token, password, secret, key, ...) are redacted (default: none; arguments hold users' data)")

@@ -5,17 +5,21 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mcp-oauth-gateway/gateway/internal/observe"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/jaegertest"
 	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
 )
 
@@ -145,5 +149,128 @@ func TestRedactHidesSecretsByNameAtAnyDepth(t *testing.T) {
 	}
 	if in["api_key"] != "k1" {
 		t.Error("Redact changed its input")
+	}
+}
+
+// With --audit-log otlp the events go to a real OpenTelemetry Collector (Jaeger's) as log records named after the
+// event, whose body is the event's object, from a resource named after the service.
+func TestOTLPToACollector(t *testing.T) {
+	bin, err := jaegertest.Find()
+	if err != nil {
+		testenv.Missing(t, "Jaeger", "run `go tool task deps`")
+	}
+	collector, err := jaegertest.Start(bin, t.TempDir(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(collector.Stop)
+	for _, protocol := range []string{"http/protobuf", "grpc"} {
+		t.Run(protocol, func(t *testing.T) {
+			endpoint := collector.OTLPHTTP
+			if protocol == "grpc" {
+				endpoint = "http://" + collector.OTLPGRPC
+			}
+			t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+			t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
+			service := "audit-" + strings.ReplaceAll(protocol, "/", "-")
+			reg := prometheus.NewRegistry()
+			l, err := Open(OTLP, Options{Service: service, Registerer: reg, Namespace: "test"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 100 {
+				l.Record(context.Background(), Event{Name: "mcp.tools/call", Outcome: OutcomeResult, UserID: "42", Target: fmt.Sprintf("tool-%d", i),
+					DurationMS: 1.5, Arguments: map[string]any{"path": "/tmp", "depth": 2}})
+			}
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if n := testutil.CollectAndCount(l.dropped); n != 0 {
+				t.Fatalf("events dropped: %d reasons counted", n)
+			}
+			received := func() int { return strings.Count(collector.Output(), `"service":"`+service+`"`) }
+			for deadline := time.Now().Add(10 * time.Second); received() < 100 && time.Now().Before(deadline); {
+				time.Sleep(50 * time.Millisecond)
+			}
+			out := collector.Output()
+			for _, want := range []string{"service.name: Str(" + service + ")", "SeverityText: INFO", "EventName: mcp.tools/call",
+				`"event":"mcp.tools/call"`, `"user_id":"42"`, `"duration_ms":1.5`, `"arguments":{"depth":2,"path":"/tmp"}`, `"v":1`} {
+				if !strings.Contains(out, want) {
+					t.Errorf("the collector's records lack %s:\n%s", want, tail(out, 3000))
+				}
+			}
+			if got := received(); got != 100 {
+				t.Errorf("the collector received %d of the 100 events", got)
+			}
+		})
+	}
+
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+	if _, err := Open(OTLP, Options{Service: "x"}); err == nil || !strings.Contains(err.Error(), "OTEL_EXPORTER_OTLP_ENDPOINT") {
+		t.Errorf("otlp without a collector: %v, want an error naming the variable", err)
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// heldSink holds what it is written until Flush, whose exports fail when failing is set.
+type heldSink struct {
+	gate            chan struct{} // the first Write waits for it
+	held, most      int
+	flushes, failed int
+	failing         bool
+}
+
+func (h *heldSink) Write(p []byte) (int, error) {
+	if h.gate != nil {
+		<-h.gate
+		h.gate = nil
+	}
+	h.held++
+	h.most = max(h.most, h.held)
+	return len(p), nil
+}
+
+func (h *heldSink) Flush() (int, error) {
+	n := h.held
+	h.held = 0
+	h.flushes++
+	if h.failing {
+		return n, errors.New("collector unreachable")
+	}
+	return 0, nil
+}
+
+// A destination that holds events until flushed (OTLP) is flushed whenever no event waits and at least every
+// flushEvery events under a steady stream; what a failed flush loses is counted, each event.
+func TestHeldEventsAreFlushedAndTheirLossCounted(t *testing.T) {
+	sink := &heldSink{gate: make(chan struct{})}
+	l := New(sink, nil, Options{Service: "streamproxy", Buffer: 2000, Log: slog.New(slog.DiscardHandler)})
+	for range 1500 {
+		l.Record(context.Background(), Event{Name: "mcp.tools/call"})
+	}
+	close(sink.gate)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if sink.most != flushEvery || sink.held != 0 || sink.flushes != 3 {
+		t.Errorf("held at most %d, %d left, %d flushes; want %d, 0, 3", sink.most, sink.held, sink.flushes, flushEvery)
+	}
+
+	sink = &heldSink{failing: true}
+	l = New(sink, nil, Options{Service: "streamproxy", Log: slog.New(slog.DiscardHandler)})
+	for range 3 {
+		l.Record(context.Background(), Event{Name: "mcp.tools/call"})
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(l.dropped.WithLabelValues("write_error")); got != 3 {
+		t.Errorf("write_error drops = %v, want 3 (every event a failed flush held)", got)
 	}
 }

@@ -49,14 +49,20 @@ const (
 	Off    = "off"
 )
 
-// Open returns a logger writing to dest: Stdout, Off (nil: nothing recorded) or a file's path, appended to and
-// created with mode 0600 (an audit trail names users).
+// Open returns a logger writing to dest: Stdout, Off (nil: nothing recorded), OTLP (log records to a collector) or
+// a file's path, appended to and created with mode 0600 (an audit trail names users).
 func Open(dest string, o Options) (*Logger, error) {
 	switch dest {
 	case Off:
 		return nil, nil
 	case Stdout, "":
 		return New(os.Stdout, nil, o), nil
+	case OTLP:
+		sink, err := openOTLP(context.Background(), o.Service, os.Getenv)
+		if err != nil {
+			return nil, err
+		}
+		return New(sink, sink, o), nil
 	}
 	f, err := os.OpenFile(dest, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
@@ -96,26 +102,26 @@ func (l *Logger) Record(ctx context.Context, e Event) {
 	line, err := json.Marshal(e)
 	if err != nil { // only an argument that is not JSON can do this
 		l.log.ErrorContext(ctx, "audit event not encodable", "event", e.Name, "err", err)
-		l.drop("write_error")
+		l.drop("write_error", 1)
 		return
 	}
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed {
-		l.drop("closed")
+		l.drop("closed", 1)
 		return
 	}
 	select {
 	case l.lines <- append(line, '\n'):
 	default:
-		l.drop("buffer_full")
+		l.drop("buffer_full", 1)
 	}
 }
 
-// drop counts a lost event and warns, at most once a second, with how many were lost since the last warning.
-func (l *Logger) drop(reason string) {
-	l.dropped.WithLabelValues(reason).Inc()
-	l.lost.Add(1)
+// drop counts n lost events and warns, at most once a second, with how many were lost since the last warning.
+func (l *Logger) drop(reason string, n int) {
+	l.dropped.WithLabelValues(reason).Add(float64(n))
+	l.lost.Add(int64(n))
 	now := time.Now().UnixNano()
 	last := l.warned.Load()
 	if now-last < int64(time.Second) || !l.warned.CompareAndSwap(last, now) {
@@ -124,12 +130,32 @@ func (l *Logger) drop(reason string) {
 	l.log.Warn("audit events dropped", "reason", reason, "dropped_since_last_warning", l.lost.Swap(0))
 }
 
+// flusher is a destination that holds what it was given until Flush, which reports how many events it lost.
+type flusher interface {
+	Flush() (lost int, err error)
+}
+
+// flushEvery is how many events a flusher holds at most: the writer flushes whenever no event waits, and at
+// least this often under a steady stream, so that what the destination holds is bounded and each loss is counted.
+const flushEvery = 512
+
 func (l *Logger) write() {
 	defer close(l.done)
+	f, _ := l.out.(flusher)
+	held := 0
 	for line := range l.lines {
 		if _, err := l.out.Write(line); err != nil {
 			l.log.Error("audit event not written", "err", err)
-			l.drop("write_error")
+			l.drop("write_error", 1)
+			continue
+		}
+		if held++; f == nil || (len(l.lines) > 0 && held < flushEvery) {
+			continue
+		}
+		held = 0
+		if lost, err := f.Flush(); err != nil {
+			l.log.Error("audit events not written", "events", lost, "err", err)
+			l.drop("write_error", lost)
 		}
 	}
 }

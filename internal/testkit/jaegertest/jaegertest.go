@@ -1,6 +1,7 @@
 // Package jaegertest runs Jaeger v1.75.0 (built into .cache/bin/jaeger from tools/jaeger by `go tool task deps`) with
 // in-memory storage on loopback ports of its own: the trace backend of the end-to-end tracing test and of
-// `go tool task dev -- -tracing`. It receives OTLP over HTTP and gRPC and answers the query API its UI uses.
+// `go tool task dev -- -tracing`. It receives OTLP over HTTP and gRPC and answers the query API its UI uses. Jaeger
+// is an OpenTelemetry Collector: the log records it receives (the audit trail's) it prints in full (Output).
 package jaegertest
 
 import (
@@ -48,6 +49,9 @@ const config = `service:
       receivers: [otlp]
       processors: [batch]
       exporters: [jaeger_storage_exporter]
+    logs:
+      receivers: [otlp]
+      exporters: [debug]
   telemetry:
     metrics:
       level: none
@@ -83,6 +87,9 @@ processors:
 exporters:
   jaeger_storage_exporter:
     trace_storage: memstore
+  debug:
+    verbosity: detailed
+    use_internal_logger: false
 `
 
 // Start runs Jaeger with its configuration in dir, its UI on uiPort (0: any free port), until Stop.
@@ -124,7 +131,7 @@ func Start(bin, dir string, uiPort int) (*Jaeger, error) {
 	}
 }
 
-// Output is what Jaeger logged.
+// Output is what Jaeger logged, and the log records it received, each as the Collector's debug exporter prints it.
 func (j *Jaeger) Output() string { return j.proc.Output() }
 
 // Stop ends Jaeger.
