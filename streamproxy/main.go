@@ -70,6 +70,7 @@ func run(args []string) error {
 	fs.Var(&passEnv, "pass-env", "names of the proxy's environment variables the MCP server also gets, beyond PATH, HOME, USER, LANG, LC_*, TZ, TMPDIR (comma separated)")
 	workdir := fs.String("workdir", "", "working directory of the MCP server (default: the proxy's); {user} becomes the caller's id, the directory is created 0700")
 	maxSessions := fs.Int("max-sessions", 100, "most MCP server processes at once (sessions plus 2026-07-28 users); beyond it 503 with Retry-After")
+	poolSize := fs.Int("pool", 0, "MCP server processes started ahead, waiting for new sessions and 2026-07-28 users, refilled in the background; they count against --max-sessions (0: none; not for a command with per-user settings or credentials)")
 	hideRoots := fs.Bool("hide-client-roots", false, "roots never reach the MCP server: it is not told that a client offers them, its roots/list gets no roots from the proxy, and clients' roots notifications and answers are kept from it (for servers such as server-filesystem, which replace the directories they were started with by a client's roots)")
 	maxPerUser := fs.Int("max-per-user", 20, "most MCP server processes of one user (sessions plus their 2026-07-28 process): a new one recycles the user's least recently used idle session, or gets 429 when all are busy (0: no limit)")
 	maxStreams := fs.Int("max-streams-per-user", 20, "most streams one user holds open (sessions' GET streams and 2026-07-28 subscriptions/listen streams); beyond it 429 with Retry-After (0: no limit)")
@@ -143,6 +144,9 @@ func run(args []string) error {
 	if creds != nil && *userHeader == "" {
 		return errors.New("{token:...} and {token_file:...} in --env need an identity: keep --user-header set")
 	}
+	if err := checkPool(*poolSize, *maxSessions, perUser.Uses(), creds != nil); err != nil {
+		return err
+	}
 	if os.Geteuid() == 0 {
 		log.Warn("running as root: the MCP servers run as root too, and a root process can read this one's memory and environment, the secret included; run streamproxy as an unprivileged account (the container image does)")
 	}
@@ -190,6 +194,7 @@ func run(args []string) error {
 			Sandbox: box},
 		UserHeader:     *userHeader,
 		MaxPerUser:     *maxPerUser,
+		Pool:           *poolSize,
 		UserStreams:    *maxStreams,
 		UserCalls:      *maxCalls,
 		HideRoots:      *hideRoots,
@@ -262,5 +267,23 @@ func run(args []string) error {
 		return err
 	}
 	mcp.Close()
+	return nil
+}
+
+// checkPool refuses a pool that would mix users or cannot fit: a process started ahead is started for nobody, so its
+// command must be the same for every user.
+func checkPool(size, maxSessions int, perUser, credentials bool) error {
+	switch {
+	case size < 0:
+		return fmt.Errorf("--pool %d: give a number of processes, 0 for none", size)
+	case size == 0:
+		return nil
+	case perUser:
+		return errors.New("--pool cannot start processes ahead for a command with per-user settings ({user} in --env or --workdir): each user's process is started for them; drop --pool, or the per-user settings if the server keeps nothing per user")
+	case credentials:
+		return errors.New("--pool cannot start processes ahead for a command that holds the user's credentials ({token:...} or {token_file:...} in --env): each user's process is started with their token; drop --pool")
+	case maxSessions > 0 && size > maxSessions:
+		return fmt.Errorf("--pool %d is more than --max-sessions %d, which counts the processes waiting in the pool too: lower --pool or raise --max-sessions", size, maxSessions)
+	}
 	return nil
 }

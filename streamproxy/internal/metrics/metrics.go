@@ -16,6 +16,9 @@ type Metrics struct {
 	expired  prometheus.Counter
 	limited  *prometheus.CounterVec
 
+	poolReady  prometheus.Gauge
+	poolMisses prometheus.Counter
+
 	decisions     *prometheus.CounterVec
 	policyLimited *prometheus.CounterVec
 	reloads       *prometheus.CounterVec
@@ -39,6 +42,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Sessions ended for being idle longer than --idle-timeout."}),
 		limited: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "streamproxy", Name: "requests_limited_total",
 			Help: "Requests refused with 429 for their user's share, by limit: user_streams (--max-streams-per-user), user_calls (--max-calls-per-user)."}, []string{"limit"}),
+		poolReady: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "streamproxy", Name: "pool_ready",
+			Help: "MCP server processes started ahead (--pool) and waiting for a new session or 2026-07-28 user."}),
+		poolMisses: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "streamproxy", Name: "pool_misses_total",
+			Help: "New sessions and 2026-07-28 users' processes that found the pool (--pool) empty and waited for a fresh process."}),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "streamproxy", Name: "policy_decisions_total",
 			Help: "Requests the policy decided (tools/call, prompts/get, resources/read and the subscriptions), by the rule that decided (\"default\" when none matched) and effect: allow, deny, step_up."},
 			[]string{"rule", "effect"}),
@@ -47,7 +54,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "streamproxy", Name: "policy_reloads_total",
 			Help: "Changes of the policy file, by result: loaded, or failed (the last good policy stays in force)."}, []string{"result"}),
 	}
-	reg.MustRegister(m.started, m.running, m.exits, m.messages, m.refused, m.expired, m.limited, m.decisions, m.policyLimited, m.reloads)
+	reg.MustRegister(m.started, m.running, m.exits, m.messages, m.refused, m.expired, m.limited, m.poolReady, m.poolMisses, m.decisions, m.policyLimited, m.reloads)
 	// Every series exists from the start at 0, so rates and alerts work before the first event.
 	for _, how := range []string{"ended", "crashed"} {
 		m.exits.WithLabelValues(how)
@@ -112,6 +119,20 @@ func (m *Metrics) Expired() {
 func (m *Metrics) Limited(limit string) {
 	if m != nil {
 		m.limited.WithLabelValues(limit).Inc()
+	}
+}
+
+// PoolReady sets how many started processes wait in the pool.
+func (m *Metrics) PoolReady(n int) {
+	if m != nil {
+		m.poolReady.Set(float64(n))
+	}
+}
+
+// PoolMiss counts a new process that found the pool empty.
+func (m *Metrics) PoolMiss() {
+	if m != nil {
+		m.poolMisses.Inc()
 	}
 }
 

@@ -258,6 +258,18 @@ func RandomID() (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
+// Adopt gives a session started ahead for nobody (package pool) to the user it now serves, with the hook for their
+// messages that belong to no request (Config.Unrouted); the caller does so before anyone else can reach the session.
+// What the child sent while it waited is forgotten: it was nobody's.
+func (s *Session) Adopt(user string, unrouted func(*Message)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.UserID = user
+	s.unrouted = unrouted
+	s.backlog = nil
+	s.lastUsed = time.Now()
+}
+
 // Done is closed when the session has ended.
 func (s *Session) Done() <-chan struct{} { return s.done }
 

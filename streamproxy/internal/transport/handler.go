@@ -34,6 +34,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/broker"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/metrics"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/policy"
+	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/pool"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
 )
 
@@ -45,6 +46,7 @@ type Config struct {
 	AllowedOrigins []string      // browser origins allowed; "*" allows any; loopback origins are always allowed
 	MaxSessions    int           // processes in all, sessions and workers; beyond it: 503 with Retry-After
 	MaxPerUser     int           // processes of one user; beyond it: 429 with Retry-After
+	Pool           int           // processes started ahead for new sessions and workers (package pool); 0: none
 	UserStreams    int           // streams one user may hold open (limits.go); 0: no limit
 	UserCalls      int           // requests of one user in flight at once; 0: no limit
 	HideRoots      bool          // roots never reach a server, by any path (roots.go)
@@ -80,6 +82,7 @@ type Handler struct {
 	parked      map[string]*parked   // bridged calls waiting for input, by request state
 	load        map[string]*userLoad // by user, while they hold streams or requests
 	closing     bool
+	pool        *pool.Pool   // nil: none
 	childSpeaks atomic.Int32 // what the MCP server command speaks: speaksUnknown until the first worker's probe
 }
 
@@ -90,6 +93,10 @@ func New(cfg Config) *Handler {
 	}
 	h := &Handler{cfg: cfg, log: cfg.Logger, sessions: map[string]*session.Session{}, workers: map[string]*worker{},
 		parked: map[string]*parked{}, load: map[string]*userLoad{}}
+	if cfg.Pool > 0 {
+		h.pool = pool.New(pool.Config{Size: cfg.Pool, Start: h.startAhead, Room: h.poolRoom, Log: cfg.Logger,
+			Metrics: cfg.Metrics})
+	}
 	if cfg.IdleTimeout > 0 {
 		go h.reapIdle()
 	}
@@ -114,6 +121,9 @@ func (h *Handler) Workers() int {
 func (h *Handler) Close() {
 	h.mu.Lock()
 	h.closing = true
+	h.mu.Unlock()
+	h.pool.Close()
+	h.mu.Lock()
 	all := make([]*session.Session, 0, len(h.sessions)+len(h.workers))
 	for _, s := range h.sessions {
 		all = append(all, s)

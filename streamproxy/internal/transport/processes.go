@@ -21,11 +21,12 @@ var (
 	errUserLimit    = errors.New("every MCP server process of this user is busy")
 )
 
-// roomLocked reports whether one more process fits, in all and for the user; h.mu is held. A user at their limit
-// gets their least recently used idle session recycled (clients that went away without DELETE leave sessions
-// behind until the idle timeout; its client, if it ever returns, gets 404 and initializes again); only a user whose
-// every process is busy is refused.
-func (h *Handler) roomLocked(user string) error {
+// roomLocked reports whether one more process fits, in all and for the user, and takes it from the pool when one
+// waits there (nil: start a fresh one with launch); h.mu is held. A user at their limit gets their least recently
+// used idle session recycled (clients that went away without DELETE leave sessions behind until the idle timeout;
+// its client, if it ever returns, gets 404 and initializes again); only a user whose every process is busy is
+// refused.
+func (h *Handler) roomLocked(user string) (*session.Session, error) {
 	if h.cfg.MaxPerUser > 0 && user != "" {
 		n := 0
 		if h.workers[user] != nil {
@@ -44,7 +45,7 @@ func (h *Handler) roomLocked(user string) error {
 		}
 		if n >= h.cfg.MaxPerUser {
 			if oldest == nil {
-				return errUserLimit
+				return nil, errUserLimit
 			}
 			delete(h.sessions, oldest.ID)
 			h.cfg.Metrics.Expired()
@@ -52,10 +53,41 @@ func (h *Handler) roomLocked(user string) error {
 			go oldest.Close(childGrace)
 		}
 	}
-	if h.cfg.MaxSessions > 0 && len(h.sessions)+len(h.workers) >= h.cfg.MaxSessions {
-		return errTooMany
+	if s := h.pool.Take(); s != nil {
+		return s, nil // counted against --max-sessions since it started
 	}
-	return nil
+	if h.cfg.MaxSessions > 0 && len(h.sessions)+len(h.workers)+h.pool.Held() >= h.cfg.MaxSessions {
+		return nil, errTooMany
+	}
+	return nil, nil
+}
+
+// launch gives a new session or worker its process: pooled, the one roomLocked took from the pool, else a fresh
+// one. Both run the same command, confined alike: the pool serves only a command without per-user settings.
+func (h *Handler) launch(cfg session.Config, pooled *session.Session) (*session.Session, error) {
+	if pooled != nil {
+		pooled.Adopt(cfg.UserID, cfg.Unrouted)
+		return pooled, nil
+	}
+	h.pool.Missed()
+	return session.Start(cfg)
+}
+
+// startAhead starts a process for the pool: the command as every user gets it, for nobody yet.
+func (h *Handler) startAhead() (*session.Session, error) {
+	cmd, err := h.command("")
+	if err != nil {
+		return nil, err
+	}
+	return session.Start(session.Config{Command: cmd, Backlog: h.cfg.Backlog, Answer: h.answerer(), Log: h.log,
+		Metrics: h.cfg.Metrics})
+}
+
+// poolRoom reports whether the pool may hold held processes within --max-sessions.
+func (h *Handler) poolRoom(held int) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return !h.closing && (h.cfg.MaxSessions <= 0 || len(h.sessions)+len(h.workers)+held <= h.cfg.MaxSessions)
 }
 
 // command is the MCP server's command line for one user, per-user settings filled in.

@@ -89,14 +89,15 @@ func (h *Handler) initialize(w http.ResponseWriter, r *http.Request, body []byte
 		h.refuse(w, msg.ID, errShuttingDown)
 		return
 	}
-	if err := h.roomLocked(user); err != nil {
+	pooled, err := h.roomLocked(user)
+	if err != nil {
 		h.mu.Unlock()
 		creds.Close()
 		h.refuse(w, msg.ID, err)
 		return
 	}
-	s, err := session.Start(session.Config{Command: cmd, UserID: user, Backlog: h.cfg.Backlog,
-		Answer: h.answerer(), Log: h.log, Metrics: h.cfg.Metrics})
+	s, err := h.launch(session.Config{Command: cmd, UserID: user, Backlog: h.cfg.Backlog,
+		Answer: h.answerer(), Log: h.log, Metrics: h.cfg.Metrics}, pooled)
 	if err != nil {
 		h.mu.Unlock()
 		creds.Close()
@@ -275,6 +276,7 @@ func (h *Handler) forget(s *session.Session) {
 	h.mu.Lock()
 	if h.sessions[s.ID] == s {
 		delete(h.sessions, s.ID)
+		h.pool.Wake() // room for one more
 	}
 	h.mu.Unlock()
 }

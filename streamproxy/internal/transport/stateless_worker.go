@@ -71,14 +71,15 @@ func (h *Handler) worker(ctx context.Context, user string) (*worker, error) {
 	}
 	wk := h.workers[user]
 	if wk == nil {
-		if err := h.roomLocked(user); err != nil {
+		pooled, err := h.roomLocked(user)
+		if err != nil {
 			h.mu.Unlock()
 			return nil, err
 		}
 		wk = &worker{user: user, ready: make(chan struct{}), listeners: map[*listener]struct{}{}, subs: map[string]int{}}
 		h.workers[user] = wk
 		h.mu.Unlock()
-		wk.err = h.startWorker(ctx, wk)
+		wk.err = h.startWorker(ctx, wk, pooled)
 		close(wk.ready)
 		if wk.err != nil {
 			h.forgetWorker(wk)
@@ -97,7 +98,11 @@ func (h *Handler) worker(ctx context.Context, user string) (*worker, error) {
 	}
 }
 
-func (h *Handler) startWorker(ctx context.Context, wk *worker) error {
+// startWorker starts the worker's child, or gives it pooled, a process from the pool.
+func (h *Handler) startWorker(ctx context.Context, wk *worker, pooled *session.Session) error {
+	if pooled != nil {
+		wk.s = pooled // ended with the worker if what follows fails
+	}
 	cmd, err := h.command(wk.user)
 	if err != nil {
 		return err
@@ -107,8 +112,8 @@ func (h *Handler) startWorker(ctx context.Context, wk *worker) error {
 	if err != nil {
 		return err
 	}
-	s, err := session.Start(session.Config{Command: cmd, UserID: wk.user, Log: h.log.With("worker", true),
-		Metrics: h.cfg.Metrics, Answer: h.answerer(), Unrouted: func(m *session.Message) { h.unrouted(wk, m) }})
+	s, err := h.launch(session.Config{Command: cmd, UserID: wk.user, Log: h.log.With("worker", true),
+		Metrics: h.cfg.Metrics, Answer: h.answerer(), Unrouted: func(m *session.Message) { h.unrouted(wk, m) }}, pooled)
 	if err != nil {
 		creds.Close()
 		return err
@@ -336,6 +341,7 @@ func (h *Handler) forgetWorker(wk *worker) {
 	h.mu.Lock()
 	if h.workers[wk.user] == wk {
 		delete(h.workers, wk.user)
+		h.pool.Wake() // room for one more
 	}
 	h.mu.Unlock()
 }
