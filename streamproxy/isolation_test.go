@@ -246,3 +246,24 @@ func TestChildCannotReadTheProxy(t *testing.T) {
 	require.NoError(t, err, "the child ran and tried")
 	assert.NotContains(t, string(got), secret, "the child read the proxy's environment")
 }
+
+// Memory is bounded by the users active within --idle-timeout, not by every user ever seen: an idle user's worker
+// ends, and their next request starts a new one that finds their state where the last one left it.
+func TestUserStateOutlivesTheirWorker(t *testing.T) {
+	base := t.TempDir()
+	url, metrics := proxyWithMetrics(t, []string{"--idle-timeout", "1s",
+		"--env", "MEMORY_FILE_PATH=" + base + "/users/{user}/memory.json"}, memoryServer(t)...)
+	ctx := context.Background()
+	alice := "1000001"
+	_, err := connect(t, url, alice, nil).CallTool(ctx, &mcp.CallToolParams{Name: "create_entities", Arguments: map[string]any{
+		"entities": []map[string]any{{"name": "alice-secret", "entityType": "note", "observations": []string{"kept"}}}}})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return metric(t, metrics, "streamproxy_workers_active") == 0 },
+		20*time.Second, 100*time.Millisecond, "the idle worker never ended")
+	assert.Equal(t, 0.0, metric(t, metrics, "streamproxy_children_running"), "its process ended with it")
+
+	got, err := connect(t, url, alice, nil).CallTool(ctx, &mcp.CallToolParams{Name: "read_graph", Arguments: map[string]any{}})
+	require.NoError(t, err)
+	assert.Contains(t, text(t, got), "alice-secret", "the new worker reads the state the ended one wrote")
+	assert.Equal(t, 2.0, metric(t, metrics, "streamproxy_children_started_total"), "a new process served the user")
+}
