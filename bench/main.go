@@ -1,6 +1,7 @@
 // Command bench runs the gateway's benchmark suite on this machine and writes docs/benchmarks.md: the edge cost of
 // the plugin against no auth and ForwardAuth, token issuance on Redis and on the embedded store, and MCP streaming
-// through streamproxy against stdio and the npm peers, and what one decision of streamproxy's policy costs. Every
+// through streamproxy against stdio and the npm peers, what one decision of streamproxy's policy costs, and many
+// users on one host (shared and per-user servers, the pool). Every
 // comparison is measured side by side in one run.
 //
 //	go run ./bench            # full run (about 15 minutes), writes docs/benchmarks.md
@@ -32,7 +33,7 @@ func main() {
 	var (
 		smoke = flag.Bool("smoke", false, "run every benchmark for about a second (CI); no targets are judged")
 		out   = flag.String("out", "", "write the report here (default docs/benchmarks.md for a full run, nothing for -smoke)")
-		only  = flag.String("only", "", "comma-separated sections to run: edge, issuance, streaming, policy, tracing (default all)")
+		only  = flag.String("only", "", "comma-separated sections to run: edge, issuance, streaming, policy, tracing, users (default all)")
 		reps  = flag.Int("reps", 0, "repetitions of each measurement (default 3, 1 with -smoke)")
 	)
 	flag.Parse()
@@ -105,6 +106,14 @@ type Config struct {
 	SessionRun  time.Duration // one calls/s run
 	StartCount  int           // sessions started one after another for the start time
 	MemSessions int           // sessions held open for the memory figure
+
+	Users         []int         // simulated 2026-07-28 users, one run each
+	UserInterval  time.Duration // each user calls once per interval
+	UsersRun      time.Duration // measured, after one interval of warm-up
+	Share         int           // streamproxy --share for the shared server
+	UserProcesses int           // streamproxy --max-sessions for the per-user server
+	UserIdle      time.Duration // streamproxy --idle-timeout for the per-user server
+	Pool          int           // streamproxy --pool for the session start
 }
 
 func fullConfig() Config {
@@ -114,6 +123,8 @@ func fullConfig() Config {
 		GrowthRun: 3 * time.Second,
 		IssueRun:  3 * time.Second, IssueCodes: 4000, Clients: 16,
 		Calls: 2000, CallsMax: 15 * time.Second, Sessions: []int{1, 4, 16, 64}, SessionRun: 2 * time.Second, StartCount: 10, MemSessions: 16,
+		Users: []int{1000, 10000}, UserInterval: 5 * time.Second, UsersRun: 20 * time.Second, Share: 2, UserProcesses: 50,
+		UserIdle: time.Minute, Pool: 4,
 	}
 }
 
@@ -124,6 +135,8 @@ func smokeConfig() Config {
 		GrowthRun: time.Second,
 		IssueRun:  time.Second, IssueCodes: 100, Clients: 4,
 		Calls: 50, CallsMax: time.Second, Sessions: []int{1, 4}, SessionRun: time.Second, StartCount: 2, MemSessions: 2,
+		Users: []int{10, 40}, UserInterval: 500 * time.Millisecond, UsersRun: time.Second, Share: 1, UserProcesses: 2,
+		UserIdle: time.Minute, Pool: 2,
 	}
 }
 

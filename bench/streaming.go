@@ -36,7 +36,8 @@ type mcpServer struct {
 // launched is a running streaming target.
 type launched struct {
 	open    func(ctx context.Context) (mcpclient.Session, error)
-	pid     int // the proxy's own process; 0 when there is none (direct stdio)
+	pid     int    // the proxy's own process; 0 when there is none (direct stdio)
+	url     string // the MCP endpoint; "" for direct stdio
 	stop    func()
 	command string
 }
@@ -411,6 +412,7 @@ func launchHTTP(e *env, name string, client func(url string) *mcpclient.HTTPClie
 	return &launched{
 		command: shellJoin(args),
 		pid:     cmd.Process.Pid,
+		url:     c.URL,
 		open:    c.Open,
 		stop: func() {
 			kids := proc.Children(cmd.Process.Pid)

@@ -21,7 +21,7 @@ import (
 
 // Section is one part of the suite and what it measured.
 type Section struct {
-	Name     string // edge, issuance, streaming, policy, tracing
+	Name     string // edge, issuance, streaming, policy, tracing, users
 	Title    string
 	Doc      report.Doc
 	Summary  report.Doc // headline figures, shown under Summary before the targets
@@ -92,6 +92,7 @@ func runSuite(cfg Config) (*Suite, error) {
 		{"streaming", "3. Streaming: MCP tool calls through streamproxy and its peers", streamingSection},
 		{"policy", "4. Per-tool authorization: one policy decision in streamproxy", policySection},
 		{"tracing", "5. Tracing: what OpenTelemetry costs streamproxy", tracingSection},
+		{"users", "6. Users: thousands of 2026-07-28 users on one host, shared and per-user servers, the pool", usersSection},
 	}
 	for _, sec := range all {
 		if !cfg.runs(sec.name) {

@@ -59,10 +59,17 @@ type httpSession struct {
 
 // Open initializes a session: initialize, then notifications/initialized; for a Stateless client, server/discover.
 func (c *HTTPClient) Open(ctx context.Context) (Session, error) {
-	s := &httpSession{c: c}
+	user := ""
 	if c.UserHeader != "" {
-		s.user = "bench-user-" + strconv.FormatInt(c.users.Add(1), 10)
+		user = "bench-user-" + strconv.FormatInt(c.users.Add(1), 10)
 	}
+	return c.OpenAs(ctx, user)
+}
+
+// OpenAs is Open as a given user (the value of UserHeader): a user who opens again after a refusal stays the
+// same user.
+func (c *HTTPClient) OpenAs(ctx context.Context, user string) (Session, error) {
+	s := &httpSession{c: c, user: user}
 	if c.Stateless {
 		return s.discover(ctx)
 	}

@@ -1,4 +1,4 @@
-// Package proc reads a process's resident memory from /proc, for the per-session memory figures.
+// Package proc reads a process's resident memory from /proc, for the per-session and per-user memory figures.
 package proc
 
 import (
@@ -47,4 +47,26 @@ func Children(pid int) []int {
 		}
 	}
 	return out
+}
+
+// TreeRSS returns the resident set sizes of pid and all its descendants, summed, and how many processes that is. A
+// page several of them share (a runtime's libraries) counts in each.
+func TreeRSS(pid int) (int64, int, error) {
+	total, n := int64(0), 0
+	pending := []int{pid}
+	for len(pending) > 0 {
+		p := pending[len(pending)-1]
+		pending = pending[:len(pending)-1]
+		rss, err := RSS(p)
+		if err != nil {
+			if p == pid {
+				return 0, 0, err
+			}
+			continue // a child that ended meanwhile
+		}
+		total += rss
+		n++
+		pending = append(pending, Children(p)...)
+	}
+	return total, n, nil
 }
