@@ -126,11 +126,8 @@ func usersSection(e *env, cfg Config, s *Section) error {
 			table = append(table, []string{r.name, "failed: " + r.err.Error(), "", "", "", "", ""})
 			continue
 		}
-		perProcess := ""
-		if r.r.processes > 1 {
-			perProcess = report.MiB(float64(r.r.peakRSS) / float64(r.r.processes))
-		}
-		table = append(table, []string{r.name, fmt.Sprintf("%s (%d processes; %s each)", report.MiB(float64(r.r.peakRSS)), r.r.processes, perProcess),
+		table = append(table, []string{r.name, fmt.Sprintf("%s (%d processes, %s each)", report.MiB(float64(r.r.peakRSS)), r.r.processes,
+			report.MiB(float64(r.r.peakRSS)/float64(r.r.processes))),
 			report.MsF(r.r.p50), report.MsF(r.r.p99), report.Num(float64(r.r.calls)), errorsCell(r.r), fmt.Sprintf("%d of %d", r.r.served, r.r.users)})
 		key := "users." + numberKey(r.name)
 		if r.r.p50 > 0 {
