@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -42,12 +43,12 @@ func TestSmoke(t *testing.T) {
 	st, err := runSuite(cfg)
 	require.NoError(t, err)
 	checks := map[string]func(*testing.T, Config, *Section){"edge": checkEdge, "issuance": checkIssuance, "streaming": checkStreaming,
-		"policy": checkPolicy, "tracing": checkTracing}
+		"policy": checkPolicy, "tracing": checkTracing, "users": checkUsers}
 	var names []string
 	for _, s := range st.Sections {
 		names = append(names, s.Name)
 	}
-	require.Equal(t, []string{"edge", "issuance", "streaming", "policy", "tracing"}, names)
+	require.Equal(t, []string{"edge", "issuance", "streaming", "policy", "tracing", "users"}, names)
 	for _, s := range st.Sections {
 		t.Run(s.Name, func(t *testing.T) {
 			if errors.Is(s.Err, errSkipped) && os.Getenv("CI") == "" {
@@ -170,6 +171,27 @@ func checkPolicy(t *testing.T, _ Config, s *Section) {
 	vs := verdicts(t, s, "policy decision <= 10 µs at p99 (50 rules)")
 	assert.Equal(t, fmt.Sprintf("%.1f µs", n[1]/1000), vs["policy decision <= 10 µs at p99 (50 rules)"].Measured)
 	assert.LessOrEqual(t, n[0], n[1])
+}
+
+func checkUsers(t *testing.T, cfg Config, s *Section) {
+	var keys []string
+	for _, n := range cfg.Users {
+		// Every shared user was answered; the per-user server served at most its bound of users, each with a process.
+		shared := fmt.Sprintf("users.server-everything-shared-%d-users", n)
+		perUser := fmt.Sprintf("users.server-memory-per-user-%d-users", n)
+		keys = append(keys, shared+".p50ms", shared+".p99ms", shared+".rss_bytes", perUser+".rss_bytes")
+		assert.Contains(t, s.Doc.String(), fmt.Sprintf("| 0 | %d of %d |", n, n), "every shared user served without errors")
+		assert.Contains(t, s.Doc.String(), fmt.Sprintf("| %d of %d |", min(n, cfg.UserProcesses), n), "the per-user server serves its bound of users")
+	}
+	numbers(t, s, keys...)
+	n := numbers(t, s, "users.start.pooled_ms", "users.start.without_ms", "users.rate.streamproxy-share", "users.rate.mcp-proxy",
+		"users.rate.supergateway-stateful")
+	start := fmt.Sprintf("session start p50 at most %.0f ms while the pool lasts", pooledStartGoal)
+	rate := fmt.Sprintf("shared calls/s at %d sessions at least mcp-proxy's", slices.Max(cfg.Sessions))
+	vs := verdicts(t, s, start, rate)
+	assert.True(t, strings.HasPrefix(vs[start].Measured, report.MsF(n[0])+" (without the pool "+report.MsF(n[1])+")"), "%q", vs[start].Measured)
+	assert.True(t, strings.HasSuffix(vs[rate].Measured, "("+report.Num(n[2])+" vs "+report.Num(n[3])+" calls/s)"), "%q", vs[rate].Measured)
+	assert.Less(t, n[0], n[1], "a pooled session starts sooner than a fresh one")
 }
 
 func TestBenchPercentiles(t *testing.T) {
