@@ -123,7 +123,7 @@ func fullConfig() Config {
 		GrowthRun: 3 * time.Second,
 		IssueRun:  3 * time.Second, IssueCodes: 4000, Clients: 16,
 		Calls: 2000, CallsMax: 15 * time.Second, Sessions: []int{1, 4, 16, 64}, SessionRun: 2 * time.Second, StartCount: 10, MemSessions: 16,
-		Users: []int{1000, 10000}, UserInterval: 5 * time.Second, UsersRun: 20 * time.Second, Share: 2, UserProcesses: 50,
+		Users: []int{1000, 10000}, UserInterval: 5 * time.Second, UsersRun: 20 * time.Second, Share: 2, UserProcesses: 20,
 		UserIdle: time.Minute, Pool: 4,
 	}
 }

@@ -206,11 +206,11 @@ func simulateUsers(ctx context.Context, cfg Config, c *mcpclient.HTTPClient, n i
 	var (
 		mu       sync.Mutex
 		lat      []time.Duration
-		measured atomic.Bool
+		measured atomic.Bool // the clock runs: calls sent from now on count
 		wg       sync.WaitGroup
 	)
-	fail := func(err error) {
-		if !measured.Load() {
+	fail := func(counted bool, err error) {
+		if !counted {
 			return
 		}
 		mu.Lock()
@@ -220,34 +220,45 @@ func simulateUsers(ctx context.Context, cfg Config, c *mcpclient.HTTPClient, n i
 		}
 		mu.Unlock()
 	}
-	one := func(u *simUser, seq int64) {
+	// one is a user's call, sent at due; counted says whether it was sent once the clock ran. Its latency runs
+	// from when it was due, so a call that waited for the user's first request (opening) shows the wait.
+	one := func(u *simUser, seq int64, due time.Time, counted bool) {
 		defer wg.Done()
 		u.mu.Lock()
 		if u.sess == nil {
 			sess, err := c.OpenAs(ctx, u.id)
 			if err != nil {
 				u.mu.Unlock()
-				fail(err)
+				fail(counted, err)
 				return
 			}
 			u.sess = sess
 		}
 		sess := u.sess
 		u.mu.Unlock()
-		t0 := time.Now()
 		err := call(ctx, sess, seq)
-		d := time.Since(t0)
+		d := time.Since(due)
 		if err != nil {
-			fail(err)
+			fail(counted, err)
 			return
 		}
 		u.served.Store(true)
-		if measured.Load() {
+		if counted {
 			mu.Lock()
 			lat = append(lat, d)
 			mu.Unlock()
 		}
 	}
+
+	// The proxy answers the first user before the others start: a shared server's processes start with the proxy.
+	first, err := c.OpenAs(ctx, users[0].id)
+	if err != nil {
+		return nil, fmt.Errorf("first request: %w", err)
+	}
+	if err := call(ctx, first, 0); err != nil {
+		return nil, fmt.Errorf("first call: %w", err)
+	}
+	users[0].sess = first
 
 	// The tree's memory, sampled while the users call.
 	stop := make(chan struct{})
@@ -281,7 +292,7 @@ func simulateUsers(ctx context.Context, cfg Config, c *mcpclient.HTTPClient, n i
 		}
 		time.Sleep(time.Until(due))
 		wg.Add(1)
-		go one(users[k%int64(n)], k)
+		go one(users[k%int64(n)], k, due, measured.Load())
 	}
 	wg.Wait()
 	close(stop)
