@@ -84,8 +84,9 @@ func usersSection(e *env, cfg Config, s *Section) error {
 	s.Doc.P("Simulated users: each is a distinct identity in `X-User-Id`, speaking protocol version %[1]s (no session; "+
 		"its first request is server/discover, then one `tools/call` every %[2]s). Calls are spread so that the rate is "+
 		"steady: N users make N calls per %[2]s, one every %[2]s/N, sent whether or not earlier calls have been "+
-		"answered (open loop: a slow proxy shows in the latency, not in a lower rate). One %[2]s of warm-up (every "+
-		"user's first request), then %[3]s measured. RSS is the whole process tree (streamproxy and every server "+
+		"answered (open loop: a slow proxy shows in the latency, not in a lower rate), each timed from when it was due. "+
+		"Once the first user is answered, %[2]s of warm-up (every user's first request), then the calls due in the "+
+		"next %[3]s count. RSS is the whole process tree (streamproxy and every server "+
 		"process under it, VmRSS summed, so pages they share count once per process), sampled every 250 ms; the "+
 		"table shows its peak. **Shared**: server-everything's `echo` with `--share %[4]d`, %[4]d processes for every "+
 		"user. **Per user**: server-memory's `read_graph`, one process per user with its graph under "+
