@@ -108,11 +108,18 @@ func TestComposeDeployment(t *testing.T) {
 	fs := p.Services["mcp-filesystem"].Command
 	assert.Equal(t, "/data/users/{user}", fs[slices.Index(fs, "--workdir")+1])
 	assert.Contains(t, fs, "--hide-client-roots", "no client's roots replace the user's directory")
-	// uvx's cache and home are each user's own: the sandbox lets only that user's process write them.
-	for _, m := range []string{"mcp-fetch", "mcp-time"} {
-		assert.Contains(t, p.Services[m].Command, "UV_CACHE_DIR=/data/users/{user}/uv-cache", m)
-		assert.Contains(t, p.Services[m].Command, "HOME=/data/users/{user}", m)
+	// Servers that keep nothing between calls are shared, with nothing of a user's in their settings (--share
+	// refuses {user}); uvx's cache and home are the shared processes' own. One that keeps a session's state in its
+	// memory gets processes started ahead instead.
+	for _, m := range []string{"mcp-everything", "mcp-fetch", "mcp-time"} {
+		cmd := p.Services[m].Command
+		assert.Contains(t, cmd, "--share", m)
+		assert.NotContains(t, strings.Join(cmd, " "), "{user}", m)
 	}
+	for _, m := range []string{"mcp-fetch", "mcp-time"} {
+		assert.Contains(t, p.Services[m].Command, "UV_CACHE_DIR=/data/uv-cache", m)
+	}
+	assert.Contains(t, p.Services["mcp-sequential-thinking"].Command, "--pool")
 	// The terminal and the browser run as streamproxy's TestTerminalServerBoxes and TestBrowserServerBoxes run them:
 	// the image's boxes stage, the sandbox required, each user's home their working directory and TMPDIR.
 	for _, m := range []string{"mcp-terminal", "mcp-browser"} {
