@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mcp-oauth-gateway/gateway/bench/internal/load"
 	"github.com/mcp-oauth-gateway/gateway/bench/internal/mcpclient"
 	"github.com/mcp-oauth-gateway/gateway/bench/internal/proc"
 	"github.com/mcp-oauth-gateway/gateway/bench/internal/report"
@@ -82,11 +83,11 @@ func usersSection(e *env, cfg Config, s *Section) error {
 	}
 
 	s.Doc.P("Simulated users: each is a distinct identity in `X-User-Id`, speaking protocol version %[1]s (no session; "+
-		"its first request is server/discover, then one `tools/call` every %[2]s). Calls are spread so that the rate is "+
+		"its first request is server/discover, sent for every user before the clock starts, 16 at a time, then one "+
+		"`tools/call` every %[2]s). Calls are spread so that the rate is "+
 		"steady: N users make N calls per %[2]s, one every %[2]s/N, sent whether or not earlier calls have been "+
 		"answered (open loop: a slow proxy shows in the latency, not in a lower rate), each timed from when it was due. "+
-		"Once the first user is answered, %[2]s of warm-up (every user's first request), then the calls due in the "+
-		"next %[3]s count. RSS is the whole process tree (streamproxy and every server "+
+		"%[2]s of warm-up, then the calls due in the next %[3]s count. RSS is the whole process tree (streamproxy and every server "+
 		"process under it, VmRSS summed, so pages they share count once per process), sampled every 250 ms; the "+
 		"table shows its peak. **Shared**: server-everything's `echo` with `--share %[4]d`, %[4]d processes for every "+
 		"user. **Per user**: server-memory's `read_graph`, one process per user with its graph under "+
@@ -260,6 +261,17 @@ func simulateUsers(ctx context.Context, cfg Config, c *mcpclient.HTTPClient, n i
 		return nil, fmt.Errorf("first call: %w", err)
 	}
 	users[0].sess = first
+	// Then every user's first request (2026-07-28: server/discover), a few at a time and not timed: users arrive over
+	// time, not all in one interval. A user refused here (no process for them) tries again at each of their calls.
+	if _, err := load.Run(ctx, load.Options{Workers: 16, Total: int64(n - 1)}, func(ctx context.Context, _ int, seq int64) error {
+		u := users[seq+1]
+		if sess, err := c.OpenAs(ctx, u.id); err == nil {
+			u.sess = sess
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
 
 	// The tree's memory, sampled while the users call.
 	stop := make(chan struct{})
