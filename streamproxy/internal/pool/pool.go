@@ -166,6 +166,7 @@ func (p *Pool) Close() {
 	p.mu.Lock()
 	waiting := p.ready
 	p.ready = nil
+	p.held.Store(0) // the refill has stopped: nothing is starting
 	p.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, s := range waiting {

@@ -191,6 +191,7 @@ func TestCloseEndsWaitingProcesses(t *testing.T) {
 	default:
 	}
 	assert.Equal(t, 0, p.Ready())
+	assert.Equal(t, 0, p.Held())
 	assert.Nil(t, p.Take())
 }
 
