@@ -107,7 +107,7 @@ func usersSection(e *env, cfg Config, s *Section) error {
 		if shares {
 			r, err := runUsers(e, cfg, s, "shared", n, everything.call, func(port int) []string {
 				return append([]string{bin, "-listen", "127.0.0.1:" + strconv.Itoa(port), "-share", strconv.Itoa(cfg.Share),
-					"-max-calls-per-user", "0", "--"}, everything.argv...)
+					"--"}, everything.argv...)
 			})
 			rows = append(rows, row{fmt.Sprintf("%s, %d users", usersSharedLabel, n), r, err})
 			if err == nil && n == slices.Max(cfg.Users) {
