@@ -7,9 +7,9 @@
 // initialize: a Node server that answered a ping answers its first initialize in about 4 ms where a cold one takes
 // about 12 ms, the first request running code the runtime has not compiled yet.
 //
-// The pool refills itself in the background, one process at a time: never more than its size waiting, only while
-// the proxy's limit on processes allows (those waiting count against it), and backing off, up to a minute, while
-// the command fails to start or its processes end by themselves.
+// The pool refills itself in the background, one process at a time and a moment after the last process was taken:
+// never more than its size waiting, only while the proxy's limit on processes allows (those waiting count against
+// it), and backing off, up to a minute, while the command fails to start or its processes end by themselves.
 //
 // Only a command that is the same for every user can be started ahead: the proxy refuses a pool for one with
 // per-user settings or credentials.
@@ -39,8 +39,12 @@ type Config struct {
 	// Backoff is the pause after a failure, doubled for each failure in a row up to MaxBackoff (defaults: 1 s and
 	// 1 min).
 	Backoff, MaxBackoff time.Duration
-	Log                 *slog.Logger
-	Metrics             *metrics.Metrics // nil: not counted
+	// Settle is how long the refill waits after a process is taken (default 1 s): a process starting takes a core
+	// for a few hundred milliseconds, and the sessions that just took theirs, or a burst of them still taking, come
+	// first.
+	Settle  time.Duration
+	Log     *slog.Logger
+	Metrics *metrics.Metrics // nil: not counted
 }
 
 // warmTimeout bounds the warm-up ping: a server that does not answer pings before initialize still waits in the
@@ -60,6 +64,7 @@ type Pool struct {
 	ready    []*session.Session // oldest first
 	failures int                // in a row, since a process was last taken
 	lastFail time.Time
+	lastTake time.Time
 	closed   bool
 
 	kick    chan struct{}
@@ -75,6 +80,9 @@ func New(cfg Config) *Pool {
 	}
 	if cfg.MaxBackoff <= 0 {
 		cfg.MaxBackoff = time.Minute
+	}
+	if cfg.Settle <= 0 {
+		cfg.Settle = time.Second
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -105,6 +113,7 @@ func (p *Pool) Take() *session.Session {
 		p.ready = append(p.ready[:i:i], p.ready[i+1:]...)
 		p.held.Add(-1)
 		p.failures = 0
+		p.lastTake = time.Now()
 		p.cfg.Metrics.PoolReady(len(p.ready))
 		p.Wake()
 		return s
@@ -211,6 +220,10 @@ func (p *Pool) fill() time.Duration {
 				p.mu.Unlock()
 				return wait
 			}
+		}
+		if wait := time.Until(p.lastTake.Add(p.cfg.Settle)); wait > 0 {
+			p.mu.Unlock()
+			return wait
 		}
 		// Counted before asking for room, so that the proxy, counting under its own lock, never admits a process
 		// into the place this one takes.

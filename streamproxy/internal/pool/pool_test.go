@@ -132,6 +132,20 @@ func TestPoolKeepsWithinTheProxysLimit(t *testing.T) {
 	assert.Equal(t, 1, st.starts())
 }
 
+func TestRefillWaitsForTakesToSettle(t *testing.T) {
+	st := &starter{cmd: everything(t)}
+	p := New(Config{Size: 1, Start: st.start, Room: st.room, Log: quiet, Settle: time.Hour})
+	t.Cleanup(p.Close)
+	waitReady(t, p, 1)
+	s := p.Take()
+	require.NotNil(t, s)
+	defer s.Close(time.Second)
+	// A session that just took its process (and any that follow it) has the cores before a new process starts.
+	time.Sleep(time.Second)
+	assert.Equal(t, 1, st.starts(), "the pool started a process while sessions were still taking theirs")
+	assert.Equal(t, 0, p.Held())
+}
+
 func TestFailingCommandBacksOff(t *testing.T) {
 	// A command that exits at once: each start fails its warm-up.
 	st := &starter{cmd: session.Command{Path: "/bin/sh", Args: []string{"-c", "exit 3"}, Env: session.Env(nil, nil)}}
