@@ -72,6 +72,7 @@ func run(args []string) error {
 	maxSessions := fs.Int("max-sessions", 200, "most MCP server processes at once (sessions, 2026-07-28 users and --pool's waiting ones); beyond it 503 with Retry-After; size it as the memory for MCP servers divided by one process's RSS (docs/streamproxy.md)")
 	poolSize := fs.Int("pool", 0, "MCP server processes started ahead, waiting for new sessions and 2026-07-28 users, refilled in the background; they count against --max-sessions (0: none; not for a command with per-user settings or credentials)")
 	hideRoots := fs.Bool("hide-client-roots", false, "roots never reach the MCP server: it is not told that a client offers them, its roots/list gets no roots from the proxy, and clients' roots notifications and answers are kept from it (for servers such as server-filesystem, which replace the directories they were started with by a client's roots)")
+	share := fs.Int("share", 0, "serve every user with this many processes of the MCP server, requests spread over them, on both paths (0: one process per session and per 2026-07-28 user); only for servers that keep nothing between calls, see docs/streamproxy.md")
 	maxPerUser := fs.Int("max-per-user", 10, "most MCP server processes of one user (sessions plus their 2026-07-28 process): a new one recycles the user's least recently used idle session, or gets 429 when all are busy (0: no limit)")
 	maxStreams := fs.Int("max-streams-per-user", 20, "most streams one user holds open (sessions' GET streams and 2026-07-28 subscriptions/listen streams); beyond it 429 with Retry-After (0: no limit)")
 	maxCalls := fs.Int("max-calls-per-user", 50, "most requests of one user in flight at once; beyond it 429 with Retry-After (0: no limit)")
@@ -132,6 +133,13 @@ func run(args []string) error {
 		return errors.New(peruser.Placeholder + " in --env or --workdir needs an identity: keep --user-header set")
 	}
 
+	if *share < 0 {
+		return errors.New("--share must be 0 (off) or a number of processes")
+	}
+	if *share > 0 && perUser.Uses() {
+		return errors.New("--share cannot serve " + peruser.Placeholder + " in --env or --workdir: shared processes serve every user with one environment and directory; drop --share to give each user their own process, or drop " + peruser.Placeholder)
+	}
+
 	log, err := observe.NewLoggerAt(*logFormat, logLevel, os.Stderr)
 	if err != nil {
 		return err
@@ -140,6 +148,9 @@ func run(args []string) error {
 		HTTP: &http.Client{Timeout: 20 * time.Second}}, *tokenDir, log)
 	if err != nil {
 		return err
+	}
+	if creds != nil && *share > 0 {
+		return errors.New("--share cannot serve {token:...} or {token_file:...} in --env: a shared process would carry one user's token for every user; drop --share to give each user their own process")
 	}
 	if creds != nil && *userHeader == "" {
 		return errors.New("{token:...} and {token_file:...} in --env need an identity: keep --user-header set")
@@ -152,6 +163,10 @@ func run(args []string) error {
 	}
 	reg := observe.NewRegistry()
 	counters := metrics.New(reg)
+	var sharedCounters *metrics.Shared
+	if *share > 0 {
+		sharedCounters = metrics.NewShared(reg)
+	}
 	var rules *policy.Source
 	if *policyFile != "" {
 		if rules, err = policy.Open(*policyFile, log, counters.PolicyReload); err != nil {
@@ -198,6 +213,8 @@ func run(args []string) error {
 		UserStreams:    *maxStreams,
 		UserCalls:      *maxCalls,
 		HideRoots:      *hideRoots,
+		Share:          *share,
+		SharedMetrics:  sharedCounters,
 		AllowedOrigins: origins,
 		MaxSessions:    *maxSessions,
 		IdleTimeout:    *idle,
@@ -217,7 +234,9 @@ func run(args []string) error {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "streamproxy", Name: "sessions_active",
 		Help: "MCP sessions open now."}, func() float64 { return float64(mcp.Sessions()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "streamproxy", Name: "workers_active",
-			Help: "Users with an MCP server process for 2026-07-28 requests now."}, func() float64 { return float64(mcp.Workers()) }))
+			Help: "Users with an MCP server process for 2026-07-28 requests now."}, func() float64 { return float64(mcp.Workers()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "streamproxy", Name: "shared_processes",
+			Help: "Shared MCP server processes running now (--share); 0 without it."}, func() float64 { return float64(mcp.SharedProcesses()) }))
 	routed, err := affinity.Handler(mcp, affinity.Config{Peers: peers, Self: *self, UserHeader: *userHeader, Secret: *secret, Log: log})
 	if err != nil {
 		return err

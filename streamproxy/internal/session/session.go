@@ -78,7 +78,11 @@ type Config struct {
 	Unrouted func(*Message)
 	// Answer, when set, sees each request from the child first: a non-nil answer is sent back to the child, and the
 	// request goes no further (the proxy answers it in place of any client).
-	Answer  func(*Message) []byte
+	Answer func(*Message) []byte
+	// Shared marks a child that serves several callers (--share): a server request or log message goes to the
+	// oldest call in flight only when every call in flight is one owner's (CallFor), for the oldest call could be
+	// another caller's; otherwise it is unrouted.
+	Shared  bool
 	Log     *slog.Logger
 	Metrics *metrics.Metrics
 }
@@ -103,6 +107,7 @@ type Session struct {
 	backlogCap int
 	unrouted   func(*Message)
 	answer     func(*Message) []byte
+	shared     bool
 	seq        uint64
 	lastUsed   time.Time
 	closed     bool
@@ -115,9 +120,10 @@ type Session struct {
 // Call is one request in flight at the child. Its messages arrive on Messages, the response last; End forgets it.
 // Do runs a whole call for callers that need nothing more.
 type Call struct {
-	key  string
-	s    *Session
-	msgs chan *Message
+	key   string
+	owner string // who the call is for, on a shared child (Config.Shared)
+	s     *Session
+	msgs  chan *Message
 }
 
 // Messages delivers the call's messages, its response last. When the session ends, the call gets an error response
@@ -207,6 +213,7 @@ func connect(cfg Config, c child) (*Session, error) {
 		backlogCap: cfg.Backlog,
 		unrouted:   cfg.Unrouted,
 		answer:     cfg.Answer,
+		shared:     cfg.Shared,
 		metrics:    m,
 		lastUsed:   time.Now(),
 		done:       make(chan struct{}),
@@ -287,6 +294,23 @@ func (s *Session) IdleSince() (time.Time, bool) {
 	return s.lastUsed, len(s.order) > 0 || s.stream != nil
 }
 
+// InFlight reports how many calls are in flight at the child.
+func (s *Session) InFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.order)
+}
+
+// oneOwnerLocked reports whether every call in flight is one owner's; s.mu is held.
+func (s *Session) oneOwnerLocked() bool {
+	for _, c := range s.order[1:] {
+		if c.owner != s.order[0].owner {
+			return false
+		}
+	}
+	return true
+}
+
 // Send writes one message to the child.
 func (s *Session) Send(raw []byte) error {
 	s.inMu.Lock()
@@ -317,7 +341,13 @@ func (s *Session) Send(raw []byte) error {
 // Call registers a request by its id (and progress token, if any) and sends it. The caller reads Messages until the
 // response and then calls End.
 func (s *Session) Call(id json.RawMessage, progressToken json.RawMessage, raw []byte) (*Call, error) {
-	c := &Call{key: string(id), s: s, msgs: make(chan *Message, 64)}
+	return s.CallFor("", id, progressToken, raw)
+}
+
+// CallFor is Call on behalf of an owner: on a shared child, the messages that relate to the work in flight reach a
+// call only while no other owner's call is in flight.
+func (s *Session) CallFor(owner string, id json.RawMessage, progressToken json.RawMessage, raw []byte) (*Call, error) {
+	c := &Call{key: string(id), owner: owner, s: s, msgs: make(chan *Message, 64)}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -486,8 +516,8 @@ func (s *Session) route(line []byte) {
 	case m.ID != nil || m.Method == "notifications/message":
 		// Server requests (sampling, elicitation, roots) and log messages belong to the work in flight; with
 		// several requests in flight the oldest one carries them. Other notifications (list changes, resource
-		// updates) go to the standalone stream.
-		if len(s.order) > 0 {
+		// updates) go to the standalone stream. On a shared child, only while one owner has calls in flight.
+		if len(s.order) > 0 && (!s.shared || s.oneOwnerLocked()) {
 			target = s.order[0]
 		}
 	}

@@ -50,6 +50,7 @@ type Config struct {
 	UserStreams    int           // streams one user may hold open (limits.go); 0: no limit
 	UserCalls      int           // requests of one user in flight at once; 0: no limit
 	HideRoots      bool          // roots never reach a server, by any path (roots.go)
+	Share          int           // processes every caller shares, on both paths (shared.go); 0: one per session and user
 	IdleTimeout    time.Duration // a session without activity this long ends; 0 keeps it
 	RequestTimeout time.Duration // 0: a request may run as long as the tool does
 	KeepAlive      time.Duration // SSE comment interval on idle streams
@@ -57,6 +58,7 @@ type Config struct {
 	MaxBody        int64         // bytes of one POST body
 	Logger         *slog.Logger
 	Metrics        *metrics.Metrics // nil: not counted
+	SharedMetrics  *metrics.Shared  // what shared processes could not tie to one caller; nil: not counted
 	Policy         *policy.Source   // who may use which tool, prompt and resource (authorize.go); nil: everyone, everything
 	Identity       IdentityHeaders  // the caller's other identity headers, for the policy
 
@@ -84,6 +86,7 @@ type Handler struct {
 	closing     bool
 	pool        *pool.Pool   // nil: none
 	childSpeaks atomic.Int32 // what the MCP server command speaks: speaksUnknown until the first worker's probe
+	shared      *sharedPool  // with Config.Share: the processes every caller shares, and their sessions
 }
 
 // New returns a handler; Close ends its sessions.
@@ -97,7 +100,9 @@ func New(cfg Config) *Handler {
 		h.pool = pool.New(pool.Config{Size: cfg.Pool, Start: h.startAhead, Room: h.poolRoom, Log: cfg.Logger,
 			Metrics: cfg.Metrics})
 	}
-	if cfg.IdleTimeout > 0 {
+	if cfg.Share > 0 {
+		h.shared = h.startShared(cfg.Share)
+	} else if cfg.IdleTimeout > 0 {
 		go h.reapIdle()
 	}
 	return h
@@ -105,6 +110,9 @@ func New(cfg Config) *Handler {
 
 // Sessions reports how many sessions are open.
 func (h *Handler) Sessions() int {
+	if h.shared != nil {
+		return h.shared.count()
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return len(h.sessions)
@@ -119,6 +127,9 @@ func (h *Handler) Workers() int {
 
 // Close ends every session and worker and refuses new ones.
 func (h *Handler) Close() {
+	if h.shared != nil {
+		h.shared.close()
+	}
 	h.mu.Lock()
 	h.closing = true
 	h.mu.Unlock()

@@ -118,6 +118,10 @@ func (h *Handler) refuse(w http.ResponseWriter, id json.RawMessage, err error) {
 		w.Header().Set("Retry-After", "60")
 		rpcError(w, http.StatusTooManyRequests, id, -32000, fmt.Sprintf(
 			"this user's %d MCP server processes are all busy: wait for a request to finish, or end a session (DELETE)", h.cfg.MaxPerUser))
+	case errors.Is(err, errSharedDown):
+		h.cfg.Metrics.Refused("start_failed")
+		w.Header().Set("Retry-After", "10")
+		rpcError(w, http.StatusServiceUnavailable, id, -32000, "the shared MCP server processes are starting again: try again shortly")
 	case errors.Is(err, broker.ErrBroker):
 		h.cfg.Metrics.Refused("broker")
 		h.log.Error("cannot get the user's upstream token for a new MCP server process", "err", err)

@@ -16,6 +16,10 @@ var sessionVersions = []string{"2025-11-25", "2025-06-18", "2025-03-26", "2024-1
 
 // postSession serves a POST of the session path: initialize opens a session; anything else names one.
 func (h *Handler) postSession(w http.ResponseWriter, r *http.Request, msg incoming) {
+	if h.shared != nil {
+		h.postShared(w, r, msg)
+		return
+	}
 	body := msg.Raw // the proxy's own encoding of what it read, never the client's bytes
 	sid := r.Header.Get("Mcp-Session-Id")
 	if msg.Method == "initialize" {
@@ -184,6 +188,10 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusNotAcceptable, "Accept must allow text/event-stream")
 		return
 	}
+	if h.shared != nil {
+		h.getShared(w, r)
+		return
+	}
 	s, status, msg := h.requestSession(r)
 	if s == nil {
 		httpError(w, status, "%s", msg)
@@ -237,6 +245,10 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
+	if h.shared != nil {
+		h.deleteShared(w, r)
+		return
+	}
 	s, status, msg := h.requestSession(r)
 	if s == nil {
 		httpError(w, status, "%s", msg)

@@ -97,7 +97,7 @@ func (x *exchange) inputRequired(m *session.Message) bool {
 		return false
 	}
 	request, _ := json.Marshal(child)
-	p := &parked{user: x.wk.user, wk: x.wk, call: x.call, key: x.key, progress: x.progress, method: x.q.Method,
+	p := &parked{user: x.h.userOf(x.r), wk: x.wk, call: x.call, key: x.key, progress: x.progress, method: x.q.Method,
 		name: nameOf(x.q), childReq: m.ID, inputKey: need, request: request}
 	x.h.park(p)
 	x.write(inputRequiredResult(x.q.ID, p))
@@ -146,7 +146,8 @@ func (h *Handler) resume(w http.ResponseWriter, r *http.Request, wk *worker, q *
 	token := q.stringParam("requestState")
 	h.mu.Lock()
 	p := h.parked[token]
-	if p == nil || p.wk != wk || p.user != wk.user || p.method != q.Method || p.name != nameOf(q) {
+	// Shared processes: the retry may have been dealt another process, and the parked call's is the one.
+	if p == nil || (p.wk != wk && h.shared == nil) || p.user != h.userOf(r) || p.method != q.Method || p.name != nameOf(q) {
 		// Another user's, another request's, tampered with or expired: the same answer for each, so a token
 		// cannot be probed.
 		h.mu.Unlock()
@@ -157,6 +158,7 @@ func (h *Handler) resume(w http.ResponseWriter, r *http.Request, wk *worker, q *
 	delete(h.parked, token)
 	h.mu.Unlock()
 	p.timer.Stop()
+	wk = p.wk
 
 	var responses map[string]json.RawMessage
 	_ = json.Unmarshal(q.Params["inputResponses"], &responses)
@@ -302,8 +304,15 @@ func (h *Handler) listen(w http.ResponseWriter, r *http.Request, wk *worker, q *
 func (wk *worker) subscribe(ctx context.Context, l *listener) {
 	wk.mu.Lock()
 	wk.listeners[l] = struct{}{}
+	wk.mu.Unlock()
+	wk.hold(ctx, l.uris)
+}
+
+// hold subscribes the child to the resources nobody subscribed to yet, and counts who holds each.
+func (wk *worker) hold(ctx context.Context, uris []string) {
+	wk.mu.Lock()
 	var fresh []string
-	for _, uri := range l.uris {
+	for _, uri := range uris {
 		if wk.subs[uri]++; wk.subs[uri] == 1 {
 			fresh = append(fresh, uri)
 		}
@@ -318,8 +327,15 @@ func (wk *worker) subscribe(ctx context.Context, l *listener) {
 func (wk *worker) unsubscribe(l *listener) {
 	wk.mu.Lock()
 	delete(wk.listeners, l)
+	wk.mu.Unlock()
+	wk.release(l.uris)
+}
+
+// release drops a hold on resources, unsubscribing the child from those nobody holds any more.
+func (wk *worker) release(uris []string) {
+	wk.mu.Lock()
 	var stale []string
-	for _, uri := range l.uris {
+	for _, uri := range uris {
 		if wk.subs[uri]--; wk.subs[uri] == 0 {
 			delete(wk.subs, uri)
 			stale = append(stale, uri)

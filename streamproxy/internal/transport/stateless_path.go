@@ -91,10 +91,10 @@ func (h *Handler) serveStateless(w http.ResponseWriter, r *http.Request, msg inc
 	}
 	// After the header checks, so that a header naming an allowed tool cannot carry a call to another; before the
 	// worker, so that nothing of a refused request reaches a child.
-	if !h.authorize(w, r, q.ID, q.Method, q.Params) {
+	if !h.authorize(w, r, q.ID, q.Method, q.Params) || h.shared != nil && !h.sharedAllows(w, http.StatusNotFound, q.ID, q.Method, q.Params) {
 		return
 	}
-	if h.cfg.HideRoots {
+	if h.cfg.HideRoots || h.shared != nil {
 		hideRootsInRequest(&q)
 	}
 	if !connectRetry(w, &q) {
@@ -173,11 +173,18 @@ type exchange struct {
 	key      json.RawMessage
 	progress json.RawMessage // the client's progress token, if any
 	sse      *sseWriter
+	sess     *sharedSession // the session on shared processes the request is of; nil: a 2026-07-28 request
 }
 
 // send passes a request to the worker's child under a key of the worker's. On error the client has its answer.
 func (h *Handler) send(w http.ResponseWriter, r *http.Request, wk *worker, q *statelessRequest) (*exchange, error) {
-	x := &exchange{h: h, wk: wk, w: w, r: r, q: q, key: wk.nextKey()}
+	return h.sendFor(w, r, wk, q, nil)
+}
+
+// sendFor is send for a request of a session on shared processes (nil: a 2026-07-28 request, which is its own
+// caller at the child).
+func (h *Handler) sendFor(w http.ResponseWriter, r *http.Request, wk *worker, q *statelessRequest, ss *sharedSession) (*exchange, error) {
+	x := &exchange{h: h, wk: wk, w: w, r: r, q: q, key: wk.nextKey(), sess: ss}
 	params := q.RawParams
 	var progressKey json.RawMessage
 	meta := maps.Clone(q.Meta)
@@ -201,8 +208,12 @@ func (h *Handler) send(w http.ResponseWriter, r *http.Request, wk *worker, q *st
 		raw = append(append(raw, `,"params":`...), params...)
 	}
 	raw = append(raw, '}')
+	owner := string(x.key)
+	if ss != nil {
+		owner = ss.id
+	}
 	var err error
-	if x.call, err = wk.s.Call(x.key, progressKey, raw); err != nil {
+	if x.call, err = wk.s.CallFor(owner, x.key, progressKey, raw); err != nil {
 		rpcError(w, http.StatusServiceUnavailable, q.ID, -32603, "the MCP server process ended; try again")
 		return nil, err
 	}
@@ -272,6 +283,10 @@ func (x *exchange) cancel(why error) {
 // (stateless_bridge.go).
 func (x *exchange) relay(m *session.Message) bool {
 	if m.ID != nil {
+		if x.sess != nil {
+			x.sess.ask(x, m)
+			return false
+		}
 		if x.wk.bridged != nil {
 			return x.inputRequired(m)
 		}
@@ -282,7 +297,8 @@ func (x *exchange) relay(m *session.Message) bool {
 	if m.Method == "notifications/tools/list_changed" {
 		x.wk.forgetTools()
 	}
-	if x.wk.bridged != nil && m.Method == "notifications/message" && !x.wantsLog(m.Raw) {
+	if m.Method == "notifications/message" && (x.sess != nil && !x.sess.wantsLog(m.Raw) ||
+		x.sess == nil && x.wk.bridged != nil && !x.wantsLog(m.Raw)) {
 		return false
 	}
 	raw, err := x.restore(m)
@@ -317,7 +333,7 @@ func (x *exchange) restore(m *session.Message) ([]byte, error) {
 			x.wk.learnTools(res)
 		}
 		res = x.h.filterResult(x.r, x.q.Method, res)
-		if x.wk.bridged != nil {
+		if x.wk.bridged != nil && x.sess == nil {
 			res = withResultType(res)
 		}
 		msg["result"] = res
@@ -411,7 +427,7 @@ func (x *exchange) write(raw []byte) {
 		Error *rpcErr `json:"error"`
 	}
 	// Only a message that mentions an error can be one: most answers skip the second decode.
-	if bytes.Contains(raw, []byte(`"error"`)) && json.Unmarshal(raw, &resp) == nil && resp.Error != nil {
+	if x.sess == nil && bytes.Contains(raw, []byte(`"error"`)) && json.Unmarshal(raw, &resp) == nil && resp.Error != nil {
 		switch resp.Error.Code {
 		case codeMethodNotFound:
 			status = http.StatusNotFound

@@ -46,6 +46,16 @@ type bridgedChild struct {
 	Instructions    string          `json:"instructions,omitempty"`
 }
 
+// has reports whether the bridged child declared a capability.
+func (b *bridgedChild) has(kind string) bool {
+	var caps map[string]json.RawMessage
+	if json.Unmarshal(b.Capabilities, &caps) != nil {
+		return false
+	}
+	_, ok := caps[kind]
+	return ok
+}
+
 // can reports whether the bridged child declared capabilities.<kind>.<feature> (e.g. tools.listChanged).
 func (b *bridgedChild) can(kind, feature string) bool {
 	var caps map[string]map[string]json.RawMessage
@@ -64,6 +74,10 @@ const (
 
 // worker returns the user's worker, starting it on the user's first stateless request.
 func (h *Handler) worker(ctx context.Context, user string) (*worker, error) {
+	if h.shared != nil {
+		_, wk, err := h.shared.pick(ctx)
+		return wk, err
+	}
 	h.mu.Lock()
 	if h.closing {
 		h.mu.Unlock()
