@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,11 +15,16 @@ import (
 )
 
 // Shared processes (Config.Share, --share N): N processes of the MCP server serve every caller, on both paths, for
-// servers that keep nothing between calls. Each is started and initialized by the proxy as the bridge initializes a
-// worker's child (the latest session revision, roots hidden), and is a worker the stateless path uses as it uses a
-// user's: its requests go under keys of the worker's own, so callers' ids and progress tokens never meet at the child.
-// Sessions on the session path are the proxy's own (shared_session.go): it answers their initialize, logging level
-// and subscriptions itself, and passes everything else on the same way.
+// servers that keep nothing between calls. Each is a worker, which the stateless path uses as it uses a user's: its
+// requests go under keys of the worker's own, so callers' ids and progress tokens never meet at the child. Sessions on
+// the session path are the proxy's own (shared_session.go): it answers their initialize, logging level and
+// subscriptions itself, and passes everything else on the same way.
+//
+// A child that speaks only the session revisions (most stdio servers) is initialized once by the proxy, roots hidden,
+// and serves sessions and 2026-07-28 requests (through the bridge) alike. A child that speaks 2026-07-28 too fixes its
+// generation per connection (the Go SDK's serves everything as a session once initialized, and serves sessions as
+// 2026-07-28 once it answered server/discover), so it gets two groups of N: initialized ones for the sessions, and
+// ones that take 2026-07-28 requests as they are.
 //
 // What the child sends that belongs to no single caller is never guessed at: its requests and log messages reach a
 // call only while one caller has calls in flight at it (session.Config.Shared), else the request is answered with an
@@ -34,22 +40,25 @@ var errSharedDown = errors.New("no shared MCP server process is running")
 
 // sharedPool is the shared processes, one slot each, and the sessions on them.
 type sharedPool struct {
-	h     *Handler
-	slots []*slot
-	next  atomic.Uint32 // where the search for the least busy process starts, so that ties take turns
-	stop  chan struct{} // closed by close
+	h    *Handler
+	n    int
+	next atomic.Uint32 // where the search for the least busy process starts, so that ties take turns
+	stop chan struct{} // closed by close
 
-	mu       sync.Mutex
-	ready    chan struct{} // closed, and replaced, whenever a slot gets a running process
-	closing  bool
-	sessions map[string]*sharedSession
+	mu        sync.Mutex
+	slots     []*slot       // initialized processes: sessions, and 2026-07-28 requests when stateless is empty
+	stateless []*slot       // processes for 2026-07-28 requests, when the child speaks it
+	ready     chan struct{} // closed, and replaced, whenever a slot gets a running process
+	closing   bool
+	sessions  map[string]*sharedSession
 }
 
 // slot holds one shared process, replaced when it restarts.
 type slot struct {
-	index int
-	mu    sync.Mutex
-	wk    *worker // nil while (re)starting
+	index     int
+	stateless bool // takes 2026-07-28 requests as they are, and is never initialized
+	mu        sync.Mutex
+	wk        *worker // nil while (re)starting
 }
 
 func (sl *slot) current() *worker {
@@ -68,16 +77,43 @@ func (sl *slot) current() *worker {
 
 // startShared starts the pool's processes in the background; requests wait for the first to be ready.
 func (h *Handler) startShared(n int) *sharedPool {
-	p := &sharedPool{h: h, stop: make(chan struct{}), ready: make(chan struct{}), sessions: map[string]*sharedSession{}}
-	for i := range n {
-		sl := &slot{index: i}
-		p.slots = append(p.slots, sl)
-		go p.run(sl)
-	}
+	p := &sharedPool{h: h, n: n, stop: make(chan struct{}), ready: make(chan struct{}), sessions: map[string]*sharedSession{}}
+	go p.begin()
 	if h.cfg.IdleTimeout > 0 {
 		go p.reapIdle()
 	}
 	return p
+}
+
+// begin learns what the command speaks, then starts the slots it needs.
+func (p *sharedPool) begin() {
+	backoff := restartFirst
+	for {
+		err := p.learnSpeaks()
+		if err == nil {
+			break
+		}
+		p.h.log.Error("cannot start the MCP server to learn what it speaks", "err", err, "retry_in", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-p.stop:
+			return
+		}
+		backoff = min(2*backoff, restartMost)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closing {
+		return
+	}
+	for i := range p.n {
+		p.slots = append(p.slots, &slot{index: i})
+		go p.run(p.slots[i])
+		if p.h.childSpeaks.Load() == speaksStateless {
+			p.stateless = append(p.stateless, &slot{index: p.n + i, stateless: true})
+			go p.run(p.stateless[i])
+		}
+	}
 }
 
 // Backoff between restarts of a shared process that keeps exiting.
@@ -133,7 +169,8 @@ func (p *sharedPool) run(sl *slot) {
 	}
 }
 
-// start starts and initializes one shared process, subscribed to what the sessions on its slot subscribed to.
+// start starts one shared process: initialized, and subscribed to what the sessions on its slot subscribed to; or,
+// for 2026-07-28 requests to a child that speaks it, as it is.
 func (p *sharedPool) start(sl *slot) (*worker, error) {
 	wk := &worker{listeners: map[*listener]struct{}{}, subs: map[string]int{}}
 	s, err := session.Start(session.Config{Command: p.h.cfg.Command, Log: p.h.log.With("shared", sl.index),
@@ -142,14 +179,18 @@ func (p *sharedPool) start(sl *slot) (*worker, error) {
 		return nil, err
 	}
 	wk.s = s
+	if sl.stateless {
+		return wk, nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	if err := wk.initialize(ctx, true); err != nil {
 		s.Close(childGrace)
 		return nil, err
 	}
-	wk.bridged.Capabilities = withoutTasks(wk.bridged.Capabilities)
-	if wk.bridged.has("logging") {
+	wk.forSessions = wk.bridged
+	wk.forSessions.Capabilities = withoutTasks(wk.forSessions.Capabilities)
+	if wk.forSessions.has("logging") {
 		// Every log message comes to the proxy, which filters them per session (logging/setLevel) or per request
 		// (2026-07-28's _meta): a level set at the child would be every caller's.
 		if _, rpcErr, err := wk.request(ctx, "logging/setLevel", map[string]string{"level": "debug"}); err != nil || rpcErr != nil {
@@ -158,6 +199,33 @@ func (p *sharedPool) start(sl *slot) (*worker, error) {
 	}
 	wk.hold(ctx, p.subscribedOn(sl))
 	return wk, nil
+}
+
+// learnSpeaks learns what the command speaks, from a process of its own that is then ended (a child that answered
+// server/discover cannot be initialized for sessions any more).
+func (p *sharedPool) learnSpeaks() error {
+	wk := &worker{}
+	s, err := session.Start(session.Config{Command: p.h.cfg.Command, Log: p.h.log.With("probe", true), Answer: noRoots,
+		Unrouted: func(m *session.Message) {
+			if m.ID != nil {
+				wk.refuse(m.ID, -32603, "no client request is in flight to carry this request")
+			}
+		}})
+	if err != nil {
+		return err
+	}
+	defer s.Close(childGrace)
+	wk.s = s
+	stateless, err := wk.probe(context.Background())
+	if err != nil {
+		return err
+	}
+	if stateless {
+		p.h.childSpeaks.Store(speaksStateless)
+	} else {
+		p.h.childSpeaks.Store(speaksSessionsOnly)
+	}
+	return nil
 }
 
 // withoutTasks removes the tasks capability (2025-11-25) from a shared process's capabilities: a task outlives the
@@ -188,18 +256,22 @@ func (h *Handler) sharedAllows(w http.ResponseWriter, status int, id json.RawMes
 	return true
 }
 
-// pick returns the running process with the fewest calls in flight, waiting for one while none runs.
-func (p *sharedPool) pick(ctx context.Context) (*slot, *worker, error) {
+// pick returns the running process with the fewest calls in flight, for a session (or, stateless, a 2026-07-28
+// request), waiting for one while none runs.
+func (p *sharedPool) pick(ctx context.Context, stateless bool) (*slot, *worker, error) {
 	deadline := time.NewTimer(startTimeout)
 	defer deadline.Stop()
 	for {
 		p.mu.Lock()
-		closing, ready := p.closing, p.ready
+		closing, ready, slots := p.closing, p.ready, p.slots
+		if stateless && len(p.stateless) > 0 {
+			slots = p.stateless
+		}
 		p.mu.Unlock()
 		if closing {
 			return nil, nil, errShuttingDown
 		}
-		if sl, wk := p.leastBusy(); wk != nil {
+		if sl, wk := p.leastBusy(slots); wk != nil {
 			return sl, wk, nil
 		}
 		select {
@@ -212,13 +284,13 @@ func (p *sharedPool) pick(ctx context.Context) (*slot, *worker, error) {
 	}
 }
 
-func (p *sharedPool) leastBusy() (*slot, *worker) {
+func (p *sharedPool) leastBusy(slots []*slot) (*slot, *worker) {
 	start := int(p.next.Add(1))
 	var best *worker
 	var bestSlot *slot
 	least := 0
-	for i := range p.slots {
-		sl := p.slots[(start+i)%len(p.slots)]
+	for i := range slots {
+		sl := slots[(start+i)%len(slots)]
 		wk := sl.current()
 		if wk == nil {
 			continue
@@ -230,10 +302,17 @@ func (p *sharedPool) leastBusy() (*slot, *worker) {
 	return bestSlot, best
 }
 
+// all is every slot.
+func (p *sharedPool) all() []*slot {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append(slices.Clip(p.slots), p.stateless...)
+}
+
 // running reports how many shared processes run now.
 func (p *sharedPool) running() int {
 	n := 0
-	for _, sl := range p.slots {
+	for _, sl := range p.all() {
 		if sl.current() != nil {
 			n++
 		}
@@ -257,7 +336,7 @@ func (p *sharedPool) unrouted(sl *slot, wk *worker, m *session.Message) {
 		if m.Method == "notifications/tools/list_changed" {
 			wk.forgetTools()
 		}
-		for _, other := range p.slots {
+		for _, other := range p.all() {
 			if w := other.current(); w != nil {
 				w.broadcast(m)
 			}
@@ -320,7 +399,7 @@ func (p *sharedPool) close() {
 	p.mu.Unlock()
 	close(p.stop)
 	var wg sync.WaitGroup
-	for _, sl := range p.slots {
+	for _, sl := range p.all() {
 		if wk := sl.current(); wk != nil {
 			wg.Add(1)
 			go func() { defer wg.Done(); wk.s.Close(childGrace) }()

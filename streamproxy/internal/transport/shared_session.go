@@ -108,7 +108,7 @@ func (h *Handler) initializeShared(w http.ResponseWriter, r *http.Request, msg i
 		rpcError(w, http.StatusBadRequest, nil, -32600, "initialize must be a request with an id")
 		return
 	}
-	_, wk, err := h.shared.pick(r.Context())
+	_, wk, err := h.shared.pick(r.Context(), false)
 	if err != nil {
 		h.workerError(w, r, msg.ID, err)
 		return
@@ -132,9 +132,10 @@ func (h *Handler) initializeShared(w http.ResponseWriter, r *http.Request, msg i
 		h.refuse(w, msg.ID, err)
 		return
 	}
-	res := map[string]any{"protocolVersion": version, "capabilities": wk.bridged.Capabilities, "serverInfo": wk.bridged.ServerInfo}
-	if wk.bridged.Instructions != "" {
-		res["instructions"] = wk.bridged.Instructions
+	init := wk.forSessions
+	res := map[string]any{"protocolVersion": version, "capabilities": init.Capabilities, "serverInfo": init.ServerInfo}
+	if init.Instructions != "" {
+		res["instructions"] = init.Instructions
 	}
 	w.Header().Set("Mcp-Session-Id", id)
 	writeResult(w, msg.ID, res)
@@ -157,7 +158,7 @@ func (h *Handler) callShared(w http.ResponseWriter, r *http.Request, ss *sharedS
 		ss.lastUsed = time.Now()
 		ss.mu.Unlock()
 	}()
-	_, wk, err := h.shared.pick(r.Context())
+	_, wk, err := h.shared.pick(r.Context(), false)
 	if err != nil {
 		h.workerError(w, r, msg.ID, err)
 		return
@@ -195,7 +196,7 @@ func (h *Handler) subscribeShared(w http.ResponseWriter, r *http.Request, ss *sh
 		writeResult(w, msg.ID, map[string]any{})
 		return
 	}
-	sl, wk, err := h.shared.pick(r.Context())
+	sl, wk, err := h.shared.pick(r.Context(), false)
 	if err != nil {
 		h.workerError(w, r, msg.ID, err)
 		return

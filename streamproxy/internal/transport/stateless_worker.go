@@ -30,7 +30,10 @@ type worker struct {
 	err     error
 	s       *session.Session
 	bridged *bridgedChild // nil: the child speaks 2026-07-28
-	seq     atomic.Uint64
+	// forSessions is, on a shared process, what the child declared in the proxy's initialize: the sessions on it are
+	// answered from it (shared_session.go).
+	forSessions *bridgedChild
+	seq         atomic.Uint64
 
 	mu        sync.Mutex
 	tools     map[string][]paramHeader // x-mcp-header annotations by tool name; nil until known
@@ -75,7 +78,7 @@ const (
 // worker returns the user's worker, starting it on the user's first stateless request.
 func (h *Handler) worker(ctx context.Context, user string) (*worker, error) {
 	if h.shared != nil {
-		_, wk, err := h.shared.pick(ctx)
+		_, wk, err := h.shared.pick(ctx, true)
 		return wk, err
 	}
 	h.mu.Lock()
