@@ -4,13 +4,19 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -243,4 +249,259 @@ func TestSharedCallersKeptApart(t *testing.T) {
 		require.NotNil(t, a.response, "bob cannot cancel alice's call")
 		assert.Contains(t, resultText(a.response), "Steps: 4")
 	})
+}
+
+// updatesUntil reads a session's standalone stream until it has n resource updates, and returns every message it got.
+func updatesUntil(t *testing.T, events <-chan sseEvent, n int) []map[string]any {
+	t.Helper()
+	var got []map[string]any
+	updates := 0
+	timeout := time.After(30 * time.Second)
+	for updates < n {
+		select {
+		case e := <-events:
+			var m map[string]any
+			require.NoError(t, json.Unmarshal([]byte(e.data), &m))
+			got = append(got, m)
+			if m["method"] == "notifications/resources/updated" {
+				updates++
+			}
+		case <-timeout:
+			require.FailNow(t, "no resource update came", "got %v", got)
+		}
+	}
+	return got
+}
+
+// Subscriptions on a shared process: each caller hears of the resources it subscribed to only; the log messages the
+// server sends between requests (server-everything's simulated logging) reach nobody, and are counted.
+func TestSharedSubscriptionsAndStrayLogs(t *testing.T) {
+	url, metrics := proxyWithMetrics(t, shareFlags(t, 1), everything(t)...)
+	one, two := "demo://resource/dynamic/text/1", "demo://resource/dynamic/text/2"
+	alice, bob := open(t, url, "X-User-Id", "alice"), open(t, url, "X-User-Id", "bob")
+	subscribe := func(sid, user, uri string) {
+		r := post(t, url, sid, `{"jsonrpc":"2.0","id":3,"method":"resources/subscribe","params":{"uri":"`+uri+`"}}`, "X-User-Id", user)
+		require.Equal(t, 200, r.status)
+		require.Nil(t, r.messages[0]["error"])
+	}
+	subscribe(alice, "alice", one)
+	subscribe(bob, "bob", two)
+	aliceEvents, stopAlice := streamOf(t, url, alice, "", "alice")
+	defer stopAlice()
+	bobEvents, stopBob := streamOf(t, url, bob, "", "bob")
+	defer stopBob()
+	// A 2026-07-28 caller listens to the first resource too.
+	listen := statelessBody(4, "subscriptions/listen", map[string]any{"notifications": map[string]any{"resourceSubscriptions": []string{one}}}, map[string]any{})
+	carol := postLive(t, statelessRequest(t, url, "carol", listen))
+
+	// server-everything then updates every subscribed resource every 5 s, and logs every 5 s.
+	for _, tool := range []string{"toggle-subscriber-updates", "toggle-simulated-logging"} {
+		r := post(t, url, alice, `{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"`+tool+`","arguments":{}}}`, "X-User-Id", "alice")
+		require.Equal(t, 200, r.status)
+	}
+	check := func(who string, got []map[string]any, uri string) {
+		for _, m := range got {
+			assert.NotEqual(t, "notifications/message", m["method"], "%s got a log message of no request of theirs", who)
+			if m["method"] == "notifications/resources/updated" {
+				assert.Equal(t, uri, m["params"].(map[string]any)["uri"], "%s hears only of what it subscribed to", who)
+			}
+		}
+	}
+	check("alice", updatesUntil(t, aliceEvents, 2), one)
+	check("bob", updatesUntil(t, bobEvents, 2), two)
+	var carolGot []map[string]any
+	for m := range carol.msgs {
+		carolGot = append(carolGot, m)
+		if m["method"] == "notifications/resources/updated" {
+			break
+		}
+	}
+	carol.cancel()
+	check("carol", carolGot, one)
+	// With no call in flight, the next simulated log message belongs to nobody.
+	require.Eventually(t, func() bool { return metric(t, metrics, `streamproxy_shared_unrouted_total{kind="log"}`) >= 1 },
+		20*time.Second, 100*time.Millisecond, "the stray log messages are dropped and counted")
+
+	// Bob leaves: his subscription goes with his session, alice's stays.
+	req, _ := http.NewRequest(http.MethodDelete, url, nil)
+	req.Header.Set("Mcp-Session-Id", bob)
+	req.Header.Set("X-User-Id", "bob")
+	assert.Equal(t, http.StatusNoContent, send(t, req).status)
+	assert.Equal(t, http.StatusNotFound, post(t, url, bob, `{"jsonrpc":"2.0","id":6,"method":"ping"}`, "X-User-Id", "bob").status)
+	assert.Equal(t, 200, post(t, url, alice, `{"jsonrpc":"2.0","id":6,"method":"ping"}`, "X-User-Id", "alice").status,
+		"a DELETE ends the session, not the process")
+	check("alice", updatesUntil(t, aliceEvents, 1), one)
+}
+
+// Each session has its own logging level on a shared process: the proxy keeps it and filters, the process never
+// hears of it.
+func TestSharedLoggingLevelPerSession(t *testing.T) {
+	fixture := testenv.BuildBinary(t, "github.com/modelcontextprotocol/go-sdk/conformance/everything-server")
+	url := proxy(t, []string{"--share", "1"}, fixture)
+	quiet, chatty := open(t, url, "X-User-Id", "quiet"), open(t, url, "X-User-Id", "chatty")
+	setLevel := func(sid, user, level string) {
+		r := post(t, url, sid, `{"jsonrpc":"2.0","id":2,"method":"logging/setLevel","params":{"level":"`+level+`"}}`, "X-User-Id", user)
+		require.Equal(t, 200, r.status)
+		require.Nil(t, r.messages[0]["error"])
+	}
+	logs := func(sid, user string) int {
+		r := post(t, url, sid, `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"test_tool_with_logging","arguments":{}}}`, "X-User-Id", user)
+		require.Equal(t, 200, r.status)
+		n := 0
+		for _, m := range r.messages {
+			if m["method"] == "notifications/message" {
+				n++
+			}
+		}
+		require.NotNil(t, r.messages[len(r.messages)-1]["result"])
+		return n
+	}
+	setLevel(chatty, "chatty", "info")
+	setLevel(quiet, "quiet", "error") // last: a level passed on to the process would now silence chatty too
+	assert.Equal(t, 3, logs(chatty, "chatty"), "info and above")
+	assert.Equal(t, 0, logs(quiet, "quiet"), "error and above: the tool logs at info")
+	r := post(t, url, quiet, `{"jsonrpc":"2.0","id":4,"method":"logging/setLevel","params":{"level":"loud"}}`, "X-User-Id", "quiet")
+	assert.EqualValues(t, -32602, r.messages[0]["error"].(map[string]any)["code"], "an unknown level is refused")
+}
+
+// A session and a 2026-07-28 user on the same shared process at once, each getting their own answers.
+func TestSharedSessionAndStatelessTogether(t *testing.T) {
+	url, metrics := proxyWithMetrics(t, shareFlags(t, 1), everything(t)...)
+	sid := open(t, url, "X-User-Id", "alice")
+	cs := connect(t, url, "bob", nil)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for i := range 20 {
+			r := post(t, url, sid, fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"alice %d"}}}`, i), "X-User-Id", "alice")
+			assert.Contains(t, resultText(r.messages[len(r.messages)-1]), fmt.Sprintf("Echo: alice %d", i))
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for i := range 20 {
+			res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"message": fmt.Sprintf("bob %d", i)}})
+			if assert.NoError(t, err) {
+				assert.Equal(t, fmt.Sprintf("Echo: bob %d", i), text(t, res))
+			}
+		}
+	}()
+	wg.Wait()
+	assert.Equal(t, 1.0, metric(t, metrics, "streamproxy_shared_processes"))
+	assert.Equal(t, 1.0, metric(t, metrics, "streamproxy_children_started_total"), "one process served both")
+	assert.Equal(t, 1.0, metric(t, metrics, "streamproxy_sessions_active"))
+}
+
+// What a shared process cannot do per user is refused at start, with the reason.
+func TestSharedRefusedAtStart(t *testing.T) {
+	bin := testenv.BuildBinary(t, "./streamproxy")
+	for name, c := range map[string]struct {
+		flags []string
+		says  string
+	}{
+		"{user} in --env":     {[]string{"--env", "HOME=/srv/{user}"}, "--share cannot serve {user}"},
+		"{user} in --workdir": {[]string{"--workdir", "/srv/{user}"}, "--share cannot serve {user}"},
+		"a user's token": {[]string{"--env", "GITLAB_TOKEN={token:gitlab}", "--broker-url", "http://127.0.0.1:1", "--broker-secret", "s"},
+			"--share cannot serve {token:...}"},
+		"a negative count": {[]string{"--share", "-1"}, "--share must be 0"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			args := append([]string{"--listen", "127.0.0.1:0", "--share", "2"}, c.flags...)
+			out, err := exec.Command(bin, append(args, "--", "true")...).CombinedOutput()
+			require.Error(t, err, "%s", out)
+			assert.Contains(t, string(out), c.says)
+		})
+	}
+}
+
+// childrenOf lists the pids of a process's children (each thread's: Go starts them from any).
+func childrenOf(t *testing.T, pid int) []int {
+	t.Helper()
+	files, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	require.NoError(t, err)
+	var pids []int
+	for _, file := range files {
+		b, _ := os.ReadFile(file)
+		for _, f := range strings.Fields(string(b)) {
+			n, err := strconv.Atoi(f)
+			require.NoError(t, err)
+			pids = append(pids, n)
+		}
+	}
+	return pids
+}
+
+// A shared process killed with SIGKILL: the call in flight gets a JSON-RPC error that says so, the process is started
+// again, and the session on it carries on.
+func TestSharedProcessRestarts(t *testing.T) {
+	p, url, metrics := proxyProcess(t, testenv.FreePort(t), shareFlags(t, 1), everything(t)...)
+	sid := open(t, url, "X-User-Id", "alice")
+	echo := `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"message":"again"}}}`
+	require.Equal(t, 200, post(t, url, sid, echo, "X-User-Id", "alice").status)
+	require.Eventually(t, func() bool { return len(childrenOf(t, p.Cmd.Process.Pid)) == 1 }, 10*time.Second, 50*time.Millisecond,
+		"the probe has ended, the shared process runs")
+
+	inFlight := postLive(t, sessionRequest(t, url, sid, "alice", longRun(3, "p", 10, 10, false)))
+	started := make(chan struct{})
+	done := make(chan outcome, 1)
+	go func() { done <- collect(inFlight, started) }()
+	<-started
+	for _, pid := range childrenOf(t, p.Cmd.Process.Pid) {
+		require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	}
+	o := <-done
+	require.NotNil(t, o.response)
+	e, _ := o.response["error"].(map[string]any)
+	require.NotNil(t, e, "the call in flight fails: %v", o.response)
+	assert.Contains(t, e["message"], "MCP server process")
+
+	require.Eventually(t, func() bool {
+		r := post(t, url, sid, echo, "X-User-Id", "alice")
+		return r.status == 200 && strings.Contains(resultText(r.messages[len(r.messages)-1]), "Echo: again")
+	}, 30*time.Second, 100*time.Millisecond, "the session works on the new process")
+	assert.Equal(t, 1.0, metric(t, metrics, "streamproxy_shared_processes"))
+	assert.Equal(t, 1.0, metric(t, metrics, `streamproxy_children_exited_total{how="crashed"}`))
+	assert.Equal(t, 2.0, metric(t, metrics, "streamproxy_children_started_total"), "the first process and its successor")
+}
+
+// The policy, the audit trail and the limits per user apply to each caller on a shared process as on their own.
+func TestSharedPerCallerRules(t *testing.T) {
+	p, url, metrics := proxyProcess(t, testenv.FreePort(t), shareFlags(t, 1, "--policy", policyFile(t, everythingPolicy),
+		"--max-calls-per-user", "1"), everything(t)...)
+	member := open(t, url, "X-User-Id", "member", "X-User-Groups", "team")
+	other := open(t, url, "X-User-Id", "other")
+	sum := `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"get-sum","arguments":{"a":1,"b":2}}}`
+	r := post(t, url, member, sum, "X-User-Id", "member", "X-User-Groups", "team")
+	require.Equal(t, 200, r.status)
+	assert.Contains(t, resultText(r.messages[0]), "3")
+	r = post(t, url, other, sum, "X-User-Id", "other")
+	assert.EqualValues(t, -32003, rpcErrorOf(t, r)["code"], "the policy refuses the other user on the same process")
+	r = postStateless(t, url, "other", statelessBody(3, "tools/call", map[string]any{"name": "get-sum", "arguments": map[string]any{"a": 1, "b": 2}}, map[string]any{}))
+	assert.EqualValues(t, -32003, rpcErrorOf(t, r)["code"], "and on the 2026-07-28 path")
+
+	// One call in flight per user: the member's second is refused, the other user's goes through.
+	slow := postLive(t, sessionRequest(t, url, member, "member", longRun(4, "p", 3, 3, false)))
+	slow.cancel = func() {}
+	started := make(chan struct{})
+	go collect(slow, started)
+	<-started
+	assert.Equal(t, http.StatusTooManyRequests, post(t, url, member, `{"jsonrpc":"2.0","id":5,"method":"ping"}`, "X-User-Id", "member").status)
+	assert.Equal(t, 200, post(t, url, other, `{"jsonrpc":"2.0","id":5,"method":"ping"}`, "X-User-Id", "other").status)
+	assert.GreaterOrEqual(t, metric(t, metrics, `streamproxy_requests_limited_total{limit="user_calls"}`), 1.0)
+
+	// Each caller's calls are audited under their own identity.
+	p.WaitLine(t, `"event":"mcp.tools/call","outcome":"result","request_id"`, 5*time.Second)
+	var memberSum, otherDenied bool
+	for _, line := range strings.Split(p.Output(), "\n") {
+		var e map[string]any
+		if json.Unmarshal([]byte(line), &e) != nil || e["event"] != "mcp.tools/call" || e["target"] != "get-sum" {
+			continue
+		}
+		memberSum = memberSum || e["user_id"] == "member" && e["outcome"] == "result"
+		otherDenied = otherDenied || e["user_id"] == "other" && e["outcome"] != "result"
+	}
+	assert.True(t, memberSum, "the member's call is in the audit trail as theirs")
+	assert.True(t, otherDenied, "the other user's refusal is in the audit trail as theirs")
 }
