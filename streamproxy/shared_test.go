@@ -505,3 +505,60 @@ func TestSharedPerCallerRules(t *testing.T) {
 	assert.True(t, memberSum, "the member's call is in the audit trail as theirs")
 	assert.True(t, otherDenied, "the other user's refusal is in the audit trail as theirs")
 }
+
+// What a shared process sends while two callers have calls in flight belongs to neither: its log messages are
+// dropped and its requests answered with an error to the process, never handed to the other caller. A request
+// asked while one caller alone is in flight reaches that caller, and only its answer goes back.
+func TestSharedUntiedMessages(t *testing.T) {
+	fixture := testenv.BuildBinary(t, "github.com/modelcontextprotocol/go-sdk/conformance/everything-server")
+	url, metrics := proxyWithMetrics(t, []string{"--share", "1"}, fixture)
+	withElicitation := strings.Replace(initBody, `"capabilities":{}`, `"capabilities":{"elicitation":{}}`, 1)
+	openWith := func(user string) string {
+		r := post(t, url, "", withElicitation, "X-User-Id", user)
+		require.Equal(t, http.StatusOK, r.status)
+		sid := r.header.Get("Mcp-Session-Id")
+		require.Equal(t, http.StatusAccepted, post(t, url, sid, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, "X-User-Id", user).status)
+		r = post(t, url, sid, `{"jsonrpc":"2.0","id":2,"method":"logging/setLevel","params":{"level":"debug"}}`, "X-User-Id", user)
+		require.Equal(t, http.StatusOK, r.status)
+		return sid
+	}
+	alice, bob := openWith("alice"), openWith("bob")
+	elicit := `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"test_elicitation","arguments":{"message":"Name?"}}}`
+
+	// Bob alone is in flight when the process asks: the question is his, under an id of the proxy's.
+	bobCall := postLive(t, sessionRequest(t, url, bob, "bob", elicit))
+	var question map[string]any
+	for m := range bobCall.msgs {
+		require.NotEqual(t, "notifications/message", m["method"], "bob gets no log message of alice's")
+		if m["method"] == "elicitation/create" {
+			question = m
+			break
+		}
+	}
+	require.NotNil(t, question, "bob is asked")
+
+	// Alice calls meanwhile: two callers in flight, so her tool's log messages and its question go to nobody.
+	logged := post(t, url, alice, `{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"test_tool_with_logging","arguments":{}}}`, "X-User-Id", "alice")
+	require.Equal(t, http.StatusOK, logged.status)
+	for _, m := range logged.messages {
+		assert.NotEqual(t, "notifications/message", m["method"], "a log message while two callers are in flight is nobody's")
+	}
+	asked := post(t, url, alice, elicit, "X-User-Id", "alice")
+	require.Equal(t, http.StatusOK, asked.status)
+	for _, m := range asked.messages {
+		assert.NotEqual(t, "elicitation/create", m["method"], "a question while two callers are in flight is nobody's")
+	}
+	last := asked.messages[len(asked.messages)-1]
+	assert.True(t, last["error"] != nil || strings.Contains(resultText(last), "isError"), "alice's elicitation failed: %v", last)
+
+	// Alice cannot answer bob's question; bob can.
+	answer := fmt.Sprintf(`{"jsonrpc":"2.0","id":%q,"result":{"action":"accept","content":{"username":"%%s"}}}`, question["id"])
+	assert.Equal(t, http.StatusAccepted, post(t, url, alice, fmt.Sprintf(answer, "mallory"), "X-User-Id", "alice").status)
+	assert.Equal(t, http.StatusAccepted, post(t, url, bob, fmt.Sprintf(answer, "bob"), "X-User-Id", "bob").status)
+	o := collect(bobCall, nil)
+	require.NotNil(t, o.response)
+	assert.Contains(t, resultText(o.response), "username:bob")
+	assert.NotContains(t, resultText(o.response), "mallory")
+	assert.GreaterOrEqual(t, metric(t, metrics, `streamproxy_shared_unrouted_total{kind="log"}`), 3.0)
+	assert.GreaterOrEqual(t, metric(t, metrics, `streamproxy_shared_unrouted_total{kind="request"}`), 1.0)
+}
