@@ -130,6 +130,16 @@ func longRun(id int, token string, seconds, steps int, stateless bool) string {
 	return string(b)
 }
 
+// await waits for a channel to close, failing the test after 30 s.
+func await(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(30 * time.Second):
+		require.FailNow(t, "never came: "+what)
+	}
+}
+
 // outcome is what one caller got for a call: its progress totals and its response.
 type outcome struct {
 	totals   []float64
@@ -217,8 +227,8 @@ func TestSharedCallersKeptApart(t *testing.T) {
 			aliceDone, bobDone := make(chan outcome, 1), make(chan outcome, 1)
 			go func() { aliceDone <- collect(alice, aliceStarted) }()
 			go func() { bobDone <- collect(bob, bobStarted) }()
-			<-aliceStarted
-			<-bobStarted
+			await(t, aliceStarted, "alice's progress")
+			await(t, bobStarted, "bob's progress")
 			if stateless {
 				alice.cancel() // 2026-07-28's cancellation: the client closes the response stream
 			} else {
@@ -241,7 +251,7 @@ func TestSharedCallersKeptApart(t *testing.T) {
 		started := make(chan struct{})
 		done := make(chan outcome, 1)
 		go func() { done <- collect(alice, started) }()
-		<-started
+		await(t, started, "progress")
 		// Bob names alice's request id: in his session no such call is in flight, so nothing is cancelled.
 		cancel := `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":9}}`
 		require.Equal(t, http.StatusAccepted, post(t, url, bobSid, cancel, "X-User-Id", "bob").status)
@@ -447,7 +457,7 @@ func TestSharedProcessRestarts(t *testing.T) {
 	started := make(chan struct{})
 	done := make(chan outcome, 1)
 	go func() { done <- collect(inFlight, started) }()
-	<-started
+	await(t, started, "progress")
 	for _, pid := range childrenOf(t, p.Cmd.Process.Pid) {
 		require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
 	}
@@ -486,7 +496,7 @@ func TestSharedPerCallerRules(t *testing.T) {
 	slow.cancel = func() {}
 	started := make(chan struct{})
 	go collect(slow, started)
-	<-started
+	await(t, started, "progress")
 	assert.Equal(t, http.StatusTooManyRequests, post(t, url, member, `{"jsonrpc":"2.0","id":5,"method":"ping"}`, "X-User-Id", "member").status)
 	assert.Equal(t, 200, post(t, url, other, `{"jsonrpc":"2.0","id":5,"method":"ping"}`, "X-User-Id", "other").status)
 	assert.GreaterOrEqual(t, metric(t, metrics, `streamproxy_requests_limited_total{limit="user_calls"}`), 1.0)
