@@ -516,6 +516,15 @@ func TestSharedPerCallerRules(t *testing.T) {
 	assert.True(t, otherDenied, "the other user's refusal is in the audit trail as theirs")
 }
 
+// answerOf reads a live answer to its end (at most a minute).
+func answerOf(l *live) []map[string]any {
+	var all []map[string]any
+	for m := range l.msgs {
+		all = append(all, m)
+	}
+	return all
+}
+
 // What a shared process sends while two callers have calls in flight belongs to neither: its log messages are
 // dropped and its requests answered with an error to the process, never handed to the other caller. A request
 // asked while one caller alone is in flight reaches that caller, and only its answer goes back.
@@ -548,27 +557,29 @@ func TestSharedUntiedMessages(t *testing.T) {
 	require.NotNil(t, question, "bob is asked")
 
 	// Alice calls meanwhile: two callers in flight, so her tool's log messages and its question go to nobody.
-	logged := post(t, url, alice, `{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"test_tool_with_logging","arguments":{}}}`, "X-User-Id", "alice")
-	require.Equal(t, http.StatusOK, logged.status)
-	for _, m := range logged.messages {
+	logged := answerOf(postLive(t, sessionRequest(t, url, alice, "alice", `{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"test_tool_with_logging","arguments":{}}}`)))
+	for _, m := range logged {
 		assert.NotEqual(t, "notifications/message", m["method"], "a log message while two callers are in flight is nobody's")
 	}
-	asked := post(t, url, alice, elicit, "X-User-Id", "alice")
-	require.Equal(t, http.StatusOK, asked.status)
-	for _, m := range asked.messages {
+	asked := answerOf(postLive(t, sessionRequest(t, url, alice, "alice", elicit)))
+	for _, m := range asked {
 		assert.NotEqual(t, "elicitation/create", m["method"], "a question while two callers are in flight is nobody's")
 	}
-	last := asked.messages[len(asked.messages)-1]
+	require.NotEmpty(t, asked, "alice's call is answered")
+	last := asked[len(asked)-1]
 	assert.True(t, last["error"] != nil || strings.Contains(resultText(last), "isError"), "alice's elicitation failed: %v", last)
 
 	// Alice cannot answer bob's question; bob can.
 	answer := fmt.Sprintf(`{"jsonrpc":"2.0","id":%q,"result":{"action":"accept","content":{"username":"%%s"}}}`, question["id"])
 	assert.Equal(t, http.StatusAccepted, post(t, url, alice, fmt.Sprintf(answer, "mallory"), "X-User-Id", "alice").status)
 	assert.Equal(t, http.StatusAccepted, post(t, url, bob, fmt.Sprintf(answer, "bob"), "X-User-Id", "bob").status)
-	o := collect(bobCall, nil)
-	require.NotNil(t, o.response)
-	assert.Contains(t, resultText(o.response), "username:bob")
-	assert.NotContains(t, resultText(o.response), "mallory")
+	rest := answerOf(bobCall)
+	require.NotEmpty(t, rest)
+	for _, m := range rest {
+		assert.NotEqual(t, "notifications/message", m["method"], "bob gets no log message of alice's")
+	}
+	assert.Contains(t, resultText(rest[len(rest)-1]), "username:bob")
+	assert.NotContains(t, resultText(rest[len(rest)-1]), "mallory")
 	assert.GreaterOrEqual(t, metric(t, metrics, `streamproxy_shared_unrouted_total{kind="log"}`), 3.0)
 	assert.GreaterOrEqual(t, metric(t, metrics, `streamproxy_shared_unrouted_total{kind="request"}`), 1.0)
 }
