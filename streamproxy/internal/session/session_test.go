@@ -375,3 +375,29 @@ func TestCloseEndsTheInMemoryChild(t *testing.T) {
 		t.Fatal("the session is not over")
 	}
 }
+
+// On a shared child, a server request or log message goes to the oldest call only while every call in flight is one
+// owner's; with two owners' calls in flight it belongs to neither and is unrouted.
+func TestSharedChildRoutesOnlyToALoneOwner(t *testing.T) {
+	got := make(chan *Message, 4)
+	c := newMemChild(t, Config{Shared: true, Unrouted: func(m *Message) { got <- m }})
+	callFor := func(owner, id string) *Call {
+		call, err := c.s.CallFor(owner, json.RawMessage(id), nil, []byte(request(id)))
+		require.NoError(t, err)
+		c.read()
+		return call
+	}
+	first := callFor("alice", "1")
+	second := callFor("alice", "2")
+	c.write(`{"jsonrpc":"2.0","id":70,"method":"elicitation/create"}`)
+	assert.Equal(t, "elicitation/create", next(t, first).Method, "one owner in flight: the oldest call carries it")
+
+	bob := callFor("bob", "3")
+	c.write(`{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info"}}`)
+	c.write(`{"jsonrpc":"2.0","id":71,"method":"sampling/createMessage"}`)
+	assert.Equal(t, "notifications/message", receive(t, got).Method, "two owners in flight: nobody's")
+	assert.Equal(t, "sampling/createMessage", receive(t, got).Method)
+	for _, call := range []*Call{first, second, bob} {
+		assert.Empty(t, call.Messages())
+	}
+}

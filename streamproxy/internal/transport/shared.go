@@ -120,7 +120,7 @@ func (p *sharedPool) begin() {
 const (
 	restartFirst = 100 * time.Millisecond
 	restartMost  = 30 * time.Second
-	restartCalm  = time.Minute // a process that ran this long restarts without waiting
+	restartCalm  = time.Minute // a process that ran this long starts again after the first backoff, not the last
 )
 
 // run keeps a slot's process running until the pool closes.
