@@ -201,6 +201,10 @@ func (h *Handler) subscribeShared(w http.ResponseWriter, r *http.Request, ss *sh
 		h.workerError(w, r, msg.ID, err)
 		return
 	}
+	if !wk.forSessions.can("resources", "subscribe") {
+		rpcError(w, http.StatusOK, msg.ID, codeMethodNotFound, "this MCP server offers no resource subscriptions")
+		return
+	}
 	ss.mu.Lock()
 	_, already := ss.subs[uri]
 	if !already {
