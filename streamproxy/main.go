@@ -155,6 +155,9 @@ func run(args []string) error {
 	if creds != nil && *userHeader == "" {
 		return errors.New("{token:...} and {token_file:...} in --env need an identity: keep --user-header set")
 	}
+	if *share > 0 && *poolSize > 0 {
+		return errors.New("--pool has nothing to start ahead with --share: the shared processes start with streamproxy and serve every new session at once; drop --pool")
+	}
 	if err := checkPool(*poolSize, *maxSessions, perUser.Uses(), creds != nil); err != nil {
 		return err
 	}

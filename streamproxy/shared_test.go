@@ -416,6 +416,7 @@ func TestSharedRefusedAtStart(t *testing.T) {
 		"a user's token": {[]string{"--env", "GITLAB_TOKEN={token:gitlab}", "--broker-url", "http://127.0.0.1:1", "--broker-secret", "s"},
 			"--share cannot serve {token:...}"},
 		"a negative count": {[]string{"--share", "-1"}, "--share must be 0"},
+		"a pool beside":    {[]string{"--pool", "2"}, "--pool has nothing to start ahead with --share"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			args := append([]string{"--listen", "127.0.0.1:0", "--share", "2"}, c.flags...)

@@ -97,9 +97,10 @@ func main() {
 		otlp = jaeger.OTLPHTTP
 	}
 	services := []devstack.Service{
-		// get-env needs everything:admin (policies/everything.yaml): the dev user gets it by step-up consent.
+		// get-env needs everything:admin (policies/everything.yaml): the dev user gets it by step-up consent. It keeps
+		// nothing of a user's between calls: shared, as compose.yaml runs it.
 		{Name: "everything", Command: []string{"node", everything}, ScopesSupported: []string{"mcp", "everything:admin"},
-			Flags: []string{"--policy", filepath.Join(root, "policies", "everything.yaml")}},
+			Flags: []string{"--policy", filepath.Join(root, "policies", "everything.yaml"), "--share", "2"}},
 		// A stateful server keeps each user's graph in a file of their own.
 		{Name: "memory", Command: []string{"node", memory},
 			Flags: []string{"--env", "MEMORY_FILE_PATH=" + filepath.Join(data, "memory", "users", "{user}", "memory.json")}},
