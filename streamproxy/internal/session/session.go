@@ -27,6 +27,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/jsonobj"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/metrics"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/sandbox"
 )
@@ -321,11 +324,19 @@ func (s *Session) Send(raw []byte) error {
 	default:
 	}
 	// One message is one line on stdio: a body with raw newlines between its tokens would reach the child as two.
-	var line bytes.Buffer
-	if err := json.Compact(&line, raw); err != nil {
-		return fmt.Errorf("message for the MCP server: %w", err)
+	// Inside a JSON string a newline is always escaped, so a message without one is a line already and is only
+	// checked, not copied (the proxy's own encodings are compact).
+	switch {
+	case bytes.IndexByte(raw, '\n') >= 0:
+		var line bytes.Buffer
+		if err := json.Compact(&line, raw); err != nil {
+			return fmt.Errorf("message for the MCP server: %w", err)
+		}
+		raw = line.Bytes()
+	case !json.Valid(raw):
+		return errors.New("message for the MCP server: not one JSON value")
 	}
-	if _, err := s.in.Write(line.Bytes()); err != nil {
+	if _, err := s.in.Write(raw); err != nil {
 		return fmt.Errorf("write to MCP server: %w", err)
 	}
 	if err := s.in.WriteByte('\n'); err != nil {
@@ -470,27 +481,13 @@ func (s *Session) readLoop(stdout io.Reader) {
 
 // route delivers one message from the child.
 func (s *Session) route(line []byte) {
-	var head struct {
-		ID     json.RawMessage `json:"id"`
-		Method string          `json:"method"`
-		Result json.RawMessage `json:"result"`
-		Error  json.RawMessage `json:"error"`
-		Params struct {
-			ProgressToken json.RawMessage `json:"progressToken"`
-			Meta          struct {
-				SubscriptionID json.RawMessage `json:"io.modelcontextprotocol/subscriptionId"`
-			} `json:"_meta"`
-		} `json:"params"`
-	}
-	if err := json.Unmarshal(line, &head); err != nil {
+	head, err := readHead(line)
+	if err != nil {
 		s.log.Warn("MCP server wrote a line that is not JSON-RPC; dropped", "bytes", len(line))
 		return
 	}
 	s.metrics.Message("to_client")
-	if string(head.ID) == "null" {
-		head.ID = nil
-	}
-	m := &Message{Raw: line, ID: head.ID, Method: head.Method, Result: head.Result, Error: head.Error}
+	m := &Message{Raw: line, ID: head.id, Method: head.method, Result: head.result, Error: head.error}
 	if s.answer != nil && m.ID != nil && m.Method != "" {
 		if reply := s.answer(m); reply != nil {
 			if err := s.Send(reply); err != nil {
@@ -508,11 +505,11 @@ func (s *Session) route(line []byte) {
 		if target = s.pending[string(m.ID)]; target != nil {
 			s.forgetLocked(target)
 		}
-	case head.Params.Meta.SubscriptionID != nil:
+	case head.subscriptionID != nil:
 		// 2026-07-28 subscriptions/listen: the notification names the listen request it belongs to.
-		target = s.pending[string(head.Params.Meta.SubscriptionID)]
-	case head.Params.ProgressToken != nil:
-		target = s.progress[string(head.Params.ProgressToken)]
+		target = s.pending[string(head.subscriptionID)]
+	case head.progressToken != nil:
+		target = s.progress[string(head.progressToken)]
 	case m.ID != nil || m.Method == "notifications/message":
 		// Server requests (sampling, elicitation, roots) and log messages belong to the work in flight; with
 		// several requests in flight the oldest one carries them. Other notifications (list changes, resource
@@ -562,6 +559,59 @@ func (s *Session) route(line []byte) {
 			s.log.Warn("standalone stream is not read; the client can resume from its backlog", "seq", e.Seq)
 		}
 	}
+}
+
+// head is what routing reads of a message from the child; every value is a slice of the message's line.
+type head struct {
+	id, result, error json.RawMessage
+	method            string
+	progressToken     json.RawMessage // params.progressToken
+	subscriptionID    json.RawMessage // params._meta's 2026-07-28 subscription id
+}
+
+// readHead reads a message's head, walking its members rather than decoding it: a response's result, often most of
+// the line, is passed on as written and never decoded.
+func readHead(line []byte) (head, error) {
+	var h head
+	err := jsonobj.Each(line, func(name, value []byte) error {
+		switch string(name) {
+		case "id":
+			if string(value) != "null" {
+				h.id = value
+			}
+		case "method":
+			method, err := jsontext.AppendUnquote(nil, value)
+			h.method = string(method)
+			return err
+		case "result":
+			h.result = value
+		case "error":
+			h.error = value
+		case "params":
+			if value[0] == '{' {
+				return jsonobj.Each(value, h.readParams)
+			}
+		}
+		return nil
+	})
+	return h, err
+}
+
+func (h *head) readParams(name, value []byte) error {
+	switch string(name) {
+	case "progressToken":
+		h.progressToken = value
+	case "_meta":
+		if value[0] == '{' {
+			return jsonobj.Each(value, func(name, value []byte) error {
+				if string(name) == "io.modelcontextprotocol/subscriptionId" {
+					h.subscriptionID = value
+				}
+				return nil
+			})
+		}
+	}
+	return nil
 }
 
 // end marks the session over and fails every request in flight with a JSON-RPC error.
