@@ -15,6 +15,7 @@ import (
 
 	"github.com/mcp-oauth-gateway/gateway/internal/audit"
 	"github.com/mcp-oauth-gateway/gateway/internal/tracing"
+	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/jsonobj"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/policy"
 )
 
@@ -138,6 +139,10 @@ func (op *operation) end(ctx context.Context) {
 	if op.w == nil {
 		return
 	}
+	record := op.event != nil && (op.audited || (op.event.Decision != "" && op.event.Decision != string(policy.Allow)))
+	if !record && !op.span.IsRecording() {
+		return // an unaudited request allowed, untraced: nothing reads its outcome
+	}
 	outcome, code := op.w.outcome(op.id)
 	if outcome == "" {
 		outcome = audit.OutcomeFailure // answered without a JSON-RPC response (a refusal in plain HTTP)
@@ -155,7 +160,7 @@ func (op *operation) end(ctx context.Context) {
 	case audit.OutcomeFailure, audit.OutcomeCancelled:
 		op.span.SetAttributes(attribute.String("error.type", outcome))
 	}
-	if op.event == nil || (!op.audited && (op.event.Decision == "" || op.event.Decision == string(policy.Allow))) {
+	if !record {
 		return
 	}
 	op.event.Outcome, op.event.ErrorCode = outcome, code
@@ -194,6 +199,8 @@ func protocolOf(r *http.Request, msg incoming) string {
 // timedOutMessage is the error message of a request the proxy gave up on (--request-timeout).
 const timedOutMessage = "request timed out in the proxy"
 
+var quotedTimedOutMessage = strconv.Quote(timedOutMessage) // as JSON writes it (it is ASCII)
+
 // answerWatcher passes an answer through and keeps what the operation's outcome needs: the bytes written and the
 // last JSON-RPC message, a JSON body or an SSE event's data (each event is one write, sseWriter.event).
 type answerWatcher struct {
@@ -225,27 +232,56 @@ func (a *answerWatcher) Write(p []byte) (int, error) {
 func (a *answerWatcher) Unwrap() http.ResponseWriter { return a.ResponseWriter }
 
 // outcome reads the answer to the request id: its outcome, and a JSON-RPC error's code. "" when no response to it
-// was written.
+// was written. Only the members it needs are read: a result's content is never decoded.
 func (a *answerWatcher) outcome(id json.RawMessage) (string, int) {
-	var resp struct {
-		ID     json.RawMessage `json:"id"`
-		Result *struct {
-			IsError bool `json:"isError"`
-		} `json:"result"`
-		Error *struct {
-			Code    int    `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
-	if len(a.last) == 0 || json.Unmarshal(a.last, &resp) != nil || (id != nil && !bytes.Equal(resp.ID, id)) {
+	var (
+		respID, result, rpcError []byte
+		code                     int
+		timedOut, isError        bool
+	)
+	err := jsonobj.Each(a.last, func(name, value []byte) error {
+		switch {
+		case string(name) == "id":
+			respID = value
+		case string(value) == "null": // as if absent
+		case string(name) == "result":
+			result = value
+		case string(name) == "error":
+			rpcError = value
+		}
+		return nil
+	})
+	if len(a.last) == 0 || err != nil || (id != nil && !bytes.Equal(respID, id)) {
 		return "", 0
 	}
+	if rpcError != nil {
+		err = jsonobj.Each(rpcError, func(name, value []byte) error {
+			switch string(name) {
+			case "code":
+				return json.Unmarshal(value, &code)
+			case "message":
+				timedOut = string(value) == quotedTimedOutMessage
+			}
+			return nil
+		})
+		if err != nil {
+			return "", 0
+		}
+	}
+	if result != nil && result[0] == '{' {
+		_ = jsonobj.Each(result, func(name, value []byte) error {
+			if string(name) == "isError" {
+				isError = string(value) == "true"
+			}
+			return nil
+		})
+	}
 	switch {
-	case resp.Error != nil && resp.Error.Message == timedOutMessage:
-		return audit.OutcomeTimedOut, resp.Error.Code
-	case resp.Error != nil:
-		return audit.OutcomeRPCError, resp.Error.Code
-	case resp.Result != nil && resp.Result.IsError:
+	case rpcError != nil && timedOut:
+		return audit.OutcomeTimedOut, code
+	case rpcError != nil:
+		return audit.OutcomeRPCError, code
+	case isError:
 		return audit.OutcomeToolError, 0
 	}
 	return audit.OutcomeResult, 0

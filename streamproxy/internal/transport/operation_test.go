@@ -198,3 +198,34 @@ func attrs(s sdktrace.ReadOnlySpan) map[attribute.Key]string {
 	}
 	return m
 }
+
+// The outcome is read from the answer the client got, a JSON body or an SSE event, for the request's own id.
+func TestOutcomeOfAnAnswer(t *testing.T) {
+	for _, c := range []struct {
+		answer  string
+		id      string
+		outcome string
+		code    int
+	}{
+		{`{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"hi"}]}}`, "7", audit.OutcomeResult, 0},
+		{`{"jsonrpc":"2.0","id":7,"result":{"content":[],"isError":true}}`, "7", audit.OutcomeToolError, 0},
+		{`{"jsonrpc":"2.0","id":7,"result":{"content":[],"isError":false}}`, "7", audit.OutcomeResult, 0},
+		{`{"jsonrpc":"2.0","id":"a","error":{"code":-32602,"message":"bad","data":{"x":1}}}`, `"a"`, audit.OutcomeRPCError, -32602},
+		{`{"jsonrpc":"2.0","id":7,"error":{"code":-32001,"message":"` + timedOutMessage + `"}}`, "7", audit.OutcomeTimedOut, -32001},
+		{`{"jsonrpc":"2.0","id":7,"error":null,"result":{}}`, "7", audit.OutcomeResult, 0},
+		{"event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"isError\":true}}\n\n", "7", audit.OutcomeToolError, 0},
+		{`{"jsonrpc":"2.0","id":8,"result":{}}`, "7", "", 0},                        // another request's answer
+		{`{"jsonrpc":"2.0","id":7,"error":{"code":"x","message":"m"}}`, "7", "", 0}, // not a JSON-RPC error
+		{`not json`, "7", "", 0},
+		{"", "7", "", 0},
+	} {
+		a := &answerWatcher{ResponseWriter: httptest.NewRecorder()}
+		if c.answer != "" {
+			_, _ = a.Write([]byte(c.answer))
+		}
+		outcome, code := a.outcome(json.RawMessage(c.id))
+		if outcome != c.outcome || code != c.code {
+			t.Errorf("%s: outcome %q, code %d; want %q, %d", c.answer, outcome, code, c.outcome, c.code)
+		}
+	}
+}
