@@ -27,10 +27,10 @@ var walkers = sync.Pool{New: func() any { return new(walker) }}
 // checked strictly before (see transport's reencode).
 var lenient = []jsontext.Options{jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true)}
 
-// Each calls fn with each member of the object obj, in order: its name, unquoted, and its value as written in obj
-// (a slice of obj, whitespace excluded). It stops at fn's first error and returns it; a value that is not one JSON
-// object is ErrNotObject or the decoder's error. fn must not keep name beyond the call (it may be scratch space);
-// value may be kept.
+// Each calls fn with each member of the object obj, in order: its name, unquoted, and its value as written in obj (a
+// slice of obj, whitespace excluded, capped so that an append copies it). It stops at fn's first error and returns
+// it; a value that is not one JSON object is ErrNotObject or the decoder's error. fn must not keep name beyond the
+// call (it may be scratch space); value may be kept.
 func Each(obj []byte, fn func(name, value []byte) error) error {
 	w := walkers.Get().(*walker)
 	defer walkers.Put(w)
@@ -60,7 +60,7 @@ func Each(obj []byte, fn func(name, value []byte) error) error {
 			return err
 		}
 		end := int(w.dec.InputOffset())
-		if err := fn(name, obj[end-len(v):end]); err != nil {
+		if err := fn(name, obj[end-len(v):end:end]); err != nil { // capped: an append to it must not write into obj
 			return err
 		}
 	}

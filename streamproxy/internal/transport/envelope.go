@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/jsonobj"
 )
 
 // A client's message is read once, strictly, and written anew by the proxy: every check after that, and the child,
@@ -38,10 +40,6 @@ type incoming struct {
 	meta   map[string]json.RawMessage // params._meta's members, decoded once for both paths
 }
 
-// envelopeMembers are the members a JSON-RPC 2.0 message may have: a request or notification has no result or error,
-// a response no method or params.
-var envelopeMembers = map[string]bool{"jsonrpc": true, "id": true, "method": true, "params": true, "result": true, "error": true}
-
 // decodeIncoming reads one JSON-RPC message strictly (see reencode) and checks its envelope. Errors are
 // *envelopeError; the message's ID is set when it could be read, so that the refusal answers the request.
 func decodeIncoming(body []byte) (incoming, error) {
@@ -54,49 +52,85 @@ func decodeIncoming(body []byte) (incoming, error) {
 		return msg, err
 	}
 	msg.Raw = raw
-	var m map[string]json.RawMessage
-	if json.Unmarshal(raw, &m) != nil || m == nil {
+	// Members are walked, not decoded: raw is the proxy's strict encoding, and params' values are passed on as
+	// they are.
+	var (
+		id, jsonrpc, method, params []byte
+		hasID, hasMethod, hasParams bool
+		isResponse, hasBoth         bool
+		unknown                     string
+	)
+	err = jsonobj.Each(raw, func(name, value []byte) error {
+		switch string(name) {
+		case "jsonrpc":
+			jsonrpc = value
+		case "id":
+			id, hasID = value, true
+		case "method":
+			method, hasMethod = value, true
+		case "params":
+			params, hasParams = value, true
+		case "result", "error":
+			hasBoth = isResponse
+			isResponse = true
+		default:
+			if unknown == "" {
+				unknown = string(name)
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		return msg, invalidRequest("a JSON-RPC message is an object")
 	}
-	if id, ok := m["id"]; ok {
+	if hasID {
 		if msg.ID = idValue(id); msg.ID == nil {
 			return msg, invalidRequest(`"id" must be a string or a number`)
 		}
 	}
-	for name := range m {
-		if !envelopeMembers[name] {
-			return msg, invalidRequest("member %q is not part of a JSON-RPC 2.0 message", name)
-		}
+	if unknown != "" {
+		return msg, invalidRequest("member %q is not part of a JSON-RPC 2.0 message", unknown)
 	}
-	if string(m["jsonrpc"]) != `"2.0"` {
+	if string(jsonrpc) != `"2.0"` {
 		return msg, invalidRequest(`"jsonrpc" must be "2.0"`)
 	}
-	_, isResponse := m["result"]
-	if _, ok := m["error"]; ok {
-		if isResponse {
-			return msg, invalidRequest("a response has a result or an error, not both")
-		}
-		isResponse = true
+	if hasBoth {
+		return msg, invalidRequest("a response has a result or an error, not both")
 	}
-	method, hasMethod := m["method"]
 	switch {
-	case isResponse && (hasMethod || m["params"] != nil || msg.ID == nil):
+	case isResponse && (hasMethod || hasParams || msg.ID == nil):
 		return msg, invalidRequest("a response has an id and no method or params")
-	case !isResponse && (!hasMethod || json.Unmarshal(method, &msg.Method) != nil || msg.Method == ""):
+	case !isResponse && (!hasMethod || method[0] != '"' || string(method) == `""`):
 		return msg, invalidRequest(`"method" must be a non-empty string`)
+	case !isResponse:
+		name, err := jsontext.AppendUnquote(nil, method)
+		if err != nil {
+			return msg, invalidRequest(`"method" must be a non-empty string`)
+		}
+		msg.Method = string(name)
 	}
-	if p, ok := m["params"]; ok {
-		if p[0] != '{' || json.Unmarshal(p, &msg.params) != nil {
+	if hasParams {
+		if msg.params, err = members(params); err != nil {
 			return msg, invalidRequest(`"params" must be an object`)
 		}
-		msg.Params = p
+		msg.Params = params
 		if meta, ok := msg.params["_meta"]; ok {
-			if meta[0] != '{' || json.Unmarshal(meta, &msg.meta) != nil {
+			if msg.meta, err = members(meta); err != nil {
 				return msg, invalidRequest(`"params._meta" must be an object`)
 			}
 		}
 	}
 	return msg, nil
+}
+
+// members are an object's members by name, their values as written.
+func members(obj []byte) (map[string]json.RawMessage, error) {
+	m := map[string]json.RawMessage{}
+	err := jsonobj.Each(obj, func(name, value []byte) error {
+		m[string(name)] = value
+		return nil
+	})
+	return m, err
 }
 
 // idOf returns the id of a message the proxy could not re-encode, to label its refusal (see idValue).
