@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/jsonobj"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
 )
 
@@ -341,11 +342,12 @@ func (x *exchange) restore(m *session.Message) ([]byte, error) {
 	return json.Marshal(msg)
 }
 
-// restoreResponse is restore's common case, spliced rather than re-encoded: a response of a 2026-07-28 child whose
-// id alone changes (not a listen stream's, not a tools/list whose tools the proxy learns, not a list the policy
-// filters). Its result or error was read with the rest of the message's head (session.Message).
+// restoreResponse is restore's common case, spliced rather than re-encoded: a response whose id alone changes, and
+// for a bridged child the result's resultType (not a listen stream's, not a tools/list whose tools the proxy learns,
+// not a list the policy filters). Its result or error was read with the rest of the message's head
+// (session.Message).
 func (x *exchange) restoreResponse(m *session.Message) ([]byte, bool) {
-	if x.wk.bridged != nil || x.q.Method == "subscriptions/listen" || x.q.Method == "tools/list" || x.h.filters(x.q.Method) ||
+	if x.q.Method == "subscriptions/listen" || x.q.Method == "tools/list" || x.h.filters(x.q.Method) ||
 		!m.IsResponse() || (m.Result == nil) == (m.Error == nil) {
 		return nil, false
 	}
@@ -353,9 +355,33 @@ func (x *exchange) restoreResponse(m *session.Message) ([]byte, bool) {
 	if m.Error != nil {
 		field, value = `,"error":`, m.Error
 	}
-	out := make([]byte, 0, len(value)+len(x.q.ID)+32)
+	typed := x.wk.bridged != nil && m.Result != nil
+	if typed && (value[0] != '{' || hasMember(value, "resultType")) {
+		typed = false // withResultType would leave it as it is
+	}
+	out := make([]byte, 0, len(value)+len(x.q.ID)+len(completeResult)+32)
 	out = append(append(append(out, `{"jsonrpc":"2.0","id":`...), x.q.ID...), field...)
+	if typed {
+		out = append(out, completeResult...)
+		if rest := bytes.TrimLeft(value[1:], " \t\r\n"); rest[0] != '}' {
+			out = append(out, ',')
+		}
+		value = value[1:]
+	}
 	return append(append(out, value...), '}'), true
+}
+
+// completeResult opens a bridged child's result, marked complete as every 2026-07-28 result is (withResultType).
+const completeResult = `{"resultType":"complete"`
+
+// hasMember reports whether the object obj has a member name.
+func hasMember(obj []byte, name string) bool {
+	found := false
+	_ = jsonobj.Each(obj, func(n, _ []byte) error {
+		found = found || string(n) == name
+		return nil
+	})
+	return found
 }
 
 // restoreIn rewrites, in a params or result object, field (when set) to value and _meta's subscription id to the
