@@ -53,28 +53,15 @@ func (h *Handler) begin(w http.ResponseWriter, r *http.Request, msg incoming, bo
 	if target != "" && targetKey != "mcp.resource.uri" {
 		name += " " + target // a URI would make too many span names; it stays an attribute
 	}
-	attrs := []attribute.KeyValue{attribute.String("mcp.method.name", msg.Method)}
-	if target != "" {
-		attrs = append(attrs, attribute.String(targetKey, target))
+	// Attributes are built only for a span that records them: with tracing off (or this request not sampled) the
+	// span only carries the edge's trace context on.
+	ctx, span := tracer.Start(r.Context(), name, trace.WithSpanKind(trace.SpanKindServer))
+	op := &operation{h: h, name: name, start: time.Now(), id: msg.ID, span: span}
+	if span.IsRecording() {
+		var attrs []attribute.KeyValue
+		op.attrs, attrs = h.spanAttributes(r, msg, target, targetKey)
+		span.SetAttributes(attrs...)
 	}
-	own := attrs[:len(attrs):len(attrs)]
-	if msg.Method == "tools/call" {
-		attrs = append(attrs, attribute.String("gen_ai.operation.name", "execute_tool"))
-	}
-	if msg.ID != nil {
-		attrs = append(attrs, attribute.String("jsonrpc.request.id", string(msg.ID)))
-	}
-	if v := protocolOf(r, msg); v != "" {
-		attrs = append(attrs, attribute.String("mcp.protocol.version", v))
-	}
-	if sid := r.Header.Get("Mcp-Session-Id"); sid != "" {
-		attrs = append(attrs, attribute.String("mcp.session.id", sid))
-	}
-	if u := h.userOf(r); u != "" {
-		attrs = append(attrs, attribute.String("user.id", u))
-	}
-	ctx, span := tracer.Start(r.Context(), name, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
-	op := &operation{h: h, name: name, attrs: own, start: time.Now(), id: msg.ID, span: span}
 	ctx = context.WithValue(ctx, operationKey{}, op)
 	if h.cfg.Audit != nil && msg.ID != nil && msg.Method != "" {
 		op.audited = slices.Contains(audited, msg.Method)
@@ -94,6 +81,33 @@ func (h *Handler) begin(w http.ResponseWriter, r *http.Request, msg incoming, bo
 	}
 	op.w = &answerWatcher{ResponseWriter: w, status: http.StatusOK}
 	return op, op.w, r.WithContext(ctx)
+}
+
+// spanAttributes are the attributes of an operation's span: those its child-call span shares (the method and
+// target), and all of them.
+func (h *Handler) spanAttributes(r *http.Request, msg incoming, target, targetKey string) (own, all []attribute.KeyValue) {
+	all = make([]attribute.KeyValue, 0, 8)
+	all = append(all, attribute.String("mcp.method.name", msg.Method))
+	if target != "" {
+		all = append(all, attribute.String(targetKey, target))
+	}
+	own = all[:len(all):len(all)]
+	if msg.Method == "tools/call" {
+		all = append(all, attribute.String("gen_ai.operation.name", "execute_tool"))
+	}
+	if msg.ID != nil {
+		all = append(all, attribute.String("jsonrpc.request.id", string(msg.ID)))
+	}
+	if v := protocolOf(r, msg); v != "" {
+		all = append(all, attribute.String("mcp.protocol.version", v))
+	}
+	if sid := r.Header.Get("Mcp-Session-Id"); sid != "" {
+		all = append(all, attribute.String("mcp.session.id", sid))
+	}
+	if u := h.userOf(r); u != "" {
+		all = append(all, attribute.String("user.id", u))
+	}
+	return own, all
 }
 
 // childSpan starts the span of the operation's call to the MCP server process, over its stdin and stdout (the proxy
