@@ -71,7 +71,8 @@ func Setup(ctx context.Context, service string, log *slog.Logger) (*Tracing, err
 	if err != nil {
 		return nil, err
 	}
-	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(newBatcher(exp, batchOptionsFrom(os.Getenv))),
+		sdktrace.WithResource(res))
 	otel.SetTracerProvider(tp)
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warn("tracing", "err", err) }))
 	log.Info("tracing on", "protocol", otelenv.Protocol(os.Getenv, "TRACES"), "service", service)
