@@ -152,13 +152,19 @@ func streamingSection(e *env, cfg Config, s *Section) error {
 		cfg.Calls, warmCalls(cfg), cfg.CallsMax, cfg.SessionRun, cfg.StartCount, cfg.MemSessions, cfg.MemSessions,
 		joinInts(cfg.Sessions), growthNote(cfg), mcpclient.ProtocolVersion, targetSPStateless, mcpclient.StatelessProtocolVersion)
 
+	floor, err := measureHTTPFloor(cfg)
+	if err != nil {
+		s.note("%v", err)
+	} else {
+		s.set("streaming.http-floor.p50ms", stats.Of(floor.p50).Median)
+	}
 	for _, srv := range servers {
 		results := make([]*streamResult, len(targets))
 		for i, t := range targets {
 			slog.Info("streaming target", "server", srv.name, "target", t.name)
 			results[i] = measureStream(e, cfg, srv, t, s)
 		}
-		writeStreamTables(cfg, s, srv, targets, results)
+		writeStreamTables(cfg, s, srv, targets, results, floor)
 	}
 	return nil
 }
@@ -460,7 +466,9 @@ func relPath(s string) string {
 	return strings.ReplaceAll(s, wd+string(filepath.Separator), "")
 }
 
-func writeStreamTables(cfg Config, s *Section, srv mcpServer, targets []streamTarget, res []*streamResult) {
+// writeStreamTables writes one server's tables; floor (nil: not measured) is the HTTP floor, a row of the per-call
+// table of its own.
+func writeStreamTables(cfg Config, s *Section, srv mcpServer, targets []streamTarget, res []*streamResult, floor *streamResult) {
 	s.Doc.H3(srv.name + ": " + srv.tool)
 	med := func(v []float64) float64 { return stats.Of(v).Median }
 	base := res[0] // direct stdio
@@ -490,10 +498,29 @@ func writeStreamTables(cfg Config, s *Section, srv mcpServer, targets []streamTa
 			capped = append(capped, fmt.Sprintf("%s: %d to %d calls per repetition", t.name, slices.Min(r.calls), slices.Max(r.calls)))
 		}
 	}
+	if floor != nil {
+		rows = append(rows, []string{targetHTTPFloor, report.MsF(med(floor.p50)), report.Pct(stats.Of(floor.p50).RelSpread()),
+			report.MsF(med(floor.p99)), "-", "-", "-"})
+	}
 	s.Doc.Table([]string{"target", "p50 per call", "spread of p50", "p99 per call", "p50 vs direct stdio", "session start (median)",
 		"proxy RSS per session (" + mcpclient.StatelessProtocolVersion + ": per user)"}, rows)
 	if len(capped) > 0 {
 		s.Doc.P("Per-call latency over fewer than %d calls (the %s cap): %s.", cfg.Calls, cfg.CallsMax, strings.Join(capped, "; "))
+	}
+	if floor != nil {
+		var near []string
+		for _, name := range []string{targetSPSessions, targetSPStateless} {
+			if i := targetIndex(targets, res, name); i >= 0 && len(res[i].p50) > 0 {
+				over := med(res[i].p50) - med(base.p50)
+				near = append(near, fmt.Sprintf("%s adds %+.3f ms over direct stdio, %.1fx the floor", name, over, over/med(floor.p50)))
+			}
+		}
+		if len(near) > 0 {
+			s.Doc.P("The HTTP floor is one loopback round trip of a JSON-RPC tools/call and its answer between a Go "+
+				"client (the bench's transport) and a Go net/http server in the bench's process that answers at once: "+
+				"what any HTTP proxy in front of stdio adds at the least, %s per call. %s.", report.MsF(med(floor.p50)),
+				strings.Join(near, "; "))
+		}
 	}
 
 	header := []string{"target"}

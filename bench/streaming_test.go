@@ -28,7 +28,7 @@ func TestStreamTablesKeepPartialResults(t *testing.T) {
 	targets := []streamTarget{{name: targetStdio}, {name: targetSPSessions}, {name: targetSPStateless}, {name: targetSGStateless}}
 	res := []*streamResult{ok(0.1), ok(0.6), ok(0.35), failed}
 	s := &Section{}
-	writeStreamTables(cfg, s, mcpServer{name: "srv", tool: "`echo`"}, targets, res)
+	writeStreamTables(cfg, s, mcpServer{name: "srv", tool: "`echo`"}, targets, res, nil)
 
 	md := s.Doc.String()
 	assert.Contains(t, md, "| supergateway (stateless) (failed later, see notes) | 200.0 ms |")
@@ -42,4 +42,21 @@ func TestStreamTablesKeepPartialResults(t *testing.T) {
 	assert.True(t, verdicts["streamproxy, 2026-07-28: p50 within 0.3 ms of direct stdio (srv)"].Met)
 	assert.True(t, verdicts["streamproxy, 2026-07-28: no slower than the 2025-06-18 session path (srv)"].Met, "%+v", verdicts["streamproxy, 2026-07-28: no slower than the 2025-06-18 session path (srv)"])
 	assert.Contains(t, s.Summary.String(), "| streamproxy (2026-07-28) | 0.350 ms (0.58x) |")
+}
+
+// The HTTP floor is a row of its own, and the proxy's overhead is put against it.
+func TestStreamTablesShowTheHTTPFloor(t *testing.T) {
+	cfg := fullConfig()
+	cfg.Reps = 1
+	r := func(p50 float64) *streamResult {
+		return &streamResult{p50: []float64{p50}, p99: []float64{p50 * 2}, calls: []int{cfg.Calls}, memPer: math.NaN(),
+			rate: map[int][]float64{}, ratep99: map[int][]float64{}}
+	}
+	targets := []streamTarget{{name: targetStdio}, {name: targetSPSessions}, {name: targetSPStateless}}
+	s := &Section{}
+	writeStreamTables(cfg, s, mcpServer{name: "srv", tool: "`echo`"}, targets, []*streamResult{r(0.1), r(0.3), r(0.2)}, r(0.04))
+	md := s.Doc.String()
+	assert.Contains(t, md, "| "+targetHTTPFloor+" | 0.040 ms | 0% | 0.080 ms | - | - | - |")
+	assert.Contains(t, md, "streamproxy (2025-06-18 sessions) adds +0.200 ms over direct stdio, 5.0x the floor")
+	assert.Contains(t, md, "streamproxy (2026-07-28) adds +0.100 ms over direct stdio, 2.5x the floor")
 }
