@@ -188,13 +188,10 @@ func (h *Handler) sendFor(w http.ResponseWriter, r *http.Request, wk *worker, q 
 	x := &exchange{h: h, wk: wk, w: w, r: r, q: q, key: wk.nextKey(), sess: ss}
 	params := q.RawParams
 	var progressKey json.RawMessage
-	meta := maps.Clone(q.Meta)
-	rewritten := false
-	if pt, ok := meta["progressToken"]; ok {
+	if pt, ok := q.Meta["progressToken"]; ok {
+		// The child reports progress under the worker's key: params are written anew with it.
+		meta := maps.Clone(q.Meta)
 		x.progress, progressKey, meta["progressToken"] = pt, x.key, x.key
-		rewritten = true
-	}
-	if rewritten {
 		p := maps.Clone(q.Params)
 		p["_meta"], _ = json.Marshal(meta)
 		params, _ = json.Marshal(p)
