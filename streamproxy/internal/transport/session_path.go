@@ -170,9 +170,7 @@ func (h *Handler) call(w http.ResponseWriter, r *http.Request, s *session.Sessio
 		sse.event("", resp.Raw)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(resp.Raw)
+	answerJSON(w, http.StatusOK, resp.Raw)
 }
 
 // isError reports whether a JSON-RPC response is an error response.

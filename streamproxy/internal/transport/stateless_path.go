@@ -458,9 +458,7 @@ func (x *exchange) write(raw []byte) {
 			status = http.StatusBadRequest
 		}
 	}
-	x.w.Header().Set("Content-Type", "application/json")
-	x.w.WriteHeader(status)
-	_, _ = x.w.Write(raw)
+	answerJSON(x.w, status, raw)
 }
 
 // stream turns the answer into an SSE stream, once.
