@@ -107,7 +107,10 @@ func TestAccountPageInBrowser(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, grants)
 
-	// The audit trail has each change, with the user and never the upstream's token.
+	// The audit trail has each change, with the user and never the upstream's token. It is written in the
+	// background, in batches: wait for the last change's event.
+	require.Eventually(t, func() bool { return len(only(events(t, ce.trail), "grant.revoked", audit.OutcomeSuccess)) > 0 },
+		10*time.Second, 10*time.Millisecond, "no grant.revoked event in the trail")
 	evs := events(t, ce.trail)
 	for _, name := range []string{"connection.created", "connection.deleted"} {
 		got := only(evs, name, audit.OutcomeSuccess)
