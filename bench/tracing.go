@@ -83,7 +83,7 @@ func tracingSection(e *env, cfg Config, s *Section) error {
 	s.Summary.P("Tracing costs streamproxy %s of CPU per tool call (%s µs on, %s µs off).",
 		report.Pct(extra), report.Num(on/1e3), report.Num(off/1e3))
 	s.verdict(fmt.Sprintf("tracing on costs at most %s more CPU per tool call", report.Pct(tracingBudget)),
-		report.Pct(extra), extra <= tracingBudget, "each traced call makes two spans (the MCP operation and the call to the child), queued without a wake-up (internal/tracing's batcher) and exported over OTLP in batches: more than the budget on this machine (docs/observability.md#cost)")
+		report.Pct(extra), extra <= tracingBudget, "each traced call makes two spans (the MCP operation and the call to the child), queued without a wake-up (internal/tracing's batcher) and exported over OTLP in batches (docs/observability.md#cost)")
 	return nil
 }
 
