@@ -106,9 +106,10 @@ type Stack struct {
 }
 
 type proc struct {
-	name string
-	cmd  *exec.Cmd
-	out  *prefixWriter
+	name   string
+	cmd    *exec.Cmd
+	out    *prefixWriter
+	exited chan struct{} // closed once the process has ended and been waited for
 }
 
 // Start builds the binaries and starts every component, returning once the gateway answers.
@@ -351,6 +352,8 @@ func (s *Stack) run(ctx context.Context, name string, args []string, env []strin
 	select {
 	case <-w.seen:
 		return nil
+	case <-s.procs[len(s.procs)-1].exited:
+		return fmt.Errorf("%s exited before it served: %v (its output is above)", name, cmd.ProcessState)
 	case <-time.After(30 * time.Second):
 		return fmt.Errorf("%s did not start within 30 s (its output is above)", name)
 	case <-ctx.Done():
@@ -369,7 +372,9 @@ func (s *Stack) startWith(name string, cmd *exec.Cmd, w *prefixWriter) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", name, err)
 	}
-	s.procs = append(s.procs, &proc{name: name, cmd: cmd, out: w})
+	p := &proc{name: name, cmd: cmd, out: w, exited: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(p.exited) }()
+	s.procs = append(s.procs, p)
 	return nil
 }
 
@@ -377,16 +382,12 @@ func (s *Stack) startWith(name string, cmd *exec.Cmd, w *prefixWriter) error {
 func (s *Stack) Stop() {
 	for i := len(s.procs) - 1; i >= 0; i-- {
 		p := s.procs[i]
-		if p.cmd.ProcessState == nil {
-			_ = p.cmd.Process.Signal(syscall.SIGTERM)
-			done := make(chan error, 1)
-			go func() { done <- p.cmd.Wait() }()
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				_ = p.cmd.Process.Kill()
-				<-done
-			}
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.exited:
+		case <-time.After(10 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.exited
 		}
 	}
 	s.procs = nil
@@ -396,6 +397,26 @@ func (s *Stack) Stop() {
 func (s *Stack) Restart(ctx context.Context, name, ready string) error {
 	return s.restart(ctx, name, ready, nil)
 }
+
+// Crash kills one component with SIGKILL, as a crash or the OOM killer would, and starts it again with the same
+// command line, as a supervisor would (for the fault tests). An empty ready returns once it has started.
+func (s *Stack) Crash(ctx context.Context, name, ready string) error {
+	return s.stopAndStart(ctx, name, ready, syscall.SIGKILL, nil)
+}
+
+// Signal sends sig to one component (SIGSTOP and SIGCONT freeze and thaw it).
+func (s *Stack) Signal(name string, sig syscall.Signal) error {
+	for _, p := range s.procs {
+		if p.name == name {
+			return p.cmd.Process.Signal(sig)
+		}
+	}
+	return errors.New("no component named " + name)
+}
+
+// Port is the loopback port of an internal listener: the authserver's ("authserver", "authserver-feed",
+// "authserver-metrics") or the fake GitHub's ("fakegithub").
+func (s *Stack) Port(name string) int { return s.internal[name] }
 
 // SetAllowedUsers restarts the authorization server with another allow list of GitHub logins.
 func (s *Stack) SetAllowedUsers(ctx context.Context, users string) error {
@@ -419,16 +440,25 @@ func (s *Stack) SetGitHubUser(ctx context.Context, login string, id int64) error
 }
 
 func (s *Stack) restart(ctx context.Context, name, ready string, edit func(args []string) []string) error {
+	return s.stopAndStart(ctx, name, ready, syscall.SIGTERM, edit)
+}
+
+func (s *Stack) stopAndStart(ctx context.Context, name, ready string, sig syscall.Signal, edit func(args []string) []string) error {
 	for i, p := range s.procs {
 		if p.name != name {
 			continue
 		}
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		_ = p.cmd.Wait()
+		_ = p.cmd.Process.Signal(sig)
+		<-p.exited
 		s.procs = append(s.procs[:i], s.procs[i+1:]...)
 		args := slices.Clone(p.cmd.Args)
 		if edit != nil {
 			args = edit(args)
+		}
+		if ready == "" {
+			cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+			cmd.Env, cmd.Dir = p.cmd.Env, p.cmd.Dir
+			return s.start(name, cmd)
 		}
 		// The same environment: exec keeps the last value of a repeated variable, so these win over run's.
 		return s.run(ctx, name, args, p.cmd.Env, ready)

@@ -234,6 +234,20 @@ func (r *Redis) Stop() {
 	r.cmd = nil
 }
 
+// Crash kills the server with SIGKILL and starts it again on the same port and data: what it kept is what its
+// append-only file held when it died.
+func (r *Redis) Crash() error {
+	if r.cmd != nil && r.cmd.Process != nil {
+		_ = r.cmd.Process.Kill()
+		_ = r.cmd.Wait()
+		r.cmd = nil
+	}
+	return r.start()
+}
+
+// Dir is where the server keeps its data (its append-only file under appendonlydir).
+func (r *Redis) Dir() string { return r.dir }
+
 // Restart stops the server and starts it again on the same port and data.
 func (r *Redis) Restart(t testing.TB) {
 	t.Helper()
