@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/mcp-oauth-gateway/gateway/internal/testkit/localplugin"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/netns"
 	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
 )
 
@@ -69,7 +70,7 @@ func testEdge(t *testing.T, l edgeLayout) {
 	authserverBin := testenv.BuildBinary(t, "./authserver")
 	streamproxyBin := testenv.BuildBinary(t, "./streamproxy")
 	fakegithubBin := testenv.BuildBinary(t, "./cmd/fakegithub")
-	pods := newNetwork(t)
+	pods := netns.New(t, "gwk8s")
 	c := startCluster(t, pods.HostIP)
 	a := newApplier(t, c)
 	installTraefikCRDs(t, a)
@@ -103,8 +104,8 @@ func testEdge(t *testing.T, l edgeLayout) {
 	}
 
 	// The pods, on addresses of their own, and the cluster DNS names the chart's URLs use.
-	authIPs := []string{pods.AddPod(t, 10), pods.AddPod(t, 11)}
-	mcpIPs := []string{pods.AddPod(t, 20), pods.AddPod(t, 21)}
+	authIPs := []string{pods.AddAddr(t, 10), pods.AddAddr(t, 11)}
+	mcpIPs := []string{pods.AddAddr(t, 20), pods.AddAddr(t, 21)}
 	const authSvc, mcpSvc = "gw-mcp-oauth-gateway-authserver", "gw-mcp-oauth-gateway-mcp-everything"
 	pods.SetHosts(t, map[string][]string{
 		// A Service's name resolves to one of its pods here (no kube-proxy): the plugin fetches keys and the feed there.
@@ -359,7 +360,7 @@ type clientRun struct {
 }
 
 // runClient runs the TypeScript SDK's OAuth client inside the namespace.
-func runClient(t *testing.T, pods *network, node, mcpURL string) clientRun {
+func runClient(t *testing.T, pods *netns.Network, node, mcpURL string) clientRun {
 	t.Helper()
 	dir := filepath.Join(testenv.RepoRoot(t), "testdata", "node")
 	cmd := pods.Command(node, "--import", filepath.Join(dir, "localhost-resolver.mjs"), filepath.Join(dir, "e2e-client.mjs"), mcpURL)
