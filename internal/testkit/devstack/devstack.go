@@ -55,6 +55,10 @@ type Options struct {
 	AuthserverFlags []string
 	Services        []Service
 	Log             io.Writer // where the processes' output goes
+	// AuthserverVia, when set, gives the address at which Traefik reaches each of the authorization server's
+	// listeners (its own and its revocation feed's, each given as host:port): a relay the test controls, e.g. across
+	// a network link it can cut (the fault tests).
+	AuthserverVia func(addr string) (string, error)
 	// OTLPEndpoint, when set, turns tracing on: Traefik, the authserver and every streamproxy send their spans over
 	// OTLP/HTTP to this base URL (e.g. a jaegertest.Jaeger's OTLPHTTP), each span sampled.
 	OTLPEndpoint string
@@ -306,11 +310,19 @@ func (s *Stack) writeTraefikConfig(dir string, backends map[string]string) (stri
 	if err != nil {
 		return "", nil, err
 	}
+	as, feed := fmt.Sprintf("127.0.0.1:%d", s.internal["authserver"]), fmt.Sprintf("127.0.0.1:%d", s.internal["authserver-feed"])
+	if via := s.opts.AuthserverVia; via != nil {
+		if as, err = via(as); err == nil {
+			feed, err = via(feed)
+		}
+		if err != nil {
+			return "", nil, fmt.Errorf("the way from Traefik to the authserver: %w", err)
+		}
+	}
 	env := []string{
 		"GATEWAY_LAYOUT=" + s.opts.Layout, "GATEWAY_DOMAIN=localhost", "GATEWAY_SCHEME=http",
 		fmt.Sprintf("GATEWAY_PORT=%d", s.opts.Port), "GATEWAY_ENTRYPOINT=web", "GATEWAY_CERT_RESOLVER=none",
-		fmt.Sprintf("AUTHSERVER_URL=http://127.0.0.1:%d", s.internal["authserver"]),
-		fmt.Sprintf("AUTHSERVER_FEED_URL=http://127.0.0.1:%d/revocations", s.internal["authserver-feed"]),
+		"AUTHSERVER_URL=http://" + as, "AUTHSERVER_FEED_URL=http://" + feed + "/revocations",
 		"STREAMPROXY_SECRET=" + s.secret,
 	}
 	var names []string
@@ -413,10 +425,6 @@ func (s *Stack) Signal(name string, sig syscall.Signal) error {
 	}
 	return errors.New("no component named " + name)
 }
-
-// Port is the loopback port of an internal listener: the authserver's ("authserver", "authserver-feed",
-// "authserver-metrics") or the fake GitHub's ("fakegithub").
-func (s *Stack) Port(name string) int { return s.internal[name] }
 
 // SetAllowedUsers restarts the authorization server with another allow list of GitHub logins.
 func (s *Stack) SetAllowedUsers(ctx context.Context, users string) error {

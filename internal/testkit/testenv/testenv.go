@@ -173,11 +173,12 @@ type Redis struct {
 	cmd  *exec.Cmd
 	dir  string
 	port int
+	args []string // more settings, e.g. --replicaof
 }
 
 // StartRedisIn starts a private redis-server on a free loopback port with its data in dir (AOF on, so Restart
-// keeps data). The caller stops it.
-func StartRedisIn(dir string) (*Redis, error) {
+// keeps data), args added to its settings (e.g. --replicaof host port). The caller stops it.
+func StartRedisIn(dir string, args ...string) (*Redis, error) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		return nil, missing("redis-server", "apt-get install redis-server")
 	}
@@ -185,13 +186,49 @@ func StartRedisIn(dir string) (*Redis, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Redis{dir: dir, port: port}
+	r := &Redis{dir: dir, port: port, args: args}
 	r.Addr = "127.0.0.1:" + strconv.Itoa(r.port)
 	r.URL = "redis://" + r.Addr + "/0"
 	if err := r.start(); err != nil {
 		return nil, err
 	}
 	return r, nil
+}
+
+// Sentinel is a Redis master with one replica, watched by one Sentinel that fails over to the replica a second after
+// the master stops answering: what the authserver's --redis-url ...?master_name= is for.
+type Sentinel struct {
+	Master, Replica *Redis
+	Addr            string // the Sentinel's host:port
+	Name            string // the master's name at the Sentinel
+	URL             string // redis://<Sentinel>/0?master_name=<Name>
+	cmd             *exec.Cmd
+}
+
+// StartSentinel starts the master, its replica and the Sentinel, each in a directory of its own, stopped when the
+// test ends.
+func StartSentinel(t testing.TB) *Sentinel {
+	t.Helper()
+	s := &Sentinel{Name: "gateway", Master: StartRedis(t)}
+	replica, err := StartRedisIn(t.TempDir(), "--replicaof", "127.0.0.1", strconv.Itoa(s.Master.port))
+	check(t, err)
+	t.Cleanup(replica.Stop)
+	s.Replica = replica
+	port := FreePort(t)
+	s.Addr = "127.0.0.1:" + strconv.Itoa(port)
+	s.URL = "redis://" + s.Addr + "/0?master_name=" + s.Name
+	// The Sentinel rewrites its configuration file: it gets one of its own.
+	conf := filepath.Join(t.TempDir(), "sentinel.conf")
+	check(t, os.WriteFile(conf, []byte(fmt.Sprintf("port %d\nbind 127.0.0.1\n"+
+		"sentinel monitor %s 127.0.0.1 %d 1\nsentinel down-after-milliseconds %[2]s 1000\n"+
+		"sentinel failover-timeout %[2]s 10000\n", port, s.Name, s.Master.port)), 0o600))
+	s.cmd = exec.Command("redis-server", conf, "--sentinel", "--loglevel", "warning")
+	if err := s.cmd.Start(); err != nil {
+		t.Fatalf("start the Sentinel: %v", err)
+	}
+	t.Cleanup(func() { _ = s.cmd.Process.Kill(); _ = s.cmd.Wait() })
+	WaitTCP(t, s.Addr, 10*time.Second)
+	return s
 }
 
 // StartRedis is StartRedisIn a temporary directory, stopped when the test ends.
@@ -204,8 +241,8 @@ func StartRedis(t testing.TB) *Redis {
 }
 
 func (r *Redis) start() error {
-	r.cmd = exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--dir", r.dir,
-		"--appendonly", "yes", "--save", "", "--daemonize", "no", "--loglevel", "warning")
+	r.cmd = exec.Command("redis-server", append([]string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--dir", r.dir,
+		"--appendonly", "yes", "--save", "", "--daemonize", "no", "--loglevel", "warning"}, r.args...)...)
 	if err := r.cmd.Start(); err != nil {
 		r.cmd = nil
 		return fmt.Errorf("start redis-server: %w", err)
@@ -237,12 +274,17 @@ func (r *Redis) Stop() {
 // Crash kills the server with SIGKILL and starts it again on the same port and data: what it kept is what its
 // append-only file held when it died.
 func (r *Redis) Crash() error {
+	r.Kill()
+	return r.start()
+}
+
+// Kill kills the server with SIGKILL; Restart starts it again.
+func (r *Redis) Kill() {
 	if r.cmd != nil && r.cmd.Process != nil {
 		_ = r.cmd.Process.Kill()
 		_ = r.cmd.Wait()
 		r.cmd = nil
 	}
-	return r.start()
 }
 
 // Dir is where the server keeps its data (its append-only file under appendonlydir).
