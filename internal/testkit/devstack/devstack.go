@@ -33,6 +33,9 @@ type Service struct {
 	Command []string // stdio MCP server run by streamproxy, or nil for Addr
 	Addr    string   // an MCP server already serving Streamable HTTP at http://Addr/mcp
 	Flags   []string // extra streamproxy flags
+	// Replicas, when more than one, runs that many streamproxies for the service with --peers, each named
+	// mcp-<Name>-<i> (from 0), Traefik balancing between them.
+	Replicas int
 	// ScopesSupported are advertised in its protected-resource metadata (default: the scopes a token needs, mcp).
 	ScopesSupported []string
 }
@@ -101,7 +104,7 @@ func OIDCCallbackURL(layout string, port int, name string) string {
 type Stack struct {
 	Issuer   string            // the authorization server's public URL
 	URLs     map[string]string // service name -> MCP URL
-	Metrics  map[string]string // component (authserver, mcp-<service>) -> its Prometheus metrics URL
+	Metrics  map[string]string // component (authserver, mcp-<service>, mcp-<service>-<i>) -> its Prometheus metrics URL
 	procs    []*proc
 	opts     Options
 	bin      string
@@ -219,24 +222,37 @@ func (s *Stack) startAll(ctx context.Context) error {
 			backends[svc.Name] = "http://" + svc.Addr
 			continue
 		}
-		port, err := freeport.Pick()
-		if err != nil {
-			return err
+		replicas := make([]string, max(svc.Replicas, 1))
+		for i := range replicas {
+			port, err := freeport.Pick()
+			if err != nil {
+				return err
+			}
+			replicas[i] = fmt.Sprintf("http://127.0.0.1:%d", port)
 		}
-		metricsPort, err := freeport.Pick()
-		if err != nil {
-			return err
+		for i, self := range replicas {
+			name := "mcp-" + svc.Name
+			if len(replicas) > 1 {
+				name = fmt.Sprintf("mcp-%s-%d", svc.Name, i)
+			}
+			metricsPort, err := freeport.Pick()
+			if err != nil {
+				return err
+			}
+			args := []string{filepath.Join(s.bin, "streamproxy"), "--listen", strings.TrimPrefix(self, "http://"),
+				"--log-format", "text", "--metrics-listen", fmt.Sprintf("127.0.0.1:%d", metricsPort), "--server-name", svc.Name}
+			if len(replicas) > 1 {
+				args = append(args, "--peers", strings.Join(replicas, ","), "--self", self)
+			}
+			args = append(args, svc.Flags...)
+			s.Metrics[name] = fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)
+			args = append(append(args, "--"), svc.Command...)
+			env := append([]string{"STREAMPROXY_SECRET=" + s.secret}, s.tracingEnv()...)
+			if err := s.run(ctx, name, args, env, "streamproxy listening"); err != nil {
+				return err
+			}
 		}
-		args := append([]string{filepath.Join(s.bin, "streamproxy"), "--listen", fmt.Sprintf("127.0.0.1:%d", port),
-			"--log-format", "text", "--metrics-listen", fmt.Sprintf("127.0.0.1:%d", metricsPort), "--server-name", svc.Name},
-			svc.Flags...)
-		s.Metrics["mcp-"+svc.Name] = fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)
-		args = append(append(args, "--"), svc.Command...)
-		env := append([]string{"STREAMPROXY_SECRET=" + s.secret}, s.tracingEnv()...)
-		if err := s.run(ctx, "mcp-"+svc.Name, args, env, "streamproxy listening"); err != nil {
-			return err
-		}
-		backends[svc.Name] = fmt.Sprintf("http://127.0.0.1:%d", port)
+		backends[svc.Name] = strings.Join(replicas, ",") // Traefik balances between them
 	}
 	dir := filepath.Join(o.DataDir, "traefik")
 	static, env, err := s.writeTraefikConfig(dir, backends)
