@@ -256,11 +256,10 @@ func (l *load) user(ctx context.Context, n int) {
 		}
 		l.rec.note(kindCall, start, err)
 		// A 401 asks for a new token; a 404 says the session is gone (its replica or process died), and a 400 that
-		// it never began (the last initialize failed): the client opens a new one, here with a refresh, which opens
-		// a session after it.
-		if i%4 == 0 || (err != nil && (strings.Contains(err.Error(), "HTTP 401") || strings.Contains(err.Error(), "HTTP 404") ||
-			strings.Contains(err.Error(), "send initialize first"))) {
-			l.refresh(ctx, s)
+		// it never began (the last initialize failed): the client opens a new one, after a refresh.
+		reopen := err != nil && (strings.Contains(err.Error(), "HTTP 404") || strings.Contains(err.Error(), "send initialize first"))
+		if i%4 == 0 || reopen || (err != nil && strings.Contains(err.Error(), "HTTP 401")) {
+			l.refresh(ctx, s, reopen)
 		}
 		if i%10 == 5 {
 			l.revoke(ctx, s)
@@ -290,12 +289,17 @@ func callTool(ctx context.Context, s *clientprofile.Session) (string, error) {
 	return s.CallTool(ctx, "echo", map[string]any{"message": "under fault"})
 }
 
-// refresh renews the user's tokens as its client does. The refresh token is kept until an answer brings its
-// successor, so a refresh whose answer was lost is repeated with the same token (the reuse window's case).
-func (l *load) refresh(ctx context.Context, s *clientprofile.Session) {
+// refresh renews the user's tokens as its client does, and with reopen opens a new MCP session. The refresh token
+// is kept until an answer brings its successor, so a refresh whose answer was lost is repeated with the same token
+// (the reuse window's case).
+func (l *load) refresh(ctx context.Context, s *clientprofile.Session, reopen bool) {
 	start := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err := s.Refresh(rctx)
+	refresh := s.RefreshTokens
+	if reopen {
+		refresh = s.Refresh
+	}
+	err := refresh(rctx)
 	cancel()
 	if ctx.Err() != nil {
 		return
@@ -335,7 +339,7 @@ func (l *load) revoke(ctx context.Context, s *clientprofile.Session) {
 	l.led.mu.Lock()
 	l.led.revoked = append(l.led.revoked, revocation{token: tok, at: time.Now()})
 	l.led.mu.Unlock()
-	l.refresh(ctx, s)
+	l.refresh(ctx, s, false)
 }
 
 // typescript runs the TypeScript SDK client (testdata/node/e2e-client.mjs) again and again: from the bare MCP URL
@@ -448,7 +452,7 @@ func (l *load) userClient(ctx context.Context, mcpURL string) (*http.Client, fun
 		defer mu.Unlock()
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		_ = s.Refresh(rctx)
+		_ = s.RefreshTokens(rctx)
 	}
 	return &http.Client{Transport: bearer{base: l.http.Transport, token: token}}, refresh, nil
 }

@@ -253,23 +253,40 @@ func (s *Session) authorizeOnce(ctx context.Context) error {
 	return s.startMCP(ctx)
 }
 
-// Refresh renews the tokens as the client does when its access token expires; a client that re-registers on
-// invalid_client (its registration is gone) registers and authorizes again instead.
+// Refresh renews the tokens as the client does when its access token expires, and opens a new MCP session with
+// them; a client that re-registers on invalid_client (its registration is gone) registers and authorizes again
+// instead.
 func (s *Session) Refresh(ctx context.Context) error {
+	reauthorized, err := s.refresh(ctx)
+	if err != nil || reauthorized {
+		return err
+	}
+	return s.startMCP(ctx)
+}
+
+// RefreshTokens renews the tokens as Refresh does, and keeps the MCP session: it belongs to the user, not to one
+// token.
+func (s *Session) RefreshTokens(ctx context.Context) error {
+	_, err := s.refresh(ctx)
+	return err
+}
+
+// refresh renews the tokens, or registers and authorizes again after invalid_client (reauthorized).
+func (s *Session) refresh(ctx context.Context) (reauthorized bool, err error) {
 	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {s.Res.RefreshToken}, "resource": {s.resource}}
-	err := s.token(ctx, form)
+	err = s.token(ctx, form)
 	var ic *invalidClient
 	if errors.As(err, &ic) && s.p.ReRegisterOnInvalidClient && !s.Res.UsedDocument {
 		if err := s.register(ctx); err != nil {
-			return fmt.Errorf("%s: re-registration after invalid_client: %w", s.p.Name, err)
+			return false, fmt.Errorf("%s: re-registration after invalid_client: %w", s.p.Name, err)
 		}
-		return s.authorize(ctx)
+		return true, s.authorize(ctx)
 	}
 	if err != nil {
-		return fmt.Errorf("%s: refresh: %w", s.p.Name, err)
+		return false, fmt.Errorf("%s: refresh: %w", s.p.Name, err)
 	}
 	s.Res.Refreshes++
-	return s.startMCP(ctx)
+	return false, nil
 }
 
 // invalidClient is a 401 invalid_client from the token endpoint: the registration is unknown or expired.
