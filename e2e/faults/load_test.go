@@ -59,7 +59,6 @@ type seen struct {
 	ok, failed int
 	reasons    []string
 	resumed    time.Duration // 0 when nothing failed
-	resumedYet bool
 }
 
 func (r *recorder) window(kind string, from, to time.Time) seen {
@@ -82,12 +81,11 @@ func (r *recorder) window(kind string, from, to time.Time) seen {
 		}
 	}
 	if s.failed == 0 {
-		s.resumedYet = true
 		return s
 	}
 	for _, o := range r.ops[kind] {
 		if o.err == nil && o.start.After(lastFail) && !o.start.After(to) {
-			s.resumed, s.resumedYet = o.start.Sub(from), true
+			s.resumed = o.start.Sub(from)
 			break
 		}
 	}
@@ -372,11 +370,12 @@ func (l *load) typescript(ctx context.Context) {
 	}
 }
 
-// errorLine is the last line of a Node program's stderr that names an error (Node ends with its own version).
+// errorLine is the line of a Node program's stderr that says what went wrong: the first that names an error and is
+// not a stack frame (Node ends with its own version), else the last.
 func errorLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
-	for i := len(lines) - 1; i >= 0; i-- {
-		if l := strings.TrimSpace(lines[i]); strings.Contains(l, "Error") {
+	for _, l := range lines {
+		if l = strings.TrimSpace(l); strings.Contains(l, "Error") && !strings.HasPrefix(l, "at ") {
 			return l
 		}
 	}
