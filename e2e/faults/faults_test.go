@@ -1,8 +1,9 @@
 // Package faults breaks the gateway's parts on purpose while real clients use it, and checks what
 // docs/reliability.md promises: the authorization server killed (on the embedded store, also mid-backup and
-// mid-rotation, and on Redis), Redis killed, Traefik killed, the authorization server frozen for longer than the
-// revocation feed's interval, the embedded store's disk full. After each fault it checks that everything the gateway
-// acknowledged is still there and that clients carried on without a new login, and it times their recovery.
+// mid-rotation, and on Redis), frozen, and cut off from Traefik across a network namespace; the embedded store's disk
+// full; Traefik, Redis, a Redis master under a Sentinel, a streamproxy replica and a user's server process killed.
+// After each fault it checks that everything the gateway acknowledged is still there, that revoked tokens are
+// refused within the bound, and that clients carried on without a new login, and it times their recovery.
 //
 // `go tool task faults` runs it; -faults.long runs each fault more often and longer, and -faults.update-doc writes
 // the results table into docs/reliability.md (CI's run never does).
@@ -34,7 +35,7 @@ import (
 )
 
 var (
-	long      = flag.Bool("faults.long", false, "kill more often and keep each fault longer (about 20 minutes in all)")
+	long      = flag.Bool("faults.long", false, "kill more often and keep each fault longer (about 25 minutes in all)")
 	updateDoc = flag.Bool("faults.update-doc", false, "write this run's results table into docs/reliability.md")
 )
 
@@ -271,8 +272,8 @@ func (s *suite) verify() string {
 		lost = append(lost, fmt.Sprintf("%d of %d registrations", missing, len(clients)))
 	}
 	if s.state != "" {
-		if n, total := s.entitiesMissing(); n > 0 {
-			lost = append(lost, fmt.Sprintf("%d of %d server-memory entities", n, total))
+		if missing, total := s.entitiesMissing(); len(missing) > 0 {
+			lost = append(lost, fmt.Sprintf("%d of %d server-memory entities (%s)", len(missing), total, strings.Join(missing, ", ")))
 		}
 	}
 	if len(logins) > 0 {
@@ -585,9 +586,9 @@ func (s *suite) killMemoryServers() int {
 	return n
 }
 
-// entitiesMissing counts the acknowledged server-memory entities missing from the user's graph, as the server
-// reads it through the gateway and as its file holds it.
-func (s *suite) entitiesMissing() (missing, total int) {
+// entitiesMissing names the acknowledged server-memory entities missing from the user's graph, as the server reads
+// it through the gateway or as its file holds it, and counts those acknowledged.
+func (s *suite) entitiesMissing() (missing []string, total int) {
 	s.t.Helper()
 	if s.graph == nil {
 		hc, _, err := s.load.userClient(context.Background(), s.load.memoryURL)
@@ -596,6 +597,10 @@ func (s *suite) entitiesMissing() (missing, total int) {
 			return callText(context.Background(), s.load.memoryURL, hc, "read_graph", map[string]any{})
 		}
 	}
+	// What was acknowledged before the graph is read: the load goes on writing meanwhile.
+	s.load.led.mu.Lock()
+	acked := append([]string(nil), s.load.led.entities...)
+	s.load.led.mu.Unlock()
 	graph, err := s.graph()
 	require.NoError(s.t, err, "read the user's graph")
 	files, err := filepath.Glob(filepath.Join(s.state, "*", "memory.json"))
@@ -603,15 +608,13 @@ func (s *suite) entitiesMissing() (missing, total int) {
 	require.Len(s.t, files, 1, "one user's file")
 	file, err := os.ReadFile(files[0])
 	require.NoError(s.t, err)
-	s.load.led.mu.Lock()
-	defer s.load.led.mu.Unlock()
-	for _, name := range s.load.led.entities {
+	for _, name := range acked {
 		quoted := `"` + name + `"`
 		if !strings.Contains(graph, quoted) || !strings.Contains(string(file), quoted) {
-			missing++
+			missing = append(missing, name)
 		}
 	}
-	return missing, len(s.load.led.entities)
+	return missing, len(acked)
 }
 
 // stateLoads checks, once the stack is stopped, that the store's data loads as it is: the journal, or the
