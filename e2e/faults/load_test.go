@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -370,15 +371,17 @@ func (l *load) typescript(ctx context.Context) {
 	}
 }
 
-// errorLine is the line of a Node program's stderr that says what went wrong: the first that names an error and is
-// not a stack frame (Node ends with its own version), else the last.
+// nodeError is the line where Node names an uncaught error ("TypeError: ...", "UnauthorizedError: ..."), after the
+// source line that threw it.
+var nodeError = regexp.MustCompile(`(?m)^[A-Za-z]*Error: .*$`)
+
+// errorLine is the line of a Node program's stderr that says what went wrong, else its last line (Node ends with
+// its own version).
 func errorLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	for _, l := range lines {
-		if l = strings.TrimSpace(l); strings.Contains(l, "Error") && !strings.HasPrefix(l, "at ") {
-			return l
-		}
+	if m := nodeError.FindString(s); m != "" {
+		return m
 	}
+	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return strings.TrimSpace(lines[len(lines)-1])
 }
 
