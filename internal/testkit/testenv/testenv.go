@@ -209,11 +209,27 @@ type Sentinel struct {
 // test ends.
 func StartSentinel(t testing.TB) *Sentinel {
 	t.Helper()
-	s := &Sentinel{Name: "gateway", Master: StartRedis(t)}
-	replica, err := StartRedisIn(t.TempDir(), "--replicaof", "127.0.0.1", strconv.Itoa(s.Master.port))
+	// As docs/reliability.md recommends: a master without a replica in sync refuses writes, so a master restarted
+	// after a failover cannot acknowledge a write that its demotion would then discard.
+	safe := []string{"--min-replicas-to-write", "1", "--min-replicas-max-lag", "10"}
+	master, err := StartRedisIn(t.TempDir(), safe...)
+	check(t, err)
+	t.Cleanup(master.Stop)
+	s := &Sentinel{Name: "gateway", Master: master}
+	replica, err := StartRedisIn(t.TempDir(), append([]string{"--replicaof", "127.0.0.1", strconv.Itoa(s.Master.port)}, safe...)...)
 	check(t, err)
 	t.Cleanup(replica.Stop)
 	s.Replica = replica
+	// Writes are refused until the master sees its replica.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		out, _ := exec.Command("redis-cli", "-p", strconv.Itoa(s.Master.port), "INFO", "replication").Output()
+		if strings.Contains(string(out), "min_slaves_good_slaves:1") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replica did not connect to the master within 10 s:\n%s", out)
+		}
+	}
 	port := FreePort(t)
 	s.Addr = "127.0.0.1:" + strconv.Itoa(port)
 	s.URL = "redis://" + s.Addr + "/0?master_name=" + s.Name
