@@ -221,10 +221,10 @@ func tail(s string, n int) string {
 
 // heldSink holds what it is written until Flush, whose exports fail when failing is set.
 type heldSink struct {
-	gate            chan struct{} // the first Write waits for it
-	held, most      int
-	flushes, failed int
-	failing         bool
+	gate       chan struct{} // the first Write waits for it
+	held, most int
+	flushes    int
+	failing    bool
 }
 
 func (h *heldSink) Write(p []byte) (int, error) {
