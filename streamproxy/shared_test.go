@@ -28,24 +28,7 @@ import (
 // The conformance suites stay green in shared mode: the released suite and the prerelease's required sets of both
 // generations, against two shared processes of the Go SDK's fixture.
 func TestSharedConformance(t *testing.T) {
-	fixture := testenv.BuildBinary(t, "github.com/modelcontextprotocol/go-sdk/conformance/everything-server")
-	url := strings.Replace(proxy(t, []string{"--user-header", "", "--share", "2"}, fixture), "127.0.0.1", "localhost", 1)
-
-	latest := testenv.RunConformance(t, testenv.ConformanceLatest, url, "")
-	assert.NoError(t, latest.Err, "conformance suite failed:\n%s", latest.Summary)
-	assert.Regexp(t, `Total: \d+ passed, 0 failed`, latest.Summary)
-	assert.GreaterOrEqual(t, len(latest.Passed), 30, "every server scenario ran:\n%s", latest.Summary)
-
-	stateless := testenv.RunConformance(t, testenv.ConformanceAlpha, url, "", "--requirements", "2026-07-28")
-	assert.Empty(t, stateless.Failed(testenv.Required2026), "2026-07-28 required scenarios:\n%s", stateless.Summary)
-	assert.NoError(t, stateless.Err, "%s", stateless.Summary)
-
-	sessions := testenv.RunConformance(t, testenv.ConformanceAlpha, url, "", "--requirements", "2025-11-25")
-	assert.NoError(t, sessions.Err, "2025-11-25 required scenarios:\n%s", sessions.Summary)
-	assert.GreaterOrEqual(t, len(sessions.Passed), 30, "%s", sessions.Summary)
-	for name, ok := range sessions.Passed {
-		require.True(t, ok, "%s failed:\n%s", name, sessions.Summary)
-	}
+	conformance(t, "--share", "2")
 }
 
 // shareFlags run n shared processes; the sandbox reads node_modules.

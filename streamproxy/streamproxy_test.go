@@ -371,9 +371,14 @@ func streamOf(t *testing.T, url, sid, lastEventID, user string) (<-chan sseEvent
 // released suite (2025-11-25, all 30 scenarios), and the prerelease's required sets of both generations on the one
 // endpoint: 2026-07-28 (37 scenarios, the stateless path) and 2025-11-25.
 func TestConformance(t *testing.T) {
+	conformance(t)
+}
+
+// conformance runs the suites against the Go SDK's fixture behind streamproxy run with flags.
+func conformance(t *testing.T, flags ...string) {
 	fixture := testenv.BuildBinary(t, "github.com/modelcontextprotocol/go-sdk/conformance/everything-server")
 	// The suite sends no identity: binding is off, as for a server run without the gateway.
-	url := strings.Replace(proxy(t, []string{"--user-header", ""}, fixture), "127.0.0.1", "localhost", 1) // dns-rebinding-protection needs localhost
+	url := strings.Replace(proxy(t, append([]string{"--user-header", ""}, flags...), fixture), "127.0.0.1", "localhost", 1) // dns-rebinding-protection needs localhost
 
 	latest := testenv.RunConformance(t, testenv.ConformanceLatest, url, "")
 	require.NoError(t, latest.Err, "conformance suite failed:\n%s", latest.Summary)

@@ -222,6 +222,12 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.CloseStream(events)
+	h.streamEvents(w, r, replay, events, s.Done())
+}
+
+// streamEvents answers a GET with a session's standalone stream: the events replayed after Last-Event-ID, then each
+// event as it comes, with keep-alive comments, until the session ends (done) or the client goes.
+func (h *Handler) streamEvents(w http.ResponseWriter, r *http.Request, replay []session.Event, events <-chan session.Event, done <-chan struct{}) {
 	sse := startSSE(w)
 	for _, e := range replay {
 		sse.event(strconv.FormatUint(e.Seq, 10), e.Raw)
@@ -234,7 +240,7 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 			sse.event(strconv.FormatUint(e.Seq, 10), e.Raw)
 		case <-tick.C:
 			sse.comment("keep-alive")
-		case <-s.Done():
+		case <-done:
 			return
 		case <-r.Context().Done():
 			return

@@ -495,24 +495,7 @@ func (h *Handler) getShared(w http.ResponseWriter, r *http.Request) {
 		ss.lastUsed = time.Now()
 		ss.mu.Unlock()
 	}()
-	sse := startSSE(w)
-	for _, e := range replay {
-		sse.event(strconv.FormatUint(e.Seq, 10), e.Raw)
-	}
-	tick := time.NewTicker(h.cfg.KeepAlive)
-	defer tick.Stop()
-	for {
-		select {
-		case e := <-events:
-			sse.event(strconv.FormatUint(e.Seq, 10), e.Raw)
-		case <-tick.C:
-			sse.comment("keep-alive")
-		case <-ss.done:
-			return
-		case <-r.Context().Done():
-			return
-		}
-	}
+	h.streamEvents(w, r, replay, events, ss.done)
 }
 
 // deleteShared ends a session on the shared processes; the processes go on.
