@@ -145,3 +145,24 @@ func TestServerTimeouts(t *testing.T) {
 		t.Fatal("the stream ended with the read timeout")
 	}
 }
+
+// A client that gives up on its initialize before the answer (a slow start, its own timeout) leaves no process
+// behind: it is ended at once, rather than kept idle until --idle-timeout while each retry starts one more.
+func TestAbandonedInitializeLeavesNoProcess(t *testing.T) {
+	slow := append([]string{"sh", "-c", `sleep 3; exec "$0" "$@"`}, everything(t)...)
+	url, metrics := proxyWithMetrics(t, []string{"--user-header", "", "--sandbox", "off"}, slow...)
+	body := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},` +
+		`"clientInfo":{"name":"impatient","version":"1"}}}`
+	for range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		_, err = http.DefaultClient.Do(req)
+		cancel()
+		require.ErrorIs(t, err, context.DeadlineExceeded, "the server takes 3 s to start")
+	}
+	require.Eventually(t, func() bool { return metric(t, metrics, "streamproxy_children_running") == 0 }, 10*time.Second, 50*time.Millisecond,
+		"the abandoned sessions' processes end")
+}

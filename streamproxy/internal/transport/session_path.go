@@ -149,6 +149,11 @@ func (h *Handler) call(w http.ResponseWriter, r *http.Request, s *session.Sessio
 			"error": map[string]any{"code": -32001, "message": timedOutMessage}})
 		resp = &session.Message{Raw: raw}
 	case errors.Is(err, context.Canceled):
+		if newSession != "" {
+			// The client gave up on its initialize (a slow start, its own timeout) and never learned the session: its
+			// process would sit idle until --idle-timeout, one more for each retry.
+			go h.remove(s)
+		}
 		return // the client went away
 	default:
 		if sse != nil {
