@@ -4,7 +4,7 @@
 // users on one host (shared and per-user servers, the pool). Every
 // comparison is measured side by side in one run.
 //
-//	go run ./bench            # full run (about 15 minutes), writes docs/benchmarks.md
+//	go run ./bench            # full run (about 30 minutes on 2 cores), writes docs/benchmarks.md
 //	go run ./bench -smoke     # every benchmark for a second or so; writes nothing unless -out is given
 package main
 

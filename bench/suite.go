@@ -203,7 +203,7 @@ func (st *Suite) Markdown() string {
 		}
 	}
 	d.H2("How to run")
-	d.Code("sh", "go run ./bench                  # full run, writes docs/benchmarks.md (about 15 minutes)\n"+
+	d.Code("sh", "go run ./bench                  # full run, writes docs/benchmarks.md (about 30 minutes on 2 cores)\n"+
 		"go run ./bench -only streaming  # one section (edge, issuance, streaming, policy, tracing, users)\n"+
 		"go run ./bench -smoke           # seconds per benchmark, prints the report (CI: go test ./bench)")
 	return d.String()
