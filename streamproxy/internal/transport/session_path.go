@@ -206,16 +206,9 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
-	var last uint64
-	lastID := r.Header.Get("Last-Event-ID")
-	resume := lastID != ""
-	if resume {
-		n, err := strconv.ParseUint(lastID, 10, 64)
-		if err != nil {
-			httpError(w, http.StatusBadRequest, "Last-Event-ID %q is not an event id of this proxy", lastID)
-			return
-		}
-		last = n
+	last, resume, ok := lastEventID(w, r)
+	if !ok {
+		return
 	}
 	events, replay, err := s.OpenStream(last, resume)
 	if errors.Is(err, session.ErrStreamBusy) {
@@ -228,6 +221,20 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.CloseStream(events)
 	h.streamEvents(w, r, replay, events, s.Done())
+}
+
+// lastEventID reads a GET's Last-Event-ID: resume says whether there is one; a malformed one is answered 400 (ok false).
+func lastEventID(w http.ResponseWriter, r *http.Request) (last uint64, resume, ok bool) {
+	id := r.Header.Get("Last-Event-ID")
+	if id == "" {
+		return 0, false, true
+	}
+	last, err := strconv.ParseUint(id, 10, 64)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "Last-Event-ID %q is not an event id of this proxy", id)
+		return 0, false, false
+	}
+	return last, true, true
 }
 
 // streamEvents answers a GET with a session's standalone stream: the events replayed after Last-Event-ID, then each

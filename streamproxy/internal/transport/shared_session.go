@@ -290,18 +290,7 @@ func (ss *sharedSession) wantsLog(raw []byte) bool {
 	ss.mu.Lock()
 	want := ss.level
 	ss.mu.Unlock()
-	if want == "" {
-		return true
-	}
-	var msg struct {
-		Params struct {
-			Level string `json:"level"`
-		} `json:"params"`
-	}
-	if json.Unmarshal(raw, &msg) != nil {
-		return false
-	}
-	return slices.Index(logLevels, msg.Params.Level) >= slices.Index(logLevels, want)
+	return want == "" || atLevel(raw, want)
 }
 
 func (ss *sharedSession) subscribed(uri string, sl *slot) bool {
@@ -462,13 +451,9 @@ func (h *Handler) getShared(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
-	var last uint64
-	lastID := r.Header.Get("Last-Event-ID")
-	if lastID != "" {
-		if last, err = strconv.ParseUint(lastID, 10, 64); err != nil {
-			httpError(w, http.StatusBadRequest, "Last-Event-ID %q is not an event id of this proxy", lastID)
-			return
-		}
+	last, resume, ok := lastEventID(w, r)
+	if !ok {
+		return
 	}
 	ss.mu.Lock()
 	if ss.stream != nil {
@@ -477,7 +462,7 @@ func (h *Handler) getShared(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var replay []session.Event
-	if lastID != "" {
+	if resume {
 		for _, e := range ss.backlog {
 			if e.Seq > last {
 				replay = append(replay, e)

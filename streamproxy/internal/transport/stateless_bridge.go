@@ -197,6 +197,12 @@ func (x *exchange) wantsLog(raw []byte) bool {
 	if json.Unmarshal(x.q.Meta[metaLogLevel], &want) != nil {
 		return false
 	}
+	return atLevel(raw, want)
+}
+
+// atLevel reports whether the log message raw (notifications/message) is at level want or above; an unknown want
+// lets nothing through.
+func atLevel(raw []byte, want string) bool {
 	var msg struct {
 		Params struct {
 			Level string `json:"level"`
@@ -205,7 +211,7 @@ func (x *exchange) wantsLog(raw []byte) bool {
 	if json.Unmarshal(raw, &msg) != nil {
 		return false
 	}
-	return slices.Index(logLevels, msg.Params.Level) >= slices.Index(logLevels, want) && slices.Contains(logLevels, want)
+	return slices.Contains(logLevels, want) && slices.Index(logLevels, msg.Params.Level) >= slices.Index(logLevels, want)
 }
 
 func nameOf(q *statelessRequest) string {
