@@ -209,6 +209,15 @@ func measureStream(e *env, cfg Config, srv mcpServer, t streamTarget, s *Section
 	return res
 }
 
+// closeAll closes the sessions opened (nil: not opened).
+func closeAll(ss []mcpclient.Session) {
+	for _, sess := range ss {
+		if sess != nil {
+			_ = sess.Close()
+		}
+	}
+}
+
 func measureInto(e *env, cfg Config, srv mcpServer, t streamTarget, res *streamResult) error {
 	ctx := context.Background()
 	l, err := t.launch(e, srv)
@@ -217,13 +226,6 @@ func measureInto(e *env, cfg Config, srv mcpServer, t streamTarget, res *streamR
 	}
 	defer l.stop()
 	res.command = l.command
-	closeAll := func(ss []mcpclient.Session) {
-		for _, sess := range ss {
-			if sess != nil {
-				_ = sess.Close()
-			}
-		}
-	}
 	openN := func(n int) ([]mcpclient.Session, error) {
 		// Opened a few at a time: per-session children take a while to spawn, and this part is not timed.
 		out := make([]mcpclient.Session, n)

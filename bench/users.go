@@ -348,11 +348,6 @@ func measurePoolStarts(e *env, cfg Config, s *Section, bin string, argv []string
 		}
 		return out, nil
 	}
-	closeAll := func(ss []mcpclient.Session) {
-		for _, sess := range ss {
-			_ = sess.Close()
-		}
-	}
 	proxy := func(pool int, metricsPort int) func(int) []string {
 		return func(port int) []string {
 			return append([]string{bin, "-listen", "127.0.0.1:" + strconv.Itoa(port), "-max-per-user", "0",
@@ -459,11 +454,6 @@ func measureSharedRate(e *env, cfg Config, s *Section, bin, node, nm string, srv
 					out = append(out, sess)
 				}
 				return out, nil
-			}
-			closeAll := func(ss []mcpclient.Session) {
-				for _, sess := range ss {
-					_ = sess.Close()
-				}
 			}
 			return measureRate(context.Background(), cfg, srv, n, openN, closeAll, res)
 		}()
