@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,7 +18,7 @@ import (
 
 // The embedded store, its journal on a small filesystem of its own so that the disk can be filled.
 func TestEmbeddedStore(t *testing.T) {
-	dir := smallDisk(t, 16<<20)
+	dir := testenv.SmallDisk(t, 16<<20)
 	net := netns.New(t, "gwflt")
 	s := start(t, setup{store: "embedded", dataFile: filepath.Join(dir, "authserver.jsonl"), net: net})
 	s.crashes()
@@ -76,24 +75,6 @@ func TestRedisSentinel(t *testing.T) {
 	})
 	s.redis = sentinel.Replica // the master now
 	s.stateLoads()
-}
-
-// smallDisk mounts a tmpfs of size bytes for the test (it needs root), removed when the test ends.
-func smallDisk(t *testing.T, size int) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		testenv.Missing(t, "root (a small tmpfs for the full-disk fault)", "run the tests as root")
-	}
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d,mode=0700", size), "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Fatalf("mount a tmpfs at %s: %v\n%s", dir, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v\n%s", dir, err, out)
-		}
-	})
-	return dir
 }
 
 // fullDisk fills the journal's filesystem: writes fail with a clear error and change nothing, reads and the edge
