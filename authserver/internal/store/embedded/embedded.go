@@ -68,7 +68,7 @@ func Open(path string, logger *slog.Logger) (*Store, error) {
 		return nil, fmt.Errorf("embedded store: %w", err)
 	}
 	s.lock = lock
-	torn, err := replay(path, s.apply)
+	torn, whole, err := replay(path, s.apply)
 	if err != nil {
 		_ = lock.Close()
 		return nil, fmt.Errorf("embedded store: %w", err)
@@ -78,8 +78,14 @@ func Open(path string, logger *slog.Logger) (*Store, error) {
 			"path", path, "detail", torn)
 	}
 	if err := s.compactLocked(); err != nil {
-		_ = lock.Close()
-		return nil, fmt.Errorf("embedded store: rewrite %s: %w", path, err)
+		// The rewrite needs room for a copy of the state: on a full disk the server would not start at all. The
+		// journal as replayed is whole, so serve from it; writes fail until there is room, then rewrite it.
+		if aerr := s.appendAfter(whole); aerr != nil {
+			_ = lock.Close()
+			return nil, fmt.Errorf("embedded store: rewrite %s: %w; and cannot append to it as it is: %w", path, err, aerr)
+		}
+		logger.Error("embedded store: cannot rewrite the journal at start; serving from it as it is, writes fail "+
+			"until there is room", "path", path, "err", err)
 	}
 	logger.Warn("embedded store: SINGLE NODE ONLY; state is kept in one local file and cannot be shared between "+
 		"authserver instances (configure Redis to run several)", "path", path)
@@ -229,6 +235,21 @@ func (s *Store) compactLocked() error {
 		_ = s.f.Close()
 	}
 	s.f, s.journalSize, s.liveSize = f, size, size
+	return nil
+}
+
+// appendAfter opens the journal for appending after its first whole bytes, cutting off a torn last line so that the
+// next line does not follow it. The journal stays as it is until a later write, finding room, rewrites it.
+func (s *Store) appendAfter(whole int64) error {
+	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Truncate(whole); err != nil {
+		_ = f.Close()
+		return err
+	}
+	s.f, s.journalSize, s.liveSize = f, whole, 0
 	return nil
 }
 

@@ -2,11 +2,13 @@ package embedded_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/embedded"
 	"github.com/mcp-oauth-gateway/gateway/authserver/internal/store/storetest"
+	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -91,6 +94,85 @@ func TestTornLastLine(t *testing.T) {
 	defer s.Close()
 	_, err = s.GetClient(ctx, "after")
 	assert.NoError(t, err)
+}
+
+// A server restarted on a full disk (after a crash, say) starts: the journal's rewrite at start has no room, so it
+// serves from the journal as it is; writes fail with ErrUnavailable until space returns, and nothing is lost.
+func TestOpenOnAFullDisk(t *testing.T) {
+	ctx := context.Background()
+	dir := testenv.SmallDisk(t, 1<<20)
+	path := filepath.Join(dir, "state.jsonl")
+	s, err := embedded.Open(path, quiet())
+	require.NoError(t, err)
+	var ids []string
+	for i := range 40 {
+		c := client(fmt.Sprintf("c%d", i))
+		c.Metadata = map[string]any{"pad": strings.Repeat("x", 1000)}
+		require.NoError(t, s.CreateClient(ctx, c))
+		ids = append(ids, c.ID)
+	}
+	require.NoError(t, s.Close())
+	// A crash mid-write left a torn last line behind.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	require.NoError(t, err)
+	_, err = f.WriteString(`{"v":1,"ops":[{"k":"client","id":"torn"`)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	filler := fillDisk(t, dir)
+
+	var logs strings.Builder
+	s, err = embedded.Open(path, slog.New(slog.NewTextHandler(&logs, nil)))
+	require.NoError(t, err, "a full disk does not keep the store from opening")
+	assert.Contains(t, logs.String(), "cannot rewrite the journal at start")
+	for _, id := range ids {
+		_, err := s.GetClient(ctx, id)
+		require.NoError(t, err, id)
+	}
+	// The journal's last page may hold a few more lines; then writes fail, and change nothing.
+	for i := 0; ; i++ {
+		require.Less(t, i, 100, "writes kept succeeding on a full disk")
+		c := client(fmt.Sprintf("while-full%d", i))
+		c.Metadata = map[string]any{"pad": strings.Repeat("x", 1000)}
+		if err = s.CreateClient(ctx, c); err != nil {
+			break
+		}
+		ids = append(ids, c.ID)
+	}
+	require.ErrorIs(t, err, store.ErrUnavailable)
+	assert.Contains(t, err.Error(), "no space left on device")
+	failed := fmt.Sprintf("while-full%d", len(ids)-40)
+
+	require.NoError(t, os.Remove(filler))
+	require.NoError(t, s.CreateClient(ctx, client("after")), "space is back: writes succeed without a restart")
+	require.NoError(t, s.Close())
+
+	logs.Reset()
+	s, err = embedded.Open(path, slog.New(slog.NewTextHandler(&logs, nil)))
+	require.NoError(t, err)
+	defer s.Close()
+	for _, id := range append(ids, "after") {
+		_, err := s.GetClient(ctx, id)
+		require.NoError(t, err, id)
+	}
+	_, err = s.GetClient(ctx, failed)
+	assert.ErrorIs(t, err, store.ErrNotFound, "a write that failed left nothing")
+	assert.NotContains(t, logs.String(), "incomplete last journal line", "the torn line was cut off before appending")
+}
+
+// fillDisk writes a file in dir until the filesystem is full, and returns its path.
+func fillDisk(t *testing.T, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "filler")
+	f, err := os.Create(path)
+	require.NoError(t, err)
+	defer f.Close()
+	chunk := make([]byte, 4096)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			require.ErrorIs(t, err, syscall.ENOSPC)
+			return path
+		}
+	}
 }
 
 // Damage before the last line is not a crash artefact: Open refuses, naming the line.

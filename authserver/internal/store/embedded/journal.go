@@ -78,34 +78,38 @@ func encodeLine(ops []op) ([]byte, error) {
 
 // replay reads the journal at path and hands every line's ops to apply. A last line that does not parse is what a
 // crash in the middle of a write leaves behind: it is skipped with a warning (the caller logs it). A bad line
-// followed by good ones means the file was damaged otherwise, and is an error naming the line.
-func replay(path string, apply func([]op)) (tornTail string, err error) {
+// followed by good ones means the file was damaged otherwise, and is an error naming the line. whole is the length
+// of the journal without that torn line: where the next line may be appended.
+func replay(path string, apply func([]op)) (tornTail string, whole int64, err error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return "", nil
+		return "", 0, nil
 	}
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	defer f.Close()
 	r := bufio.NewReaderSize(f, 1<<16)
 	var (
 		n       int
+		read    int64 // bytes read so far
 		pending error // parse error of the previous non-empty line
 		pendAt  int
 	)
 	for {
 		b, rerr := r.ReadBytes('\n')
+		read += int64(len(b))
 		if len(bytes.TrimSpace(b)) > 0 {
 			n++
 			if pending != nil {
-				return "", fmt.Errorf("%s: line %d is corrupt: %w", path, pendAt, pending)
+				return "", 0, fmt.Errorf("%s: line %d is corrupt: %w", path, pendAt, pending)
 			}
 			ops, perr := decodeLine(b)
 			if perr != nil {
 				pending, pendAt = perr, n
 			} else {
 				apply(ops)
+				whole = read
 			}
 		} else if len(b) > 0 {
 			n++
@@ -114,13 +118,13 @@ func replay(path string, apply func([]op)) (tornTail string, err error) {
 			break
 		}
 		if rerr != nil {
-			return "", rerr
+			return "", 0, rerr
 		}
 	}
 	if pending != nil {
-		return fmt.Sprintf("line %d: %v", pendAt, pending), nil
+		return fmt.Sprintf("line %d: %v", pendAt, pending), whole, nil
 	}
-	return "", nil
+	return "", read, nil
 }
 
 // writeFileAtomic writes the file next to path and renames it into place, so a crash leaves the old or the new
