@@ -275,7 +275,9 @@ func usage(fs *flag.FlagSet, w io.Writer) {
 func openStore(ctx context.Context, s *settings, log *slog.Logger) (store.Store, error) {
 	s.store.RedisAddrs = flagenv.Split(s.redisAddrs)
 	s.store.Logger = log
-	return backend.Open(ctx, s.store)
+	c := s.store
+	c.Server = true
+	return backend.Open(ctx, c)
 }
 
 func keyManager(st store.Store, s *settings) *keys.Manager {

@@ -34,6 +34,9 @@ type Config struct {
 	// DataFile is the embedded store's file, used when no Redis is configured. Its directory is created (0700) if
 	// needed. "" keeps the state in memory only (lost on exit).
 	DataFile string
+	// Server opens the embedded store as the authserver itself rather than an operator's command (see
+	// embedded.OpenServer).
+	Server bool
 
 	Logger *slog.Logger
 }
@@ -75,7 +78,11 @@ func Open(ctx context.Context, c Config) (store.Store, error) {
 			return nil, fmt.Errorf("open embedded store: create directory for %s: %w", c.DataFile, err)
 		}
 	}
-	s, err := embedded.Open(c.DataFile, logger)
+	openEmbedded := embedded.Open
+	if c.Server {
+		openEmbedded = embedded.OpenServer
+	}
+	s, err := openEmbedded(c.DataFile, logger)
 	if err != nil {
 		return nil, fmt.Errorf("open embedded store: %w", err)
 	}

@@ -49,9 +49,21 @@ type Store struct {
 
 var _ store.Store = (*Store)(nil)
 
-// Open loads the store kept at path, creating the file (mode 0600) if it does not exist. path "" keeps everything in
-// memory only, for tests.
+// Open loads the store kept at path, creating the file (mode 0600) if it does not exist, as an operator's command
+// does: if another process holds the file it fails at once with ErrInUse. path "" keeps everything in memory only,
+// for tests.
 func Open(path string, logger *slog.Logger) (*Store, error) {
+	return open(path, logger, holder{pid: os.Getpid()})
+}
+
+// OpenServer is Open for the authserver itself: other processes are told the server holds the file (operator
+// commands then go through its admin socket), and it waits up to a minute for a command holding the file (a backup
+// started while the server was down) to end rather than failing. Another server holding it fails at once.
+func OpenServer(path string, logger *slog.Logger) (*Store, error) {
+	return open(path, logger, holder{server: true, pid: os.Getpid()})
+}
+
+func open(path string, logger *slog.Logger, me holder) (*Store, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -63,7 +75,9 @@ func Open(path string, logger *slog.Logger) (*Store, error) {
 		logger.Warn("embedded store in memory only: all state (clients, tokens, signing keys) is lost on exit")
 		return s, nil
 	}
-	lock, err := lockFile(path)
+	lock, err := lockFile(path, me, func(other holder) {
+		logger.Warn("embedded store: waiting for the process holding it to end", "path", path, "holder", other.String())
+	})
 	if err != nil {
 		return nil, fmt.Errorf("embedded store: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -249,6 +250,74 @@ func TestSecondOpenRefused(t *testing.T) {
 	s, err = embedded.Open(path, quiet())
 	require.NoError(t, err, "the lock is released on Close")
 	require.NoError(t, s.Close())
+}
+
+// A backup started while the server was down holds the file: the server, started meanwhile, waits for it to end
+// instead of failing (a supervisor would see a failed start).
+func TestServerWaitsForACommand(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.jsonl")
+	command, err := embedded.Open(path, quiet())
+	require.NoError(t, err)
+	require.NoError(t, command.CreateClient(ctx, client("by-the-command")))
+
+	var logs syncBuilder
+	type opened struct {
+		s   *embedded.Store
+		err error
+	}
+	done := make(chan opened, 1)
+	go func() {
+		s, err := embedded.OpenServer(path, slog.New(slog.NewTextHandler(&logs, nil)))
+		done <- opened{s, err}
+	}()
+	select {
+	case o := <-done:
+		t.Fatalf("the server did not wait for the command: %v", o.err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	require.NoError(t, command.Close())
+	o := <-done
+	require.NoError(t, o.err)
+	defer o.s.Close()
+	_, err = o.s.GetClient(ctx, "by-the-command")
+	require.NoError(t, err, "the server reads what the command wrote")
+	assert.Contains(t, logs.String(), "waiting for the process holding it to end")
+	assert.Contains(t, logs.String(), "an operator's command (pid")
+}
+
+// A server holding the file is never waited for: a second server, or a command, is refused at once and told who
+// holds it (commands then go through the server's admin socket).
+func TestServerHoldingIsRefusedAtOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.jsonl")
+	s, err := embedded.OpenServer(path, quiet())
+	require.NoError(t, err)
+	defer s.Close()
+	for name, open := range map[string]func(string, *slog.Logger) (*embedded.Store, error){
+		"server": embedded.OpenServer, "command": embedded.Open,
+	} {
+		_, err := open(path, quiet())
+		require.ErrorIs(t, err, embedded.ErrInUse, name)
+		assert.Contains(t, err.Error(), fmt.Sprintf("the authserver (pid %d)", os.Getpid()), name)
+	}
+}
+
+// syncBuilder is a strings.Builder safe for a logger writing from another goroutine.
+type syncBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuilder) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuilder) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func BenchmarkFile(b *testing.B) {
