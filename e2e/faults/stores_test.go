@@ -78,9 +78,10 @@ func TestRedisSentinel(t *testing.T) {
 }
 
 // fullDisk fills the journal's filesystem: writes fail with a clear error and change nothing, reads and the edge
-// carry on, and once space returns the store works again without a restart.
+// carry on, a server killed meanwhile starts again on the full disk, and once space returns the store works again
+// without a restart.
 func (s *suite) fullDisk(dir string) {
-	s.fault("the embedded store's disk full for 10 s, then space freed", func() string {
+	s.fault("the embedded store's disk full for 10 s (the authserver killed and restarted on it), then space freed", func() string {
 		filler := filepath.Join(dir, "filler")
 		f, err := os.Create(filler)
 		require.NoError(s.t, err)
@@ -100,6 +101,9 @@ func (s *suite) fullDisk(dir string) {
 			_, regErr = s.load.register(context.Background(),
 				`{"client_name":"disk full","redirect_uris":["http://127.0.0.1:39997/cb"],"token_endpoint_auth_method":"none"}`)
 			time.Sleep(100 * time.Millisecond)
+		}
+		if failed := s.crashAuthserver(); failed > 0 {
+			s.t.Errorf("the authserver's restart on a full disk failed %d times", failed)
 		}
 		time.Sleep(10*time.Second - time.Since(full))
 		require.NoError(s.t, os.Remove(filler))
