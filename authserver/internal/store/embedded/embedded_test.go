@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -261,7 +260,7 @@ func TestServerWaitsForACommand(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, command.CreateClient(ctx, client("by-the-command")))
 
-	var logs syncBuilder
+	var logs testenv.SyncBuffer
 	type opened struct {
 		s   *embedded.Store
 		err error
@@ -300,24 +299,6 @@ func TestServerHoldingIsRefusedAtOnce(t *testing.T) {
 		require.ErrorIs(t, err, embedded.ErrInUse, name)
 		assert.Contains(t, err.Error(), fmt.Sprintf("the authserver (pid %d)", os.Getpid()), name)
 	}
-}
-
-// syncBuilder is a strings.Builder safe for a logger writing from another goroutine.
-type syncBuilder struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuilder) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuilder) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func BenchmarkFile(b *testing.B) {
