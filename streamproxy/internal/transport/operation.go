@@ -33,15 +33,20 @@ var tracer = tracing.Tracer("streamproxy")
 
 type operation struct {
 	h       *Handler
-	audited bool                 // its event is recorded whatever the decision; otherwise only a refusal's
-	name    string               // the span's name
-	attrs   []attribute.KeyValue // the method and its target
+	audited bool   // its event is recorded whatever the decision; otherwise only a refusal's
+	name    string // the span's name
 	start   time.Time
 	id      json.RawMessage
 	span    trace.Span
 	event   *audit.Event // nil: the audit trail is off, or this is no request
 	w       *answerWatcher
 }
+
+// The spans' start options, made once: an option passed to Start is boxed anew at each call.
+var (
+	serverSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
+	clientSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
+)
 
 // begin starts the operation of msg; it returns the writer and request the paths use instead of w and r.
 func (h *Handler) begin(w http.ResponseWriter, r *http.Request, msg incoming, bodySize int) (*operation, http.ResponseWriter, *http.Request) {
@@ -55,12 +60,10 @@ func (h *Handler) begin(w http.ResponseWriter, r *http.Request, msg incoming, bo
 	}
 	// Attributes are built only for a span that records them: with tracing off (or this request not sampled) the
 	// span only carries the edge's trace context on.
-	ctx, span := tracer.Start(r.Context(), name, trace.WithSpanKind(trace.SpanKindServer))
+	ctx, span := tracer.Start(r.Context(), name, serverSpan...)
 	op := &operation{h: h, name: name, start: time.Now(), id: msg.ID, span: span}
 	if span.IsRecording() {
-		var attrs []attribute.KeyValue
-		op.attrs, attrs = h.spanAttributes(r, msg, target, targetKey)
-		span.SetAttributes(attrs...)
+		span.SetAttributes(h.spanAttributes(r, msg, target, targetKey)...)
 	}
 	ctx = context.WithValue(ctx, operationKey{}, op)
 	if h.cfg.Audit != nil && msg.ID != nil && msg.Method != "" {
@@ -83,42 +86,41 @@ func (h *Handler) begin(w http.ResponseWriter, r *http.Request, msg incoming, bo
 	return op, op.w, r.WithContext(ctx)
 }
 
-// spanAttributes are the attributes of an operation's span: those its child-call span shares (the method and
-// target), and all of them.
-func (h *Handler) spanAttributes(r *http.Request, msg incoming, target, targetKey string) (own, all []attribute.KeyValue) {
-	all = make([]attribute.KeyValue, 0, 8)
-	all = append(all, attribute.String("mcp.method.name", msg.Method))
+// spanAttributes are the attributes of an operation's span.
+func (h *Handler) spanAttributes(r *http.Request, msg incoming, target, targetKey string) []attribute.KeyValue {
+	attrs := make([]attribute.KeyValue, 0, 7)
+	attrs = append(attrs, attribute.String("mcp.method.name", msg.Method))
 	if target != "" {
-		all = append(all, attribute.String(targetKey, target))
+		attrs = append(attrs, attribute.String(targetKey, target))
 	}
-	own = all[:len(all):len(all)]
 	if msg.Method == "tools/call" {
-		all = append(all, attribute.String("gen_ai.operation.name", "execute_tool"))
+		attrs = append(attrs, attribute.String("gen_ai.operation.name", "execute_tool"))
 	}
 	if msg.ID != nil {
-		all = append(all, attribute.String("jsonrpc.request.id", string(msg.ID)))
+		attrs = append(attrs, attribute.String("jsonrpc.request.id", string(msg.ID)))
 	}
 	if v := protocolOf(r, msg); v != "" {
-		all = append(all, attribute.String("mcp.protocol.version", v))
+		attrs = append(attrs, attribute.String("mcp.protocol.version", v))
 	}
 	if sid := r.Header.Get("Mcp-Session-Id"); sid != "" {
-		all = append(all, attribute.String("mcp.session.id", sid))
+		attrs = append(attrs, attribute.String("mcp.session.id", sid))
 	}
 	if u := h.userOf(r); u != "" {
-		all = append(all, attribute.String("user.id", u))
+		attrs = append(attrs, attribute.String("user.id", u))
 	}
-	return own, all
+	return attrs
 }
 
 // childSpan starts the span of the operation's call to the MCP server process, over its stdin and stdout (the proxy
-// is the child's MCP client there). The caller ends it once the child has answered or the call was given up.
+// is the child's MCP client there). The caller ends it once the child has answered or the call was given up. It
+// carries no attributes: its name and kind say what it is, and its parent, the operation's span, has the
+// operation's; each attribute is a good part of a span's cost (recorded, deduplicated, encoded for export).
 func childSpan(ctx context.Context) trace.Span {
 	op := operationOf(ctx)
 	if op == nil || !op.span.IsRecording() {
 		return trace.SpanFromContext(context.Background()) // a span that records nothing
 	}
-	_, span := tracer.Start(ctx, op.name, trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(append(op.attrs, attribute.String("network.transport", "pipe"))...))
+	_, span := tracer.Start(ctx, op.name, clientSpan...)
 	return span
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"go.opentelemetry.io/otel"
@@ -46,13 +47,23 @@ func auditedHandler(t *testing.T) (http.Handler, *testenv.SyncBuffer, *audit.Log
 		AuditArguments: []string{"test_simple_text"}, Policy: rules})
 	t.Cleanup(h.Close)
 	traced := (&tracing.Tracing{}).Handler(h) // reads the edge's traceparent, as the binary does
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	prev := otel.GetTracerProvider()
-	otel.SetTracerProvider(tp)
-	t.Cleanup(func() { otel.SetTracerProvider(prev) })
-	tracing.SetupPropagation()
-	return traced, &out, trail, rec
+	return traced, &out, trail, recordSpans()
+}
+
+var (
+	spans     = tracetest.NewSpanRecorder()
+	spansOnce sync.Once
+)
+
+// recordSpans installs a tracer provider that records every span, once for the package's tests (the package's
+// tracer keeps the first provider installed), and returns its recorder, emptied.
+func recordSpans() *tracetest.SpanRecorder {
+	spansOnce.Do(func() {
+		otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)))
+		tracing.SetupPropagation()
+	})
+	spans.Reset()
+	return spans
 }
 
 func call(t *testing.T, h http.Handler, body string, header map[string]string) *httptest.ResponseRecorder {
@@ -161,16 +172,28 @@ func TestOperationsAreAuditedAndTraced(t *testing.T) {
 	if len(tool) != 4 { // the operation and its call to the child, on each path
 		t.Fatalf("spans named tools/call test_simple_text: %d, want 4; all: %v", len(tool), names(rec.Ended()))
 	}
+	operations := map[trace.SpanID]bool{}
+	for _, s := range tool {
+		if s.SpanKind() == trace.SpanKindServer {
+			operations[s.SpanContext().SpanID()] = true
+		}
+	}
 	for _, s := range tool {
 		if s.SpanContext().TraceID().String() != edgeTrace {
 			t.Errorf("span %s is not in the edge's trace", s.Name())
 		}
 		a := attrs(s)
-		if a["mcp.method.name"] != "tools/call" || a["gen_ai.tool.name"] != "test_simple_text" {
-			t.Errorf("span %s (%v) attributes %v", s.Name(), s.SpanKind(), a)
-		}
-		if s.SpanKind() == trace.SpanKindServer && a["user.id"] != "1001" {
-			t.Errorf("operation span without the user: %v", a)
+		switch s.SpanKind() {
+		case trace.SpanKindServer:
+			if a["mcp.method.name"] != "tools/call" || a["gen_ai.tool.name"] != "test_simple_text" || a["user.id"] != "1001" {
+				t.Errorf("operation span %s attributes %v", s.Name(), a)
+			}
+		case trace.SpanKindClient:
+			if !operations[s.Parent().SpanID()] {
+				t.Errorf("the call to the child is not under its operation's span")
+			}
+		default:
+			t.Errorf("span %s of kind %v", s.Name(), s.SpanKind())
 		}
 	}
 	for _, s := range spans["tools/call test_error_handling"] {

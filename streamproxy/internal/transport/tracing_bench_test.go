@@ -1,0 +1,48 @@
+package transport
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/mcp-oauth-gateway/gateway/internal/tracing"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace/noop"
+)
+
+// What tracing adds to a tools/call on the session path, in the proxy's own CPU: compare the two benchmarks'
+// cpu-ns/op. Both read the edge's traceparent as streamproxy's server does; with tracing on, every request is
+// sampled and its spans are exported over OTLP/HTTP to a collector that reads and discards them, so the export's
+// encoding and requests are counted too.
+func BenchmarkCallTracingOff(b *testing.B) { benchTraced(b, false) }
+
+func BenchmarkCallTracingOn(b *testing.B) { benchTraced(b, true) }
+
+func benchTraced(b *testing.B, on bool) {
+	tracing.SetupPropagation()
+	if on {
+		collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+		}))
+		b.Cleanup(collector.Close)
+		b.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL)
+		tr, err := tracing.Setup(b.Context(), "streamproxy", slog.New(slog.DiscardHandler))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() {
+			tr.Close()
+			otel.SetTracerProvider(noop.NewTracerProvider())
+		})
+	}
+	h := tracing.Extract(benchHandler(b))
+	w := do(b, h, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"b","version":"1"}}}`, nil)
+	hdr := map[string]string{"Mcp-Session-Id": w.Header().Get("Mcp-Session-Id"), "MCP-Protocol-Version": "2025-11-25",
+		"Traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+	body := strings.Replace(simpleCall, "%s", "", 1)
+	b.ReportAllocs()
+	loop(b, func() { io.Discard.Write(do(b, h, body, hdr).Body.Bytes()) })
+}
