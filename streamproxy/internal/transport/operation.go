@@ -38,6 +38,7 @@ type operation struct {
 	start   time.Time
 	id      json.RawMessage
 	span    trace.Span
+	child   trace.Span   // the call to the child, once started (childSpan)
 	event   *audit.Event // nil: the audit trail is off, or this is no request
 	w       *answerWatcher
 }
@@ -59,8 +60,9 @@ func (h *Handler) begin(w http.ResponseWriter, r *http.Request, msg incoming, bo
 		name += " " + target // a URI would make too many span names; it stays an attribute
 	}
 	// Attributes are built only for a span that records them: with tracing off (or this request not sampled) the
-	// span only carries the edge's trace context on.
-	ctx, span := tracer.Start(r.Context(), name, serverSpan...)
+	// span only carries on the trace context it continues (the edge's, or the one in _meta: parentOf).
+	ctx, opts := parentOf(r.Context(), msg.meta)
+	ctx, span := tracer.Start(ctx, name, opts...)
 	op := &operation{h: h, name: name, start: time.Now(), id: msg.ID, span: span}
 	if span.IsRecording() {
 		span.SetAttributes(h.spanAttributes(r, msg, target, targetKey)...)
@@ -120,8 +122,8 @@ func childSpan(ctx context.Context) trace.Span {
 	if op == nil || !op.span.IsRecording() {
 		return trace.SpanFromContext(context.Background()) // a span that records nothing
 	}
-	_, span := tracer.Start(ctx, op.name, clientSpan...)
-	return span
+	_, op.child = tracer.Start(ctx, op.name, clientSpan...)
+	return op.child
 }
 
 type operationKey struct{}

@@ -129,6 +129,9 @@ func (h *Handler) call(w http.ResponseWriter, r *http.Request, s *session.Sessio
 		defer cancel()
 	}
 	defer childSpan(ctx).End()
+	if sc, ok := childTraceContext(ctx); ok {
+		body = withTraceMeta(body, sc)
+	}
 	var sse *sseWriter
 	resp, err := s.Do(ctx, msg.ID, msg.meta["progressToken"], body, func(m *session.Message) {
 		if sse == nil {

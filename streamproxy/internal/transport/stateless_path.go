@@ -196,6 +196,9 @@ func (h *Handler) sendFor(w http.ResponseWriter, r *http.Request, wk *worker, q 
 		p["_meta"], _ = json.Marshal(meta)
 		params, _ = json.Marshal(p)
 	}
+	if sc, ok := childTraceContext(r.Context()); ok {
+		params = paramsWithTraceMeta(params, sc)
+	}
 	// The message is spliced rather than re-encoded: only the id is the worker's (the session compacts it onto one
 	// line on its way to the child).
 	method, _ := json.Marshal(q.Method)
