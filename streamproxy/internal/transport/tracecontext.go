@@ -70,65 +70,75 @@ func childTraceContext(ctx context.Context) (trace.SpanContext, bool) {
 
 // withTraceMeta returns the JSON-RPC message msg with sc in its params._meta, its other members as they were.
 func withTraceMeta(msg []byte, sc trace.SpanContext) []byte {
-	return withMember(msg, "params", func(params []byte) []byte { return paramsWithTraceMeta(params, sc) })
+	out := make([]byte, 0, len(msg)+160)
+	return appendWithMember(out, msg, "params", func(out, params []byte) []byte {
+		return appendParamsWithTraceMeta(out, params, sc)
+	})
 }
 
-// paramsWithTraceMeta returns the params object params (nil: none) with sc in its _meta: traceparent, and
-// tracestate when sc has one (a tracestate the client sent is otherwise removed: it went with another parent).
+// paramsWithTraceMeta returns the params object params (nil: none) with sc in its _meta.
 func paramsWithTraceMeta(params []byte, sc trace.SpanContext) []byte {
+	return appendParamsWithTraceMeta(make([]byte, 0, len(params)+160), params, sc)
+}
+
+// appendParamsWithTraceMeta appends params (nil: none) with sc in its _meta: traceparent, and tracestate when sc
+// has one (a tracestate the client sent is otherwise dropped: it went with another parent).
+func appendParamsWithTraceMeta(out, params []byte, sc trace.SpanContext) []byte {
 	if params == nil {
 		params = []byte("{}")
 	}
-	return withMember(params, "_meta", func(meta []byte) []byte {
-		if meta == nil {
-			meta = []byte("{}")
+	return appendWithMember(out, params, "_meta", func(out, meta []byte) []byte {
+		out = append(out, `{"traceparent":"00-`...)
+		out = append(out, sc.TraceID().String()...)
+		out = append(append(out, '-'), sc.SpanID().String()...)
+		out = append(append(out, '-'), sc.TraceFlags().String()...)
+		out = append(out, '"')
+		if ts := sc.TraceState().String(); ts != "" {
+			out = append(out, `,"tracestate":`...)
+			out, _ = jsontext.AppendQuote(out, ts)
 		}
-		carrier := propagation.MapCarrier{}
-		traceContext.Inject(trace.ContextWithSpanContext(context.Background(), sc), carrier)
-		meta = withMember(meta, metaTraceparent, func([]byte) []byte {
-			v, _ := jsontext.AppendQuote(nil, carrier[metaTraceparent])
-			return v
-		})
-		return withMember(meta, metaTracestate, func([]byte) []byte {
-			if ts := carrier[metaTracestate]; ts != "" {
-				v, _ := jsontext.AppendQuote(nil, ts)
-				return v
-			}
-			return nil
-		})
+		if meta != nil {
+			_ = jsonobj.Each(meta, func(n, value []byte) error {
+				if string(n) != metaTraceparent && string(n) != metaTracestate {
+					out = appendMember(out, n, value)
+				}
+				return nil
+			})
+		}
+		return append(out, '}')
 	})
 }
 
-// withMember returns the JSON object obj with its member name's value replaced by edit's answer (edit gets nil when
-// obj has no such member; a nil answer removes it), its other members in order and as written. obj is the proxy's
-// own encoding, so it is an object; a value that is not is returned as it was.
-func withMember(obj []byte, name string, edit func(value []byte) []byte) []byte {
-	out := make([]byte, 0, len(obj)+96)
+// appendWithMember appends the JSON object obj with its member name's value written by value instead (given the
+// value as it was, or nil when obj has none: the member is then added last), its other members in order and as
+// written. obj is the proxy's own encoding; should it not be an object, it is appended as it was.
+func appendWithMember(out, obj []byte, name string, value func(out, old []byte) []byte) []byte {
+	start := len(out)
 	out = append(out, '{')
 	found := false
-	add := func(n string, value []byte) {
-		if value == nil {
-			return
+	err := jsonobj.Each(obj, func(n, v []byte) error {
+		if string(n) != name {
+			out = appendMember(out, n, v)
+			return nil
 		}
-		if len(out) > 1 {
-			out = append(out, ',')
-		}
-		out, _ = jsontext.AppendQuote(out, n)
-		out = append(append(out, ':'), value...)
-	}
-	err := jsonobj.Each(obj, func(n, value []byte) error {
-		if string(n) == name {
-			found = true
-			value = edit(value)
-		}
-		add(string(n), value)
+		found = true
+		out = value(appendMember(out, n, nil), v)
 		return nil
 	})
 	if err != nil {
-		return obj
+		return append(out[:start], obj...)
 	}
 	if !found {
-		add(name, edit(nil))
+		out = value(appendMember(out, []byte(name), nil), nil)
 	}
 	return append(out, '}')
+}
+
+// appendMember appends a member of an object being written: a comma unless it is the first, its name, and value.
+func appendMember(out, name, value []byte) []byte {
+	if out[len(out)-1] != '{' {
+		out = append(out, ',')
+	}
+	out, _ = jsontext.AppendQuote(out, name)
+	return append(append(out, ':'), value...)
 }

@@ -182,22 +182,26 @@ func TestTraceContextUntouchedUnlessRecorded(t *testing.T) {
 	}
 }
 
-func TestWithMember(t *testing.T) {
-	set := func(v string) func([]byte) []byte { return func([]byte) []byte { return []byte(v) } }
+// The trace context is written into the proxy's encoding of a message, the rest of it as it was.
+func TestWithTraceMeta(t *testing.T) {
+	tid, _ := trace.TraceIDFromHex(clientTrace)
+	sid, _ := trace.SpanIDFromHex(clientParent)
+	ts, _ := trace.ParseTraceState("congo=t61rcWkgMzE")
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled})
+	tp := `"traceparent":"00-` + clientTrace + `-` + clientParent + `-01"`
 	for _, c := range []struct {
-		obj, name string
-		edit      func([]byte) []byte
-		want      string
+		msg, want string
+		sc        trace.SpanContext
 	}{
-		{`{"a":1,"b":{"c":2}}`, "b", set(`3`), `{"a":1,"b":3}`},
-		{`{"a":1}`, "b", set(`"x"`), `{"a":1,"b":"x"}`},
-		{`{}`, "b", set(`[]`), `{"b":[]}`},
-		{`{"a":1,"b":2,"c":3}`, "b", func([]byte) []byte { return nil }, `{"a":1,"c":3}`},
-		{`{"b":2}`, "b", func([]byte) []byte { return nil }, `{}`},
-		{`{"a\"q":1}`, "z", set(`0`), `{"a\"q":1,"z":0}`},
+		{`{"jsonrpc":"2.0","id":1,"method":"ping"}`, `{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{` + tp + `}}}`, sc},
+		{`{"jsonrpc":"2.0","id":1,"method":"m","params":{"a":[1,{"b":2}]}}`, `{"jsonrpc":"2.0","id":1,"method":"m","params":{"a":[1,{"b":2}],"_meta":{` + tp + `}}}`, sc},
+		{`{"jsonrpc":"2.0","id":1,"method":"m","params":{"_meta":{"traceparent":"00-x","tracestate":"a=b","k\"q":{}},"z":0}}`,
+			`{"jsonrpc":"2.0","id":1,"method":"m","params":{"_meta":{` + tp + `,"k\"q":{}},"z":0}}`, sc},
+		{`{"jsonrpc":"2.0","id":1,"method":"m","params":{}}`,
+			`{"jsonrpc":"2.0","id":1,"method":"m","params":{"_meta":{` + tp + `,"tracestate":"congo=t61rcWkgMzE"}}}`, sc.WithTraceState(ts)},
 	} {
-		if got := string(withMember([]byte(c.obj), c.name, c.edit)); got != c.want {
-			t.Errorf("withMember(%s, %s) = %s, want %s", c.obj, c.name, got, c.want)
+		if got := string(withTraceMeta([]byte(c.msg), c.sc)); got != c.want {
+			t.Errorf("withTraceMeta(%s)\n= %s\nwant %s", c.msg, got, c.want)
 		}
 	}
 }
