@@ -32,6 +32,8 @@ const (
 	OutcomeRPCError  = "rpc_error"  // a JSON-RPC error (ErrorCode)
 	OutcomeCancelled = "cancelled"  // the client went away or cancelled
 	OutcomeTimedOut  = "timed_out"  // no answer in time
+	OutcomeAccepted  = "accepted"   // the user accepted a server's elicitation (OutcomeCancelled: dismissed it)
+	OutcomeDeclined  = "declined"   // the user declined it
 )
 
 // Event is one line of the audit trail. Every field but the first four is optional and omitted when empty; which

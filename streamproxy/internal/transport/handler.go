@@ -88,6 +88,7 @@ type Handler struct {
 	pool        *pool.Pool   // nil: none
 	childSpeaks atomic.Int32 // what the MCP server command speaks: speaksUnknown until the first worker's probe
 	shared      *sharedPool  // with Config.Share: the processes every caller shares, and their sessions
+	trips       roundTrips   // servers' requests to their clients waiting for an answer, for the audit trail
 }
 
 // New returns a handler; Close ends its sessions.

@@ -55,6 +55,7 @@ func (h *Handler) postSession(w http.ResponseWriter, r *http.Request, msg incomi
 			rpcError(w, http.StatusNotFound, nil, -32001, "session ended")
 			return
 		}
+		h.answered(r, s.ID, msg, body)
 		w.WriteHeader(http.StatusAccepted)
 		return
 	}
@@ -134,6 +135,7 @@ func (h *Handler) call(w http.ResponseWriter, r *http.Request, s *session.Sessio
 	}
 	var sse *sseWriter
 	resp, err := s.Do(ctx, msg.ID, msg.meta["progressToken"], body, func(m *session.Message) {
+		h.asked(s.ID, m.Method, m.ID, m.Raw)
 		if sse == nil {
 			if newSession != "" {
 				w.Header().Set("Mcp-Session-Id", newSession)
@@ -310,6 +312,7 @@ func (h *Handler) forget(s *session.Session) {
 		h.pool.Wake() // room for one more
 	}
 	h.mu.Unlock()
+	h.endRoundTrips(s.ID)
 }
 
 func (h *Handler) remove(s *session.Session) {

@@ -68,6 +68,7 @@ func (h *Handler) postShared(w http.ResponseWriter, r *http.Request, msg incomin
 	switch {
 	case msg.Method == "" && msg.ID != nil:
 		h.shared.answer(ss, msg)
+		h.answered(r, ss.id, msg, msg.Raw)
 		w.WriteHeader(http.StatusAccepted)
 		return
 	case msg.ID == nil:
@@ -245,6 +246,7 @@ func (ss *sharedSession) ask(x *exchange, m *session.Message) {
 	if err != nil {
 		return
 	}
+	x.h.asked(ss.id, m.Method, json.RawMessage(id), raw)
 	x.stream()
 	x.sse.event("", raw)
 }
@@ -392,6 +394,7 @@ func (p *sharedPool) remove(ss *sharedSession) {
 		delete(p.sessions, ss.id)
 	}
 	p.mu.Unlock()
+	p.h.endRoundTrips(ss.id)
 	ss.end()
 	ss.mu.Lock()
 	subs := ss.subs

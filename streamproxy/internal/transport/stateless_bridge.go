@@ -40,6 +40,7 @@ type parked struct {
 	inputKey string
 	request  json.RawMessage // {"method":...,"params":...} as the client was shown it
 	timer    *time.Timer
+	trip     roundTrip // for the audit trail, from when the client was first asked
 }
 
 func (h *Handler) serveBridged(w http.ResponseWriter, r *http.Request, wk *worker, q *statelessRequest) {
@@ -98,7 +99,8 @@ func (x *exchange) inputRequired(m *session.Message) bool {
 	}
 	request, _ := json.Marshal(child)
 	p := &parked{user: x.h.userOf(x.r), wk: x.wk, call: x.call, key: x.key, progress: x.progress, method: x.q.Method,
-		name: nameOf(x.q), childReq: m.ID, inputKey: need, request: request}
+		name: nameOf(x.q), childReq: m.ID, inputKey: need, request: request,
+		trip: roundTrip{method: child.Method, start: time.Now(), bytes: int64(len(request))}}
 	x.h.park(p)
 	x.write(inputRequiredResult(x.q.ID, p))
 	return true
@@ -171,6 +173,9 @@ func (h *Handler) resume(w http.ResponseWriter, r *http.Request, wk *worker, q *
 		return
 	}
 	raw, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": p.childReq, "result": answer})
+	if h.cfg.Audit != nil && slices.Contains(roundTripMethods, p.trip.method) {
+		h.recordRoundTrip(r, p.trip, "", raw)
+	}
 	if err := wk.s.Send(raw); err != nil {
 		rpcError(w, http.StatusServiceUnavailable, q.ID, -32603, "the MCP server process ended; try again")
 		return
