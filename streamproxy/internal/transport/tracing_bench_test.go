@@ -16,7 +16,8 @@ import (
 // What tracing adds to a tools/call on the session path, in the proxy's own CPU: compare the two benchmarks'
 // cpu-ns/op. Both read the edge's traceparent as streamproxy's server does; with tracing on, every request is
 // sampled and its spans are exported over OTLP/HTTP to a collector that reads and discards them, so the export's
-// encoding and requests are counted too.
+// encoding and requests are counted too. Run each in a process of its own (-run '^$' -bench '^BenchmarkCallTracingOn$'):
+// the package's tracer keeps the first tracer provider a process installs.
 func BenchmarkCallTracingOff(b *testing.B) { benchTraced(b, false) }
 
 func BenchmarkCallTracingOn(b *testing.B) { benchTraced(b, true) }
