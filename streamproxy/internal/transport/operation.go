@@ -35,6 +35,7 @@ type operation struct {
 	h       *Handler
 	audited bool   // its event is recorded whatever the decision; otherwise only a refusal's
 	name    string // the span's name
+	method  string // the MCP method ("" for a client's answer)
 	start   time.Time
 	id      json.RawMessage
 	span    trace.Span
@@ -63,7 +64,7 @@ func (h *Handler) begin(w http.ResponseWriter, r *http.Request, msg incoming, bo
 	// span only carries on the trace context it continues (the edge's, or the one in _meta: parentOf).
 	ctx, opts := parentOf(r.Context(), msg.meta)
 	ctx, span := tracer.Start(ctx, name, opts...)
-	op := &operation{h: h, name: name, start: time.Now(), id: msg.ID, span: span}
+	op := &operation{h: h, name: name, method: msg.Method, start: time.Now(), id: msg.ID, span: span}
 	if span.IsRecording() {
 		span.SetAttributes(h.spanAttributes(r, msg, target, targetKey)...)
 	}
@@ -115,14 +116,18 @@ func (h *Handler) spanAttributes(r *http.Request, msg incoming, target, targetKe
 
 // childSpan starts the span of the operation's call to the MCP server process, over its stdin and stdout (the proxy
 // is the child's MCP client there). The caller ends it once the child has answered or the call was given up. It
-// carries no attributes: its name and kind say what it is, and its parent, the operation's span, has the
-// operation's; each attribute is a good part of a span's cost (recorded, deduplicated, encoded for export).
+// carries only what OpenTelemetry's MCP conventions require of a client span, mcp.method.name: its parent, the
+// operation's span, has the rest, and each attribute is a good part of a span's cost (recorded, deduplicated,
+// encoded for export).
 func childSpan(ctx context.Context) trace.Span {
 	op := operationOf(ctx)
 	if op == nil || !op.span.IsRecording() {
 		return trace.SpanFromContext(context.Background()) // a span that records nothing
 	}
 	_, op.child = tracer.Start(ctx, op.name, clientSpan...)
+	if op.method != "" {
+		op.child.SetAttributes(attribute.String("mcp.method.name", op.method))
+	}
 	return op.child
 }
 

@@ -192,6 +192,9 @@ func TestOperationsAreAuditedAndTraced(t *testing.T) {
 			if !operations[s.Parent().SpanID()] {
 				t.Errorf("the call to the child is not under its operation's span")
 			}
+			if a["mcp.method.name"] != "tools/call" {
+				t.Errorf("the call to the child has attributes %v, want mcp.method.name (the MCP conventions require it of a client span)", a)
+			}
 		default:
 			t.Errorf("span %s of kind %v", s.Name(), s.SpanKind())
 		}
