@@ -500,6 +500,43 @@ func TestSharedPerCallerRules(t *testing.T) {
 	assert.True(t, otherDenied, "the other user's refusal is in the audit trail as theirs")
 }
 
+// A shared process at --share-max-calls sheds a call beyond it at once, on both paths (503, Retry-After, the
+// session path's JSON-RPC error for overload, counted), rather than queueing it behind the calls in flight; what the
+// proxy answers itself still works, and the process takes calls again once one ends.
+func TestSharedShedsBeyondMaxCalls(t *testing.T) {
+	url, metrics := proxyWithMetrics(t, shareFlags(t, 1, "--share-max-calls", "1"), everything(t)...)
+	alice := open(t, url, "X-User-Id", "alice")
+	bob := open(t, url, "X-User-Id", "bob")
+	slow := postLive(t, sessionRequest(t, url, alice, "alice", longRun(4, "p", 2, 2, false)))
+	started := make(chan struct{})
+	done := make(chan outcome, 1)
+	go func() { done <- collect(slow, started) }()
+	await(t, started, "progress")
+
+	echo := `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"}}}`
+	for _, r := range []reply{
+		post(t, url, bob, echo, "X-User-Id", "bob"),
+		postStateless(t, url, "carol", statelessBody(7, "tools/call", map[string]any{"name": "echo", "arguments": map[string]any{"message": "hi"}}, map[string]any{})),
+	} {
+		assert.Equal(t, http.StatusServiceUnavailable, r.status)
+		assert.NotEmpty(t, r.header.Get("Retry-After"))
+		e := rpcErrorOf(t, r)
+		assert.EqualValues(t, -32000, e["code"])
+		assert.Contains(t, e["message"], "--share-max-calls")
+		assert.EqualValues(t, 7, r.messages[0]["id"], "the refusal names the request")
+	}
+	assert.Equal(t, 2.0, metric(t, metrics, "streamproxy_shared_shed_total"))
+	assert.Equal(t, 200, post(t, url, bob, `{"jsonrpc":"2.0","id":8,"method":"ping"}`, "X-User-Id", "bob").status,
+		"the proxy's own answers are not calls at the process")
+
+	o := <-done
+	require.NotNil(t, o.response)
+	assert.Nil(t, o.response["error"], "the call in flight was not disturbed")
+	r := post(t, url, bob, echo, "X-User-Id", "bob")
+	require.Equal(t, 200, r.status)
+	assert.Contains(t, resultText(r.messages[len(r.messages)-1]), "Echo: hi")
+}
+
 // answerOf reads a live answer to its end (at most a minute).
 func answerOf(l *live) []map[string]any {
 	var all []map[string]any

@@ -297,13 +297,6 @@ func (s *Session) IdleSince() (time.Time, bool) {
 	return s.lastUsed, len(s.order) > 0 || s.stream != nil
 }
 
-// InFlight reports how many calls are in flight at the child.
-func (s *Session) InFlight() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.order)
-}
-
 // oneOwnerLocked reports whether every call in flight is one owner's; s.mu is held.
 func (s *Session) oneOwnerLocked() bool {
 	for _, c := range s.order[1:] {

@@ -33,10 +33,16 @@ import (
 //
 // A request goes to the process with the fewest calls in flight, not round robin: a Node server works one call at a
 // time between awaits, so a slow tool call on one process would hold back every call dealt to it behind the slow one.
+// With Config.ShareMaxCalls calls in flight at even the least busy process, a call is refused at once (503 with
+// Retry-After, counted) rather than queued: a process behind on its calls queues every new one without bound, each
+// waiting for all before it, and its memory grows with the queue.
 // A process that exits is started again (with backoff); its calls in flight get an error, and sessions carry on on the
 // new one, which is subscribed again to their resources: they never held state in the process.
 
-var errSharedDown = errors.New("no shared MCP server process is running")
+var (
+	errSharedDown = errors.New("no shared MCP server process is running")
+	errSharedBusy = errors.New("every shared MCP server process has the most calls in flight allowed")
+)
 
 // sharedPool is the shared processes, one slot each, and the sessions on them.
 type sharedPool struct {
@@ -284,6 +290,19 @@ func (p *sharedPool) pick(ctx context.Context, stateless bool) (*slot, *worker, 
 	}
 }
 
+// enter counts a caller's call at a shared process until release, or refuses it with errSharedBusy when the process
+// already has --share-max-calls in flight (pick gave the least busy one).
+func (p *sharedPool) enter(wk *worker) (release func(), err error) {
+	n := wk.calls.Add(1)
+	if limit := p.h.cfg.ShareMaxCalls; limit > 0 && int(n) > limit {
+		wk.calls.Add(-1)
+		return nil, errSharedBusy
+	}
+	return func() { wk.calls.Add(-1) }, nil
+}
+
+// leastBusy returns the running process with the fewest callers' calls in flight. Long-lived ones (listen streams,
+// parked calls) are not counted: they hold no share of the process's time.
 func (p *sharedPool) leastBusy(slots []*slot) (*slot, *worker) {
 	start := int(p.next.Add(1))
 	var best *worker
@@ -295,7 +314,7 @@ func (p *sharedPool) leastBusy(slots []*slot) (*slot, *worker) {
 		if wk == nil {
 			continue
 		}
-		if n := wk.s.InFlight(); best == nil || n < least {
+		if n := int(wk.calls.Load()); best == nil || n < least {
 			best, bestSlot, least = wk, sl, n
 		}
 	}

@@ -164,6 +164,12 @@ func (h *Handler) callShared(w http.ResponseWriter, r *http.Request, ss *sharedS
 		h.workerError(w, r, msg.ID, err)
 		return
 	}
+	release, err := h.shared.enter(wk)
+	if err != nil {
+		h.workerError(w, r, msg.ID, err)
+		return
+	}
+	defer release()
 	defer childSpan(r.Context()).End()
 	q := &statelessRequest{ID: msg.ID, Method: msg.Method, RawParams: msg.Params, Params: msg.params, Meta: msg.meta}
 	x, err := h.sendFor(w, r, wk, q, ss)

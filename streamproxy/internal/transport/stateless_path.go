@@ -111,6 +111,14 @@ func (h *Handler) serveStateless(w http.ResponseWriter, r *http.Request, msg inc
 		h.workerError(w, r, q.ID, err)
 		return
 	}
+	if h.shared != nil && q.Method != "subscriptions/listen" {
+		release, err := h.shared.enter(wk)
+		if err != nil {
+			h.workerError(w, r, q.ID, err)
+			return
+		}
+		defer release()
+	}
 	wk.s.Touch()
 	if q.Method == "tools/call" {
 		if bindings, known := wk.toolHeaders(r.Context(), q.stringParam("name")); known {

@@ -33,6 +33,7 @@ type worker struct {
 	// forSessions is, on a shared process, what the child declared in the proxy's initialize: the sessions on it are
 	// answered from it (shared_session.go).
 	forSessions *bridgedChild
+	calls       atomic.Int32 // on a shared process, the callers' calls in flight at it (sharedPool.enter)
 	seq         atomic.Uint64
 
 	mu        sync.Mutex
@@ -368,7 +369,8 @@ func (h *Handler) workerError(w http.ResponseWriter, r *http.Request, id json.Ra
 	if r.Context().Err() != nil {
 		return // the client went away while its server started
 	}
-	if !errors.Is(err, errShuttingDown) && !errors.Is(err, errTooMany) && !errors.Is(err, errUserLimit) && !errors.Is(err, broker.ErrBroker) {
+	if !errors.Is(err, errShuttingDown) && !errors.Is(err, errTooMany) && !errors.Is(err, errUserLimit) && !errors.Is(err, broker.ErrBroker) &&
+		!errors.Is(err, errSharedBusy) {
 		h.log.ErrorContext(r.Context(), "cannot start MCP server", "err", err)
 	}
 	h.refuse(w, id, err)
