@@ -3,9 +3,13 @@
 // Node server about 300 ms.
 //
 // A process waits uninitialized: the client's own initialize reaches it as it would reach a fresh one, so the
-// server sees the client's real version and capabilities. It is warmed with one ping, which MCP allows before
-// initialize: a Node server that answered a ping answers its first initialize in about 4 ms where a cold one takes
-// about 12 ms, the first request running code the runtime has not compiled yet.
+// server sees the client's real version and capabilities. It is warmed first: a Node server's first initialize runs
+// code the runtime has not compiled yet (the SDK's schema of the initialize request is compiled on its first use),
+// about 4 to 8 ms of a session's start. The warm-up is a ping, which MCP allows before initialize, then an
+// initialize the server must refuse: its clientInfo is a number, not an object, so it names no client and no
+// server can take it as one, yet the server reads the request's version and capabilities against its schema
+// before it refuses. A server that accepts it anyway has been initialized by nobody: that process is ended,
+// never handed out, and the pool warms that command's processes with the ping alone from then on.
 //
 // The pool refills itself in the background, one process at a time and a moment after the last process was taken:
 // never more than its size waiting, only while the proxy's limit on processes allows (those waiting count against
@@ -51,14 +55,24 @@ type Config struct {
 // pool, unwarmed.
 const warmTimeout = 10 * time.Second
 
-// warmID is the warm-up ping's id; the call is over before any client can reach the process.
-var warmID = json.RawMessage(`"streamproxy-pool-warmup"`)
+// The warm-up's ids; both calls are over before any client can reach the process.
+var (
+	warmID     = json.RawMessage(`"streamproxy-pool-warmup"`)
+	warmInitID = json.RawMessage(`"streamproxy-pool-warmup-initialize"`)
+)
+
+// warmInitialize is the initialize every server refuses (see the package comment): a version and capabilities as
+// a client sends them, and a clientInfo of the wrong type.
+var warmInitialize = []byte(`{"jsonrpc":"2.0","id":"streamproxy-pool-warmup-initialize","method":"initialize","params":` +
+	`{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":0}}`)
 
 // Pool holds processes started ahead. A nil *Pool holds none: Take finds nothing, the rest does nothing.
 type Pool struct {
 	cfg  Config
 	log  *slog.Logger
 	held atomic.Int64 // waiting plus starting, read by the proxy under its own lock
+	// pingOnly is set once the command accepted the refused initialize: its processes are warmed by a ping alone.
+	pingOnly atomic.Bool
 
 	mu       sync.Mutex
 	ready    []*session.Session // oldest first
@@ -254,7 +268,7 @@ func (p *Pool) fill() time.Duration {
 	}
 }
 
-// start starts one process and warms it with a ping.
+// start starts one process and warms it: a ping, then the initialize the server refuses.
 func (p *Pool) start() (*session.Session, error) {
 	s, err := p.cfg.Start()
 	if err != nil {
@@ -264,6 +278,17 @@ func (p *Pool) start() (*session.Session, error) {
 	defer cancel()
 	ping, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": warmID, "method": "ping"})
 	_, err = s.Do(ctx, warmID, nil, ping, func(*session.Message) {})
+	if err == nil && !p.pingOnly.Load() {
+		var answer *session.Message
+		answer, err = s.Do(ctx, warmInitID, nil, warmInitialize, func(*session.Message) {})
+		if err == nil && answer.Error == nil {
+			// Initialized by nobody: no client may have it. The next start warms with the ping alone.
+			p.pingOnly.Store(true)
+			p.log.Warn("the MCP server accepted an initialize without a client; the pool warms its processes with a ping only")
+			s.Close(closeGrace)
+			return p.start()
+		}
+	}
 	switch {
 	case err == nil, errors.Is(err, context.DeadlineExceeded):
 		return s, nil

@@ -116,6 +116,77 @@ func TestPoolHandsOutAStartedProcessAndRefills(t *testing.T) {
 	}
 }
 
+// recorder is an MCP server that lists, in its answer to the initialize it accepts, every request it got before:
+// strict, it refuses an initialize whose clientInfo is not an object, as the SDKs do; lenient, it accepts any.
+const recorder = `
+const rl = require('readline').createInterface({ input: process.stdin });
+const seen = [];
+rl.on('line', (line) => {
+  const m = JSON.parse(line);
+  if (m.id === undefined) return;
+  const strict = process.argv[1] === 'strict';
+  if (m.method === 'initialize' && (!strict || typeof m.params.clientInfo === 'object')) {
+    console.log(JSON.stringify({ jsonrpc: '2.0', id: m.id, result: { protocolVersion: m.params.protocolVersion,
+      capabilities: {}, serverInfo: { name: 'recorder', version: '1' }, seen: [...seen] } }));
+  } else if (m.method === 'initialize') {
+    console.log(JSON.stringify({ jsonrpc: '2.0', id: m.id, error: { code: -32602, message: 'invalid clientInfo' } }));
+  } else {
+    console.log(JSON.stringify({ jsonrpc: '2.0', id: m.id, result: {} }));
+  }
+  seen.push(m.method === 'initialize' ? 'initialize ' + JSON.stringify(m.params.clientInfo) : m.method);
+});
+`
+
+func recorderCmd(t *testing.T, mode string) session.Command {
+	return session.Command{Path: testenv.NodeBin(t), Args: []string{"-e", recorder, mode}, Env: session.Env(nil, nil)}
+}
+
+// A waiting process is warmed with a ping and an initialize that names no client, which the server refuses: the
+// client's initialize is the first it accepts.
+func TestPoolWarmsWithAnInitializeTheServerRefuses(t *testing.T) {
+	st := &starter{cmd: recorderCmd(t, "strict")}
+	p := newPool(t, 1, st)
+	waitReady(t, p, 1)
+	s := p.Take()
+	require.NotNil(t, s)
+	defer s.Close(time.Second)
+	assert.Equal(t, []any{"ping", "initialize 0"}, initialize(t, s)["seen"])
+}
+
+// A server that accepts the warm-up's initialize was initialized by nobody: that process is never handed out, and
+// the next are warmed by a ping alone.
+func TestPoolNeverHandsOutAProcessThatTookTheWarmUp(t *testing.T) {
+	st := &starter{cmd: recorderCmd(t, "lenient")}
+	p := newPool(t, 1, st)
+	waitReady(t, p, 1)
+	s := p.Take()
+	require.NotNil(t, s)
+	defer s.Close(time.Second)
+	assert.Equal(t, []any{"ping"}, initialize(t, s)["seen"], "the process handed out was initialized before its client")
+	st.mu.Lock()
+	first := st.started[0]
+	st.mu.Unlock()
+	assert.NotSame(t, first, s)
+	select {
+	case <-first.Done():
+	case <-time.After(10 * time.Second):
+		t.Error("the process that took the warm-up's initialize still runs")
+	}
+}
+
+// server-everything refuses the warm-up's initialize, so its processes wait warmed by both requests.
+func TestEverythingRefusesTheWarmUpInitialize(t *testing.T) {
+	s, err := session.Start(session.Config{Command: everything(t), Log: quiet})
+	require.NoError(t, err)
+	defer s.Close(time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	answer, err := s.Do(ctx, warmInitID, nil, warmInitialize, func(*session.Message) {})
+	require.NoError(t, err)
+	assert.NotNil(t, answer.Error, "server-everything accepted an initialize without a client: %s", answer.Raw)
+	assert.Equal(t, "2025-11-25", initialize(t, s)["protocolVersion"], "and takes its client's initialize after it")
+}
+
 func TestPoolKeepsWithinTheProxysLimit(t *testing.T) {
 	st := &starter{cmd: everything(t), limit: 1}
 	p := newPool(t, 3, st)
