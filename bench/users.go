@@ -528,7 +528,7 @@ func judgeUsers(cfg Config, s *Section, biggest *usersResult, starts *poolStarts
 			why = append(why, "the p99 of all calls is above the goal")
 		}
 		if biggest.errors > 0 {
-			why = append(why, "calls failed (refused by --share-max-calls when the processes were that busy)")
+			why = append(why, "calls failed (the errors column says why; `503` from --share-max-calls: the processes were that busy)")
 		}
 		if biggest.lateP99 >= usersP99Goal {
 			why = append(why, fmt.Sprintf("the load generator, on the same cores, sent its calls up to %s late (p99), which the latencies include", report.MsF(biggest.lateP99)))
@@ -570,5 +570,5 @@ func judgeUsers(cfg Config, s *Section, biggest *usersResult, starts *poolStarts
 	s.set("users.start.pooled_ms", p50)
 	s.set("users.start.without_ms", stats.Of(starts.without).Median)
 	s.verdict(startTarget, fmt.Sprintf("%s (without the pool %s)", report.MsF(p50), report.MsF(stats.Of(starts.without).Median)),
-		p50 <= pooledStartGoal, whyIf(p50 > pooledStartGoal, "the first initialize a Node server answers runs code it has not compiled yet"))
+		p50 <= pooledStartGoal, whyIf(p50 > pooledStartGoal, "a pooled start is the server's first accepted initialize (warmed, docs/streamproxy.md#the-pool) and the proxy's hop; on a busy machine both wait for a core"))
 }
