@@ -89,7 +89,9 @@ func usersSection(e *env, cfg Config, s *Section) error {
 		"its first request is server/discover, sent for every user before the clock starts, 16 at a time, then one "+
 		"`tools/call` every %[2]s). Calls are spread so that the rate is "+
 		"steady: N users make N calls per %[2]s, one every %[2]s/N, sent whether or not earlier calls have been "+
-		"answered (open loop: a slow proxy shows in the latency, not in a lower rate), each timed from when it was due. "+
+		"answered (open loop: a slow proxy shows in the latency, not in a lower rate), each timed from when it was due; "+
+		"a user whose last call is not answered yet sends the next once it is (a person or an agent waits for a tool's "+
+		"answer), so no user has two calls in flight, and the wait counts in the latency. "+
 		"The load generator runs on the same cores as the proxy and its servers: *sent late* is how late it sent the "+
 		"calls (p99), which the latencies include; a large figure there says the machine, not the proxy, fell behind. "+
 		"The shared rows run with streamproxy's default `--share-max-calls`: a call beyond it at every process is "+
@@ -212,7 +214,10 @@ func runUsers(e *env, cfg Config, s *Section, kind string, n int, call func(cont
 
 // simUser is one simulated user: their identity and, once opened, their "session" (2026-07-28: request metadata).
 type simUser struct {
-	id     string
+	id string
+	// mu is held for the user's call: a user sends their next call once the last is answered, as a person or an
+	// agent waiting on a tool's answer does, so a user never has two calls in flight (a late call still counts
+	// from when it was due).
 	mu     sync.Mutex
 	sess   mcpclient.Session
 	served atomic.Bool
@@ -255,18 +260,16 @@ func simulateUsers(ctx context.Context, cfg Config, c *mcpclient.HTTPClient, n i
 			mu.Unlock()
 		}
 		u.mu.Lock()
+		defer u.mu.Unlock()
 		if u.sess == nil {
 			sess, err := c.OpenAs(ctx, u.id)
 			if err != nil {
-				u.mu.Unlock()
 				fail(counted, err)
 				return
 			}
 			u.sess = sess
 		}
-		sess := u.sess
-		u.mu.Unlock()
-		err := call(ctx, sess, seq)
+		err := call(ctx, u.sess, seq)
 		d := time.Since(due)
 		if err != nil {
 			fail(counted, err)
