@@ -174,17 +174,24 @@ func TestPoolNeverHandsOutAProcessThatTookTheWarmUp(t *testing.T) {
 	}
 }
 
-// server-everything refuses the warm-up's initialize, so its processes wait warmed by both requests.
-func TestEverythingRefusesTheWarmUpInitialize(t *testing.T) {
-	s, err := session.Start(session.Config{Command: everything(t), Log: quiet})
-	require.NoError(t, err)
-	defer s.Close(time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	answer, err := s.Do(ctx, warmInitID, nil, warmInitialize, func(*session.Message) {})
-	require.NoError(t, err)
-	assert.NotNil(t, answer.Error, "server-everything accepted an initialize without a client: %s", answer.Raw)
-	assert.Equal(t, "2025-11-25", initialize(t, s)["protocolVersion"], "and takes its client's initialize after it")
+// The TypeScript and Go SDKs' servers refuse the warm-up's initialize, so their processes wait warmed by both
+// requests, and take their client's initialize after it.
+func TestSDKServersRefuseTheWarmUpInitialize(t *testing.T) {
+	fixture := testenv.BuildBinary(t, "github.com/modelcontextprotocol/go-sdk/conformance/everything-server")
+	for name, cmd := range map[string]session.Command{"server-everything": everything(t),
+		"Go SDK fixture": {Path: fixture, Env: session.Env(nil, nil)}} {
+		t.Run(name, func(t *testing.T) {
+			s, err := session.Start(session.Config{Command: cmd, Log: quiet})
+			require.NoError(t, err)
+			defer s.Close(time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			answer, err := s.Do(ctx, warmInitID, nil, warmInitialize, func(*session.Message) {})
+			require.NoError(t, err)
+			assert.NotNil(t, answer.Error, "the server accepted an initialize without a client: %s", answer.Raw)
+			assert.Equal(t, "2025-11-25", initialize(t, s)["protocolVersion"], "and takes its client's initialize after it")
+		})
+	}
 }
 
 func TestPoolKeepsWithinTheProxysLimit(t *testing.T) {
