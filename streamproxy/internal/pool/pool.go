@@ -6,9 +6,9 @@
 // server sees the client's real version and capabilities. It is warmed first: a Node server's first initialize runs
 // code the runtime has not compiled yet (the SDK's schema of the initialize request is compiled on its first use),
 // about 4 to 8 ms of a session's start. The warm-up is a ping, which MCP allows before initialize, then an
-// initialize the server must refuse: its clientInfo is a number, not an object, so it names no client and no
-// server can take it as one, yet the server reads the request's version and capabilities against its schema
-// before it refuses. A server that accepts it anyway has been initialized by nobody: that process is ended,
+// initialize the server must refuse: its clientInfo is a number, not an object, so it names no client and a server
+// that checks its request refuses it (the TypeScript and Go SDKs do), yet reads the request's version and
+// capabilities against its schema first. A server that accepts it anyway has been initialized by nobody: that process is ended,
 // never handed out, and the pool warms that command's processes with the ping alone from then on.
 //
 // The pool refills itself in the background, one process at a time and a moment after the last process was taken:
@@ -61,7 +61,7 @@ var (
 	warmInitID = json.RawMessage(`"streamproxy-pool-warmup-initialize"`)
 )
 
-// warmInitialize is the initialize every server refuses (see the package comment): a version and capabilities as
+// warmInitialize is the initialize a server refuses (see the package comment): a version and capabilities as
 // a client sends them, and a clientInfo of the wrong type.
 var warmInitialize = []byte(`{"jsonrpc":"2.0","id":"streamproxy-pool-warmup-initialize","method":"initialize","params":` +
 	`{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":0}}`)
