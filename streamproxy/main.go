@@ -71,6 +71,8 @@ func run(args []string) error {
 	fs.Var(&passEnv, "pass-env", "names of the proxy's environment variables the MCP server also gets, beyond PATH, HOME, USER, LANG, LC_*, TZ, TMPDIR (comma separated)")
 	workdir := fs.String("workdir", "", "working directory of the MCP server (default: the proxy's); {user} becomes the caller's id, the directory is created 0700")
 	maxSessions := fs.Int("max-sessions", 200, "most MCP server processes at once (sessions, 2026-07-28 users and --pool's waiting ones); beyond it 503 with Retry-After; size it as the memory for MCP servers divided by one process's RSS (docs/streamproxy.md)")
+	maxStarting := fs.Int("max-starting", runtime.NumCPU(), "most MCP server processes starting at once, from their spawn until they first answer; more wait in line, first come first served (default: the number of CPUs, as a start is CPU-bound; 0: no limit)")
+	startWait := fs.Duration("start-wait", 20*time.Second, "longest a new session or 2026-07-28 worker waits for its turn to start under --max-starting; then 503 with Retry-After (0: as long as its client waits)")
 	poolSize := fs.Int("pool", 0, "MCP server processes started ahead, waiting for new sessions and 2026-07-28 users, refilled in the background; they count against --max-sessions (0: none; not for a command with per-user settings or credentials)")
 	hideRoots := fs.Bool("hide-client-roots", false, "roots never reach the MCP server: it is not told that a client offers them, its roots/list gets no roots from the proxy, and clients' roots notifications and answers are kept from it (for servers such as server-filesystem, which replace the directories they were started with by a client's roots)")
 	share := fs.Int("share", 0, "serve every user with this many processes of the MCP server, requests spread over them, on both paths (0: one process per session and per 2026-07-28 user); only for servers that keep nothing between calls, see docs/streamproxy.md")
@@ -135,6 +137,12 @@ func run(args []string) error {
 		return errors.New(peruser.Placeholder + " in --env or --workdir needs an identity: keep --user-header set")
 	}
 
+	if *maxStarting < 0 {
+		return errors.New("--max-starting must be 0 (no limit) or a number of processes")
+	}
+	if *startWait < 0 {
+		return errors.New("--start-wait must be 0 (no limit) or a duration")
+	}
 	if *share < 0 {
 		return errors.New("--share must be 0 (off) or a number of processes")
 	}
@@ -219,6 +227,8 @@ func run(args []string) error {
 		UserHeader:     *userHeader,
 		MaxPerUser:     *maxPerUser,
 		Pool:           *poolSize,
+		MaxStarting:    *maxStarting,
+		StartWait:      *startWait,
 		UserStreams:    *maxStreams,
 		UserCalls:      *maxCalls,
 		HideRoots:      *hideRoots,

@@ -19,6 +19,9 @@ type Metrics struct {
 	poolReady  prometheus.Gauge
 	poolMisses prometheus.Counter
 
+	starting      prometheus.Gauge
+	startsWaiting prometheus.Gauge
+
 	decisions     *prometheus.CounterVec
 	policyLimited *prometheus.CounterVec
 	reloads       *prometheus.CounterVec
@@ -37,7 +40,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "streamproxy", Name: "messages_total",
 			Help: "JSON-RPC messages relayed, by direction: to_server (client to MCP server) or to_client."}, []string{"direction"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "streamproxy", Name: "sessions_refused_total",
-			Help: "Sessions and workers refused, by reason: limit (--max-sessions reached), user_limit (--max-per-user reached), start_failed, broker (no upstream token from the authserver's broker), shutting_down."}, []string{"reason"}),
+			Help: "Sessions and workers refused, by reason: limit (--max-sessions reached), user_limit (--max-per-user reached), start_wait (waited too long for a start under --max-starting), start_failed, broker (no upstream token from the authserver's broker), shutting_down."}, []string{"reason"}),
 		expired: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "streamproxy", Name: "sessions_expired_total",
 			Help: "Sessions ended for being idle longer than --idle-timeout."}),
 		limited: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "streamproxy", Name: "requests_limited_total",
@@ -46,6 +49,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "MCP server processes started ahead (--pool) and waiting for a new session or 2026-07-28 user."}),
 		poolMisses: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "streamproxy", Name: "pool_misses_total",
 			Help: "New sessions and 2026-07-28 users' processes that found the pool (--pool) empty and waited for a fresh process."}),
+		starting: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "streamproxy", Name: "processes_starting",
+			Help: "MCP server processes starting now: spawned, not yet answered their first request (at most --max-starting)."}),
+		startsWaiting: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "streamproxy", Name: "starts_waiting",
+			Help: "Process starts waiting for their turn under --max-starting: new sessions, 2026-07-28 users' workers, shared processes' restarts and the pool's refills."}),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "streamproxy", Name: "policy_decisions_total",
 			Help: "Requests the policy decided (tools/call, prompts/get, resources/read and the subscriptions), by the rule that decided (\"default\" when none matched) and effect: allow, deny, step_up."},
 			[]string{"rule", "effect"}),
@@ -54,7 +61,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "streamproxy", Name: "policy_reloads_total",
 			Help: "Changes of the policy file, by result: loaded, or failed (the last good policy stays in force)."}, []string{"result"}),
 	}
-	reg.MustRegister(m.started, m.running, m.exits, m.messages, m.refused, m.expired, m.limited, m.poolReady, m.poolMisses, m.decisions, m.policyLimited, m.reloads)
+	reg.MustRegister(m.started, m.running, m.exits, m.messages, m.refused, m.expired, m.limited, m.poolReady, m.poolMisses, m.starting, m.startsWaiting, m.decisions, m.policyLimited, m.reloads)
 	// Every series exists from the start at 0, so rates and alerts work before the first event.
 	for _, how := range []string{"ended", "crashed"} {
 		m.exits.WithLabelValues(how)
@@ -62,7 +69,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	for _, d := range []string{"to_server", "to_client"} {
 		m.messages.WithLabelValues(d)
 	}
-	for _, r := range []string{"limit", "user_limit", "start_failed", "broker", "shutting_down"} {
+	for _, r := range []string{"limit", "user_limit", "start_wait", "start_failed", "broker", "shutting_down"} {
 		m.refused.WithLabelValues(r)
 	}
 	for _, l := range []string{"user_streams", "user_calls"} {
@@ -133,6 +140,20 @@ func (m *Metrics) PoolReady(n int) {
 func (m *Metrics) PoolMiss() {
 	if m != nil {
 		m.poolMisses.Inc()
+	}
+}
+
+// Starting sets how many processes are starting now.
+func (m *Metrics) Starting(n int) {
+	if m != nil {
+		m.starting.Set(float64(n))
+	}
+}
+
+// StartsWaiting sets how many starts wait for their turn.
+func (m *Metrics) StartsWaiting(n int) {
+	if m != nil {
+		m.startsWaiting.Set(float64(n))
 	}
 }
 

@@ -13,7 +13,8 @@
 //
 // The pool refills itself in the background, one process at a time and a moment after the last process was taken:
 // never more than its size waiting, only while the proxy's limit on processes allows (those waiting count against
-// it), and backing off, up to a minute, while the command fails to start or its processes end by themselves.
+// it), each start after every start a user waits for (package starts), and backing off, up to a minute, while the
+// command fails to start or its processes end by themselves.
 //
 // Only a command that is the same for every user can be started ahead: the proxy refuses a pool for one with
 // per-user settings or credentials.
@@ -30,6 +31,7 @@ import (
 
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/metrics"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
+	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/starts"
 )
 
 // Config says how many processes wait, how one is started and when there is room for one more.
@@ -46,7 +48,10 @@ type Config struct {
 	// Settle is how long the refill waits after a process is taken (default 1 s): a process starting takes a core
 	// for a few hundred milliseconds, and the sessions that just took theirs, or a burst of them still taking, come
 	// first.
-	Settle  time.Duration
+	Settle time.Duration
+	// Starts bounds the processes starting at once (nil: no bound): a refill starts only when no start a user waits
+	// for is waiting, and holds its slot until its process answered the warm-up ping.
+	Starts  *starts.Limiter
 	Log     *slog.Logger
 	Metrics *metrics.Metrics // nil: not counted
 }
@@ -239,15 +244,23 @@ func (p *Pool) fill() time.Duration {
 			p.mu.Unlock()
 			return wait
 		}
+		p.mu.Unlock()
+		// Its turn comes after every start a user waits for; the pool is not counted as holding it meanwhile, so
+		// that a refill waiting for its turn takes no room from users under the proxy's limit.
+		release, err := p.cfg.Starts.Wait(p.ctx, starts.Ahead)
+		if err != nil {
+			return 0 // closed
+		}
 		// Counted before asking for room, so that the proxy, counting under its own lock, never admits a process
 		// into the place this one takes.
 		held := int(p.held.Add(1))
-		p.mu.Unlock()
 		if !p.cfg.Room(held) {
 			p.held.Add(-1)
+			release()
 			return 0 // a process that ends or is taken wakes the pool
 		}
 		s, err := p.start()
+		release()
 		p.mu.Lock()
 		if err != nil || p.closed {
 			p.held.Add(-1)

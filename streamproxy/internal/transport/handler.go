@@ -37,6 +37,7 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/policy"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/pool"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
+	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/starts"
 )
 
 // Config says what to run and how to bound it.
@@ -48,6 +49,8 @@ type Config struct {
 	MaxSessions    int           // processes in all, sessions and workers; beyond it: 503 with Retry-After
 	MaxPerUser     int           // processes of one user; beyond it: 429 with Retry-After
 	Pool           int           // processes started ahead for new sessions and workers (package pool); 0: none
+	MaxStarting    int           // processes starting at once (package starts); 0: no bound
+	StartWait      time.Duration // longest a request waits for its turn to start a process, then 503; 0: as long as its client waits
 	UserStreams    int           // streams one user may hold open (limits.go); 0: no limit
 	UserCalls      int           // requests of one user in flight at once; 0: no limit
 	HideRoots      bool          // roots never reach a server, by any path (roots.go)
@@ -86,10 +89,11 @@ type Handler struct {
 	parked      map[string]*parked   // bridged calls waiting for input, by request state
 	load        map[string]*userLoad // by user, while they hold streams or requests
 	closing     bool
-	pool        *pool.Pool   // nil: none
-	childSpeaks atomic.Int32 // what the MCP server command speaks: speaksUnknown until the first worker's probe
-	shared      *sharedPool  // with Config.Share: the processes every caller shares, and their sessions
-	trips       roundTrips   // servers' requests to their clients waiting for an answer, for the audit trail
+	pool        *pool.Pool      // nil: none
+	starts      *starts.Limiter // turns to start a process (--max-starting)
+	childSpeaks atomic.Int32    // what the MCP server command speaks: speaksUnknown until the first worker's probe
+	shared      *sharedPool     // with Config.Share: the processes every caller shares, and their sessions
+	trips       roundTrips      // servers' requests to their clients waiting for an answer, for the audit trail
 }
 
 // New returns a handler; Close ends its sessions.
@@ -98,10 +102,10 @@ func New(cfg Config) *Handler {
 		cfg.Logger = slog.Default()
 	}
 	h := &Handler{cfg: cfg, log: cfg.Logger, sessions: map[string]*session.Session{}, workers: map[string]*worker{},
-		parked: map[string]*parked{}, load: map[string]*userLoad{}}
+		parked: map[string]*parked{}, load: map[string]*userLoad{}, starts: starts.New(cfg.MaxStarting, cfg.Metrics)}
 	if cfg.Pool > 0 {
-		h.pool = pool.New(pool.Config{Size: cfg.Pool, Start: h.startAhead, Room: h.poolRoom, Log: cfg.Logger,
-			Metrics: cfg.Metrics})
+		h.pool = pool.New(pool.Config{Size: cfg.Pool, Start: h.startAhead, Room: h.poolRoom, Starts: h.starts,
+			Log: cfg.Logger, Metrics: cfg.Metrics})
 	}
 	if cfg.Share > 0 {
 		h.shared = h.startShared(cfg.Share)
@@ -136,6 +140,7 @@ func (h *Handler) Close() {
 	h.mu.Lock()
 	h.closing = true
 	h.mu.Unlock()
+	h.starts.Close() // what waits for its turn to start gives up
 	h.pool.Close()
 	h.mu.Lock()
 	all := make([]*session.Session, 0, len(h.sessions)+len(h.workers))

@@ -4,6 +4,7 @@ package transport
 // stateless path) are one process each and count against the same limits.
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,12 +14,14 @@ import (
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/broker"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/peruser"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
+	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/starts"
 )
 
 var (
 	errShuttingDown = errors.New("the proxy is shutting down")
 	errTooMany      = errors.New("too many MCP server processes")
 	errUserLimit    = errors.New("every MCP server process of this user is busy")
+	errStartWait    = errors.New("waited too long for a turn to start an MCP server process")
 )
 
 // roomLocked reports whether one more process fits, in all and for the user, and takes it from the pool when one
@@ -60,6 +63,51 @@ func (h *Handler) roomLocked(user string) (*session.Session, error) {
 		return nil, errTooMany
 	}
 	return nil, nil
+}
+
+// reserveLocked is roomLocked for a new session: when no pooled process is to be had, it waits for a turn to start
+// one (waitStart) with h.mu released, since others need it meanwhile, then asks roomLocked again, as anything may have
+// changed while it waited. h.mu is held on entry and on return; release gives the turn back once the process has
+// answered (a no-op for a pooled process, or on an error).
+func (h *Handler) reserveLocked(ctx context.Context, user string) (pooled *session.Session, release func(), err error) {
+	release = func() {}
+	turn := false
+	for {
+		if h.closing {
+			release()
+			return nil, func() {}, errShuttingDown
+		}
+		pooled, err = h.roomLocked(user)
+		if err != nil || pooled != nil {
+			release()
+			return pooled, func() {}, err
+		}
+		if turn {
+			return nil, release, nil
+		}
+		h.mu.Unlock()
+		release, err = h.waitStart(ctx)
+		h.mu.Lock()
+		if err != nil {
+			return nil, func() {}, err
+		}
+		turn = true
+	}
+}
+
+// waitStart waits for a turn to start a process for a user's request (package starts), as long as its client waits
+// but at most --start-wait.
+func (h *Handler) waitStart(ctx context.Context) (release func(), err error) {
+	if h.cfg.StartWait > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, h.cfg.StartWait, errStartWait)
+		defer cancel()
+	}
+	release, err = h.starts.Wait(ctx, starts.ForUser)
+	if errors.Is(err, starts.ErrClosed) {
+		return nil, errShuttingDown
+	}
+	return release, err
 }
 
 // launch gives a new session or worker its process: pooled, the one roomLocked took from the pool, else a fresh
@@ -118,6 +166,11 @@ func (h *Handler) refuse(w http.ResponseWriter, id json.RawMessage, err error) {
 		w.Header().Set("Retry-After", "60")
 		rpcError(w, http.StatusTooManyRequests, id, -32000, fmt.Sprintf(
 			"this user's %d MCP server processes are all busy: wait for a request to finish, or end a session (DELETE)", h.cfg.MaxPerUser))
+	case errors.Is(err, errStartWait):
+		h.cfg.Metrics.Refused("start_wait")
+		w.Header().Set("Retry-After", "10")
+		rpcError(w, http.StatusServiceUnavailable, id, -32000, fmt.Sprintf(
+			"many MCP server processes are starting (at most %d at once) and this one waited %s for its turn: try again shortly", h.cfg.MaxStarting, h.cfg.StartWait))
 	case errors.Is(err, errSharedDown):
 		h.cfg.Metrics.Refused("start_failed")
 		w.Header().Set("Retry-After", "10")

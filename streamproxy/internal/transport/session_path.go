@@ -88,16 +88,15 @@ func (h *Handler) initialize(w http.ResponseWriter, r *http.Request, body []byte
 		return
 	}
 	h.mu.Lock()
-	if h.closing {
-		h.mu.Unlock()
-		creds.Close()
-		h.refuse(w, msg.ID, errShuttingDown)
-		return
-	}
-	pooled, err := h.roomLocked(user)
+	pooled, release, err := h.reserveLocked(r.Context(), user)
+	// The turn to start is held until the process has answered the client's initialize, or failed.
+	defer release()
 	if err != nil {
 		h.mu.Unlock()
 		creds.Close()
+		if r.Context().Err() != nil {
+			return // the client went away while it waited for its turn: nothing was started
+		}
 		h.refuse(w, msg.ID, err)
 		return
 	}

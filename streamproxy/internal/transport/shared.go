@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
+	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/starts"
 )
 
 // Shared processes (Config.Share, --share N): N processes of the MCP server serve every caller, on both paths, for
@@ -178,6 +179,13 @@ func (p *sharedPool) run(sl *slot) {
 // start starts one shared process: initialized, and subscribed to what the sessions on its slot subscribed to; or,
 // for 2026-07-28 requests to a child that speaks it, as it is.
 func (p *sharedPool) start(sl *slot) (*worker, error) {
+	// Its turn among the processes starting (callers wait for it), held until it is initialized; the proxy's Close
+	// ends the wait.
+	release, err := p.h.starts.Wait(context.Background(), starts.ForUser)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	wk := &worker{listeners: map[*listener]struct{}{}, subs: map[string]int{}}
 	s, err := session.Start(session.Config{Command: p.h.cfg.Command, Log: p.h.log.With("shared", sl.index),
 		Metrics: p.h.cfg.Metrics, Answer: noRoots, Shared: true, Unrouted: func(m *session.Message) { p.unrouted(sl, wk, m) }})
@@ -210,6 +218,11 @@ func (p *sharedPool) start(sl *slot) (*worker, error) {
 // learnSpeaks learns what the command speaks, from a process of its own that is then ended (a child that answered
 // server/discover cannot be initialized for sessions any more).
 func (p *sharedPool) learnSpeaks() error {
+	release, err := p.h.starts.Wait(context.Background(), starts.ForUser)
+	if err != nil {
+		return err
+	}
+	defer release()
 	wk := &worker{}
 	s, err := session.Start(session.Config{Command: p.h.cfg.Command, Log: p.h.log.With("probe", true), Answer: noRoots,
 		Unrouted: func(m *session.Message) {

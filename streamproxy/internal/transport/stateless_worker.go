@@ -98,23 +98,31 @@ func (h *Handler) worker(ctx context.Context, user string) (*worker, error) {
 		h.workers[user] = wk
 		h.mu.Unlock()
 		wk.err = h.startWorker(ctx, wk, pooled)
-		close(wk.ready)
 		if wk.err != nil {
+			// Forgotten before the requests waiting for it hear, so that one that starts it again finds no trace.
 			h.forgetWorker(wk)
 			if wk.s != nil {
 				go wk.s.Close(childGrace)
 			}
 		}
+		close(wk.ready)
 		return wk, wk.err
 	}
 	h.mu.Unlock()
 	select {
 	case <-wk.ready:
+		if errors.Is(wk.err, errStarterLeft) && ctx.Err() == nil {
+			return h.worker(ctx, user) // this request starts the worker in its place
+		}
 		return wk, wk.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 }
+
+// errStarterLeft is a worker's start given up: the request that was to start it went away while it waited for its
+// turn, before anything was started.
+var errStarterLeft = errors.New("the request that was starting the user's MCP server process went away")
 
 // startWorker starts the worker's child, or gives it pooled, a process from the pool.
 func (h *Handler) startWorker(ctx context.Context, wk *worker, pooled *session.Session) error {
@@ -129,6 +137,20 @@ func (h *Handler) startWorker(ctx context.Context, wk *worker, pooled *session.S
 	creds, err := h.credentials(context.WithoutCancel(ctx), wk.user, &cmd)
 	if err != nil {
 		return err
+	}
+	if pooled == nil {
+		// Its turn to start, which a client that leaves gives up: then nothing is started for it, and a request of
+		// the user's that waits for this worker starts it instead.
+		release, err := h.waitStart(ctx)
+		if err != nil {
+			creds.Close()
+			if ctx.Err() != nil {
+				return fmt.Errorf("%w: %w", errStarterLeft, err)
+			}
+			return err
+		}
+		// Held until the child has answered the probe and, bridged, initialize, or failed.
+		defer release()
 	}
 	s, err := h.launch(session.Config{Command: cmd, UserID: wk.user, Log: h.log.With("worker", true),
 		Metrics: h.cfg.Metrics, Answer: h.answerer(), Unrouted: func(m *session.Message) { h.unrouted(wk, m) }}, pooled)
@@ -370,7 +392,7 @@ func (h *Handler) workerError(w http.ResponseWriter, r *http.Request, id json.Ra
 		return // the client went away while its server started
 	}
 	if !errors.Is(err, errShuttingDown) && !errors.Is(err, errTooMany) && !errors.Is(err, errUserLimit) && !errors.Is(err, broker.ErrBroker) &&
-		!errors.Is(err, errSharedBusy) {
+		!errors.Is(err, errSharedBusy) && !errors.Is(err, errStartWait) {
 		h.log.ErrorContext(r.Context(), "cannot start MCP server", "err", err)
 	}
 	h.refuse(w, id, err)
