@@ -150,13 +150,3 @@ func (l *Limiter) Close() {
 	}
 	l.countLocked()
 }
-
-// Starting reports how many starts hold a slot now, and how many wait for one.
-func (l *Limiter) Starting() (running, waiting int) {
-	if l == nil {
-		return 0, 0
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.running, len(l.lines[ForUser]) + len(l.lines[Ahead])
-}

@@ -16,7 +16,7 @@ type queued struct {
 // queue has a start wait in line, behind the ones in line before it.
 func queue(t *testing.T, l *Limiter, ctx context.Context, p Priority) queued {
 	t.Helper()
-	_, before := l.Starting()
+	_, before := counts(l)
 	q := queued{release: make(chan func(), 1), err: make(chan error, 1)}
 	go func() {
 		release, err := l.Wait(ctx, p)
@@ -26,8 +26,15 @@ func queue(t *testing.T, l *Limiter, ctx context.Context, p Priority) queued {
 		}
 		q.release <- release
 	}()
-	waitFor(t, func() bool { _, waiting := l.Starting(); return waiting == before+1 }, "the start is in line")
+	waitFor(t, func() bool { _, waiting := counts(l); return waiting == before+1 }, "the start is in line")
 	return q
+}
+
+// counts reports how many starts hold a slot, and how many wait for one.
+func counts(l *Limiter) (running, waiting int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.running, len(l.lines[ForUser]) + len(l.lines[Ahead])
 }
 
 func waitFor(t *testing.T, cond func() bool, what string) {
@@ -74,7 +81,7 @@ func TestTurnsInOrder(t *testing.T) {
 	ahead := queue(t, l, context.Background(), Ahead)
 	a := queue(t, l, context.Background(), ForUser)
 	b := queue(t, l, context.Background(), ForUser)
-	if running, waiting := l.Starting(); running != 2 || waiting != 3 {
+	if running, waiting := counts(l); running != 2 || waiting != 3 {
 		t.Fatalf("%d starting and %d waiting, want 2 and 3", running, waiting)
 	}
 
@@ -92,7 +99,7 @@ func TestTurnsInOrder(t *testing.T) {
 	releaseA()
 	ahead.turn(t)()
 	releaseB()
-	if running, waiting := l.Starting(); running != 0 || waiting != 0 {
+	if running, waiting := counts(l); running != 0 || waiting != 0 {
 		t.Fatalf("%d starting and %d waiting after every release", running, waiting)
 	}
 }
@@ -116,7 +123,7 @@ func TestGivingUpLeavesTheLine(t *testing.T) {
 	}
 	release()
 	next.turn(t)()
-	if running, waiting := l.Starting(); running != 0 || waiting != 0 {
+	if running, waiting := counts(l); running != 0 || waiting != 0 {
 		t.Fatalf("%d starting and %d waiting: the start that gave up kept something", running, waiting)
 	}
 }
@@ -148,7 +155,7 @@ func TestNoLimit(t *testing.T) {
 	for range 50 {
 		releases = append(releases, take(t, l))
 	}
-	if running, waiting := l.Starting(); running != 50 || waiting != 0 {
+	if running, waiting := counts(l); running != 50 || waiting != 0 {
 		t.Fatalf("%d starting and %d waiting, want 50 and 0", running, waiting)
 	}
 	for _, r := range releases {

@@ -236,6 +236,7 @@ func (p *sharedPool) learnSpeaks() error {
 	defer s.Close(childGrace)
 	wk.s = s
 	stateless, err := wk.probe(context.Background())
+	release() // answered, or failed: its end is no start
 	if err != nil {
 		return err
 	}
