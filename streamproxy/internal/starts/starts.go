@@ -5,7 +5,7 @@
 // restarted under its users), every start slows down together until clients' initialize times out, and each retry
 // adds one more start: on a 2-core machine one took 11 s and the clients did not get through within a minute.
 //
-// A start holds a slot from its spawn until the process first answers (or fails). A start that finds every slot
+// A start holds a turn from its spawn until the process first answers (or fails). A start that finds every turn
 // taken waits in line, first come first served, and leaves the line when its caller gives up (its client went
 // away, or it waited too long): nothing is started for a caller that is gone. Starts that nobody waits for yet (the
 // pool's refills) come after every start a user waits for.
@@ -33,7 +33,7 @@ const (
 	Ahead
 )
 
-// Limiter hands out the slots. A nil *Limiter bounds nothing.
+// Limiter hands out the turns. A nil *Limiter bounds nothing.
 type Limiter struct {
 	limit   int // 0: no bound, starts are only counted
 	metrics *metrics.Metrics
@@ -45,7 +45,7 @@ type Limiter struct {
 }
 
 type waiter struct {
-	turn    chan struct{} // closed when the slot is the waiter's
+	turn    chan struct{} // closed when a turn is the waiter's
 	granted bool
 }
 
@@ -56,8 +56,8 @@ func New(limit int, m *metrics.Metrics) *Limiter {
 	return &Limiter{limit: max(limit, 0), metrics: m}
 }
 
-// Wait takes a slot for one start, waiting in line while every slot is taken, until ctx ends (its cause is the
-// error) or the limiter closes (ErrClosed). release gives the slot back once the process has answered or failed;
+// Wait takes a turn for one start, waiting in line while every turn is taken, until ctx ends (its cause is the
+// error) or the limiter closes (ErrClosed). release gives the turn back once the process has answered or failed;
 // calling it again does nothing.
 func (l *Limiter) Wait(ctx context.Context, p Priority) (release func(), err error) {
 	if l == nil {
@@ -69,7 +69,7 @@ func (l *Limiter) Wait(ctx context.Context, p Priority) (release func(), err err
 		return nil, ErrClosed
 	}
 	if l.limit == 0 || l.running < l.limit {
-		// A free slot means nobody waits: slots are handed to waiters as they free up.
+		// A free turn means nobody waits: turns go to waiters as they are given back.
 		l.running++
 		l.countLocked()
 		l.mu.Unlock()
@@ -91,7 +91,7 @@ func (l *Limiter) Wait(ctx context.Context, p Priority) (release func(), err err
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if w.granted {
-		// Its turn came as its caller gave up: the slot goes to the next in line.
+		// Its turn came as its caller gave up: the turn goes to the next in line.
 		l.handOnLocked()
 	} else {
 		l.lines[p] = slices.DeleteFunc(l.lines[p], func(o *waiter) bool { return o == w })
@@ -100,7 +100,7 @@ func (l *Limiter) Wait(ctx context.Context, p Priority) (release func(), err err
 	return nil, context.Cause(ctx)
 }
 
-// releaser returns the function that gives one slot back, once.
+// releaser returns the function that gives one turn back, once.
 func (l *Limiter) releaser() func() {
 	var once sync.Once
 	return func() {
@@ -113,7 +113,7 @@ func (l *Limiter) releaser() func() {
 	}
 }
 
-// handOnLocked frees a slot: it goes to the oldest waiter of the first line that has one.
+// handOnLocked takes a turn back and gives it to the oldest waiter of the first line that has one.
 func (l *Limiter) handOnLocked() {
 	l.running--
 	for p := range l.lines {
@@ -134,7 +134,7 @@ func (l *Limiter) countLocked() {
 	l.metrics.StartsWaiting(len(l.lines[ForUser]) + len(l.lines[Ahead]))
 }
 
-// Close turns away every start waiting and every later one; slots already taken are released as before.
+// Close turns away every start waiting and every later one; turns already taken are given back as before.
 func (l *Limiter) Close() {
 	if l == nil {
 		return

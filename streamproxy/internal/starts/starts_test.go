@@ -30,7 +30,7 @@ func queue(t *testing.T, l *Limiter, ctx context.Context, p Priority) queued {
 	return q
 }
 
-// counts reports how many starts hold a slot, and how many wait for one.
+// counts reports how many starts hold a turn, and how many wait for one.
 func counts(l *Limiter) (running, waiting int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -86,10 +86,10 @@ func TestTurnsInOrder(t *testing.T) {
 	}
 
 	first()
-	first() // twice gives back one slot only
+	first() // twice gives back one turn only
 	releaseA := a.turn(t)
 	if !b.waiting() || !ahead.waiting() {
-		t.Fatal("one slot freed, more than one start went")
+		t.Fatal("one turn given back, more than one start went")
 	}
 	second()
 	releaseB := b.turn(t)
