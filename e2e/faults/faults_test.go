@@ -14,12 +14,14 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -552,12 +554,46 @@ func (s *suite) killUserServers() {
 	})
 }
 
-// crashReplica kills one of server-everything's streamproxy replicas, with its users' processes, and starts it again.
+// crashReplica kills the streamproxy replica of server-everything that runs the users' processes (which replica
+// serves a user is a hash of the replicas' addresses, new ports each run), and starts it again: its users all come
+// back to it at once. It says how many processes the replica held, and how many it started again before every
+// client was through.
 func (s *suite) crashReplica() {
 	s.fault("a streamproxy replica (of 2, --peers) kill -9 and restart", func() string {
-		require.NoError(s.t, s.stack.Crash(context.Background(), "mcp-everything-1", "streamproxy listening"))
-		return ""
+		victim, held := "", -1.0
+		for _, name := range []string{"mcp-everything-0", "mcp-everything-1"} {
+			if n := s.replicaMetric(name, "streamproxy_children_running"); n > held {
+				victim, held = name, n
+			}
+		}
+		if held <= 0 {
+			s.t.Errorf("neither replica runs a server process of the users")
+		}
+		require.NoError(s.t, s.stack.Crash(context.Background(), victim, "streamproxy listening"))
+		s.awaitOK(time.Now(), resumeBound)
+		return fmt.Sprintf("the replica held %.0f server processes; it started %.0f before every client was through again, %.0f answered 503 after --start-wait",
+			held, s.replicaMetric(victim, "streamproxy_children_started_total"),
+			s.replicaMetric(victim, `streamproxy_sessions_refused_total{reason="start_wait"}`))
 	})
+}
+
+// replicaMetric reads one sample of a streamproxy replica's metrics: the line that starts with series.
+func (s *suite) replicaMetric(name, series string) float64 {
+	s.t.Helper()
+	resp, err := s.load.http.Get(s.stack.Metrics[name])
+	require.NoError(s.t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(s.t, err)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			require.NoError(s.t, err)
+			return f
+		}
+	}
+	s.t.Fatalf("%s has no %s", name, series)
+	return 0
 }
 
 // killMemoryServers kills this test's server-memory processes (found by the state directory in their
