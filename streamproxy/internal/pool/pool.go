@@ -50,7 +50,7 @@ type Config struct {
 	// first.
 	Settle time.Duration
 	// Starts bounds the processes starting at once (nil: no bound): a refill starts only when no start a user waits
-	// for is waiting, and holds its turn until its process answered the warm-up ping.
+	// for is waiting, and holds its turn until its process has answered its warm-up.
 	Starts  *starts.Limiter
 	Log     *slog.Logger
 	Metrics *metrics.Metrics // nil: not counted
