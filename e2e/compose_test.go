@@ -54,6 +54,7 @@ func TestComposeDeployment(t *testing.T) {
 	redis := p.Services["redis"]
 	assert.Empty(t, redis.Ports, "Redis is not published to the host")
 	assert.Contains(t, redis.Command, "--appendonly")
+	assert.Contains(t, redis.Command, "always", "every acknowledged write is in the append-only file (appendfsync always)")
 	assert.Contains(t, redis.Command, "--requirepass")
 
 	auth := p.Services["authserver"]

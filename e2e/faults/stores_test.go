@@ -33,13 +33,13 @@ func TestEmbeddedStore(t *testing.T) {
 
 // Redis with its append-only file, as compose.yaml runs it.
 func TestRedisStore(t *testing.T) {
-	redis := testenv.StartRedis(t)
+	redis := testenv.StartRedis(t, "--appendfsync", "always")
 	s := start(t, setup{store: "Redis", redisURL: redis.URL, memory: true, replicas: 2})
 	s.redis = redis
 	s.crashes()
 	s.killUserServers()
 	s.crashReplica()
-	s.fault(fmt.Sprintf("Redis kill -9 and restart (appendonly yes, appendfsync everysec), %d times", times()), func() string {
+	s.fault(fmt.Sprintf("Redis kill -9 and restart (appendonly yes, appendfsync always), %d times", times()), func() string {
 		for range times() {
 			randomly(200*time.Millisecond, 3*time.Second)
 			require.NoError(t, redis.Crash())

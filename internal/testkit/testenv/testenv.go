@@ -248,9 +248,9 @@ func StartSentinel(t testing.TB) *Sentinel {
 }
 
 // StartRedis is StartRedisIn a temporary directory, stopped when the test ends.
-func StartRedis(t testing.TB) *Redis {
+func StartRedis(t testing.TB, args ...string) *Redis {
 	t.Helper()
-	r, err := StartRedisIn(t.TempDir())
+	r, err := StartRedisIn(t.TempDir(), args...)
 	check(t, err)
 	t.Cleanup(r.Stop)
 	return r
