@@ -154,7 +154,11 @@ func run(args []string) error {
 		return errors.New("--share cannot serve " + peruser.Placeholder + " in --env or --workdir: shared processes serve every user with one environment and directory; drop --share to give each user their own process, or drop " + peruser.Placeholder)
 	}
 
-	log, err := observe.NewLoggerAt(*logFormat, logLevel, os.Stderr)
+	// The log is written in batches: a line per request written on its own was a system call, and a wake-up of the
+	// log's reader, per call (docs/streamproxy.md#cost-per-call). Flushed last, after every deferred close has logged.
+	logOut := observe.NewBatchWriter(os.Stderr, logFlushDelay)
+	defer logOut.Flush()
+	log, err := observe.NewLoggerAt(*logFormat, logLevel, logOut)
 	if err != nil {
 		return err
 	}
@@ -310,6 +314,9 @@ func run(args []string) error {
 	mcp.Close()
 	return nil
 }
+
+// logFlushDelay is how late a log line may reach stderr: as late as an audit event (internal/audit).
+const logFlushDelay = 50 * time.Millisecond
 
 // checkPool refuses a pool that would mix users or cannot fit: a process started ahead is started for nobody, so its
 // command must be the same for every user.

@@ -66,7 +66,11 @@ func NewLoggerAt(format string, level slog.Level, w io.Writer) (*slog.Logger, er
 	switch format {
 	case "auto":
 		format = "json"
-		if f, ok := w.(*os.File); ok {
+		out := w
+		if b, ok := out.(interface{ Unwrap() io.Writer }); ok {
+			out = b.Unwrap()
+		}
+		if f, ok := out.(*os.File); ok {
 			if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
 				format = "text"
 			}
@@ -80,7 +84,11 @@ func NewLoggerAt(format string, level slog.Level, w io.Writer) (*slog.Logger, er
 	if format == "json" {
 		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(contextHandler{h}), nil
+	ch := contextHandler{Handler: h}
+	if f, ok := w.(flusher); ok {
+		ch.flush = f.Flush
+	}
+	return slog.New(ch), nil
 }
 
 type formatError struct{ format string }
@@ -89,22 +97,36 @@ func (e *formatError) Error() string {
 	return "log format " + strconv.Quote(e.format) + ": want auto, text or json"
 }
 
-// contextHandler adds the request id of the record's context.
-type contextHandler struct{ slog.Handler }
+// flusher is a writer that holds lines back (BatchWriter).
+type flusher interface{ Flush() error }
+
+// contextHandler adds the request id of the record's context. Over a writer that holds lines back, a warning or an
+// error is passed on at once, with the lines before it: an operator sees a problem when it happens, and a crash
+// right after it cannot lose it.
+type contextHandler struct {
+	slog.Handler
+	flush func() error // nil: the writer holds nothing back
+}
 
 func (h contextHandler) Handle(ctx context.Context, r slog.Record) error {
 	if id := RequestID(ctx); id != "" {
 		r.AddAttrs(slog.String("request_id", id))
 	}
-	return h.Handler.Handle(ctx, r)
+	err := h.Handler.Handle(ctx, r)
+	if h.flush != nil && r.Level >= slog.LevelWarn {
+		if ferr := h.flush(); err == nil {
+			err = ferr
+		}
+	}
+	return err
 }
 
 func (h contextHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return contextHandler{h.Handler.WithAttrs(as)}
+	return contextHandler{h.Handler.WithAttrs(as), h.flush}
 }
 
 func (h contextHandler) WithGroup(name string) slog.Handler {
-	return contextHandler{h.Handler.WithGroup(name)}
+	return contextHandler{h.Handler.WithGroup(name), h.flush}
 }
 
 // Metrics are the request metrics of one server.
