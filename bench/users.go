@@ -96,7 +96,7 @@ func usersSection(e *env, cfg Config, s *Section) error {
 		"calls (p99), which the latencies include; a large figure there says the machine, not the proxy, fell behind. "+
 		"The shared rows run with streamproxy's default `--share-max-calls`: a call beyond it at every process is "+
 		"refused at once (`503`), and counts as an error; *p99 of all calls* ranks every error after every answer, so "+
-		"more than 1% of calls failing shows there as failed, never as fast. "+
+		"more than 1%% of calls failing shows there as failed, never as fast. "+
 		"%[2]s of warm-up, then the calls due in the next %[3]s count. RSS is the whole process tree (streamproxy and every server "+
 		"process under it, VmRSS summed, so pages they share count once per process), sampled every 250 ms; the "+
 		"table shows its peak. **Shared**: server-everything's `echo` with `--share %[4]d`, %[4]d processes for every "+
@@ -140,7 +140,7 @@ func usersSection(e *env, cfg Config, s *Section) error {
 		}
 		table = append(table, []string{r.name, fmt.Sprintf("%s (%d processes, %s each)", report.MiB(float64(r.r.peakRSS)), r.r.processes,
 			report.MiB(float64(r.r.peakRSS)/float64(r.r.processes))),
-			report.MsF(r.r.p50), report.MsF(r.r.p99), allCallsCell(r.r.p99All), report.Num(float64(r.r.calls)), errorsCell(r.r),
+			report.MsF(r.r.p50), report.MsF(r.r.p99), allCallsCell(r.r.p99All), strconv.FormatInt(r.r.calls, 10), errorsCell(r.r),
 			fmt.Sprintf("%d of %d", r.r.served, r.r.users), report.MsF(r.r.lateP99)})
 		key := "users." + numberKey(r.name)
 		if r.r.p50 > 0 {
