@@ -116,17 +116,7 @@ func testRoundTripsAudited(t *testing.T, share int) {
 		t.Fatal(err)
 	}
 
-	var trips []audit.Event
-	sc := bufio.NewScanner(strings.NewReader(out.String()))
-	for sc.Scan() {
-		var e audit.Event
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			t.Fatalf("%q: %v", sc.Text(), err)
-		}
-		if e.Name != "mcp.tools/call" {
-			trips = append(trips, e)
-		}
-	}
+	trips := roundTripEvents(t, out.String())
 	wants := []struct {
 		method, outcome string
 		code            int
@@ -203,8 +193,22 @@ func TestRoundTripsAuditedStateless(t *testing.T) {
 	if err := trail.Close(); err != nil {
 		t.Fatal(err)
 	}
+	trips := roundTripEvents(t, out.String())
+	if len(trips) != 1 {
+		t.Fatalf("%d round trip events, want 1:\n%s", len(trips), out.String())
+	}
+	e := trips[0]
+	if e.Name != "mcp.elicitation/create" || e.Outcome != audit.OutcomeCancelled || e.UserID != "1001" || e.ClientID != "client-1" ||
+		e.Protocol != "2026-07-28" || e.Server != "everything" || e.DurationMS <= 0 || e.BytesIn == 0 || e.BytesOut == 0 {
+		t.Errorf("round trip event %+v", e)
+	}
+}
+
+// roundTripEvents are the audit trail's events other than the tool calls: the round trips.
+func roundTripEvents(t *testing.T, trail string) []audit.Event {
+	t.Helper()
 	var trips []audit.Event
-	sc := bufio.NewScanner(strings.NewReader(out.String()))
+	sc := bufio.NewScanner(strings.NewReader(trail))
 	for sc.Scan() {
 		var e audit.Event
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
@@ -214,12 +218,5 @@ func TestRoundTripsAuditedStateless(t *testing.T) {
 			trips = append(trips, e)
 		}
 	}
-	if len(trips) != 1 {
-		t.Fatalf("%d round trip events, want 1:\n%s", len(trips), out.String())
-	}
-	e := trips[0]
-	if e.Name != "mcp.elicitation/create" || e.Outcome != audit.OutcomeCancelled || e.UserID != "1001" || e.ClientID != "client-1" ||
-		e.Protocol != "2026-07-28" || e.Server != "everything" || e.DurationMS <= 0 || e.BytesIn == 0 || e.BytesOut == 0 {
-		t.Errorf("round trip event %+v", e)
-	}
+	return trips
 }
