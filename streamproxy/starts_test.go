@@ -105,16 +105,24 @@ func TestStartsAtOnceAreBounded(t *testing.T) {
 	}, 10*time.Second, 50*time.Millisecond, "every turn given back")
 }
 
-// A client that goes away while its start waits for its turn leaves the line with nothing started for it, on both
-// paths; the next one is served.
-func TestALeavingClientStartsNothing(t *testing.T) {
-	url, metrics, started := slowProxy(t, "2", "--max-starting", "1")
+// holdTheTurn has user 1001 open a session, and returns once its process has started (holding the only turn, with
+// --max-starting 1); the request's status and error come on the channel when it is answered.
+func holdTheTurn(t *testing.T, url string, started func() []int) <-chan string {
+	t.Helper()
 	first := make(chan string, 1)
 	go func() {
 		code, _, err := status(newProcessRequest(context.Background(), url, "1001", false))
 		first <- fmt.Sprint(code, err)
 	}()
 	require.Eventually(t, func() bool { return len(started()) == 1 }, 10*time.Second, 10*time.Millisecond, "the first process starts")
+	return first
+}
+
+// A client that goes away while its start waits for its turn leaves the line with nothing started for it, on both
+// paths; the next one is served.
+func TestALeavingClientStartsNothing(t *testing.T) {
+	url, metrics, started := slowProxy(t, "2", "--max-starting", "1")
+	first := holdTheTurn(t, url, started)
 	for i, stateless := range []bool{false, true} {
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		_, _, err := status(newProcessRequest(ctx, url, strconv.Itoa(1002+i), stateless))
@@ -134,12 +142,7 @@ func TestALeavingClientStartsNothing(t *testing.T) {
 // the request, on both paths.
 func TestAStartWaitsAtMostStartWait(t *testing.T) {
 	url, metrics, started := slowProxy(t, "3", "--max-starting", "1", "--start-wait", "1s")
-	first := make(chan string, 1)
-	go func() {
-		code, _, err := status(newProcessRequest(context.Background(), url, "1001", false))
-		first <- fmt.Sprint(code, err)
-	}()
-	require.Eventually(t, func() bool { return len(started()) == 1 }, 10*time.Second, 10*time.Millisecond, "the first process starts")
+	first := holdTheTurn(t, url, started)
 	for i, stateless := range []bool{false, true} {
 		req := newProcessRequest(context.Background(), url, strconv.Itoa(1002+i), stateless)
 		r := send(t, req)
