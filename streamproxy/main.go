@@ -156,7 +156,7 @@ func run(args []string) error {
 
 	// The log is written in batches: a line per request written on its own was a system call, and a wake-up of the
 	// log's reader, per call (docs/streamproxy.md#cost-per-call). Flushed last, after every deferred close has logged.
-	logOut := observe.NewBatchWriter(os.Stderr, logFlushDelay)
+	logOut := observe.NewBatchWriter(os.Stderr, observe.LogDelay)
 	defer logOut.Flush()
 	log, err := observe.NewLoggerAt(*logFormat, logLevel, logOut)
 	if err != nil {
@@ -314,9 +314,6 @@ func run(args []string) error {
 	mcp.Close()
 	return nil
 }
-
-// logFlushDelay is how late a log line may reach stderr: as late as an audit event (internal/audit).
-const logFlushDelay = 50 * time.Millisecond
 
 // checkPool refuses a pool that would mix users or cannot fit: a process started ahead is started for nobody, so its
 // command must be the same for every user.

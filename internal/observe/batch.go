@@ -20,6 +20,9 @@ type BatchWriter struct {
 	buf []byte
 }
 
+// LogDelay is how late a batched log line may reach its writer: as late as an audit event (internal/audit).
+const LogDelay = 50 * time.Millisecond
+
 // batchLimit is the batch written at once, without waiting for the delay.
 const batchLimit = 64 << 10
 
