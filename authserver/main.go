@@ -247,11 +247,15 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err := flagenv.Apply(fs, "AUTHSERVER", aliases); err != nil {
 		return err
 	}
-	log, err := observe.NewLogger(s.logFormat, stderr)
-	if err != nil {
-		return err
-	}
 	if cmd == "serve" {
+		// The access log is written in batches, as streamproxy's: a line written on its own per request is a system
+		// call, and a wake-up of the log's reader, per request. Flushed last, after serve has logged its shutdown.
+		out := observe.NewBatchWriter(stderr, observe.LogDelay)
+		defer out.Flush()
+		log, err := observe.NewLogger(s.logFormat, out)
+		if err != nil {
+			return err
+		}
 		return serve(&s, log)
 	}
 	usage(fs, stderr)
