@@ -387,6 +387,28 @@ func TestSharedSessionAndStatelessTogether(t *testing.T) {
 	assert.Equal(t, 1.0, metric(t, metrics, "streamproxy_sessions_active"))
 }
 
+// With --share the limits count sessions, and their refusals say so: what frees one is a DELETE, not a process ending.
+func TestSharedSessionLimits(t *testing.T) {
+	url, metrics := proxyWithMetrics(t, shareFlags(t, 1, "--max-per-user", "1", "--max-sessions", "2"), everything(t)...)
+	open(t, url, "X-User-Id", "alice")
+	r := post(t, url, "", initBody, "X-User-Id", "alice")
+	assert.Equal(t, http.StatusTooManyRequests, r.status, "alice's second session")
+	assert.NotEmpty(t, r.header.Get("Retry-After"))
+	require.Len(t, r.messages, 1)
+	assert.Contains(t, r.messages[0]["error"].(map[string]any)["message"], "this user's sessions are at the limit (1")
+
+	open(t, url, "X-User-Id", "bob")
+	r = post(t, url, "", initBody, "X-User-Id", "carol")
+	assert.Equal(t, http.StatusServiceUnavailable, r.status, "a third session in all")
+	assert.NotEmpty(t, r.header.Get("Retry-After"))
+	require.Len(t, r.messages, 1)
+	assert.Contains(t, r.messages[0]["error"].(map[string]any)["message"], "too many sessions open (2")
+
+	assert.Equal(t, 1.0, metric(t, metrics, `streamproxy_sessions_refused_total{reason="user_limit"}`))
+	assert.Equal(t, 1.0, metric(t, metrics, `streamproxy_sessions_refused_total{reason="limit"}`))
+	assert.Equal(t, 1.0, metric(t, metrics, "streamproxy_children_started_total"), "no session started a process")
+}
+
 // What a shared process cannot do per user is refused at start, with the reason.
 func TestSharedRefusedAtStart(t *testing.T) {
 	bin := testenv.BuildBinary(t, "./streamproxy")

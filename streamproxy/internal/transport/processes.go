@@ -22,6 +22,9 @@ var (
 	errTooMany      = errors.New("too many MCP server processes")
 	errUserLimit    = errors.New("every MCP server process of this user is busy")
 	errStartWait    = errors.New("waited too long for a turn to start an MCP server process")
+	// With --share the limits count sessions, not processes, and what frees one is the client's DELETE.
+	errTooManySessions = errors.New("too many sessions on the shared MCP server processes")
+	errUserSessions    = errors.New("this user has as many sessions as allowed")
 )
 
 // roomLocked reports whether one more process fits, in all and for the user, and takes it from the pool when one
@@ -161,6 +164,15 @@ func (h *Handler) refuse(w http.ResponseWriter, id json.RawMessage, err error) {
 		h.cfg.Metrics.Refused("limit")
 		w.Header().Set("Retry-After", "30")
 		rpcError(w, http.StatusServiceUnavailable, id, -32000, fmt.Sprintf("too many MCP server processes (%d): try again later", h.cfg.MaxSessions))
+	case errors.Is(err, errTooManySessions):
+		h.cfg.Metrics.Refused("limit")
+		w.Header().Set("Retry-After", "30")
+		rpcError(w, http.StatusServiceUnavailable, id, -32000, fmt.Sprintf("too many sessions open (%d, --max-sessions): try again later", h.cfg.MaxSessions))
+	case errors.Is(err, errUserSessions):
+		h.cfg.Metrics.Refused("user_limit")
+		w.Header().Set("Retry-After", "60")
+		rpcError(w, http.StatusTooManyRequests, id, -32000, fmt.Sprintf(
+			"this user's sessions are at the limit (%d, --max-per-user): end one (DELETE) before opening another", h.cfg.MaxPerUser))
 	case errors.Is(err, errUserLimit):
 		h.cfg.Metrics.Refused("user_limit")
 		w.Header().Set("Retry-After", "60")

@@ -373,11 +373,11 @@ func (p *sharedPool) add(ss *sharedSession) error {
 			}
 		}
 		if n >= max {
-			return errUserLimit
+			return errUserSessions
 		}
 	}
 	if max := p.h.cfg.MaxSessions; max > 0 && len(p.sessions) >= max {
-		return errTooMany
+		return errTooManySessions
 	}
 	p.sessions[ss.id] = ss
 	return nil
