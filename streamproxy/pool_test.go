@@ -55,6 +55,24 @@ func TestPooledSessionAndWorker(t *testing.T) {
 	assert.Equal(t, 3.0, metric(t, metrics, "streamproxy_children_running"))
 }
 
+// A worker's process taken from the pool logs as a worker, as a fresh one does: an operator tells them apart.
+func TestPooledWorkerLogsAsAWorker(t *testing.T) {
+	p, url, metrics := proxyProcess(t, testenv.FreePort(t), []string{"--pool", "1"}, everything(t)...)
+	awaitPool(t, metrics, 1)
+	cs := connect(t, url, "1000001", nil)
+	_, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"message": "pooled"}})
+	require.NoError(t, err)
+	require.Equal(t, 0.0, metric(t, metrics, "streamproxy_pool_misses_total"), "the worker came from the pool")
+	p.Stop()
+	var worker []string
+	for _, line := range strings.Split(p.Output(), "\n") {
+		if strings.Contains(line, `"msg":"session ended"`) && strings.Contains(line, `"worker":true`) {
+			worker = append(worker, line)
+		}
+	}
+	assert.Len(t, worker, 1, "the pooled worker's end is logged as a worker's:\n%s", p.Output())
+}
+
 // poolShellServer is shellServer that also answers ping, the pool's warm-up, whatever its id.
 var poolShellServer = strings.Replace(strings.Replace(shellServer,
 	`sed -n 's/.*"id":\([0-9]*\).*/\1/p'`, `sed -n 's/.*"id":\([0-9]*\|"[^"]*"\).*/\1/p'`, 1),

@@ -93,7 +93,7 @@ func TestPoolHandsOutAStartedProcessAndRefills(t *testing.T) {
 
 	s := p.Take()
 	require.NotNil(t, s)
-	s.Adopt("alice", nil)
+	s.Adopt("alice", nil, slog.Default())
 	defer s.Close(time.Second)
 	select {
 	case <-s.Done():

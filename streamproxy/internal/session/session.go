@@ -24,6 +24,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -95,7 +96,7 @@ type Session struct {
 	ID     string
 	UserID string // the identity bound at initialize, "" when none was given
 
-	log    *slog.Logger
+	log    atomic.Pointer[slog.Logger] // replaced once, when a process started ahead is adopted
 	stdin  io.Closer
 	signal func(syscall.Signal) // nil: the child ends when its stdin closes
 	in     *bufio.Writer
@@ -207,7 +208,6 @@ func connect(cfg Config, c child) (*Session, error) {
 	m := cfg.Metrics
 	s := &Session{
 		ID: id, UserID: cfg.UserID,
-		log:        cfg.Log.With("session", id[:8]),
 		stdin:      c.stdin,
 		signal:     c.signal,
 		in:         bufio.NewWriterSize(c.stdin, 64<<10),
@@ -222,10 +222,11 @@ func connect(cfg Config, c child) (*Session, error) {
 		done:       make(chan struct{}),
 		exited:     make(chan struct{}),
 	}
+	s.log.Store(cfg.Log.With("session", id[:8]))
 	if c.pid != 0 {
-		s.log.Info("session started", "pid", c.pid)
+		s.log.Load().Info("session started", "pid", c.pid)
 	} else {
-		s.log.Info("session started")
+		s.log.Load().Info("session started")
 	}
 	m.ChildStarted()
 	// Wait must only run once both pipes are drained, or the last lines the server wrote are lost.
@@ -240,7 +241,7 @@ func connect(cfg Config, c child) (*Session, error) {
 		readers.Wait()
 		if c.wait != nil {
 			status, err := c.wait()
-			s.log.Info("MCP server exited", "status", status, "err", err)
+			s.log.Load().Info("MCP server exited", "status", status, "err", err)
 		}
 		s.mu.Lock()
 		crashed := !s.closing
@@ -269,9 +270,10 @@ func RandomID() (string, error) {
 }
 
 // Adopt gives a session started ahead for nobody (package pool) to the user it now serves, with the hook for their
-// messages that belong to no request (Config.Unrouted); the caller does so before anyone else can reach the session.
-// What the child sent while it waited is forgotten: it was nobody's.
-func (s *Session) Adopt(user string, unrouted func(*Message)) {
+// messages that belong to no request (Config.Unrouted) and the log of what it now is (a worker's says so); the caller
+// does so before anyone else can reach the session. What the child sent while it waited is forgotten: it was nobody's.
+func (s *Session) Adopt(user string, unrouted func(*Message), log *slog.Logger) {
+	s.log.Store(log.With("session", s.ID[:8]))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.UserID = user
@@ -464,7 +466,7 @@ func (s *Session) readLoop(stdout io.Reader) {
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
-				s.log.Warn("reading MCP server output", "err", err)
+				s.log.Load().Warn("reading MCP server output", "err", err)
 			}
 			s.end("MCP server process exited")
 			return
@@ -476,7 +478,7 @@ func (s *Session) readLoop(stdout io.Reader) {
 func (s *Session) route(line []byte) {
 	head, err := readHead(line)
 	if err != nil {
-		s.log.Warn("MCP server wrote a line that is not JSON-RPC; dropped", "bytes", len(line))
+		s.log.Load().Warn("MCP server wrote a line that is not JSON-RPC; dropped", "bytes", len(line))
 		return
 	}
 	s.metrics.Message("to_client")
@@ -484,7 +486,7 @@ func (s *Session) route(line []byte) {
 	if s.answer != nil && m.ID != nil && m.Method != "" {
 		if reply := s.answer(m); reply != nil {
 			if err := s.Send(reply); err != nil {
-				s.log.Warn("answering the MCP server's request", "method", m.Method, "err", err)
+				s.log.Load().Warn("answering the MCP server's request", "method", m.Method, "err", err)
 			}
 			return
 		}
@@ -520,14 +522,14 @@ func (s *Session) route(line []byte) {
 			case target.msgs <- m:
 			case <-time.After(30 * time.Second):
 				// The request's client stopped reading; don't stall the whole session for it.
-				s.log.Warn("dropped a message for a request whose client does not read", "method", m.Method)
+				s.log.Load().Warn("dropped a message for a request whose client does not read", "method", m.Method)
 			}
 		}
 		return
 	}
 	if m.IsResponse() {
 		s.mu.Unlock()
-		s.log.Debug("response for a request no longer waiting; dropped")
+		s.log.Load().Debug("response for a request no longer waiting; dropped")
 		return
 	}
 	if s.unrouted != nil {
@@ -549,7 +551,7 @@ func (s *Session) route(line []byte) {
 		select {
 		case stream <- e:
 		default:
-			s.log.Warn("standalone stream is not read; the client can resume from its backlog", "seq", e.Seq)
+			s.log.Load().Warn("standalone stream is not read; the client can resume from its backlog", "seq", e.Seq)
 		}
 	}
 }
@@ -627,7 +629,7 @@ func (s *Session) end(reason string) {
 		}
 	}
 	close(s.done)
-	s.log.Info("session ended", "reason", reason)
+	s.log.Load().Info("session ended", "reason", reason)
 }
 
 // Close ends the session: stdin is closed so the server can exit on its own; if it has not after a moment, its
@@ -662,7 +664,7 @@ func (s *Session) logStderr(r io.Reader) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		s.log.Info("MCP server stderr", "line", sc.Text())
+		s.log.Load().Info("MCP server stderr", "line", sc.Text())
 	}
 }
 

@@ -117,7 +117,7 @@ func (h *Handler) waitStart(ctx context.Context) (release func(), err error) {
 // one. Both run the same command, confined alike: the pool serves only a command without per-user settings.
 func (h *Handler) launch(cfg session.Config, pooled *session.Session) (*session.Session, error) {
 	if pooled != nil {
-		pooled.Adopt(cfg.UserID, cfg.Unrouted)
+		pooled.Adopt(cfg.UserID, cfg.Unrouted, cfg.Log)
 		return pooled, nil
 	}
 	h.pool.Missed()
