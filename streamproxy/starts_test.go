@@ -106,15 +106,16 @@ func TestStartsAtOnceAreBounded(t *testing.T) {
 }
 
 // holdTheTurn has user 1001 open a session, and returns once its process has started (holding the only turn, with
-// --max-starting 1); the request's status and error come on the channel when it is answered.
+// --max-starting 1, while no other starts); the request's status and error come on the channel when it is answered.
 func holdTheTurn(t *testing.T, url string, started func() []int) <-chan string {
 	t.Helper()
+	before := len(started())
 	first := make(chan string, 1)
 	go func() {
 		code, _, err := status(newProcessRequest(context.Background(), url, "1001", false))
 		first <- fmt.Sprint(code, err)
 	}()
-	require.Eventually(t, func() bool { return len(started()) == 1 }, 10*time.Second, 10*time.Millisecond, "the first process starts")
+	require.Eventually(t, func() bool { return len(started()) == before+1 }, 10*time.Second, 10*time.Millisecond, "its process starts")
 	return first
 }
 
@@ -155,4 +156,33 @@ func TestAStartWaitsAtMostStartWait(t *testing.T) {
 	assert.Equal(t, "200 <nil>", <-first)
 	assert.Len(t, started(), 1, "nothing started for the requests answered 503")
 	assert.Equal(t, 2.0, metric(t, metrics, `streamproxy_sessions_refused_total{reason="start_wait"}`))
+}
+
+// A user at --max-per-user whose new session or worker waits for its turn to start, and whose client leaves meanwhile,
+// keeps the idle session that would have been recycled: it is ended only when the start goes ahead.
+func TestALeavingClientRecyclesNothing(t *testing.T) {
+	url, metrics, started := slowProxy(t, "2", "--max-starting", "1", "--max-per-user", "1")
+	sessions := map[string]string{}
+	for _, user := range []string{"1002", "1003"} {
+		sessions[user] = open(t, url, "X-User-Id", user)
+	}
+	first := holdTheTurn(t, url, started)
+	for user, stateless := range map[string]bool{"1002": false, "1003": true} {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		_, _, err := status(newProcessRequest(ctx, url, user, stateless))
+		cancel()
+		require.ErrorIs(t, err, context.DeadlineExceeded, "the first start holds the only turn for 2 s")
+	}
+	assert.Equal(t, "200 <nil>", <-first)
+	for user, sid := range sessions {
+		r := post(t, url, sid, `{"jsonrpc":"2.0","id":2,"method":"ping"}`, "X-User-Id", user)
+		assert.Equal(t, http.StatusOK, r.status, "user %s's session is still there", user)
+	}
+	assert.Equal(t, 0.0, metric(t, metrics, "streamproxy_sessions_expired_total"))
+
+	// A start that goes ahead recycles it, as before.
+	r := send(t, newProcessRequest(context.Background(), url, "1002", false))
+	assert.Equal(t, http.StatusOK, r.status)
+	assert.Equal(t, http.StatusNotFound, post(t, url, sessions["1002"], `{"jsonrpc":"2.0","id":3,"method":"ping"}`, "X-User-Id", "1002").status)
+	assert.Equal(t, 1.0, metric(t, metrics, "streamproxy_sessions_expired_total"))
 }

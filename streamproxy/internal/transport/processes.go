@@ -27,45 +27,67 @@ var (
 	errUserSessions    = errors.New("this user has as many sessions as allowed")
 )
 
-// roomLocked reports whether one more process fits, in all and for the user, and takes it from the pool when one
-// waits there (nil: start a fresh one with launch); h.mu is held. A user at their limit gets their least recently
-// used idle session recycled (clients that went away without DELETE leave sessions behind until the idle timeout;
-// its client, if it ever returns, gets 404 and initializes again); only a user whose every process is busy is
-// refused.
-func (h *Handler) roomLocked(user string) (*session.Session, error) {
-	if h.cfg.MaxPerUser > 0 && user != "" {
-		n := 0
-		if h.workers[user] != nil {
-			n++
-		}
-		var oldest *session.Session
-		var oldestUse time.Time
-		for _, s := range h.sessions {
-			if s.UserID != user {
-				continue
-			}
-			n++
-			if last, busy := s.IdleSince(); !busy && (oldest == nil || last.Before(oldestUse)) {
-				oldest, oldestUse = s, last
-			}
-		}
-		if n >= h.cfg.MaxPerUser {
-			if oldest == nil {
-				return nil, errUserLimit
-			}
-			delete(h.sessions, oldest.ID)
-			h.cfg.Metrics.Expired()
-			h.log.Info("recycling the user's least recently used session", "session", oldest.ID[:8])
-			go oldest.Close(childGrace)
-		}
+// roomLocked reports whether one more process fits, in all and for the user (userRoomLocked), and takes it from the
+// pool when one waits there (nil: start a fresh one with launch); h.mu is held. now: the process starts now, so the
+// user's session to recycle is ended and a pooled process taken; otherwise (before the turn to start) nothing is.
+func (h *Handler) roomLocked(user string, now bool) (*session.Session, error) {
+	freed, err := h.userRoomLocked(user, false, now)
+	if err != nil {
+		return nil, err
 	}
-	if s := h.pool.Take(); s != nil {
-		return s, nil // counted against --max-sessions since it started
+	if now {
+		if s := h.pool.Take(); s != nil {
+			return s, nil // counted against --max-sessions since it started
+		}
+		freed = 0 // the recycled session is gone from h.sessions already
 	}
-	if h.cfg.MaxSessions > 0 && len(h.sessions)+len(h.workers)+h.pool.Held() >= h.cfg.MaxSessions {
+	if h.cfg.MaxSessions > 0 && len(h.sessions)+len(h.workers)+h.pool.Held()-freed >= h.cfg.MaxSessions {
 		return nil, errTooMany
 	}
 	return nil, nil
+}
+
+// userRoomLocked makes room for one more process of the user's within --max-per-user; h.mu is held. counted: the
+// new process is among the user's already (a worker is known before it starts). A user at their limit gets their
+// least recently used idle session recycled (clients that went away without DELETE leave sessions behind until the
+// idle timeout; its client, if it ever returns, gets 404 and initializes again), ended only when end is set: a
+// client that leaves while its start waits for a turn must not have cost the user a session. freed is 1 when a
+// session is (or, without end, would be) recycled. Only a user whose every process is busy is refused.
+func (h *Handler) userRoomLocked(user string, counted, end bool) (freed int, err error) {
+	if h.cfg.MaxPerUser <= 0 || user == "" {
+		return 0, nil
+	}
+	n := 0
+	if h.workers[user] != nil {
+		n++
+	}
+	var oldest *session.Session
+	var oldestUse time.Time
+	for _, s := range h.sessions {
+		if s.UserID != user {
+			continue
+		}
+		n++
+		if last, busy := s.IdleSince(); !busy && (oldest == nil || last.Before(oldestUse)) {
+			oldest, oldestUse = s, last
+		}
+	}
+	if counted {
+		n--
+	}
+	if n < h.cfg.MaxPerUser {
+		return 0, nil
+	}
+	if oldest == nil {
+		return 0, errUserLimit
+	}
+	if end {
+		delete(h.sessions, oldest.ID)
+		h.cfg.Metrics.Expired()
+		h.log.Info("recycling the user's least recently used session", "session", oldest.ID[:8])
+		go oldest.Close(childGrace)
+	}
+	return 1, nil
 }
 
 // reserveLocked is roomLocked for a new session: when no pooled process is to be had, it waits for a turn to start
@@ -80,7 +102,7 @@ func (h *Handler) reserveLocked(ctx context.Context, user string) (pooled *sessi
 			release()
 			return nil, func() {}, errShuttingDown
 		}
-		pooled, err = h.roomLocked(user)
+		pooled, err = h.roomLocked(user, turn || h.pool.Ready() > 0)
 		if err != nil || pooled != nil {
 			release()
 			return pooled, func() {}, err

@@ -89,7 +89,7 @@ func (h *Handler) worker(ctx context.Context, user string) (*worker, error) {
 	}
 	wk := h.workers[user]
 	if wk == nil {
-		pooled, err := h.roomLocked(user)
+		pooled, err := h.roomLocked(user, h.pool.Ready() > 0)
 		if err != nil {
 			h.mu.Unlock()
 			return nil, err
@@ -151,6 +151,14 @@ func (h *Handler) startWorker(ctx context.Context, wk *worker, pooled *session.S
 		}
 		// Held until the child has answered the probe and, bridged, initialize, or failed.
 		defer release()
+		// Its turn came: now the user's session to recycle, if they are at their limit, is ended.
+		h.mu.Lock()
+		_, err = h.userRoomLocked(wk.user, true, true)
+		h.mu.Unlock()
+		if err != nil {
+			creds.Close()
+			return err
+		}
 	}
 	s, err := h.launch(session.Config{Command: cmd, UserID: wk.user, Log: h.log.With("worker", true),
 		Metrics: h.cfg.Metrics, Answer: h.answerer(), Unrouted: func(m *session.Message) { h.unrouted(wk, m) }}, pooled)
