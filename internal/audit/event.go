@@ -34,6 +34,9 @@ const (
 	OutcomeTimedOut  = "timed_out"  // no answer in time
 	OutcomeAccepted  = "accepted"   // the user accepted a server's elicitation (OutcomeCancelled: dismissed it)
 	OutcomeDeclined  = "declined"   // the user declined it
+	// A server's question to the client that got no answer: the operation it belonged to ended without one, or
+	// the session did.
+	OutcomeUnanswered = "unanswered"
 )
 
 // Event is one line of the audit trail. Every field but the first four is optional and omitted when empty; which

@@ -87,6 +87,7 @@ type Handler struct {
 	sessions    map[string]*session.Session
 	workers     map[string]*worker   // by user, for the stateless path
 	parked      map[string]*parked   // bridged calls waiting for input, by request state
+	parkFor     time.Duration        // how long a parked call waits (inputTimeout; tests shorten it)
 	load        map[string]*userLoad // by user, while they hold streams or requests
 	closing     bool
 	pool        *pool.Pool      // nil: none
@@ -102,7 +103,7 @@ func New(cfg Config) *Handler {
 		cfg.Logger = slog.Default()
 	}
 	h := &Handler{cfg: cfg, log: cfg.Logger, sessions: map[string]*session.Session{}, workers: map[string]*worker{},
-		parked: map[string]*parked{}, load: map[string]*userLoad{}, starts: starts.New(cfg.MaxStarting, cfg.Metrics)}
+		parked: map[string]*parked{}, parkFor: inputTimeout, load: map[string]*userLoad{}, starts: starts.New(cfg.MaxStarting, cfg.Metrics)}
 	if cfg.Pool > 0 {
 		h.pool = pool.New(pool.Config{Size: cfg.Pool, Start: h.startAhead, Room: h.poolRoom, Starts: h.starts,
 			Log: cfg.Logger, Metrics: cfg.Metrics})

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mcp-oauth-gateway/gateway/internal/audit"
 	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
@@ -36,9 +38,9 @@ func testRoundTripsAudited(t *testing.T, share int) {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 
-	post := func(sid, body string) *http.Response {
+	postCtx := func(ctx context.Context, sid, body string) *http.Response {
 		t.Helper()
-		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL, strings.NewReader(body))
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL, strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Accept", "application/json, text/event-stream")
 		req.Header.Set("X-User-Id", "1001")
@@ -54,6 +56,7 @@ func testRoundTripsAudited(t *testing.T, share int) {
 		}
 		return resp
 	}
+	post := func(sid, body string) *http.Response { t.Helper(); return postCtx(t.Context(), sid, body) }
 	resp := post("", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25",`+
 		`"capabilities":{"elicitation":{},"sampling":{}},"clientInfo":{"name":"t","version":"1"}}}`)
 	resp.Body.Close()
@@ -64,10 +67,12 @@ func testRoundTripsAudited(t *testing.T, share int) {
 	post(sid, `{"jsonrpc":"2.0","method":"notifications/initialized"}`).Body.Close()
 
 	// roundTrip calls tool, answers the one request the server sends with answer (its id filled in), and
-	// returns the request's id once the tool's result came.
+	// returns the request's id once the tool's result came; with no answer, the client goes away once asked.
 	roundTrip := func(id int, tool, args, method, answer string) string {
 		t.Helper()
-		resp := post(sid, `{"jsonrpc":"2.0","id":`+strconv.Itoa(id)+`,"method":"tools/call","params":{"name":"`+tool+`","arguments":`+args+`}}`)
+		ctx, leave := context.WithCancel(t.Context())
+		defer leave()
+		resp := postCtx(ctx, sid, `{"jsonrpc":"2.0","id":`+strconv.Itoa(id)+`,"method":"tools/call","params":{"name":"`+tool+`","arguments":`+args+`}}`)
 		defer resp.Body.Close()
 		sc := bufio.NewScanner(resp.Body)
 		sc.Buffer(nil, 1<<20)
@@ -88,6 +93,9 @@ func testRoundTripsAudited(t *testing.T, share int) {
 			switch {
 			case m.Method == method:
 				asked = string(m.ID)
+				if answer == "" {
+					return asked
+				}
 				r := post(sid, `{"jsonrpc":"2.0","id":`+asked+`,`+answer+`}`)
 				r.Body.Close()
 				if r.StatusCode != http.StatusAccepted {
@@ -111,7 +119,9 @@ func testRoundTripsAudited(t *testing.T, share int) {
 			`"result":{"role":"assistant","content":{"type":"text","text":"answer-secret"},"model":"m","stopReason":"endTurn"}`),
 		roundTrip(5, "trigger-sampling-request", `{"prompt":"prompt-secret","maxTokens":10}`, "sampling/createMessage",
 			`"error":{"code":-1,"message":"the user refused"}`),
+		roundTrip(6, "trigger-elicitation-request", `{}`, "elicitation/create", ""),
 	}
+	awaitTrail(t, &out, audit.OutcomeUnanswered)
 	if err := trail.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -125,6 +135,7 @@ func testRoundTripsAudited(t *testing.T, share int) {
 		{"elicitation/create", audit.OutcomeDeclined, 0},
 		{"sampling/createMessage", audit.OutcomeResult, 0},
 		{"sampling/createMessage", audit.OutcomeRPCError, -1},
+		{"elicitation/create", audit.OutcomeUnanswered, 0}, // the client went away, and its tools/call ended
 	}
 	if len(trips) != len(wants) {
 		t.Fatalf("%d round trip events, want %d:\n%s", len(trips), len(wants), out.String())
@@ -137,8 +148,8 @@ func testRoundTripsAudited(t *testing.T, share int) {
 		if e.UserID != "1001" || e.UserLogin != "octo" || e.ClientID != "client-1" || e.Server != "everything" || e.Protocol != "2025-11-25" {
 			t.Errorf("event %d names the wrong user, client, server or protocol: %+v", i, e)
 		}
-		if e.DurationMS <= 0 || e.BytesIn == 0 || e.BytesOut == 0 {
-			t.Errorf("event %d has no duration or sizes: %+v", i, e)
+		if e.DurationMS <= 0 || (e.BytesIn == 0) != (w.outcome == audit.OutcomeUnanswered) || e.BytesOut == 0 {
+			t.Errorf("event %d has no duration or wrong sizes: %+v", i, e)
 		}
 	}
 	for _, secret := range []string{"Ada Lovelace", "prompt-secret", "answer-secret", "the user refused", "Please provide"} {
@@ -148,8 +159,105 @@ func testRoundTripsAudited(t *testing.T, share int) {
 	}
 }
 
+// asker answers initialize and ping, and after a ping asks its client two questions outside any operation: they
+// go out on the session's GET stream.
+const asker = `while IFS= read -r line; do
+  id=$(printf '%s' "$line" | sed -n 's/.*"id":\([0-9]*\).*/\1/p')
+  case "$line" in
+    *'"initialize"'*) printf '{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-11-25","capabilities":{},"serverInfo":{"name":"asker","version":"1"}}}\n' "$id";;
+    *'"ping"'*) printf '{"jsonrpc":"2.0","id":%s,"result":{}}\n' "$id"
+      for q in 77 78; do
+        printf '{"jsonrpc":"2.0","id":%s,"method":"elicitation/create","params":{"message":"question-secret","requestedSchema":{"type":"object","properties":{}}}}\n' "$q"
+      done;;
+  esac
+done`
+
+// A server's question outside any operation goes out on the session's GET stream: its round trip is an event when
+// the client answers, and one still unanswered when the session ends is one too.
+func TestRoundTripsOnTheGETStreamAudited(t *testing.T) {
+	var out testenv.SyncBuffer
+	trail := audit.New(&out, nil, audit.Options{Service: "streamproxy", Log: slog.New(slog.DiscardHandler)})
+	h := New(Config{Command: session.Command{Path: "/bin/sh", Args: []string{"-c", asker}, Env: session.Env(nil, nil)},
+		UserHeader: "X-User-Id", MaxSessions: 10, KeepAlive: 15e9, MaxBody: 1 << 20, Logger: slog.New(slog.DiscardHandler),
+		Audit: trail, ServerName: "asker", Identity: IdentityHeaders{Login: "X-User-Name", Client: "X-Client-Id"}})
+	t.Cleanup(h.Close)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	send := func(method, sid, body string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), method, srv.URL, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("X-User-Id", "1001")
+		req.Header.Set("X-Client-Id", "client-1")
+		if sid != "" {
+			req.Header.Set("Mcp-Session-Id", sid)
+			req.Header.Set("MCP-Protocol-Version", "2025-11-25")
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	resp := send(http.MethodPost, "", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25",`+
+		`"capabilities":{"elicitation":{}},"clientInfo":{"name":"t","version":"1"}}}`)
+	resp.Body.Close()
+	sid := resp.Header.Get("Mcp-Session-Id")
+	if sid == "" {
+		t.Fatalf("no session: %d", resp.StatusCode)
+	}
+	send(http.MethodPost, sid, `{"jsonrpc":"2.0","method":"notifications/initialized"}`).Body.Close()
+	stream := send(http.MethodGet, sid, "")
+	defer stream.Body.Close()
+	if stream.StatusCode != http.StatusOK {
+		t.Fatalf("GET stream: %d", stream.StatusCode)
+	}
+	send(http.MethodPost, sid, `{"jsonrpc":"2.0","id":2,"method":"ping"}`).Body.Close()
+
+	sc := bufio.NewScanner(stream.Body)
+	var asked []string
+	for len(asked) < 2 && sc.Scan() {
+		if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok && strings.Contains(data, "elicitation/create") {
+			var m struct {
+				ID json.RawMessage `json:"id"`
+			}
+			if err := json.Unmarshal([]byte(data), &m); err != nil {
+				t.Fatal(err)
+			}
+			asked = append(asked, string(m.ID))
+		}
+	}
+	if len(asked) != 2 {
+		t.Fatalf("the GET stream carried %d questions, want 2 (%v)", len(asked), sc.Err())
+	}
+	if r := send(http.MethodPost, sid, `{"jsonrpc":"2.0","id":`+asked[0]+`,"result":{"action":"accept","content":{}}}`); r.StatusCode != http.StatusAccepted {
+		t.Fatalf("the answer: %d", r.StatusCode)
+	}
+	send(http.MethodDelete, sid, "").Body.Close() // the second question is never answered
+	awaitTrail(t, &out, audit.OutcomeUnanswered)
+	if err := trail.Close(); err != nil {
+		t.Fatal(err)
+	}
+	trips := roundTripEvents(t, out.String())
+	if len(trips) != 2 {
+		t.Fatalf("%d round trip events, want 2:\n%s", len(trips), out.String())
+	}
+	for i, outcome := range []string{audit.OutcomeAccepted, audit.OutcomeUnanswered} {
+		e := trips[i]
+		if e.Name != "mcp.elicitation/create" || e.Outcome != outcome || e.RPCID != asked[i] || e.UserID != "1001" ||
+			e.ClientID != "client-1" || e.Protocol != "2025-11-25" || e.Server != "asker" || e.DurationMS <= 0 || e.BytesOut == 0 {
+			t.Errorf("round trip event %d %+v, want %s of %s", i, e, outcome, asked[i])
+		}
+	}
+	if strings.Contains(out.String(), "question-secret") {
+		t.Error("the audit trail holds a question's content")
+	}
+}
+
 // On 2026-07-28's path a bridged child's question goes to the client in an InputRequiredResult and the answer
-// comes in the retry: that round trip is an event too.
+// comes in the retry: that round trip is an event too, and one the client never comes back for is, once the call
+// stops waiting.
 func TestRoundTripsAuditedStateless(t *testing.T) {
 	script := filepath.Join(testenv.NodeModules(t), "@modelcontextprotocol", "server-everything", "dist", "index.js")
 	var out testenv.SyncBuffer
@@ -157,6 +265,7 @@ func TestRoundTripsAuditedStateless(t *testing.T) {
 	h := New(Config{Command: session.Command{Path: testenv.NodeBin(t), Args: []string{script}, Env: session.Env(nil, nil)},
 		UserHeader: "X-User-Id", MaxSessions: 10, KeepAlive: 15e9, MaxBody: 1 << 20, Logger: slog.New(slog.DiscardHandler),
 		Audit: trail, ServerName: "everything", Identity: IdentityHeaders{Login: "X-User-Name", Client: "X-Client-Id"}})
+	h.parkFor = 2 * time.Second
 	t.Cleanup(h.Close)
 	header := map[string]string{"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "trigger-elicitation-request"}
 	params := map[string]any{"name": "trigger-elicitation-request", "arguments": map[string]any{},
@@ -190,17 +299,37 @@ func TestRoundTripsAuditedStateless(t *testing.T) {
 	if res := send(3); res["resultType"] == "input_required" {
 		t.Fatalf("asked again: %v", res)
 	}
+	delete(params, "requestState")
+	delete(params, "inputResponses")
+	if res := send(4); res["resultType"] != "input_required" {
+		t.Fatalf("no input asked: %v", res)
+	}
+	awaitTrail(t, &out, audit.OutcomeUnanswered) // the client never comes back
 	if err := trail.Close(); err != nil {
 		t.Fatal(err)
 	}
 	trips := roundTripEvents(t, out.String())
-	if len(trips) != 1 {
-		t.Fatalf("%d round trip events, want 1:\n%s", len(trips), out.String())
+	if len(trips) != 2 {
+		t.Fatalf("%d round trip events, want 2:\n%s", len(trips), out.String())
 	}
-	e := trips[0]
-	if e.Name != "mcp.elicitation/create" || e.Outcome != audit.OutcomeCancelled || e.UserID != "1001" || e.ClientID != "client-1" ||
-		e.Protocol != "2026-07-28" || e.Server != "everything" || e.DurationMS <= 0 || e.BytesIn == 0 || e.BytesOut == 0 {
-		t.Errorf("round trip event %+v", e)
+	for i, outcome := range []string{audit.OutcomeCancelled, audit.OutcomeUnanswered} {
+		e := trips[i]
+		if e.Name != "mcp.elicitation/create" || e.Outcome != outcome || e.UserID != "1001" || e.ClientID != "client-1" ||
+			e.Protocol != "2026-07-28" || e.Server != "everything" || e.DurationMS <= 0 || (e.BytesIn == 0) != (outcome == audit.OutcomeUnanswered) || e.BytesOut == 0 {
+			t.Errorf("round trip event %d %+v, want %s", i, e, outcome)
+		}
+	}
+}
+
+// awaitTrail waits until the trail holds an event with outcome: one recorded after its request was answered.
+func awaitTrail(t *testing.T, out *testenv.SyncBuffer, outcome string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), `"outcome":"`+outcome+`"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s event in the audit trail:\n%s", outcome, out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

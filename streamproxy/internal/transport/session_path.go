@@ -51,11 +51,13 @@ func (h *Handler) postSession(w http.ResponseWriter, r *http.Request, msg incomi
 			w.WriteHeader(http.StatusAccepted)
 			return
 		}
+		// Recorded before the server hears it: once it has, the operation that asked may end, and would record
+		// its round trip as unanswered.
+		h.answered(r, s.ID, msg, body)
 		if err := s.Send(body); err != nil {
 			rpcError(w, http.StatusNotFound, nil, -32001, "session ended")
 			return
 		}
-		h.answered(r, s.ID, msg, body)
 		w.WriteHeader(http.StatusAccepted)
 		return
 	}
@@ -133,8 +135,16 @@ func (h *Handler) call(w http.ResponseWriter, r *http.Request, s *session.Sessio
 		body = withTraceMeta(body, sc)
 	}
 	var sse *sseWriter
+	var asked []string // the round trips this operation began
+	defer func() {
+		if asked != nil {
+			h.unanswered(r.Context(), s.ID, asked)
+		}
+	}()
 	resp, err := s.Do(ctx, msg.ID, msg.meta["progressToken"], body, func(m *session.Message) {
-		h.asked(s.ID, m.Method, m.ID, m.Raw)
+		if h.asked(r, s.ID, m.Method, m.ID, m.Raw) {
+			asked = append(asked, string(m.ID))
+		}
 		if sse == nil {
 			if newSession != "" {
 				w.Header().Set("Mcp-Session-Id", newSession)
@@ -224,7 +234,7 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.CloseStream(events)
-	h.streamEvents(w, r, replay, events, s.Done())
+	h.streamEvents(w, r, s.ID, replay, events, s.Done())
 }
 
 // lastEventID reads a GET's Last-Event-ID: resume says whether there is one; a malformed one is answered 400 (ok false).
@@ -243,9 +253,10 @@ func lastEventID(w http.ResponseWriter, r *http.Request) (last uint64, resume, o
 
 // streamEvents answers a GET with a session's standalone stream: the events replayed after Last-Event-ID, then each
 // event as it comes, with keep-alive comments, until the session ends (done) or the client goes.
-func (h *Handler) streamEvents(w http.ResponseWriter, r *http.Request, replay []session.Event, events <-chan session.Event, done <-chan struct{}) {
+func (h *Handler) streamEvents(w http.ResponseWriter, r *http.Request, sid string, replay []session.Event, events <-chan session.Event, done <-chan struct{}) {
 	sse := startSSE(w)
 	for _, e := range replay {
+		h.askedOnStream(r, sid, e.Raw)
 		sse.event(strconv.FormatUint(e.Seq, 10), e.Raw)
 	}
 	tick := time.NewTicker(h.cfg.KeepAlive)
@@ -253,6 +264,7 @@ func (h *Handler) streamEvents(w http.ResponseWriter, r *http.Request, replay []
 	for {
 		select {
 		case e := <-events:
+			h.askedOnStream(r, sid, e.Raw)
 			sse.event(strconv.FormatUint(e.Seq, 10), e.Raw)
 		case <-tick.C:
 			sse.comment("keep-alive")

@@ -67,8 +67,8 @@ func (h *Handler) postShared(w http.ResponseWriter, r *http.Request, msg incomin
 	ss.touch()
 	switch {
 	case msg.Method == "" && msg.ID != nil:
+		h.answered(r, ss.id, msg, msg.Raw) // before the process hears it, as on a session's own process
 		h.shared.answer(ss, msg)
-		h.answered(r, ss.id, msg, msg.Raw)
 		w.WriteHeader(http.StatusAccepted)
 		return
 	case msg.ID == nil:
@@ -252,7 +252,9 @@ func (ss *sharedSession) ask(x *exchange, m *session.Message) {
 	if err != nil {
 		return
 	}
-	x.h.asked(ss.id, m.Method, json.RawMessage(id), raw)
+	if x.h.asked(x.r, ss.id, m.Method, json.RawMessage(id), raw) {
+		x.asked = append(x.asked, id)
+	}
 	x.stream()
 	x.sse.event("", raw)
 }
@@ -489,7 +491,7 @@ func (h *Handler) getShared(w http.ResponseWriter, r *http.Request) {
 		ss.lastUsed = time.Now()
 		ss.mu.Unlock()
 	}()
-	h.streamEvents(w, r, replay, events, ss.done)
+	h.streamEvents(w, r, ss.id, replay, events, ss.done)
 }
 
 // deleteShared ends a session on the shared processes; the processes go on.

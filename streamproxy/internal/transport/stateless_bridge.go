@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcp-oauth-gateway/gateway/internal/audit"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
 )
 
@@ -100,7 +101,7 @@ func (x *exchange) inputRequired(m *session.Message) bool {
 	request, _ := json.Marshal(child)
 	p := &parked{user: x.h.userOf(x.r), wk: x.wk, call: x.call, key: x.key, progress: x.progress, method: x.q.Method,
 		name: nameOf(x.q), childReq: m.ID, inputKey: need, request: request,
-		trip: roundTrip{method: child.Method, start: time.Now(), bytes: int64(len(request))}}
+		trip: roundTrip{method: child.Method, start: time.Now(), bytes: int64(len(request)), who: x.h.askedWhom(x.r)}}
 	x.h.park(p)
 	x.write(inputRequiredResult(x.q.ID, p))
 	return true
@@ -125,9 +126,12 @@ func (h *Handler) park(p *parked) {
 	h.mu.Lock()
 	h.parked[p.token] = p
 	h.mu.Unlock()
-	p.timer = time.AfterFunc(inputTimeout, func() {
+	p.timer = time.AfterFunc(h.parkFor, func() {
 		if h.unpark(p.token) != nil {
 			// Nobody came back: the child's question gets an error, and its call is cancelled.
+			if h.cfg.Audit != nil && slices.Contains(roundTripMethods, p.trip.method) {
+				h.recordRoundTrip(context.Background(), p.trip, "", audit.OutcomeUnanswered, 0, 0)
+			}
 			p.wk.refuse(p.childReq, -32603, "the client did not answer in time")
 			p.wk.cancel(p.call, p.key, "the client did not answer the input request")
 		}
@@ -174,7 +178,8 @@ func (h *Handler) resume(w http.ResponseWriter, r *http.Request, wk *worker, q *
 	}
 	raw, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": p.childReq, "result": answer})
 	if h.cfg.Audit != nil && slices.Contains(roundTripMethods, p.trip.method) {
-		h.recordRoundTrip(r, p.trip, "", raw)
+		outcome, code := answerOutcome(p.trip.method, raw)
+		h.recordRoundTrip(r.Context(), p.trip, "", outcome, code, len(raw))
 	}
 	if err := wk.s.Send(raw); err != nil {
 		rpcError(w, http.StatusServiceUnavailable, q.ID, -32603, "the MCP server process ended; try again")

@@ -183,6 +183,7 @@ type exchange struct {
 	progress json.RawMessage // the client's progress token, if any
 	sse      *sseWriter
 	sess     *sharedSession // the session on shared processes the request is of; nil: a 2026-07-28 request
+	asked    []string       // the round trips the session's operation began (sess)
 }
 
 // send passes a request to the worker's child under a key of the worker's. On error the client has its answer.
@@ -231,6 +232,11 @@ func (h *Handler) sendFor(w http.ResponseWriter, r *http.Request, wk *worker, q 
 
 // wait relays the call's messages until its response, or cancels it when the client closes the stream.
 func (x *exchange) wait() {
+	defer func() {
+		if x.asked != nil {
+			x.h.unanswered(x.r.Context(), x.sess.id, x.asked)
+		}
+	}()
 	ctx := x.r.Context()
 	if x.h.cfg.RequestTimeout > 0 && x.q.Method != "subscriptions/listen" {
 		var cancel context.CancelFunc
