@@ -40,21 +40,7 @@ func testRoundTripsAudited(t *testing.T, share int) {
 
 	postCtx := func(ctx context.Context, sid, body string) *http.Response {
 		t.Helper()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL, strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		req.Header.Set("X-User-Id", "1001")
-		req.Header.Set("X-User-Name", "octo")
-		req.Header.Set("X-Client-Id", "client-1")
-		if sid != "" {
-			req.Header.Set("Mcp-Session-Id", sid)
-			req.Header.Set("MCP-Protocol-Version", "2025-11-25")
-		}
-		resp, err := srv.Client().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp
+		return sendAs(ctx, t, srv, http.MethodPost, sid, body)
 	}
 	post := func(sid, body string) *http.Response { t.Helper(); return postCtx(t.Context(), sid, body) }
 	resp := post("", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25",`+
@@ -159,6 +145,26 @@ func testRoundTripsAudited(t *testing.T, share int) {
 	}
 }
 
+// sendAs sends a request as user 1001 (login octo) of client-1, on session sid when given.
+func sendAs(ctx context.Context, t *testing.T, srv *httptest.Server, method, sid, body string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, method, srv.URL, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("X-User-Id", "1001")
+	req.Header.Set("X-User-Name", "octo")
+	req.Header.Set("X-Client-Id", "client-1")
+	if sid != "" {
+		req.Header.Set("Mcp-Session-Id", sid)
+		req.Header.Set("MCP-Protocol-Version", "2025-11-25")
+	}
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
 // asker answers initialize and ping, and after a ping asks its client two questions outside any operation: they
 // go out on the session's GET stream.
 const asker = `while IFS= read -r line; do
@@ -185,20 +191,7 @@ func TestRoundTripsOnTheGETStreamAudited(t *testing.T) {
 	t.Cleanup(srv.Close)
 	send := func(method, sid, body string) *http.Response {
 		t.Helper()
-		req, _ := http.NewRequestWithContext(t.Context(), method, srv.URL, strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		req.Header.Set("X-User-Id", "1001")
-		req.Header.Set("X-Client-Id", "client-1")
-		if sid != "" {
-			req.Header.Set("Mcp-Session-Id", sid)
-			req.Header.Set("MCP-Protocol-Version", "2025-11-25")
-		}
-		resp, err := srv.Client().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp
+		return sendAs(t.Context(), t, srv, method, sid, body)
 	}
 	resp := send(http.MethodPost, "", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25",`+
 		`"capabilities":{"elicitation":{}},"clientInfo":{"name":"t","version":"1"}}}`)
@@ -246,7 +239,7 @@ func TestRoundTripsOnTheGETStreamAudited(t *testing.T) {
 	for i, outcome := range []string{audit.OutcomeAccepted, audit.OutcomeUnanswered} {
 		e := trips[i]
 		if e.Name != "mcp.elicitation/create" || e.Outcome != outcome || e.RPCID != asked[i] || e.UserID != "1001" ||
-			e.ClientID != "client-1" || e.Protocol != "2025-11-25" || e.Server != "asker" || e.DurationMS <= 0 || e.BytesOut == 0 {
+			e.UserLogin != "octo" || e.ClientID != "client-1" || e.Protocol != "2025-11-25" || e.Server != "asker" || e.DurationMS <= 0 || e.BytesOut == 0 {
 			t.Errorf("round trip event %d %+v, want %s of %s", i, e, outcome, asked[i])
 		}
 	}
