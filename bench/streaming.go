@@ -31,6 +31,9 @@ type mcpServer struct {
 	argv []string
 	call func(ctx context.Context, s mcpclient.Session, seq int64) error
 	tool string // for the report
+	// speaksStateless: the server speaks protocol version 2026-07-28 itself, so streamproxy passes 2026-07-28
+	// requests on to it, and direct stdio is measured in that version too (targetStdioStateless).
+	speaksStateless bool
 }
 
 // launched is a running streaming target.
@@ -51,6 +54,7 @@ type streamTarget struct {
 // Target names the verdicts and the summary look up.
 const (
 	targetStdio           = "direct stdio"
+	targetStdioStateless  = "direct stdio (" + mcpclient.StatelessProtocolVersion + ")"
 	targetSPSessions      = "streamproxy (" + mcpclient.ProtocolVersion + " sessions)"
 	targetSPStateless     = "streamproxy (" + mcpclient.StatelessProtocolVersion + ")"
 	targetSGStateful      = "supergateway (stateful)"
@@ -87,9 +91,10 @@ func streamingSection(e *env, cfg Config, s *Section) error {
 			},
 		},
 		{
-			name: "Go SDK conformance fixture",
-			argv: []string{fixture},
-			tool: "`test_simple_text` (the fixture has no `echo`)",
+			name:            "Go SDK conformance fixture",
+			speaksStateless: true,
+			argv:            []string{fixture},
+			tool:            "`test_simple_text` (the fixture has no `echo`)",
 			call: func(ctx context.Context, sess mcpclient.Session, _ int64) error {
 				text, err := mcpclient.CallTool(ctx, sess, "test_simple_text", nil)
 				if err == nil && !strings.Contains(text, "simple text response") {
@@ -100,7 +105,7 @@ func streamingSection(e *env, cfg Config, s *Section) error {
 		},
 	}
 	s.Commands = append(s.Commands, "go build -o $TMP/everything-server github.com/modelcontextprotocol/go-sdk/conformance/everything-server")
-	targets := []streamTarget{{targetStdio, launchStdio}}
+	targets := []streamTarget{{targetStdio, launchStdio}, {targetStdioStateless, launchStdioStateless}}
 	sp, err := streamproxyTargets(s)
 	if err != nil {
 		return err
@@ -140,7 +145,10 @@ func streamingSection(e *env, cfg Config, s *Section) error {
 		"speaks only the session revisions, so streamproxy initializes its workers and bridges; the Go SDK fixture "+
 		"speaks %[12]s itself); the bench never ends a worker (there is no DELETE in %[12]s), they end at "+
 		"`-idle-timeout`. Direct stdio is the same client speaking newline-delimited JSON-RPC (%[10]s) to the server's "+
-		"stdin/stdout. Per-call latency: %[1]d sequential calls on one session after %[2]d warm-up calls, per "+
+		"stdin/stdout. `%[13]s` is direct stdio in %[12]s, for a server that speaks it (the Go SDK fixture): no "+
+		"initialize, server/discover, then every request with the request metadata in `params._meta`, the messages "+
+		"streamproxy passes on to such a child; the %[12]s path is put against it, as the server does different work "+
+		"per request in each version (against direct stdio in %[10]s too, in parentheses). Per-call latency: %[1]d sequential calls on one session after %[2]d warm-up calls, per "+
 		"repetition, or as many as fit in %[3]s for a target slower than that (supergateway's stateless mode starts "+
 		"a child per call). Calls/s: N sessions opened first (not timed), then N workers each calling back to back "+
 		"on its own session; calls started in the %[4]s window run to their end and count, and the window closes "+
@@ -150,7 +158,8 @@ func streamingSection(e *env, cfg Config, s *Section) error {
 		"(%[12]s: users, so workers) with up to 10 calls each, minus its RSS before, divided by %[7]d. %[8]s "+
 		"sessions are the steps of the calls/s table%[9]s.",
 		cfg.Calls, warmCalls(cfg), cfg.CallsMax, cfg.SessionRun, cfg.StartCount, cfg.MemSessions, cfg.MemSessions,
-		joinInts(cfg.Sessions), growthNote(cfg), mcpclient.ProtocolVersion, targetSPStateless, mcpclient.StatelessProtocolVersion)
+		joinInts(cfg.Sessions), growthNote(cfg), mcpclient.ProtocolVersion, targetSPStateless, mcpclient.StatelessProtocolVersion,
+		targetStdioStateless)
 
 	floor, err := measureHTTPFloor(cfg)
 	if err != nil {
@@ -159,6 +168,7 @@ func streamingSection(e *env, cfg Config, s *Section) error {
 		s.set("streaming.http-floor.p50ms", stats.Of(floor.p50).Median)
 	}
 	for _, srv := range servers {
+		targets := targetsFor(srv, targets)
 		results := make([]*streamResult, len(targets))
 		for i, t := range targets {
 			slog.Info("streaming target", "server", srv.name, "target", t.name)
@@ -170,6 +180,27 @@ func streamingSection(e *env, cfg Config, s *Section) error {
 }
 
 func warmCalls(cfg Config) int { return min(200, cfg.Calls/2) }
+
+// targetsFor are the targets that serve srv: direct stdio in 2026-07-28 only for a server that speaks it.
+func targetsFor(srv mcpServer, targets []streamTarget) []streamTarget {
+	if srv.speaksStateless {
+		return targets
+	}
+	return slices.DeleteFunc(slices.Clone(targets), func(t streamTarget) bool { return t.name == targetStdioStateless })
+}
+
+// stdioBase is the index of the direct stdio target's p50 is put against (-1: none ran): direct stdio speaking the
+// version streamproxy speaks to the child, so that a server's own cost in one version is not counted as the proxy's.
+// The 2026-07-28 path passes 2026-07-28 requests on to a child that speaks it (targetStdioStateless ran), and
+// 2025-06-18 messages to one that does not (it bridges).
+func stdioBase(targets []streamTarget, res []*streamResult, name string) int {
+	if name == targetSPStateless {
+		if i := targetIndex(targets, res, targetStdioStateless); i >= 0 {
+			return i
+		}
+	}
+	return targetIndex(targets, res, targetStdio)
+}
 
 func joinInts(v []int) string {
 	s := make([]string, len(v))
@@ -369,6 +400,19 @@ func measureRate(ctx context.Context, cfg Config, srv mcpServer, n int, openN fu
 	return nil
 }
 
+// launchStdioStateless runs the server directly and speaks protocol version 2026-07-28 to it.
+func launchStdioStateless(_ *env, srv mcpServer) (*launched, error) {
+	return &launched{
+		command: shellJoin(srv.argv) + "   # one process per session, 2026-07-28 JSON-RPC on stdin/stdout",
+		open: func(ctx context.Context) (mcpclient.Session, error) {
+			cmd := exec.Command(srv.argv[0], srv.argv[1:]...)
+			cmd.Stderr = nil
+			return mcpclient.OpenStdioStateless(ctx, cmd)
+		},
+		stop: func() {},
+	}, nil
+}
+
 // launchStdio runs the server directly: one process per session, no proxy.
 func launchStdio(_ *env, srv mcpServer) (*launched, error) {
 	return &launched{
@@ -493,8 +537,12 @@ func writeStreamTables(cfg Config, s *Section, srv mcpServer, targets []streamTa
 		if r.err != nil {
 			name += " (failed later, see notes)"
 		}
+		vsStdio := fmt.Sprintf("%+.3f ms", med(r.p50)-med(base.p50))
+		if b := stdioBase(targets, res, t.name); b > 0 {
+			vsStdio = fmt.Sprintf("%+.3f ms vs %s (%+.3f ms vs %s)", med(r.p50)-med(res[b].p50), targets[b].name, med(r.p50)-med(base.p50), targets[0].name)
+		}
 		rows = append(rows, []string{name, report.MsF(med(r.p50)), report.Pct(stats.Of(r.p50).RelSpread()), report.MsF(med(r.p99)),
-			fmt.Sprintf("%+.3f ms", med(r.p50)-med(base.p50)),
+			vsStdio,
 			fmt.Sprintf("%s (max %s)", report.MsF(st.Median), report.MsF(st.Max)), report.MiB(r.memPer)})
 		if slices.Min(r.calls) < cfg.Calls {
 			capped = append(capped, fmt.Sprintf("%s: %d to %d calls per repetition", t.name, slices.Min(r.calls), slices.Max(r.calls)))
@@ -513,8 +561,9 @@ func writeStreamTables(cfg Config, s *Section, srv mcpServer, targets []streamTa
 		var near []string
 		for _, name := range []string{targetSPSessions, targetSPStateless} {
 			if i := targetIndex(targets, res, name); i >= 0 && len(res[i].p50) > 0 {
-				over := med(res[i].p50) - med(base.p50)
-				near = append(near, fmt.Sprintf("%s adds %+.3f ms over direct stdio, %.1fx the floor", name, over, over/med(floor.p50)))
+				b := stdioBase(targets, res, name)
+				over := med(res[i].p50) - med(res[b].p50)
+				near = append(near, fmt.Sprintf("%s adds %+.3f ms over %s, %.1fx the floor", name, over, targets[b].name, over/med(floor.p50)))
 			}
 		}
 		if len(near) > 0 {
@@ -699,7 +748,7 @@ func judgeStateless(cfg Config, s *Section, srv mcpServer, targets []streamTarge
 	against("no slower than the "+mcpclient.ProtocolVersion+" session path", targetSPSessions)
 	against("ahead of supergateway (stateless)", targetSGStateless)
 
-	stdio, sp := targetIndex(targets, res, targetStdio), targetIndex(targets, res, targetSPSessions)
+	stdio, sp := stdioBase(targets, res, targetSPStateless), targetIndex(targets, res, targetSPSessions)
 	goal := fmt.Sprintf("%sp50 within %.1f ms of direct stdio (%s)", name, statelessP50Tolerance, srv.name)
 	if m < 0 || stdio < 0 {
 		s.verdict(goal, notMeasured, false, "the "+mcpclient.StatelessProtocolVersion+" path or direct stdio did not run (see notes)")
@@ -709,11 +758,15 @@ func judgeStateless(cfg Config, s *Section, srv mcpServer, targets []streamTarge
 	why := ""
 	if d > statelessP50Tolerance {
 		why = "each call adds an HTTP round trip (client to proxy, with the request metadata checked) to the stdio hop"
-		if sp >= 0 {
-			why += fmt.Sprintf("; the %s session path adds %+.3f ms in the same run", mcpclient.ProtocolVersion, medianOf(res[sp].p50)-medianOf(res[stdio].p50))
+		if old := targetIndex(targets, res, targetStdio); sp >= 0 && old >= 0 {
+			why += fmt.Sprintf("; the %s session path adds %+.3f ms in the same run", mcpclient.ProtocolVersion, medianOf(res[sp].p50)-medianOf(res[old].p50))
 		}
 	}
-	s.verdict(goal, fmt.Sprintf("%+.3f ms (%s vs %s)", d, report.MsF(medianOf(res[m].p50)), report.MsF(medianOf(res[stdio].p50))),
+	base := ""
+	if targets[stdio].name != targetStdio {
+		base = " " + targets[stdio].name
+	}
+	s.verdict(goal, fmt.Sprintf("%+.3f ms (%s vs %s%s)", d, report.MsF(medianOf(res[m].p50)), report.MsF(medianOf(res[stdio].p50)), base),
 		d <= statelessP50Tolerance, why)
 }
 
@@ -727,7 +780,10 @@ func summarizeStateless(cfg Config, s *Section, srv mcpServer, targets []streamT
 		header = append(header, fmt.Sprintf("calls/s, %d sessions", n))
 	}
 	var rows [][]string
-	for _, name := range []string{targetSPStateless, targetSPSessions, targetSGStateless, targetStdio} {
+	for _, name := range []string{targetSPStateless, targetSPSessions, targetSGStateless, targetStdio, targetStdioStateless} {
+		if !slices.ContainsFunc(targets, func(t streamTarget) bool { return t.name == name }) && name == targetStdioStateless {
+			continue // the server does not speak 2026-07-28
+		}
 		i := targetIndex(targets, res, name)
 		if i < 0 {
 			rows = append(rows, append([]string{name, "not measured"}, make([]string, len(ns))...))

@@ -60,3 +60,33 @@ func TestStreamTablesShowTheHTTPFloor(t *testing.T) {
 	assert.Contains(t, md, "streamproxy (2025-06-18 sessions) adds +0.200 ms over direct stdio, 5.0x the floor")
 	assert.Contains(t, md, "streamproxy (2026-07-28) adds +0.100 ms over direct stdio, 2.5x the floor")
 }
+
+// For a server that speaks 2026-07-28, the 2026-07-28 path is put against direct stdio in 2026-07-28 (the messages
+// streamproxy passes on to it), with the comparison against direct stdio in 2025-06-18 beside it.
+func TestStreamTablesPutTheStatelessPathAgainstStdioInItsVersion(t *testing.T) {
+	cfg := fullConfig()
+	cfg.Reps = 1
+	r := func(p50 float64) *streamResult {
+		return &streamResult{p50: []float64{p50}, p99: []float64{p50 * 2}, calls: []int{cfg.Calls}, memPer: math.NaN(),
+			rate: map[int][]float64{}, ratep99: map[int][]float64{}}
+	}
+	srv := mcpServer{name: "srv", tool: "`t`", speaksStateless: true}
+	targets := targetsFor(srv, []streamTarget{{name: targetStdio}, {name: targetStdioStateless}, {name: targetSPSessions}, {name: targetSPStateless}})
+	s := &Section{}
+	writeStreamTables(cfg, s, srv, targets, []*streamResult{r(0.15), r(0.2), r(0.35), r(0.5)}, r(0.04))
+	md := s.Doc.String()
+	assert.Contains(t, md, "| "+targetStdioStateless+" | 0.200 ms | 0% | 0.400 ms | +0.050 ms |")
+	assert.Contains(t, md, "| "+targetSPSessions+" | 0.350 ms | 0% | 0.700 ms | +0.200 ms |")
+	assert.Contains(t, md, "| "+targetSPStateless+" | 0.500 ms | 0% | 1.00 ms | +0.300 ms vs direct stdio (2026-07-28) (+0.350 ms vs direct stdio) |")
+	assert.Contains(t, md, "streamproxy (2026-07-28) adds +0.300 ms over direct stdio (2026-07-28), 7.5x the floor")
+	verdicts := map[string]string{}
+	for _, v := range s.Verdicts {
+		verdicts[v.Target] = v.Measured
+	}
+	assert.Equal(t, "+0.300 ms (0.500 ms vs 0.200 ms direct stdio (2026-07-28))", verdicts["streamproxy, 2026-07-28: p50 within 0.3 ms of direct stdio (srv)"])
+	assert.Contains(t, s.Summary.String(), "| "+targetStdioStateless+" | 0.200 ms (0.57x) |")
+
+	// A server that speaks only the session revisions has no such row: the proxy bridges, and speaks 2025-06-18 to it.
+	assert.Equal(t, []streamTarget{{name: targetStdio}, {name: targetSPStateless}},
+		targetsFor(mcpServer{}, []streamTarget{{name: targetStdio}, {name: targetStdioStateless}, {name: targetSPStateless}}))
+}

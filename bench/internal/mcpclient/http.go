@@ -100,19 +100,27 @@ func (s *httpSession) discover(ctx context.Context) (Session, error) {
 	t0 := time.Now()
 	raw, err := s.Call(ctx, "server/discover", map[string]any{"_meta": json.RawMessage(discoverMeta)})
 	s.init = time.Since(t0)
+	if err == nil {
+		err = checkDiscover(raw)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("server/discover: %w", err)
 	}
+	return s, nil
+}
+
+// checkDiscover checks that a DiscoverResult lists StatelessProtocolVersion.
+func checkDiscover(raw json.RawMessage) error {
 	var res struct {
 		SupportedVersions []string `json:"supportedVersions"`
 	}
 	if err := json.Unmarshal(raw, &res); err != nil {
-		return nil, fmt.Errorf("server/discover: decode result: %w", err)
+		return fmt.Errorf("decode result: %w", err)
 	}
 	if !slices.Contains(res.SupportedVersions, StatelessProtocolVersion) {
-		return nil, fmt.Errorf("server/discover: the server does not support %s (it lists %v)", StatelessProtocolVersion, res.SupportedVersions)
+		return fmt.Errorf("the server does not support %s (it lists %v)", StatelessProtocolVersion, res.SupportedVersions)
 	}
-	return s, nil
+	return nil
 }
 
 func (s *httpSession) newRequest(ctx context.Context, method string, body []byte) (*http.Request, error) {

@@ -16,10 +16,11 @@ import (
 
 // stdioSession drives an MCP server process over its stdin and stdout (newline-delimited JSON-RPC).
 type stdioSession struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	next  atomic.Int64
-	init  time.Duration // from process start to the initialize result
+	cmd       *exec.Cmd
+	stdin     io.WriteCloser
+	stateless bool // protocol version 2026-07-28: no initialize, the request metadata in every request
+	next      atomic.Int64
+	init      time.Duration // from process start to the initialize (2026-07-28: server/discover) result
 
 	wmu     sync.Mutex // serialises writes to stdin
 	mu      sync.Mutex
@@ -30,6 +31,17 @@ type stdioSession struct {
 
 // OpenStdio starts cmd (its Stdin and Stdout must be unset) and initializes a session with it.
 func OpenStdio(ctx context.Context, cmd *exec.Cmd) (Session, error) {
+	return openStdio(ctx, cmd, false)
+}
+
+// OpenStdioStateless starts cmd (its Stdin and Stdout must be unset) and speaks protocol version 2026-07-28 to it,
+// as an HTTPClient with Stateless does: server/discover (which must list the version), then every request with the
+// request metadata in params._meta. These are the messages a 2026-07-28 proxy passes on to a child that speaks it.
+func OpenStdioStateless(ctx context.Context, cmd *exec.Cmd) (Session, error) {
+	return openStdio(ctx, cmd, true)
+}
+
+func openStdio(ctx context.Context, cmd *exec.Cmd, stateless bool) (Session, error) {
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
@@ -42,8 +54,20 @@ func OpenStdio(ctx context.Context, cmd *exec.Cmd) (Session, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", cmd.Path, err)
 	}
-	s := &stdioSession{cmd: cmd, stdin: stdin, pending: map[int64]chan *message{}, done: make(chan struct{})}
+	s := &stdioSession{cmd: cmd, stdin: stdin, stateless: stateless, pending: map[int64]chan *message{}, done: make(chan struct{})}
 	go s.read(stdout)
+	if stateless {
+		raw, err := s.Call(ctx, "server/discover", map[string]any{"_meta": json.RawMessage(discoverMeta)})
+		s.init = time.Since(t0)
+		if err == nil {
+			err = checkDiscover(raw)
+		}
+		if err != nil {
+			_ = s.Close()
+			return nil, fmt.Errorf("server/discover: %w", err)
+		}
+		return s, nil
+	}
 	if _, err := s.Call(ctx, "initialize", initializeParams()); err != nil {
 		_ = s.Close()
 		return nil, fmt.Errorf("initialize: %w", err)
@@ -107,6 +131,9 @@ func (s *stdioSession) write(r request) error {
 
 func (s *stdioSession) Call(ctx context.Context, method string, params any) (json.RawMessage, error) {
 	id := s.next.Add(1)
+	if s.stateless {
+		params, _ = withStatelessMeta(params)
+	}
 	ch := make(chan *message, 1)
 	s.mu.Lock()
 	s.pending[id] = ch
