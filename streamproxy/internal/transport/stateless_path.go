@@ -34,6 +34,9 @@ const (
 	codeInvalidParams      = -32602
 )
 
+// requestMetaKeys are the request metadata every 2026-07-28 request may carry about its client.
+var requestMetaKeys = []string{metaProtocolVersion, metaClientCapabilities, metaClientInfo, metaLogLevel}
+
 // removedMethods are the session revisions' methods that 2026-07-28 dropped; a stateless request for one is an
 // unknown method whatever the child speaks.
 var removedMethods = []string{"initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"}
@@ -197,12 +200,27 @@ func (h *Handler) sendFor(w http.ResponseWriter, r *http.Request, wk *worker, q 
 	x := &exchange{h: h, wk: wk, w: w, r: r, q: q, key: wk.nextKey(), sess: ss}
 	params := q.RawParams
 	var progressKey json.RawMessage
-	if pt, ok := q.Meta["progressToken"]; ok {
-		// The child reports progress under the worker's key: params are written anew with it.
+	pt, progress := q.Meta["progressToken"]
+	// A bridged child speaks a session revision: the 2026-07-28 request metadata is not of its revision (the proxy
+	// declared itself in initialize, and acts on the log level itself), and reading it is work for the child.
+	strip := wk.bridged != nil && slices.ContainsFunc(requestMetaKeys, func(k string) bool { _, ok := q.Meta[k]; return ok })
+	if progress || strip {
+		// Params are written anew: the child reports progress under the worker's key.
 		meta := maps.Clone(q.Meta)
-		x.progress, progressKey, meta["progressToken"] = pt, x.key, x.key
+		if progress {
+			x.progress, progressKey, meta["progressToken"] = pt, x.key, x.key
+		}
+		if strip {
+			for _, k := range requestMetaKeys {
+				delete(meta, k)
+			}
+		}
 		p := maps.Clone(q.Params)
-		p["_meta"], _ = json.Marshal(meta)
+		if len(meta) == 0 {
+			delete(p, "_meta")
+		} else {
+			p["_meta"], _ = json.Marshal(meta)
+		}
 		params, _ = json.Marshal(p)
 	}
 	if sc, ok := childTraceContext(r.Context()); ok {
