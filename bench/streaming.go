@@ -148,9 +148,9 @@ func streamingSection(e *env, cfg Config, s *Section) error {
 		"stdin/stdout. `%[13]s` is direct stdio in %[12]s, for a server that speaks it (the Go SDK fixture): no "+
 		"initialize, server/discover, then every request with the request metadata in `params._meta`, the messages "+
 		"streamproxy passes on to such a child; the %[12]s path is put against it, as the server does different work "+
-		"per request in each version (against direct stdio in %[10]s too, in parentheses). Per-call latency: %[1]d sequential calls on one session after %[2]d warm-up calls, per "+
-		"repetition, or as many as fit in %[3]s for a target slower than that (supergateway's stateless mode starts "+
-		"a child per call). Calls/s: N sessions opened first (not timed), then N workers each calling back to back "+
+		"per request in each version (against direct stdio in %[10]s too, in parentheses). Per-call latency: %[1]d "+
+		"sequential calls on one session after %[2]d warm-up calls, per repetition, or as many as fit in %[3]s for "+
+		"a target slower than that (supergateway's stateless mode starts a child per call). Calls/s: N sessions opened first (not timed), then N workers each calling back to back "+
 		"on its own session; calls started in the %[4]s window run to their end and count, and the window closes "+
 		"when the last one does. Session start: initialize request to its result (%[12]s: server/discover, which "+
 		"starts the user's worker; for direct stdio, from spawning the process), %[5]d sessions one after another. "+
@@ -781,7 +781,7 @@ func summarizeStateless(cfg Config, s *Section, srv mcpServer, targets []streamT
 	}
 	var rows [][]string
 	for _, name := range []string{targetSPStateless, targetSPSessions, targetSGStateless, targetStdio, targetStdioStateless} {
-		if !slices.ContainsFunc(targets, func(t streamTarget) bool { return t.name == name }) && name == targetStdioStateless {
+		if name == targetStdioStateless && !slices.ContainsFunc(targets, func(t streamTarget) bool { return t.name == name }) {
 			continue // the server does not speak 2026-07-28
 		}
 		i := targetIndex(targets, res, name)
