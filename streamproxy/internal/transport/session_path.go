@@ -130,7 +130,7 @@ func (h *Handler) call(w http.ResponseWriter, r *http.Request, s *session.Sessio
 		ctx, cancel = context.WithTimeout(ctx, h.cfg.RequestTimeout)
 		defer cancel()
 	}
-	defer childSpan(ctx).End()
+	childCall(ctx)
 	if sc, ok := childTraceContext(ctx); ok {
 		body = withTraceMeta(body, sc)
 	}
