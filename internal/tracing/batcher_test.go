@@ -182,7 +182,7 @@ func TestBatchOptionsReadTheSDKsVariables(t *testing.T) {
 	if o != want {
 		t.Fatalf("%+v, want %+v", o, want)
 	}
-	if d := batchOptionsFrom(func(string) string { return "" }); d != (batchOptions{delay: 5 * time.Second, timeout: 30 * time.Second, queueSize: 2048, batchSize: 512}) {
+	if d := batchOptionsFrom(func(string) string { return "" }); d != (batchOptions{delay: 5 * time.Second, timeout: 30 * time.Second, queueSize: 2048, batchSize: 128}) {
 		t.Fatalf("defaults %+v", d)
 	}
 }
