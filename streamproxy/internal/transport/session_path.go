@@ -132,7 +132,8 @@ func (h *Handler) call(w http.ResponseWriter, r *http.Request, s *session.Sessio
 	}
 	childCall(ctx)
 	if sc, ok := childTraceContext(ctx); ok {
-		body = withTraceMeta(body, sc)
+		_, hasMeta := msg.params["_meta"]
+		body = withTraceMeta(body, hasMeta, sc)
 	}
 	var sse *sseWriter
 	var asked []string // the round trips this operation began

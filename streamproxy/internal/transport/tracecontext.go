@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 
@@ -68,12 +69,50 @@ func childTraceContext(ctx context.Context) (trace.SpanContext, bool) {
 	return op.span.SpanContext(), true
 }
 
-// withTraceMeta returns the JSON-RPC message msg with sc in its params._meta, its other members as they were.
-func withTraceMeta(msg []byte, sc trace.SpanContext) []byte {
+// withTraceMeta returns the JSON-RPC request msg, the proxy's own encoding, with sc in its params._meta, its other
+// members as they were. hasMeta tells whether its params have a _meta already: when they have none (most requests),
+// the context is spliced in without walking the message.
+func withTraceMeta(msg []byte, hasMeta bool, sc trace.SpanContext) []byte {
+	if !hasMeta {
+		if out, ok := spliceTraceMeta(msg, sc); ok {
+			return out
+		}
+	}
 	out := make([]byte, 0, len(msg)+160)
 	return appendWithMember(out, msg, "params", func(out, params []byte) []byte {
 		return appendParamsWithTraceMeta(out, params, sc)
 	})
+}
+
+// paramsMember is how the proxy's encoding (compact, no name twice) writes the start of a request's params.
+var paramsMember = []byte(`"params":`)
+
+// spliceTraceMeta writes sc into msg as its params' first member, _meta: msg is the proxy's encoding of a request
+// whose params, if any, have no _meta. The first "params": in it is its params' name: a request's other members
+// (jsonrpc, id, method; any other was refused) are strings and numbers, and a quote inside a string is escaped, so
+// "params": can only be a member's name, and anything nested comes after it. ok is false when msg is not as
+// expected (params not an object); withTraceMeta then walks it.
+func spliceTraceMeta(msg []byte, sc trace.SpanContext) (out []byte, ok bool) {
+	out = make([]byte, 0, len(msg)+128)
+	i := bytes.Index(msg, paramsMember)
+	switch {
+	case i >= 0 && len(msg) > i+len(paramsMember)+1 && msg[i+len(paramsMember)] == '{':
+		at := i + len(paramsMember) + 1
+		out = appendTraceMeta(append(out, msg[:at]...), sc)
+		if msg[at] != '}' {
+			out = append(out, ',')
+		}
+		return append(out, msg[at:]...), true
+	case i < 0 && len(msg) > 2 && msg[len(msg)-1] == '}': // no params: they are added last
+		out = append(append(out, msg[:len(msg)-1]...), `,"params":{`...)
+		return append(appendTraceMeta(out, sc), "}}"...), true
+	}
+	return nil, false
+}
+
+// appendTraceMeta appends the _meta member holding sc alone.
+func appendTraceMeta(out []byte, sc trace.SpanContext) []byte {
+	return append(appendTraceMembers(append(out, `"_meta":{`...), sc), '}')
 }
 
 // paramsWithTraceMeta returns the params object params (nil: none) with sc in its _meta.
@@ -88,15 +127,7 @@ func appendParamsWithTraceMeta(out, params []byte, sc trace.SpanContext) []byte 
 		params = []byte("{}")
 	}
 	return appendWithMember(out, params, "_meta", func(out, meta []byte) []byte {
-		out = append(out, `{"traceparent":"00-`...)
-		out = append(out, sc.TraceID().String()...)
-		out = append(append(out, '-'), sc.SpanID().String()...)
-		out = append(append(out, '-'), sc.TraceFlags().String()...)
-		out = append(out, '"')
-		if ts := sc.TraceState().String(); ts != "" {
-			out = append(out, `,"tracestate":`...)
-			out, _ = jsontext.AppendQuote(out, ts)
-		}
+		out = appendTraceMembers(append(out, '{'), sc)
 		if meta != nil {
 			_ = jsonobj.Each(meta, func(n, value []byte) error {
 				if string(n) != metaTraceparent && string(n) != metaTracestate {
@@ -107,6 +138,20 @@ func appendParamsWithTraceMeta(out, params []byte, sc trace.SpanContext) []byte 
 		}
 		return append(out, '}')
 	})
+}
+
+// appendTraceMembers appends sc as members of a _meta object: traceparent, and tracestate when sc has one.
+func appendTraceMembers(out []byte, sc trace.SpanContext) []byte {
+	out = append(out, `"traceparent":"00-`...)
+	out = append(out, sc.TraceID().String()...)
+	out = append(append(out, '-'), sc.SpanID().String()...)
+	out = append(append(out, '-'), sc.TraceFlags().String()...)
+	out = append(out, '"')
+	if ts := sc.TraceState().String(); ts != "" {
+		out = append(out, `,"tracestate":`...)
+		out, _ = jsontext.AppendQuote(out, ts)
+	}
+	return out
 }
 
 // appendWithMember appends the JSON object obj with its member name's value written by value instead (given the

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"testing"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -188,14 +189,31 @@ func TestWithTraceMeta(t *testing.T) {
 		sc        trace.SpanContext
 	}{
 		{`{"jsonrpc":"2.0","id":1,"method":"ping"}`, `{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{` + tp + `}}}`, sc},
-		{`{"jsonrpc":"2.0","id":1,"method":"m","params":{"a":[1,{"b":2}]}}`, `{"jsonrpc":"2.0","id":1,"method":"m","params":{"a":[1,{"b":2}],"_meta":{` + tp + `}}}`, sc},
+		{`{"jsonrpc":"2.0","id":1,"method":"m","params":{"a":[1,{"b":2}]}}`, `{"jsonrpc":"2.0","id":1,"method":"m","params":{"_meta":{` + tp + `},"a":[1,{"b":2}]}}`, sc},
+		{`{"params":{"params":{"x":"\"params\":"}},"jsonrpc":"2.0","id":"\"params\":{","method":"m"}`,
+			`{"params":{"_meta":{` + tp + `},"params":{"x":"\"params\":"}},"jsonrpc":"2.0","id":"\"params\":{","method":"m"}`, sc},
+		{`{"jsonrpc":"2.0","id":"\"params\":{","method":"m\"params\":{"}`,
+			`{"jsonrpc":"2.0","id":"\"params\":{","method":"m\"params\":{","params":{"_meta":{` + tp + `}}}`, sc},
 		{`{"jsonrpc":"2.0","id":1,"method":"m","params":{"_meta":{"traceparent":"00-x","tracestate":"a=b","k\"q":{}},"z":0}}`,
 			`{"jsonrpc":"2.0","id":1,"method":"m","params":{"_meta":{` + tp + `,"k\"q":{}},"z":0}}`, sc},
 		{`{"jsonrpc":"2.0","id":1,"method":"m","params":{}}`,
 			`{"jsonrpc":"2.0","id":1,"method":"m","params":{"_meta":{` + tp + `,"tracestate":"congo=t61rcWkgMzE"}}}`, sc.WithTraceState(ts)},
 	} {
-		if got := string(withTraceMeta([]byte(c.msg), c.sc)); got != c.want {
+		msg, err := decodeIncoming([]byte(c.msg))
+		if err != nil {
+			t.Fatalf("%s: %v", c.msg, err)
+		}
+		_, hasMeta := msg.params["_meta"]
+		got := withTraceMeta(msg.Raw, hasMeta, c.sc)
+		if string(got) != c.want {
 			t.Errorf("withTraceMeta(%s)\n= %s\nwant %s", c.msg, got, c.want)
+		}
+		if !hasMeta { // spliced: the same members as the walk writes, _meta first instead of last
+			walked := withTraceMeta(msg.Raw, true, c.sc)
+			var a, b any
+			if json.Unmarshal(got, &a) != nil || json.Unmarshal(walked, &b) != nil || !reflect.DeepEqual(a, b) {
+				t.Errorf("withTraceMeta(%s): spliced %s, walked %s", c.msg, got, walked)
+			}
 		}
 	}
 }
