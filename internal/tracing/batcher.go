@@ -48,10 +48,10 @@ type batchOptions struct {
 // SDK's 512. An export turns its whole batch into protobuf objects and one encoded body at once, about a megabyte
 // for 512 spans: on a proxy whose live heap is a megabyte or two, each such burst grew the heap past the garbage
 // collector's goal, and the runtime gave those pages back to the kernel after the collection only to fault them in
-// again at the next burst. With streamproxy's traced tool calls (the transport package's BenchmarkCallTracingOn),
-// 512 made about 460 page faults per 1000 calls (tracing off: 150) and about a tenth of tracing's CPU went to the
-// runtime's scavenger; 128 makes about 175 and the scavenger's share is gone, for four times as many exports,
-// which cost less than that.
+// again at the next burst. With streamproxy's traced tool calls (the transport package's BenchmarkCallTracingOn,
+// 8000 calls), 512 made about 600 page faults per 1000 calls (tracing off: 160) and 6 to 9% of tracing's CPU went
+// to the runtime's scavenger; 128 makes about 260 and the scavenger's share is gone, for four times as many
+// exports, which cost less than that (docs/observability.md#cost).
 const defaultBatchSize = 128
 
 // batchOptionsFrom reads the OTEL_BSP_* variables as the SDK does: milliseconds and counts, the SDK's defaults (but
