@@ -21,9 +21,9 @@ import (
 )
 
 // One tool call through Traefik, the plugin and streamproxy is one trace in Jaeger: Traefik's entry span, and under
-// it streamproxy's span of the tool (with the user and the tool, and an event of its call to the child); the audit event of
-// the call names that trace. A /token request is a trace holding the authserver's span of the endpoint and of its
-// store calls.
+// it streamproxy's span of the tool (with the user and the tool, and an event of its call to the child); the audit
+// event of the call names that trace. A /token request is a trace holding the authserver's span of the endpoint and
+// of its store calls.
 func TestTracesFromTheEdgeToTheTool(t *testing.T) {
 	testenv.TraefikBin(t)
 	bin, err := jaegertest.Find()
