@@ -33,7 +33,9 @@ var tracer = tracing.Tracer("streamproxy")
 
 type operation struct {
 	h       *Handler
-	audited bool // its event is recorded whatever the decision; otherwise only a refusal's
+	audited bool   // its event is recorded whatever the decision; otherwise only a refusal's
+	name    string // the span's name
+	method  string // the MCP method ("" for a client's answer)
 	start   time.Time
 	id      json.RawMessage
 	span    trace.Span
@@ -58,7 +60,7 @@ func (h *Handler) begin(w http.ResponseWriter, r *http.Request, msg incoming, bo
 	// span only carries on the trace context it continues (the edge's, or the one in _meta: parentOf).
 	ctx, opts := parentOf(r.Context(), msg.meta)
 	ctx, span := tracer.Start(ctx, name, opts...)
-	op := &operation{h: h, start: time.Now(), id: msg.ID, span: span}
+	op := &operation{h: h, name: name, method: msg.Method, start: time.Now(), id: msg.ID, span: span}
 	if span.IsRecording() {
 		span.SetAttributes(h.spanAttributes(r, msg, target, targetKey)...)
 	}
