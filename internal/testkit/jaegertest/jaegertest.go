@@ -159,12 +159,6 @@ type Span struct {
 		Key   string `json:"key"`
 		Value any    `json:"value"`
 	} `json:"tags"`
-	Logs []struct { // the span's events
-		Fields []struct {
-			Key   string `json:"key"`
-			Value any    `json:"value"`
-		} `json:"fields"`
-	} `json:"logs"`
 }
 
 // Service is the name of the service that made s.
@@ -178,19 +172,6 @@ func (s Span) Tag(key string) string {
 		}
 	}
 	return ""
-}
-
-// Events are the names of s's events, in order.
-func (s Span) Events() []string {
-	var out []string
-	for _, l := range s.Logs {
-		for _, f := range l.Fields {
-			if f.Key == "event" {
-				out = append(out, fmt.Sprint(f.Value))
-			}
-		}
-	}
-	return out
 }
 
 // ErrNotFound: Jaeger holds no such trace (yet: spans arrive in batches).

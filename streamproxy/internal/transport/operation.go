@@ -39,12 +39,16 @@ type operation struct {
 	start   time.Time
 	id      json.RawMessage
 	span    trace.Span
+	child   trace.Span   // the call to the child, once started (childSpan)
 	event   *audit.Event // nil: the audit trail is off, or this is no request
 	w       *answerWatcher
 }
 
-// The span's start options, made once: an option passed to Start is boxed anew at each call.
-var serverSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
+// The spans' start options, made once: an option passed to Start is boxed anew at each call.
+var (
+	serverSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
+	clientSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
+)
 
 // begin starts the operation of msg; it returns the writer and request the paths use instead of w and r.
 func (h *Handler) begin(w http.ResponseWriter, r *http.Request, msg incoming, bodySize int) (*operation, http.ResponseWriter, *http.Request) {
@@ -110,17 +114,21 @@ func (h *Handler) spanAttributes(r *http.Request, msg incoming, target, targetKe
 	return attrs
 }
 
-// The call to the MCP server process, over its stdin and stdout, is an event on the operation's span, when the
-// request went to the child, rather than a span of its own: it lasted from then to the end of the operation's span
-// (the answer relayed), so the event shows the same time in the trace, and a span costs about as much again as the
-// operation's (its start, its end's snapshot, its share of the export and of the garbage collection).
-const eventChildCall = "mcp.child.call"
-
-// childCall records on the request's operation, if any, that its call to the child starts.
-func childCall(ctx context.Context) {
-	if op := operationOf(ctx); op != nil {
-		op.span.AddEvent(eventChildCall)
+// childSpan starts the span of the operation's call to the MCP server process, over its stdin and stdout (the proxy
+// is the child's MCP client there). The caller ends it once the child has answered or the call was given up. It
+// carries only what OpenTelemetry's MCP conventions require of a client span, mcp.method.name: its parent, the
+// operation's span, has the rest, and each attribute is a good part of a span's cost (recorded, deduplicated,
+// encoded for export).
+func childSpan(ctx context.Context) trace.Span {
+	op := operationOf(ctx)
+	if op == nil || !op.span.IsRecording() {
+		return trace.SpanFromContext(context.Background()) // a span that records nothing
 	}
+	_, op.child = tracer.Start(ctx, op.name, clientSpan...)
+	if op.method != "" {
+		op.child.SetAttributes(attribute.String("mcp.method.name", op.method))
+	}
+	return op.child
 }
 
 type operationKey struct{}

@@ -130,7 +130,7 @@ func (h *Handler) call(w http.ResponseWriter, r *http.Request, s *session.Sessio
 		ctx, cancel = context.WithTimeout(ctx, h.cfg.RequestTimeout)
 		defer cancel()
 	}
-	childCall(ctx)
+	defer childSpan(ctx).End()
 	if sc, ok := childTraceContext(ctx); ok {
 		_, hasMeta := msg.params["_meta"]
 		body = withTraceMeta(body, hasMeta, sc)

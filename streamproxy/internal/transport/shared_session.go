@@ -170,7 +170,7 @@ func (h *Handler) callShared(w http.ResponseWriter, r *http.Request, ss *sharedS
 		return
 	}
 	defer release()
-	childCall(r.Context())
+	defer childSpan(r.Context()).End()
 	q := &statelessRequest{ID: msg.ID, Method: msg.Method, RawParams: msg.Params, Params: msg.params, Meta: msg.meta}
 	x, err := h.sendFor(w, r, wk, q, ss)
 	if err != nil {

@@ -131,7 +131,7 @@ func (h *Handler) serveStateless(w http.ResponseWriter, r *http.Request, msg inc
 			}
 		}
 	}
-	childCall(r.Context())
+	defer childSpan(r.Context()).End()
 	if wk.bridged != nil {
 		h.serveBridged(w, r, wk, &q)
 		return

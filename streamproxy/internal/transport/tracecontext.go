@@ -15,8 +15,8 @@ import (
 // MCP carries W3C trace context in a request's params._meta, under the unprefixed keys traceparent and tracestate
 // (SEP-414; OpenTelemetry's MCP conventions). An MCP request's span continues the context its _meta carries; the
 // HTTP request's (the edge's) only covers the HTTP exchange, so where both are present the _meta one is the parent
-// and the HTTP one a link, as the conventions ask. The call to the child carries the operation's span's context in
-// the same place, so that a server that traces joins the trace under it.
+// and the HTTP one a link, as the conventions ask. The call to the child carries the child-call span's context in
+// the same place, so that a server that traces joins the trace.
 
 const (
 	metaTraceparent = "traceparent"
@@ -59,14 +59,14 @@ func parentOf(ctx context.Context, meta map[string]json.RawMessage) (context.Con
 	return inMeta, []trace.SpanStartOption{serverSpan[0], trace.WithLinks(trace.Link{SpanContext: edge})}
 }
 
-// childTraceContext is the context the call to the child carries, its operation's span's, when that span records;
-// ok is false otherwise, and then no message is changed.
+// childTraceContext is the context of the call to the child the request's operation is making, when that call's
+// span records; ok is false otherwise, and then no message is changed.
 func childTraceContext(ctx context.Context) (trace.SpanContext, bool) {
 	op := operationOf(ctx)
-	if op == nil || !op.span.IsRecording() {
+	if op == nil || op.child == nil || !op.child.IsRecording() {
 		return trace.SpanContext{}, false
 	}
-	return op.span.SpanContext(), true
+	return op.child.SpanContext(), true
 }
 
 // withTraceMeta returns the JSON-RPC request msg, the proxy's own encoding, with sc in its params._meta, its other

@@ -89,8 +89,8 @@ func openSession(t *testing.T, h http.Handler) string {
 }
 
 // A request's trace context in params._meta (SEP-414) is the parent of its operation's span, the edge's HTTP
-// context a link when both are present; and the child gets, in the same place, the context of the operation's
-// span, with the request's other _meta members as they were.
+// context a link when both are present; and the child gets, in the same place, the context of the span of the
+// call to it, with the request's other _meta members as they were.
 func TestTraceContextInMeta(t *testing.T) {
 	h, rec := metaHandler(t)
 	sid := openSession(t, h)
@@ -108,14 +108,20 @@ func TestTraceContextInMeta(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			rec.Reset()
 			got := metaOf(t, h, c.sid, clientMeta, c.edge)
-			var op sdktrace.ReadOnlySpan
+			var op, child sdktrace.ReadOnlySpan
 			for _, s := range rec.Ended() {
-				if s.Name() == "tools/call request-meta" {
+				if s.Name() != "tools/call request-meta" {
+					continue
+				}
+				switch s.SpanKind() {
+				case trace.SpanKindServer:
 					op = s
+				case trace.SpanKindClient:
+					child = s
 				}
 			}
-			if op == nil {
-				t.Fatalf("spans: %v, want the operation's", names(rec.Ended()))
+			if op == nil || child == nil {
+				t.Fatalf("spans: %v, want the operation's and the child call's", names(rec.Ended()))
 			}
 			if op.Parent().TraceID().String() != clientTrace || op.Parent().SpanID().String() != clientParent {
 				t.Errorf("the operation's parent is %s/%s, want the one in _meta", op.Parent().TraceID(), op.Parent().SpanID())
@@ -127,9 +133,9 @@ func TestTraceContextInMeta(t *testing.T) {
 			if c.edge == noEdge && len(links) != 0 {
 				t.Errorf("links %v without an edge context", links)
 			}
-			want := "00-" + clientTrace + "-" + op.SpanContext().SpanID().String() + "-01"
+			want := "00-" + clientTrace + "-" + child.SpanContext().SpanID().String() + "-01"
 			if got[metaTraceparent] != want {
-				t.Errorf("the child got traceparent %v, want the operation's span, %s", got[metaTraceparent], want)
+				t.Errorf("the child got traceparent %v, want the child call's span, %s", got[metaTraceparent], want)
 			}
 			if got[metaTracestate] != "congo=t61rcWkgMzE" {
 				t.Errorf("the child got tracestate %v, want the client's carried on", got[metaTracestate])
@@ -143,18 +149,18 @@ func TestTraceContextInMeta(t *testing.T) {
 	t.Run("no context in _meta", func(t *testing.T) {
 		rec.Reset()
 		got := metaOf(t, h, sid, `{}`, sampledEdge)
-		var op sdktrace.ReadOnlySpan
+		var child sdktrace.ReadOnlySpan
 		for _, s := range rec.Ended() {
-			if s.Name() == "tools/call request-meta" {
-				op = s
+			if s.SpanKind() == trace.SpanKindClient {
+				child = s
 			}
 		}
-		if op == nil {
-			t.Fatalf("spans: %v, want the operation's", names(rec.Ended()))
+		if child == nil {
+			t.Fatal("no span of the call to the child")
 		}
-		want := "00-" + edgeTrace + "-" + op.SpanContext().SpanID().String() + "-01"
+		want := "00-" + edgeTrace + "-" + child.SpanContext().SpanID().String() + "-01"
 		if got[metaTraceparent] != want {
-			t.Errorf("the child got traceparent %v, want the operation's span in the edge's trace, %s", got[metaTraceparent], want)
+			t.Errorf("the child got traceparent %v, want the child call's span in the edge's trace, %s", got[metaTraceparent], want)
 		}
 		if _, ok := got[metaTracestate]; ok {
 			t.Errorf("the child got a tracestate it was never given: %v", got)
