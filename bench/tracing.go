@@ -77,13 +77,13 @@ func tracingSection(e *env, cfg Config, s *Section) error {
 	s.Doc.P("streamproxy in front of the Go SDK conformance fixture, one session, %d sequential `test_simple_text` calls per "+
 		"repetition after %d to warm up; the CPU is streamproxy's own (its /proc user and system time over the calls, "+
 		"the child's excluded), per call. With tracing on, every request is sampled: the operation's span "+
-		"(the call to the child an event on it), exported in batches over OTLP/HTTP to Jaeger %s on this machine. Median of %d "+
+		"and the call to the child, exported 128 at a time over OTLP/HTTP to Jaeger %s on this machine. Median of %d "+
 		"repetitions, the modes alternating.", cfg.Calls, warmCalls(cfg), "1.75.0", cfg.Reps)
 	s.Doc.Table([]string{"streamproxy", "CPU per tool call", "spread", "vs tracing off"}, rows)
 	s.Summary.P("Tracing costs streamproxy %s of CPU per tool call (%s µs on, %s µs off).",
 		report.Pct(extra), report.Num(on/1e3), report.Num(off/1e3))
 	s.verdict(fmt.Sprintf("tracing on costs at most %s more CPU per tool call", report.Pct(tracingBudget)),
-		report.Pct(extra), extra <= tracingBudget, "each traced call makes one span (the MCP operation, the call to the child an event on it), queued without a wake-up (internal/tracing's batcher) and exported over OTLP 128 at a time (docs/observability.md#cost)")
+		report.Pct(extra), extra <= tracingBudget, "each traced call makes two spans (the MCP operation and the call to the child), queued without a wake-up (internal/tracing's batcher) and exported over OTLP 128 at a time (docs/observability.md#cost)")
 	return nil
 }
 
