@@ -77,7 +77,8 @@ func run(args []string) error {
 	poolSize := fs.Int("pool", 0, "MCP server processes started ahead, waiting for new sessions and 2026-07-28 users, refilled in the background; they count against --max-sessions (0: none; not for a command with per-user settings or credentials)")
 	hideRoots := fs.Bool("hide-client-roots", false, "roots never reach the MCP server: it is not told that a client offers them, its roots/list gets no roots from the proxy, and clients' roots notifications and answers are kept from it (for servers such as server-filesystem, which replace the directories they were started with by a client's roots)")
 	share := fs.Int("share", 0, "serve every user with this many processes of the MCP server, requests spread over them, on both paths (0: one process per session and per 2026-07-28 user); only for servers that keep nothing between calls, see docs/streamproxy.md")
-	shareMaxCalls := fs.Int("share-max-calls", 64, "with --share: most calls in flight at one shared process; a call beyond it at every process gets 503 with Retry-After at once instead of queueing (0: no limit)")
+	shareMaxCalls := fs.Int("share-max-calls", 64, "with --share: most calls in flight at one shared process; a call beyond it waits up to --share-max-wait for one to end, then gets 503 with Retry-After (0: no limit)")
+	shareMaxWait := fs.Duration("share-max-wait", 100*time.Millisecond, "with --share: longest a call waits, first come first served, for a shared process below --share-max-calls; then 503 with Retry-After (0: refused at once)")
 	maxPerUser := fs.Int("max-per-user", 10, "most MCP server processes of one user (sessions plus their 2026-07-28 process): a new one recycles the user's least recently used idle session, or gets 429 when all are busy (0: no limit)")
 	maxStreams := fs.Int("max-streams-per-user", 20, "most streams one user holds open (sessions' GET streams and 2026-07-28 subscriptions/listen streams); beyond it 429 with Retry-After (0: no limit)")
 	maxCalls := fs.Int("max-calls-per-user", 50, "most requests of one user in flight at once; beyond it 429 with Retry-After (0: no limit)")
@@ -149,6 +150,9 @@ func run(args []string) error {
 	}
 	if *shareMaxCalls < 0 {
 		return errors.New("--share-max-calls must be 0 (no limit) or a number of calls")
+	}
+	if *shareMaxWait < 0 {
+		return errors.New("--share-max-wait must be 0 (refuse at once) or a duration")
 	}
 	if *share > 0 && perUser.Uses() {
 		return errors.New("--share cannot serve " + peruser.Placeholder + " in --env or --workdir: shared processes serve every user with one environment and directory; drop --share to give each user their own process, or drop " + peruser.Placeholder)
@@ -239,6 +243,7 @@ func run(args []string) error {
 		HideRoots:      *hideRoots,
 		Share:          *share,
 		ShareMaxCalls:  *shareMaxCalls,
+		ShareMaxWait:   *shareMaxWait,
 		SharedMetrics:  sharedCounters,
 		AllowedOrigins: origins,
 		MaxSessions:    *maxSessions,

@@ -522,9 +522,9 @@ func TestSharedPerCallerRules(t *testing.T) {
 	assert.True(t, otherDenied, "the other user's refusal is in the audit trail as theirs")
 }
 
-// A shared process at --share-max-calls sheds a call beyond it at once, on both paths (503, Retry-After, the
-// session path's JSON-RPC error for overload, counted), rather than queueing it behind the calls in flight; what the
-// proxy answers itself still works, and the process takes calls again once one ends.
+// A shared process at --share-max-calls sheds a call beyond it once the call waited --share-max-wait for room, on both
+// paths (503, Retry-After, the session path's JSON-RPC error for overload, counted), rather than queueing it behind
+// the calls in flight; what the proxy answers itself still works, and the process takes calls again once one ends.
 func TestSharedShedsBeyondMaxCalls(t *testing.T) {
 	url, metrics := proxyWithMetrics(t, shareFlags(t, 1, "--share-max-calls", "1"), everything(t)...)
 	alice := open(t, url, "X-User-Id", "alice")
@@ -557,6 +557,35 @@ func TestSharedShedsBeyondMaxCalls(t *testing.T) {
 	r := post(t, url, bob, echo, "X-User-Id", "bob")
 	require.Equal(t, 200, r.status)
 	assert.Contains(t, resultText(r.messages[len(r.messages)-1]), "Echo: hi")
+}
+
+// A call beyond --share-max-calls waits for room rather than being refused at once: calls that arrive together
+// while the process is at its limit are answered, on both paths, once the call in flight ends, and none is shed.
+func TestSharedCallsWaitForRoom(t *testing.T) {
+	url, metrics := proxyWithMetrics(t, shareFlags(t, 1, "--share-max-calls", "1", "--share-max-wait", "30s"), everything(t)...)
+	alice := open(t, url, "X-User-Id", "alice")
+	bob := open(t, url, "X-User-Id", "bob")
+	slow := postLive(t, sessionRequest(t, url, alice, "alice", longRun(4, "p", 2, 2, false)))
+	started := make(chan struct{})
+	done := make(chan outcome, 1)
+	go func() { done <- collect(slow, started) }()
+	await(t, started, "progress")
+
+	echo := `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"}}}`
+	waiting := map[string]*live{
+		"session":    postLive(t, sessionRequest(t, url, bob, "bob", echo)),
+		"2026-07-28": postLive(t, statelessRequest(t, url, "carol", statelessBody(7, "tools/call", map[string]any{"name": "echo", "arguments": map[string]any{"message": "hi"}}, map[string]any{}))),
+	}
+	for path, l := range waiting {
+		msgs := answerOf(l)
+		assert.Equal(t, http.StatusOK, <-l.status, path)
+		require.NotEmpty(t, msgs, path)
+		assert.Contains(t, resultText(msgs[len(msgs)-1]), "Echo: hi", path)
+	}
+	o := <-done
+	require.NotNil(t, o.response)
+	assert.Nil(t, o.response["error"], "the call in flight was not disturbed")
+	assert.Equal(t, 0.0, metric(t, metrics, "streamproxy_shared_shed_total"))
 }
 
 // answerOf reads a live answer to its end (at most a minute).

@@ -55,7 +55,8 @@ type Config struct {
 	UserCalls      int           // requests of one user in flight at once; 0: no limit
 	HideRoots      bool          // roots never reach a server, by any path (roots.go)
 	Share          int           // processes every caller shares, on both paths (shared.go); 0: one per session and user
-	ShareMaxCalls  int           // calls in flight at one shared process; beyond it at every one: 503 with Retry-After; 0: no limit
+	ShareMaxCalls  int           // calls in flight at one shared process; beyond it a call waits (ShareMaxWait); 0: no limit
+	ShareMaxWait   time.Duration // longest a call waits for a shared process below ShareMaxCalls; then 503 with Retry-After
 	IdleTimeout    time.Duration // a session without activity this long ends; 0 keeps it
 	RequestTimeout time.Duration // 0: a request may run as long as the tool does
 	KeepAlive      time.Duration // SSE comment interval on idle streams

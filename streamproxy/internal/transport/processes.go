@@ -210,12 +210,13 @@ func (h *Handler) refuse(w http.ResponseWriter, id json.RawMessage, err error) {
 		w.Header().Set("Retry-After", "10")
 		rpcError(w, http.StatusServiceUnavailable, id, -32000, "the shared MCP server processes are starting again: try again shortly")
 	case errors.Is(err, errSharedBusy):
-		// Shed at once: a call queued behind this many at a Node process would wait for all of them, and an
-		// overloaded process queues without bound (memory, then seconds per call).
+		// Shed once it waited --share-max-wait: a call queued behind this many at a Node process would wait for all
+		// of them, and an overloaded process queues without bound (memory, then seconds per call).
 		h.cfg.SharedMetrics.Shed()
 		w.Header().Set("Retry-After", "1")
 		rpcError(w, http.StatusServiceUnavailable, id, -32000, fmt.Sprintf(
-			"the shared MCP server processes are busy (%d calls in flight at each, --share-max-calls): try again shortly", h.cfg.ShareMaxCalls))
+			"the shared MCP server processes are busy (%d calls in flight at each, --share-max-calls, and none ended within %s, --share-max-wait): try again shortly",
+			h.cfg.ShareMaxCalls, h.cfg.ShareMaxWait))
 	case errors.Is(err, broker.ErrBroker):
 		h.cfg.Metrics.Refused("broker")
 		h.log.Error("cannot get the user's upstream token for a new MCP server process", "err", err)

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/starts"
 )
@@ -34,9 +36,11 @@ import (
 //
 // A request goes to the process with the fewest calls in flight, not round robin: a Node server works one call at a
 // time between awaits, so a slow tool call on one process would hold back every call dealt to it behind the slow one.
-// With Config.ShareMaxCalls calls in flight at even the least busy process, a call is refused at once (503 with
-// Retry-After, counted) rather than queued: a process behind on its calls queues every new one without bound, each
-// waiting for all before it, and its memory grows with the queue.
+// A process takes at most Config.ShareMaxCalls calls at once: a process behind on its calls would queue every new one
+// without bound, each waiting for all before it, and its memory grows with the queue. A call beyond it waits in the
+// proxy, first come first served, at most Config.ShareMaxWait, for one of them to end, then is refused (503 with
+// Retry-After, counted): a stall of the process or the machine of a few hundred milliseconds leaves a burst of calls
+// that the processes answer within tens of milliseconds once it ends, where a refusal costs each caller its retry.
 // A process that exits is started again (with backoff); its calls in flight get an error, and sessions carry on on the
 // new one, which is subscribed again to their resources: they never held state in the process.
 
@@ -187,6 +191,9 @@ func (p *sharedPool) start(sl *slot) (*worker, error) {
 	}
 	defer release()
 	wk := &worker{listeners: map[*listener]struct{}{}, subs: map[string]int{}}
+	if limit := p.h.cfg.ShareMaxCalls; limit > 0 {
+		wk.room = semaphore.NewWeighted(int64(limit))
+	}
 	s, err := session.Start(session.Config{Command: p.h.cfg.Command, Log: p.h.log.With("shared", sl.index),
 		Metrics: p.h.cfg.Metrics, Answer: noRoots, Shared: true, Unrouted: func(m *session.Message) { p.unrouted(sl, wk, m) }})
 	if err != nil {
@@ -304,15 +311,33 @@ func (p *sharedPool) pick(ctx context.Context, stateless bool) (*slot, *worker, 
 	}
 }
 
-// enter counts a caller's call at a shared process until release, or refuses it with errSharedBusy when the process
-// already has --share-max-calls in flight (pick gave the least busy one).
-func (p *sharedPool) enter(wk *worker) (release func(), err error) {
-	n := wk.calls.Add(1)
-	if limit := p.h.cfg.ShareMaxCalls; limit > 0 && int(n) > limit {
-		wk.calls.Add(-1)
-		return nil, errSharedBusy
+// enter counts a caller's call at a shared process (pick gave the least busy one) until release. When the process
+// has --share-max-calls in flight, the call waits for room after the calls that were waiting before it, at most
+// --share-max-wait, then is refused with errSharedBusy; ctx's end (the client left) ends the wait with ctx's error.
+// A waiting call counts as in flight, so that pick sends the next ones to a process with room.
+func (p *sharedPool) enter(ctx context.Context, wk *worker) (release func(), err error) {
+	wk.calls.Add(1)
+	if wk.room != nil && !wk.room.TryAcquire(1) {
+		err := errSharedBusy
+		if wait := p.h.cfg.ShareMaxWait; wait > 0 {
+			wctx, cancel := context.WithTimeout(ctx, wait)
+			err = wk.room.Acquire(wctx, 1)
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				err = errSharedBusy
+			}
+		}
+		if err != nil {
+			wk.calls.Add(-1)
+			return nil, err
+		}
 	}
-	return func() { wk.calls.Add(-1) }, nil
+	return func() {
+		if wk.room != nil {
+			wk.room.Release(1)
+		}
+		wk.calls.Add(-1)
+	}, nil
 }
 
 // leastBusy returns the running process with the fewest callers' calls in flight. Long-lived ones (listen streams,

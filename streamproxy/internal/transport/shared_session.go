@@ -164,7 +164,7 @@ func (h *Handler) callShared(w http.ResponseWriter, r *http.Request, ss *sharedS
 		h.workerError(w, r, msg.ID, err)
 		return
 	}
-	release, err := h.shared.enter(wk)
+	release, err := h.shared.enter(r.Context(), wk)
 	if err != nil {
 		h.workerError(w, r, msg.ID, err)
 		return

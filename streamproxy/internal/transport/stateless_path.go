@@ -115,7 +115,7 @@ func (h *Handler) serveStateless(w http.ResponseWriter, r *http.Request, msg inc
 		return
 	}
 	if h.shared != nil && q.Method != "subscriptions/listen" {
-		release, err := h.shared.enter(wk)
+		release, err := h.shared.enter(r.Context(), wk)
 		if err != nil {
 			h.workerError(w, r, q.ID, err)
 			return

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/broker"
 	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
 )
@@ -33,7 +35,8 @@ type worker struct {
 	// forSessions is, on a shared process, what the child declared in the proxy's initialize: the sessions on it are
 	// answered from it (shared_session.go).
 	forSessions *bridgedChild
-	calls       atomic.Int32 // on a shared process, the callers' calls in flight at it (sharedPool.enter)
+	calls       atomic.Int32        // on a shared process, the callers' calls in flight at it or waiting for room (sharedPool.enter)
+	room        *semaphore.Weighted // on a shared process with --share-max-calls, the calls it may take at once
 	seq         atomic.Uint64
 
 	mu        sync.Mutex
