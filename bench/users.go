@@ -38,6 +38,7 @@ const (
 	targetSPShared   = "streamproxy --share"
 	usersSharedLabel = "server-everything shared"
 	usersPerUserName = "server-memory per user"
+	edgeIdleConns    = 200 // Traefik's default maxIdleConnsPerHost: the keep-alive connections it keeps to a backend
 )
 
 // usersResult is what one run of simulated users measured.
@@ -94,8 +95,15 @@ func usersSection(e *env, cfg Config, s *Section) error {
 		"answer), so no user has two calls in flight, and the wait counts in the latency. "+
 		"The load generator runs on the same cores as the proxy and its servers: *sent late* is how late it sent the "+
 		"calls (p99), which the latencies include; a large figure there says the machine, not the proxy, fell behind. "+
-		"The shared rows run with streamproxy's default `--share-max-calls`: a call beyond it at every process is "+
-		"refused at once (`503`), and counts as an error; *p99 of all calls* ranks every error after every answer, so "+
+		"It sends every user's calls over one pool of keep-alive connections that keeps at most %[7]d idle, as Traefik's "+
+		"default does to a backend (in a deployment the users connect to the edge, which multiplexes them over its "+
+		"pool to streamproxy; more connections open while more calls are in flight, and close after). streamproxy "+
+		"writes its audit trail to a file (`-audit-log`), as a deployment sends it out of the process; the load "+
+		"generator does not read it. "+
+		"The shared rows run with streamproxy's defaults for `--share-max-calls` and `--share-max-wait`: a call that finds "+
+		"that many calls in flight at its process waits that long at most for room, then is refused (`503`), and "+
+		"counts as an error; "+
+		"*p99 of all calls* ranks every error after every answer, so "+
 		"more than 1%% of calls failing shows there as failed, never as fast. "+
 		"%[2]s of warm-up, then the calls due in the next %[3]s count. RSS is the whole process tree (streamproxy and every server "+
 		"process under it, VmRSS summed, so pages they share count once per process), sampled every 250 ms; the "+
@@ -104,7 +112,7 @@ func usersSection(e *env, cfg Config, s *Section) error {
 		"`MEMORY_FILE_PATH=.../{user}/memory.json`, at most `--max-sessions %[5]d` (the bench's bound; size it from "+
 		"the RSS per process below) and `--idle-timeout %[6]s`: the users beyond the bound are refused (`503`, "+
 		"`Retry-After`) and try again at their next call, which is what they see.",
-		mcpclient.StatelessProtocolVersion, cfg.UserInterval, cfg.UsersRun, cfg.Share, cfg.UserProcesses, cfg.UserIdle)
+		mcpclient.StatelessProtocolVersion, cfg.UserInterval, cfg.UsersRun, cfg.Share, cfg.UserProcesses, cfg.UserIdle, edgeIdleConns)
 
 	type row struct {
 		name string
@@ -117,7 +125,7 @@ func usersSection(e *env, cfg Config, s *Section) error {
 		if shares {
 			r, err := runUsers(e, cfg, s, "shared", n, everything.call, func(port int) []string {
 				return append([]string{bin, "-listen", "127.0.0.1:" + strconv.Itoa(port), "-share", strconv.Itoa(cfg.Share),
-					"--"}, everything.argv...)
+					"-audit-log", filepath.Join(dir, fmt.Sprintf("audit-shared-%d.log", n)), "--"}, everything.argv...)
 			})
 			rows = append(rows, row{fmt.Sprintf("%s, %d users", usersSharedLabel, n), r, err})
 			if err == nil && n == slices.Max(cfg.Users) {
@@ -127,6 +135,7 @@ func usersSection(e *env, cfg Config, s *Section) error {
 		users := filepath.Join(dir, "users-"+strconv.Itoa(n))
 		r, err := runUsers(e, cfg, s, "per user", n, readGraph, func(port int) []string {
 			return append([]string{bin, "-listen", "127.0.0.1:" + strconv.Itoa(port),
+				"-audit-log", filepath.Join(dir, fmt.Sprintf("audit-per-user-%d.log", n)),
 				"-env", "MEMORY_FILE_PATH=" + users + "/{user}/memory.json",
 				"-max-sessions", strconv.Itoa(cfg.UserProcesses), "-idle-timeout", cfg.UserIdle.String(), "--"}, memory...)
 		})
@@ -209,6 +218,8 @@ func runUsers(e *env, cfg Config, s *Section, kind string, n int, call func(cont
 	defer l.stop()
 	s.Commands = append(s.Commands, fmt.Sprintf("# %s, %d users\n%s", kind, n, relPath(l.command)))
 	c := statelessClient(l.url)
+	// The users reach streamproxy through the edge, whose pool of keep-alive connections to it is Traefik's default.
+	c.HTTP.Transport.(*http.Transport).MaxIdleConnsPerHost = edgeIdleConns
 	return simulateUsers(context.Background(), cfg, c, n, call, l.pid)
 }
 
