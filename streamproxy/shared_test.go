@@ -522,6 +522,18 @@ func TestSharedPerCallerRules(t *testing.T) {
 	assert.True(t, otherDenied, "the other user's refusal is in the audit trail as theirs")
 }
 
+// holdTheOnlyRoom has alice's long call take the process's only room (--share-max-calls 1) and returns once it
+// has begun; its outcome comes on the channel when it ends.
+func holdTheOnlyRoom(t *testing.T, url, alice string) <-chan outcome {
+	t.Helper()
+	slow := postLive(t, sessionRequest(t, url, alice, "alice", longRun(4, "p", 2, 2, false)))
+	started := make(chan struct{})
+	done := make(chan outcome, 1)
+	go func() { done <- collect(slow, started) }()
+	await(t, started, "progress")
+	return done
+}
+
 // A shared process at --share-max-calls sheds a call beyond it once the call waited --share-max-wait for room, on both
 // paths (503, Retry-After, the session path's JSON-RPC error for overload, counted), rather than queueing it behind
 // the calls in flight; what the proxy answers itself still works, and the process takes calls again once one ends.
@@ -529,11 +541,7 @@ func TestSharedShedsBeyondMaxCalls(t *testing.T) {
 	url, metrics := proxyWithMetrics(t, shareFlags(t, 1, "--share-max-calls", "1"), everything(t)...)
 	alice := open(t, url, "X-User-Id", "alice")
 	bob := open(t, url, "X-User-Id", "bob")
-	slow := postLive(t, sessionRequest(t, url, alice, "alice", longRun(4, "p", 2, 2, false)))
-	started := make(chan struct{})
-	done := make(chan outcome, 1)
-	go func() { done <- collect(slow, started) }()
-	await(t, started, "progress")
+	done := holdTheOnlyRoom(t, url, alice)
 
 	echo := `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"}}}`
 	for _, r := range []reply{
@@ -565,11 +573,7 @@ func TestSharedCallsWaitForRoom(t *testing.T) {
 	url, metrics := proxyWithMetrics(t, shareFlags(t, 1, "--share-max-calls", "1", "--share-max-wait", "30s"), everything(t)...)
 	alice := open(t, url, "X-User-Id", "alice")
 	bob := open(t, url, "X-User-Id", "bob")
-	slow := postLive(t, sessionRequest(t, url, alice, "alice", longRun(4, "p", 2, 2, false)))
-	started := make(chan struct{})
-	done := make(chan outcome, 1)
-	go func() { done <- collect(slow, started) }()
-	await(t, started, "progress")
+	done := holdTheOnlyRoom(t, url, alice)
 
 	echo := `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"}}}`
 	waiting := map[string]*live{
