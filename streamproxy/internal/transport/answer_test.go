@@ -2,7 +2,6 @@ package transport
 
 import (
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
-	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
 )
 
 // A JSON answer reaches the client while the handler still runs: what comes after it (the operation's span and audit
@@ -18,8 +16,7 @@ import (
 // client has read the whole answer; an answer left in the server's buffer until the handler returns never arrives.
 func TestTheAnswerGoesBeforeTheBookkeeping(t *testing.T) {
 	fixture := testenv.BuildBinary(t, "github.com/modelcontextprotocol/go-sdk/conformance/everything-server")
-	h := New(Config{Command: session.Command{Path: fixture, Env: session.Env(nil, nil)}, UserHeader: "X-User-Id",
-		MaxSessions: 10, KeepAlive: 15e9, MaxBody: 1 << 20, Logger: slog.New(slog.DiscardHandler)})
+	h := New(testConfig(fixture))
 	t.Cleanup(h.Close)
 	held := make(chan chan struct{}, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -2,7 +2,6 @@ package transport
 
 import (
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,15 +10,13 @@ import (
 	"time"
 
 	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
-	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
 )
 
 // The proxy's own cost per tools/call on each path, against the Go SDK's fixture (which speaks both generations):
 // compare the two with benchstat; the child's work is the same on both.
 func benchHandler(b *testing.B) *Handler {
 	fixture := testenv.BuildBinary(b, "github.com/modelcontextprotocol/go-sdk/conformance/everything-server")
-	h := New(Config{Command: session.Command{Path: fixture, Env: session.Env(nil, nil)}, UserHeader: "X-User-Id",
-		MaxSessions: 10, KeepAlive: 15e9, MaxBody: 1 << 20, Logger: slog.New(slog.DiscardHandler)})
+	h := New(testConfig(fixture))
 	b.Cleanup(h.Close)
 	return h
 }

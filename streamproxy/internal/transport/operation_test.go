@@ -41,10 +41,9 @@ func auditedHandler(t *testing.T) (http.Handler, *testenv.SyncBuffer, *audit.Log
 	}
 	var out testenv.SyncBuffer
 	trail := audit.New(&out, nil, audit.Options{Service: "streamproxy", Log: slog.New(slog.DiscardHandler)})
-	h := New(Config{Command: session.Command{Path: fixture, Env: session.Env(nil, nil)}, UserHeader: "X-User-Id",
-		MaxSessions: 10, KeepAlive: 15e9, MaxBody: 1 << 20, Logger: slog.New(slog.DiscardHandler),
-		Audit: trail, ServerName: "everything", Identity: IdentityHeaders{Login: "X-User-Name", Client: "X-Client-Id"},
-		AuditArguments: []string{"test_simple_text"}, Policy: rules})
+	cfg := auditedConfig(trail, "everything", fixture)
+	cfg.AuditArguments, cfg.Policy = []string{"test_simple_text"}, rules
+	h := New(cfg)
 	t.Cleanup(h.Close)
 	traced := (&tracing.Tracing{}).Handler(h) // reads the edge's traceparent, as the binary does
 	return traced, &out, trail, recordSpans()
@@ -64,6 +63,21 @@ func recordSpans() *tracetest.SpanRecorder {
 	})
 	spans.Reset()
 	return spans
+}
+
+// testConfig is a handler's configuration in these tests: the MCP server's command, users named by X-User-Id, room
+// for ten processes, and no log.
+func testConfig(path string, args ...string) Config {
+	return Config{Command: session.Command{Path: path, Args: args, Env: session.Env(nil, nil)}, UserHeader: "X-User-Id",
+		MaxSessions: 10, KeepAlive: 15e9, MaxBody: 1 << 20, Logger: slog.New(slog.DiscardHandler)}
+}
+
+// auditedConfig is testConfig writing the audit trail of the server named server to trail, the user's login and
+// client read from X-User-Name and X-Client-Id.
+func auditedConfig(trail *audit.Logger, server, path string, args ...string) Config {
+	cfg := testConfig(path, args...)
+	cfg.Audit, cfg.ServerName, cfg.Identity = trail, server, IdentityHeaders{Login: "X-User-Name", Client: "X-Client-Id"}
+	return cfg
 }
 
 func call(t *testing.T, h http.Handler, body string, header map[string]string) *httptest.ResponseRecorder {

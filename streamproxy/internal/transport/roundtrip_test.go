@@ -15,7 +15,6 @@ import (
 
 	"github.com/mcp-oauth-gateway/gateway/internal/audit"
 	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
-	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
 )
 
 // Each elicitation and sampling round trip (server-everything asks the client from inside a tools/call) is an
@@ -30,10 +29,9 @@ func testRoundTripsAudited(t *testing.T, share int) {
 	script := filepath.Join(testenv.NodeModules(t), "@modelcontextprotocol", "server-everything", "dist", "index.js")
 	var out testenv.SyncBuffer
 	trail := audit.New(&out, nil, audit.Options{Service: "streamproxy", Log: slog.New(slog.DiscardHandler)})
-	h := New(Config{Command: session.Command{Path: testenv.NodeBin(t), Args: []string{script}, Env: session.Env(nil, nil)},
-		UserHeader: "X-User-Id", MaxSessions: 10, KeepAlive: 15e9, MaxBody: 1 << 20, Logger: slog.New(slog.DiscardHandler),
-		Audit: trail, ServerName: "everything", Identity: IdentityHeaders{Login: "X-User-Name", Client: "X-Client-Id"},
-		Share: share})
+	cfg := auditedConfig(trail, "everything", testenv.NodeBin(t), script)
+	cfg.Share = share
+	h := New(cfg)
 	t.Cleanup(h.Close)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -183,9 +181,7 @@ done`
 func TestRoundTripsOnTheGETStreamAudited(t *testing.T) {
 	var out testenv.SyncBuffer
 	trail := audit.New(&out, nil, audit.Options{Service: "streamproxy", Log: slog.New(slog.DiscardHandler)})
-	h := New(Config{Command: session.Command{Path: "/bin/sh", Args: []string{"-c", asker}, Env: session.Env(nil, nil)},
-		UserHeader: "X-User-Id", MaxSessions: 10, KeepAlive: 15e9, MaxBody: 1 << 20, Logger: slog.New(slog.DiscardHandler),
-		Audit: trail, ServerName: "asker", Identity: IdentityHeaders{Login: "X-User-Name", Client: "X-Client-Id"}})
+	h := New(auditedConfig(trail, "asker", "/bin/sh", "-c", asker))
 	t.Cleanup(h.Close)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -255,9 +251,7 @@ func TestRoundTripsAuditedStateless(t *testing.T) {
 	script := filepath.Join(testenv.NodeModules(t), "@modelcontextprotocol", "server-everything", "dist", "index.js")
 	var out testenv.SyncBuffer
 	trail := audit.New(&out, nil, audit.Options{Service: "streamproxy", Log: slog.New(slog.DiscardHandler)})
-	h := New(Config{Command: session.Command{Path: testenv.NodeBin(t), Args: []string{script}, Env: session.Env(nil, nil)},
-		UserHeader: "X-User-Id", MaxSessions: 10, KeepAlive: 15e9, MaxBody: 1 << 20, Logger: slog.New(slog.DiscardHandler),
-		Audit: trail, ServerName: "everything", Identity: IdentityHeaders{Login: "X-User-Name", Client: "X-Client-Id"}})
+	h := New(auditedConfig(trail, "everything", testenv.NodeBin(t), script))
 	h.parkFor = 2 * time.Second
 	t.Cleanup(h.Close)
 	header := map[string]string{"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "trigger-elicitation-request"}

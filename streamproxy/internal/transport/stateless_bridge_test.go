@@ -1,21 +1,18 @@
 package transport
 
 import (
-	"log/slog"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 
 	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
-	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
 )
 
 // A bridged child speaks a session revision: the 2026-07-28 request metadata about the client is not of its
 // revision and does not reach it (reading it is work for the child on every call); the rest of _meta does.
 func TestBridgedChildGetsNoRequestMetadata(t *testing.T) {
 	server := testenv.BuildBinary(t, "./streamproxy/testdata/metaserver")
-	h := New(Config{Command: session.Command{Path: server, Env: session.Env(nil, nil)}, UserHeader: "X-User-Id",
-		MaxSessions: 10, KeepAlive: 15e9, MaxBody: 1 << 20, Logger: slog.New(slog.DiscardHandler)})
+	h := New(testConfig(server))
 	t.Cleanup(h.Close)
 	// metaserver speaks both generations; known to speak only the session revisions, it is bridged.
 	h.childSpeaks.Store(speaksSessionsOnly)

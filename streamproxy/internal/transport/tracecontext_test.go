@@ -2,7 +2,6 @@ package transport
 
 import (
 	"encoding/json"
-	"log/slog"
 	"net/http"
 	"reflect"
 	"testing"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/mcp-oauth-gateway/gateway/internal/testkit/testenv"
 	"github.com/mcp-oauth-gateway/gateway/internal/tracing"
-	"github.com/mcp-oauth-gateway/gateway/streamproxy/internal/session"
 )
 
 // clientTrace is the trace a client's own context names in _meta, unlike the edge's (edgeTrace).
@@ -26,8 +24,7 @@ const (
 // tracing wrapper, with spans recorded.
 func metaHandler(t *testing.T) (http.Handler, *tracetest.SpanRecorder) {
 	server := testenv.BuildBinary(t, "./streamproxy/testdata/metaserver")
-	h := New(Config{Command: session.Command{Path: server, Env: session.Env(nil, nil)}, UserHeader: "X-User-Id",
-		MaxSessions: 10, KeepAlive: 15e9, MaxBody: 1 << 20, Logger: slog.New(slog.DiscardHandler)})
+	h := New(testConfig(server))
 	t.Cleanup(h.Close)
 	return (&tracing.Tracing{}).Handler(h), recordSpans()
 }
