@@ -400,30 +400,27 @@ func measureRate(ctx context.Context, cfg Config, srv mcpServer, n int, openN fu
 	return nil
 }
 
-// launchStdioStateless runs the server directly and speaks protocol version 2026-07-28 to it.
-func launchStdioStateless(_ *env, srv mcpServer) (*launched, error) {
-	return &launched{
-		command: shellJoin(srv.argv) + "   # one process per session, 2026-07-28 JSON-RPC on stdin/stdout",
-		open: func(ctx context.Context) (mcpclient.Session, error) {
-			cmd := exec.Command(srv.argv[0], srv.argv[1:]...)
-			cmd.Stderr = nil
-			return mcpclient.OpenStdioStateless(ctx, cmd)
-		},
-		stop: func() {},
-	}, nil
-}
-
 // launchStdio runs the server directly: one process per session, no proxy.
 func launchStdio(_ *env, srv mcpServer) (*launched, error) {
+	return directStdio(srv, "JSON-RPC", mcpclient.OpenStdio), nil
+}
+
+// launchStdioStateless runs the server directly and speaks protocol version 2026-07-28 to it.
+func launchStdioStateless(_ *env, srv mcpServer) (*launched, error) {
+	return directStdio(srv, mcpclient.StatelessProtocolVersion+" JSON-RPC", mcpclient.OpenStdioStateless), nil
+}
+
+// directStdio starts a process of srv for every session, opened with open; speaks names what goes over the pipes.
+func directStdio(srv mcpServer, speaks string, open func(context.Context, *exec.Cmd) (mcpclient.Session, error)) *launched {
 	return &launched{
-		command: shellJoin(srv.argv) + "   # one process per session, JSON-RPC on stdin/stdout",
+		command: shellJoin(srv.argv) + "   # one process per session, " + speaks + " on stdin/stdout",
 		open: func(ctx context.Context) (mcpclient.Session, error) {
 			cmd := exec.Command(srv.argv[0], srv.argv[1:]...)
 			cmd.Stderr = nil
-			return mcpclient.OpenStdio(ctx, cmd)
+			return open(ctx, cmd)
 		},
 		stop: func() {},
-	}, nil
+	}
 }
 
 // sessionClient opens sessions in protocol version mcpclient.ProtocolVersion (initialize), each as a user of its own.

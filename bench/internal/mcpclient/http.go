@@ -98,15 +98,24 @@ func (s *httpSession) discover(ctx context.Context) (Session, error) {
 	s.stateless = true
 	s.version = StatelessProtocolVersion
 	t0 := time.Now()
-	raw, err := s.Call(ctx, "server/discover", map[string]any{"_meta": json.RawMessage(discoverMeta)})
+	err := discover(ctx, s)
 	s.init = time.Since(t0)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// discover sends server/discover on s and checks that its result lists StatelessProtocolVersion.
+func discover(ctx context.Context, s Session) error {
+	raw, err := s.Call(ctx, "server/discover", map[string]any{"_meta": json.RawMessage(discoverMeta)})
 	if err == nil {
 		err = checkDiscover(raw)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("server/discover: %w", err)
+		return fmt.Errorf("server/discover: %w", err)
 	}
-	return s, nil
+	return nil
 }
 
 // checkDiscover checks that a DiscoverResult lists StatelessProtocolVersion.

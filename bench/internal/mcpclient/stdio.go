@@ -57,14 +57,11 @@ func openStdio(ctx context.Context, cmd *exec.Cmd, stateless bool) (Session, err
 	s := &stdioSession{cmd: cmd, stdin: stdin, stateless: stateless, pending: map[int64]chan *message{}, done: make(chan struct{})}
 	go s.read(stdout)
 	if stateless {
-		raw, err := s.Call(ctx, "server/discover", map[string]any{"_meta": json.RawMessage(discoverMeta)})
+		err := discover(ctx, s)
 		s.init = time.Since(t0)
-		if err == nil {
-			err = checkDiscover(raw)
-		}
 		if err != nil {
 			_ = s.Close()
-			return nil, fmt.Errorf("server/discover: %w", err)
+			return nil, err
 		}
 		return s, nil
 	}
