@@ -101,9 +101,14 @@ func (h *Handler) answered(r *http.Request, sid string, msg incoming, body []byt
 		return
 	}
 	if trip, ok := h.trips.take(sid, string(msg.ID)); ok {
-		outcome, code := answerOutcome(trip.method, body)
-		h.recordRoundTrip(r.Context(), trip, string(msg.ID), outcome, code, len(body))
+		h.recordAnswer(r.Context(), trip, string(msg.ID), body)
 	}
+}
+
+// recordAnswer records a round trip the client's answer (a JSON-RPC response) ended; rpcID is as recordRoundTrip's.
+func (h *Handler) recordAnswer(ctx context.Context, trip roundTrip, rpcID string, answer []byte) {
+	outcome, code := answerOutcome(trip.method, answer)
+	h.recordRoundTrip(ctx, trip, rpcID, outcome, code, len(answer))
 }
 
 // unanswered records the round trips of session sid under ids that are still waiting when the operation that asked

@@ -178,8 +178,7 @@ func (h *Handler) resume(w http.ResponseWriter, r *http.Request, wk *worker, q *
 	}
 	raw, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": p.childReq, "result": answer})
 	if h.cfg.Audit != nil && slices.Contains(roundTripMethods, p.trip.method) {
-		outcome, code := answerOutcome(p.trip.method, raw)
-		h.recordRoundTrip(r.Context(), p.trip, "", outcome, code, len(raw))
+		h.recordAnswer(r.Context(), p.trip, "", raw)
 	}
 	if err := wk.s.Send(raw); err != nil {
 		rpcError(w, http.StatusServiceUnavailable, q.ID, -32603, "the MCP server process ended; try again")
